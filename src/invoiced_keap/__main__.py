@@ -1,0 +1,3 @@
+from invoiced_keap.cli import app
+
+app()

@@ -1,0 +1,163 @@
+"""What both emulators share: request stats, fault injection and the `/_emulator` control routes.
+
+An emulator subclasses `Emulator`, supplies its API routes, its error body and its seeding, and is
+served by `Emulator.asgi()`. Requests under `/_emulator` are never counted, limited or faulted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Match, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+CONTROL_PREFIX = "/_emulator"
+
+
+@dataclass
+class Faults:
+    """Fault settings in force; `rate_limit` is emulator-specific (None lifts it)."""
+
+    error_rate: float = 0.0
+    error_status: int = 503
+    latency_ms: int = 0
+    drop_rate: float = 0.0
+    rate_limit: dict[str, Any] | None = field(default=None)
+
+    def update(self, changes: dict[str, Any]) -> None:
+        unknown = set(changes) - set(asdict(self))
+        if unknown:
+            raise ValueError(f"unknown fault settings: {sorted(unknown)}")
+        for key, value in changes.items():
+            setattr(self, key, value)
+
+
+class DroppedConnection(Exception):
+    """Raised mid-response so the server closes the connection: the client sees a dropped link."""
+
+
+class Emulator:
+    """Base class: counters, faults and control routes around an API's own routes."""
+
+    default_rate_limit: dict[str, Any] | None = None
+
+    def __init__(self, *, random_seed: int | None = None) -> None:
+        self.requests: Counter[str] = Counter()
+        self.statuses: Counter[str] = Counter()
+        self.faults = Faults(rate_limit=self.default_rate_limit)
+        self.random = random.Random(random_seed)
+
+    # --- to be supplied by each emulator -------------------------------------------------
+    def api_routes(self) -> list[BaseRoute]:
+        raise NotImplementedError
+
+    def error_response(self, status: int) -> Response:
+        """The API's own error body for an injected fault with this status."""
+        raise NotImplementedError
+
+    def reset_data(self) -> None:
+        raise NotImplementedError
+
+    def seed(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Load records (the emulator's own seed format); answer what was created."""
+        raise NotImplementedError
+
+    def wrap_api(self, app: ASGIApp) -> ASGIApp:
+        """Hook for API-wide middleware (auth, rate limits); the default adds none."""
+        return app
+
+    # --- shared behaviour ------------------------------------------------------------------
+    def reset(self) -> None:
+        self.reset_data()
+        self.requests.clear()
+        self.statuses.clear()
+        self.faults = Faults(rate_limit=self.default_rate_limit)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "total": sum(self.requests.values()),
+            "requests": dict(self.requests),
+            "status": dict(self.statuses),
+        }
+
+    def asgi(self) -> Starlette:
+        routes = self.api_routes()
+        api = Starlette(routes=routes)
+        control = Starlette(routes=self._control_routes())
+        wrapped_api = self.wrap_api(api)
+        return _Dispatcher(self, routes, control, wrapped_api)  # type: ignore[return-value]
+
+    def _control_routes(self) -> list[BaseRoute]:
+        async def stats(_: Request) -> Response:
+            return JSONResponse(self.stats())
+
+        async def reset(_: Request) -> Response:
+            self.reset()
+            return JSONResponse({"ok": True})
+
+        async def faults(request: Request) -> Response:
+            try:
+                self.faults.update(await request.json())
+            except (ValueError, TypeError) as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+            return JSONResponse(asdict(self.faults))
+
+        async def seed(request: Request) -> Response:
+            return JSONResponse(self.seed(await request.json()))
+
+        return [
+            Route(f"{CONTROL_PREFIX}/stats", stats, methods=["GET"]),
+            Route(f"{CONTROL_PREFIX}/reset", reset, methods=["POST"]),
+            Route(f"{CONTROL_PREFIX}/faults", faults, methods=["GET", "POST"]),
+            Route(f"{CONTROL_PREFIX}/seed", seed, methods=["POST"]),
+        ]
+
+
+def path_template(routes: list[BaseRoute], scope: Scope) -> str:
+    """`/customers/{id}` for `/customers/12`: the route's own path, or the raw path if none matches."""
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match is not Match.NONE and hasattr(route, "path"):
+            return route.path  # type: ignore[no-any-return]
+    return scope["path"]
+
+
+class _Dispatcher:
+    """Outermost ASGI app: control routes pass through; API requests are counted and faulted."""
+
+    def __init__(self, emulator: Emulator, routes: list[BaseRoute], control: ASGIApp, api: ASGIApp) -> None:
+        self.emulator = emulator
+        self.routes = routes
+        self.control = control
+        self.api = api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(CONTROL_PREFIX):
+            await self.control(scope, receive, send)
+            return
+        emulator = self.emulator
+        emulator.requests[f"{scope['method']} {path_template(self.routes, scope)}"] += 1
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                emulator.statuses[str(message["status"])] += 1
+            await send(message)
+
+        faults = emulator.faults
+        if faults.latency_ms:
+            await asyncio.sleep(faults.latency_ms / 1000)
+        if faults.drop_rate and emulator.random.random() < faults.drop_rate:
+            emulator.statuses["dropped"] += 1
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1000")]})
+            raise DroppedConnection("fault injection: connection dropped")
+        if faults.error_rate and emulator.random.random() < faults.error_rate:
+            await emulator.error_response(faults.error_status)(scope, receive, counting_send)
+            return
+        await self.api(scope, receive, counting_send)
