@@ -1,0 +1,37 @@
+"""Emulators served over real HTTP on loopback, fresh for each test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from invoiced_keap.emulators.serve import BackgroundServer
+
+API_KEY = "test"
+
+
+@pytest.fixture
+def invoiced_emulator():
+    from invoiced_keap.emulators.invoiced import InvoicedEmulator
+
+    return InvoicedEmulator(api_key=API_KEY, random_seed=1)
+
+
+@pytest.fixture
+def invoiced_server(invoiced_emulator) -> Iterator[BackgroundServer]:
+    with BackgroundServer(invoiced_emulator.asgi()) as server:
+        yield server
+
+
+@pytest.fixture
+def keap_emulator():
+    from invoiced_keap.emulators.keap import KeapEmulator
+
+    return KeapEmulator(api_key=API_KEY, random_seed=1)
+
+
+@pytest.fixture
+def keap_server(keap_emulator) -> Iterator[BackgroundServer]:
+    with BackgroundServer(keap_emulator.asgi()) as server:
+        yield server
