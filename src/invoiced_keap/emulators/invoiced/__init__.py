@@ -1,0 +1,5 @@
+"""Invoiced emulator: `InvoicedEmulator().asgi()` serves the real paths (`/customers`, `/items`, ...)."""
+
+from invoiced_keap.emulators.invoiced.emulator import InvoicedEmulator
+
+__all__ = ["InvoicedEmulator"]

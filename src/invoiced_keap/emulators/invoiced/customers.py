@@ -1,0 +1,93 @@
+"""Customer records: validation and normalisation of create/PATCH bodies (pure; the emulator owns state)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from invoiced_keap.emulators.invoiced import fields
+from invoiced_keap.emulators.invoiced.errors import ApiError
+
+Record = dict[str, Any]
+
+CUSTOMER_TYPES = ("company", "person", "government", "non_profit")
+DEFAULT_COUNTRY = "US"
+MASS_ASSIGNMENT_BLOCKED = frozenset(
+    {"client_id", "client_id_exp", "credit_balance", "object", "statement_pdf_url", "sign_up_url", "created_at",
+     "updated_at"}
+)
+FILTERABLE = frozenset(
+    {"id", "name", "number", "email", "type", "active", "autopay", "chase", "credit_hold", "taxable", "country",
+     "state", "city", "postal_code", "currency", "language", "payment_terms", "owner", "parent_customer",
+     "chasing_cadence", "created_at", "updated_at"}
+)
+UNTRACKED = frozenset({"updated_at"})
+
+DEFAULTS: Record = {
+    "name": None, "number": None, "email": None, "type": "company", "autopay": False, "autopay_delay_days": -1,
+    "payment_terms": None, "payment_source": None, "taxes": [], "attention_to": None, "address1": None,
+    "address2": None, "city": None, "state": None, "postal_code": None, "country": DEFAULT_COUNTRY,
+    "language": None, "currency": None, "tax_id": None, "phone": None, "notes": None, "sign_up_page": None,
+    "sign_up_url": None, "statement_pdf_url": None, "metadata": {}, "avalara_entity_use_code": None,
+    "avalara_exemption_number": None, "chase": True, "chasing_cadence": None, "next_chase_step": None,
+    "credit_hold": False, "credit_limit": None, "owner": None, "parent_customer": None, "taxable": True,
+    "ach_gateway": None, "cc_gateway": None, "active": True, "bill_to_parent": False, "consolidated": False,
+}
+
+_FREE_TEXT = ("attention_to", "address1", "address2", "city", "state", "postal_code", "phone", "notes", "tax_id",
+              "avalara_entity_use_code", "avalara_exemption_number")
+_BOOLEANS = ("autopay", "chase", "credit_hold", "taxable", "active", "bill_to_parent", "consolidated")
+_REFERENCES = ("owner", "parent_customer", "chasing_cadence", "next_chase_step", "sign_up_page", "ach_gateway",
+               "cc_gateway", "autopay_delay_days")
+
+Normaliser = Callable[[Any], Any]
+NORMALISERS: dict[str, Normaliser] = {
+    "name": lambda v: fields.string("name", v, 1, 255, nullable=False),
+    "number": lambda v: fields.string("number", v, 1, 32, nullable=False),
+    "email": partial(fields.email, "email"),
+    "type": lambda v: fields.choice("type", v, CUSTOMER_TYPES),
+    "payment_terms": lambda v: fields.string("payment_terms", v, 1, 255, nullable=True),
+    "language": partial(fields.language, "language"),
+    "country": lambda v: DEFAULT_COUNTRY if fields.blank_to_none(v) is None else fields.country("country", v),
+    "currency": lambda v: fields.currency("currency", v, nullable=True),
+    "credit_limit": lambda v: fields.number("credit_limit", v, nullable=True),
+    "metadata": fields.metadata,
+    "taxes": lambda v: list(v or []),
+    **{name: partial(fields.free_text, name) for name in _FREE_TEXT},
+    **{name: partial(fields.boolean, name) for name in _BOOLEANS},
+    **{name: partial(fields.number, name, nullable=True) for name in _REFERENCES},
+}
+
+
+def _validated(body: Record) -> Record:
+    """Writable fields of `body`, normalised; read-only ones are refused, unknown ones ignored (warn mode)."""
+    for name in body:
+        if name in MASS_ASSIGNMENT_BLOCKED:
+            raise ApiError(400, f"Mass assignment of {name} on Customer is not allowed")
+    return {name: NORMALISERS[name](value) for name, value in body.items() if name in NORMALISERS}
+
+
+def new_customer(body: Record, *, now: int) -> Record:
+    """A validated new customer; the caller assigns `id`, and `number` when the body has none."""
+    fields.required("name", body.get("name"))
+    values = {**DEFAULTS, **_validated(body)}
+    return {"id": None, "object": "customer", **values, "created_at": now, "updated_at": now}
+
+
+def updated_customer(record: Record, body: Record, *, now: int) -> tuple[Record, Record]:
+    """The record after a PATCH and the old values that changed (empty: a no-op, which keeps `updated_at`).
+
+    Metadata is replaced, not merged: the real server deletes all keys and inserts the new map.
+    """
+    changed = {**record, **_validated(body)}
+    previous = fields.changes(record, changed, UNTRACKED)
+    if previous:
+        changed["updated_at"] = now
+        return changed, previous
+    return record, {}
+
+
+def check_number_free(number: str, taken: set[str]) -> None:
+    if number in taken:
+        raise ApiError(400, f"The given customer number has already been taken: {number}", "number")
