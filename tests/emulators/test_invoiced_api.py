@@ -9,7 +9,7 @@ import pytest
 
 from invoiced_keap.emulators.invoiced import InvoicedEmulator
 from invoiced_keap.emulators.serve import BackgroundServer
-from tests.emulators.conftest import ManualClock
+from tests.support import ManualClock
 
 
 

@@ -1,0 +1,1 @@
+"""The sync engine: a pure core (plan, match) and the run that applies it."""

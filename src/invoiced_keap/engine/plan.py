@@ -1,0 +1,249 @@
+"""Pure planning for one linked pair (and for a create): which fields to write to which side. No I/O.
+
+Data shapes (the state store keeps these; all values are JSON-ready):
+
+- `SideShadow(values, updated)`: `values` is `{rule_name: neutral value}` of one side's record as we
+  last read or wrote it (see `flows.FieldRule`), `updated` that record's update timestamp (epoch s).
+  Build one from a record with `shadow_of(flow, side, record)`; after a write, prefer the record the
+  API answered with, so that the stored timestamp is the post-write one.
+- `LinkShadows(invoiced, keap)`: both sides' shadows of a link; `None` for a pair being linked now.
+- `Policy(winner, priority, groups)`: who wins when a group changed on both sides. `winner` is
+  `"newest"` (later update timestamp; a tie or a missing timestamp goes to `priority`), `"invoiced"`
+  or `"keap"`; `groups` overrides it per rule name. One `Policy` per flow.
+- `PairPlan`: `invoiced_writes` (changed Invoiced fields, for a PATCH), `keap_writes` (changed
+  top-level Keap fields) and `keap_update_mask`, `conflicts` (each with both values, the winner and
+  why), `warnings` (truncations, clears that cannot be written) and `shadows` to store once the writes
+  have succeeded.
+- `CreatePlan`: the body to create a record's twin, its warnings and the link's shadows.
+
+Rules, per field group:
+- A group is dirty on a side when its neutral value differs from that side's own shadow; values are
+  never compared across sides to detect a change, so normalisation by either system causes no write.
+- Dirty on one side: its value is written to the other side, only if that would change the other
+  side's value (a value already cut to Keap's limit, or stored in another spelling, is left alone).
+  The side a value came from is never written.
+- Dirty on both sides with different values: a conflict, settled by the policy and recorded.
+- No shadow for the group (a new link, or a rule added by configuration): the two records are merged;
+  an empty value never wins (`rule.blank`: an address with only a country is empty), and otherwise
+  the policy's side wins (`newest` means `priority` here, Invoiced by default, as there is no common
+  past to compare against).
+- After a link exists, a deliberate clear propagates, except for required fields (names), where it
+  is reported as a warning instead of being sent to an API that would reject it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping, NamedTuple
+
+from invoiced_keap.flows import SIDES, FieldRule, Flow, Side, Value, other_side
+from invoiced_keap.mapping import Record, epoch_seconds
+
+UPDATED_FIELD: dict[Side, str] = {"invoiced": "updated_at", "keap": "update_time"}
+
+PolicyName = Literal["newest", "invoiced", "keap"]
+
+
+@dataclass(frozen=True)
+class SideShadow:
+    values: dict[str, Value]
+    updated: float | None = None
+
+
+@dataclass(frozen=True)
+class LinkShadows:
+    invoiced: SideShadow
+    keap: SideShadow
+
+    def side(self, side: Side) -> SideShadow:
+        return self.invoiced if side == "invoiced" else self.keap
+
+
+@dataclass(frozen=True)
+class Policy:
+    winner: PolicyName = "newest"
+    priority: Side = "invoiced"
+    groups: Mapping[str, PolicyName] = field(default_factory=dict)
+
+    def for_group(self, group: str) -> PolicyName:
+        return self.groups.get(group, self.winner)
+
+
+@dataclass(frozen=True)
+class Conflict:
+    group: str
+    invoiced_value: Value
+    keap_value: Value
+    winner: Side
+    reason: str
+
+
+@dataclass(frozen=True)
+class PairPlan:
+    invoiced_writes: dict[str, Any]
+    keap_writes: dict[str, Any]
+    conflicts: tuple[Conflict, ...]
+    warnings: tuple[str, ...]
+    shadows: LinkShadows
+
+    @property
+    def keap_update_mask(self) -> list[str]:
+        return sorted(self.keap_writes)
+
+    @property
+    def write_count(self) -> int:
+        """API calls the plan costs: one PATCH per side with something to write."""
+        return bool(self.invoiced_writes) + bool(self.keap_writes)
+
+    def writes(self, side: Side) -> dict[str, Any]:
+        return self.invoiced_writes if side == "invoiced" else self.keap_writes
+
+
+@dataclass(frozen=True)
+class CreatePlan:
+    target: Side
+    fields: dict[str, Any]
+    warnings: tuple[str, ...]
+    shadows: LinkShadows
+
+
+class _Decision(NamedTuple):
+    value: Value
+    conflict: Conflict | None = None
+
+
+def record_updated(side: Side, record: Record) -> float | None:
+    return epoch_seconds(record.get(UPDATED_FIELD[side]))
+
+
+def shadow_of(flow: Flow, side: Side, record: Record) -> SideShadow:
+    """The shadow of one side's record: its neutral values per rule and its update timestamp."""
+    values = {rule.name: rule.value(side, record) for rule in flow.rules}
+    return SideShadow(values, record_updated(side, record))
+
+
+def _winner(policy: PolicyName, priority: Side, updated: Mapping[Side, float | None]) -> tuple[Side, str]:
+    if policy != "newest":
+        return policy, f"policy: {policy} wins"
+    invoiced, keap = updated["invoiced"], updated["keap"]
+    if invoiced is None or keap is None or invoiced == keap:
+        return priority, f"newest: tie or unknown time, priority {priority} wins"
+    later: Side = "invoiced" if invoiced > keap else "keap"
+    return later, f"newest: {later} was updated later"
+
+
+def _decide(rule: FieldRule, values: Mapping[Side, Value], shadows: LinkShadows | None,
+            policy: Policy, updated: Mapping[Side, float | None]) -> _Decision | None:
+    """The value a group should have on both sides, or None when there is nothing to do."""
+    if values["invoiced"] == values["keap"]:
+        return None
+    known = shadows is not None and all(rule.name in shadows.side(side).values for side in SIDES)
+    if not known:
+        blank = [side for side in SIDES if rule.blank(values[side])]
+        if len(blank) == 1:
+            return _Decision(values[other_side(blank[0])])
+        winner = policy.for_group(rule.name)
+        side = policy.priority if winner == "newest" else winner
+        reason = f"merge on link: {side} wins, both sides had a value"
+    else:
+        assert shadows is not None
+        dirty = [side for side in SIDES if values[side] != shadows.side(side).values[rule.name]]
+        if not dirty:
+            return None
+        if len(dirty) == 1:
+            return _Decision(values[dirty[0]])
+        side, reason = _winner(policy.for_group(rule.name), policy.priority, updated)
+    conflict = Conflict(rule.name, values["invoiced"], values["keap"], side, reason)
+    return _Decision(values[side], conflict)
+
+
+def plan_pair(flow: Flow, link_shadows: LinkShadows | None, invoiced_record: Record, keap_record: Record,
+              policy: Policy = Policy()) -> PairPlan:
+    """Plan the writes that bring a linked (or being-linked) pair in sync; see the module docstring."""
+    working: dict[Side, dict[str, Any]] = {"invoiced": dict(invoiced_record), "keap": dict(keap_record)}
+    writes: dict[Side, dict[str, Any]] = {"invoiced": {}, "keap": {}}
+    updated = {side: record_updated(side, working[side]) for side in SIDES}
+    conflicts: list[Conflict] = []
+    warnings: list[str] = []
+    for rule in flow.rules:
+        values = {side: rule.value(side, working[side]) for side in SIDES}
+        decision = _decide(rule, values, link_shadows, policy, updated)
+        if decision is None:
+            continue
+        if decision.conflict:
+            conflicts.append(decision.conflict)
+        if rule.required and rule.blank(decision.value):
+            cleared = next(side for side in SIDES if rule.blank(values[side]))
+            warnings.append(f"{flow.name} {rule.name}: cleared in {cleared}, not written to "
+                            f"{other_side(cleared)} because it is required there")
+            continue
+        for side in SIDES:
+            if values[side] == decision.value:
+                continue
+            mapped = rule.write(side, decision.value, working[side])
+            after = {**working[side], **mapped.fields}
+            if rule.value(side, after) == values[side]:
+                continue
+            writes[side].update({key: value for key, value in mapped.fields.items()
+                                 if working[side].get(key) != value})
+            working[side] = after
+            warnings.extend(mapped.warnings)
+    shadows = LinkShadows(*(
+        SideShadow(shadow_of(flow, side, working[side]).values, updated[side]) for side in SIDES
+    ))
+    return PairPlan(writes["invoiced"], writes["keap"], tuple(conflicts), tuple(warnings), shadows)
+
+
+def plan_create(flow: Flow, source: Side, record: Record) -> CreatePlan:
+    """The body that creates `record`'s twin on the other side (mapped fields plus create-only ones).
+
+    `shadows` assumes the system stores what we send; once the create answers, store
+    `shadow_of(flow, target, response)` for the target side instead.
+    """
+    target = other_side(source)
+    body: dict[str, Any] = {}
+    warnings: list[str] = []
+    for rule in flow.rules:
+        value = rule.value(source, record)
+        if rule.blank(value):
+            continue
+        mapped = rule.write(target, value, body)
+        body.update(mapped.fields)
+        warnings.extend(mapped.warnings)
+    extras = flow.keap_create(record) if target == "keap" else flow.invoiced_create(record)
+    body.update(extras.fields)
+    warnings.extend(extras.warnings)
+    body = _without_nones(body)
+    shadows = {source: shadow_of(flow, source, record), target: shadow_of(flow, target, body)}
+    return CreatePlan(target, body, tuple(warnings), LinkShadows(shadows["invoiced"], shadows["keap"]))
+
+
+def _without_nones(value: Any) -> Any:
+    """A create body without null fields, also inside Keap's sub-objects: there is nothing to clear yet."""
+    if isinstance(value, Mapping):
+        return {key: _without_nones(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_nones(item) for item in value]
+    return value
+
+
+def disagreements(flow: Flow, invoiced_record: Record, keap_record: Record) -> list[str]:
+    """The rules on which a pair does not agree: neither side holds what the other's value maps to.
+
+    A value cut to Keap's limits or spelled Keap's way agrees. This is `verify`'s check, and the
+    convergence check of the model tests.
+    """
+    records: dict[Side, Record] = {"invoiced": invoiced_record, "keap": keap_record}
+    differing = []
+    for rule in flow.rules:
+        values = {side: rule.value(side, records[side]) for side in SIDES}
+        if values["invoiced"] == values["keap"]:
+            continue
+        holds_image = [
+            rule.value(side, {**records[side], **rule.write(side, values[other_side(side)], records[side]).fields})
+            == values[side]
+            for side in SIDES
+        ]
+        if not any(holds_image):
+            differing.append(rule.name)
+    return differing

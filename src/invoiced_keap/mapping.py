@@ -1,0 +1,301 @@
+"""Pure field transforms between Invoiced and Keap record shapes. No I/O.
+
+Every group of fields has a *neutral value*: the form in which both sides' values are compared
+(see `flows.FieldRule`). This module turns raw fields into neutral values and back:
+
+- text: `text(v)` strips it; an empty string and a missing field are both `None`.
+- person names: Invoiced `name` <-> Keap `given_name` + `family_name` (`split_name` / `join_name`).
+- countries: Invoiced ISO 3166-1 alpha-2 <-> Keap alpha-3 (`country_alpha2` / `country_alpha3`).
+- regions: neutral is the ISO 3166-2 code (`"US-AZ"`) when the country is known and the text names
+  one of its subdivisions (by code or by name), so Keap's habit of storing `"AZ"` as `"Arizona"`
+  changes nothing; otherwise the text itself.
+- addresses: `Address` (a dict `{line1, line2, city, region, postal_code, country}`, all `str | None`).
+- Keap sub-objects: `KeapPlace` reads and merges a company's `email_address` / `phone_number` /
+  `address` object or a contact's `email_addresses[field=EMAIL1]` / ... slot, leaving other slots alone.
+- money: Invoiced `unit_cost` (major units) <-> Keap `price` (integer minor units of the currency).
+- limits: `truncate` cuts a value to a Keap limit and says so in a warning; nothing is cut silently.
+
+Transforms that can cut return `Mapped(fields, warnings)`: the fields to send and human-readable warnings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+from functools import cache
+from typing import Any, Mapping, NamedTuple
+
+import pycountry
+from babel.numbers import get_currency_precision
+from nameparser import HumanName
+
+Record = Mapping[str, Any]
+Address = dict[str, str | None]
+
+ADDRESS_PARTS = ("line1", "line2", "city", "region", "postal_code", "country")
+
+# Keap v2 limits for the EMAIL1 / PHONE1 / BILLING slots and names (SDK 2.0.26 models).
+GIVEN_NAME_LIMIT = 40
+FAMILY_NAME_LIMIT = 40
+EMAIL1_LIMIT = 75
+PHONE1_LIMIT = 40
+BILLING_ADDRESS_LIMITS = {"line1": 75, "line2": 75, "locality": 50, "region": 50, "zip_code": 15, "postal_code": 15}
+# Invoiced customer names are 1-255 characters.
+INVOICED_NAME_LIMIT = 255
+
+# Countries whose postal addresses write the region as its short code ("AZ", "ON") rather than its name.
+SHORT_REGION_COUNTRIES = frozenset({"US", "CA", "AU"})
+
+
+class Mapped(NamedTuple):
+    """Fields to write to one side, and warnings about what could not be written as it was."""
+
+    fields: dict[str, Any]
+    warnings: tuple[str, ...] = ()
+
+
+def text(value: Any) -> str | None:
+    """The comparable form of a text field: stripped, with empty and missing both `None`."""
+    if value is None:
+        return None
+    stripped = str(value).strip()
+    return stripped or None
+
+
+def truncate(value: str | None, limit: int, label: str) -> tuple[str | None, tuple[str, ...]]:
+    """Cut `value` to `limit` characters, with a warning naming `label` when it had to be cut."""
+    if value is None or len(value) <= limit:
+        return value, ()
+    return value[:limit].rstrip(), (f"{label} truncated to {limit} characters (was {len(value)}): {value!r}",)
+
+
+# --- person names ------------------------------------------------------------------------------------
+
+def split_name(name: str | None) -> tuple[str | None, str | None]:
+    """Split a full name into (given, family) so that `join_name` gives it back.
+
+    nameparser finds the family name (with any suffix, e.g. "O'Neil Jr."); when the name ends with it,
+    the given part is everything before it, titles and middle names included, so nothing is lost.
+    Names in another order ("Smith, John") fall back to nameparser's own first/last split.
+    """
+    full = text(name)
+    if full is None:
+        return None, None
+    full = " ".join(full.split())
+    parsed = HumanName(full)
+    family = " ".join(part for part in (parsed.last, parsed.suffix) if part)
+    if family and full.endswith(" " + family):
+        return full[: -len(family)].rstrip(" ,"), family
+    given = " ".join(part for part in (parsed.title, parsed.first, parsed.middle) if part)
+    if given and parsed.last:
+        return given, parsed.last
+    return full, None
+
+
+def join_name(given: str | None, family: str | None) -> str | None:
+    """The full name shown in Invoiced for a Keap contact's given and family names."""
+    return text(" ".join(part for part in (text(given), text(family)) if part))
+
+
+# --- countries and regions -----------------------------------------------------------------------------
+
+def country_alpha2(code: str | None) -> str | None:
+    """ISO 3166-1 alpha-2 for an alpha-2 or alpha-3 code; an unknown code is kept (upper-cased), never lost."""
+    code = text(code)
+    if code is None:
+        return None
+    country = pycountry.countries.get(alpha_3=code.upper()) or pycountry.countries.get(alpha_2=code.upper())
+    return country.alpha_2 if country else code.upper()
+
+
+def country_alpha3(code: str | None) -> str | None:
+    """ISO 3166-1 alpha-3 (what Keap stores) for an alpha-2 or alpha-3 code; an unknown code is kept."""
+    code = text(code)
+    if code is None:
+        return None
+    country = pycountry.countries.get(alpha_2=code.upper()) or pycountry.countries.get(alpha_3=code.upper())
+    return country.alpha_3 if country else code.upper()
+
+
+@cache
+def _subdivisions(alpha2: str) -> dict[str, str]:
+    """Lookup from a casefolded subdivision code, short code or name to its ISO 3166-2 code."""
+    lookup: dict[str, str] = {}
+    for subdivision in pycountry.subdivisions.get(country_code=alpha2) or ():
+        short = subdivision.code.split("-", 1)[1]
+        for alias in (subdivision.code, short, subdivision.name):
+            lookup.setdefault(alias.casefold(), subdivision.code)
+    return lookup
+
+
+def region_key(region: str | None, country: str | None) -> str | None:
+    """The neutral region: its ISO 3166-2 code when `country` has a subdivision by that code or name."""
+    region = text(region)
+    alpha2 = country_alpha2(country)
+    if region is None or alpha2 is None:
+        return region
+    return _subdivisions(alpha2).get(region.casefold(), region)
+
+
+def _subdivision(key: str | None) -> Any:
+    return pycountry.subdivisions.get(code=key) if key and "-" in key else None
+
+
+def region_for_keap(key: str | None) -> dict[str, str | None]:
+    """Keap address fields for a neutral region: the full name (what Keap stores) plus `region_code`."""
+    subdivision = _subdivision(key)
+    if subdivision is None:
+        return {"region": key, "region_code": None}
+    return {"region": subdivision.name, "region_code": subdivision.code}
+
+
+def region_for_invoiced(key: str | None, country: str | None) -> str | None:
+    """Invoiced `state` for a neutral region: the short code in countries that write it so, else the name.
+
+    Only a subdivision of the address's own country is spelled out; anything else is kept as it is.
+    """
+    subdivision = _subdivision(key)
+    if subdivision is None or subdivision.country_code != country:
+        return key
+    if subdivision.country_code in SHORT_REGION_COUNTRIES:
+        return subdivision.code.split("-", 1)[1]
+    return subdivision.name
+
+
+# --- addresses -----------------------------------------------------------------------------------------
+
+def _address(line1: Any, line2: Any, city: Any, region: Any, postal_code: Any, country: Any) -> Address:
+    alpha2 = country_alpha2(country)
+    return {
+        "line1": text(line1),
+        "line2": text(line2),
+        "city": text(city),
+        "region": region_key(region, alpha2),
+        "postal_code": text(postal_code),
+        "country": alpha2,
+    }
+
+
+def invoiced_address(customer: Record) -> Address:
+    """The neutral address of an Invoiced customer."""
+    return _address(customer.get("address1"), customer.get("address2"), customer.get("city"),
+                    customer.get("state"), customer.get("postal_code"), customer.get("country"))
+
+
+def keap_address(entry: Record | None) -> Address:
+    """The neutral address of a Keap address object (`region_code` preferred; `zip_code` or `postal_code`)."""
+    entry = entry or {}
+    return _address(entry.get("line1"), entry.get("line2"), entry.get("locality"),
+                    entry.get("region_code") or entry.get("region"),
+                    entry.get("zip_code") or entry.get("postal_code"), entry.get("country_code"))
+
+
+def invoiced_address_fields(address: Address) -> dict[str, Any]:
+    """Invoiced customer fields for a neutral address."""
+    return {
+        "address1": address["line1"],
+        "address2": address["line2"],
+        "city": address["city"],
+        "state": region_for_invoiced(address["region"], address["country"]),
+        "postal_code": address["postal_code"],
+        "country": address["country"],
+    }
+
+
+def keap_address_fields(address: Address, label: str) -> Mapped:
+    """Keap address object fields for a neutral address, cut to the BILLING limits.
+
+    The postal code goes in `zip_code` for US addresses (and ones without a country), else in
+    `postal_code`; the other key is set to `None` so that a stale value cannot shadow it on read.
+    """
+    country = address["country"]
+    zip_key, other_key = ("zip_code", "postal_code") if country in (None, "US") else ("postal_code", "zip_code")
+    raw: dict[str, Any] = {
+        "line1": address["line1"],
+        "line2": address["line2"],
+        "locality": address["city"],
+        **region_for_keap(address["region"]),
+        zip_key: address["postal_code"],
+        other_key: None,
+        "country_code": country_alpha3(country),
+    }
+    fields: dict[str, Any] = {}
+    warnings: tuple[str, ...] = ()
+    for key, value in raw.items():
+        limit = BILLING_ADDRESS_LIMITS.get(key)
+        fields[key], cut = truncate(value, limit, f"{label}.{key}") if limit else (value, ())
+        warnings += cut
+    return Mapped(fields, warnings)
+
+
+def is_blank_address(address: Address | None) -> bool:
+    """True when an address has no street, city or postal code: a country or region alone is no address.
+
+    (Invoiced fills in the account's country on every customer, so a country alone says nothing.)
+    """
+    return not address or not any(address[part] for part in ("line1", "line2", "city", "postal_code"))
+
+
+# --- Keap sub-objects and slots ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class KeapPlace:
+    """Where a Keap sub-object lives: a plain object (`company.email_address`), or, when `in_array`,
+    the element with `field == slot` of an array (`contact.email_addresses[field=EMAIL1]`).
+
+    Keap replaces arrays wholesale on PATCH, so writing a slot sends the whole array with only the
+    owned slot changed; other slots (EMAIL2, SHIPPING, ...) pass through untouched.
+    """
+
+    key: str
+    slot: str | None = None
+    in_array: bool = False
+
+    def read(self, record: Record) -> Mapping[str, Any] | None:
+        value = record.get(self.key)
+        if not self.in_array:
+            return value or None
+        return next((entry for entry in value or () if entry.get("field") == self.slot), None)
+
+    def write(self, record: Record, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The top-level Keap field (for the body and the update_mask) with `values` merged into the place.
+
+        When every value is `None` the object is cleared (`None`) or the slot removed from its array.
+        """
+        clear = all(value is None for value in values.values())
+        entry = None if clear else {**(self.read(record) or {}), **values}
+        if entry is not None and self.slot:
+            entry["field"] = self.slot
+        if not self.in_array:
+            return {self.key: entry}
+        others = [item for item in record.get(self.key) or () if item.get("field") != self.slot]
+        return {self.key: others if entry is None else [*others, entry]}
+
+
+# --- money -----------------------------------------------------------------------------------------------
+
+def minor_units(amount: float | int | str | Decimal, currency: str) -> int:
+    """An amount in major units (Invoiced `unit_cost`) as Keap's integer minor units for `currency`.
+
+    The number of decimals comes from CLDR via babel (JPY 0, USD 2, KWD 3); rounding is half-up.
+    """
+    exponent = get_currency_precision(currency.upper())
+    scaled = Decimal(str(amount)).scaleb(exponent)
+    return int(scaled.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def major_units(amount: int, currency: str) -> float:
+    """Keap's integer minor units as a major-unit amount for Invoiced `unit_cost`."""
+    return float(Decimal(amount).scaleb(-get_currency_precision(currency.upper())))
+
+
+# --- timestamps ------------------------------------------------------------------------------------------
+
+def epoch_seconds(value: Any) -> float | None:
+    """An update timestamp as epoch seconds: Invoiced sends unix seconds, Keap ISO-8601 strings."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    return datetime.fromisoformat(str(value)).timestamp()

@@ -1,0 +1,79 @@
+"""Matching unlinked Invoiced records against an index of one bulk Keap listing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from invoiced_keap.engine.match import build_index, decide, match_all, match_key_of, normalise_name
+
+
+def test_normalise_name() -> None:
+    assert normalise_name("ACME,  Inc.") == normalise_name("Acme Inc") == "acme inc"
+    assert normalise_name("Ｆｕｌｌｗｉｄｔｈ") == "fullwidth"
+    assert normalise_name("Acme Ltd") != normalise_name("Acme Inc")
+    assert normalise_name("...") is None
+
+
+COMPANIES = [{"id": "1", "company_name": "Globex Ltd"}, {"id": "2", "company_name": "Stark Industries"},
+             {"id": "3", "company_name": "stark industries."}, {"id": "4", "company_name": "Initech"}]
+
+
+def test_link_review_create() -> None:
+    index = build_index("companies", COMPANIES, linked_keap_ids=["4"])
+    assert decide(index, {"id": 10, "name": "GLOBEX LTD"}).action == "link"
+    assert decide(index, {"id": 10, "name": "GLOBEX LTD"}).keap_id == "1"
+    review = decide(index, {"id": 11, "name": "Stark Industries"})
+    assert (review.action, review.candidates, review.key) == ("review", ("2", "3"), ("company_name", "stark industries"))
+    linked_elsewhere = decide(index, {"id": 12, "name": "Initech"})
+    assert (linked_elsewhere.action, linked_elsewhere.key) == ("create", ("company_name", "initech"))
+
+
+def test_contacts_match_on_any_email_casefolded_and_never_without_one() -> None:
+    contacts = [{"id": "5", "given_name": "Jane",
+                 "email_addresses": [{"email": "Work@Example.com", "field": "EMAIL2"}]}]
+    index = build_index("contacts", contacts)
+    assert decide(index, {"id": 1, "name": "J", "email": " work@example.COM"}).keap_id == "5"
+    assert decide(index, {"id": 2, "name": "Jane"}).action == "create"
+    assert match_key_of("contacts", {"id": 2, "name": "Jane"}) is None
+
+
+def test_products_match_by_sku_before_name() -> None:
+    products = [{"id": "p1", "name": "Widget", "sku": "widget-1"}, {"id": "p2", "name": "Widget", "sku": "other"}]
+    index = build_index("products", products)
+    assert decide(index, {"id": "widget-1", "name": "Widget"}).keap_id == "p1"
+    by_name = decide(index, {"id": "abc", "name": "widget"})
+    assert (by_name.action, by_name.candidates) == ("review", ("p1", "p2"))
+
+
+def test_two_records_claiming_one_keap_record_both_go_to_review() -> None:
+    index = build_index("companies", COMPANIES)
+    decisions = match_all(index, [{"id": 1, "name": "Globex Ltd"}, {"id": 2, "name": "globex ltd"},
+                                  {"id": 3, "name": "Initech"}])
+    assert [(d.action, d.keap_id) for d in decisions] == [("review", None), ("review", None), ("link", "4")]
+
+
+names = st.sampled_from(["Acme", "acme", "Acme Inc", "Globex", "Initech", ""])
+
+
+@given(st.lists(st.tuples(st.integers(1, 8), names), max_size=8),
+       st.lists(names, max_size=8), st.sets(st.integers(1, 8)))
+def test_decisions_agree_with_brute_force(keap: list[tuple[int, str]], invoiced: list[str], linked: set[int]) -> None:
+    keap_records: list[dict[str, Any]] = [{"id": str(i), "company_name": n} for i, n in dict(keap).items()]
+    invoiced_records = [{"id": n, "name": name} for n, name in enumerate(invoiced)]
+    decisions = match_all(build_index("companies", keap_records, [str(i) for i in linked]), invoiced_records)
+    linked_now = [d.keap_id for d in decisions if d.action == "link"]
+    assert len(linked_now) == len(set(linked_now))
+    for record, decision in zip(invoiced_records, decisions):
+        key = normalise_name(record["name"])
+        expected = [k["id"] for k in keap_records
+                    if key and normalise_name(k["company_name"]) == key and int(k["id"]) not in linked]
+        assert list(decision.candidates) == expected
+        if not expected:
+            assert decision.action == "create"
+        elif len(expected) > 1:
+            assert decision.action == "review"
+        else:
+            assert decision.action in ("link", "review") and int(expected[0]) not in linked
