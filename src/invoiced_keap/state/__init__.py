@@ -1,0 +1,29 @@
+"""What the sync remembers: links, shadows, watermarks, intents, failures, review, audit, runs."""
+
+from invoiced_keap.state.locks import FlowLease, FlowLockHeld, FlowLockLost
+from invoiced_keap.state.models import AuditOperation, LinkStatus, Side
+from invoiced_keap.state.store import (
+    LinkConflict,
+    NewLink,
+    RetryPolicy,
+    Snapshot,
+    StatusCounts,
+    Store,
+    Transaction,
+)
+
+__all__ = [
+    "AuditOperation",
+    "FlowLease",
+    "FlowLockHeld",
+    "FlowLockLost",
+    "LinkConflict",
+    "LinkStatus",
+    "NewLink",
+    "RetryPolicy",
+    "Side",
+    "Snapshot",
+    "StatusCounts",
+    "Store",
+    "Transaction",
+]

@@ -1,0 +1,69 @@
+"""Engine set-up and schema migration: the only place that knows SQLite from PostgreSQL.
+
+SQLite gets WAL (readers never wait for the writer), foreign keys and a busy timeout, and every
+transaction starts with `BEGIN IMMEDIATE` so two writers queue instead of failing mid-way on a
+read-to-write upgrade. PostgreSQL goes through psycopg 3 whatever the URL's driver says.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def normalise_url(url: str | URL) -> URL:
+    """`postgres://` and `postgresql://` URLs are rewritten to the psycopg 3 driver."""
+    parsed = make_url(url)
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend in ("postgres", "postgresql") and driver != "psycopg":
+        return parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def create_state_engine(url: str | URL) -> Engine:
+    parsed = normalise_url(url)
+    serialise = partial(json.dumps, ensure_ascii=False)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(parsed, json_serializer=serialise)
+        event.listen(engine, "connect", _configure_sqlite_connection)
+        event.listen(engine, "begin", _begin_immediate)
+        return engine
+    return create_engine(parsed, json_serializer=serialise, pool_pre_ping=True)
+
+
+def _configure_sqlite_connection(dbapi_connection: Any, connection_record: Any) -> None:
+    # SQLAlchemy, not the sqlite3 module, emits BEGIN (see `_begin_immediate`).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.close()
+
+
+def _begin_immediate(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def alembic_config() -> Config:
+    """Configured in code so an installed package migrates without an alembic.ini."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def upgrade_to_head(engine: Engine) -> None:
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")

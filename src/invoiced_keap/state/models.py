@@ -1,0 +1,266 @@
+"""The state tables: what the sync remembers between runs.
+
+Tables (all names plural, one idea each):
+
+- `runs`: one row per sync pass (flows, dry run, result, counts).
+- `links`: a linked pair `(flow, invoiced_id, keap_id)`; at most one *active* link per
+  `(flow, invoiced_id)` and per `(flow, keap_id)` (partial unique indexes); closed links are kept.
+- `shadows`: per link and side, the mapped values as last read or written (JSON per field group)
+  and that side's own update timestamp, kept as given (Invoiced: epoch int, Keap: ISO text).
+- `watermarks`: stream name -> opaque text; event cursors are watermarks of event streams.
+- `intents`: a create about to happen, persisted first so a crash never makes a duplicate.
+- `failures`: records a system rejected, with payload, attempts and the next retry time.
+- `review_items`: ambiguous matches waiting for a person.
+- `conflicts`: both-sides-changed decisions, with both values and the winner.
+- `audit_log`: every write, with before/after values and its run.
+- `flow_locks`: single-worker lock rows (used on SQLite; PostgreSQL uses advisory locks).
+
+No credentials are ever stored. Timestamps are timezone-aware UTC in Python on every backend.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, MetaData, String, Text, text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Side(StrEnum):
+    INVOICED = "invoiced"
+    KEAP = "keap"
+
+
+class LinkStatus(StrEnum):
+    ACTIVE = "active"
+    CLOSED = "closed"
+
+
+class AuditOperation(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    LINK = "link"
+    UNLINK = "unlink"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend: SQLite drops the zone, so it is put back on read."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: state timestamps must be timezone-aware")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime,
+        dict[str, Any]: JSON,
+        list[str]: JSON,
+        Any: JSON,
+    }
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    flows: Mapped[list[str]]
+    dry_run: Mapped[bool]
+    result: Mapped[str | None] = mapped_column(String(32))
+    counts: Mapped[dict[str, Any]]
+
+
+class Link(Base):
+    __tablename__ = "links"
+    __table_args__ = (
+        Index(
+            "uq_links_active_invoiced",
+            "flow",
+            "invoiced_id",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+        Index(
+            "uq_links_active_keap",
+            "flow",
+            "keap_id",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    flow: Mapped[str] = mapped_column(String(32))
+    invoiced_id: Mapped[str] = mapped_column(String(64))
+    keap_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    closed_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    shadows: Mapped[list[Shadow]] = relationship(
+        back_populates="link", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    def shadow(self, side: Side) -> Shadow | None:
+        """This link's shadow of `side`; None until that side has been read or written."""
+        return next((shadow for shadow in self.shadows if shadow.side == side), None)
+
+
+class Shadow(Base):
+    __tablename__ = "shadows"
+
+    link_id: Mapped[int] = mapped_column(
+        ForeignKey("links.id", ondelete="CASCADE"), primary_key=True
+    )
+    side: Mapped[str] = mapped_column(String(16), primary_key=True)
+    field_values: Mapped[dict[str, Any]]
+    source_updated: Mapped[Any | None]
+    written_at: Mapped[datetime]
+
+    link: Mapped[Link] = relationship(back_populates="shadows")
+
+
+class Watermark(Base):
+    __tablename__ = "watermarks"
+
+    stream: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+
+class Intent(Base):
+    __tablename__ = "intents"
+    __table_args__ = (Index("uq_intents_source", "flow", "source_side", "source_id", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    flow: Mapped[str] = mapped_column(String(32))
+    source_side: Mapped[str] = mapped_column(String(16))
+    source_id: Mapped[str] = mapped_column(String(64))
+    match_key: Mapped[str | None] = mapped_column(Text)
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+
+
+class Failure(Base):
+    __tablename__ = "failures"
+    __table_args__ = (
+        Index(
+            "uq_failures_open",
+            "flow",
+            "side",
+            "record_id",
+            "operation",
+            unique=True,
+            sqlite_where=text("resolved_at IS NULL"),
+            postgresql_where=text("resolved_at IS NULL"),
+        ),
+        Index(None, "next_retry_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    flow: Mapped[str] = mapped_column(String(32))
+    side: Mapped[str] = mapped_column(String(16))
+    record_id: Mapped[str] = mapped_column(String(64))
+    operation: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
+    field: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[Any | None]
+    attempts: Mapped[int]
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    next_retry_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+
+
+class ReviewItem(Base):
+    __tablename__ = "review_items"
+    __table_args__ = (
+        Index(
+            "uq_review_items_open",
+            "flow",
+            "invoiced_id",
+            unique=True,
+            sqlite_where=text("resolution IS NULL"),
+            postgresql_where=text("resolution IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    flow: Mapped[str] = mapped_column(String(32))
+    invoiced_id: Mapped[str] = mapped_column(String(64))
+    candidate_ids: Mapped[list[str]]
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    resolution: Mapped[str | None] = mapped_column(Text)
+    resolved_at: Mapped[datetime | None]
+
+
+class Conflict(Base):
+    __tablename__ = "conflicts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    flow: Mapped[str] = mapped_column(String(32))
+    link_id: Mapped[int] = mapped_column(ForeignKey("links.id"), index=True)
+    field_group: Mapped[str] = mapped_column(String(64))
+    invoiced_value: Mapped[Any | None]
+    keap_value: Mapped[Any | None]
+    winner: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
+    created_at: Mapped[datetime]
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), index=True)
+    flow: Mapped[str] = mapped_column(String(32))
+    side: Mapped[str] = mapped_column(String(16))
+    record_id: Mapped[str] = mapped_column(String(64), index=True)
+    operation: Mapped[str] = mapped_column(String(16))
+    before: Mapped[Any | None]
+    after: Mapped[Any | None]
+    created_at: Mapped[datetime]
+
+
+class FlowLock(Base):
+    __tablename__ = "flow_locks"
+
+    flow: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str] = mapped_column(Text)
+    acquired_at: Mapped[datetime]
+    expires_at: Mapped[datetime]

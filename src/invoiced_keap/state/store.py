@@ -1,0 +1,636 @@
+"""The query API over the state tables: short transactions, returned rows detached and ready.
+
+`Store(url)` runs each method in its own transaction. `with store.transaction() as tx:` gives the
+same methods on one transaction, so a link, its shadows, a watermark and the intent's removal
+commit together or not at all. Rows come back as detached model objects (shadows loaded).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, Engine, Select, func, insert, select, update
+from sqlalchemy.orm import QueryableAttribute, Session, selectinload
+
+from invoiced_keap.state.database import create_state_engine, upgrade_to_head
+from invoiced_keap.state.locks import FlowLease, advisory_lock, row_lock
+from invoiced_keap.state.models import (
+    AuditEntry,
+    AuditOperation,
+    Conflict,
+    Failure,
+    Intent,
+    Link,
+    LinkStatus,
+    ReviewItem,
+    Run,
+    Shadow,
+    Side,
+    Watermark,
+    utcnow,
+)
+
+SelectT = TypeVar("SelectT", bound=Select[Any])
+IN_CLAUSE_CHUNK = 500  # ids per `IN (...)`: well under SQLite's and PostgreSQL's parameter limits
+
+
+class LinkConflict(ValueError):
+    """The pair would break "one active link per record and flow": close the old link first."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A side's mapped values (per field group) and its own update timestamp, as given."""
+
+    values: dict[str, Any]
+    updated: str | int | float | None = None
+
+
+@dataclass(frozen=True)
+class NewLink:
+    """A pair to link in bulk (first matching of existing records), with optional shadows."""
+
+    invoiced_id: str
+    keap_id: str
+    invoiced: Snapshot | None = None
+    keap: Snapshot | None = None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff for rejected records: base, doubled per attempt, capped."""
+
+    base: timedelta = timedelta(minutes=5)
+    cap: timedelta = timedelta(hours=24)
+
+    def delay(self, attempts: int) -> timedelta:
+        if attempts < 1:
+            raise ValueError("attempts start at 1")
+        return min(self.cap, self.base * (1 << min(attempts - 1, 32)))
+
+
+@dataclass(frozen=True)
+class StatusCounts:
+    """What a status page shows at a glance; dicts are keyed by flow."""
+
+    active_links: dict[str, int]
+    open_failures: dict[str, int]
+    open_review_items: dict[str, int]
+    open_intents: int
+    conflicts: int
+    last_run: Run | None
+
+
+class Queries:
+    """Every query; subclasses decide which transaction `_session()` gives."""
+
+    clock: Callable[[], datetime]
+    retry_policy: RetryPolicy
+
+    def _session(self) -> AbstractContextManager[Session]:
+        raise NotImplementedError
+
+    # --- links and shadows -----------------------------------------------------------------
+    def find_link(self, flow: str, side: Side, record_id: str) -> Link | None:
+        """The active link of a record of `side` in `flow`, if any."""
+        return self.find_links(flow, side, [record_id]).get(record_id)
+
+    def find_links(self, flow: str, side: Side, record_ids: Iterable[str]) -> dict[str, Link]:
+        """Active links for many records of one side at once, keyed by that side's id."""
+        column = Link.invoiced_id if Side(side) is Side.INVOICED else Link.keap_id
+        found: dict[str, Link] = {}
+        with self._session() as session:
+            for chunk in _chunks(list(dict.fromkeys(record_ids)), IN_CLAUSE_CHUNK):
+                query = _active_links(flow).where(column.in_(chunk))
+                for link in session.scalars(query.options(selectinload(Link.shadows))):
+                    found[link.invoiced_id if column is Link.invoiced_id else link.keap_id] = link
+        return found
+
+    def active_link_ids(self, flow: str) -> dict[str, str]:
+        """invoiced id -> keap id for every active link of `flow`: two columns, streamed."""
+        query = select(Link.invoiced_id, Link.keap_id).where(
+            Link.flow == flow, Link.status == LinkStatus.ACTIVE
+        )
+        with self._session() as session:
+            rows = session.execute(query.execution_options(yield_per=5000))
+            return {invoiced_id: keap_id for invoiced_id, keap_id in rows}
+
+    def iter_links(self, flow: str, *, batch_size: int = 1000) -> Iterator[Link]:
+        """Every active link of `flow` with shadows; one short transaction per keyset page."""
+        after = 0
+        while True:
+            query = (
+                _active_links(flow)
+                .where(Link.id > after)
+                .order_by(Link.id)
+                .limit(batch_size)
+                .options(selectinload(Link.shadows))
+            )
+            with self._session() as session:
+                batch = list(session.scalars(query))
+            yield from batch
+            if len(batch) < batch_size:
+                return
+            after = batch[-1].id
+
+    def upsert_link(
+        self,
+        flow: str,
+        invoiced_id: str,
+        keap_id: str,
+        *,
+        invoiced: Snapshot | None = None,
+        keap: Snapshot | None = None,
+    ) -> Link:
+        """Create the active link or refresh its shadows; a side given as None keeps its shadow."""
+        now = self.clock()
+        with self._session() as session:
+            link = session.scalar(
+                _active_links(flow)
+                .where(Link.invoiced_id == invoiced_id)
+                .options(selectinload(Link.shadows))
+            )
+            if link is not None and link.keap_id != keap_id:
+                raise LinkConflict(
+                    f"{flow}: Invoiced {invoiced_id} is linked to Keap {link.keap_id}, "
+                    f"not {keap_id}"
+                )
+            if link is None:
+                holder = session.scalar(
+                    select(Link.invoiced_id).where(
+                        Link.flow == flow, Link.status == LinkStatus.ACTIVE, Link.keap_id == keap_id
+                    )
+                )
+                if holder is not None:
+                    raise LinkConflict(f"{flow}: Keap {keap_id} is linked to Invoiced {holder}")
+                link = Link(
+                    flow=flow,
+                    invoiced_id=invoiced_id,
+                    keap_id=keap_id,
+                    status=LinkStatus.ACTIVE,
+                    created_at=now,
+                    updated_at=now,
+                    shadows=[],
+                )
+                session.add(link)
+            link.updated_at = now
+            for side, snapshot in ((Side.INVOICED, invoiced), (Side.KEAP, keap)):
+                if snapshot is not None:
+                    _put_shadow(link, side, snapshot, now)
+            session.flush()
+            return link
+
+    def add_links(self, flow: str, new_links: Sequence[NewLink]) -> list[int]:
+        """Insert many new active links and their shadows in a few statements; returns their ids.
+
+        For the first match of large existing data sets, where one `upsert_link` per pair would
+        cost a round trip each. A pair already linked violates the unique indexes (IntegrityError).
+        """
+        if not new_links:
+            return []
+        now = self.clock()
+        link_rows = [
+            {
+                "flow": flow,
+                "invoiced_id": new.invoiced_id,
+                "keap_id": new.keap_id,
+                "status": LinkStatus.ACTIVE,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for new in new_links
+        ]
+        with self._session() as session:
+            inserted = session.scalars(
+                insert(Link).returning(Link.id, sort_by_parameter_order=True), link_rows
+            )
+            link_ids = list(inserted)
+            shadow_rows = [
+                {
+                    "link_id": link_id,
+                    "side": side,
+                    "field_values": snapshot.values,
+                    "source_updated": snapshot.updated,
+                    "written_at": now,
+                }
+                for link_id, new in zip(link_ids, new_links, strict=True)
+                for side, snapshot in ((Side.INVOICED, new.invoiced), (Side.KEAP, new.keap))
+                if snapshot is not None
+            ]
+            if shadow_rows:
+                session.execute(insert(Shadow), shadow_rows)
+        return link_ids
+
+    def close_link(self, link_id: int, reason: str) -> None:
+        """End a link (unlink, delete, type change); the row and its shadows stay for history."""
+        with self._session() as session:
+            closed = session.execute(
+                update(Link)
+                .where(Link.id == link_id, Link.status == LinkStatus.ACTIVE)
+                .values(status=LinkStatus.CLOSED, closed_reason=reason, updated_at=self.clock())
+            )
+            if closed.rowcount == 0:  # type: ignore[attr-defined]
+                raise LookupError(f"no active link with id {link_id}")
+
+    # --- watermarks and event cursors ------------------------------------------------------
+    def get_watermark(self, stream: str) -> str | None:
+        with self._session() as session:
+            return session.scalar(select(Watermark.value).where(Watermark.stream == stream))
+
+    def set_watermark(self, stream: str, value: str) -> None:
+        """Move a stream's watermark (or an event stream's cursor); call only after the changes
+        it covers are committed, ideally in the same transaction."""
+        with self._session() as session:
+            session.merge(Watermark(stream=stream, value=value, updated_at=self.clock()))
+
+    def watermarks(self) -> dict[str, str]:
+        with self._session() as session:
+            rows = session.execute(select(Watermark.stream, Watermark.value))
+            return {stream: value for stream, value in rows}
+
+    # --- create intents --------------------------------------------------------------------
+    def open_intent(
+        self, flow: str, source_side: Side, source_id: str, match_key: str | None
+    ) -> Intent:
+        """Persist a create before making it; an intent already open is returned unchanged, so
+        a retried create reuses its idempotency key."""
+        with self._session() as session:
+            intent = session.scalar(_intent(flow, source_side, source_id))
+            if intent is None:
+                intent = Intent(
+                    flow=flow,
+                    source_side=Side(source_side),
+                    source_id=source_id,
+                    match_key=match_key,
+                    idempotency_key=uuid.uuid4().hex,
+                    created_at=self.clock(),
+                )
+                session.add(intent)
+                session.flush()
+            return intent
+
+    def close_intent(self, flow: str, source_side: Side, source_id: str) -> bool:
+        with self._session() as session:
+            intent = session.scalar(_intent(flow, source_side, source_id))
+            if intent is not None:
+                session.delete(intent)
+            return intent is not None
+
+    def intents(self, flow: str | None = None) -> list[Intent]:
+        """Open intents: a run adopts or completes these before creating anything new."""
+        query = select(Intent).order_by(Intent.id)
+        with self._session() as session:
+            return list(session.scalars(_for_flow(query, Intent.flow, flow)))
+
+    # --- failures --------------------------------------------------------------------------
+    def record_failure(
+        self,
+        flow: str,
+        side: Side,
+        record_id: str,
+        operation: str,
+        message: str,
+        *,
+        field: str | None = None,
+        payload: Any = None,
+    ) -> Failure:
+        """Add a rejected record, or count another attempt on its open failure, and schedule
+        the next retry with exponential backoff."""
+        now = self.clock()
+        with self._session() as session:
+            failure = session.scalar(
+                select(Failure).where(
+                    Failure.flow == flow,
+                    Failure.side == Side(side),
+                    Failure.record_id == record_id,
+                    Failure.operation == operation,
+                    Failure.resolved_at.is_(None),
+                )
+            )
+            if failure is None:
+                failure = Failure(
+                    flow=flow,
+                    side=Side(side),
+                    record_id=record_id,
+                    operation=operation,
+                    attempts=0,
+                    first_seen=now,
+                )
+                session.add(failure)
+            failure.attempts += 1
+            failure.message = message
+            failure.field = field
+            failure.payload = payload
+            failure.last_seen = now
+            failure.next_retry_at = now + self.retry_policy.delay(failure.attempts)
+            session.flush()
+            return failure
+
+    def resolve_failures(self, flow: str, side: Side, record_id: str) -> int:
+        """Mark a record's open failures resolved (it synced); returns how many."""
+        with self._session() as session:
+            resolved = session.execute(
+                update(Failure)
+                .where(
+                    Failure.flow == flow,
+                    Failure.side == Side(side),
+                    Failure.record_id == record_id,
+                    Failure.resolved_at.is_(None),
+                )
+                .values(resolved_at=self.clock())
+            )
+            return resolved.rowcount  # type: ignore[attr-defined,no-any-return]
+
+    def failures(self, flow: str | None = None, *, include_resolved: bool = False) -> list[Failure]:
+        query = select(Failure).order_by(Failure.id)
+        if not include_resolved:
+            query = query.where(Failure.resolved_at.is_(None))
+        with self._session() as session:
+            return list(session.scalars(_for_flow(query, Failure.flow, flow)))
+
+    def failures_due(self, flow: str | None = None) -> list[Failure]:
+        """Open failures whose backoff has run out: the records to retry this run."""
+        query = (
+            select(Failure)
+            .where(Failure.resolved_at.is_(None), Failure.next_retry_at <= self.clock())
+            .order_by(Failure.next_retry_at)
+        )
+        with self._session() as session:
+            return list(session.scalars(_for_flow(query, Failure.flow, flow)))
+
+    def retry_failures_now(self, flow: str | None = None) -> int:
+        """Make every open failure due (the `retry` command); returns how many."""
+        query = update(Failure).where(Failure.resolved_at.is_(None))
+        with self._session() as session:
+            if flow is not None:
+                query = query.where(Failure.flow == flow)
+            result = session.execute(query.values(next_retry_at=self.clock()))
+            return result.rowcount  # type: ignore[attr-defined,no-any-return]
+
+    # --- review list (ambiguous matches) ---------------------------------------------------
+    def add_review_item(
+        self, flow: str, invoiced_id: str, candidate_ids: Sequence[str], reason: str
+    ) -> ReviewItem:
+        """Put a record on the review list, or refresh its open item's candidates."""
+        with self._session() as session:
+            item = session.scalar(_open_review_item(flow, invoiced_id))
+            if item is None:
+                item = ReviewItem(flow=flow, invoiced_id=invoiced_id, created_at=self.clock())
+                session.add(item)
+            item.candidate_ids = list(candidate_ids)
+            item.reason = reason
+            session.flush()
+            return item
+
+    def review_items(
+        self, flow: str | None = None, *, include_resolved: bool = False
+    ) -> list[ReviewItem]:
+        query = select(ReviewItem).order_by(ReviewItem.id)
+        if not include_resolved:
+            query = query.where(ReviewItem.resolution.is_(None))
+        with self._session() as session:
+            return list(session.scalars(_for_flow(query, ReviewItem.flow, flow)))
+
+    def resolve_review_item(self, flow: str, invoiced_id: str, resolution: str) -> ReviewItem:
+        """Close a record's open review item with what was decided (e.g. `linked 123`, `create`)."""
+        with self._session() as session:
+            item = session.scalar(_open_review_item(flow, invoiced_id))
+            if item is None:
+                raise LookupError(f"{flow}: no open review item for Invoiced {invoiced_id}")
+            item.resolution = resolution
+            item.resolved_at = self.clock()
+            return item
+
+    # --- conflicts -------------------------------------------------------------------------
+    def record_conflict(
+        self,
+        link: Link,
+        field_group: str,
+        *,
+        invoiced_value: Any,
+        keap_value: Any,
+        winner: Side,
+        reason: str,
+        run_id: int | None = None,
+    ) -> Conflict:
+        conflict = Conflict(
+            flow=link.flow,
+            link_id=link.id,
+            field_group=field_group,
+            invoiced_value=invoiced_value,
+            keap_value=keap_value,
+            winner=Side(winner),
+            reason=reason,
+            run_id=run_id,
+            created_at=self.clock(),
+        )
+        with self._session() as session:
+            session.add(conflict)
+            session.flush()
+            return conflict
+
+    def conflicts(
+        self, flow: str | None = None, *, link_id: int | None = None, limit: int = 100
+    ) -> list[Conflict]:
+        """Newest first."""
+        query = select(Conflict).order_by(Conflict.id.desc()).limit(limit)
+        if link_id is not None:
+            query = query.where(Conflict.link_id == link_id)
+        with self._session() as session:
+            return list(session.scalars(_for_flow(query, Conflict.flow, flow)))
+
+    # --- audit log -------------------------------------------------------------------------
+    def append_audit(
+        self,
+        flow: str,
+        side: Side,
+        record_id: str,
+        operation: AuditOperation,
+        *,
+        before: Any = None,
+        after: Any = None,
+        run_id: int | None = None,
+    ) -> AuditEntry:
+        """Record one write to a system (or a link/unlink) with the values before and after."""
+        entry = AuditEntry(
+            run_id=run_id,
+            flow=flow,
+            side=Side(side),
+            record_id=record_id,
+            operation=AuditOperation(operation),
+            before=before,
+            after=after,
+            created_at=self.clock(),
+        )
+        with self._session() as session:
+            session.add(entry)
+            session.flush()
+            return entry
+
+    def audit_entries(
+        self,
+        *,
+        record_id: str | None = None,
+        side: Side | None = None,
+        flow: str | None = None,
+        run_id: int | None = None,
+        limit: int = 100,
+    ) -> list[AuditEntry]:
+        """Newest first, filtered by record (what `explain ID` shows), flow or run."""
+        query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+        if record_id is not None:
+            query = query.where(AuditEntry.record_id == record_id)
+        if side is not None:
+            query = query.where(AuditEntry.side == Side(side))
+        if run_id is not None:
+            query = query.where(AuditEntry.run_id == run_id)
+        with self._session() as session:
+            return list(session.scalars(_for_flow(query, AuditEntry.flow, flow)))
+
+    # --- runs and status -------------------------------------------------------------------
+    def start_run(self, flows: Sequence[str], *, dry_run: bool) -> Run:
+        run = Run(started_at=self.clock(), flows=list(flows), dry_run=dry_run, counts={})
+        with self._session() as session:
+            session.add(run)
+            session.flush()
+            return run
+
+    def finish_run(self, run_id: int, result: str, counts: dict[str, Any]) -> Run:
+        with self._session() as session:
+            run = session.get(Run, run_id)
+            if run is None:
+                raise LookupError(f"no run with id {run_id}")
+            run.finished_at = self.clock()
+            run.result = result
+            run.counts = counts
+            return run
+
+    def runs(self, limit: int = 20) -> list[Run]:
+        """Newest first."""
+        with self._session() as session:
+            return list(session.scalars(select(Run).order_by(Run.id.desc()).limit(limit)))
+
+    def status_counts(self) -> StatusCounts:
+        with self._session() as session:
+            active_links = _count_by_flow(session, Link.flow, Link.status == LinkStatus.ACTIVE)
+            open_failures = _count_by_flow(session, Failure.flow, Failure.resolved_at.is_(None))
+            open_review = _count_by_flow(session, ReviewItem.flow, ReviewItem.resolution.is_(None))
+            open_intents = session.scalar(select(func.count()).select_from(Intent)) or 0
+            conflicts = session.scalar(select(func.count()).select_from(Conflict)) or 0
+            last_run = session.scalar(select(Run).order_by(Run.id.desc()).limit(1))
+        return StatusCounts(
+            active_links=active_links,
+            open_failures=open_failures,
+            open_review_items=open_review,
+            open_intents=open_intents,
+            conflicts=conflicts,
+            last_run=last_run,
+        )
+
+
+class Transaction(Queries):
+    """The query methods on one open transaction (see `Store.transaction`)."""
+
+    def __init__(self, session: Session, clock: Callable[[], datetime], retry_policy: RetryPolicy):
+        self.session = session
+        self.clock = clock
+        self.retry_policy = retry_policy
+
+    def _session(self) -> AbstractContextManager[Session]:
+        return nullcontext(self.session)
+
+
+class Store(Queries):
+    """The state database: SQLite file by default, PostgreSQL by URL."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        retry_policy: RetryPolicy = RetryPolicy(),
+        lock_ttl: timedelta = timedelta(minutes=15),
+    ) -> None:
+        self.engine: Engine = create_state_engine(url)
+        self.clock = clock
+        self.retry_policy = retry_policy
+        self.lock_ttl = lock_ttl
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration (safe to call on every start)."""
+        upgrade_to_head(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """All writes inside commit together; any exception rolls every one of them back."""
+        with self._session() as session:
+            yield Transaction(session, self.clock, self.retry_policy)
+
+    def flow_lock(self, flow: str) -> AbstractContextManager[FlowLease]:
+        """Hold `flow` for this worker; raises `FlowLockHeld` at once if another worker has it."""
+        if self.engine.dialect.name == "postgresql":
+            return advisory_lock(self.engine, flow)
+        return row_lock(self.engine, flow, self.lock_ttl, self.clock)
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _active_links(flow: str) -> Select[Link]:
+    return select(Link).where(Link.flow == flow, Link.status == LinkStatus.ACTIVE)
+
+
+def _put_shadow(link: Link, side: Side, snapshot: Snapshot, now: datetime) -> None:
+    shadow = link.shadow(side)
+    if shadow is None:
+        shadow = Shadow(side=side)
+        link.shadows.append(shadow)
+    shadow.field_values = snapshot.values
+    shadow.source_updated = snapshot.updated
+    shadow.written_at = now
+
+
+def _intent(flow: str, source_side: Side, source_id: str) -> Select[Intent]:
+    return select(Intent).where(
+        Intent.flow == flow, Intent.source_side == Side(source_side), Intent.source_id == source_id
+    )
+
+
+def _open_review_item(flow: str, invoiced_id: str) -> Select[ReviewItem]:
+    return select(ReviewItem).where(
+        ReviewItem.flow == flow,
+        ReviewItem.invoiced_id == invoiced_id,
+        ReviewItem.resolution.is_(None),
+    )
+
+
+def _for_flow(query: SelectT, column: QueryableAttribute[str], flow: str | None) -> SelectT:
+    return query if flow is None else query.where(column == flow)
+
+
+def _count_by_flow(
+    session: Session, column: QueryableAttribute[str], condition: ColumnElement[bool]
+) -> dict[str, int]:
+    rows = session.execute(select(column, func.count()).where(condition).group_by(column))
+    return {flow: count for flow, count in rows}

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+
+from invoiced_keap.state import Store
+from invoiced_keap.state.database import alembic_config
+from invoiced_keap.state.models import Base
+
+TABLES = {
+    "runs",
+    "links",
+    "shadows",
+    "watermarks",
+    "intents",
+    "failures",
+    "review_items",
+    "conflicts",
+    "audit_log",
+    "flow_locks",
+}
+
+
+def table_names(store: Store) -> set[str]:
+    return set(inspect(store.engine).get_table_names())
+
+
+def test_migrate_creates_the_schema_from_empty(database_url: str) -> None:
+    with Store(database_url) as store:
+        assert table_names(store) == set()
+        store.migrate()
+        assert table_names(store) == TABLES | {"alembic_version"}
+        assert set(Base.metadata.tables) == TABLES
+
+
+def test_migrate_twice_is_harmless(store: Store) -> None:
+    store.migrate()
+    assert table_names(store) == TABLES | {"alembic_version"}
+
+
+def test_models_and_migrations_agree(store: Store) -> None:
+    with store.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_downgrade_removes_everything_and_upgrade_restores_it(store: Store) -> None:
+    config = alembic_config()
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "base")
+    assert table_names(store) == {"alembic_version"}
+    store.migrate()
+    assert table_names(store) == TABLES | {"alembic_version"}
