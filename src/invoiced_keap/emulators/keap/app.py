@@ -1,0 +1,84 @@
+"""The Keap emulator: v2 records (companies, contacts, products) under `/crm/rest`, plus the kit's controls."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp
+
+from invoiced_keap.emulators.keap.auth import TENANT_ID, AuthMiddleware, KeapAuth
+from invoiced_keap.emulators.keap.errors import KeapError, error_response
+from invoiced_keap.emulators.keap.hooks import RestHooks
+from invoiced_keap.emulators.keap.ratelimit import PAT_LIMITS, RateLimiter, RateLimitMiddleware
+from invoiced_keap.emulators.keap.records import v2_routes
+from invoiced_keap.emulators.keap.resources import RESOURCES
+from invoiced_keap.emulators.keap.store import RecordStore
+from invoiced_keap.emulators.kit import Emulator
+
+
+class KeapEmulator(Emulator):
+    """One in-memory Keap account; `clock` (epoch seconds) drives create/update times so tests can pin them.
+
+    `clock` also drives token expiry and rate-limit windows. `oauth_clients` maps client id to secret;
+    hook timings default to Keap's documented ones (first attempt after 30 s; retries after 45 s, 5 min, 30 min).
+    """
+
+    default_rate_limit = PAT_LIMITS
+
+    def __init__(
+        self,
+        *,
+        api_key: str = "test",
+        random_seed: int | None = None,
+        clock: Callable[[], float] = time.time,
+        oauth_clients: Mapping[str, str] | None = None,
+        access_token_ttl: float = 86400.0,
+        hook_batch_delay: float = 30.0,
+        hook_retry_delays: Sequence[float] = (45.0, 300.0, 1800.0),
+        **options: Any,
+    ) -> None:
+        super().__init__(random_seed=random_seed)
+        self.api_key = api_key
+        self.options = options
+        self.store = RecordStore(clock=clock)
+        self.auth = KeapAuth(
+            api_key=api_key, oauth_clients=oauth_clients or {}, access_token_ttl=access_token_ttl, clock=clock
+        )
+        self.rate_limiter = RateLimiter(clock=clock, tenant_id=TENANT_ID)
+        self.hooks = RestHooks(self.store, batch_delay=hook_batch_delay, retry_delays=hook_retry_delays)
+
+    def api_routes(self) -> list[BaseRoute]:
+        return [*v2_routes(self.store), *self.hooks.routes(), *self.auth.routes()]
+
+    def error_response(self, status: int) -> Response:
+        return error_response(status)
+
+    def wrap_api(self, app: ASGIApp) -> ASGIApp:
+        """Keap's gateway: credentials first, then the caller's rate limits (`faults.rate_limit`)."""
+        limited = RateLimitMiddleware(app, self.rate_limiter, lambda: self.faults.rate_limit)
+        return AuthMiddleware(limited, self.auth)
+
+    def reset_data(self) -> None:
+        self.store.reset()
+        self.rate_limiter.reset()
+        self.hooks.reset()
+
+    def seed(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Create records from v2 create bodies, validated as the API would; answer ids and rejections.
+
+        The answer is `{"companies": [id, ...], "contacts": [...], "products": [...], "errors":
+        [{"collection", "index", "message"}]}`; a rejected body has no id in its list.
+        """
+        answer: dict[str, Any] = {"errors": []}
+        for collection, resource in RESOURCES.items():
+            answer[collection] = []
+            for index, body in enumerate(payload.get(collection, [])):
+                try:
+                    answer[collection].append(resource.create(self.store, body)["id"])
+                except KeapError as error:
+                    answer["errors"].append({"collection": collection, "index": index, "message": error.message})
+        return answer
