@@ -1,0 +1,335 @@
+"""The Invoiced connector: customers, items and customer delete/merge events over Invoiced's REST API.
+
+Reads return the API's own JSON dicts, one async iterator per stream, each stream declared in a few
+attributes (`Stream`). Writes carry an `Idempotency-Key`, so the HTTP layer may repeat them after a lost
+response without making a second record. Every call goes through `http.ApiClient` (20 requests in flight,
+retries with backoff, the error classes in `errors`, secret redaction); `calls` counts them.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Protocol
+
+import httpx
+
+from invoiced_keap.connectors.errors import NotFound, RecordRejected
+from invoiced_keap.connectors.http import DEFAULT_TIMEOUT, ApiClient, RequestEvent, RequestStats, RetryPolicy
+from invoiced_keap.connectors.pacing import INVOICED_LIMITS, RateLimits
+from invoiced_keap.connectors.redaction import SecretHeaders
+
+INVOICED_API_URL = "https://api.invoiced.com"
+PER_PAGE = 100
+METADATA_KEY_LIMIT = 10
+USER_AGENT = "invoiced-keap"
+
+Record = dict[str, Any]
+Query = Mapping[str, Any]
+
+
+class Paginator(Protocol):
+    """How a list endpoint hands out pages: the query for the next one, or None after the last."""
+
+    def next_query(self, response: httpx.Response) -> Query | None: ...
+
+
+class LinkHeaderPaginator:
+    """Follows `Link: <...>; rel="next"`. The link is opaque, so its query is sent back unchanged; only the
+    query is taken, to the same endpoint of our base URL, so credentials never follow a link to another host."""
+
+    def next_query(self, response: httpx.Response) -> Query | None:
+        link = response.links.get("next")
+        return httpx.URL(link["url"]).params if link else None
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A list endpoint and the query that reads it in a known order (declared, not coded)."""
+
+    path: str
+    query: Query = field(default_factory=dict)
+    paginator: Paginator = field(default_factory=LinkHeaderPaginator)
+
+
+# Full listings go by id: records created mid-read land on later pages, so offset paging skips none.
+ALL_CUSTOMERS = Stream("/customers", {"sort": "id asc"})
+ALL_ITEMS = Stream("/items", {"sort": "id asc"})
+ARCHIVED_ITEMS = Stream("/items", {"archived": 1, "sort": "id asc"})
+# `id` breaks ties within Invoiced's 1-second timestamps, so page boundaries are stable.
+CUSTOMERS_BY_UPDATE = Stream("/customers", {"sort": "updated_at asc,id asc"})
+ITEMS_NEWEST_FIRST = Stream("/items", {"sort": "updated_at desc,id desc"})
+# One listing per type (an exact-match filter), so an idle check costs one call each; events come newest first.
+CUSTOMER_REMOVAL_EVENTS = tuple(
+    Stream("/events", {"filter[type]": event_type}) for event_type in ("customer.deleted", "customer.merged")
+)
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A record type and its endpoint (`/customers/{id}`)."""
+
+    name: str
+    path: str
+
+
+CUSTOMER = Resource("customer", "/customers")
+ITEM = Resource("item", "/items")
+
+
+@dataclass(frozen=True)
+class UpdatedWatermark:
+    """How far a stream has been read: the newest `updated_at` (epoch seconds) and the ids read at that second.
+
+    Timestamps have 1-second resolution, so the next read starts *at* that second and skips only the
+    (id, updated_at) pairs already read; records changed later in the same second are still returned.
+    Limit: a record edited again within the second it was read keeps its `updated_at` and is skipped;
+    webhooks and the periodic full listing catch it. `to_text`/`from_text` fit the state store's opaque text.
+    """
+
+    updated_at: int
+    ids: frozenset[str] = frozenset()
+
+    def covers(self, record: Record) -> bool:
+        """Read already (or older than what was read): a record with an earlier second, or this second and id."""
+        second = record["updated_at"]
+        return second < self.updated_at or (second == self.updated_at and str(record["id"]) in self.ids)
+
+    @staticmethod
+    def after(mark: UpdatedWatermark | None, record: Record) -> UpdatedWatermark:
+        """The mark once `record` has been read too."""
+        second, record_id = record["updated_at"], str(record["id"])
+        if mark is None or second > mark.updated_at:
+            return UpdatedWatermark(second, frozenset({record_id}))
+        if second == mark.updated_at:
+            return UpdatedWatermark(second, mark.ids | {record_id})
+        return mark
+
+    def to_text(self) -> str:
+        return json.dumps({"updated_at": self.updated_at, "ids": sorted(self.ids)})
+
+    @classmethod
+    def from_text(cls, text: str) -> UpdatedWatermark:
+        value = json.loads(text)
+        return cls(int(value["updated_at"]), frozenset(map(str, value["ids"])))
+
+
+class ChangedRecords:
+    """Records changed since a watermark, each (id, updated_at) once, as an async iterator.
+
+    `watermark` is what to commit after the records are processed: on an oldest-first stream it follows
+    the records yielded so far; on a newest-first stream it moves only when the read is complete, because
+    an unfinished read there has not reached the older changes yet.
+    """
+
+    def __init__(
+        self, records: AsyncGenerator[Record, None], since: UpdatedWatermark | None, *, newest_first: bool
+    ) -> None:
+        self._records = records
+        self.since = since
+        self.newest_first = newest_first
+        self.complete = False
+        self._reached = since
+
+    @property
+    def watermark(self) -> UpdatedWatermark | None:
+        return self._reached if self.complete or not self.newest_first else self.since
+
+    async def __aiter__(self) -> AsyncIterator[Record]:
+        seen: set[tuple[str, int]] = set()
+        async with aclosing(self._records) as records:
+            async for record in records:
+                if self.newest_first and self.since is not None and record["updated_at"] < self.since.updated_at:
+                    break  # the rest is older still: stop paging
+                key = (str(record["id"]), record["updated_at"])
+                if key in seen or (self.since is not None and self.since.covers(record)):
+                    continue
+                seen.add(key)
+                self._reached = UpdatedWatermark.after(self._reached, record)
+                yield record
+        self.complete = True
+
+
+@dataclass(frozen=True)
+class EventBatch:
+    """Events after a cursor, oldest first, and the cursor to commit once they are handled (the newest id)."""
+
+    events: list[Record]
+    cursor: int | None
+
+
+def removed_customer_id(event: Record) -> int:
+    """The customer that is gone: the deleted one, or for `customer.merged` the one merged into the survivor."""
+    customer = event["data"]["object"]
+    if event["type"] == "customer.merged":
+        return int(customer["original_customer"]["id"])
+    return int(customer["id"])
+
+
+def merged_metadata(existing: Mapping[str, Any], updates: Mapping[str, Any]) -> Record:
+    """`existing` with `updates` applied; a None value removes the key."""
+    merged = {**existing, **updates}
+    return {key: value for key, value in merged.items() if value is not None}
+
+
+def new_idempotency_key() -> str:
+    return str(uuid.uuid4())
+
+
+class InvoicedConnector:
+    """Invoiced's API for one account. Use as `async with InvoicedConnector(key, url) as invoiced:`."""
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str = INVOICED_API_URL,
+        *,
+        limits: RateLimits = INVOICED_LIMITS,
+        retry: RetryPolicy = RetryPolicy(),
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        listeners: Sequence[Callable[[RequestEvent], None]] = (),
+    ) -> None:
+        self.api = ApiClient(
+            base_url,
+            auth=SecretHeaders.basic(api_key),
+            headers={"User-Agent": USER_AGENT},
+            limits=limits,
+            retry=retry,
+            timeout=timeout,
+            listeners=listeners,
+        )
+
+    @property
+    def calls(self) -> RequestStats:
+        """Calls made so far, per endpoint and status (`calls.total`, `calls.requests["GET /customers"]`)."""
+        return self.api.stats
+
+    # --- reads ----------------------------------------------------------------------------------
+    async def read(self, stream: Stream, query: Query | None = None) -> AsyncGenerator[Record, None]:
+        """Every record of `stream` in its order, fetching each page once, the next only when needed."""
+        params: Query | None = {"per_page": PER_PAGE, **stream.query, **(query or {})}
+        while params is not None:
+            response = await self.api.request("GET", stream.path, params=params)
+            for record in response.json():
+                yield record
+            params = stream.paginator.next_query(response)
+
+    def customers(self) -> AsyncIterator[Record]:
+        return self.read(ALL_CUSTOMERS)
+
+    def items(self) -> AsyncIterator[Record]:
+        """Live items; deleted ones are archived and listed by `archived_items`."""
+        return self.read(ALL_ITEMS)
+
+    def archived_items(self) -> AsyncIterator[Record]:
+        """Deleted items: archiving leaves `updated_at` alone and makes no event, so only this listing shows it."""
+        return self.read(ARCHIVED_ITEMS)
+
+    def changed_customers(self, since: UpdatedWatermark | None) -> ChangedRecords:
+        """Customers updated at or after `since` (all when None), oldest first: the filter is strict `>`
+        at 1-second resolution, so it asks for `updated_after = since - 1` and drops what was read already."""
+        query = {} if since is None else {"updated_after": since.updated_at - 1}
+        return ChangedRecords(self.read(CUSTOMERS_BY_UPDATE, query), since, newest_first=False)
+
+    def changed_items(self, since: UpdatedWatermark | None) -> ChangedRecords:
+        """Items updated at or after `since`, newest first. The API ignores `updated_after` for items, so
+        paging stops at the first record older than the watermark's second; records at that second are read
+        through and the ones already read are dropped."""
+        return ChangedRecords(self.read(ITEMS_NEWEST_FIRST), since, newest_first=True)
+
+    async def customer_removals(self, after_event_id: int | None) -> EventBatch:
+        """`customer.deleted` and `customer.merged` events with ids above the cursor (all when None).
+
+        A merge deletes the merged customer without a `customer.deleted` event (see `removed_customer_id`).
+        Events come newest first, so each listing stops paging at the first event at or below the cursor.
+        """
+        found: list[Record] = []
+        for stream in CUSTOMER_REMOVAL_EVENTS:
+            async with aclosing(self.read(stream)) as events:
+                async for event in events:
+                    if after_event_id is not None and event["id"] <= after_event_id:
+                        break
+                    found.append(event)
+        found.sort(key=lambda event: event["id"])
+        return EventBatch(found, found[-1]["id"] if found else after_event_id)
+
+    async def get(self, resource: Resource, record_id: int | str) -> Record:
+        response = await self.api.request("GET", f"{resource.path}/{{id}}", path_params={"id": record_id})
+        return response.json()  # type: ignore[no-any-return]
+
+    # --- writes ---------------------------------------------------------------------------------
+    async def create(self, resource: Resource, body: Record, *, idempotency_key: str | None = None) -> Record:
+        """Create a record. Pass a key derived from the persisted intent so a retry after a crash is replayed
+        by Invoiced (for 24 h) instead of making a twin; without one, a fresh key still covers in-call retries."""
+        response = await self.api.request(
+            "POST", resource.path, json=body, idempotency_key=idempotency_key or new_idempotency_key()
+        )
+        return response.json()  # type: ignore[no-any-return]
+
+    async def update(
+        self, resource: Resource, record_id: int | str, changes: Record, *, idempotency_key: str | None = None
+    ) -> Record:
+        """PATCH the given fields (a partial update, except `metadata`, which is replaced whole)."""
+        response = await self.api.request(
+            "PATCH",
+            f"{resource.path}/{{id}}",
+            path_params={"id": record_id},
+            json=changes,
+            idempotency_key=idempotency_key or new_idempotency_key(),
+        )
+        return response.json()  # type: ignore[no-any-return]
+
+    async def delete(self, resource: Resource, record_id: int | str) -> bool:
+        """True when this call deleted the record, False when it was already gone (e.g. the first attempt of a
+        retried DELETE went through). Invoiced refuses idempotency keys on DELETE; none is needed."""
+        try:
+            await self.api.request("DELETE", f"{resource.path}/{{id}}", path_params={"id": record_id})
+        except NotFound:
+            return False
+        return True
+
+    async def merge_metadata(
+        self,
+        resource: Resource,
+        record: Record | int | str,
+        updates: Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+    ) -> Record:
+        """Set `updates` in a record's metadata and keep its other keys (None removes a key).
+
+        A PATCH replaces the whole map, so the merged map is sent. Pass the record you already have to save
+        a GET. Nothing is sent when nothing changes; `RecordRejected` is raised, before sending, when the
+        merged map would exceed Invoiced's 10 keys.
+        """
+        current = record if isinstance(record, dict) else await self.get(resource, record)
+        existing = current.get("metadata") or {}
+        merged = merged_metadata(existing, updates)
+        if merged == existing:
+            return current
+        if len(merged) > METADATA_KEY_LIMIT:
+            raise RecordRejected(
+                f"{resource.name} {current['id']}: metadata would have {len(merged)} keys "
+                f"({', '.join(sorted(merged))}); Invoiced allows {METADATA_KEY_LIMIT}",
+                field="metadata",
+            )
+        return await self.update(resource, current["id"], {"metadata": merged}, idempotency_key=idempotency_key)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    async def aclose(self) -> None:
+        await self.api.aclose()
+
+    async def __aenter__(self) -> InvoicedConnector:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"<InvoicedConnector via {self.api!r}>"
