@@ -1,0 +1,178 @@
+"""The pacer in virtual time: windows are never exceeded, throughput stays near the limit, server budgets bite."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+
+from invoiced_keap.connectors.errors import QuotaExhausted
+from invoiced_keap.connectors.pacing import (
+    DAY,
+    KEAP_PAT_LIMITS,
+    Pacer,
+    RateLimits,
+    ServerBudget,
+    Window,
+    read_keap_budgets,
+)
+
+WALL_START = 1_760_000_000.0  # some moment, 2025-10-09 08:53:20 UTC
+
+
+class VirtualTime:
+    """A clock that only moves when someone sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return WALL_START + self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += max(0.0, seconds)
+        await asyncio.sleep(0)
+
+
+def virtual_pacer(limits: RateLimits, time: VirtualTime, max_wait: float = 90.0) -> Pacer:
+    return Pacer(limits, max_wait=max_wait, clock=time.clock, wall_clock=time.wall, sleep=time.sleep)
+
+
+async def send_times(pacer: Pacer, time: VirtualTime, calls: int, workers: int = 8) -> list[float]:
+    times: list[float] = []
+
+    async def worker(count: int) -> None:
+        for _ in range(count):
+            async with pacer.turn():
+                times.append(time.now)
+
+    await asyncio.gather(*(worker(calls // workers) for _ in range(workers)))
+    return sorted(times)
+
+
+def most_in_any_window(times: list[float], seconds: float) -> int:
+    """The largest number of calls inside any half-open stretch [t, t + seconds), to float precision."""
+    best, start = 0, 0
+    for end, moment in enumerate(times):
+        while moment - times[start] >= seconds - 1e-9:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+async def test_keap_pat_limits_are_never_exceeded_and_nearly_reached() -> None:
+    time = VirtualTime()
+    times = await send_times(virtual_pacer(KEAP_PAT_LIMITS, time), time, calls=1_200)
+
+    assert most_in_any_window(times, 1.0) == 10
+    assert most_in_any_window(times, 60.0) == 240
+    # 1,200 calls: five minutes' worth of 240, each minute's sent ten per second over 24 s,
+    # so the last call cannot go before 4 min + 23 s.
+    ideal = 4 * 60 + 23
+    assert ideal <= times[-1] <= ideal / 0.95
+
+
+async def test_small_smooth_windows_keep_throughput() -> None:
+    time = VirtualTime()
+    limits = RateLimits((Window(3, 0.1), Window(20, 1.0)))
+    times = await send_times(virtual_pacer(limits, time), time, calls=400)
+
+    assert most_in_any_window(times, 0.1) == 3
+    assert most_in_any_window(times, 1.0) == 20
+    assert len(times) / (times[-1] + 1.0) >= 0.95 * 20
+
+
+async def test_a_call_counts_from_when_its_answer_came_back() -> None:
+    """The server saw the call somewhere between sending and answer: only the answer's time is safe."""
+    time = VirtualTime()
+    pacer = virtual_pacer(RateLimits((Window(1, 1.0),)), time)
+    async with pacer.turn():
+        await time.sleep(0.4)  # a slow answer
+    async with pacer.turn():
+        assert time.now == pytest.approx(1.4)
+
+
+async def test_in_flight_cap_holds() -> None:
+    pacer = Pacer(RateLimits(max_in_flight=3))
+    in_flight, peak = 0, 0
+
+    async def call() -> None:
+        nonlocal in_flight, peak
+        async with pacer.turn():
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await asyncio.sleep(0.01)
+            in_flight -= 1
+
+    await asyncio.gather(*(call() for _ in range(12)))
+    assert peak == 3
+
+
+async def test_server_budget_counts_calls_sent_after_the_reported_one() -> None:
+    time = VirtualTime()
+    pacer = virtual_pacer(RateLimits(), time)
+    async with pacer.turn() as first:
+        pass
+    for _ in range(2):
+        async with pacer.turn():
+            pass
+    # The first call's response says 3 were left then; two calls have gone since, so one is left.
+    pacer.observe(first, [ServerBudget("product-throttle", 3, resets_in=30.0)])
+    async with pacer.turn():
+        assert time.now == 0.0
+    async with pacer.turn():
+        assert time.now == pytest.approx(30.0)
+
+
+async def test_older_response_does_not_overwrite_newer_budget() -> None:
+    time = VirtualTime()
+    pacer = virtual_pacer(RateLimits(), time)
+    numbers = []
+    for _ in range(2):
+        async with pacer.turn() as number:
+            numbers.append(number)
+    pacer.observe(numbers[1], [ServerBudget("product-throttle", 0, resets_in=5.0)])
+    pacer.observe(numbers[0], [ServerBudget("product-throttle", 100, resets_in=5.0)])
+    async with pacer.turn():
+        assert time.now == pytest.approx(5.0)
+
+
+async def test_used_up_day_window_stops_with_resume_time() -> None:
+    time = VirtualTime()
+    pacer = virtual_pacer(RateLimits.of(per_day=5), time, max_wait=90.0)
+    for _ in range(5):
+        async with pacer.turn():
+            pass
+    with pytest.raises(QuotaExhausted) as raised:
+        async with pacer.turn():
+            pass
+    expected = datetime.fromtimestamp(WALL_START + DAY, UTC)
+    assert raised.value.resume_at == expected
+    assert "resume at" in str(raised.value)
+
+
+def test_reads_keap_budget_headers_in_both_forms() -> None:
+    expiry_ms = int((WALL_START + 3_600) * 1000)
+    headers = {
+        "x-keap-product-quota-available": "29000",
+        "x-keap-product-quota-expiry-time": str(expiry_ms),
+        "x-keap-product-throttle-available": "239",
+        "x-keap-product-throttle-time-unit": "minute",
+        "x-keap-product-throttle-interval": "1",
+        "x-keap-tenant-throttle-available": "9990|249000",
+        "x-keap-tenant-throttle-time-unit": "minute|day",
+        "content-type": "application/json",
+    }
+    budgets = {budget.name: budget for budget in read_keap_budgets(headers, WALL_START)}
+
+    assert budgets["product-quota"] == ServerBudget("product-quota", 29_000, 3_600.0)
+    assert budgets["product-throttle"] == ServerBudget("product-throttle", 239, 60.0)
+    assert budgets["tenant-throttle[minute]"] == ServerBudget("tenant-throttle[minute]", 9_990, 60.0)
+    assert budgets["tenant-throttle[day]"].available == 249_000
+    seconds_to_midnight = DAY - WALL_START % DAY
+    assert budgets["tenant-throttle[day]"].resets_in == pytest.approx(seconds_to_midnight)
+    assert read_keap_budgets({"content-type": "application/json"}, WALL_START) == []
