@@ -1,0 +1,255 @@
+"""API calls and paced throughput of the connectors, against the emulators over real HTTP.
+
+    python benchmarks/connectors.py [--records 10000] [--seconds 15] [--json PATH|-]
+
+Reports, with `--records` records of every record type (Invoiced customers and items; Keap companies,
+contacts and products): the calls to list everything, and the calls of an incremental read with 0 and
+with 50 changes per record type. Then the calls per second the paced Keap connector achieves against a
+rate-limited Keap emulator, as a share of the limit: once in real time with a scaled limit (20/s,
+1,200/min), once with Keap's real PAT limits (10/s, 240/min) over several minutes of emulator time.
+Records are seeded in batches of 100 a minute apart (emulator time), as a live account grows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, ExitStack
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from invoiced_keap.connectors.http import RequestStats, RetryPolicy
+from invoiced_keap.connectors.invoiced import CUSTOMER, ITEM, InvoicedConnector
+from invoiced_keap.connectors.keap import COMPANIES, CONTACTS, PRODUCTS, STREAMS, KeapConnector
+from invoiced_keap.connectors.keap_auth import ApiKey
+from invoiced_keap.connectors.pacing import Pacer, RateLimits
+from invoiced_keap.emulators.invoiced import InvoicedEmulator
+from invoiced_keap.emulators.keap import KeapEmulator
+from invoiced_keap.emulators.serve import BackgroundServer
+
+KEY = "benchmark"
+BATCH = 100
+CHANGES = 50
+UNPACED = RateLimits()
+RETRY = RetryPolicy(attempts=10, wait_initial=0.05, wait_max=1.0)
+SCALED_LIMIT = {"per_second": 20, "per_minute": 1_200, "per_day": 1_000_000}
+PAT_LIMIT = {"per_second": 10, "per_minute": 240, "per_day": 30_000}
+
+
+class EmulatorTime:
+    """Epoch seconds that move only when told to, or when the pacer sleeps."""
+
+    def __init__(self, now: float = 1_748_999_160.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += max(0.0, seconds)
+
+    async def sleep(self, seconds: float) -> None:
+        self.advance(seconds)
+        await asyncio.sleep(0)
+
+
+def post(server: BackgroundServer, path: str, body: Any) -> Any:
+    response = httpx.post(f"{server.url}/_emulator/{path}", json=body, timeout=120)
+    response.raise_for_status()
+    return response.json()
+
+
+def seed_accounts(keap: BackgroundServer, invoiced: BackgroundServer, records: int, clock: EmulatorTime) -> None:
+    for start in range(0, records, BATCH):
+        numbers = range(start, min(start + BATCH, records))
+        post(keap, "seed", {
+            "companies": [{"company_name": f"Company {n}"} for n in numbers],
+            "contacts": [{"given_name": f"Person {n}", "email_addresses": [{"email": f"p{n}@example.com", "field": "EMAIL1"}]} for n in numbers],
+            "products": [{"name": f"Product {n}", "price": 100 + n, "short_description": f"Product {n}"} for n in numbers],
+        })
+        post(invoiced, "seed", {
+            "customers": [{"name": f"Customer {n}", "type": "person" if n % 2 else "company"} for n in numbers],
+            "items": [{"id": f"item-{n}", "name": f"Item {n}", "unit_cost": 1 + n} for n in numbers],
+        })
+        clock.advance(60)
+
+
+async def calls_of(stats: RequestStats, work: Callable[[], Awaitable[int]]) -> dict[str, int]:
+    """Calls made by `work` (which answers how many records it read)."""
+    before = stats.total
+    records = await work()
+    return {"calls": stats.total - before, "records": records}
+
+
+async def count(records: AsyncIterator[Any]) -> int:
+    return sum([1 async for _ in records])
+
+
+async def read_calls(records: int) -> dict[str, Any]:
+    clock = EmulatorTime()
+    keap_emulator = KeapEmulator(api_key=KEY, clock=clock)
+    invoiced_emulator = InvoicedEmulator(api_key=KEY, clock=clock)
+    with ExitStack() as servers:
+        keap_server = servers.enter_context(BackgroundServer(keap_emulator.asgi()))
+        invoiced_server = servers.enter_context(BackgroundServer(invoiced_emulator.asgi()))
+        post(keap_server, "faults", {"rate_limit": None})  # counting calls here, not pacing
+        seed_accounts(keap_server, invoiced_server, records, clock)
+        clock.advance(3600)
+        async with AsyncExitStack() as connectors:
+            keap = await connectors.enter_async_context(
+                KeapConnector(ApiKey(KEY), f"{keap_server.url}/crm/rest", limits=UNPACED, retry=RETRY)
+            )
+            invoiced = await connectors.enter_async_context(InvoicedConnector(KEY, invoiced_server.url, retry=RETRY))
+            report: dict[str, Any] = {}
+            keap_marks: dict[str, Any] = {}
+            invoiced_marks: dict[str, Any] = {}
+
+            async def read_all() -> dict[str, dict[str, int]]:
+                found: dict[str, dict[str, int]] = {}
+                for name, stream in STREAMS.items():
+                    async def keap_read() -> int:
+                        changes = await keap.changes(stream, keap_marks.get(name))
+                        keap_marks[name] = changes.watermark
+                        return len(changes.records)
+                    found[f"keap {name}"] = await calls_of(keap.stats, keap_read)
+                for name, reader in (("customers", invoiced.changed_customers), ("items", invoiced.changed_items)):
+                    async def invoiced_read() -> int:
+                        changed = reader(invoiced_marks.get(name))
+                        read = await count(aiter(changed))
+                        invoiced_marks[name] = changed.watermark
+                        return read
+                    found[f"invoiced {name}"] = await calls_of(invoiced.calls, invoiced_read)
+                return found
+
+            report["list everything"] = await read_all()
+            clock.advance(600)
+            report["incremental, 0 changes"] = await read_all()
+            clock.advance(600)
+            for number in range(CHANGES):
+                record_id = str(number * (records // CHANGES) + 1)
+                await keap.update(COMPANIES, record_id, {"company_name": f"Changed {number}"})
+                await keap.update(CONTACTS, record_id, {"given_name": f"Changed {number}"})
+                await keap.update(PRODUCTS, record_id, {"description": f"Changed {number}"})
+                await invoiced.update(CUSTOMER, record_id, {"name": f"Changed {number}"})
+                await invoiced.update(ITEM, f"item-{number * (records // CHANGES)}", {"description": f"Changed {number}"})
+                clock.advance(0.25)
+            clock.advance(60)
+            report[f"incremental, {CHANGES} changes"] = await read_all()
+    return report
+
+
+async def paced_calls(keap: KeapConnector, company_id: str, *, until: Callable[[int], bool], workers: int) -> int:
+    made = 0
+
+    async def worker() -> None:
+        nonlocal made
+        while not until(made):
+            made += 1
+            await keap.get(COMPANIES, company_id)
+
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return made
+
+
+def limited_keap(emulator: KeapEmulator, limit: dict[str, int]) -> tuple[BackgroundServer, str]:
+    server = BackgroundServer(emulator.asgi()).start()
+    post(server, "faults", {"rate_limit": limit})
+    [company_id] = post(server, "seed", {"companies": [{"company_name": "Paced"}]})["companies"]
+    return server, company_id
+
+
+def throughput(calls: int, seconds: float, limit: dict[str, int], statuses: dict[str, int]) -> dict[str, Any]:
+    allowed = min(limit["per_second"], limit["per_minute"] / 60)
+    rate = calls / seconds
+    return {"calls": calls, "seconds": round(seconds, 2), "calls_per_second": round(rate, 3), "limit_per_second": allowed,
+            "share_of_limit": round(rate / allowed, 3), "statuses": statuses}
+
+
+async def real_time_throughput(seconds: float) -> dict[str, Any]:
+    """Scaled limit, wall-clock time: the pacer, the network and the emulator's fixed windows together."""
+    server, company_id = limited_keap(KeapEmulator(api_key=KEY), SCALED_LIMIT)
+    try:
+        limits = RateLimits.of(per_second=SCALED_LIMIT["per_second"], per_minute=SCALED_LIMIT["per_minute"])
+        async with KeapConnector(ApiKey(KEY), f"{server.url}/crm/rest", limits=limits, retry=RETRY) as keap:
+            started = time.monotonic()
+            deadline = started + seconds
+            made = await paced_calls(keap, company_id, until=lambda _: time.monotonic() >= deadline, workers=4)
+            elapsed = time.monotonic() - started
+        return throughput(made, elapsed, SCALED_LIMIT, dict(keap.stats.statuses))
+    finally:
+        server.stop()
+
+
+async def emulator_time_throughput(calls: int) -> dict[str, Any]:
+    """Keap's real PAT limits over minutes of emulator time: the pacer and the x-keap-* headers decide alone."""
+    clock = EmulatorTime()
+    server, company_id = limited_keap(KeapEmulator(api_key=KEY, clock=clock), PAT_LIMIT)
+    try:
+        limits = RateLimits.of(per_second=PAT_LIMIT["per_second"], per_minute=PAT_LIMIT["per_minute"])
+        pacer = Pacer(limits, clock=clock, wall_clock=clock, sleep=clock.sleep)
+        async with KeapConnector(ApiKey(KEY), f"{server.url}/crm/rest", pacer=pacer, retry=RETRY) as keap:
+            started = clock.now
+            made = await paced_calls(keap, company_id, until=lambda made: made >= calls, workers=1)
+            async with pacer.turn():  # the moment the next call could go: whole windows, not a partial last one
+                elapsed = clock.now - started
+        return throughput(made, elapsed, PAT_LIMIT, dict(keap.stats.statuses))
+    finally:
+        server.stop()
+
+
+def show(results: dict[str, Any], console: Console) -> None:
+    reads = Table(title=f"API calls, {results['records']:,} records of each type (records returned in brackets)")
+    streams = list(next(iter(results["reads"].values())))
+    reads.add_column("read")
+    for stream in streams:
+        reads.add_column(stream, justify="right")
+    reads.add_column("total calls", justify="right")
+    for read, per_stream in results["reads"].items():
+        cells = [f"{per_stream[s]['calls']} ({per_stream[s]['records']:,} rec)" for s in streams]
+        reads.add_row(read, *cells, str(sum(per_stream[s]["calls"] for s in streams)))
+    console.print(reads)
+    paced = Table(title="Paced Keap throughput")
+    for column in ("run", "calls", "seconds", "calls/s", "limit/s", "share", "statuses"):
+        paced.add_column(column)
+    for run, row in results["throughput"].items():
+        paced.add_row(run, str(row["calls"]), str(row["seconds"]), str(row["calls_per_second"]), f"{row['limit_per_second']:.2f}",
+                      f"{row['share_of_limit']:.1%}", json.dumps(row["statuses"]))
+    console.print(paced)
+
+
+async def run(records: int, seconds: float, virtual_calls: int) -> dict[str, Any]:
+    return {
+        "records": records,
+        "reads": await read_calls(records),
+        "throughput": {
+            f"real time, scaled limit {SCALED_LIMIT['per_second']}/s {SCALED_LIMIT['per_minute']}/min": await real_time_throughput(seconds),
+            f"emulator time, PAT limit {PAT_LIMIT['per_second']}/s {PAT_LIMIT['per_minute']}/min": await emulator_time_throughput(virtual_calls),
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=10_000, help="records of each type (multiple of 100)")
+    parser.add_argument("--seconds", type=float, default=15.0, help="length of the real-time throughput run")
+    parser.add_argument("--virtual-calls", type=int, default=1_200, help="calls in the emulator-time throughput run")
+    parser.add_argument("--json", help="write the results as JSON to this file ('-' for stdout)")
+    options = parser.parse_args()
+    results = asyncio.run(run(options.records, options.seconds, options.virtual_calls))
+    show(results, Console(stderr=options.json == "-", width=150))
+    if options.json == "-":
+        json.dump(results, sys.stdout, indent=2)
+    elif options.json:
+        with open(options.json, "w") as file:
+            json.dump(results, file, indent=2)
+
+
+if __name__ == "__main__":
+    main()
