@@ -170,9 +170,25 @@ def test_reads_keap_budget_headers_in_both_forms() -> None:
     budgets = {budget.name: budget for budget in read_keap_budgets(headers, WALL_START)}
 
     assert budgets["product-quota"] == ServerBudget("product-quota", 29_000, 3_600.0)
-    assert budgets["product-throttle"] == ServerBudget("product-throttle", 239, 60.0)
-    assert budgets["tenant-throttle[minute]"] == ServerBudget("tenant-throttle[minute]", 9_990, 60.0)
+    assert budgets["product-throttle"] == ServerBudget("product-throttle", 239, 60.0, window=60.0)
+    assert budgets["tenant-throttle[minute]"] == ServerBudget("tenant-throttle[minute]", 9_990, 60.0, window=60.0)
     assert budgets["tenant-throttle[day]"].available == 249_000
     seconds_to_midnight = DAY - WALL_START % DAY
     assert budgets["tenant-throttle[day]"].resets_in == pytest.approx(seconds_to_midnight)
     assert read_keap_budgets({"content-type": "application/json"}, WALL_START) == []
+
+
+async def test_used_up_budget_without_expiry_waits_for_our_own_window_not_a_whole_one() -> None:
+    """Keap's throttle headers carry no reset time: once our own full minute log shows when the server's
+    window must have reset, the pacer goes on then instead of waiting a whole minute from the last call."""
+    time = VirtualTime()
+    pacer = virtual_pacer(RateLimits.of(per_minute=4), time)
+    numbers = []
+    for _ in range(4):
+        async with pacer.turn() as number:
+            numbers.append(number)
+        time.now += 5.0
+    # The fourth answer says the server's minute is used up; it does not say when it resets.
+    pacer.observe(numbers[-1], [ServerBudget("product-throttle", 0, resets_in=60.0, window=60.0)])
+    async with pacer.turn():
+        assert time.now == pytest.approx(60.0)  # the first call is a minute old, not 20 + 60 s

@@ -67,11 +67,16 @@ INVOICED_LIMITS = RateLimits(max_in_flight=20)
 
 @dataclass(frozen=True)
 class ServerBudget:
-    """What the server says is left in one of its windows, and in how many seconds that window starts afresh."""
+    """What the server says is left in one of its windows, and in how many seconds that window starts afresh.
+
+    `window` is the window's length when the server gave no expiry time, so `resets_in` is only a
+    conservative guess (a whole window from now) that the pacer may improve on from its own calls.
+    """
 
     name: str
     available: int
     resets_in: float
+    window: float | None = None
 
 
 def read_keap_budgets(headers: Mapping[str, str], wall_now: float) -> list[ServerBudget]:
@@ -88,10 +93,13 @@ def read_keap_budgets(headers: Mapping[str, str], wall_now: float) -> list[Serve
         intervals = _split(headers, f"x-keap-{family}-interval")
         expiries = _split(headers, f"x-keap-{family}-expiry-time")
         for index, available in enumerate(parts):
-            resets_in = _resets_in(_at(expiries, index), _at(units, index), _at(intervals, index), wall_now)
+            expiry = _at(expiries, index)
+            window = _window_seconds(_at(units, index), _at(intervals, index))
+            resets_in = _resets_in(expiry, window, wall_now)
             if available.lstrip("-").isdigit() and resets_in is not None:
                 label = f"{family}[{_at(units, index) or index}]" if len(parts) > 1 else family
-                budgets.append(ServerBudget(label, int(available), resets_in))
+                inferred = None if (expiry and expiry.isdigit()) or window == DAY else window
+                budgets.append(ServerBudget(label, int(available), resets_in, inferred))
     return budgets
 
 
@@ -104,17 +112,21 @@ def _at(parts: list[str], index: int) -> str | None:
     return parts[index] if index < len(parts) else None
 
 
-def _resets_in(expiry_ms: str | None, unit: str | None, interval: str | None, wall_now: float) -> float | None:
+def _window_seconds(unit: str | None, interval: str | None) -> float | None:
+    seconds = TIME_UNITS.get((unit or "").lower())
+    if seconds is None:
+        return None
+    return seconds * (int(interval) if interval and interval.isdigit() else 1)
+
+
+def _resets_in(expiry_ms: str | None, window: float | None, wall_now: float) -> float | None:
     """Seconds until the window resets: the stated expiry if any, else (conservatively) a whole window;
     a day window resets at 00:00 UTC, as Keap documents."""
     if expiry_ms and expiry_ms.isdigit():
         return max(0.0, int(expiry_ms) / 1000 - wall_now)
-    seconds = TIME_UNITS.get((unit or "").lower())
-    if seconds is None:
-        return None
-    if seconds == DAY:
+    if window == DAY:
         return DAY - wall_now % DAY
-    return seconds * (int(interval) if interval and interval.isdigit() else 1)
+    return window
 
 
 class _Call:
@@ -133,8 +145,12 @@ class _SlidingLog:
         self.seconds = window.seconds
         self.calls: deque[_Call] = deque(maxlen=window.limit)
 
+    @property
+    def full(self) -> bool:
+        return len(self.calls) == self.calls.maxlen
+
     def wait(self, now: float) -> float:
-        if len(self.calls) < (self.calls.maxlen or 0):
+        if not self.full:
             return 0.0
         return self.calls[0].at + self.seconds - now
 
@@ -147,6 +163,7 @@ class _Budget:
     remaining: int
     resets_at: float
     seen_at_call: int
+    window: float | None
 
 
 class Pacer:
@@ -195,7 +212,9 @@ class Pacer:
             if known and known.seen_at_call > call_number:
                 continue  # an older response overtaken by a newer one
             sent_since = self.calls_sent - call_number
-            self._budgets[budget.name] = _Budget(budget.available - sent_since, now + budget.resets_in, call_number)
+            self._budgets[budget.name] = _Budget(
+                budget.available - sent_since, now + budget.resets_in, call_number, budget.window
+            )
 
     async def _wait_for_budget(self) -> tuple[int, _Call]:
         while (wait := self._wait_needed(self.clock())) > 0:
@@ -214,5 +233,18 @@ class Pacer:
     def _wait_needed(self, now: float) -> float:
         self._budgets = {name: budget for name, budget in self._budgets.items() if budget.resets_at > now}
         waits = [window.wait(now) for window in self._windows]
-        waits += [budget.resets_at - now for budget in self._budgets.values() if budget.remaining <= 0]
+        waits += [self._budget_wait(budget, now) for budget in self._budgets.values() if budget.remaining <= 0]
         return max(waits, default=0.0)
+
+    def _budget_wait(self, budget: _Budget, now: float) -> float:
+        """How long a used-up server budget holds calls back.
+
+        With no expiry from the server, a whole window from the observation is safe but wastes up to a
+        window. When our own log of the same length is full, the server's window cannot have started
+        before the oldest of those calls, so it has reset once that call is a window old: waiting for
+        that instead keeps a fixed-window (Keap) or sliding-window server at its full rate.
+        """
+        own = next((log for log in self._windows if log.seconds == budget.window and log.full), None)
+        if own is not None:
+            return min(own.wait(now), budget.resets_at - now)
+        return budget.resets_at - now
