@@ -1,0 +1,1 @@
+"""The long-running side: webhook receivers, dirty-id debounce, status page, /metrics and /healthz."""

@@ -1,0 +1,118 @@
+"""Prometheus metrics: one registry per service, so tests and two services in one process never mix.
+
+Counters and histograms are fed as things happen (passes, API calls, webhook deliveries, propagation);
+what the state database holds (links, open failures, review items, conflicts) is read at scrape time
+by `StateCollector`, so the numbers agree with the status page and survive restarts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from invoiced_keap.connectors.http import RequestEvent
+from invoiced_keap.engine.report import RunReport
+from invoiced_keap.state import Store
+
+PREFIX = "invoiced_keap"
+WRITE_VERBS = frozenset({"create", "update", "delete", "stamp"})
+PROPAGATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+class StateCollector(Collector):
+    """Gauges read from the state store on each scrape."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self.store.status_counts()
+        for name, documentation, per_flow in (
+            ("links", "Active links per flow", counts.active_links),
+            ("open_failures", "Records in the failures list per flow", counts.open_failures),
+            ("open_review_items", "Records waiting for review per flow", counts.open_review_items),
+        ):
+            family = GaugeMetricFamily(f"{PREFIX}_{name}", documentation, labels=["flow"])
+            for flow, value in sorted(per_flow.items()):
+                family.add_metric([flow], value)
+            yield family
+        yield GaugeMetricFamily(f"{PREFIX}_conflicts", "Conflicts recorded so far", value=counts.conflicts)
+        yield GaugeMetricFamily(f"{PREFIX}_open_intents", "Creates begun and not yet confirmed", value=counts.open_intents)
+
+
+class Metrics:
+    """The service's metric objects; `exposition()` is what `/metrics` serves."""
+
+    def __init__(self, store: Store | None = None) -> None:
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        self.passes = Counter(f"{PREFIX}_passes", "Sync passes per flow and result", ["flow", "result"], registry=registry)
+        self.records_read = Counter(f"{PREFIX}_records_read", "Records read per flow and side", ["flow", "side"], registry=registry)
+        self.records_written = Counter(
+            f"{PREFIX}_records_written", "Records written per flow and side", ["flow", "side"], registry=registry
+        )
+        self.failures = Counter(f"{PREFIX}_failures", "Records rejected per flow", ["flow"], registry=registry)
+        self.conflicts_resolved = Counter(
+            f"{PREFIX}_conflicts_resolved", "Field conflicts resolved per flow", ["flow"], registry=registry
+        )
+        self.api_calls = Counter(f"{PREFIX}_api_calls", "API calls sent per system", ["system"], registry=registry)
+        self.api_rate_limited = Counter(
+            f"{PREFIX}_api_rate_limited", "429 answers per system", ["system"], registry=registry
+        )
+        self.webhook_deliveries = Counter(
+            f"{PREFIX}_webhook_deliveries",
+            "Webhook deliveries per source and outcome (accepted, duplicate, ignored, rejected, handshake)",
+            ["source", "outcome"],
+            registry=registry,
+        )
+        self.keap_quota_remaining = Gauge(
+            f"{PREFIX}_keap_quota_remaining", "Keap calls left in the daily quota (last reported)", registry=registry
+        )
+        self.propagation_delay = Histogram(
+            f"{PREFIX}_propagation_delay_seconds",
+            "From a webhook's arrival to the commit of the sync it caused",
+            ["flow"],
+            buckets=PROPAGATION_BUCKETS,
+            registry=registry,
+        )
+        if store is not None:
+            registry.register(StateCollector(store))
+
+    def record_run(self, report: RunReport) -> None:
+        """Count a pass's reads, writes, failures and conflicts, per flow (a dry run counts nothing)."""
+        if report.dry_run:
+            return
+        for flow, flow_report in report.flows.items():
+            result = "error" if report.error or flow_report.error else "ok"
+            self.passes.labels(flow, result).inc()
+            for side in ("invoiced", "keap"):
+                self.records_read.labels(flow, side).inc(flow_report.counts.get(f"read.{side}", 0))
+            for action in flow_report.actions:
+                if action.verb in WRITE_VERBS:
+                    self.records_written.labels(flow, action.side).inc()
+                elif action.verb == "fail":
+                    self.failures.labels(flow).inc()
+                elif action.verb == "conflict":
+                    self.conflicts_resolved.labels(flow).inc()
+
+    def watch_keap_quota(self, remaining: Callable[[], int | None]) -> None:
+        """Read the quota at scrape time (NaN until Keap has reported it)."""
+        self.keap_quota_remaining.set_function(lambda: float("nan") if (left := remaining()) is None else float(left))
+
+    def api_listener(self, system: str) -> Callable[[RequestEvent], None]:
+        """A connector `listeners=` entry counting that system's calls and 429s."""
+        calls = self.api_calls.labels(system)
+        limited = self.api_rate_limited.labels(system)
+
+        def count(event: RequestEvent) -> None:
+            calls.inc()
+            if event.status == 429:
+                limited.inc()
+
+        return count
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,258 @@
+"""`invoiced-keap run`: polls, webhook receivers, status page, `/metrics` and `/healthz` on one uvicorn server.
+
+One worker per process does the engine's work, one job at a time: a debounced batch of webhook ids
+(synced by id, so a burst of edits costs one read and one write per record), a poll pass when the
+poll interval is up, a reconcile (full id scans) when the full-scan interval is up. Polling is the
+safety net for anything a webhook missed. Across processes the engine's flow locks keep two workers
+off one flow; a pass that finds its flow locked is skipped and tried again at the next poll.
+
+SIGTERM and SIGINT set `stop`: the job in hand finishes (the engine commits as it goes), the web
+server closes, and `run` returns normally (exit status 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import secrets
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable, Generator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import uvicorn
+
+from invoiced_keap.connectors.errors import ApiError
+from invoiced_keap.connectors.redaction import register_secret
+from invoiced_keap.engine.report import RunReport
+from invoiced_keap.engine.run import Syncer
+from invoiced_keap.flows import Flow
+from invoiced_keap.server.app import ServerSettings, create_app
+from invoiced_keap.server.debounce import DirtyBatch, DirtyQueue
+from invoiced_keap.server.keap_hooks import RECEIVER_PATH, ensure_hooks, event_keys, hook_url
+from invoiced_keap.server.metrics import Metrics
+from invoiced_keap.server.quota import QuotaWatchingPacer
+from invoiced_keap.state import Side
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """How the service listens and how often it works. `public_url` is how Keap reaches the receiver
+    (default: the bound address); without `invoiced_webhook_secret` the Invoiced receiver is off."""
+
+    host: str = "127.0.0.1"
+    port: int = 8780
+    public_url: str | None = None
+    invoiced_webhook_secret: str | None = None
+    keap_hooks: bool = True
+    keap_hook_token: str | None = None
+    status_token: str | None = None
+    poll_interval: float = 60.0
+    full_scan_interval: float = 86_400.0
+    webhook_debounce: float = 2.0
+    hook_check_interval: float = 900.0
+
+    def __post_init__(self) -> None:
+        if not is_loopback(self.host) and not self.status_token:
+            raise ValueError(f"binding to {self.host} exposes the status page: set a status token")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the service stops only after the job in hand."""
+
+    @contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class Service:
+    """The long-running sync around one `Syncer` (its store and connectors)."""
+
+    def __init__(self, syncer: Syncer, flows: Mapping[str, Flow], settings: ServiceSettings) -> None:
+        self.syncer = syncer
+        self.flows = dict(flows)
+        self.settings = settings
+        self.hook_token = settings.keap_hook_token or secrets.token_urlsafe(24)
+        # the hook token is in URLs we log; none of these may reach a log line
+        register_secret(self.hook_token, settings.invoiced_webhook_secret or "", settings.status_token or "")
+        self.queue = DirtyQueue(settings.webhook_debounce)
+        self.metrics = Metrics(syncer.store)
+        self.metrics.watch_keap_quota(self.keap_quota)
+        syncer.invoiced.api.listeners.append(self.metrics.api_listener("invoiced"))
+        syncer.keap.api.listeners.append(self.metrics.api_listener("keap"))
+        self.last_pass: RunReport | None = None
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind((settings.host, settings.port))
+
+    @property
+    def url(self) -> str:
+        host, port = self.socket.getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def public_url(self) -> str:
+        return (self.settings.public_url or self.url).rstrip("/")
+
+    def keap_quota(self) -> int | None:
+        """Known when the Keap connector was opened with a `QuotaWatchingPacer`."""
+        pacer = self.syncer.keap.api.pacer
+        return pacer.quota_remaining if isinstance(pacer, QuotaWatchingPacer) else None
+
+    def health(self) -> dict[str, object]:
+        finished = self.last_pass
+        return {
+            "pending_ids": self.queue.pending(),
+            "last_pass_error": finished.error if finished else None,
+        }
+
+    # --- running -------------------------------------------------------------------------------
+    async def run_until_signalled(self) -> None:
+        """`run` with SIGTERM and SIGINT wired to a graceful stop."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            await self.run(stop)
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve and work until `stop` is set; then finish the job in hand and close."""
+        settings = self.settings
+        app = create_app(
+            self.syncer.store,
+            self.flows,
+            self.queue,
+            self.metrics,
+            ServerSettings(
+                invoiced_webhook_secret=settings.invoiced_webhook_secret,
+                keap_hook_token=self.hook_token if settings.keap_hooks else None,
+                status_token=settings.status_token,
+            ),
+            health=self.health,
+            keap_quota=self.keap_quota,
+        )
+        server = _Server(uvicorn.Config(app, log_level=logging.WARNING, access_log=False, lifespan="off"))
+        serving = asyncio.create_task(server.serve(sockets=[self.socket]))
+        helpers: list[asyncio.Task[None]] = []
+        try:
+            while not server.started:
+                if serving.done():
+                    serving.result()  # raises why it could not start
+                await asyncio.sleep(0.01)
+            logger.info("serving on %s (public %s)", self.url, self.public_url)
+            if settings.keap_hooks:
+                await self.check_hooks()
+                helpers.append(asyncio.create_task(self._every(settings.hook_check_interval, self.check_hooks, stop)))
+            await self._work(stop)
+        finally:
+            for helper in helpers:
+                helper.cancel()
+            server.should_exit = True
+            await serving
+            self.socket.close()
+
+    async def check_hooks(self) -> None:
+        """Register missing Keap hooks and revive Inactive ones; a Keap error is logged, never fatal."""
+        prefix = f"{self.public_url}{RECEIVER_PATH}/"
+        try:
+            await ensure_hooks(
+                self.syncer.keap,
+                hook_url(self.public_url, self.hook_token),
+                event_keys(self.flows.values()),
+                ours_prefix=prefix,
+            )
+        except ApiError as error:
+            logger.warning("could not check Keap hooks: %s", error)
+
+    async def _every(self, interval: float, job: Callable[[], Awaitable[None]], stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(interval)
+            await job()
+
+    async def _work(self, stop: asyncio.Event) -> None:
+        """The worker: whichever comes first of a settled dirty batch or a due poll, one at a time."""
+        settings = self.settings
+        next_poll = time.monotonic()
+        next_scan = time.monotonic() + settings.full_scan_interval
+        batch: asyncio.Task[DirtyBatch] | None = None
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                batch = batch or asyncio.create_task(self.queue.next_batch())
+                wait = max(0.0, next_poll - time.monotonic())
+                await asyncio.wait({batch, stopping}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                if stop.is_set():
+                    break
+                if batch.done():
+                    await self._guarded(self.sync_batch(batch.result()))
+                    batch = None
+                elif time.monotonic() >= next_poll:
+                    await self._guarded(self.poll())
+                    next_poll = time.monotonic() + settings.poll_interval
+                    if time.monotonic() >= next_scan:
+                        await self._guarded(self.reconcile())
+                        next_scan = time.monotonic() + settings.full_scan_interval
+        finally:
+            stopping.cancel()
+            if batch is not None:
+                batch.cancel()
+
+    async def _guarded(self, job: Awaitable[object]) -> None:
+        """A job that fails is logged; the service goes on (polling retries what it missed)."""
+        try:
+            await job
+        except Exception:
+            logger.exception("sync job failed; the next poll retries")
+
+    # --- jobs ----------------------------------------------------------------------------------
+    async def poll(self) -> RunReport:
+        report = await self.syncer.sync(list(self.flows))
+        self._finished(report)
+        return report
+
+    async def reconcile(self) -> RunReport:
+        report = await self.syncer.reconcile(list(self.flows))
+        self._finished(report)
+        return report
+
+    async def sync_batch(self, batch: DirtyBatch) -> None:
+        """Sync exactly the records the webhooks named, then time their propagation.
+
+        An Invoiced delete arrives signed, so it is believed as it is; a Keap delete hook is not signed,
+        so its id is synced like a change and the engine believes the delete on the GET's 404.
+        """
+        for flow in batch.flows():
+            report = await self.syncer.sync_ids(
+                flow,
+                invoiced_ids=batch.ids(flow, Side.INVOICED),
+                keap_ids=[*batch.ids(flow, Side.KEAP), *batch.ids(flow, Side.KEAP, removed=True)],
+                removed_invoiced=batch.ids(flow, Side.INVOICED, removed=True),
+            )
+            self._finished(report)
+        done = time.monotonic()
+        for key, mark in batch.marks.items():
+            self.metrics.propagation_delay.labels(key.flow).observe(done - mark.first_seen)
+
+    def _finished(self, report: RunReport) -> None:
+        self.last_pass = report
+        self.metrics.record_run(report)
+        if report.error:
+            logger.warning("pass stopped: %s", report.error)

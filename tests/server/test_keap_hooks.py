@@ -1,0 +1,125 @@
+"""Keap REST hooks against the emulator: registration and re-verification, the handshake, batched deliveries."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from invoiced_keap.connectors.keap import COMPANIES, CONTACTS, KeapConnector
+from invoiced_keap.connectors.keap_auth import ApiKey
+from invoiced_keap.emulators.keap import KeapEmulator
+from invoiced_keap.emulators.keap.hooks import HookStatus
+from invoiced_keap.emulators.serve import BackgroundServer
+from invoiced_keap.flows import CATALOGUE
+from invoiced_keap.server.keap_hooks import RECEIVER_PATH, ensure_hooks, event_keys, hook_url
+from invoiced_keap.state import Side
+from tests.connectors import keap_support
+from tests.server.conftest import HOOK_TOKEN, Served, wait_for
+from tests.support import API_KEY
+
+ALL_KEYS = event_keys(CATALOGUE.values())
+
+
+@pytest.fixture
+def keap_emulator() -> KeapEmulator:
+    return KeapEmulator(api_key=API_KEY, random_seed=1, hook_batch_delay=0.02, hook_retry_delays=(0.02,))
+
+
+@pytest.fixture
+async def keap(keap_server: BackgroundServer) -> AsyncIterator[KeapConnector]:
+    async with KeapConnector(ApiKey(API_KEY), f"{keap_server.url}/crm/rest") as connector:
+        yield connector
+
+
+def ours(served: Served) -> tuple[str, str]:
+    """(our hook URL, the prefix every hook of ours starts with)."""
+    prefix = f"{served.url}{RECEIVER_PATH}/"
+    return hook_url(served.url, HOOK_TOKEN), prefix
+
+
+def test_the_flows_need_add_edit_delete_hooks_of_their_keap_objects() -> None:
+    assert event_keys([CATALOGUE["products"]]) == ["product.add", "product.edit", "product.delete"]
+    assert len(ALL_KEYS) == 9
+
+
+async def test_hooks_are_registered_verified_and_left_alone_when_healthy(served: Served, keap: KeapConnector) -> None:
+    url, prefix = ours(served)
+    first = await ensure_hooks(keap, url, ALL_KEYS, ours_prefix=prefix)
+    assert sorted(first.created) == sorted(ALL_KEYS)
+    hooks = await keap.list_hooks()
+    assert {(hook.event_key, hook.hook_url, hook.status) for hook in hooks} == {(key, url, "Verified") for key in ALL_KEYS}
+    again = await ensure_hooks(keap, url, ALL_KEYS, ours_prefix=prefix)
+    assert (sorted(again.verified), again.created, again.removed) == (sorted(ALL_KEYS), [], [])
+    assert served.metrics.webhook_deliveries.labels("keap", "handshake")._value.get() == 9
+
+
+async def test_an_inactive_hook_is_reverified_and_stale_ones_removed(
+    served: Served, keap: KeapConnector, keap_emulator: KeapEmulator
+) -> None:
+    url, prefix = ours(served)
+    await ensure_hooks(keap, url, ALL_KEYS, ours_prefix=prefix)
+    stale = await keap.create_hook("contact.edit", hook_url(served.url, "an-old-token"))
+    someone_elses = await keap.create_hook("contact.edit", "http://127.0.0.1:9/elsewhere")
+    inactive = next(hook for hook in keap_emulator.hooks.hooks.values() if hook.event_key == "company.edit")
+    inactive.status = HookStatus.INACTIVE  # as Keap does after four failed deliveries
+
+    report = await ensure_hooks(keap, url, ALL_KEYS, ours_prefix=prefix)
+
+    assert report.reverified == ["company.edit"]
+    assert report.removed == ["contact.edit"]
+    keys = {hook.key: hook for hook in await keap.list_hooks()}
+    assert stale.key not in keys and someone_elses.key in keys
+    assert keys[inactive.key].status == "Verified"
+
+
+async def test_a_hook_that_fails_reverification_is_replaced_and_reported(
+    served: Served, keap: KeapConnector, keap_emulator: KeapEmulator
+) -> None:
+    url, prefix = ours(served)
+    unanswered = hook_url(served.url, "a-token-nobody-serves")
+    await ensure_hooks(keap, unanswered, ["product.add"], ours_prefix=prefix)
+    (old,) = keap_emulator.hooks.hooks.values()
+    assert old.status is HookStatus.UNVERIFIED
+    report = await ensure_hooks(keap, unanswered, ["product.add"], ours_prefix=prefix)
+    assert (report.reverified, report.created, report.unverified) == ([], [], ["product.add"])
+    (new,) = await keap.list_hooks()
+    assert (new.key != old.key, new.status) == (True, "Unverified")
+
+
+async def test_deliveries_mark_keap_ids_dirty_and_deletes_removed(
+    served: Served, keap: KeapConnector
+) -> None:
+    url, prefix = ours(served)
+    await ensure_hooks(keap, url, ALL_KEYS, ours_prefix=prefix)
+    company = await keap.create(COMPANIES, keap_support.company(1))
+    contact = await keap.create(CONTACTS, keap_support.contact(1))
+    assert await keap.delete(CONTACTS, contact["id"])
+    wait_for(lambda: served.metrics.webhook_deliveries.labels("keap", "accepted")._value.get() >= 3)
+    batch = served.queue.take()
+    assert batch.ids("companies", Side.KEAP) == [company["id"]]
+    assert batch.ids("contacts", Side.KEAP, removed=True) == [contact["id"]]
+
+
+def test_a_wrong_token_gets_404_and_marks_nothing(served: Served) -> None:
+    payload = {"event_key": "company.edit", "object_type": "company", "object_keys": [{"id": 1}]}
+    wrong = httpx.post(hook_url(served.url, "guess"), json=payload)
+    handshake = httpx.post(hook_url(served.url, "guess"), headers={"X-Hook-Secret": "s"})
+    assert (wrong.status_code, handshake.status_code) == (404, 404)
+    assert "X-Hook-Secret" not in handshake.headers
+    assert served.queue.pending() == 0
+
+
+def test_handshake_echoes_the_secret(served: Served) -> None:
+    answer = httpx.post(hook_url(served.url, HOOK_TOKEN), headers={"X-Hook-Secret": "abc123"})
+    assert (answer.status_code, answer.headers["X-Hook-Secret"]) == (200, "abc123")
+    assert served.queue.pending() == 0
+
+
+def test_malformed_and_foreign_payloads(served: Served) -> None:
+    url = hook_url(served.url, HOOK_TOKEN)
+    malformed = httpx.post(url, content=b"not json")
+    foreign = httpx.post(url, json={"event_key": "invoice.add", "object_type": "invoice", "object_keys": [{"id": 1}]})
+    assert (malformed.status_code, foreign.status_code, foreign.json()["result"]) == (400, 200, "ignored")
+    assert served.queue.pending() == 0

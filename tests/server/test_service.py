@@ -1,0 +1,222 @@
+"""The running service against both emulators with webhooks on: edits travel without waiting for a poll,
+forgeries change nothing, bursts collapse; SIGTERM stops it cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from invoiced_keap.connectors.http import RetryPolicy
+from invoiced_keap.connectors.invoiced import InvoicedConnector
+from invoiced_keap.connectors.keap import KeapConnector
+from invoiced_keap.connectors.keap_auth import ApiKey
+from invoiced_keap.connectors.pacing import RateLimits
+from invoiced_keap.emulators.invoiced import InvoicedEmulator
+from invoiced_keap.emulators.keap import KeapEmulator
+from invoiced_keap.emulators.serve import BackgroundServer
+from invoiced_keap.engine.run import Syncer
+from invoiced_keap.flows import build_flows
+from invoiced_keap.server.app import INVOICED_WEBHOOK_PATH
+from invoiced_keap.server.invoiced_webhooks import expected_signature
+from invoiced_keap.server.service import Service, ServiceSettings
+from invoiced_keap.state import Store
+from tests.support import API_KEY
+
+FAST_RETRIES = RetryPolicy(attempts=3, timeout=20.0, wait_initial=0.01, wait_max=0.05, wait_jitter=0.01)
+NEVER = 10_000.0  # a poll interval no test waits for: what arrives, arrived by webhook
+needs_targeted_sync = pytest.mark.skipif(
+    not hasattr(Syncer, "sync_ids"), reason="engine/run.py has no Syncer.sync_ids (sync only some ids) yet"
+)
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def settle(service: Service) -> None:
+    """Wait out the debounce and the batch it hands over."""
+    await asyncio.sleep(2 * service.settings.webhook_debounce)
+    await eventually(lambda: service.queue.pending() == 0)
+    await asyncio.sleep(2 * service.settings.webhook_debounce)
+
+
+@dataclass
+class Running:
+    service: Service
+    invoiced: InvoicedEmulator
+    keap: KeapEmulator
+    invoiced_url: str
+    keap_url: str
+    webhook_secret: str
+
+    def company_names(self) -> list[str]:
+        return sorted(record["company_name"] for record in self.keap.store.records("companies"))
+
+    def reset_counts(self) -> None:
+        self.invoiced.requests.clear()
+        self.keap.requests.clear()
+
+
+@pytest.fixture
+async def running(tmp_path: Path) -> AsyncIterator[Running]:
+    invoiced = InvoicedEmulator(api_key=API_KEY, random_seed=1, webhook_retry_delays=(0.05,))
+    keap = KeapEmulator(api_key=API_KEY, random_seed=1, hook_batch_delay=0.0, hook_retry_delays=(0.05,))
+    keap.faults.rate_limit = None
+    invoiced.seed({"customers": [{"name": "Acme", "type": "company"}, {"name": "Globex", "type": "company"}]})
+    with BackgroundServer(invoiced.asgi()) as invoiced_server, BackgroundServer(keap.asgi()) as keap_server, Store(
+        f"sqlite:///{tmp_path}/state.db"
+    ) as store:
+        store.migrate()
+        webhook = httpx.post(f"{invoiced_server.url}/webhooks", json={"url": "http://127.0.0.1:9/"}, auth=(API_KEY, "")).json()
+        keap_url = f"{keap_server.url}/crm/rest"
+        async with InvoicedConnector(API_KEY, invoiced_server.url, retry=FAST_RETRIES) as invoiced_api, KeapConnector(
+            ApiKey(API_KEY), keap_url, limits=RateLimits(), retry=FAST_RETRIES
+        ) as keap_api:
+            syncer = Syncer(store, invoiced_api, keap_api)
+            flows = build_flows()
+            settings = ServiceSettings(
+                port=0, invoiced_webhook_secret=webhook["secret"], poll_interval=NEVER, webhook_debounce=0.2
+            )
+            service = Service(syncer, flows, settings)
+            httpx.patch(
+                f"{invoiced_server.url}/webhooks/{webhook['id']}",
+                json={"url": service.url + INVOICED_WEBHOOK_PATH},
+                auth=(API_KEY, ""),
+            )
+            stop = asyncio.Event()
+            task = asyncio.create_task(service.run(stop))
+            world = Running(service, invoiced, keap, invoiced_server.url, keap_url, webhook["secret"])
+            await eventually(lambda: service.last_pass is not None or task.done())
+            await eventually(lambda: world.company_names() == ["Acme", "Globex"])
+            await settle(service)  # the echoes of the first pass's creates come and go
+            try:
+                yield world
+            finally:
+                stop.set()
+                await asyncio.wait_for(task, 10)
+
+
+def customer_id(world: Running, name: str) -> int:
+    return next(customer["id"] for customer in world.invoiced.customers.values() if customer["name"] == name)
+
+
+async def test_hooks_are_registered_and_the_status_page_and_metrics_answer(running: Running) -> None:
+    hooks = list(running.keap.hooks.hooks.values())
+    assert len(hooks) == 9 and {hook.status.value for hook in hooks} == {"Verified"}
+    async with httpx.AsyncClient(base_url=running.service.url) as client:
+        assert (await client.get("/healthz")).json()["status"] == "ok"
+        assert 'data-flow="companies"' in (await client.get("/status")).text
+        metrics = (await client.get("/metrics")).text
+    assert 'invoiced_keap_links{flow="companies"} 2.0' in metrics
+    assert 'invoiced_keap_passes_total{flow="companies",result="ok"}' in metrics
+
+
+@needs_targeted_sync
+async def test_an_invoiced_edit_reaches_keap_without_a_poll(running: Running) -> None:
+    running.invoiced.update_customer(customer_id(running, "Acme"), {"name": "Acme Ltd"})
+    await eventually(lambda: running.company_names() == ["Acme Ltd", "Globex"])
+
+
+@needs_targeted_sync
+async def test_a_keap_edit_reaches_invoiced_without_a_poll(running: Running) -> None:
+    async with httpx.AsyncClient(base_url=running.keap_url, headers={"X-Keap-API-Key": API_KEY}) as keap:
+        [globex] = [r for r in running.keap.store.records("companies") if r["company_name"] == "Globex"]
+        answer = await keap.patch(f"/v2/companies/{globex['id']}", params={"update_mask": "company_name"},
+                                  json={"company_name": "Globex Corp"})
+        answer.raise_for_status()
+    gid = customer_id(running, "Globex")
+    await eventually(lambda: running.invoiced.customer(gid)["name"] == "Globex Corp")
+
+
+@needs_targeted_sync
+async def test_a_burst_of_fifty_edits_costs_one_read_and_one_write(running: Running) -> None:
+    acme = customer_id(running, "Acme")
+    running.reset_counts()
+    async with httpx.AsyncClient(base_url=running.invoiced_url, auth=(API_KEY, "")) as invoiced:
+        for number in range(1, 51):
+            (await invoiced.patch(f"/customers/{acme}", json={"name": f"Acme {number}"})).raise_for_status()
+    await eventually(lambda: "Acme 50" in running.company_names())
+    await settle(running.service)  # the echo (Keap's edit hook) comes and goes
+    reads = running.invoiced.requests["GET /customers/{id}"]
+    writes = {key: n for key, n in {**running.keap.requests, **running.invoiced.requests}.items()
+              if key.split()[0] in {"POST", "PATCH", "DELETE"} and key != "PATCH /customers/{id}"}
+    assert reads == 1
+    assert writes == {"PATCH /crm/rest/v2/companies/{id}": 1}
+    assert running.invoiced.requests["PATCH /customers/{id}"] == 50  # ours: none beyond the test's own
+
+
+async def test_a_forged_delivery_is_rejected_and_changes_nothing(running: Running) -> None:
+    acme = running.invoiced.customer(customer_id(running, "Acme"))
+    event = {"id": 10_001, "type": "customer.updated", "data": {"object": {**acme, "name": "Hijacked"}}}
+    body = httpx.Request("POST", "/", json=event).content
+    running.reset_counts()
+    async with httpx.AsyncClient(base_url=running.service.url) as client:
+        forged = await client.post(INVOICED_WEBHOOK_PATH, content=body,
+                                   headers={"X-Invoiced-Signature": expected_signature("not-the-secret", body)})
+        unsigned = await client.post(INVOICED_WEBHOOK_PATH, content=body)
+    assert (forged.status_code, unsigned.status_code) == (401, 401)
+    await settle(running.service)
+    assert running.company_names() == ["Acme", "Globex"]
+    assert running.service.queue.pending() == 0
+    assert sum(running.keap.requests.values()) == 0 and sum(running.invoiced.requests.values()) == 0
+
+
+SERVICE_SCRIPT = textwrap.dedent("""
+    import asyncio, sys
+    from invoiced_keap.connectors.invoiced import InvoicedConnector
+    from invoiced_keap.connectors.keap import KeapConnector
+    from invoiced_keap.connectors.keap_auth import ApiKey
+    from invoiced_keap.engine.run import Syncer
+    from invoiced_keap.flows import build_flows
+    from invoiced_keap.server.service import Service, ServiceSettings
+    from invoiced_keap.state import Store
+
+    async def main(database, invoiced_url, keap_url):
+        with Store(database) as store:
+            store.migrate()
+            async with InvoicedConnector("test", invoiced_url) as invoiced, KeapConnector(ApiKey("test"), keap_url) as keap:
+                service = Service(Syncer(store, invoiced, keap), build_flows(), ServiceSettings(port=0, poll_interval=0.2))
+                print(service.url, flush=True)
+                await service.run_until_signalled()
+        print("stopped", flush=True)
+
+    asyncio.run(main(*sys.argv[1:]))
+""")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_service_cleanly_with_status_zero(
+    tmp_path: Path, invoiced_server: BackgroundServer, keap_server: BackgroundServer, signum: int
+) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVICE_SCRIPT, f"sqlite:///{tmp_path}/state.db", invoiced_server.url,
+         f"{keap_server.url}/crm/rest"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    try:
+        url = process.stdout.readline().strip()  # type: ignore[union-attr]
+        deadline = time.monotonic() + 10
+        while 'result="ok"' not in httpx.get(f"{url}/metrics").text:
+            assert time.monotonic() < deadline, "no pass finished"
+            time.sleep(0.05)
+        process.send_signal(signum)
+        out, err = process.communicate(timeout=15)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert out.strip() == "stopped"
