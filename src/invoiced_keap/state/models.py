@@ -6,7 +6,8 @@ Tables (all names plural, one idea each):
 - `links`: a linked pair `(flow, invoiced_id, keap_id)`; at most one *active* link per
   `(flow, invoiced_id)` and per `(flow, keap_id)` (partial unique indexes); closed links are kept.
 - `shadows`: per link and side, the mapped values as last read or written (JSON per field group)
-  and that side's own update timestamp, kept as given (Invoiced: epoch int, Keap: ISO text).
+  and that side's own update timestamp, kept as given (Invoiced: epoch int, Keap: ISO text);
+  `record` keeps the side's raw mapped fields, so a write can merge into them without a re-read.
 - `watermarks`: stream name -> opaque text; event cursors are watermarks of event streams.
 - `intents`: a create about to happen, persisted first so a crash never makes a duplicate.
 - `failures`: records a system rejected, with payload, attempts and the next retry time.
@@ -148,6 +149,7 @@ class Shadow(Base):
     side: Mapped[str] = mapped_column(String(16), primary_key=True)
     field_values: Mapped[dict[str, Any]]
     source_updated: Mapped[Any | None]
+    record: Mapped[Any | None]
     written_at: Mapped[datetime]
 
     link: Mapped[Link] = relationship(back_populates="shadows")

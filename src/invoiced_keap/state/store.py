@@ -45,10 +45,12 @@ class LinkConflict(ValueError):
 
 @dataclass(frozen=True)
 class Snapshot:
-    """A side's mapped values (per field group) and its own update timestamp, as given."""
+    """A side's mapped values (per field group) and its own update timestamp, as given; `record`
+    optionally keeps the raw mapped fields of the side's record (what a later write merges into)."""
 
     values: dict[str, Any]
     updated: str | int | float | None = None
+    record: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -216,6 +218,7 @@ class Queries:
                     "side": side,
                     "field_values": snapshot.values,
                     "source_updated": snapshot.updated,
+                    "record": snapshot.record,
                     "written_at": now,
                 }
                 for link_id, new in zip(link_ids, new_links, strict=True)
@@ -608,6 +611,7 @@ def _put_shadow(link: Link, side: Side, snapshot: Snapshot, now: datetime) -> No
         link.shadows.append(shadow)
     shadow.field_values = snapshot.values
     shadow.source_updated = snapshot.updated
+    shadow.record = snapshot.record
     shadow.written_at = now
 
 

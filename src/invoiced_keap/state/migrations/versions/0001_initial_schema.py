@@ -66,6 +66,7 @@ def upgrade() -> None:
         sa.Column("side", sa.String(length=16), nullable=False),
         sa.Column("field_values", sa.JSON(), nullable=False),
         sa.Column("source_updated", sa.JSON(), nullable=True),
+        sa.Column("record", sa.JSON(), nullable=True),
         timestamp("written_at"),
         sa.ForeignKeyConstraint(
             ["link_id"], ["links.id"], name=op.f("fk_shadows_link_id_links"), ondelete="CASCADE"

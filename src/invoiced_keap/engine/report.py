@@ -1,0 +1,100 @@
+"""What a pass did (or, for a dry run, would do): counts per flow, the printable plan, the exit code.
+
+The engine never prints; the CLI renders `RunReport` (`plan_lines()` is the diffsync-style plan, one
+line per action with its fields) and exits with `exit_code`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from invoiced_keap.flows import Side
+
+EXIT_SYNCED = 0
+EXIT_NOT_RUN = 1
+EXIT_NEEDS_ATTENTION = 2
+
+
+@dataclass(frozen=True)
+class Action:
+    """One write (or state change) the pass made or plans: `create`, `update`, `delete`, `link`,
+    `unlink`, `review`, `stamp` (metadata), `conflict`, `fail`, on `side`'s record."""
+
+    flow: str
+    verb: str
+    side: Side
+    record_id: str | None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def line(self) -> str:
+        target = f"{self.side}:{self.record_id}" if self.record_id else f"{self.side}:(new)"
+        details = json.dumps(self.fields, sort_keys=True, default=str) if self.fields else ""
+        return f"{self.flow:<9} {self.verb:<8} {target:<24} {details}".rstrip()
+
+
+@dataclass
+class FlowReport:
+    """Counters of one flow's pass; `counts` keys are `read.invoiced`, `created.keap`, `linked`, ...
+
+    `error` is set when the pass stopped early (fatal API error, circuit breaker, flow lock held).
+    """
+
+    flow: str
+    counts: Counter[str] = field(default_factory=Counter)
+    actions: list[Action] = field(default_factory=list)
+    error: str | None = None
+
+    def add(self, action: Action, counter: str | None = None) -> None:
+        """Note an action; `counter` (if given) counts it now, writes are counted once done (`done`)."""
+        self.actions.append(action)
+        if counter:
+            self.counts[counter] += 1
+
+    def done(self, verb: str, side: str) -> None:
+        self.counts[f"{verb}.{side}"] += 1
+
+
+@dataclass
+class RunReport:
+    """A pass over some flows. `api_calls` counts calls per system; `open_failures` / `open_review` are
+    the lists' sizes after the pass (what the exit code reflects)."""
+
+    run_id: int | None
+    dry_run: bool
+    flows: dict[str, FlowReport] = field(default_factory=dict)
+    api_calls: dict[str, int] = field(default_factory=dict)
+    open_failures: int = 0
+    open_review: int = 0
+    error: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.error or any(report.error for report in self.flows.values()):
+            return EXIT_NOT_RUN
+        return EXIT_NEEDS_ATTENTION if self.open_failures or self.open_review else EXIT_SYNCED
+
+    def plan_lines(self) -> list[str]:
+        return [action.line() for report in self.flows.values() for action in report.actions]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        return {name: dict(report.counts) for name, report in self.flows.items()}
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A progress note for the CLI: `step` of `flow` has handled `done` records (of `total` if known)."""
+
+    flow: str
+    step: str
+    done: int
+    total: int | None = None
+
+
+ProgressHook = Callable[[Progress], None]
+
+
+def no_progress(_: Progress) -> None:
+    """The default hook: the engine reports nothing while it runs."""

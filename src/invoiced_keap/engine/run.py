@@ -1,0 +1,354 @@
+"""One sync pass per flow: read changes, match and create, plan, apply, commit; plus `relink` and `reconcile`.
+
+    syncer = Syncer(store, invoiced, keap, SyncOptions.build(...), progress=hook)
+    report = await syncer.sync(["companies"], dry_run=False)    # RunReport; report.exit_code
+    await syncer.retry()       # every open failure due now, then a pass
+    await syncer.reconcile()   # full id scans for deletes without hooks (own schedule, e.g. daily)
+    await syncer.relink()      # rebuild links from the Keap ids stamped in Invoiced metadata
+
+A pass, per flow, under `store.flow_lock(flow)` for every flow of the run:
+1. `changes.read_changes`: what changed on each side since the flow's marks (customers and removal
+   events read once for both customer flows), plus the source records of due failures and open intents.
+2. Plan without writing: type changes (a customer linked in the other customer flow: that link is closed,
+   the old Keap record left alone, and the customer is matched/created here), removals (Invoiced
+   delete/merge events of linked customers), linked pairs (`plan.plan_pair` against the stored shadows;
+   the side that did not change is taken from its stored record, not re-read).
+3. Circuit breaker on planned deletes and updates (`deletes.check_breaker`): over the limit, the flow
+   is skipped with a clear error and nothing of it is written.
+4. Apply: removals by the deletes policy, pair updates; then unlinked Invoiced records are matched
+   against an index of one bulk Keap listing (or the pass's own full read on a first pass): link
+   (merging fields), review (nothing created) or create (intent first). Open intents left by a crash
+   are adopted through the same index: the twin they made carries the record's match key (sku, email,
+   company name), so it matches and is linked instead of created again. Then, if the flow has
+   `create_in_invoiced`, unlinked Keap records get Invoiced twins (idempotency key from the intent).
+5. Commit the flow's marks after everything they cover is committed. A `FatalError` stops the run:
+   what was done stays committed, the marks of the unfinished flow do not move.
+
+`dry_run` reads and plans exactly as a pass does, records every action in the report (`plan_lines()`),
+and writes nothing: no API write, no state row (it does not even start a run record).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack
+from typing import TypeVar
+
+from invoiced_keap.connectors.errors import FatalError, NotFound
+from invoiced_keap.connectors.invoiced import InvoicedConnector
+from invoiced_keap.connectors.keap import KeapConnector
+from invoiced_keap.engine.apply import Applier, PairWork, link_shadows, snapshot, stored_record
+from invoiced_keap.engine.changes import (
+    CUSTOMER_FLOWS,
+    INVOICED_RESOURCES,
+    KEAP_STREAMS,
+    FlowChanges,
+    add_due_failures,
+    read_changes,
+)
+from invoiced_keap.engine.deletes import CircuitBreakerTripped, check_breaker, find_gone
+from invoiced_keap.engine.match import build_index, match_all, match_key_of
+from invoiced_keap.engine.options import SyncOptions
+from invoiced_keap.engine.plan import plan_pair
+from invoiced_keap.engine.report import Action, FlowReport, Progress, ProgressHook, RunReport, no_progress
+from invoiced_keap.flows import Flow, Side, flow_for_customer
+from invoiced_keap.mapping import Record
+from invoiced_keap.state import FlowLease, FlowLockHeld, FlowLockLost, NewLink, Store
+from invoiced_keap.state.models import Link
+
+T = TypeVar("T")
+
+
+def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class Syncer:
+    """The imperative shell around the pure core: connectors in, state store for memory."""
+
+    def __init__(
+        self,
+        store: Store,
+        invoiced: InvoicedConnector,
+        keap: KeapConnector,
+        options: SyncOptions | None = None,
+        *,
+        progress: ProgressHook = no_progress,
+    ) -> None:
+        self.store = store
+        self.invoiced = invoiced
+        self.keap = keap
+        self.options = options or SyncOptions()
+        self.progress = progress
+        self._leases: list[FlowLease] = []
+
+    # --- entry points ------------------------------------------------------------------------------
+    async def sync(self, flows: Iterable[str] | None = None, *, dry_run: bool = False) -> RunReport:
+        """One pass over `flows` (all by default)."""
+        names = self._flow_names(flows)
+        run_id = None if dry_run else self.store.start_run(names, dry_run=False).id
+        report = RunReport(run_id, dry_run)
+        calls_before = self._calls()
+        try:
+            with self._locks(names):
+                changes = await read_changes(self.store, self.invoiced, self.keap, names)
+                for name in names:
+                    report.flows[name] = FlowReport(name)
+                    try:
+                        await self._sync_flow(self.options.flows[name], changes[name], report.flows[name], run_id, dry_run)
+                    except CircuitBreakerTripped as error:
+                        report.flows[name].error = str(error)
+        except (FatalError, FlowLockHeld, FlowLockLost) as error:
+            report.error = str(error)
+        return self._finish(report, calls_before)
+
+    async def retry(self, flows: Iterable[str] | None = None) -> RunReport:
+        """Make every open failure due now, then run a pass (the `retry` command)."""
+        for name in self._flow_names(flows):
+            self.store.retry_failures_now(name)
+        return await self.sync(flows)
+
+    async def reconcile(self, flows: Iterable[str] | None = None, *, dry_run: bool = False) -> RunReport:
+        """Find deletes no event or hook told us about (full id scans; see `deletes.find_gone`)."""
+        names = self._flow_names(flows)
+        run_id = None if dry_run else self.store.start_run(names, dry_run=False).id
+        report = RunReport(run_id, dry_run)
+        calls_before = self._calls()
+        try:
+            with self._locks(names):
+                for name in names:
+                    flow_report = report.flows[name] = FlowReport(name)
+                    applier = self._applier(self.options.flows[name], flow_report, run_id, dry_run)
+                    links = self.store.active_link_ids(name)
+                    gone = await find_gone(name, links, self.invoiced, self.keap)
+                    try:
+                        self._check_breaker(name, links=len(links), deletes=len(gone), updates=0)
+                    except CircuitBreakerTripped as error:
+                        flow_report.error = str(error)
+                        continue
+                    found = self.store.find_links(name, "invoiced", [invoiced_id for invoiced_id, _ in gone])
+                    for invoiced_id, side in gone:
+                        await applier.remove(found[invoiced_id], gone=side, reason=f"not found in {side} (reconcile)")
+                    applier.commit()
+        except (FatalError, FlowLockHeld, FlowLockLost) as error:
+            report.error = str(error)
+        return self._finish(report, calls_before)
+
+    async def relink(self, flows: Iterable[str] | None = None) -> RunReport:
+        """Rebuild lost links from the Keap ids stamped in Invoiced metadata (one full listing per side).
+
+        Shadows are taken from both records as they are now: the pair counts as in sync from here on
+        (`verify` shows pairs that disagree). Records already linked are left alone.
+        """
+        names = self._flow_names(flows)
+        report = RunReport(None, False)
+        calls_before = self._calls()
+        with self._locks(names):
+            customers = [c async for c in self.invoiced.customers()] if set(names) & set(CUSTOMER_FLOWS) else []
+            items = [i async for i in self.invoiced.items()] if "products" in names else []
+            for name in names:
+                flow = self.options.flows[name]
+                flow_report = report.flows[name] = FlowReport(name)
+                records = items if name == "products" else [c for c in customers if flow_for_customer(c) == name]
+                stamped = {str(r["id"]): (r, str(r["metadata"][flow.metadata_key])) for r in records
+                           if (r.get("metadata") or {}).get(flow.metadata_key)}
+                linked = self.store.active_link_ids(name)
+                linked_keap = set(linked.values())
+                keap_records = {str(k["id"]): k async for k in self.keap.list_all(KEAP_STREAMS[name])} if stamped else {}
+                new_links = [
+                    NewLink(invoiced_id, keap_id, snapshot(flow, "invoiced", record), snapshot(flow, "keap", keap_records[keap_id]))
+                    for invoiced_id, (record, keap_id) in stamped.items()
+                    if invoiced_id not in linked and keap_id not in linked_keap and keap_id in keap_records
+                ]
+                self.store.add_links(name, new_links)
+                flow_report.counts["linked"] = len(new_links)
+        return self._finish(report, calls_before)
+
+    # --- one flow ----------------------------------------------------------------------------------
+    async def _sync_flow(self, flow: Flow, changes: FlowChanges, report: FlowReport, run_id: int | None, dry_run: bool) -> None:
+        store, name = self.store, flow.name
+        applier = self._applier(flow, report, run_id, dry_run)
+        applier.open_failures = {(failure.side, failure.record_id) for failure in store.failures(name)}
+        await add_due_failures(store, self.invoiced, self.keap, changes, dry_run=dry_run)
+        await self._add_intent_sources(flow, changes, applier)
+        report.counts["read.invoiced"] = len(changes.invoiced)
+        report.counts["read.keap"] = len(changes.keap)
+
+        moved = self._moved_links(name, changes)
+        removed = list(store.find_links(name, "invoiced", changes.removed_invoiced).values())
+        by_invoiced = store.find_links(name, "invoiced", [i for i in changes.invoiced if i not in changes.removed_invoiced])
+        by_keap = store.find_links(name, "keap", changes.keap)
+        pairs = {link.id: link for link in (*by_invoiced.values(), *by_keap.values())
+                 if link.invoiced_id not in changes.removed_invoiced}
+        work = [await self._plan(flow, link, changes) for link in pairs.values()]
+        links = len(store.active_link_ids(name))
+        self._check_breaker(name, links=links, updates=sum(1 for w in work if w.plan.write_count),
+                            deletes=0 if self.options.flow_options(name).deletes == "ignore" else len(removed))
+
+        for link in moved:
+            applier.close(link, f"type changed: customer {link.invoiced_id} moved to {name}")
+        for link in removed:
+            await applier.remove(link, gone="invoiced", reason="deleted or merged in Invoiced")
+        applier.commit()
+        for done, batch in enumerate(chunks(work, self.options.batch_size)):
+            await applier.each(batch, applier.sync_pair)
+            applier.commit()
+            self._batch_done(Progress(name, "pairs", min((done + 1) * self.options.batch_size, len(work)), len(work)))
+
+        linked_keap = {link.keap_id for link in by_keap.values()}
+        unlinked = [record for record_id, record in changes.invoiced.items()
+                    if record_id not in by_invoiced and record_id not in changes.removed_invoiced]
+        if unlinked:
+            linked_keap |= await self._match_and_create(flow, changes, unlinked, applier)
+        unlinked_keap = [record for record_id, record in changes.keap.items() if record_id not in linked_keap]
+        if unlinked_keap:
+            await self._keap_unlinked(flow, unlinked_keap, applier)
+        applier.commit()
+        if not dry_run:
+            with store.transaction() as tx:
+                for stream, value in changes.watermarks.items():
+                    tx.set_watermark(stream, value)
+
+    async def _plan(self, flow: Flow, link: Link, changes: FlowChanges) -> PairWork:
+        """The pair's plan: changed records as read, the other side from its stored record (or a GET)."""
+        current: dict[Side, Record] = {}
+        for side, changed, record_id in (("invoiced", changes.invoiced, link.invoiced_id), ("keap", changes.keap, link.keap_id)):
+            record = changed.get(record_id) or stored_record(link, side)  # type: ignore[arg-type]
+            current[side] = record if record is not None else await self._get(flow, side, record_id)  # type: ignore[index]
+        plan = plan_pair(flow, link_shadows(link), current["invoiced"], current["keap"], self.options.flow_options(flow.name).policy)
+        return PairWork(link, current["invoiced"], current["keap"], plan)
+
+    async def _match_and_create(self, flow: Flow, changes: FlowChanges, unlinked: list[Record], applier: Applier) -> set[str]:
+        """Link, review or create each unlinked Invoiced record; returns the Keap ids linked now."""
+        name, stream = flow.name, KEAP_STREAMS[flow.name]
+        keap_records = (list(changes.keap.values()) if changes.keap_full
+                        else [record async for record in self.keap.list_all(stream)])
+        index = build_index(name, keap_records, self.store.active_link_ids(name).values())
+        keap_by_id = {str(record["id"]): record for record in keap_records}
+        decisions = match_all(index, unlinked)
+        invoiced_by_id = {str(record["id"]): record for record in unlinked}
+        policy = self.options.flow_options(name).policy
+        in_review = {item.invoiced_id for item in self.store.review_items(name)}
+        claimed: set[str] = set()
+        to_create: list[Record] = []
+        to_link: list[tuple[Record, Record]] = []
+        for decision in decisions:
+            record = invoiced_by_id[decision.invoiced_id]
+            if decision.action == "review":
+                claimed.update(decision.candidates)
+                applier.report.add(Action(name, "review", "invoiced", decision.invoiced_id, {"candidates": list(decision.candidates)}), "review")
+                reason = f"{len(decision.candidates)} Keap records match {decision.key[0]} {decision.key[1]!r}" if decision.key else "ambiguous"
+                applier.pending.append(lambda tx, d=decision, r=reason: tx.add_review_item(name, d.invoiced_id, d.candidates, r))
+                continue
+            if decision.invoiced_id in in_review:
+                applier.pending.append(lambda tx, d=decision: tx.resolve_review_item(name, d.invoiced_id, d.action))
+            if decision.action == "link":
+                assert decision.keap_id is not None
+                claimed.add(decision.keap_id)
+                to_link.append((record, keap_by_id[decision.keap_id]))
+            else:
+                to_create.append(record)
+        for batch in chunks(to_link, self.options.batch_size):
+            await applier.each(batch, lambda pair: applier.link_pair(*pair, plan_pair(flow, None, *pair, policy)))
+            await applier.commit_and_stamp()
+        for done, batch in enumerate(chunks(to_create, self.options.batch_size)):
+            intents = applier.open_intents("invoiced", ((str(r["id"]), _intent_key(name, r)) for r in batch))
+            await applier.each(batch, lambda record: applier.create_twin("invoiced", record, intents.get(str(record["id"]))))
+            await applier.commit_and_stamp()
+            self._batch_done(Progress(name, "creates", min((done + 1) * self.options.batch_size, len(to_create)), len(to_create)))
+        return claimed
+
+    async def _keap_unlinked(self, flow: Flow, records: list[Record], applier: Applier) -> None:
+        """Keap records with no link: Invoiced twins when the flow creates in Invoiced, else counted."""
+        still = [r for r in records if str(r["id"]) not in self.store.find_links(flow.name, "keap", [str(r["id"]) for r in records])]
+        if not self.options.flow_options(flow.name).create_in_invoiced:
+            applier.report.counts["unlinked.keap"] += len(still)
+            return
+        for batch in chunks(still, self.options.batch_size):
+            intents = applier.open_intents("keap", ((str(r["id"]), None) for r in batch))
+            await applier.each(batch, lambda record: applier.create_twin("keap", record, intents.get(str(record["id"]))))
+            applier.commit()
+
+    def _moved_links(self, name: str, changes: FlowChanges) -> list[Link]:
+        """Links in the other customer flow of customers that now belong to this one (type changed)."""
+        if name not in CUSTOMER_FLOWS:
+            return []
+        other = next(flow for flow in CUSTOMER_FLOWS if flow != name)
+        return list(self.store.find_links(other, "invoiced", changes.invoiced).values())
+
+    async def _add_intent_sources(self, flow: Flow, changes: FlowChanges, applier: Applier) -> None:
+        """Bring the source records of open intents (a create cut short) into the pass to finish or adopt."""
+        for intent in self.store.intents(flow.name):
+            source: Side = intent.source_side  # type: ignore[assignment]
+            records = changes.invoiced if source == "invoiced" else changes.keap
+            if intent.source_id in records:
+                continue
+            if self.store.find_link(flow.name, source, intent.source_id) is not None:
+                applier.pending.append(lambda tx, i=intent: tx.close_intent(flow.name, i.source_side, i.source_id))  # type: ignore[arg-type]
+                continue
+            try:
+                record = await self._get(flow, source, intent.source_id)
+            except NotFound:
+                applier.pending.append(lambda tx, i=intent: tx.close_intent(flow.name, i.source_side, i.source_id))  # type: ignore[arg-type]
+                continue
+            if source == "invoiced" and flow.name in CUSTOMER_FLOWS and flow_for_customer(record) != flow.name:
+                continue
+            records[intent.source_id] = record
+
+    # --- helpers -----------------------------------------------------------------------------------
+    async def _get(self, flow: Flow, side: Side, record_id: str) -> Record:
+        if side == "invoiced":
+            return await self.invoiced.get(INVOICED_RESOURCES[flow.name], record_id)
+        stream = KEAP_STREAMS[flow.name]
+        return await self.keap.get(stream, record_id, fields=stream.fields)
+
+    def _applier(self, flow: Flow, report: FlowReport, run_id: int | None, dry_run: bool) -> Applier:
+        return Applier(flow, self.options.flow_options(flow.name), self.store, self.invoiced, self.keap, report,
+                       run_id, dry_run, self.options.concurrency)
+
+    def _check_breaker(self, name: str, *, links: int, deletes: int, updates: int) -> None:
+        check_breaker(name, self.options.breaker, links=links, deletes=deletes, updates=updates,
+                      allowed=self.options.allow_mass_change)
+
+    def _flow_names(self, flows: Iterable[str] | None) -> list[str]:
+        names = list(self.options.flows) if flows is None else list(dict.fromkeys(flows))
+        unknown = set(names) - set(self.options.flows)
+        if unknown:
+            raise ValueError(f"unknown flow(s): {sorted(unknown)}; expected {sorted(self.options.flows)}")
+        return names
+
+    def _locks(self, names: Sequence[str]) -> ExitStack:
+        """Hold every flow of the run (in name order, so two runs never wait on each other crosswise)."""
+        stack = ExitStack()
+        try:
+            self._leases = [stack.enter_context(self.store.flow_lock(name)) for name in sorted(names)]
+        except BaseException:
+            stack.close()
+            raise
+        return stack
+
+    def _batch_done(self, progress: Progress) -> None:
+        """After each committed batch: keep the flow locks and tell the progress hook."""
+        for lease in self._leases:
+            lease.renew()
+        self.progress(progress)
+
+    def _calls(self) -> dict[str, int]:
+        return {"invoiced": self.invoiced.calls.total, "keap": self.keap.stats.total}
+
+    def _finish(self, report: RunReport, calls_before: dict[str, int]) -> RunReport:
+        report.api_calls = {system: total - calls_before[system] for system, total in self._calls().items()}
+        status = self.store.status_counts()
+        names = list(report.flows)
+        report.open_failures = sum(count for flow, count in status.open_failures.items() if flow in names)
+        report.open_review = sum(count for flow, count in status.open_review_items.items() if flow in names)
+        if report.run_id is not None:
+            result = "error" if report.exit_code == 1 else "ok" if report.exit_code == 0 else "attention"
+            self.store.finish_run(report.run_id, result, {**report.counts(), "api_calls": report.api_calls})
+        return report
+
+
+def _intent_key(flow: str, record: Record) -> str | None:
+    key = match_key_of(flow, record)
+    return f"{key[0]}:{key[1]}" if key else None

@@ -1,0 +1,74 @@
+"""Rejected records land in the failures list and sync once fixed; deletes follow the policy; the breaker holds."""
+
+from __future__ import annotations
+
+from invoiced_keap.engine.options import FlowOptions, SyncOptions
+from tests.engine.conftest import World
+
+LONG_EMAIL = "a" * 70 + "@example.com"  # over Keap's 75 characters
+
+
+async def test_rejected_records_are_failures_the_rest_syncs_and_a_fix_at_the_source_syncs(world: World) -> None:
+    world.invoiced.seed({"customers": [
+        {"name": "Walk-in Customer", "type": "person"},
+        {"name": "Bad Email", "type": "person", "email": LONG_EMAIL},  # Invoiced takes it; Keap refuses it
+        *({"name": f"Person {n}", "type": "person", "email": f"p{n}@example.com"} for n in range(5)),
+    ]})
+    first = await world.sync(flows=["contacts"])
+
+    failures = {f.record_id: f for f in world.store.failures("contacts")}
+    assert set(failures) == {"1", "2"} and first.exit_code == 2
+    assert "at least one email address, phone number or address" in failures["1"].message
+    assert failures["2"].message.startswith("keap: ") and "email" in failures["2"].message
+    assert failures["2"].payload["given_name"] == "Bad"
+    assert len(world.store.active_link_ids("contacts")) == 5
+
+    world.invoiced.update_customer(1, {"phone": "+1 555 0100"})
+    world.invoiced.update_customer(2, {"email": "bad@example.com"})
+    fixed = await world.sync(flows=["contacts"])
+
+    assert world.store.failures("contacts") == [] and fixed.exit_code == 0
+    assert len(world.store.active_link_ids("contacts")) == 7 == len(world.keap_records("contacts"))
+
+
+async def test_deleted_customers_unlink_by_default_and_propagate_when_asked(world: World) -> None:
+    world.invoiced.seed({"customers": [{"name": f"Company {n}", "type": "company"} for n in range(4)]})
+    await world.sync(flows=["companies"])
+    world.invoiced.delete_customer(1)
+    world.invoiced.merge_customers(3, 2)
+
+    await world.sync(flows=["companies"])
+    assert sorted(world.store.active_link_ids("companies")) == ["3", "4"]
+    assert len(world.keap_records("companies")) == 4  # unlink keeps both records
+
+    world.invoiced.delete_customer(4)
+    propagate = SyncOptions(per_flow={"companies": FlowOptions(deletes="propagate")})
+    await world.sync(propagate, flows=["companies"])
+    assert list(world.store.active_link_ids("companies")) == ["3"]
+    assert [c["company_name"] for c in world.keap_records("companies")] == ["Company 0", "Company 1", "Company 2"]
+
+
+async def test_circuit_breaker_stops_mass_deletes_until_allowed(world: World) -> None:
+    world.invoiced.seed({"customers": [{"name": f"Company {n}", "type": "company"} for n in range(12)]})
+    await world.sync(flows=["companies"])
+    for customer_id in range(1, 12):
+        world.invoiced.delete_customer(customer_id)
+    propagate = {"companies": FlowOptions(deletes="propagate")}
+
+    halted = await world.sync(SyncOptions(per_flow=propagate), flows=["companies"])
+    assert halted.exit_code == 1 and "circuit breaker: 11 of 12 links" in (halted.flows["companies"].error or "")
+    assert len(world.keap_records("companies")) == 12 and len(world.store.active_link_ids("companies")) == 12
+
+    allowed = await world.sync(SyncOptions(per_flow=propagate, allow_mass_change=True), flows=["companies"])
+    assert allowed.exit_code == 0 and len(world.keap_records("companies")) == 1
+
+
+async def test_reconcile_finds_records_deleted_in_keap(world: World) -> None:
+    world.invoiced.seed({"customers": [{"name": f"Company {n}", "type": "company"} for n in range(3)]})
+    await world.sync(flows=["companies"])
+    world.keap.store.delete("companies", world.link_of("companies", 2))
+
+    report = await world.syncer_call("reconcile", flows=["companies"])
+
+    assert report.flows["companies"].counts["unlinked"] == 1
+    assert sorted(world.store.active_link_ids("companies")) == ["1", "3"]
