@@ -1,16 +1,91 @@
-"""The `invoiced-keap` command line: thin over the engine and the emulators."""
+"""The `invoiced-keap` command line: thin over the engine, the store and the emulators.
+
+Exit codes (DESIGN §6): 0 everything synced or agrees, 2 finished but records wait in the failures
+or review lists (or `verify` found differences), 1 could not run (a setting, credentials, an
+unreachable system, the circuit breaker). Setting and connection problems print one line, never a
+traceback; the group class below turns them into exit code 1 for every command.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 import signal
 import threading
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
+from typing import Any
 
+import httpx
 import typer
+from sqlalchemy.exc import SQLAlchemyError
+from typer.core import TyperGroup
 
-from invoiced_keap import __version__
+from invoiced_keap import __version__, console
+from invoiced_keap.config import FLOW_NAMES, Settings, SettingError, load_settings
+from invoiced_keap.connections import CannotConnect, check_credentials, open_invoiced, open_keap
+from invoiced_keap.connectors.errors import ApiError
+from invoiced_keap.connectors.keap_auth import KeapOAuth
+from invoiced_keap.connectors.redaction import register_secret
+from invoiced_keap.engine.report import RunReport
+from invoiced_keap.engine.run import Syncer
+from invoiced_keap.logs import LogFormat, configure_logging
+from invoiced_keap.state import AuditOperation, Side, Store
+from invoiced_keap.verify import FlowCheck, check_flow, read_listings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Two-way sync between Invoiced and Keap.")
+EXIT_NEEDS_ATTENTION = 2
+
+
+class _StopsCleanly(TyperGroup):
+    """Any command: a setting, credential, API or database problem is one line on stderr and exit 1."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except typer.TyperException as problem:
+            if getattr(problem, "exit_code", None) == 2:  # a usage error: 2 means "finished, records wait" here
+                problem.exit_code = 1  # type: ignore[attr-defined]
+            raise
+        except (SettingError, CannotConnect, ApiError) as problem:
+            console.error(str(problem))
+        except SQLAlchemyError as problem:
+            console.error(f"state database: {type(problem).__name__}: {str(problem).splitlines()[0]}")
+        raise typer.Exit(1)
+
+
+app = typer.Typer(
+    cls=_StopsCleanly, no_args_is_help=True, add_completion=False, help="Two-way sync between Invoiced and Keap."
+)
+auth_app = typer.Typer(cls=_StopsCleanly, no_args_is_help=True, help="Connect an account that needs a browser step.")
+app.add_typer(auth_app, name="auth")
+
+
+@dataclass
+class Session:
+    """What the global options chose; settings are read only by the commands that need them."""
+
+    config_path: Path | None
+    _settings: Settings | None = field(default=None, repr=False)
+
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_path)
+            register_secret(*self._settings.secrets())
+        return self._settings
+
+    def store(self) -> Store:
+        settings = self.settings()
+        store = Store(settings.database_url, retry_policy=settings.failure_retry_policy())
+        store.migrate()
+        return store
+
+
+def _session(ctx: typer.Context) -> Session:
+    session = ctx.find_object(Session)
+    assert session is not None, "the main callback sets it"
+    return session
 
 
 def _print_version(value: bool) -> None:
@@ -21,10 +96,377 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(
+        None, "--config", envvar="INVOICED_KEAP_CONFIG", help="Configuration file (default: ./invoiced-keap.toml if present)."
+    ),
+    log_format: LogFormat = typer.Option(LogFormat.text, "--log-format", help="Log lines for people (text) or machines (json)."),
+    log_level: str = typer.Option("WARNING", "--log-level", help="DEBUG, INFO, WARNING or ERROR."),
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Show the version and exit."),
 ) -> None:
     """Two-way sync between Invoiced and Keap."""
+    if log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise typer.BadParameter("expected DEBUG, INFO, WARNING or ERROR", param_hint="--log-level")
+    configure_logging(log_format, log_level)
+    ctx.obj = Session(config)
 
+
+FlowOption = typer.Option(None, "--flow", help=f"Only this flow ({', '.join(FLOW_NAMES)}); repeatable.")
+OneFlowOption = typer.Option(None, "--flow", help=f"Only this flow ({', '.join(FLOW_NAMES)}).")
+JsonOption = typer.Option(False, "--json", help="Print JSON for scripts instead of a table.")
+
+
+def _flow_filter(settings: Settings, flow: str | None) -> str | None:
+    if flow is not None:
+        settings.selected_flows([flow])  # validates the name
+    return flow
+
+
+# --- syncing ---------------------------------------------------------------------------------------
+
+EngineWork = Callable[[Syncer, list[str]], Awaitable[RunReport]]
+
+
+def _run_engine(session: Session, flows: Sequence[str], work: EngineWork, *, allow_mass_change: bool = False) -> RunReport:
+    """Check both credentials, open the APIs and the store, and let the engine `work` with progress bars."""
+    settings = session.settings()
+    names = list(settings.selected_flows(flows))
+
+    async def run() -> RunReport:
+        await check_credentials(settings)
+        with session.store() as store:
+            async with open_invoiced(settings) as invoiced, open_keap(settings) as keap:
+                with console.progress_bars() as bars:
+                    options = settings.sync_options(allow_mass_change=allow_mass_change)
+                    syncer = Syncer(store, invoiced, keap, options, progress=lambda note: bars(f"{note.flow}: {note.step}", note.done, note.total))
+                    return await work(syncer, names)
+
+    return asyncio.run(run())
+
+
+def _finish(report: RunReport, *, show_plan: bool = False) -> None:
+    console.print_run_report(report, show_plan=show_plan)
+    raise typer.Exit(report.exit_code)
+
+
+@app.command()
+def sync(
+    ctx: typer.Context,
+    flow: list[str] | None = FlowOption,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Read and plan, print the plan, write nothing."),
+    allow_mass_change: bool = typer.Option(False, "--allow-mass-change", help="Let this pass exceed the circuit breaker."),
+) -> None:
+    """One pass: read what changed on both sides and bring the linked pairs together."""
+    report = _run_engine(_session(ctx), flow or (), lambda syncer, names: syncer.sync(names, dry_run=dry_run),
+                         allow_mass_change=allow_mass_change)
+    _finish(report, show_plan=dry_run)
+
+
+@app.command()
+def retry(
+    ctx: typer.Context,
+    failure_id: int | None = typer.Argument(None, help="A failure id (see `failures`): retries its flow's failures."),
+    retry_all: bool = typer.Option(False, "--all", help="Retry every open failure."),
+) -> None:
+    """Retry rejected records now instead of waiting for their backoff, then run a pass."""
+    session = _session(ctx)
+    if (failure_id is None) == (not retry_all):
+        raise SettingError("retry: give a failure ID or --all")
+    flows: list[str] = []
+    if failure_id is not None:
+        with session.store() as store:
+            found = [failure for failure in store.failures() if failure.id == failure_id]
+        if not found:
+            raise SettingError(f"retry: no open failure with id {failure_id}")
+        flows = [found[0].flow]
+    _finish(_run_engine(session, flows, lambda syncer, names: syncer.retry(names)))
+
+
+@app.command()
+def relink(ctx: typer.Context, flow: list[str] | None = FlowOption) -> None:
+    """Rebuild links from the Keap ids stamped in Invoiced metadata (after losing the state database)."""
+    _finish(_run_engine(_session(ctx), flow or (), lambda syncer, names: syncer.relink(names)))
+
+
+# --- looking at the state ------------------------------------------------------------------------
+
+@app.command()
+def status(ctx: typer.Context, as_json: bool = JsonOption) -> None:
+    """Links, open failures and review items per flow, and the last run. Exit 2 when records wait."""
+    session = _session(ctx)
+    with session.store() as store:
+        counts = store.status_counts()
+    last = counts.last_run
+    last_run = None if last is None else {
+        "id": last.id, "started_at": last.started_at, "finished_at": last.finished_at,
+        "result": last.result, "dry_run": last.dry_run, "counts": last.counts,
+    }
+    flows = {
+        name: {
+            "active_links": counts.active_links.get(name, 0),
+            "open_failures": counts.open_failures.get(name, 0),
+            "open_review_items": counts.open_review_items.get(name, 0),
+        }
+        for name in FLOW_NAMES
+    }
+    if as_json:
+        console.print_json({"flows": flows, "open_intents": counts.open_intents, "conflicts": counts.conflicts, "last_run": last_run})
+    else:
+        console.print_table(
+            "Flows", ["flow", "links", "failures", "review"],
+            [(name, row["active_links"], row["open_failures"], row["open_review_items"]) for name, row in flows.items()],
+        )
+        console.note(f"Conflicts resolved so far: {counts.conflicts}   Creates in progress: {counts.open_intents}")
+        console.note("Last run: never" if last is None else
+                     f"Last run: #{last.id} {console.cell(last.started_at)} {last.result or 'unfinished'}"
+                     f"{' (dry run)' if last.dry_run else ''}")
+    if any(row["open_failures"] or row["open_review_items"] for row in flows.values()):
+        raise typer.Exit(EXIT_NEEDS_ATTENTION)
+
+
+@app.command()
+def links(
+    ctx: typer.Context,
+    flow: str | None = OneFlowOption,
+    search: str | None = typer.Option(None, "--search", help="Only links whose ids or synced values contain this text."),
+    as_json: bool = JsonOption,
+) -> None:
+    """The linked pairs, with the values last synced."""
+    session = _session(ctx)
+    flow = _flow_filter(session.settings(), flow)
+    needle = search.casefold() if search else None
+    rows = []
+    with session.store() as store:
+        for name in [flow] if flow else FLOW_NAMES:
+            for link in store.iter_links(name):
+                shadow = link.shadow(Side.INVOICED)
+                values = shadow.field_values if shadow is not None else {}
+                haystack = " ".join([link.invoiced_id, link.keap_id, *map(console.cell, values.values())]).casefold()
+                if needle is None or needle in haystack:
+                    rows.append({"flow": name, "invoiced_id": link.invoiced_id, "keap_id": link.keap_id,
+                                 "name": values.get("name"), "linked_at": link.created_at})
+    if as_json:
+        console.print_json(rows)
+        return
+    console.print_table("Links", ["flow", "invoiced", "keap", "name", "linked at"],
+                        [tuple(row.values()) for row in rows])
+
+
+@app.command()
+def failures(ctx: typer.Context, flow: str | None = OneFlowOption, as_json: bool = JsonOption) -> None:
+    """Records a system rejected, with its message; they are retried on later runs and by `retry`."""
+    session = _session(ctx)
+    flow = _flow_filter(session.settings(), flow)
+    with session.store() as store:
+        found = store.failures(flow)
+    rows = [{"id": failure.id, "flow": failure.flow, "side": failure.side, "record_id": failure.record_id,
+             "operation": failure.operation, "attempts": failure.attempts, "message": failure.message,
+             "field": failure.field, "next_retry_at": failure.next_retry_at} for failure in found]
+    if as_json:
+        console.print_json(rows)
+        return
+    console.print_table("Failures", ["id", "flow", "side", "record", "operation", "attempts", "message", "field", "next retry"],
+                        [tuple(row.values()) for row in rows])
+
+
+@app.command()
+def conflicts(ctx: typer.Context, flow: str | None = OneFlowOption, as_json: bool = JsonOption,
+              limit: int = typer.Option(50, help="Show at most this many, newest first.")) -> None:
+    """Fields changed on both sides, with both values and which side won."""
+    session = _session(ctx)
+    flow = _flow_filter(session.settings(), flow)
+    with session.store() as store:
+        found = store.conflicts(flow, limit=limit)
+    rows = [{"at": conflict.created_at, "flow": conflict.flow, "link": conflict.link_id, "field": conflict.field_group,
+             "invoiced_value": conflict.invoiced_value, "keap_value": conflict.keap_value,
+             "winner": conflict.winner, "reason": conflict.reason} for conflict in found]
+    if as_json:
+        console.print_json(rows)
+        return
+    console.print_table("Conflicts", ["at", "flow", "link", "field", "Invoiced value", "Keap value", "winner", "why"],
+                        [tuple(row.values()) for row in rows])
+
+
+@app.command()
+def explain(ctx: typer.Context, record_id: str = typer.Argument(..., help="An Invoiced or Keap record id."),
+            as_json: bool = JsonOption) -> None:
+    """The history of one record: its links, the writes, conflicts and failures."""
+    session = _session(ctx)
+    with session.store() as store:
+        found_links = [link for name in FLOW_NAMES for side in Side
+                       if (link := store.find_link(name, side, record_id)) is not None]
+        ids = {record_id} | {link.invoiced_id for link in found_links} | {link.keap_id for link in found_links}
+        writes = sorted((entry for one_id in ids for entry in store.audit_entries(record_id=one_id)),
+                        key=lambda entry: entry.id)
+        link_conflicts = [conflict for link in found_links for conflict in store.conflicts(link_id=link.id)]
+        rejected = [failure for failure in store.failures(include_resolved=True) if failure.record_id in ids]
+    history = {
+        "links": [{"flow": link.flow, "invoiced_id": link.invoiced_id, "keap_id": link.keap_id,
+                   "linked_at": link.created_at, "shadows": {shadow.side: shadow.field_values for shadow in link.shadows}}
+                  for link in found_links],
+        "writes": [{"at": entry.created_at, "flow": entry.flow, "side": entry.side, "record_id": entry.record_id,
+                    "operation": entry.operation, "before": entry.before, "after": entry.after} for entry in writes],
+        "conflicts": [{"at": conflict.created_at, "field": conflict.field_group, "invoiced_value": conflict.invoiced_value,
+                       "keap_value": conflict.keap_value, "winner": conflict.winner, "reason": conflict.reason}
+                      for conflict in link_conflicts],
+        "failures": [{"first_seen": failure.first_seen, "side": failure.side, "operation": failure.operation,
+                      "attempts": failure.attempts, "message": failure.message,
+                      "resolved_at": failure.resolved_at} for failure in rejected],
+    }
+    if as_json:
+        console.print_json(history)
+        return
+    if not any(history.values()):
+        console.note(f"Nothing is known about {record_id}.")
+        return
+    for title, entries in history.items():
+        console.print_table(title.capitalize(), list(entries[0]) if entries else [], [tuple(entry.values()) for entry in entries])
+
+
+# --- acting on the review list -------------------------------------------------------------------
+
+@app.command()
+def review(
+    ctx: typer.Context,
+    invoiced_id: str | None = typer.Argument(None, help="The Invoiced record to decide about."),
+    pick: str | None = typer.Option(None, "--pick", help="Link it to this Keap candidate."),
+    create: bool = typer.Option(False, "--create", help="Link it to none of them: create a new Keap record."),
+    flow: str | None = OneFlowOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Ambiguous matches: list them, or decide one with `review ID --pick KEAP_ID` or `review ID --create`."""
+    session = _session(ctx)
+    flow = _flow_filter(session.settings(), flow)
+    with session.store() as store:
+        items = store.review_items(flow)
+        if invoiced_id is None:
+            rows = [{"flow": item.flow, "invoiced_id": item.invoiced_id, "candidates": item.candidate_ids,
+                     "reason": item.reason, "since": item.created_at} for item in items]
+            if as_json:
+                console.print_json(rows)
+            else:
+                console.print_table("Waiting for review", ["flow", "invoiced", "Keap candidates", "reason", "since"],
+                                    [tuple(row.values()) for row in rows])
+            return
+        if (pick is None) == (not create):
+            raise SettingError("review: give exactly one of --pick KEAP_ID or --create")
+        matching = [item for item in items if item.invoiced_id == invoiced_id]
+        if len(matching) != 1:
+            raise SettingError(f"Invoiced {invoiced_id}: {'no open review item' if not matching else 'in several flows: add --flow'}")
+        item = matching[0]
+        if pick is not None:
+            if pick not in item.candidate_ids:
+                raise SettingError(f"--pick {pick}: not a candidate of Invoiced {invoiced_id}; expected one of {item.candidate_ids}")
+            with store.transaction() as tx:
+                tx.upsert_link(item.flow, invoiced_id, pick)
+                tx.append_audit(item.flow, Side.INVOICED, invoiced_id, AuditOperation.LINK, after={"keap_id": pick})
+                tx.resolve_review_item(item.flow, invoiced_id, f"linked {pick}")
+            console.note(f"{item.flow}: Invoiced {invoiced_id} linked to Keap {pick}; the next sync merges their fields.")
+        else:
+            store.resolve_review_item(item.flow, invoiced_id, "create")
+            console.note(f"{item.flow}: Invoiced {invoiced_id} will get a new Keap record on the next sync.")
+
+
+# --- verify ----------------------------------------------------------------------------------------
+
+@app.command()
+def verify(
+    ctx: typer.Context,
+    flow: list[str] | None = FlowOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """The specification as a checklist: do linked pairs agree, rule by rule? Exit 0 only when all agree."""
+    session = _session(ctx)
+    settings = session.settings()
+    chosen = settings.selected_flows(flow or ())
+    asyncio.run(check_credentials(settings))
+    with session.store() as store:
+        links_by_flow = {name: store.active_link_ids(name) for name in chosen}
+
+    async def read() -> Any:
+        async with open_invoiced(settings) as invoiced, open_keap(settings) as keap:
+            with console.progress_bars() as bars:
+                return await read_listings(invoiced, keap, chosen.values(), bars)
+
+    listings = asyncio.run(read())
+    checks = [
+        check_flow(item, listings.invoiced_records(item), listings.keap[name], links_by_flow[name],
+                   invoiced_ids_anywhere=listings.invoiced_ids(item),
+                   keap_unlinked_matter=name in settings.create_in_invoiced)
+        for name, item in chosen.items()
+    ]
+    if as_json:
+        console.print_json({"agrees": all(check.agrees for check in checks), "flows": [check.as_json() for check in checks]})
+    else:
+        _print_checks(checks)
+    if not all(check.agrees for check in checks):
+        raise typer.Exit(EXIT_NEEDS_ATTENTION)
+
+
+def _print_checks(checks: Sequence[FlowCheck]) -> None:
+    console.print_table(
+        "Field rules: linked pairs that agree", ["flow", "rule", "agree", "of pairs"],
+        [(check.flow, rule, agreeing, check.pairs) for check in checks for rule, agreeing in check.agreeing.items()],
+        empty="no field rules",
+    )
+    console.print_table("Drifted pairs", ["flow", "invoiced", "keap", "rule", "Invoiced value", "Keap value"],
+                        [(check.flow, d.invoiced_id, d.keap_id, d.rule, d.invoiced_value, d.keap_value)
+                         for check in checks for d in check.drifted])
+    console.print_table("Invoiced records with no Keap twin", ["flow", "invoiced"],
+                        [(check.flow, record_id) for check in checks for record_id in check.without_twin])
+    console.print_table("Links to a record that is gone", ["flow", "invoiced", "keap", "missing in"],
+                        [(check.flow, gone.invoiced_id, gone.keap_id, gone.missing) for check in checks for gone in check.gone])
+    console.print_table("Keap records linked to nothing", ["flow", "keap", "counts against verify"],
+                        [(check.flow, record_id, "yes" if check.keap_unlinked_matter else "no (information)")
+                         for check in checks for record_id in check.keap_unlinked])
+    verdict = "everything agrees" if all(check.agrees for check in checks) else "differences found"
+    console.note(f"verify: {verdict}")
+
+
+# --- connecting a Keap OAuth app -------------------------------------------------------------------
+
+@auth_app.command("keap")
+def auth_keap(
+    ctx: typer.Context,
+    code: str | None = typer.Option(None, "--code", help="The code (or the whole URL) Keap redirected to; asked for if missing."),
+) -> None:
+    """Authorize a Keap OAuth app: open the printed URL, allow access, paste back the code or the URL."""
+    settings = _session(ctx).settings()
+    client = settings.keap_oauth_client()
+    if settings.keap_redirect_uri is None:
+        raise SettingError("KEAP_REDIRECT_URI is not set: expected the redirect URI registered with your Keap app")
+    redirect_uri = str(settings.keap_redirect_uri)
+    oauth = KeapOAuth(client)
+    state = secrets.token_urlsafe(16)
+    console.note("Open this URL, sign in to Keap and allow access:")
+    console.note(oauth.authorize_url(redirect_uri, state, base=str(settings.keap_authorize_url)))
+    answer = code or typer.prompt("Paste the code, or the whole URL you were sent to")
+    asyncio.run(oauth.exchange_code(_authorization_code(answer, state), redirect_uri))
+    console.note(f"Keap tokens saved to {settings.keap_token_file}.")
+
+
+def _authorization_code(answer: str, state: str) -> str:
+    """The code from a pasted redirect URL (whose `state` must be ours) or the bare code itself."""
+    answer = answer.strip()
+    if "://" not in answer:
+        return answer
+    query = httpx.URL(answer).params
+    if "state" in query and query["state"] != state:
+        raise SettingError("the pasted URL belongs to another authorization attempt (state differs); start again")
+    if "code" not in query:
+        raise SettingError("the pasted URL has no `code` parameter; paste the URL Keap redirected to")
+    return query["code"]
+
+
+@app.command()
+def demo() -> None:
+    """The whole product in a minute: both emulators in-process with a sample account, no network, no account."""
+    from invoiced_keap.demo import run_demo
+
+    asyncio.run(run_demo())
+
+
+# --- emulators -------------------------------------------------------------------------------------
 
 class Seed(str, Enum):
     demo = "demo"

@@ -1,0 +1,176 @@
+"""`verify`: the specification as an executable checklist. Do the linked pairs agree, field rule by field rule?
+
+Both sides are read in bulk (Invoiced 100 a page, Keap 1000 a page; never one call per record) and
+paired by the store's active links. Per flow the report gives, per field rule, how many linked
+pairs agree (`engine.plan.disagreements`: a value cut to Keap's limits or spelled Keap's way
+agrees), every pair that drifted with both values, Invoiced records with no twin, links whose
+record is gone, and Keap records linked to nothing. The last are information only, unless the flow
+creates in Invoiced (`create_in_invoiced`): the specification asks for a twin of every Invoiced
+record, not of every CRM entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from invoiced_keap.connectors.invoiced import InvoicedConnector
+from invoiced_keap.connectors.keap import STREAMS, KeapConnector
+from invoiced_keap.engine.plan import disagreements
+from invoiced_keap.flows import Flow, Value, flow_for_customer
+from invoiced_keap.mapping import Record
+
+Progress = Callable[[str, int], None]
+"""Called as records arrive: (listing name, records read in it so far)."""
+
+
+@dataclass(frozen=True)
+class Drift:
+    invoiced_id: str
+    keap_id: str
+    rule: str
+    invoiced_value: Value
+    keap_value: Value
+
+
+@dataclass(frozen=True)
+class GoneLink:
+    invoiced_id: str
+    keap_id: str
+    missing: str  # "invoiced", "keap" or "both"
+
+
+@dataclass(frozen=True)
+class FlowCheck:
+    flow: str
+    pairs: int
+    agreeing: dict[str, int]
+    drifted: list[Drift] = field(default_factory=list)
+    without_twin: list[str] = field(default_factory=list)
+    gone: list[GoneLink] = field(default_factory=list)
+    keap_unlinked: list[str] = field(default_factory=list)
+    keap_unlinked_matter: bool = False
+
+    @property
+    def agrees(self) -> bool:
+        return not (self.drifted or self.without_twin or self.gone or (self.keap_unlinked_matter and self.keap_unlinked))
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "flow": self.flow,
+            "agrees": self.agrees,
+            "linked_pairs": self.pairs,
+            "agreeing_pairs_by_rule": self.agreeing,
+            "drifted": [drift.__dict__ for drift in self.drifted],
+            "invoiced_without_twin": self.without_twin,
+            "links_to_missing_records": [gone.__dict__ for gone in self.gone],
+            "keap_unlinked": self.keap_unlinked,
+        }
+
+
+def check_flow(
+    flow: Flow,
+    invoiced_records: Iterable[Record],
+    keap_records: Iterable[Record],
+    links: Mapping[str, str],
+    *,
+    invoiced_ids_anywhere: set[str] | None = None,
+    keap_unlinked_matter: bool = False,
+) -> FlowCheck:
+    """Compare one flow's records, given as read, with its links (invoiced id -> keap id). Pure.
+
+    `invoiced_ids_anywhere` are the ids of every record of the Invoiced object (a customer that
+    moved to the other flow still exists); by default the flow's own records.
+    """
+    invoiced = {str(record["id"]): record for record in invoiced_records}
+    keap = {str(record["id"]): record for record in keap_records}
+    existing = invoiced_ids_anywhere if invoiced_ids_anywhere is not None else set(invoiced)
+    agreeing = {rule.name: 0 for rule in flow.rules}
+    drifted: list[Drift] = []
+    gone: list[GoneLink] = []
+    pairs = 0
+    for invoiced_id, keap_id in sorted(links.items()):
+        missing = [side for side, present in (("invoiced", invoiced_id in existing), ("keap", keap_id in keap)) if not present]
+        if missing:
+            gone.append(GoneLink(invoiced_id, keap_id, missing[0] if len(missing) == 1 else "both"))
+            continue
+        if invoiced_id not in invoiced:
+            continue  # moved to the other customer flow; that flow's run relinks it
+        pairs += 1
+        inv_record, keap_record = invoiced[invoiced_id], keap[keap_id]
+        differing = set(disagreements(flow, inv_record, keap_record))
+        for rule in flow.rules:
+            if rule.name in differing:
+                drifted.append(Drift(invoiced_id, keap_id, rule.name, rule.value("invoiced", inv_record), rule.value("keap", keap_record)))
+            else:
+                agreeing[rule.name] += 1
+    linked_keap = set(links.values())
+    return FlowCheck(
+        flow=flow.name,
+        pairs=pairs,
+        agreeing=agreeing,
+        drifted=drifted,
+        without_twin=sorted(set(invoiced) - set(links), key=_id_order),
+        gone=gone,
+        keap_unlinked=sorted(set(keap) - linked_keap, key=_id_order),
+        keap_unlinked_matter=keap_unlinked_matter,
+    )
+
+
+def _id_order(record_id: str) -> tuple[int, str]:
+    return (int(record_id), "") if record_id.isdigit() else (1 << 62, record_id)
+
+
+# --- reading both sides in bulk ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Listings:
+    """Everything verify reads: Invoiced customers and items, and the Keap records of each flow."""
+
+    customers: list[Record]
+    items: list[Record]
+    keap: dict[str, list[Record]]
+
+    def invoiced_records(self, flow: Flow) -> list[Record]:
+        if flow.invoiced_object == "item":
+            return self.items
+        return [customer for customer in self.customers if flow_for_customer(customer) == flow.name]
+
+    def invoiced_ids(self, flow: Flow) -> set[str]:
+        records = self.items if flow.invoiced_object == "item" else self.customers
+        return {str(record["id"]) for record in records}
+
+
+async def read_listings(
+    invoiced: InvoicedConnector, keap: KeapConnector, flows: Iterable[Flow], progress: Progress = lambda *_: None
+) -> Listings:
+    """One full listing per stream the flows need, read concurrently."""
+    flows = list(flows)
+
+    async def collect(name: str, records: AsyncIterator[Record]) -> list[Record]:
+        collected = []
+        async for record in records:
+            collected.append(record)
+            progress(name, len(collected))
+        return collected
+
+    def keap_listing(flow: Flow) -> AsyncIterator[Record]:
+        stream = STREAMS[flow.name]
+        fields = None if stream.fields is None else sorted({*stream.fields, *(f for rule in flow.rules for f in rule.keap_fields)})
+        return keap.list_all(stream, fields=fields)
+
+    objects = {flow.invoiced_object for flow in flows}
+    tasks = {
+        "customers": collect("Invoiced customers", invoiced.customers()) if "customer" in objects else None,
+        "items": collect("Invoiced items", invoiced.items()) if "item" in objects else None,
+        **{flow.name: collect(f"Keap {flow.name}", keap_listing(flow)) for flow in flows},
+    }
+    names = [name for name, task in tasks.items() if task is not None]
+    results = dict(zip(names, await asyncio.gather(*(tasks[name] for name in names)), strict=True))
+    return Listings(
+        customers=results.get("customers", []),
+        items=results.get("items", []),
+        keap={flow.name: results[flow.name] for flow in flows},
+    )

@@ -1,0 +1,136 @@
+"""Settings from the file and the environment, and the one-line errors for everything that can be wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from invoiced_keap.config import Settings, SettingError, load_settings
+from invoiced_keap.connectors.keap_auth import ApiKey, FileTokenStore, OAuthClient
+from invoiced_keap.engine.plan import Policy
+
+EXAMPLE = Path(__file__).parents[2] / "invoiced-keap.example.toml"
+
+
+def write(directory: Path, text: str) -> Path:
+    path = directory / "invoiced-keap.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_a_file(cli) -> None:
+    settings = load_settings()
+    assert list(settings.selected_flows()) == ["companies", "contacts", "products"]
+    assert settings.policy("contacts") == Policy("newest", "invoiced", {})
+    assert settings.delete_policy("products") == "unlink"
+    assert str(settings.invoiced_api_url) == "https://api.invoiced.com/"
+
+
+def test_the_documented_example_is_valid_and_means_the_defaults(cli) -> None:
+    example = load_settings(EXAMPLE)
+    defaults = Settings()
+    assert example.flows == defaults.flows
+    assert example.breaker == defaults.breaker
+    assert example.rate_limits == defaults.rate_limits
+    assert example.schedule == defaults.schedule
+
+
+def test_environment_overrides_the_file_and_a_bare_database_url_is_ignored(cli, monkeypatch) -> None:
+    path = write(cli.directory, 'invoiced_api_url = "http://file.example"\ndatabase_url = "sqlite:///file.db"\n'
+                                'keap_api_url = "http://keap-file.example/crm/rest"\n')
+    monkeypatch.setenv("INVOICED_API_URL", "http://env.example")
+    monkeypatch.setenv("INVOICED_KEAP_DATABASE_URL", "sqlite:///env.db")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://someone-else/db")
+    settings = load_settings(path)
+    assert str(settings.invoiced_api_url) == "http://env.example/"
+    assert str(settings.keap_api_url) == "http://keap-file.example/crm/rest"
+    assert settings.database_url == "sqlite:///env.db"
+    monkeypatch.delenv("INVOICED_KEAP_DATABASE_URL")
+    assert load_settings(path).database_url == "sqlite:///file.db"
+
+
+def test_flow_overrides_reach_rules_policies_and_deletes(cli) -> None:
+    path = write(cli.directory, """
+profile = "default"
+flows = ["companies", "products"]
+conflicts = "invoiced"
+[flow.companies]
+drop = ["phone"]
+conflicts = "newest"
+priority = "keap"
+conflict_groups = { address = "keap" }
+deletes = "propagate"
+[flow.products]
+add = [{ name = "sku", invoiced = "id", keap = "sku" }]
+""")
+    settings = load_settings(path)
+    flows = settings.selected_flows()
+    assert list(flows) == ["companies", "products"]
+    assert [rule.name for rule in flows["companies"].rules] == ["name", "email", "address"]
+    assert [rule.name for rule in flows["products"].rules] == ["name", "description", "sku"]
+    assert settings.policy("companies") == Policy("newest", "keap", {"address": "keap"})
+    assert settings.policy("products") == Policy("invoiced", "invoiced", {})
+    assert settings.delete_policy("companies") == "propagate"
+    assert settings.delete_policy("products") == "unlink"
+    assert list(settings.selected_flows(["contacts"])) == ["contacts"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("flows = [\n", "not valid TOML"),
+        ("colour = 'blue'\n", "unknown setting 'colour'"),
+        ("[breaker]\nmax_delete_share = 2\n", "setting breaker.max_delete_share: Input should be less than or equal to 1 (got 2)"),
+        ("[flow.companies]\ndrop = ['website']\n", "flow.companies: no field rule 'website'"),
+        ("[flow.invoices]\ndeletes = 'ignore'\n", "setting flow.invoices.[key]"),
+        ("flows = []\n", "setting flows: expected at least one of"),
+        ("profile = 'everything'\n", "setting profile: Input should be 'default' or 'spec'"),
+        ("invoiced_api_url = 'api.invoiced.com'\n", "setting invoiced_api_url"),
+        ("database_url = 'invoiced-keap.db'\n", "expected a SQLAlchemy URL"),
+        ("[schedule]\npoll_interval = -5\n", "setting schedule.poll_interval: Input should be greater than 0"),
+    ],
+)
+def test_a_wrong_setting_is_one_line_naming_it(cli, monkeypatch, text: str, expected: str) -> None:
+    monkeypatch.delenv("INVOICED_KEAP_DATABASE_URL")
+    with pytest.raises(SettingError) as raised:
+        load_settings(write(cli.directory, text))
+    assert expected in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_a_wrong_environment_value_names_the_variable(cli, monkeypatch) -> None:
+    monkeypatch.setenv("KEAP_API_URL", "not a url")
+    with pytest.raises(SettingError, match=r"^setting KEAP_API_URL \(environment\): Input should be a valid URL"):
+        load_settings()
+
+
+def test_a_secret_is_never_echoed_in_an_error(cli) -> None:
+    with pytest.raises(SettingError) as raised:
+        load_settings(write(cli.directory, 'invoiced_api_key = ["sk_live_very_secret"]\n'))
+    assert "invoiced_api_key" in str(raised.value)
+    assert "sk_live_very_secret" not in str(raised.value)
+
+
+def test_a_config_file_that_was_asked_for_must_exist(cli) -> None:
+    with pytest.raises(SettingError, match="nowhere.toml: configuration file not found"):
+        load_settings(cli.directory / "nowhere.toml")
+
+
+def test_keap_credentials_prefer_the_key_then_the_oauth_app(cli, monkeypatch) -> None:
+    with pytest.raises(SettingError, match="^KEAP_API_KEY is not set"):
+        load_settings().keap_credentials()
+    with pytest.raises(SettingError, match="^INVOICED_API_KEY is not set"):
+        load_settings().invoiced_key()
+    monkeypatch.setenv("KEAP_CLIENT_ID", "app")
+    with pytest.raises(SettingError, match="^KEAP_CLIENT_SECRET is not set"):
+        load_settings().keap_credentials()
+    monkeypatch.setenv("KEAP_CLIENT_SECRET", "shh")
+    monkeypatch.setenv("KEAP_TOKEN_FILE", str(cli.directory / "tokens.json"))
+    credentials = load_settings().keap_credentials()
+    assert isinstance(credentials, OAuthClient)
+    assert isinstance(credentials.token_store, FileTokenStore)
+    assert credentials.token_store.path == cli.directory / "tokens.json"
+    assert load_settings().keap_limits(credentials).windows[0].limit == 1500
+    monkeypatch.setenv("KEAP_API_KEY", "KeapAK-123")
+    assert load_settings().keap_credentials() == ApiKey("KeapAK-123")

@@ -1,0 +1,83 @@
+"""status, links, failures, conflicts, review and explain over a prepared state database."""
+
+from __future__ import annotations
+
+import json
+
+from invoiced_keap.state import AuditOperation, Snapshot
+
+
+def prepare(cli) -> None:
+    with cli.store() as store:
+        acme = store.upsert_link("companies", "11", "k-101", invoiced=Snapshot({"name": "Acme Corporation"}))
+        store.upsert_link("contacts", "12", "k-201", invoiced=Snapshot({"name": "Jane Cooper"}))
+        store.append_audit("companies", "keap", "k-101", AuditOperation.UPDATE,
+                           before={"company_name": "Acme"}, after={"company_name": "Acme Corporation"})
+        store.record_conflict(acme, "name", invoiced_value="Acme Corp", keap_value="ACME", winner="invoiced",
+                              reason="newest: invoiced was updated later")
+        store.record_failure("contacts", "invoiced", "13", "create", "Contact must contain at least one email address")
+        store.add_review_item("companies", "14", ["k-301", "k-302"], "2 Keap companies named 'Globex'")
+
+
+def test_status_counts_per_flow_and_exits_2_while_records_wait(cli) -> None:
+    assert cli("status").exit_code == 0
+    prepare(cli)
+    table = cli("status")
+    assert table.exit_code == 2
+    assert "companies" in table.stdout and "Last run: never" in table.stdout
+    data = json.loads(cli("status", "--json").stdout)
+    assert data["flows"]["companies"] == {"active_links": 1, "open_failures": 0, "open_review_items": 1}
+    assert data["flows"]["contacts"] == {"active_links": 1, "open_failures": 1, "open_review_items": 0}
+    assert data["conflicts"] == 1
+
+
+def test_links_filter_by_flow_and_search(cli) -> None:
+    prepare(cli)
+    everything = json.loads(cli("links", "--json").stdout)
+    assert [(link["flow"], link["invoiced_id"], link["keap_id"]) for link in everything] == [
+        ("companies", "11", "k-101"), ("contacts", "12", "k-201")]
+    assert [link["name"] for link in json.loads(cli("links", "--search", "jane", "--json").stdout)] == ["Jane Cooper"]
+    assert json.loads(cli("links", "--flow", "products", "--json").stdout) == []
+    assert "Acme Corporation" in cli("links", "--flow", "companies").stdout
+
+
+def test_failures_and_conflicts_listings(cli) -> None:
+    prepare(cli)
+    failures = json.loads(cli("failures", "--json").stdout)
+    assert [(f["flow"], f["record_id"], f["attempts"]) for f in failures] == [("contacts", "13", 1)]
+    assert cli("failures", "--flow", "companies").stdout.strip() == "Failures: none"
+    conflicts = json.loads(cli("conflicts", "--json").stdout)
+    assert [(c["field"], c["invoiced_value"], c["keap_value"], c["winner"]) for c in conflicts] == [
+        ("name", "Acme Corp", "ACME", "invoiced")]
+
+
+def test_review_pick_links_the_candidate_and_closes_the_item(cli) -> None:
+    prepare(cli)
+    assert "k-301" in cli("review").stdout
+    wrong = cli("review", "14", "--pick", "k-999")
+    assert wrong.exit_code == 1 and "not a candidate" in wrong.stderr
+    picked = cli("review", "14", "--pick", "k-302")
+    assert picked.exit_code == 0, picked.stderr
+    with cli.store() as store:
+        assert store.find_link("companies", "invoiced", "14").keap_id == "k-302"
+        assert store.review_items() == []
+        assert [item.resolution for item in store.review_items(include_resolved=True)] == ["linked k-302"]
+
+
+def test_review_create_records_the_decision(cli) -> None:
+    prepare(cli)
+    assert cli("review", "14", "--create").exit_code == 0
+    assert cli("review", "14", "--create").exit_code == 1  # no open item any more
+    with cli.store() as store:
+        assert [item.resolution for item in store.review_items(include_resolved=True)] == ["create"]
+
+
+def test_explain_gathers_links_writes_conflicts_and_failures(cli) -> None:
+    prepare(cli)
+    history = json.loads(cli("explain", "11", "--json").stdout)
+    assert [(link["invoiced_id"], link["keap_id"]) for link in history["links"]] == [("11", "k-101")]
+    assert [(w["record_id"], w["operation"]) for w in history["writes"]] == [("k-101", "update")]
+    assert [c["winner"] for c in history["conflicts"]] == ["invoiced"]
+    assert json.loads(cli("explain", "13", "--json").stdout)["failures"][0]["attempts"] == 1
+    assert "Nothing is known about 404" in cli("explain", "404").stdout
+    assert "k-101" in cli("explain", "k-101").stdout

@@ -1,0 +1,71 @@
+"""sync, retry, relink and demo against the emulators, checked through output, exit codes and the state."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from invoiced_keap.emulators.sample import INVOICED_SAMPLE, KEAP_SAMPLE
+
+
+def seed_sample(invoiced, keap) -> None:
+    invoiced[0].seed(INVOICED_SAMPLE)
+    keap[0].seed(KEAP_SAMPLE)
+
+
+def keap_writes(keap) -> int:
+    requests = httpx.get(f"{keap[1].url}/_emulator/stats").json()["requests"]
+    return sum(count for endpoint, count in requests.items() if not endpoint.startswith("GET"))
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(connected, invoiced, keap) -> None:
+    seed_sample(invoiced, keap)
+    result = connected("sync", "--dry-run", "--flow", "products")
+    assert result.exit_code == 0, result.stderr
+    assert 'products  create   keap:(new)' in result.stdout and '"sku": "setup-fee"' in result.stdout
+    assert "Dry run" in result.stdout
+    assert keap_writes(keap) == 0
+    with connected.store() as store:
+        assert store.status_counts().active_links == {}
+
+
+def test_sync_exits_2_with_a_rejected_record_then_retry_and_status_agree(connected, invoiced, keap) -> None:
+    seed_sample(invoiced, keap)
+    first = connected("sync")
+    assert first.exit_code == 2, first.stdout + first.stderr
+    assert "Open failures: 1" in first.stdout
+    failures = json.loads(connected("failures", "--json").stdout)
+    assert [(f["flow"], f["operation"], f["attempts"]) for f in failures] == [("contacts", "create", 1)]
+    assert "at least one email address" in failures[0]["message"]
+
+    retried = connected("retry", str(failures[0]["id"]))
+    assert retried.exit_code == 2
+    assert json.loads(connected("failures", "--json").stdout)[0]["attempts"] == 2
+
+    status = connected("status", "--json")
+    assert status.exit_code == 2
+    flows = json.loads(status.stdout)["flows"]
+    assert flows["companies"]["active_links"] == 6 and flows["contacts"]["open_failures"] == 1
+    assert connected("retry").exit_code == 1  # neither an id nor --all
+
+
+def test_relink_rebuilds_links_from_invoiced_metadata(connected, invoiced, keap, tmp_path, monkeypatch) -> None:
+    seed_sample(invoiced, keap)
+    assert connected("sync", "--flow", "products").exit_code == 0
+    monkeypatch.setenv("INVOICED_KEAP_DATABASE_URL", f"sqlite:///{tmp_path / 'lost.db'}")  # the state is lost
+    result = connected("relink", "--flow", "products")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    links = json.loads(connected("links", "--flow", "products", "--json").stdout)
+    assert {link["invoiced_id"] for link in links} >= {"consulting-hour", "setup-fee", "support-plan"}
+    assert len(links) == 5
+
+
+def test_demo_runs_offline_and_exits_0(cli) -> None:
+    result = cli("demo")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "Keap company" in result.stdout and "phone: +1 555 0111" in result.stdout
+    assert "description: Blue widget, 12 cm" in result.stdout
+    assert "Initech Incorporated" in result.stdout and "newest: keap" in result.stdout
+    assert "Contact must contain at least one email" in result.stdout
+    assert "Summary" in result.stdout
