@@ -21,11 +21,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, ExitStack
 from typing import Any
 
-import httpx
 from rich.console import Console
 from rich.table import Table
 
-from invoiced_keap.connectors.http import RequestStats, RetryPolicy
+from harness import KEY, RETRY, EmulatorTime, post
+from invoiced_keap.connectors.http import RequestStats
 from invoiced_keap.connectors.invoiced import CUSTOMER, ITEM, InvoicedConnector
 from invoiced_keap.connectors.keap import COMPANIES, CONTACTS, PRODUCTS, STREAMS, KeapConnector
 from invoiced_keap.connectors.keap_auth import ApiKey
@@ -34,39 +34,15 @@ from invoiced_keap.emulators.invoiced import InvoicedEmulator
 from invoiced_keap.emulators.keap import KeapEmulator
 from invoiced_keap.emulators.serve import BackgroundServer
 
-KEY = "benchmark"
 BATCH = 100
 CHANGES = 50
 UNPACED = RateLimits()
-RETRY = RetryPolicy(attempts=10, wait_initial=0.05, wait_max=1.0)
 SCALED_LIMIT = {"per_second": 20, "per_minute": 1_200, "per_day": 1_000_000}
 PAT_LIMIT = {"per_second": 10, "per_minute": 240, "per_day": 30_000}
 
 
-class EmulatorTime:
-    """Epoch seconds that move only when told to, or when the pacer sleeps."""
-
-    def __init__(self, now: float = 1_748_999_160.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += max(0.0, seconds)
-
-    async def sleep(self, seconds: float) -> None:
-        self.advance(seconds)
-        await asyncio.sleep(0)
-
-
-def post(server: BackgroundServer, path: str, body: Any) -> Any:
-    response = httpx.post(f"{server.url}/_emulator/{path}", json=body, timeout=120)
-    response.raise_for_status()
-    return response.json()
-
-
-def seed_accounts(keap: BackgroundServer, invoiced: BackgroundServer, records: int, clock: EmulatorTime) -> None:
+def seed_accounts(keap: str, invoiced: str, records: int, clock: EmulatorTime) -> None:
+    """Seed both emulators (at these urls) in batches of 100 a minute apart."""
     for start in range(0, records, BATCH):
         numbers = range(start, min(start + BATCH, records))
         post(keap, "seed", {
@@ -99,8 +75,8 @@ async def read_calls(records: int) -> dict[str, Any]:
     with ExitStack() as servers:
         keap_server = servers.enter_context(BackgroundServer(keap_emulator.asgi()))
         invoiced_server = servers.enter_context(BackgroundServer(invoiced_emulator.asgi()))
-        post(keap_server, "faults", {"rate_limit": None})  # counting calls here, not pacing
-        seed_accounts(keap_server, invoiced_server, records, clock)
+        post(keap_server.url, "faults", {"rate_limit": None})  # counting calls here, not pacing
+        seed_accounts(keap_server.url, invoiced_server.url, records, clock)
         clock.advance(3600)
         async with AsyncExitStack() as connectors:
             keap = await connectors.enter_async_context(
@@ -160,8 +136,8 @@ async def paced_calls(keap: KeapConnector, company_id: str, *, until: Callable[[
 
 def limited_keap(emulator: KeapEmulator, limit: dict[str, int]) -> tuple[BackgroundServer, str]:
     server = BackgroundServer(emulator.asgi()).start()
-    post(server, "faults", {"rate_limit": limit})
-    [company_id] = post(server, "seed", {"companies": [{"company_name": "Paced"}]})["companies"]
+    post(server.url, "faults", {"rate_limit": limit})
+    [company_id] = post(server.url, "seed", {"companies": [{"company_name": "Paced"}]})["companies"]
     return server, company_id
 
 

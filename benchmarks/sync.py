@@ -1,15 +1,15 @@
-"""Keap calls of a sync pass against the emulators over real HTTP: the initial sync of N records, the echo
-pass after it, and an idle pass; plus Invoiced calls, records per second and peak memory.
+"""API calls and speed of sync passes against the emulators over real HTTP, each against the least it
+could cost in Keap calls and against a full-scan reader (`fullscan.py`, what Sesam's connector does).
 
-    python benchmarks/sync.py [--sizes 1000,10000] [--json PATH|-]
+    python benchmarks/sync.py [--sizes 1000,10000] [--changes 50] [--json PATH|-]
 
-N Invoiced records (a third organisations, a third persons, a third items) are synced into an empty Keap.
-The least an initial sync can cost in Keap calls is one create per record plus a read of a page of 1000:
-N + ceil(N/1000). The echo pass reads back what the initial sync wrote (Keap creates, Invoiced metadata
-stamps) and must write nothing; an idle pass should cost a few calls whatever N is (goal: <= 8).
-The emulators' rate limits are lifted (and the connectors do not pace): this measures calls, not waiting.
-The emulators run in this process, so the peak memory (tracemalloc) includes theirs; records/s is the
-initial sync's, measured with tracemalloc on (which slows Python down about threefold). State is an SQLite file in a temporary directory.
+N Invoiced records (a third organisations, a third persons, a third items) are synced into an empty Keap
+(initial), then come the echo pass (reads back what the initial sync wrote, must write nothing), an idle
+pass, and an incremental pass after `--changes` edits of linked companies, half in Invoiced, half in Keap.
+Keap calls are the scarce resource (10/s, 240/min, 30,000/day for a key). The least a pass can cost is one
+read per Keap stream plus one write per record to create, or per Invoiced change to carry over. A full-scan pass costs a listing of everything on both sides plus the same writes.
+The emulators run in a child process with rate limits lifted and the connectors do not pace: this
+measures calls and our own speed, not waiting. State is an SQLite file in a temporary directory.
 """
 
 from __future__ import annotations
@@ -21,28 +21,27 @@ import math
 import sys
 import tempfile
 import time
-import tracemalloc
-from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from invoiced_keap.connectors.http import RetryPolicy
-from invoiced_keap.connectors.invoiced import InvoicedConnector
-from invoiced_keap.connectors.keap import KeapConnector
+from fullscan import full_scan_calls
+from harness import KEY, RETRY, EmulatorUrls, emulators_apart
+from invoiced_keap.connectors.invoiced import CUSTOMER, InvoicedConnector
+from invoiced_keap.connectors.keap import COMPANIES, STREAMS, KeapConnector
 from invoiced_keap.connectors.keap_auth import ApiKey
 from invoiced_keap.connectors.pacing import RateLimits
-from invoiced_keap.emulators.invoiced import InvoicedEmulator
-from invoiced_keap.emulators.keap import KeapEmulator
-from invoiced_keap.emulators.serve import BackgroundServer
 from invoiced_keap.engine.run import Syncer
 from invoiced_keap.state import Store
 
-KEY = "benchmark"
-RETRY = RetryPolicy(attempts=10, wait_initial=0.05, wait_max=1.0)
 IDLE_GOAL = 8
+CHANGES = 50
+PASSES = ("initial", "echo", "idle", "incremental")
+WRITE_METHODS = {"POST", "PATCH", "PUT", "DELETE"}
 
 
 def account(size: int) -> dict[str, list[dict[str, Any]]]:
@@ -57,55 +56,90 @@ def account(size: int) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-async def measure(size: int) -> dict[str, Any]:
-    invoiced_emulator, keap_emulator = InvoicedEmulator(api_key=KEY), KeapEmulator(api_key=KEY)
-    invoiced_emulator.faults.rate_limit = None
-    keap_emulator.faults.rate_limit = None
-    invoiced_emulator.seed(account(size))
-    result: dict[str, Any] = {"records": size, "minimum_keap_calls": size + math.ceil(size / 1000)}
-    with tempfile.TemporaryDirectory() as directory, Store(f"sqlite:///{Path(directory) / 'state.db'}") as store, \
-            BackgroundServer(invoiced_emulator.asgi()) as invoiced_server, BackgroundServer(keap_emulator.asgi()) as keap_server:
+def keap_minimum(name: str, size: int, changes: int) -> int:
+    """One read per Keap stream (Keap starts empty, and a pass's reads fit a page) plus the Keap writes the
+    pass cannot avoid: a create per record at first, one per change made in Invoiced later."""
+    needed = {"initial": size, "incremental": math.ceil(changes / 2)}.get(name, 0)
+    return len(STREAMS) + needed
+
+
+@asynccontextmanager
+async def connectors(urls: EmulatorUrls) -> AsyncIterator[tuple[InvoicedConnector, KeapConnector]]:
+    async with InvoicedConnector(KEY, urls.invoiced, retry=RETRY) as invoiced, \
+            KeapConnector(ApiKey(KEY), urls.keap_api, limits=RateLimits(), retry=RETRY) as keap:
+        yield invoiced, keap
+
+
+def writes(requests: dict[str, int]) -> int:
+    return sum(count for endpoint, count in requests.items() if endpoint.split()[0] in WRITE_METHODS)
+
+
+async def one_pass(urls: EmulatorUrls, store: Store) -> dict[str, Any]:
+    async with connectors(urls) as (invoiced, keap):
+        started = time.perf_counter()
+        report = await Syncer(store, invoiced, keap).sync()
+        elapsed = time.perf_counter() - started
+        return {"keap_calls": report.api_calls["keap"], "invoiced_calls": report.api_calls["invoiced"],
+                "keap_writes": writes(keap.stats.requests), "invoiced_writes": writes(invoiced.calls.requests),
+                "seconds": round(elapsed, 2), "exit_code": report.exit_code}
+
+
+async def edit_companies(urls: EmulatorUrls, store: Store, changes: int) -> None:
+    """Rename `changes` linked companies: even ones in Invoiced, odd ones in Keap."""
+    pairs = sorted(store.active_link_ids("companies").items())[:changes]
+    async with connectors(urls) as (invoiced, keap):
+        for number, (invoiced_id, keap_id) in enumerate(pairs):
+            if number % 2 == 0:
+                await invoiced.update(CUSTOMER, invoiced_id, {"name": f"Edited {number}"})
+            else:
+                await keap.update(COMPANIES, keap_id, {"company_name": f"Edited {number}"})
+
+
+async def measure(size: int, changes: int = CHANGES) -> dict[str, Any]:
+    result: dict[str, Any] = {"records": size, "changes": changes}
+    with emulators_apart(account(size)) as urls, tempfile.TemporaryDirectory() as directory, \
+            Store(f"sqlite:///{Path(directory) / 'state.db'}") as store:
         store.migrate()
-        for name in ("initial", "echo", "idle"):
-            async with InvoicedConnector(KEY, invoiced_server.url, retry=RETRY) as invoiced, \
-                    KeapConnector(ApiKey(KEY), f"{keap_server.url}/crm/rest", limits=RateLimits(), retry=RETRY) as keap:
-                if name == "initial":
-                    tracemalloc.start()
-                started = time.perf_counter()
-                report = await Syncer(store, invoiced, keap).sync()
-                elapsed = time.perf_counter() - started
-                if name == "initial":
-                    result["peak_memory_mb"] = round(tracemalloc.get_traced_memory()[1] / 2**20, 1)
-                    tracemalloc.stop()
-                    result["records_per_second"] = round(size / elapsed, 1)
-                writes = sum(n for endpoint, n in Counter({**invoiced.calls.requests, **keap.stats.requests}).items()
-                             if endpoint.split()[0] in {"POST", "PATCH", "DELETE"})
-                result[name] = {"keap_calls": report.api_calls["keap"], "invoiced_calls": report.api_calls["invoiced"],
-                                "writes": writes, "seconds": round(elapsed, 2), "exit_code": report.exit_code}
-            await asyncio.sleep(1.1)  # Invoiced timestamps have 1 s resolution: the next pass starts in a new second
+        for name in PASSES:
+            if name == "incremental":
+                await edit_companies(urls, store, changes)
+            await asyncio.sleep(1.1)  # Invoiced timestamps have 1 s resolution: each pass starts in a new second
+            result[name] = await one_pass(urls, store)
+        async with connectors(urls) as (invoiced, keap):
+            scan = await full_scan_calls(invoiced, keap)
+    result["records_per_second"] = round(size / result["initial"]["seconds"], 1)
+    for name in PASSES:
+        row = result[name]
+        row["keap_minimum"] = keap_minimum(name, size, changes)
+        row["keap_full_scan"] = scan["keap"] + row["keap_writes"]
+        row["invoiced_full_scan"] = scan["invoiced"] + row["invoiced_writes"]
     return result
 
 
-def table(results: list[dict[str, Any]]) -> Table:
-    grid = Table(title="invoiced-keap sync: API calls (emulators, rate limits lifted)")
-    for column in ("N", "Keap calls, initial", "minimum N+ceil(N/1000)", "Invoiced calls, initial", "records/s (traced)",
-                   "peak MB (tracemalloc)", "echo pass Keap/Invoiced/writes", f"idle pass Keap (goal <= {IDLE_GOAL})", "idle Invoiced/writes"):
-        grid.add_column(column, justify="right")
-    for r in results:
-        grid.add_row(str(r["records"]), str(r["initial"]["keap_calls"]), str(r["minimum_keap_calls"]),
-                     str(r["initial"]["invoiced_calls"]), str(r["records_per_second"]), str(r["peak_memory_mb"]),
-                     f'{r["echo"]["keap_calls"]}/{r["echo"]["invoiced_calls"]}/{r["echo"]["writes"]}',
-                     str(r["idle"]["keap_calls"]), f'{r["idle"]["invoiced_calls"]}/{r["idle"]["writes"]}')
+def table(result: dict[str, Any]) -> Table:
+    grid = Table(title=f"Sync passes, N = {result['records']:,} ({result['records_per_second']} records/s initial)")
+    for column in ("pass", "Keap calls", "Keap minimum", "Keap full-scan", "Invoiced calls", "Invoiced full-scan",
+                   "writes Keap/Invoiced", "seconds"):
+        grid.add_column(column, justify="left" if column == "pass" else "right")
+    for name in PASSES:
+        row = result[name]
+        label = f"incremental, {result['changes']} changes" if name == "incremental" else name
+        grid.add_row(label, str(row["keap_calls"]), str(row["keap_minimum"]), str(row["keap_full_scan"]),
+                     str(row["invoiced_calls"]), str(row["invoiced_full_scan"]),
+                     f"{row['keap_writes']}/{row['invoiced_writes']}", str(row["seconds"]))
     return grid
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000", help="comma-separated record counts")
+    parser.add_argument("--changes", type=int, default=CHANGES, help="edits before the incremental pass")
     parser.add_argument("--json", default="-", help="where to write the JSON results (- for stdout)")
     arguments = parser.parse_args()
-    results = [asyncio.run(measure(int(size))) for size in arguments.sizes.split(",")]
-    Console(stderr=True).print(table(results))
+    results = [asyncio.run(measure(int(size), arguments.changes)) for size in arguments.sizes.split(",")]
+    console = Console(stderr=True)
+    for result in results:
+        console.print(table(result))
     text = json.dumps(results, indent=2)
     if arguments.json == "-":
         print(text)

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import typer
+from pydantic import SecretStr
 from sqlalchemy.exc import SQLAlchemyError
 from typer.core import TyperGroup
 
@@ -31,9 +32,13 @@ from invoiced_keap.connectors.keap_auth import KeapOAuth
 from invoiced_keap.connectors.redaction import register_secret
 from invoiced_keap.engine.report import RunReport
 from invoiced_keap.engine.run import Syncer
+from invoiced_keap.flows import Flow
 from invoiced_keap.logs import LogFormat, configure_logging
 from invoiced_keap.state import AuditOperation, Side, Store
-from invoiced_keap.verify import FlowCheck, check_flow, read_listings
+from invoiced_keap.state.store import CREATE_RESOLUTION
+from invoiced_keap.server.quota import QuotaWatchingPacer
+from invoiced_keap.server.service import Service, ServiceSettings
+from invoiced_keap.verify import FlowCheck, Listings, check_flow, read_listings, repair
 
 EXIT_NEEDS_ATTENTION = 2
 
@@ -165,27 +170,71 @@ def sync(
 @app.command()
 def retry(
     ctx: typer.Context,
-    failure_id: int | None = typer.Argument(None, help="A failure id (see `failures`): retries its flow's failures."),
+    failure_id: int | None = typer.Argument(None, help="A failure id (see `failures`): retries that record, in a pass over its flow."),
     retry_all: bool = typer.Option(False, "--all", help="Retry every open failure."),
 ) -> None:
     """Retry rejected records now instead of waiting for their backoff, then run a pass."""
-    session = _session(ctx)
     if (failure_id is None) == (not retry_all):
         raise SettingError("retry: give a failure ID or --all")
-    flows: list[str] = []
-    if failure_id is not None:
-        with session.store() as store:
-            found = [failure for failure in store.failures() if failure.id == failure_id]
-        if not found:
-            raise SettingError(f"retry: no open failure with id {failure_id}")
-        flows = [found[0].flow]
-    _finish(_run_engine(session, flows, lambda syncer, names: syncer.retry(names)))
+    try:
+        report = _run_engine(_session(ctx), (), lambda syncer, names: syncer.retry(names, failure_id=failure_id))
+    except LookupError as error:
+        raise SettingError(f"retry: {error}") from None
+    _finish(report)
 
 
 @app.command()
 def relink(ctx: typer.Context, flow: list[str] | None = FlowOption) -> None:
     """Rebuild links from the Keap ids stamped in Invoiced metadata (after losing the state database)."""
     _finish(_run_engine(_session(ctx), flow or (), lambda syncer, names: syncer.relink(names)))
+
+
+@app.command()
+def run(ctx: typer.Context, flow: list[str] | None = FlowOption) -> None:
+    """Sync until stopped: polls, webhook receivers, status page, /metrics and /healthz on one server.
+
+    SIGTERM or SIGINT (Ctrl-C) lets the records in hand finish and be committed, then exits 0.
+    """
+    session = _session(ctx)
+    settings = session.settings()
+    flows = settings.selected_flows(flow or ())
+    service_settings = _service_settings(settings)
+
+    async def serve() -> None:
+        await check_credentials(settings)
+        with session.store() as store:
+            async with open_invoiced(settings) as invoiced, open_keap(settings, pacer=QuotaWatchingPacer) as keap:
+                try:
+                    service = Service(Syncer(store, invoiced, keap, settings.sync_options()), flows, service_settings)
+                except OSError as error:
+                    raise SettingError(f"cannot listen on {settings.server_host}:{settings.server_port}: {error.strerror}") from None
+                console.note(f"invoiced-keap: serving on {service.url} (status page, /metrics, /healthz); SIGTERM or Ctrl-C stops")
+                await service.run_until_signalled()
+        console.note("invoiced-keap: stopped")
+
+    asyncio.run(serve())
+
+
+def _service_settings(settings: Settings) -> ServiceSettings:
+    """The service's settings from the configuration (`[schedule]` and the server settings)."""
+    def secret(value: SecretStr | None) -> str | None:
+        return value.get_secret_value() if value is not None and value.get_secret_value() else None
+
+    try:
+        return ServiceSettings(
+            host=settings.server_host,
+            port=settings.server_port,
+            public_url=str(settings.public_url) if settings.public_url else None,
+            invoiced_webhook_secret=secret(settings.invoiced_webhook_secret),
+            keap_hooks=settings.keap_hooks,
+            keap_hook_token=secret(settings.keap_hook_token),
+            status_token=secret(settings.status_token),
+            poll_interval=settings.schedule.poll_interval,
+            full_scan_interval=settings.schedule.full_scan_interval,
+            webhook_debounce=settings.schedule.webhook_debounce,
+        )
+    except ValueError as error:
+        raise SettingError(f"setting server_host: {error}") from None
 
 
 # --- looking at the state ------------------------------------------------------------------------
@@ -293,16 +342,16 @@ def explain(ctx: typer.Context, record_id: str = typer.Argument(..., help="An In
     """The history of one record: its links, the writes, conflicts and failures."""
     session = _session(ctx)
     with session.store() as store:
-        found_links = [link for name in FLOW_NAMES for side in Side
-                       if (link := store.find_link(name, side, record_id)) is not None]
+        found_links = store.links_of_record(record_id)
         ids = {record_id} | {link.invoiced_id for link in found_links} | {link.keap_id for link in found_links}
         writes = sorted((entry for one_id in ids for entry in store.audit_entries(record_id=one_id)),
                         key=lambda entry: entry.id)
         link_conflicts = [conflict for link in found_links for conflict in store.conflicts(link_id=link.id)]
-        rejected = [failure for failure in store.failures(include_resolved=True) if failure.record_id in ids]
+        rejected = store.failures(include_resolved=True, record_ids=ids)
     history = {
-        "links": [{"flow": link.flow, "invoiced_id": link.invoiced_id, "keap_id": link.keap_id,
-                   "linked_at": link.created_at, "shadows": {shadow.side: shadow.field_values for shadow in link.shadows}}
+        "links": [{"flow": link.flow, "invoiced_id": link.invoiced_id, "keap_id": link.keap_id, "status": link.status,
+                   "closed_reason": link.closed_reason, "linked_at": link.created_at,
+                   "shadows": {shadow.side: shadow.field_values for shadow in link.shadows}}
                   for link in found_links],
         "writes": [{"at": entry.created_at, "flow": entry.flow, "side": entry.side, "record_id": entry.record_id,
                     "operation": entry.operation, "before": entry.before, "after": entry.after} for entry in writes],
@@ -363,7 +412,9 @@ def review(
                 tx.resolve_review_item(item.flow, invoiced_id, f"linked {pick}")
             console.note(f"{item.flow}: Invoiced {invoiced_id} linked to Keap {pick}; the next sync merges their fields.")
         else:
-            store.resolve_review_item(item.flow, invoiced_id, "create")
+            with store.transaction() as tx:  # the open intent makes the next pass create it, not match it again
+                tx.resolve_review_item(item.flow, invoiced_id, CREATE_RESOLUTION)
+                tx.open_intent(item.flow, Side.INVOICED, invoiced_id, None)
             console.note(f"{item.flow}: Invoiced {invoiced_id} will get a new Keap record on the next sync.")
 
 
@@ -374,33 +425,49 @@ def verify(
     ctx: typer.Context,
     flow: list[str] | None = FlowOption,
     as_json: bool = JsonOption,
+    fix: bool = typer.Option(False, "--repair", help="Sync what differs (pairs planned as on first link), then verify again."),
+    allow_mass_change: bool = typer.Option(False, "--allow-mass-change", help="Let the repair exceed the circuit breaker."),
 ) -> None:
     """The specification as a checklist: do linked pairs agree, rule by rule? Exit 0 only when all agree."""
     session = _session(ctx)
     settings = session.settings()
     chosen = settings.selected_flows(flow or ())
     asyncio.run(check_credentials(settings))
-    with session.store() as store:
-        links_by_flow = {name: store.active_link_ids(name) for name in chosen}
-
-    async def read() -> Any:
-        async with open_invoiced(settings) as invoiced, open_keap(settings) as keap:
-            with console.progress_bars() as bars:
-                return await read_listings(invoiced, keap, chosen.values(), bars)
-
-    listings = asyncio.run(read())
-    checks = [
-        check_flow(item, listings.invoiced_records(item), listings.keap[name], links_by_flow[name],
-                   invoiced_ids_anywhere=listings.invoiced_ids(item),
-                   keap_unlinked_matter=name in settings.create_in_invoiced)
-        for name, item in chosen.items()
-    ]
+    checks = _check_flows(session, chosen)
+    if fix and not all(check.agrees for check in checks):
+        repaired = _run_engine(session, [check.flow for check in checks if not check.agrees],
+                               lambda syncer, _: repair(syncer, checks), allow_mass_change=allow_mass_change)
+        if not as_json:
+            console.print_run_report(repaired, show_plan=False)
+        if repaired.exit_code == 1:
+            raise typer.Exit(1)
+        checks = _check_flows(session, chosen)
     if as_json:
         console.print_json({"agrees": all(check.agrees for check in checks), "flows": [check.as_json() for check in checks]})
     else:
         _print_checks(checks)
     if not all(check.agrees for check in checks):
         raise typer.Exit(EXIT_NEEDS_ATTENTION)
+
+
+def _check_flows(session: Session, chosen: dict[str, Flow]) -> list[FlowCheck]:
+    """Read both sides in bulk and check each chosen flow against its links."""
+    settings = session.settings()
+    with session.store() as store:
+        links_by_flow = {name: store.active_link_ids(name) for name in chosen}
+
+    async def read() -> Listings:
+        async with open_invoiced(settings) as invoiced, open_keap(settings) as keap:
+            with console.progress_bars() as bars:
+                return await read_listings(invoiced, keap, chosen.values(), bars)
+
+    listings = asyncio.run(read())
+    return [
+        check_flow(item, listings.invoiced_records(item), listings.keap[name], links_by_flow[name],
+                   invoiced_ids_anywhere=listings.invoiced_ids(item),
+                   keap_unlinked_matter=name in settings.create_in_invoiced)
+        for name, item in chosen.items()
+    ]
 
 
 def _print_checks(checks: Sequence[FlowCheck]) -> None:

@@ -36,7 +36,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from invoiced_keap.connectors.invoiced import INVOICED_API_URL
 from invoiced_keap.connectors.keap import DEFAULT_BASE_URL as KEAP_API_URL
-from invoiced_keap.connectors.keap_auth import AUTHORIZE_URL, DEFAULT_TOKEN_URL, ApiKey, FileTokenStore, OAuthClient
+from invoiced_keap.connectors.keap_auth import AUTHORIZE_URL, DEFAULT_TOKEN_URL, AccessToken, ApiKey, FileTokenStore, OAuthClient
 from invoiced_keap.connectors.pacing import INVOICED_LIMITS, KEAP_OAUTH_LIMITS, KEAP_PAT_LIMITS, RateLimits
 from invoiced_keap.engine.options import Breaker as EngineBreaker
 from invoiced_keap.engine.options import FlowOptions, SyncOptions
@@ -124,6 +124,7 @@ class Settings(BaseSettings):
     invoiced_api_key: SecretStr | None = Field(None, validation_alias=_env("invoiced_api_key"))
     invoiced_api_url: HttpUrl = Field(HttpUrl(INVOICED_API_URL), validation_alias=_env("invoiced_api_url"))
     keap_api_key: SecretStr | None = Field(None, validation_alias=_env("keap_api_key"))
+    keap_access_token: SecretStr | None = Field(None, validation_alias=_env("keap_access_token"))
     keap_api_url: HttpUrl = Field(HttpUrl(KEAP_API_URL), validation_alias=_env("keap_api_url"))
     keap_client_id: str | None = Field(None, validation_alias=_env("keap_client_id"))
     keap_client_secret: SecretStr | None = Field(None, validation_alias=_env("keap_client_secret"))
@@ -134,6 +135,15 @@ class Settings(BaseSettings):
     database_url: str = Field(
         "sqlite:///invoiced-keap.db", validation_alias=AliasChoices("database_url", "INVOICED_KEAP_DATABASE_URL")
     )
+    # `run`: where it listens and how the webhooks reach it (the variables carry the project's prefix
+    # where a bare name such as HOST or PORT would belong to some other program)
+    server_host: str = Field("127.0.0.1", validation_alias=AliasChoices("server_host", "INVOICED_KEAP_HOST"))
+    server_port: int = Field(8780, ge=0, le=65535, validation_alias=AliasChoices("server_port", "INVOICED_KEAP_PORT"))
+    public_url: HttpUrl | None = Field(None, validation_alias=AliasChoices("public_url", "INVOICED_KEAP_PUBLIC_URL"))
+    invoiced_webhook_secret: SecretStr | None = Field(None, validation_alias=_env("invoiced_webhook_secret"))
+    keap_hooks: bool = True
+    keap_hook_token: SecretStr | None = Field(None, validation_alias=_env("keap_hook_token"))
+    status_token: SecretStr | None = Field(None, validation_alias=AliasChoices("status_token", "INVOICED_KEAP_STATUS_TOKEN"))
 
     profile: Literal["default", "spec"] = "default"
     flows: list[FlowName] = Field(default_factory=lambda: list(FLOW_NAMES))
@@ -236,15 +246,18 @@ class Settings(BaseSettings):
             raise SettingError("INVOICED_API_KEY is not set: expected an Invoiced API key (Settings > Developers > API Keys)")
         return self.invoiced_api_key.get_secret_value()
 
-    def keap_credentials(self) -> ApiKey | OAuthClient:
-        """A personal access token / service key if one is set, else the OAuth app and its token file."""
+    def keap_credentials(self) -> ApiKey | AccessToken | OAuthClient:
+        """A personal access token / service key if one is set, else a bare OAuth access token, else the
+        OAuth app and its token file."""
         if self.keap_api_key is not None and self.keap_api_key.get_secret_value():
             return ApiKey(self.keap_api_key.get_secret_value())
+        if self.keap_access_token is not None and self.keap_access_token.get_secret_value():
+            return AccessToken(self.keap_access_token.get_secret_value())
         if self.keap_client_id:
             return self.keap_oauth_client()
         raise SettingError(
             "KEAP_API_KEY is not set: expected a Keap personal access token or service account key "
-            "(or KEAP_CLIENT_ID and KEAP_CLIENT_SECRET for an OAuth app)"
+            "(or KEAP_ACCESS_TOKEN, or KEAP_CLIENT_ID and KEAP_CLIENT_SECRET for an OAuth app)"
         )
 
     def keap_oauth_client(self) -> OAuthClient:
@@ -259,7 +272,8 @@ class Settings(BaseSettings):
             token_url=str(self.keap_token_url),
         )
 
-    def keap_limits(self, credentials: ApiKey | OAuthClient) -> RateLimits:
+    def keap_limits(self, credentials: ApiKey | AccessToken | OAuthClient) -> RateLimits:
+        """An access token belongs to an OAuth app and shares its (larger) quota."""
         limits = self.rate_limits.keap_api_key if isinstance(credentials, ApiKey) else self.rate_limits.keap_oauth
         return limits.rate_limits()
 
@@ -268,7 +282,8 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every secret value set, for log redaction."""
-        values = (self.invoiced_api_key, self.keap_api_key, self.keap_client_secret)
+        values = (self.invoiced_api_key, self.keap_api_key, self.keap_access_token, self.keap_client_secret,
+                  self.invoiced_webhook_secret, self.keap_hook_token, self.status_token)
         return [value.get_secret_value() for value in values if value is not None]
 
 

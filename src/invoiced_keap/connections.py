@@ -12,7 +12,8 @@ from invoiced_keap.connectors.errors import ApiError, AuthenticationFailed
 from invoiced_keap.connectors.http import RetryPolicy
 from invoiced_keap.connectors.invoiced import InvoicedConnector
 from invoiced_keap.connectors.keap import KeapConnector
-from invoiced_keap.connectors.keap_auth import ApiKey
+from invoiced_keap.connectors.keap_auth import AccessToken, ApiKey
+from invoiced_keap.connectors.pacing import Pacer
 
 QUICK_CHECK = RetryPolicy(attempts=2, timeout=15.0, wait_initial=0.2, wait_max=1.0, wait_jitter=0.1, max_wait=5.0)
 """A check that fails should say so within seconds, not after a run's patient backoff."""
@@ -28,10 +29,13 @@ def open_invoiced(settings: Settings, retry: RetryPolicy = RetryPolicy()) -> Inv
     )
 
 
-def open_keap(settings: Settings, retry: RetryPolicy = RetryPolicy()) -> KeapConnector:
+def open_keap(settings: Settings, retry: RetryPolicy = RetryPolicy(), *, pacer: type[Pacer] = Pacer) -> KeapConnector:
+    """`pacer` is the pacing class (`run` passes one that also remembers Keap's daily quota for the status page)."""
     credentials = settings.keap_credentials()
+    limits = settings.keap_limits(credentials)
     return KeapConnector(
-        credentials, base_url(settings.keap_api_url), limits=settings.keap_limits(credentials), retry=retry
+        credentials, base_url(settings.keap_api_url), limits=limits, retry=retry,
+        pacer=pacer(limits, max_wait=retry.max_wait),
     )
 
 
@@ -43,7 +47,8 @@ async def check_credentials(settings: Settings) -> None:
         except ApiError as error:
             raise CannotConnect(_explain("Invoiced", "INVOICED_API_KEY", "INVOICED_API_URL", error)) from None
     keap_credentials = settings.keap_credentials()
-    key_setting = "KEAP_API_KEY" if isinstance(keap_credentials, ApiKey) else "the Keap OAuth tokens (run `invoiced-keap auth keap`)"
+    key_setting = ("KEAP_API_KEY" if isinstance(keap_credentials, ApiKey) else "KEAP_ACCESS_TOKEN"
+                   if isinstance(keap_credentials, AccessToken) else "the Keap OAuth tokens (run `invoiced-keap auth keap`)")
     async with open_keap(settings, QUICK_CHECK) as keap:
         try:
             await keap.api.request("GET", "/v2/companies", params={"page_size": 1, "fields": "company_name"})

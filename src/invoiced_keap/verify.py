@@ -7,6 +7,10 @@ agrees), every pair that drifted with both values, Invoiced records with no twin
 record is gone, and Keap records linked to nothing. The last are information only, unless the flow
 creates in Invoiced (`create_in_invoiced`): the specification asks for a twin of every Invoiced
 record, not of every CRM entry.
+
+`repair` (`verify --repair`) syncs exactly the records a check names (`Syncer.sync_ids`), planning linked
+pairs as on first link (`rebaseline`): a pair whose sides both still equal their shadows, yet disagree
+(an edit behind the engine's back, a lost write), is never dirty to a normal pass.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from typing import Any
 from invoiced_keap.connectors.invoiced import InvoicedConnector
 from invoiced_keap.connectors.keap import STREAMS, KeapConnector
 from invoiced_keap.engine.plan import disagreements
+from invoiced_keap.engine.report import RunReport
+from invoiced_keap.engine.run import Syncer
 from invoiced_keap.flows import Flow, Value, flow_for_customer
 from invoiced_keap.mapping import Record
 
@@ -56,6 +62,15 @@ class FlowCheck:
     @property
     def agrees(self) -> bool:
         return not (self.drifted or self.without_twin or self.gone or (self.keap_unlinked_matter and self.keap_unlinked))
+
+    def to_repair(self) -> tuple[list[str], list[str]]:
+        """The (Invoiced ids, Keap ids) a repair syncs: drifted pairs, records without a twin, gone links
+        (whose 404 the sync believes as a delete) and, when they matter, Keap records linked to nothing."""
+        invoiced_ids = {d.invoiced_id for d in self.drifted} | set(self.without_twin) | {g.invoiced_id for g in self.gone}
+        keap_ids = {d.keap_id for d in self.drifted} | {g.keap_id for g in self.gone}
+        if self.keap_unlinked_matter:
+            keap_ids |= set(self.keap_unlinked)
+        return sorted(invoiced_ids, key=_id_order), sorted(keap_ids, key=_id_order)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -174,3 +189,20 @@ async def read_listings(
         items=results.get("items", []),
         keap={flow.name: results[flow.name] for flow in flows},
     )
+
+
+async def repair(syncer: Syncer, checks: Iterable[FlowCheck]) -> RunReport:
+    """Sync what each check that does not agree names, rebaselined (see the module docstring); one report."""
+    merged = RunReport(None, False)
+    for check in checks:
+        if check.agrees:
+            continue
+        invoiced_ids, keap_ids = check.to_repair()
+        report = await syncer.sync_ids(check.flow, invoiced_ids=invoiced_ids, keap_ids=keap_ids, rebaseline=True)
+        merged.flows.update(report.flows)
+        merged.error = merged.error or report.error
+        merged.open_failures += report.open_failures
+        merged.open_review += report.open_review
+        for system, calls in report.api_calls.items():
+            merged.api_calls[system] = merged.api_calls.get(system, 0) + calls
+    return merged

@@ -106,3 +106,18 @@ def test_cli_json_logs_during_a_run_hide_the_keys(connected) -> None:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines and all(json.loads(line)["level"] for line in lines)
     assert KEAP_KEY not in result.stderr
+
+
+def test_a_bare_keap_access_token_syncs_and_a_wrong_one_stops_with_advice(connected, keap, monkeypatch) -> None:
+    auth = keap[0].auth
+    tokens = auth.exchange_code(CLIENT_ID, auth.authorize(CLIENT_ID, REDIRECT), REDIRECT)
+    monkeypatch.delenv("KEAP_API_KEY")
+    monkeypatch.setenv("KEAP_ACCESS_TOKEN", tokens["access_token"])
+    synced = connected("sync", "--flow", "products")
+    assert synced.exit_code == 0, synced.stderr
+
+    monkeypatch.setenv("KEAP_ACCESS_TOKEN", "expired-or-mistyped-token")
+    refused = connected("sync", "--flow", "products")
+    assert refused.exit_code == 1
+    assert "expired or is wrong" in refused.stderr and "KEAP_CLIENT_ID" in refused.stderr
+    assert "expired-or-mistyped-token" not in refused.stderr + refused.stdout

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from invoiced_keap.config import Settings, SettingError, load_settings
-from invoiced_keap.connectors.keap_auth import ApiKey, FileTokenStore, OAuthClient
+from invoiced_keap.connectors.keap_auth import AccessToken, ApiKey, FileTokenStore, OAuthClient
 from invoiced_keap.engine.plan import Policy
 
 EXAMPLE = Path(__file__).parents[2] / "invoiced-keap.example.toml"
@@ -132,5 +132,9 @@ def test_keap_credentials_prefer_the_key_then_the_oauth_app(cli, monkeypatch) ->
     assert isinstance(credentials.token_store, FileTokenStore)
     assert credentials.token_store.path == cli.directory / "tokens.json"
     assert load_settings().keap_limits(credentials).windows[0].limit == 1500
+    monkeypatch.setenv("KEAP_ACCESS_TOKEN", "bare-token")
+    token = load_settings().keap_credentials()
+    assert token == AccessToken("bare-token") and load_settings().keap_limits(token).windows[0].limit == 1500
+    assert "bare-token" in load_settings().secrets()
     monkeypatch.setenv("KEAP_API_KEY", "KeapAK-123")
     assert load_settings().keap_credentials() == ApiKey("KeapAK-123")

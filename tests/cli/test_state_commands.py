@@ -81,3 +81,16 @@ def test_explain_gathers_links_writes_conflicts_and_failures(cli) -> None:
     assert json.loads(cli("explain", "13", "--json").stdout)["failures"][0]["attempts"] == 1
     assert "Nothing is known about 404" in cli("explain", "404").stdout
     assert "k-101" in cli("explain", "k-101").stdout
+
+
+def test_explain_shows_closed_links_with_their_reason(cli) -> None:
+    prepare(cli)
+    with cli.store() as store:
+        store.close_link(store.find_link("companies", "invoiced", "11").id, "type changed: customer 11 moved to contacts")
+        store.upsert_link("contacts", "11", "k-205")
+    links = json.loads(cli("explain", "11", "--json").stdout)["links"]
+    assert [(link["flow"], link["keap_id"], link["status"], link["closed_reason"]) for link in links] == [
+        ("companies", "k-101", "closed", "type changed: customer 11 moved to contacts"),
+        ("contacts", "k-205", "active", None)]
+    by_keap_id = json.loads(cli("explain", "k-101", "--json").stdout)["links"]
+    assert [(link["invoiced_id"], link["status"]) for link in by_keap_id] == [("11", "closed")]

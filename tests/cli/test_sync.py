@@ -7,6 +7,7 @@ import json
 import httpx
 
 from invoiced_keap.emulators.sample import INVOICED_SAMPLE, KEAP_SAMPLE
+from tests.cli.conftest import KEAP_KEY
 
 
 def seed_sample(invoiced, keap) -> None:
@@ -48,6 +49,8 @@ def test_sync_exits_2_with_a_rejected_record_then_retry_and_status_agree(connect
     flows = json.loads(status.stdout)["flows"]
     assert flows["companies"]["active_links"] == 6 and flows["contacts"]["open_failures"] == 1
     assert connected("retry").exit_code == 1  # neither an id nor --all
+    unknown = connected("retry", "9999")
+    assert unknown.exit_code == 1 and "no open failure with id 9999" in unknown.stderr
 
 
 def test_relink_rebuilds_links_from_invoiced_metadata(connected, invoiced, keap, tmp_path, monkeypatch) -> None:
@@ -69,3 +72,25 @@ def test_demo_runs_offline_and_exits_0(cli) -> None:
     assert "Initech Incorporated" in result.stdout and "newest: keap" in result.stdout
     assert "Contact must contain at least one email" in result.stdout
     assert "Summary" in result.stdout
+
+
+def test_review_create_makes_a_new_keap_record_on_the_next_sync(connected, invoiced, keap) -> None:
+    invoiced[0].seed({"customers": [{"name": "Globex", "type": "company"}]})
+    keap[0].seed({"companies": [{"company_name": "Globex"}, {"company_name": "GLOBEX"}]})
+    assert connected("sync", "--flow", "companies").exit_code == 2
+    [item] = json.loads(connected("review", "--json").stdout)
+    assert len(item["candidates"]) == 2
+
+    assert connected("review", item["invoiced_id"], "--create").exit_code == 0
+    synced = connected("sync", "--flow", "companies")
+
+    assert synced.exit_code == 0, synced.stdout + synced.stderr
+    companies = httpx.get(f"{keap[1].url}/crm/rest/v2/companies", headers={"X-Keap-API-Key": KEAP_KEY}).json()["companies"]
+    created = [company["id"] for company in companies if company["id"] not in item["candidates"]]
+    assert len(companies) == 3 and len(created) == 1
+    [link] = json.loads(connected("links", "--json").stdout)
+    assert (link["invoiced_id"], link["keap_id"]) == (item["invoiced_id"], created[0])
+    with connected.store() as store:
+        assert store.review_items() == [] and store.intents() == []
+    writes_before = keap_writes(keap)
+    assert connected("sync", "--flow", "companies").exit_code == 0 and keap_writes(keap) == writes_before

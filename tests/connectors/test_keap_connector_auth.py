@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from invoiced_keap.connectors.errors import ApiError, AuthenticationFailed
 from invoiced_keap.connectors.keap import COMPANIES, KeapConnector
-from invoiced_keap.connectors.keap_auth import ApiKey, FileTokenStore, KeapOAuth, MemoryTokenStore, OAuthClient, Tokens
+from invoiced_keap.connectors.keap_auth import AccessToken, ApiKey, FileTokenStore, KeapOAuth, MemoryTokenStore, OAuthClient, Tokens
 from invoiced_keap.connectors.pacing import RateLimits
 from invoiced_keap.emulators.keap import KeapEmulator
 from invoiced_keap.emulators.serve import BackgroundServer
@@ -154,6 +154,30 @@ async def test_a_refused_refresh_stops_the_run_without_showing_secrets(
     for secret in (CLIENT_SECRET, tokens.access_token, tokens.refresh_token, API_KEY):
         assert secret not in caplog.text
         assert all(secret not in text for text in shown)
+
+
+async def test_a_bare_access_token_works_until_it_expires_then_stops_the_run_with_advice(
+    server: BackgroundServer, emulator: KeapEmulator, manual_clock: ManualClock
+) -> None:
+    store = MemoryTokenStore()
+    await authorized(server, emulator, store, manual_clock)
+    tokens = store.load()
+    assert tokens is not None
+
+    async with KeapConnector(AccessToken(tokens.access_token), api_url(server), retry=FAST_RETRIES) as keap:
+        assert (await keap.get(COMPANIES, "1"))["company_name"] == "Company 1"
+        manual_clock.advance(TOKEN_TTL + 1)
+        with pytest.raises(AuthenticationFailed) as expired:
+            await keap.get(COMPANIES, "1")
+    async with KeapConnector(AccessToken("not-a-token"), api_url(server), retry=FAST_RETRIES) as wrong:
+        with pytest.raises(AuthenticationFailed, match="Invalid Access Token"):
+            await wrong.get(COMPANIES, "1")
+
+    message = str(expired.value)
+    assert "Access Token expired" in message and "expired or is wrong" in message and "KEAP_CLIENT_ID" in message
+    assert tokens.access_token not in message + repr(AccessToken(tokens.access_token))
+    requests, statuses = emulator_stats(server)
+    assert requests["POST /token"] == 1 and statuses["401"] == 2  # the code exchange only: nothing to refresh with
 
 
 def test_file_token_store_is_private_and_replaced_whole(tmp_path: Path) -> None:

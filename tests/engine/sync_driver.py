@@ -1,10 +1,17 @@
-"""Runs one sync pass in its own process, for the crash tests: `python -m tests.engine.sync_driver
-INVOICED_URL KEAP_API_URL DATABASE_URL`. Locks expire after a second, so a killed run's lock does not
-hold up the next one for long; small batches make the pass commit (and renew them) often."""
+"""Runs one sync pass in its own process, for the crash and chaos tests: `python -m tests.engine.sync_driver
+INVOICED_URL KEAP_API_URL DATABASE_URL [STEPS]`. Locks expire after a second, so a killed run's lock does not
+hold up the next one for long; small batches make the pass commit (and renew them) often.
+
+STEPS is `sync` (the default) or `reconcile,sync` (the full id scans first, as a scheduled clean cycle does).
+The keys come from `INVOICED_API_KEY` / `KEAP_API_KEY` (default: the tests' key), so a test can use
+distinctive secrets and search for them; `SYNC_DRIVER_FAILURE_RETRY_SECONDS` replaces the failures' backoff
+(compressed time for chaos runs); `SYNC_DRIVER_LOG_LEVEL` turns on the program's logging to stderr.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from datetime import timedelta
 
@@ -13,20 +20,28 @@ from invoiced_keap.connectors.keap import KeapConnector
 from invoiced_keap.connectors.keap_auth import ApiKey
 from invoiced_keap.connectors.pacing import RateLimits
 from invoiced_keap.engine.options import SyncOptions
+from invoiced_keap.engine.report import EXIT_NOT_RUN
 from invoiced_keap.engine.run import Syncer
+from invoiced_keap.logs import configure_logging
 from invoiced_keap.state import Store
+from invoiced_keap.state.store import RetryPolicy
 from tests.engine.conftest import FAST_RETRIES
 from tests.support import API_KEY
 
 
-async def one_pass(invoiced_url: str, keap_url: str, database_url: str) -> int:
-    with Store(database_url, lock_ttl=timedelta(seconds=1)) as store:
+async def one_pass(invoiced_url: str, keap_url: str, database_url: str, steps: str = "sync") -> int:
+    retry_seconds = os.environ.get("SYNC_DRIVER_FAILURE_RETRY_SECONDS")
+    failure_retry = RetryPolicy(base=timedelta(seconds=float(retry_seconds)), cap=timedelta(seconds=float(retry_seconds))) if retry_seconds else RetryPolicy()
+    with Store(database_url, lock_ttl=timedelta(seconds=1), retry_policy=failure_retry) as store:
         store.migrate()
-        async with InvoicedConnector(API_KEY, invoiced_url, retry=FAST_RETRIES) as invoiced, \
-                KeapConnector(ApiKey(API_KEY), keap_url, limits=RateLimits(), retry=FAST_RETRIES) as keap:
-            report = await Syncer(store, invoiced, keap, SyncOptions(batch_size=5, concurrency=4)).sync()
-    return report.exit_code
+        async with InvoicedConnector(os.environ.get("INVOICED_API_KEY", API_KEY), invoiced_url, retry=FAST_RETRIES) as invoiced, \
+                KeapConnector(ApiKey(os.environ.get("KEAP_API_KEY", API_KEY)), keap_url, limits=RateLimits(), retry=FAST_RETRIES) as keap:
+            syncer = Syncer(store, invoiced, keap, SyncOptions(batch_size=5, concurrency=4))
+            codes = [(await getattr(syncer, step)()).exit_code for step in steps.split(",")]
+    return EXIT_NOT_RUN if EXIT_NOT_RUN in codes else max(codes)
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(one_pass(*sys.argv[1:4])))
+    if os.environ.get("SYNC_DRIVER_LOG_LEVEL"):
+        configure_logging(level=os.environ["SYNC_DRIVER_LOG_LEVEL"])
+    sys.exit(asyncio.run(one_pass(*sys.argv[1:5])))

@@ -17,7 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from invoiced_keap.emulators.keap.resources import RESOURCES
 from invoiced_keap.engine.match import normalise_email, normalise_name
+from invoiced_keap.engine.plan import plan_create
+from invoiced_keap.flows import build_flows
 from invoiced_keap.state import Store
 from tests.engine.conftest import World
 
@@ -35,7 +38,7 @@ def start_pass(world: World, database_url: str) -> subprocess.Popen[bytes]:
 def duplicates(world: World) -> dict[str, list[str]]:
     keys = {
         "companies": [normalise_name(c.get("company_name")) for c in world.keap_records("companies")],
-        "contacts": [normalise_email(e["email"]) for c in world.keap_records("contacts") for e in c.get("email_addresses", [])],
+        "contacts": [normalise_name(f"{c.get('given_name')} {c.get('family_name')}") for c in world.keap_records("contacts")],
         "products": [p.get("sku") for p in world.keap_records("products")],
     }
     return {flow: [key for key, n in Counter(values).items() if n > 1] for flow, values in keys.items()}
@@ -45,7 +48,8 @@ def duplicates(world: World) -> dict[str, list[str]]:
 async def test_killed_initial_sync_ends_with_no_duplicates_and_every_record_linked(world: World, tmp_path: Path, seed: int) -> None:
     world.invoiced.seed({
         "customers": [*({"name": f"Company {n}", "type": "company"} for n in range(25)),
-                      *({"name": f"Person {n}", "type": "person", "email": f"p{n}@example.com"} for n in range(25))],
+                      *({"name": f"Person {n}", "type": "person", "email": f"p{n}@example.com"} for n in range(25)),
+                      *({"name": f"Walk-in {n}", "type": "person", "phone": f"+1 555 010 {n:04}"} for n in range(5))],
         "items": [{"id": f"item-{n}", "name": f"Item {n}", "unit_cost": n, "currency": "usd"} for n in range(20)],
     })
     for emulator in (world.invoiced, world.keap):
@@ -65,10 +69,39 @@ async def test_killed_initial_sync_ends_with_no_duplicates_and_every_record_link
         emulator.faults.latency_ms = 0
     assert start_pass(world, database_url).wait(timeout=60) == 0
 
-    assert min(in_keap_after_kills) < 70 and max(in_keap_after_kills) > 0  # kills did land mid-run
+    assert min(in_keap_after_kills) < 75 and max(in_keap_after_kills) > 0  # kills did land mid-run
     assert duplicates(world) == {"companies": [], "contacts": [], "products": []}
-    assert [len(world.keap_records(c)) for c in ("companies", "contacts", "products")] == [25, 25, 20]
+    assert [len(world.keap_records(c)) for c in ("companies", "contacts", "products")] == [25, 30, 20]
     with Store(database_url) as store:
         assert {flow: len(store.active_link_ids(flow)) for flow in ("companies", "contacts", "products")} == {
-            "companies": 25, "contacts": 25, "products": 20}
+            "companies": 25, "contacts": 30, "products": 20}
         assert store.intents() == []
+
+
+async def test_contacts_without_email_made_just_before_a_crash_are_adopted_not_created_again(world: World) -> None:
+    world.invoiced.seed({"customers": [
+        {"name": "Walk-in Phone", "type": "person", "phone": "+1 (555) 010-0200"},
+        {"name": "Walk-in Street", "type": "person", "address1": "1 Main St", "postal_code": "85001", "country": "US"},
+        {"name": "Walk-in Phone", "type": "person", "phone": "+1 555 010 0300"},  # same name, another phone: not adopted
+    ]})
+    contacts = build_flows()["contacts"]
+    for customer_id in (1, 2):  # a pass opened the intents, Keap made the twins, then the process died
+        world.store.open_intent("contacts", "invoiced", str(customer_id), None)
+        RESOURCES["contacts"].create(world.keap.store, plan_create(contacts, "invoiced", world.invoiced.customers[customer_id]).fields)
+    world.store.open_intent("contacts", "invoiced", "3", None)
+
+    report = await world.sync(flows=["contacts"])
+
+    assert report.exit_code == 0 and report.flows["contacts"].counts["created.keap"] == 1
+    assert report.flows["contacts"].counts["linked"] == 2
+    assert len(world.keap_records("contacts")) == 3 == len(world.store.active_link_ids("contacts"))
+    assert world.store.intents() == []
+
+
+async def test_an_open_intent_of_a_customer_that_moved_flows_is_closed(world: World) -> None:
+    world.invoiced.seed({"customers": [{"name": "Ann Lee", "type": "company"}]})
+    world.store.open_intent("companies", "invoiced", "1", "company_name:ann lee")  # a create cut short, then...
+    world.invoiced.update_customer(1, {"type": "person", "email": "ann@example.com"})  # ...she became a person
+
+    assert (await world.sync()).exit_code == 0
+    assert world.store.intents() == [] and list(world.store.active_link_ids("contacts")) == ["1"]

@@ -31,6 +31,20 @@ async def test_rejected_records_are_failures_the_rest_syncs_and_a_fix_at_the_sou
     assert len(world.store.active_link_ids("contacts")) == 7 == len(world.keap_records("contacts"))
 
 
+async def test_retry_one_failure_retries_that_record_only(world: World) -> None:
+    world.invoiced.seed({"customers": [{"name": f"Bad {n}", "type": "person", "email": f"{n}{LONG_EMAIL}"} for n in range(2)]})
+    await world.sync(flows=["contacts"])
+    first, second = world.store.failures("contacts")
+    world.reset_stats()
+
+    report = await world.syncer_call("retry", failure_id=first.id)
+
+    assert list(report.flows) == ["contacts"] and world.writes() == {"POST /crm/rest/v2/contacts": 1}
+    assert {f.record_id: f.attempts for f in world.store.failures()} == {first.record_id: 2, second.record_id: 1}
+    everything = await world.syncer_call("retry")
+    assert everything.flows["contacts"].counts["failed"] == 2
+
+
 async def test_deleted_customers_unlink_by_default_and_propagate_when_asked(world: World) -> None:
     world.invoiced.seed({"customers": [{"name": f"Company {n}", "type": "company"} for n in range(4)]})
     await world.sync(flows=["companies"])
@@ -61,6 +75,24 @@ async def test_circuit_breaker_stops_mass_deletes_until_allowed(world: World) ->
 
     allowed = await world.sync(SyncOptions(per_flow=propagate, allow_mass_change=True), flows=["companies"])
     assert allowed.exit_code == 0 and len(world.keap_records("companies")) == 1
+
+
+async def test_circuit_breaker_counts_a_mass_type_change_as_unlinks(world: World) -> None:
+    world.invoiced.seed({"customers": [{"name": f"Company {n}", "type": "company", "email": f"c{n}@example.com"}
+                                       for n in range(12)]})
+    await world.sync()
+    for customer_id in range(1, 12):
+        world.invoiced.update_customer(customer_id, {"type": "person"})
+
+    halted = await world.sync()
+    assert halted.exit_code == 1 and "companies: circuit breaker: 11 of 12 links" in (halted.flows["contacts"].error or "")
+    assert len(world.store.active_link_ids("companies")) == 12 and world.store.active_link_ids("contacts") == {}
+    assert world.keap_records("contacts") == []
+
+    allowed = await world.sync(SyncOptions(allow_mass_change=True))
+    assert allowed.exit_code == 0
+    assert list(world.store.active_link_ids("companies")) == ["12"]
+    assert len(world.store.active_link_ids("contacts")) == 11 == len(world.keap_records("contacts"))
 
 
 async def test_reconcile_finds_records_deleted_in_keap(world: World) -> None:

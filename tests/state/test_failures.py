@@ -74,6 +74,28 @@ def test_retry_now_makes_open_failures_due(store: Store) -> None:
     assert len(store.failures_due()) == 2
 
 
+def test_retry_one_failure_now_leaves_the_others_waiting(store: Store, clock: ManualClock) -> None:
+    first = store.record_failure("contacts", Side.INVOICED, "101", "create", "rejected")
+    store.record_failure("contacts", Side.INVOICED, "102", "create", "rejected")
+    assert store.retry_failure_now(first.id).record_id == "101"
+    assert [failure.record_id for failure in store.failures_due()] == ["101"]
+    store.resolve_failures("contacts", Side.INVOICED, "101")
+    with pytest.raises(LookupError):
+        store.retry_failure_now(first.id)  # resolved: nothing to retry
+    with pytest.raises(LookupError):
+        store.retry_failure_now(9999)
+
+
+def test_failures_of_some_records_are_filtered_in_the_query(store: Store) -> None:
+    store.record_failure("contacts", Side.INVOICED, "101", "create", "rejected")
+    store.record_failure("products", Side.KEAP, "9", "update", "rejected")
+    store.record_failure("contacts", Side.INVOICED, "102", "create", "rejected")
+    store.resolve_failures("contacts", Side.INVOICED, "102")
+    assert [f.record_id for f in store.failures(record_ids=["9", "102", "nope"])] == ["9"]
+    assert [f.record_id for f in store.failures(record_ids=["9", "102"], include_resolved=True)] == ["9", "102"]
+    assert store.failures(record_ids=[]) == []
+
+
 def test_resolving_closes_a_records_failures_and_a_new_one_starts_over(
     store: Store, clock: ManualClock
 ) -> None:

@@ -94,6 +94,19 @@ def test_closing_a_link_frees_both_records_and_keeps_the_history(store: Store) -
         store.close_link(old.id, "again")
 
 
+def test_links_of_a_record_include_closed_ones_of_every_flow(store: Store) -> None:
+    old = store.upsert_link(FLOW, "101", "7")
+    store.close_link(old.id, "type changed: customer 101 moved to contacts")
+    store.upsert_link("contacts", "101", "8", keap=Snapshot({"name": "Ann"}))
+    store.upsert_link(FLOW, "102", "101")  # a Keap id equal to the Invoiced id asked about
+    store.upsert_link(FLOW, "103", "9")
+    found = store.links_of_record("101")
+    assert [(link.flow, link.invoiced_id, link.keap_id, link.status) for link in found] == [
+        (FLOW, "101", "7", "closed"), ("contacts", "101", "8", "active"), (FLOW, "102", "101", "active")]
+    assert found[0].closed_reason.startswith("type changed") and found[1].shadow(Side.KEAP).field_values == {"name": "Ann"}
+    assert store.links_of_record("nope") == []
+
+
 def test_find_links_in_bulk_spans_several_in_clauses(store: Store) -> None:
     store.add_links(FLOW, [NewLink(f"i{n}", f"k{n}", keap=Snapshot({"n": n})) for n in range(1200)])
     wanted = [f"k{number}" for number in range(0, 1200, 2)] + ["unknown", "k0"]

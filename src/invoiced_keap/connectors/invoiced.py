@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from email.utils import parsedate_to_datetime
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -87,8 +88,8 @@ class UpdatedWatermark:
 
     Timestamps have 1-second resolution, so the next read starts *at* that second and skips only the
     (id, updated_at) pairs already read; records changed later in the same second are still returned.
-    Limit: a record edited again within the second it was read keeps its `updated_at` and is skipped;
-    webhooks and the periodic full listing catch it. `to_text`/`from_text` fit the state store's opaque text.
+    A record edited again within the second it was read keeps its `updated_at`, so `ChangedRecords` keeps ids
+    only for seconds that were over when its read began. `to_text`/`from_text` fit the state store's opaque text.
     """
 
     updated_at: int
@@ -126,32 +127,55 @@ class ChangedRecords:
     an unfinished read there has not reached the older changes yet.
     """
 
-    def __init__(
-        self, records: AsyncGenerator[Record, None], since: UpdatedWatermark | None, *, newest_first: bool
-    ) -> None:
-        self._records = records
+    def __init__(self, pages: AsyncGenerator[Page, None], since: UpdatedWatermark | None, *, newest_first: bool) -> None:
+        self._pages = pages
         self.since = since
         self.newest_first = newest_first
         self.complete = False
         self._reached = since
+        self._began: int | None = None
 
     @property
     def watermark(self) -> UpdatedWatermark | None:
-        return self._reached if self.complete or not self.newest_first else self.since
+        """The mark to commit. Ids are only kept for a second that was over when the read began (the server's
+        `Date`): a record read in the second it changed may change again within it, keeping its `updated_at`,
+        so the next read must return that second's records again (the engine's shadows make them no-ops)."""
+        mark = self._reached if self.complete or not self.newest_first else self.since
+        if mark is not None and mark is not self.since and self._began is not None and mark.updated_at >= self._began:
+            return UpdatedWatermark(mark.updated_at)
+        return mark
 
     async def __aiter__(self) -> AsyncIterator[Record]:
         seen: set[tuple[str, int]] = set()
-        async with aclosing(self._records) as records:
-            async for record in records:
-                if self.newest_first and self.since is not None and record["updated_at"] < self.since.updated_at:
-                    break  # the rest is older still: stop paging
-                key = (str(record["id"]), record["updated_at"])
-                if key in seen or (self.since is not None and self.since.covers(record)):
-                    continue
-                seen.add(key)
-                self._reached = UpdatedWatermark.after(self._reached, record)
-                yield record
+        async with aclosing(self._pages) as pages:
+            async for page in pages:
+                self._began = page.served_second if self._began is None else self._began
+                for record in page.records:
+                    if self.newest_first and self.since is not None and record["updated_at"] < self.since.updated_at:
+                        self.complete = True
+                        return  # the rest is older still: stop paging
+                    key = (str(record["id"]), record["updated_at"])
+                    if key in seen or (self.since is not None and self.since.covers(record)):
+                        continue
+                    seen.add(key)
+                    self._reached = UpdatedWatermark.after(self._reached, record)
+                    yield record
         self.complete = True
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing and the server's clock when it was served (epoch seconds, None without `Date`)."""
+
+    records: list[Record]
+    served_second: int | None
+
+
+def served_second(response: httpx.Response) -> int | None:
+    try:
+        return int(parsedate_to_datetime(response.headers["date"]).timestamp())
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -211,11 +235,16 @@ class InvoicedConnector:
     # --- reads ----------------------------------------------------------------------------------
     async def read(self, stream: Stream, query: Query | None = None) -> AsyncGenerator[Record, None]:
         """Every record of `stream` in its order, fetching each page once, the next only when needed."""
+        async with aclosing(self.pages(stream, query)) as pages:
+            async for page in pages:
+                for record in page.records:
+                    yield record
+
+    async def pages(self, stream: Stream, query: Query | None = None) -> AsyncGenerator[Page, None]:
         params: Query | None = {"per_page": PER_PAGE, **stream.query, **(query or {})}
         while params is not None:
             response = await self.api.request("GET", stream.path, params=params)
-            for record in response.json():
-                yield record
+            yield Page(response.json(), served_second(response))
             params = stream.paginator.next_query(response)
 
     def customers(self) -> AsyncIterator[Record]:
@@ -233,13 +262,13 @@ class InvoicedConnector:
         """Customers updated at or after `since` (all when None), oldest first: the filter is strict `>`
         at 1-second resolution, so it asks for `updated_after = since - 1` and drops what was read already."""
         query = {} if since is None else {"updated_after": since.updated_at - 1}
-        return ChangedRecords(self.read(CUSTOMERS_BY_UPDATE, query), since, newest_first=False)
+        return ChangedRecords(self.pages(CUSTOMERS_BY_UPDATE, query), since, newest_first=False)
 
     def changed_items(self, since: UpdatedWatermark | None) -> ChangedRecords:
         """Items updated at or after `since`, newest first. The API ignores `updated_after` for items, so
         paging stops at the first record older than the watermark's second; records at that second are read
         through and the ones already read are dropped."""
-        return ChangedRecords(self.read(ITEMS_NEWEST_FIRST), since, newest_first=True)
+        return ChangedRecords(self.pages(ITEMS_NEWEST_FIRST), since, newest_first=True)
 
     async def customer_removals(self, after_event_id: int | None) -> EventBatch:
         """`customer.deleted` and `customer.merged` events with ids above the cursor (all when None).

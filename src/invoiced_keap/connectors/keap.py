@@ -33,13 +33,13 @@ import httpx
 
 from invoiced_keap.connectors.errors import NotFound
 from invoiced_keap.connectors.http import ApiClient, RequestEvent, RequestStats, RetryPolicy
-from invoiced_keap.connectors.keap_auth import ApiKey, KeapOAuth, OAuthClient
+from invoiced_keap.connectors.keap_auth import AccessToken, ApiKey, KeapOAuth, OAuthClient
 from invoiced_keap.connectors.pacing import KEAP_OAUTH_LIMITS, KEAP_PAT_LIMITS, Pacer, RateLimits
 from invoiced_keap.connectors.redaction import SecretHeaders
 from invoiced_keap.mapping import KeapPlace
 
 Record = dict[str, Any]
-Credentials = ApiKey | OAuthClient
+Credentials = ApiKey | AccessToken | OAuthClient
 
 DEFAULT_BASE_URL = "https://api.infusionsoft.com/crm/rest"
 API_KEY_HEADER = "X-Keap-API-Key"
@@ -184,6 +184,8 @@ class KeapConnector:
         self.auth: httpx.Auth
         if isinstance(credentials, ApiKey):
             self.auth, default_limits = SecretHeaders.api_key(API_KEY_HEADER, credentials.key), KEAP_PAT_LIMITS
+        elif isinstance(credentials, AccessToken):
+            self.auth, default_limits = credentials.auth(), KEAP_OAUTH_LIMITS
         else:
             self.auth, default_limits = KeapOAuth(credentials, clock=clock), KEAP_OAUTH_LIMITS
         self.overlap = overlap

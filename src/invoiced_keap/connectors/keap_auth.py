@@ -1,4 +1,8 @@
-"""Keap credentials: an API key (PAT/SAK) or OAuth2 tokens that refresh themselves and are stored safely.
+"""Keap credentials: an API key (PAT/SAK), a bare access token, or OAuth2 tokens that refresh themselves
+and are stored safely.
+
+A bare access token (`KEAP_ACCESS_TOKEN`, e.g. one minted by another tool) comes without its refresh
+token, so nothing can renew it: a 401 ends the run with a message that says so and names the way out.
 
 Keap rotates the refresh token on every refresh and the old one stops working at once, so a new pair is
 saved to the `TokenStore` *before* its access token is used: a crash between the two can then only
@@ -105,6 +109,42 @@ class ApiKey:
 
     def auth(self) -> httpx.Auth:
         return SecretHeaders.api_key("X-Keap-API-Key", self.key)
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    """An OAuth access token on its own, sent as `Authorization: Bearer`; it counts against OAuth quotas."""
+
+    token: str = field(repr=False)
+
+    def auth(self) -> httpx.Auth:
+        return FixedBearer(self.token)
+
+
+class FixedBearer(httpx.Auth):
+    """A bearer token that cannot be refreshed: a 401 raises `AuthenticationFailed` saying what to do."""
+
+    def __init__(self, token: str) -> None:
+        register_secret(token)
+        self._authorization = f"Bearer {token}"
+
+    def sync_auth_flow(self, request: httpx.Request) -> Any:
+        raise RuntimeError("FixedBearer works with httpx.AsyncClient only")
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        request.headers["Authorization"] = self._authorization
+        response = yield request
+        if response.status_code == 401:
+            await response.aread()
+            raise AuthenticationFailed(
+                f"Keap refused KEAP_ACCESS_TOKEN ({_gateway_fault(response)}): the token has expired or is wrong, and an "
+                "access token on its own cannot be renewed. Set a new one, or set KEAP_CLIENT_ID and KEAP_CLIENT_SECRET "
+                "for an OAuth app and run `invoiced-keap auth keap`: its tokens renew themselves.",
+                method=request.method, url=safe_url(request.url), status=401,
+            )
+
+    def __repr__(self) -> str:
+        return "<FixedBearer token hidden>"
 
 
 @dataclass(frozen=True)
@@ -219,6 +259,14 @@ class KeapOAuth(httpx.Auth):
 
     def __repr__(self) -> str:
         return f"<KeapOAuth client {self.client.client_id}>"
+
+
+def _gateway_fault(response: httpx.Response) -> str:
+    """The gateway's `fault.faultstring` ("Access Token expired"), else the reason phrase."""
+    try:
+        return str(response.json()["fault"]["faultstring"])
+    except (ValueError, KeyError, TypeError):
+        return response.reason_phrase
 
 
 def _oauth_error(response: httpx.Response) -> str:

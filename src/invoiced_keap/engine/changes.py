@@ -15,6 +15,11 @@ transaction, after the records they cover. A Keap read without a mark is a full 
 (`keap_full`): the pass reuses it as the match index instead of listing again. A mark is never
 invented when nothing was read (an empty Keap costs one call per pass until it has records).
 
+Progress (`report.Progress`) is noted while streams are read, every `READ_NOTE_EVERY` Invoiced records
+(one page) and once per Keap stream (its connector reads all pages in one call), so that a first sync
+of many records shows movement from its first minute; the customers stream is labelled with both
+customer flows it serves (`companies+contacts`).
+
 Failures whose backoff ran out are retried by fetching their source record by id (one GET each)
 and adding it to the pass; a source that is gone resolves its failure.
 """
@@ -28,6 +33,7 @@ from datetime import datetime
 from invoiced_keap.connectors.errors import NotFound
 from invoiced_keap.connectors.invoiced import CUSTOMER, ITEM, InvoicedConnector, Resource, UpdatedWatermark, removed_customer_id
 from invoiced_keap.connectors.keap import COMPANIES, CONTACTS, PRODUCTS, KeapConnector, Stream
+from invoiced_keap.engine.report import Progress, ProgressHook, no_progress
 from invoiced_keap.flows import flow_for_customer
 from invoiced_keap.mapping import Record
 from invoiced_keap.state import Store
@@ -39,12 +45,16 @@ INVOICED_RESOURCES: dict[str, Resource] = {"companies": CUSTOMER, "contacts": CU
 
 @dataclass
 class FlowChanges:
-    """One flow's share of a pass's reads: changed records by id per side, Invoiced removals, new marks."""
+    """One flow's share of a pass's reads: changed records by id per side, believed removals, new marks.
+
+    `removed_keap` is filled only by a sync by id (`targeted.read_ids`: a GET that answered 404); a pass
+    finds Keap deletes through `reconcile`."""
 
     flow: str
     invoiced: dict[str, Record] = field(default_factory=dict)
     keap: dict[str, Record] = field(default_factory=dict)
     removed_invoiced: set[str] = field(default_factory=set)
+    removed_keap: set[str] = field(default_factory=set)
     keap_full: bool = False
     watermarks: dict[str, str] = field(default_factory=dict)
 
@@ -62,6 +72,7 @@ def keap_mark(flow: str) -> str:
 
 
 ITEMS_MARK = "invoiced.items"
+READ_NOTE_EVERY = 100
 
 
 def _updated_mark(text: str | None) -> UpdatedWatermark | None:
@@ -84,30 +95,44 @@ def _earliest(marks: Sequence[UpdatedWatermark | None]) -> UpdatedWatermark | No
 
 
 async def read_changes(
-    store: Store, invoiced: InvoicedConnector, keap: KeapConnector, flows: Sequence[str]
+    store: Store, invoiced: InvoicedConnector, keap: KeapConnector, flows: Sequence[str],
+    progress: ProgressHook = no_progress,
 ) -> dict[str, FlowChanges]:
     """Everything changed since each flow's marks (see the module docstring)."""
     changes = {flow: FlowChanges(flow) for flow in flows}
     customer_flows = [flow for flow in flows if flow in CUSTOMER_FLOWS]
     if customer_flows:
-        await _read_customers(store, invoiced, [changes[flow] for flow in customer_flows])
+        await _read_customers(store, invoiced, [changes[flow] for flow in customer_flows], progress)
         await _read_removals(store, invoiced, [changes[flow] for flow in customer_flows])
     if "products" in changes:
-        await _read_items(store, invoiced, changes["products"])
+        await _read_items(store, invoiced, changes["products"], progress)
     for flow_changes in changes.values():
         await _read_keap(store, keap, flow_changes)
+        progress(Progress(flow_changes.flow, f"read keap {KEAP_STREAMS[flow_changes.flow].name}", len(flow_changes.keap)))
     return changes
 
 
-async def _read_customers(store: Store, invoiced: InvoicedConnector, targets: list[FlowChanges]) -> None:
+def _note_reading(progress: ProgressHook, label: str, step: str, count: int) -> None:
+    if count % READ_NOTE_EVERY == 0:
+        progress(Progress(label, step, count))
+
+
+async def _read_customers(
+    store: Store, invoiced: InvoicedConnector, targets: list[FlowChanges], progress: ProgressHook = no_progress
+) -> None:
     marks = {target.flow: _updated_mark(store.get_watermark(customers_mark(target.flow))) for target in targets}
     by_flow = {target.flow: target for target in targets}
+    label = "+".join(by_flow)
     read = invoiced.changed_customers(_earliest(list(marks.values())))
+    count = 0
     async for customer in read:
+        count += 1
+        _note_reading(progress, label, "read invoiced customers", count)
         target = by_flow.get(flow_for_customer(customer))
         own_mark = marks.get(target.flow) if target else None
         if target is not None and not (own_mark and own_mark.covers(customer)):
             target.invoiced[str(customer["id"])] = customer
+    progress(Progress(label, "read invoiced customers", count))
     for target in targets:
         reached = _later(marks[target.flow], read.watermark)
         if reached is not None:
@@ -128,11 +153,15 @@ async def _read_removals(store: Store, invoiced: InvoicedConnector, targets: lis
             target.watermarks[events_mark(target.flow)] = str(newest)
 
 
-async def _read_items(store: Store, invoiced: InvoicedConnector, target: FlowChanges) -> None:
+async def _read_items(
+    store: Store, invoiced: InvoicedConnector, target: FlowChanges, progress: ProgressHook = no_progress
+) -> None:
     mark = _updated_mark(store.get_watermark(ITEMS_MARK))
     read = invoiced.changed_items(mark)
     async for item in read:
         target.invoiced[str(item["id"])] = item
+        _note_reading(progress, target.flow, "read invoiced items", len(target.invoiced))
+    progress(Progress(target.flow, "read invoiced items", len(target.invoiced)))
     if read.watermark is not None:
         target.watermarks[ITEMS_MARK] = read.watermark.to_text()
 

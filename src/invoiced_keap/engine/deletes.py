@@ -5,6 +5,11 @@ archived item, or a Keap record whose GET (or write) answers 404. Finding Keap d
 needs a full id listing, which `find_gone` does for `Syncer.reconcile`, run on its own schedule
 (default daily), never in every pass. What a believed delete does is the flow's deletes policy
 (`options.FlowOptions.deletes`, applied by `apply.Applier.remove`).
+
+The breaker also counts links closed by a type change (a customer moved between `companies` and
+`contacts`), whatever the deletes policy, against the links of the flow they leave: a mass type change
+(a bulk edit or an import that resets `type`) unlinks as many pairs as a mass delete, and is as likely
+to be a mistake. The pass of the flow they move to is held, so nothing is closed or created twice.
 """
 
 from __future__ import annotations

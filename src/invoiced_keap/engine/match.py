@@ -20,6 +20,19 @@ while a missed match only costs a duplicate that the review and links lists show
 
 `MatchDecision.key` is the `(kind, normalised value)` that decided, or for a create the first key
 available: run.py stores it with the create intent to adopt a twin found after a crash.
+
+Adoption (`decide(..., adopting=True)`, for records with an open create intent) also tries
+`ADOPTION_KEYS` after the match keys: a contact with no email still gets a Keap contact when it has a
+phone or an address, and after a crash mid-create it is found again by its name plus phone (digits) or
+name plus street (line 1 and postal code), as our create wrote them. Keap v2 has no contact field of
+ours to carry the Invoiced id (`referral_code`, `utm_parameters`, `source_type` all mean something to
+the user; custom fields need a setup step), so the residual risk is that a Keap contact with the same
+name and phone that existed before, and had no email, is adopted instead of a new one created: it is
+then linked (a match a person would likely make too), never duplicated. These keys are not match keys
+(DESIGN: contacts match by email, else not at all): a name is too weak to link records by on its own.
+
+`rejected` holds Keap ids a person ruled out (`review ID --create`): they are never candidates for
+that record, so it is created, or adopted as the twin its own create made before a crash.
 """
 
 from __future__ import annotations
@@ -27,8 +40,9 @@ from __future__ import annotations
 import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from typing import Callable, Iterable, Literal, Mapping
+from typing import Callable, Collection, Iterable, Literal, Mapping
 
+from invoiced_keap.flows import CATALOGUE, Side
 from invoiced_keap.mapping import Record
 
 Key = tuple[str, str]
@@ -79,6 +93,35 @@ MATCH_KEYS: dict[str, tuple[MatchKey, ...]] = {
 }
 
 
+def _contact_identity(side: Side, detail: Literal["phone", "address"]) -> Callable[[Record], list[str]]:
+    """A contact's normalised name with its phone digits, or with its street (line 1 and postal code)."""
+    rules = CATALOGUE["contacts"]
+
+    def keys(record: Record) -> list[str]:
+        name = normalise_name(rules.rule("name").value(side, record))
+        value = rules.rule(detail).value(side, record)
+        if detail == "phone":
+            found = "".join(char for char in str(value or "") if char.isdigit()) or None
+        else:
+            street = value if isinstance(value, Mapping) else {}
+            found = normalise_name(" ".join(part for part in (street.get("line1"), street.get("postal_code")) if part))
+        return [f"{name} | {found}"] if name and found else []
+
+    return keys
+
+
+ADOPTION_KEYS: dict[str, tuple[MatchKey, ...]] = {
+    "contacts": (
+        MatchKey("name+phone", _contact_identity("invoiced", "phone"), _contact_identity("keap", "phone")),
+        MatchKey("name+street", _contact_identity("invoiced", "address"), _contact_identity("keap", "address")),
+    ),
+}
+
+
+def _keys(flow: str, adopting: bool = True) -> tuple[MatchKey, ...]:
+    return MATCH_KEYS[flow] + (ADOPTION_KEYS.get(flow, ()) if adopting else ())
+
+
 @dataclass(frozen=True)
 class KeapIndex:
     """Unlinked Keap record ids by match key: `{(kind, normalised value): (keap_id, ...)}`."""
@@ -98,7 +141,7 @@ def build_index(flow: str, keap_records: Iterable[Record], linked_keap_ids: Iter
         keap_id = str(record["id"])
         if keap_id in linked:
             continue
-        for match_key in MATCH_KEYS[flow]:
+        for match_key in _keys(flow):
             for value in dict.fromkeys(match_key.keap_keys(record)):
                 ids_by_key[(match_key.kind, value)].append(keap_id)
     return KeapIndex(flow, {key: tuple(dict.fromkeys(ids)) for key, ids in ids_by_key.items()})
@@ -121,13 +164,15 @@ def match_key_of(flow: str, invoiced_record: Record) -> Key | None:
     return None
 
 
-def decide(index: KeapIndex, invoiced_record: Record) -> MatchDecision:
-    """Link, review or create for one unlinked Invoiced record."""
+def decide(index: KeapIndex, invoiced_record: Record, *, adopting: bool = False,
+           rejected: Collection[str] = ()) -> MatchDecision:
+    """Link, review or create for one unlinked Invoiced record (see the module docstring for
+    `adopting` and `rejected`)."""
     invoiced_id = str(invoiced_record["id"])
-    for match_key in MATCH_KEYS[index.flow]:
+    for match_key in _keys(index.flow, adopting):
         for value in match_key.invoiced_keys(invoiced_record):
             key = (match_key.kind, value)
-            candidates = index.candidates(key)
+            candidates = tuple(keap_id for keap_id in index.candidates(key) if keap_id not in rejected)
             if len(candidates) == 1:
                 return MatchDecision(invoiced_id, "link", candidates[0], candidates, key)
             if candidates:
@@ -135,9 +180,13 @@ def decide(index: KeapIndex, invoiced_record: Record) -> MatchDecision:
     return MatchDecision(invoiced_id, "create", key=match_key_of(index.flow, invoiced_record))
 
 
-def match_all(index: KeapIndex, invoiced_records: Iterable[Record]) -> list[MatchDecision]:
-    """Decide for a batch; a Keap record claimed by several Invoiced records links none of them."""
-    decisions = [decide(index, record) for record in invoiced_records]
+def match_all(index: KeapIndex, invoiced_records: Iterable[Record], *, adopting: Collection[str] = (),
+              rejected: Mapping[str, Collection[str]] | None = None) -> list[MatchDecision]:
+    """Decide for a batch; a Keap record claimed by several Invoiced records links none of them.
+    `adopting`: ids with an open create intent; `rejected`: Keap ids ruled out per Invoiced id."""
+    rejected = rejected or {}
+    decisions = [decide(index, record, adopting=str(record["id"]) in adopting, rejected=rejected.get(str(record["id"]), ()))
+                 for record in invoiced_records]
     claims = Counter(decision.keap_id for decision in decisions if decision.action == "link")
     return [
         MatchDecision(decision.invoiced_id, "review", None, decision.candidates, decision.key)

@@ -24,7 +24,8 @@ Rules, per field group:
   The side a value came from is never written.
 - Dirty on both sides with different values: a conflict, settled by the policy and recorded.
 - No shadow for the group (a new link, or a rule added by configuration): the two records are merged;
-  an empty value never wins (`rule.blank`: an address with only a country is empty), and otherwise
+  an empty value never wins (`rule.blank`: an address with only a country is empty), two empty values
+  agree (nothing is written, as `disagreements` agrees), and otherwise
   the policy's side wins (`newest` means `priority` here, Invoiced by default, as there is no common
   past to compare against).
 - After a link exists, a deliberate clear propagates, except for required fields (names), where it
@@ -140,6 +141,8 @@ def _decide(rule: FieldRule, values: Mapping[Side, Value], shadows: LinkShadows 
     known = shadows is not None and all(rule.name in shadows.side(side).values for side in SIDES)
     if not known:
         blank = [side for side in SIDES if rule.blank(values[side])]
+        if len(blank) == len(SIDES):
+            return None  # two empty values agree: nothing to send (a country alone is not sent either)
         if len(blank) == 1:
             return _Decision(values[other_side(blank[0])])
         winner = policy.for_group(rule.name)
@@ -230,14 +233,16 @@ def _without_nones(value: Any) -> Any:
 def disagreements(flow: Flow, invoiced_record: Record, keap_record: Record) -> list[str]:
     """The rules on which a pair does not agree: neither side holds what the other's value maps to.
 
-    A value cut to Keap's limits or spelled Keap's way agrees. This is `verify`'s check, and the
-    convergence check of the model tests.
+    A value cut to Keap's limits or spelled Keap's way agrees, and so do two empty values (`rule.blank`:
+    an Invoiced address with only the account's country agrees with no Keap address, as neither a
+    create nor a first link sends it). This is `verify`'s check, and the convergence check of the
+    model tests.
     """
     records: dict[Side, Record] = {"invoiced": invoiced_record, "keap": keap_record}
     differing = []
     for rule in flow.rules:
         values = {side: rule.value(side, records[side]) for side in SIDES}
-        if values["invoiced"] == values["keap"]:
+        if values["invoiced"] == values["keap"] or all(rule.blank(values[side]) for side in SIDES):
             continue
         holds_image = [
             rule.value(side, {**records[side], **rule.write(side, values[other_side(side)], records[side]).fields})

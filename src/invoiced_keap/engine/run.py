@@ -5,6 +5,8 @@
     await syncer.retry()       # every open failure due now, then a pass
     await syncer.reconcile()   # full id scans for deletes without hooks (own schedule, e.g. daily)
     await syncer.relink()      # rebuild links from the Keap ids stamped in Invoiced metadata
+    await syncer.sync_ids("companies", invoiced_ids=["12"], keap_ids=["34"])   # webhooks, `verify --repair`
+    syncer.request_stop()      # from a signal handler: the records in hand finish, the rest waits
 
 A pass, per flow, under `store.flow_lock(flow)` for every flow of the run:
 1. `changes.read_changes`: what changed on each side since the flow's marks (customers and removal
@@ -19,10 +21,20 @@ A pass, per flow, under `store.flow_lock(flow)` for every flow of the run:
    against an index of one bulk Keap listing (or the pass's own full read on a first pass): link
    (merging fields), review (nothing created) or create (intent first). Open intents left by a crash
    are adopted through the same index: the twin they made carries the record's match key (sku, email,
-   company name), so it matches and is linked instead of created again. Then, if the flow has
+   company name; for a contact with no email, its name with its phone or street: `match.ADOPTION_KEYS`),
+   so it matches and is linked instead of created again. `review ID --create` opens such an intent
+   for the record, and its rejected candidates are left out of its matching (`store.create_decisions`):
+   the record is created, or adopted if its own create was cut short. Then, if the flow has
    `create_in_invoiced`, unlinked Keap records get Invoiced twins (idempotency key from the intent).
 5. Commit the flow's marks after everything they cover is committed. A `FatalError` stops the run:
    what was done stays committed, the marks of the unfinished flow do not move.
+
+`sync_ids` is the same pass over named records only (`targeted.read_ids`: no watermark moves; a Keap 404
+is a believed delete); with `rebaseline` its pairs are planned as on first link, without shadows, which
+is how `verify --repair` settles pairs whose sides both equal their shadows yet disagree.
+
+`request_stop` makes the pass start no further record: those in flight finish, their batch commits, and
+the pass ends with `report.error` set and its marks unmoved (the next pass carries on).
 
 `dry_run` reads and plans exactly as a pass does, records every action in the report (`plan_lines()`),
 and writes nothing: no API write, no state row (it does not even start a run record).
@@ -30,14 +42,14 @@ and writes nothing: no API write, no state row (it does not even start a run rec
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from typing import TypeVar
 
 from invoiced_keap.connectors.errors import FatalError, NotFound
 from invoiced_keap.connectors.invoiced import InvoicedConnector
 from invoiced_keap.connectors.keap import KeapConnector
-from invoiced_keap.engine.apply import Applier, PairWork, link_shadows, snapshot, stored_record
+from invoiced_keap.engine.apply import Applier, PairWork, PassStopped, link_shadows, snapshot, stored_record
 from invoiced_keap.engine.changes import (
     CUSTOMER_FLOWS,
     INVOICED_RESOURCES,
@@ -51,12 +63,14 @@ from invoiced_keap.engine.match import build_index, match_all, match_key_of
 from invoiced_keap.engine.options import SyncOptions
 from invoiced_keap.engine.plan import plan_pair
 from invoiced_keap.engine.report import Action, FlowReport, Progress, ProgressHook, RunReport, no_progress
+from invoiced_keap.engine.targeted import read_ids
 from invoiced_keap.flows import Flow, Side, flow_for_customer
 from invoiced_keap.mapping import Record
 from invoiced_keap.state import FlowLease, FlowLockHeld, FlowLockLost, NewLink, Store
 from invoiced_keap.state.models import Link
 
 T = TypeVar("T")
+ChangesReader = Callable[[], Awaitable[dict[str, FlowChanges]]]
 
 
 def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -82,31 +96,68 @@ class Syncer:
         self.options = options or SyncOptions()
         self.progress = progress
         self._leases: list[FlowLease] = []
+        self.stop_requested = False
 
     # --- entry points ------------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Start no further record; the pass in hand commits what it did and ends (see the module docstring)."""
+        self.stop_requested = True
+
     async def sync(self, flows: Iterable[str] | None = None, *, dry_run: bool = False) -> RunReport:
         """One pass over `flows` (all by default)."""
         names = self._flow_names(flows)
+        return await self._pass(names, lambda: read_changes(self.store, self.invoiced, self.keap, names, self.progress), dry_run=dry_run)
+
+    async def sync_ids(
+        self,
+        flow: str,
+        *,
+        invoiced_ids: Iterable[str] = (),
+        keap_ids: Iterable[str] = (),
+        removed_invoiced: Iterable[str] = (),
+        rebaseline: bool = False,
+    ) -> RunReport:
+        """A pass over the named records of one flow only (webhooks, `verify --repair`); marks stay put.
+
+        `removed_invoiced` are believed deletes (signed Invoiced events); `rebaseline` plans the pairs as
+        on first link: an empty value never wins, otherwise the policy's priority side.
+        """
+        names = self._flow_names([flow])
+
+        async def read() -> dict[str, FlowChanges]:
+            return {flow: await read_ids(flow, self.invoiced, self.keap, invoiced_ids=invoiced_ids,
+                                         keap_ids=keap_ids, removed_invoiced=removed_invoiced)}
+
+        return await self._pass(names, read, rebaseline=rebaseline)
+
+    async def _pass(self, names: list[str], read: ChangesReader, *, dry_run: bool = False, rebaseline: bool = False) -> RunReport:
+        """Under the flows' locks: `read` the changes, then sync each flow (see the module docstring)."""
         run_id = None if dry_run else self.store.start_run(names, dry_run=False).id
         report = RunReport(run_id, dry_run)
         calls_before = self._calls()
         try:
             with self._locks(names):
-                changes = await read_changes(self.store, self.invoiced, self.keap, names)
+                changes = await read()
                 for name in names:
                     report.flows[name] = FlowReport(name)
                     try:
-                        await self._sync_flow(self.options.flows[name], changes[name], report.flows[name], run_id, dry_run)
+                        await self._sync_flow(self.options.flows[name], changes[name], report.flows[name], run_id, dry_run, rebaseline)
                     except CircuitBreakerTripped as error:
                         report.flows[name].error = str(error)
         except (FatalError, FlowLockHeld, FlowLockLost) as error:
             report.error = str(error)
+        except PassStopped:
+            report.error = "stopped on request before the end; the next pass carries on"
         return self._finish(report, calls_before)
 
-    async def retry(self, flows: Iterable[str] | None = None) -> RunReport:
-        """Make every open failure due now, then run a pass (the `retry` command)."""
-        for name in self._flow_names(flows):
-            self.store.retry_failures_now(name)
+    async def retry(self, flows: Iterable[str] | None = None, *, failure_id: int | None = None) -> RunReport:
+        """Make open failures due now, then run a pass (the `retry` command): the one `failure_id` (a pass
+        over its flow only; LookupError if it is not open), else every failure of `flows`."""
+        if failure_id is not None:
+            flows = [self.store.retry_failure_now(failure_id).flow]
+        else:
+            for name in self._flow_names(flows):
+                self.store.retry_failures_now(name)
         return await self.sync(flows)
 
     async def reconcile(self, flows: Iterable[str] | None = None, *, dry_run: bool = False) -> RunReport:
@@ -166,7 +217,9 @@ class Syncer:
         return self._finish(report, calls_before)
 
     # --- one flow ----------------------------------------------------------------------------------
-    async def _sync_flow(self, flow: Flow, changes: FlowChanges, report: FlowReport, run_id: int | None, dry_run: bool) -> None:
+    async def _sync_flow(
+        self, flow: Flow, changes: FlowChanges, report: FlowReport, run_id: int | None, dry_run: bool, rebaseline: bool = False
+    ) -> None:
         store, name = self.store, flow.name
         applier = self._applier(flow, report, run_id, dry_run)
         applier.open_failures = {(failure.side, failure.record_id) for failure in store.failures(name)}
@@ -176,20 +229,25 @@ class Syncer:
         report.counts["read.keap"] = len(changes.keap)
 
         moved = self._moved_links(name, changes)
-        removed = list(store.find_links(name, "invoiced", changes.removed_invoiced).values())
+        removed: dict[int, tuple[Link, Side]] = {
+            link.id: (link, "invoiced") for link in store.find_links(name, "invoiced", changes.removed_invoiced).values()}
+        for link in store.find_links(name, "keap", changes.removed_keap).values():
+            removed.setdefault(link.id, (link, "keap"))
         by_invoiced = store.find_links(name, "invoiced", [i for i in changes.invoiced if i not in changes.removed_invoiced])
         by_keap = store.find_links(name, "keap", changes.keap)
-        pairs = {link.id: link for link in (*by_invoiced.values(), *by_keap.values())
-                 if link.invoiced_id not in changes.removed_invoiced}
-        work = [await self._plan(flow, link, changes) for link in pairs.values()]
+        pairs = {link.id: link for link in (*by_invoiced.values(), *by_keap.values()) if link.id not in removed}
+        work = [await self._plan(flow, link, changes, rebaseline) for link in pairs.values()]
         links = len(store.active_link_ids(name))
         self._check_breaker(name, links=links, updates=sum(1 for w in work if w.plan.write_count),
                             deletes=0 if self.options.flow_options(name).deletes == "ignore" else len(removed))
+        if moved:  # closed by a type change: counted as unlinks of the flow they leave (see `deletes`)
+            left = moved[0].flow
+            self._check_breaker(left, links=len(store.active_link_ids(left)), deletes=len(moved), updates=0)
 
         for link in moved:
             applier.close(link, f"type changed: customer {link.invoiced_id} moved to {name}")
-        for link in removed:
-            await applier.remove(link, gone="invoiced", reason="deleted or merged in Invoiced")
+        for link, gone in removed.values():
+            await applier.remove(link, gone=gone, reason="deleted or merged in Invoiced" if gone == "invoiced" else "not found in Keap (404)")
         applier.commit()
         for done, batch in enumerate(chunks(work, self.options.batch_size)):
             await applier.each(batch, applier.sync_pair)
@@ -210,13 +268,15 @@ class Syncer:
                 for stream, value in changes.watermarks.items():
                     tx.set_watermark(stream, value)
 
-    async def _plan(self, flow: Flow, link: Link, changes: FlowChanges) -> PairWork:
-        """The pair's plan: changed records as read, the other side from its stored record (or a GET)."""
+    async def _plan(self, flow: Flow, link: Link, changes: FlowChanges, rebaseline: bool = False) -> PairWork:
+        """The pair's plan: changed records as read, the other side from its stored record (or a GET);
+        `rebaseline` plans without the shadows, as on first link."""
         current: dict[Side, Record] = {}
         for side, changed, record_id in (("invoiced", changes.invoiced, link.invoiced_id), ("keap", changes.keap, link.keap_id)):
             record = changed.get(record_id) or stored_record(link, side)  # type: ignore[arg-type]
             current[side] = record if record is not None else await self._get(flow, side, record_id)  # type: ignore[index]
-        plan = plan_pair(flow, link_shadows(link), current["invoiced"], current["keap"], self.options.flow_options(flow.name).policy)
+        shadows = None if rebaseline else link_shadows(link)
+        plan = plan_pair(flow, shadows, current["invoiced"], current["keap"], self.options.flow_options(flow.name).policy)
         return PairWork(link, current["invoiced"], current["keap"], plan)
 
     async def _match_and_create(self, flow: Flow, changes: FlowChanges, unlinked: list[Record], applier: Applier) -> set[str]:
@@ -226,7 +286,9 @@ class Syncer:
                         else [record async for record in self.keap.list_all(stream)])
         index = build_index(name, keap_records, self.store.active_link_ids(name).values())
         keap_by_id = {str(record["id"]): record for record in keap_records}
-        decisions = match_all(index, unlinked)
+        adopting = {intent.source_id for intent in self.store.intents(name) if intent.source_side == "invoiced"}
+        decisions = match_all(index, unlinked, adopting=adopting, rejected=self.store.create_decisions(name))
+        self.progress(Progress(name, "matched", len(decisions), len(unlinked)))
         invoiced_by_id = {str(record["id"]): record for record in unlinked}
         policy = self.options.flow_options(name).policy
         in_review = {item.invoiced_id for item in self.store.review_items(name)}
@@ -249,9 +311,10 @@ class Syncer:
                 to_link.append((record, keap_by_id[decision.keap_id]))
             else:
                 to_create.append(record)
-        for batch in chunks(to_link, self.options.batch_size):
+        for done, batch in enumerate(chunks(to_link, self.options.batch_size)):
             await applier.each(batch, lambda pair: applier.link_pair(*pair, plan_pair(flow, None, *pair, policy)))
             await applier.commit_and_stamp()
+            self._batch_done(Progress(name, "links", min((done + 1) * self.options.batch_size, len(to_link)), len(to_link)))
         for done, batch in enumerate(chunks(to_create, self.options.batch_size)):
             intents = applier.open_intents("invoiced", ((str(r["id"]), _intent_key(name, r)) for r in batch))
             await applier.each(batch, lambda record: applier.create_twin("invoiced", record, intents.get(str(record["id"]))))
@@ -288,11 +351,12 @@ class Syncer:
                 applier.pending.append(lambda tx, i=intent: tx.close_intent(flow.name, i.source_side, i.source_id))  # type: ignore[arg-type]
                 continue
             try:
-                record = await self._get(flow, source, intent.source_id)
+                record: Record | None = await self._get(flow, source, intent.source_id)
             except NotFound:
+                record = None
+            if record is None or (source == "invoiced" and flow.name in CUSTOMER_FLOWS and flow_for_customer(record) != flow.name):
+                # gone, or moved to the other customer flow (whose pass creates or matches it): nothing is owed here
                 applier.pending.append(lambda tx, i=intent: tx.close_intent(flow.name, i.source_side, i.source_id))  # type: ignore[arg-type]
-                continue
-            if source == "invoiced" and flow.name in CUSTOMER_FLOWS and flow_for_customer(record) != flow.name:
                 continue
             records[intent.source_id] = record
 
@@ -305,7 +369,7 @@ class Syncer:
 
     def _applier(self, flow: Flow, report: FlowReport, run_id: int | None, dry_run: bool) -> Applier:
         return Applier(flow, self.options.flow_options(flow.name), self.store, self.invoiced, self.keap, report,
-                       run_id, dry_run, self.options.concurrency)
+                       run_id, dry_run, self.options.concurrency, should_stop=lambda: self.stop_requested)
 
     def _check_breaker(self, name: str, *, links: int, deletes: int, updates: int) -> None:
         check_breaker(name, self.options.breaker, links=links, deletes=deletes, updates=updates,

@@ -6,8 +6,9 @@ poll interval is up, a reconcile (full id scans) when the full-scan interval is 
 safety net for anything a webhook missed. Across processes the engine's flow locks keep two workers
 off one flow; a pass that finds its flow locked is skipped and tried again at the next poll.
 
-SIGTERM and SIGINT set `stop`: the job in hand finishes (the engine commits as it goes), the web
-server closes, and `run` returns normally (exit status 0).
+SIGTERM and SIGINT set `stop` and ask the engine to stop (`Syncer.request_stop`): the records in hand
+finish and are committed, no further record starts, the web server closes, and `run` returns normally
+(exit status 0). What was left undone is picked up by the next start (the marks did not move).
 """
 
 from __future__ import annotations
@@ -194,6 +195,7 @@ class Service:
         next_scan = time.monotonic() + settings.full_scan_interval
         batch: asyncio.Task[DirtyBatch] | None = None
         stopping = asyncio.create_task(stop.wait())
+        stopping.add_done_callback(lambda done: done.cancelled() or self.syncer.request_stop())
         try:
             while not stop.is_set():
                 batch = batch or asyncio.create_task(self.queue.next_batch())
@@ -240,6 +242,8 @@ class Service:
         so its id is synced like a change and the engine believes the delete on the GET's 404.
         """
         for flow in batch.flows():
+            if self.syncer.stop_requested:
+                return
             report = await self.syncer.sync_ids(
                 flow,
                 invoiced_ids=batch.ids(flow, Side.INVOICED),

@@ -3,6 +3,7 @@
 from invoiced_keap.state.locks import FlowLease, FlowLockHeld, FlowLockLost
 from invoiced_keap.state.models import AuditOperation, LinkStatus, Side
 from invoiced_keap.state.store import (
+    AuditNote,
     LinkConflict,
     NewLink,
     RetryPolicy,
@@ -13,6 +14,7 @@ from invoiced_keap.state.store import (
 )
 
 __all__ = [
+    "AuditNote",
     "AuditOperation",
     "FlowLease",
     "FlowLockHeld",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Engine, Select, func, insert, select, update
+from sqlalchemy import ColumnElement, Engine, Select, delete, func, insert, select, update
 from sqlalchemy.orm import QueryableAttribute, Session, selectinload
 
 from invoiced_keap.state.database import create_state_engine, upgrade_to_head
@@ -37,6 +37,7 @@ from invoiced_keap.state.models import (
 
 SelectT = TypeVar("SelectT", bound=Select[Any])
 IN_CLAUSE_CHUNK = 500  # ids per `IN (...)`: well under SQLite's and PostgreSQL's parameter limits
+CREATE_RESOLUTION = "create"  # a review item decided as "none of these candidates: create a new record"
 
 
 class LinkConflict(ValueError):
@@ -61,6 +62,19 @@ class NewLink:
     keap_id: str
     invoiced: Snapshot | None = None
     keap: Snapshot | None = None
+
+
+@dataclass(frozen=True)
+class AuditNote:
+    """An audit entry to append (`append_audits`): one write, link or unlink with its values."""
+
+    flow: str
+    side: Side
+    record_id: str
+    operation: AuditOperation
+    before: Any = None
+    after: Any = None
+    run_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +126,18 @@ class Queries:
                 for link in session.scalars(query.options(selectinload(Link.shadows))):
                     found[link.invoiced_id if column is Link.invoiced_id else link.keap_id] = link
         return found
+
+    def links_of_record(self, record_id: str) -> list[Link]:
+        """Every link, active or closed, of any flow, whose Invoiced or Keap id is `record_id`, oldest
+        first: what `explain` shows (a closed link says why it ended)."""
+        query = (
+            select(Link)
+            .where((Link.invoiced_id == record_id) | (Link.keap_id == record_id))
+            .order_by(Link.id)
+            .options(selectinload(Link.shadows))
+        )
+        with self._session() as session:
+            return list(session.scalars(query))
 
     def active_link_ids(self, flow: str) -> dict[str, str]:
         """invoiced id -> keap id for every active link of `flow`: two columns, streamed."""
@@ -262,27 +288,60 @@ class Queries:
     ) -> Intent:
         """Persist a create before making it; an intent already open is returned unchanged, so
         a retried create reuses its idempotency key."""
+        return self.open_intents(flow, source_side, [(source_id, match_key)])[source_id]
+
+    def open_intents(
+        self, flow: str, source_side: Side, keyed: Iterable[tuple[str, str | None]]
+    ) -> dict[str, Intent]:
+        """`open_intent` for a batch of (source id, match key) in a few statements, keyed by source id
+        (a batch of creates costs one query and one insert, not two round trips per record)."""
+        wanted = dict(keyed)
+        found: dict[str, Intent] = {}
         with self._session() as session:
-            intent = session.scalar(_intent(flow, source_side, source_id))
-            if intent is None:
-                intent = Intent(
+            for chunk in _chunks(list(wanted), IN_CLAUSE_CHUNK):
+                query = select(Intent).where(
+                    Intent.flow == flow,
+                    Intent.source_side == Side(source_side),
+                    Intent.source_id.in_(chunk),
+                )
+                found.update((intent.source_id, intent) for intent in session.scalars(query))
+            now = self.clock()
+            new = [
+                Intent(
                     flow=flow,
                     source_side=Side(source_side),
                     source_id=source_id,
                     match_key=match_key,
                     idempotency_key=uuid.uuid4().hex,
-                    created_at=self.clock(),
+                    created_at=now,
                 )
-                session.add(intent)
-                session.flush()
-            return intent
+                for source_id, match_key in wanted.items()
+                if source_id not in found
+            ]
+            session.add_all(new)
+            session.flush()
+            found.update((intent.source_id, intent) for intent in new)
+        return found
 
     def close_intent(self, flow: str, source_side: Side, source_id: str) -> bool:
+        return self.close_intents(flow, [(source_side, source_id)]) == 1
+
+    def close_intents(self, flow: str, sources: Iterable[tuple[Side, str]]) -> int:
+        """Drop the intents of many (source side, source id) at once; returns how many were open."""
+        by_side: dict[Side, list[str]] = {}
+        for side, source_id in sources:
+            by_side.setdefault(Side(side), []).append(source_id)
+        closed = 0
         with self._session() as session:
-            intent = session.scalar(_intent(flow, source_side, source_id))
-            if intent is not None:
-                session.delete(intent)
-            return intent is not None
+            for side, source_ids in by_side.items():
+                for chunk in _chunks(list(dict.fromkeys(source_ids)), IN_CLAUSE_CHUNK):
+                    result = session.execute(
+                        delete(Intent).where(
+                            Intent.flow == flow, Intent.source_side == side, Intent.source_id.in_(chunk)
+                        )
+                    )
+                    closed += result.rowcount  # type: ignore[attr-defined]
+        return closed
 
     def intents(self, flow: str | None = None) -> list[Intent]:
         """Open intents: a run adopts or completes these before creating anything new."""
@@ -349,10 +408,19 @@ class Queries:
             )
             return resolved.rowcount  # type: ignore[attr-defined,no-any-return]
 
-    def failures(self, flow: str | None = None, *, include_resolved: bool = False) -> list[Failure]:
+    def failures(
+        self,
+        flow: str | None = None,
+        *,
+        include_resolved: bool = False,
+        record_ids: Iterable[str] | None = None,
+    ) -> list[Failure]:
+        """Open failures (or all), optionally only those of some records (of either side)."""
         query = select(Failure).order_by(Failure.id)
         if not include_resolved:
             query = query.where(Failure.resolved_at.is_(None))
+        if record_ids is not None:
+            query = query.where(Failure.record_id.in_(list(record_ids)))
         with self._session() as session:
             return list(session.scalars(_for_flow(query, Failure.flow, flow)))
 
@@ -365,6 +433,18 @@ class Queries:
         )
         with self._session() as session:
             return list(session.scalars(_for_flow(query, Failure.flow, flow)))
+
+    def retry_failure_now(self, failure_id: int) -> Failure:
+        """Make one open failure due (`retry ID`); raises LookupError when there is no such open failure."""
+        with self._session() as session:
+            failure = session.scalar(
+                select(Failure).where(Failure.id == failure_id, Failure.resolved_at.is_(None))
+            )
+            if failure is None:
+                raise LookupError(f"no open failure with id {failure_id}")
+            failure.next_retry_at = self.clock()
+            session.flush()
+            return failure
 
     def retry_failures_now(self, flow: str | None = None) -> int:
         """Make every open failure due (the `retry` command); returns how many."""
@@ -408,6 +488,18 @@ class Queries:
             item.resolution = resolution
             item.resolved_at = self.clock()
             return item
+
+    def create_decisions(self, flow: str) -> dict[str, list[str]]:
+        """Invoiced ids a person chose to create (`review ID --create`: the item resolved `create` with a
+        create intent opened) whose create is not done yet, each with the Keap candidates ruled out."""
+        query = select(ReviewItem.invoiced_id, ReviewItem.candidate_ids).join(
+            Intent,
+            (Intent.flow == ReviewItem.flow)
+            & (Intent.source_side == Side.INVOICED)
+            & (Intent.source_id == ReviewItem.invoiced_id),
+        ).where(ReviewItem.flow == flow, ReviewItem.resolution == CREATE_RESOLUTION)
+        with self._session() as session:
+            return {invoiced_id: list(candidates) for invoiced_id, candidates in session.execute(query)}
 
     # --- conflicts -------------------------------------------------------------------------
     def record_conflict(
@@ -460,20 +552,29 @@ class Queries:
         run_id: int | None = None,
     ) -> AuditEntry:
         """Record one write to a system (or a link/unlink) with the values before and after."""
-        entry = AuditEntry(
-            run_id=run_id,
-            flow=flow,
-            side=Side(side),
-            record_id=record_id,
-            operation=AuditOperation(operation),
-            before=before,
-            after=after,
-            created_at=self.clock(),
-        )
+        [entry] = self.append_audits([AuditNote(flow, side, record_id, operation, before, after, run_id)])
+        return entry
+
+    def append_audits(self, notes: Iterable[AuditNote]) -> list[AuditEntry]:
+        """Many audit entries in one flush (a batch of creates appends them together, not one by one)."""
+        now = self.clock()
+        entries = [
+            AuditEntry(
+                run_id=note.run_id,
+                flow=note.flow,
+                side=Side(note.side),
+                record_id=note.record_id,
+                operation=AuditOperation(note.operation),
+                before=note.before,
+                after=note.after,
+                created_at=now,
+            )
+            for note in notes
+        ]
         with self._session() as session:
-            session.add(entry)
+            session.add_all(entries)
             session.flush()
-            return entry
+        return entries
 
     def audit_entries(
         self,
@@ -613,12 +714,6 @@ def _put_shadow(link: Link, side: Side, snapshot: Snapshot, now: datetime) -> No
     shadow.source_updated = snapshot.updated
     shadow.record = snapshot.record
     shadow.written_at = now
-
-
-def _intent(flow: str, source_side: Side, source_id: str) -> Select[Intent]:
-    return select(Intent).where(
-        Intent.flow == flow, Intent.source_side == Side(source_side), Intent.source_id == source_id
-    )
 
 
 def _open_review_item(flow: str, invoiced_id: str) -> Select[ReviewItem]:

@@ -1,0 +1,165 @@
+"""The chaos run's judge: both sides and the state store, compared against the users' edits. Pure over a `Snapshot`.
+
+A converged world has, per flow:
+- every in-scope Invoiced record linked exactly once, or in the failures or review list with the system's
+  message, or unlinked because its Keap twin was deleted (the default deletes policy `unlink`);
+- no active link to a record that is gone, no record in two active links, no customer linked in both flows;
+- no duplicate: every Keap record that no user made is in some link (active, or closed by a type change/delete);
+- linked pairs that agree on every field rule (`plan.disagreements`), unless a failure of either record explains it;
+- every pair's last edit per field group still on the side it was made on (and so, by agreement, on both),
+  unless a recorded conflict on that group went to the other side.
+
+Each problem is one line naming the flow, the records, the group and both values, so a failure is debuggable.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from invoiced_keap.engine.plan import disagreements
+from invoiced_keap.flows import CATALOGUE, Side, flow_for_customer
+from tests.chaos.world import KEAP_COLLECTIONS, Edit, record_key
+
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LinkRow:
+    flow: str
+    invoiced_id: str
+    keap_id: str
+    active: bool
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class ConflictRow:
+    flow: str
+    invoiced_id: str
+    keap_id: str
+    group: str
+    winner: Side
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Both sides as they are (`invoiced` holds live customers and items, `keap` records by flow) and the state."""
+
+    customers: dict[str, Record]
+    items: dict[str, Record]
+    keap: dict[str, dict[str, Record]]
+    links: list[LinkRow]
+    failures: dict[tuple[str, str, str], str]  # (flow, side, record id) -> message
+    review: set[tuple[str, str]]  # (flow, invoiced id)
+    conflicts: list[ConflictRow]
+    intents: int
+
+    def invoiced_in(self, flow: str) -> dict[str, Record]:
+        if flow == "products":
+            return self.items
+        return {record_id: c for record_id, c in self.customers.items() if flow_for_customer(c) == flow}
+
+    def invoiced_exists(self, flow: str, record_id: str) -> bool:
+        return record_id in (self.items if flow == "products" else self.customers)
+
+
+def check(snapshot: Snapshot, edits: Iterable[Edit], user_keap_ids: dict[str, set[str]]) -> list[str]:
+    """Every difference from a converged world, one line each (empty when converged)."""
+    problems = [f"{snapshot.intents} create intents still open"] if snapshot.intents else []
+    active = [link for link in snapshot.links if link.active]
+    problems += _twice_linked(active)
+    edits_by_record: dict[tuple[Side, str, str], list[Edit]] = defaultdict(list)
+    for edit in edits:
+        edits_by_record[edit.record_key].append(edit)
+    for flow in CATALOGUE:
+        flow_links = [link for link in active if link.flow == flow]
+        problems += _unlinked(snapshot, flow, flow_links)
+        problems += _orphans(snapshot, flow, user_keap_ids[KEAP_COLLECTIONS[flow]])
+        for link in flow_links:
+            problems += _pair(snapshot, flow, link, edits_by_record)
+    return problems
+
+
+def _twice_linked(active: list[LinkRow]) -> list[str]:
+    problems = []
+    for (flow, side), counts in {
+        (flow, side): Counter(getattr(link, f"{side}_id") for link in active if link.flow == flow)
+        for flow in CATALOGUE for side in ("invoiced", "keap")
+    }.items():
+        problems += [f"{flow}: {side} {record_id} is in {n} active links" for record_id, n in counts.items() if n > 1]
+    customer_flows = defaultdict(set)
+    for link in active:
+        if link.flow != "products":
+            customer_flows[link.invoiced_id].add(link.flow)
+    problems += [f"customer {record_id} is linked in both customer flows" for record_id, flows in customer_flows.items() if len(flows) > 1]
+    return problems
+
+
+def _explained(snapshot: Snapshot, flow: str, side: Side, record_id: str) -> str | None:
+    return snapshot.failures.get((flow, side, record_id))
+
+
+def _unlinked(snapshot: Snapshot, flow: str, flow_links: list[LinkRow]) -> list[str]:
+    linked = {link.invoiced_id for link in flow_links}
+    twin_deleted = {link.invoiced_id for link in snapshot.links
+                    if link.flow == flow and not link.active and link.keap_id not in snapshot.keap[flow]}
+    problems = []
+    for record_id, record in snapshot.invoiced_in(flow).items():
+        if record_id in linked or record_id in twin_deleted or (flow, record_id) in snapshot.review:
+            continue
+        if _explained(snapshot, flow, "invoiced", record_id) is None:
+            problems.append(f"{flow}: invoiced {record_id} ({record.get('name')!r}) has no link and no failure, review item "
+                            "or deleted twin explains it")
+    return problems
+
+
+def _orphans(snapshot: Snapshot, flow: str, user_made: set[str]) -> list[str]:
+    """Keap records the sync made that no link (active or closed) names: duplicates left by a crash or retry."""
+    in_links = {link.keap_id for link in snapshot.links if link.flow == flow}
+    return [f"{flow}: keap {keap_id} ({_label(record)!r}) was made by the sync but is in no link (a duplicate)"
+            for keap_id, record in snapshot.keap[flow].items() if keap_id not in user_made and keap_id not in in_links]
+
+
+def _label(record: Record) -> Any:
+    return record.get("company_name") or record.get("name") or (record.get("given_name"), record.get("family_name"))
+
+
+def _pair(snapshot: Snapshot, flow: str, link: LinkRow, edits_by_record: dict[tuple[Side, str, str], list[Edit]]) -> list[str]:
+    name = f"{flow}: pair invoiced {link.invoiced_id} / keap {link.keap_id}"
+    invoiced = snapshot.invoiced_in(flow).get(link.invoiced_id)
+    keap = snapshot.keap[flow].get(link.keap_id)
+    if invoiced is None or keap is None:
+        where = "keap" if keap is None else "invoiced" if not snapshot.invoiced_exists(flow, link.invoiced_id) else None
+        return [f"{name}: active link to a record gone from {where}" if where
+                else f"{name}: active link, but the customer now belongs to the other customer flow"]
+    failure = _explained(snapshot, flow, "invoiced", link.invoiced_id) or _explained(snapshot, flow, "keap", link.keap_id)
+    if failure is not None:
+        return []
+    rules = CATALOGUE[flow].rules
+    own_edits = [*edits_by_record.get(record_key("invoiced", flow, link.invoiced_id), []),
+                 *edits_by_record.get(record_key("keap", flow, link.keap_id), [])]
+    problems = [f"{name}: {rule.name} differs: invoiced {rule.value('invoiced', invoiced)!r}, keap {rule.value('keap', keap)!r}; "
+                f"edits: {_history(own_edits, rule.name)}"
+                for rule in rules if rule.name in disagreements(CATALOGUE[flow], invoiced, keap)]
+    records: dict[Side, Record] = {"invoiced": invoiced, "keap": keap}
+    for rule in rules:
+        group_edits = [edit for edit in own_edits if edit.group == rule.name]
+        if not group_edits:
+            continue
+        last = max(group_edits, key=lambda edit: edit.seq)
+        now = rule.value(last.side, records[last.side])
+        if now == last.value:
+            continue
+        lost_to = [c for c in snapshot.conflicts if (c.flow, c.invoiced_id, c.keap_id, c.group) == (flow, link.invoiced_id, link.keap_id, rule.name)
+                   and c.winner != last.side]
+        if not lost_to:
+            problems.append(f"{name}: last edit #{last.seq} of {rule.name} on {last.side} ({last.value!r}) was lost: "
+                            f"{last.side} now has {now!r}, and no conflict went to the other side; edits: {_history(own_edits, rule.name)}")
+    return problems
+
+
+def _history(edits: list[Edit], group: str) -> str:
+    return ", ".join(f"#{e.seq} {e.side} {e.value!r}" for e in sorted(edits, key=lambda e: e.seq) if e.group == group) or "none"
