@@ -128,7 +128,7 @@ def planning_section(sizes: Sizes) -> str:
     return ("## Planning speed and the memory of 100,000 links\n\n"
             "Planning is the pure core alone (no I/O). Memory is what a pass holds for that many links: the id map "
             "every pass loads for the circuit breaker, and planning every pair from its stored records in pages of "
-            "1000, as a pass where every record changed does (the closest honest measure of the state + planning "
+            "1000, as a pass where every record changed does (here the pairs are unchanged, so plans are empty; the closest honest measure of the state + planning "
             "path without 100,000 records in the emulators); tracemalloc's peak, so Python objects only, not the "
             "interpreter itself.\n\n" + table(["figure", "value"], rows) + f"\n\nReproduce: `{command}`")
 

@@ -7,7 +7,9 @@ A converged world has, per flow:
 - no duplicate: every Keap record that no user made is in some link (active, or closed by a type change/delete);
 - linked pairs that agree on every field rule (`plan.disagreements`), unless a failure of either record explains it;
 - every pair's last edit per field group still on the side it was made on (and so, by agreement, on both),
-  unless a recorded conflict on that group went to the other side.
+  unless a recorded conflict on that group went to the other side, or the edit raced a write: made to a record
+  after a pass had read it and before that pass wrote the group's fields (planned from the earlier read, the
+  write overwrites it; the design accepts this window, `engine/apply.py`, and `raced` counts such edits).
 
 Each problem is one line naming the flow, the records, the group and both values, so a failure is debuggable.
 """
@@ -16,7 +18,8 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from invoiced_keap.engine.plan import disagreements
@@ -45,6 +48,18 @@ class ConflictRow:
 
 
 @dataclass(frozen=True)
+class WriteRow:
+    """A write the sync made (audit), with when its pass started reading and when it was committed."""
+
+    flow: str
+    side: Side
+    record_id: str
+    fields: frozenset[str]
+    run_started: datetime
+    written_at: datetime
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """Both sides as they are (`invoiced` holds live customers and items, `keap` records by flow) and the state."""
 
@@ -55,6 +70,7 @@ class Snapshot:
     failures: dict[tuple[str, str, str], str]  # (flow, side, record id) -> message
     review: set[tuple[str, str]]  # (flow, invoiced id)
     conflicts: list[ConflictRow]
+    writes: list[WriteRow]
     intents: int
 
     def invoiced_in(self, flow: str) -> dict[str, Record]:
@@ -66,9 +82,18 @@ class Snapshot:
         return record_id in (self.items if flow == "products" else self.customers)
 
 
-def check(snapshot: Snapshot, edits: Iterable[Edit], user_keap_ids: dict[str, set[str]]) -> list[str]:
-    """Every difference from a converged world, one line each (empty when converged)."""
-    problems = [f"{snapshot.intents} create intents still open"] if snapshot.intents else []
+@dataclass
+class Verdict:
+    """Every difference from a converged world, one line each (none when converged), and the edits that raced."""
+
+    problems: list[str] = field(default_factory=list)
+    raced: list[Edit] = field(default_factory=list)
+
+
+def check(snapshot: Snapshot, edits: Iterable[Edit], user_keap_ids: dict[str, set[str]]) -> Verdict:
+    verdict = Verdict()
+    problems = verdict.problems
+    problems += [f"{snapshot.intents} create intents still open"] if snapshot.intents else []
     active = [link for link in snapshot.links if link.active]
     problems += _twice_linked(active)
     edits_by_record: dict[tuple[Side, str, str], list[Edit]] = defaultdict(list)
@@ -79,8 +104,8 @@ def check(snapshot: Snapshot, edits: Iterable[Edit], user_keap_ids: dict[str, se
         problems += _unlinked(snapshot, flow, flow_links)
         problems += _orphans(snapshot, flow, user_keap_ids[KEAP_COLLECTIONS[flow]])
         for link in flow_links:
-            problems += _pair(snapshot, flow, link, edits_by_record)
-    return problems
+            _pair(snapshot, flow, link, edits_by_record, verdict)
+    return verdict
 
 
 def _twice_linked(active: list[LinkRow]) -> list[str]:
@@ -127,21 +152,23 @@ def _label(record: Record) -> Any:
     return record.get("company_name") or record.get("name") or (record.get("given_name"), record.get("family_name"))
 
 
-def _pair(snapshot: Snapshot, flow: str, link: LinkRow, edits_by_record: dict[tuple[Side, str, str], list[Edit]]) -> list[str]:
+def _pair(snapshot: Snapshot, flow: str, link: LinkRow, edits_by_record: dict[tuple[Side, str, str], list[Edit]],
+          verdict: Verdict) -> None:
     name = f"{flow}: pair invoiced {link.invoiced_id} / keap {link.keap_id}"
     invoiced = snapshot.invoiced_in(flow).get(link.invoiced_id)
     keap = snapshot.keap[flow].get(link.keap_id)
     if invoiced is None or keap is None:
         where = "keap" if keap is None else "invoiced" if not snapshot.invoiced_exists(flow, link.invoiced_id) else None
-        return [f"{name}: active link to a record gone from {where}" if where
-                else f"{name}: active link, but the customer now belongs to the other customer flow"]
+        verdict.problems.append(f"{name}: active link to a record gone from {where}" if where
+                                else f"{name}: active link, but the customer now belongs to the other customer flow")
+        return
     failure = _explained(snapshot, flow, "invoiced", link.invoiced_id) or _explained(snapshot, flow, "keap", link.keap_id)
     if failure is not None:
-        return []
+        return
     rules = CATALOGUE[flow].rules
     own_edits = [*edits_by_record.get(record_key("invoiced", flow, link.invoiced_id), []),
                  *edits_by_record.get(record_key("keap", flow, link.keap_id), [])]
-    problems = [f"{name}: {rule.name} differs: invoiced {rule.value('invoiced', invoiced)!r}, keap {rule.value('keap', keap)!r}; "
+    verdict.problems += [f"{name}: {rule.name} differs: invoiced {rule.value('invoiced', invoiced)!r}, keap {rule.value('keap', keap)!r}; "
                 f"edits: {_history(own_edits, rule.name)}"
                 for rule in rules if rule.name in disagreements(CATALOGUE[flow], invoiced, keap)]
     records: dict[Side, Record] = {"invoiced": invoiced, "keap": keap}
@@ -155,10 +182,15 @@ def _pair(snapshot: Snapshot, flow: str, link: LinkRow, edits_by_record: dict[tu
             continue
         lost_to = [c for c in snapshot.conflicts if (c.flow, c.invoiced_id, c.keap_id, c.group) == (flow, link.invoiced_id, link.keap_id, rule.name)
                    and c.winner != last.side]
-        if not lost_to:
-            problems.append(f"{name}: last edit #{last.seq} of {rule.name} on {last.side} ({last.value!r}) was lost: "
+        if lost_to:
+            continue
+        fields = rule.invoiced_fields if last.side == "invoiced" else rule.keap_fields
+        if any(write.run_started <= last.at <= write.written_at and write.fields.intersection(fields)
+               and record_key(write.side, write.flow, write.record_id) == last.record_key for write in snapshot.writes):
+            verdict.raced.append(last)
+        else:
+            verdict.problems.append(f"{name}: last edit #{last.seq} of {rule.name} on {last.side} ({last.value!r}) was lost: "
                             f"{last.side} now has {now!r}, and no conflict went to the other side; edits: {_history(own_edits, rule.name)}")
-    return problems
 
 
 def _history(edits: list[Edit], group: str) -> str:

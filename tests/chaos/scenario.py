@@ -11,7 +11,7 @@ import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +21,13 @@ from invoiced_keap.emulators.invoiced import InvoicedEmulator
 from invoiced_keap.emulators.keap import KeapEmulator
 from invoiced_keap.emulators.keap.resources import RESOURCES
 from invoiced_keap.state import Store
-from invoiced_keap.state.models import Link, LinkStatus
-from tests.chaos.checker import ConflictRow, LinkRow, Snapshot, check
+from invoiced_keap.state.models import AuditEntry, AuditOperation, Link, LinkStatus, Run
+from tests.chaos.checker import ConflictRow, LinkRow, Snapshot, Verdict, WriteRow, check
 from tests.chaos.world import KEAP_COLLECTIONS, LOCK_EXPIRY, ChaosWorld, Served
 
 PASS_TIMEOUT = 120.0
-EDIT_GAP = 0.08  # mean seconds between two user edits
-KILL_CHANCE = 0.5  # of a pass being SIGKILLed at a random moment
+EDIT_GAP = 0.15  # mean seconds between two user edits
+KILL_CHANCE = 0.5  # of a pass being SIGKILLed at a random moment (the first, the initial sync, always is)
 CLEAN_PASSES = 2
 CLEAN_STEPS = "reconcile,sync"  # deletes of linked Keap records are found by the id scan, as on the daily schedule
 
@@ -47,6 +47,7 @@ class ChaosFigures:
     open_failures: int = 0
     conflicts: int = 0
     links: int = 0
+    raced_edits: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,7 +87,7 @@ def run_chaos(world: ChaosWorld, edits: int) -> ChaosFigures:
         storm = rng.random() < 0.3
         figures.storms += storm
         world.set_faults(storm=storm, latency_ms=rng.randint(0, 30), error_rate=0.1, drop_rate=0.03)
-        kill_at = time.monotonic() + rng.uniform(0.8, 4.0) if rng.random() < KILL_CHANCE else None
+        kill_at = time.monotonic() + rng.uniform(0.8, 4.0) if not figures.passes or rng.random() < KILL_CHANCE else None
         with world.sync_process() as process:
             figures.passes += 1
             deadline = time.monotonic() + PASS_TIMEOUT
@@ -109,21 +110,22 @@ def converge(world: ChaosWorld, figures: ChaosFigures) -> list[str]:
     """Faults off, then clean passes until the checker finds nothing (at most `CLEAN_PASSES`); the problems left."""
     world.faults_off()
     time.sleep(LOCK_EXPIRY)
-    problems: list[str] = []
+    verdict = Verdict()
     for clean in range(1, CLEAN_PASSES + 1):
         with world.sync_process(CLEAN_STEPS) as process:
             process.wait(timeout=PASS_TIMEOUT)
-        problems = check(snapshot(world), world.edits, world.user_keap_ids)
-        if not problems:
+        verdict = check(snapshot(world), world.edits, world.user_keap_ids)
+        if not verdict.problems:
             figures.passes_to_converge = clean
             break
+    figures.raced_edits = len(verdict.raced)
     figures.api_calls = world.api_calls()
     with Store(world.database_url) as store:
         counts = store.status_counts()
         figures.open_failures = sum(counts.open_failures.values())
         figures.conflicts = counts.conflicts
         figures.links = sum(counts.active_links.values())
-    return problems
+    return verdict.problems
 
 
 def snapshot(world: ChaosWorld) -> Snapshot:
@@ -141,6 +143,8 @@ def snapshot(world: ChaosWorld) -> Snapshot:
     with Store(world.database_url) as store:
         with store.transaction() as tx:
             links = list(tx.session.scalars(select(Link)))
+            runs = {run.id: run.started_at for run in tx.session.scalars(select(Run))}
+            updates = list(tx.session.scalars(select(AuditEntry).where(AuditEntry.operation == AuditOperation.UPDATE)))
         by_id = {link.id: link for link in links}
         return Snapshot(
             customers=customers,
@@ -151,5 +155,7 @@ def snapshot(world: ChaosWorld) -> Snapshot:
             review={(item.flow, item.invoiced_id) for item in store.review_items()},
             conflicts=[ConflictRow(c.flow, by_id[c.link_id].invoiced_id, by_id[c.link_id].keap_id, c.field_group, c.winner)  # type: ignore[arg-type]
                        for c in store.conflicts(limit=1_000_000)],
+            writes=[WriteRow(entry.flow, entry.side, entry.record_id, frozenset(entry.after or {}),  # type: ignore[arg-type]
+                             runs[entry.run_id], entry.created_at) for entry in updates if entry.run_id in runs],
             intents=len(store.intents()),
         )

@@ -76,3 +76,18 @@ async def test_a_customer_edited_again_within_the_second_it_was_read_is_read_aga
         assert invoiced_emulator.customer(customer["id"])["updated_at"] == customer["updated_at"], "the test ran past the second"
         again = connector.changed_customers(first.watermark)
         assert [c["name"] async for c in again] == ["Acme Inc"]
+
+
+async def test_reconcile_closes_a_product_link_once_when_both_sides_are_gone(world: World) -> None:
+    # Found by chaos: an item archived in Invoiced whose Keap product was deleted too was listed as gone twice,
+    # and closing its link a second time crashed every later reconcile ("no active link with id ...").
+    world.invoiced.seed({"items": [{"id": "widget", "name": "Widget", "unit_cost": 1, "currency": "usd"}]})
+    await world.sync()
+    keap_id = world.link_of("products", "widget")
+    RESOURCES["products"].delete(world.keap.store, keap_id)
+    world.invoiced.archived_item_ids.add("widget")
+
+    report = await world.syncer_call("reconcile")
+
+    assert report.error is None and report.flows["products"].counts["unlinked"] == 1
+    assert world.store.active_link_ids("products") == {}

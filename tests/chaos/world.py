@@ -18,11 +18,12 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from invoiced_keap.emulators.invoiced import InvoicedEmulator
 from invoiced_keap.emulators.keap import KeapEmulator
@@ -50,6 +51,7 @@ class Edit:
     record_id: str
     group: str
     value: Value
+    at: datetime
 
     @property
     def record_key(self) -> tuple[Side, str, str]:
@@ -172,7 +174,7 @@ class ChaosWorld:
 
     def _log(self, side: Side, flow: str, record_id: str, group: str, record: Record) -> None:
         value = CATALOGUE[flow].rule(group).value(side, record)
-        self.edits.append(Edit(len(self.edits), side, flow, record_id, group, value))
+        self.edits.append(Edit(len(self.edits), side, flow, record_id, group, value, datetime.now(UTC)))
 
     def _log_all(self, side: Side, flow: str, record: Record) -> None:
         for rule in CATALOGUE[flow].rules:

@@ -1,11 +1,12 @@
 """The hostile-input corpus: Invoiced records that real accounts contain, each with the outcome the sync documents.
 
 Each `Case` is an Invoiced customer or item body and what must become of it:
-- `Synced(keap)`: linked to a new Keap twin whose rule values (neutral form, `rule.value("keap", record)`) are
+- `Synced(keap, failure)`: linked to a new Keap twin whose rule values (neutral form, `rule.value("keap", record)`) are
   `keap`; rules not named there are not checked. The normalisations are the documented ones: text is stripped
   and empty means none (`mapping.text`), Keap's limits cut with a warning (`mapping.truncate`), names split by
   `mapping.split_name`, countries ISO alpha-2 <-> alpha-3 (an unknown code is kept), an address with only a
-  country is no address (`mapping.is_blank_address`), HTML and any Unicode pass through untouched.
+  country is no address (`mapping.is_blank_address`), HTML and any Unicode pass through untouched. `failure`
+  names a failure the linked record must also have (none otherwise).
 - `Failed(message)`: no link; the failures list holds the record with the refusing system's own message.
 - `RejectedByInvoiced(message)`: Invoiced itself refuses the body at creation, so it never reaches the sync
   (kept to document the boundary; not part of the sync test).
@@ -22,6 +23,7 @@ Value = Any
 @dataclass(frozen=True)
 class Synced:
     keap: dict[str, Value] = field(default_factory=dict)
+    failure: str | None = None  # linked, yet one follow-up write refused (e.g. the metadata stamp)
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,8 @@ CASES: list[Case] = [
     # --- names ------------------------------------------------------------------------------------
     company("overlong company name (255 chars)", Synced({"name": "Acme " + "x" * 250}), name="Acme " + "x" * 250),
     company("company name of 256 chars", RejectedByInvoiced("Name must be a string between 1 and 255 characters."), name="y" * 256),
-    company("empty company name", RejectedByInvoiced("Name must be a string between 1 and 255 characters."), name=""),
-    company("null company name", RejectedByInvoiced("Name must be a string between 1 and 255 characters."), name=None),
+    company("empty company name", RejectedByInvoiced("Name is missing"), name=""),
+    company("null company name", RejectedByInvoiced("Name is missing"), name=None),
     company("whitespace-only company name", Failed("company_name is required"), name="   "),
     company("tabs and newlines around a name", Synced({"name": "Padded Ltd"}), name="\t Padded Ltd \n"),
     company("emoji company name", Synced({"name": "🚀 Rocket Co 🚀"}), name="🚀 Rocket Co 🚀"),
@@ -86,7 +88,8 @@ CASES: list[Case] = [
     person("'Family, Given' order", Synced({"name": "John Smith"}), name="Smith, John", email="john.smith@example.com"),
     person("emoji person name", Synced({"name": "Ana 😀 Lima"}), name="Ana 😀 Lima", email="ana.lima@example.com"),
     person("right-to-left person name", Synced({"name": "محمد الأحمد"}), name="محمد الأحمد", email="m.ahmad@example.com"),
-    person("whitespace-only person name", Failed("given_name"), name="  ", email="blank.name@example.com"),
+    person("whitespace-only person name (Keap takes a contact without names)", Synced({"name": None, "email": "blank.name@example.com"}),
+           name="  ", email="blank.name@example.com"),
     person("internal runs of spaces", Synced({"name": "Mary Jane Watson"}), name="Mary   Jane   Watson", email="mj@example.com"),
     # --- emails -------------------------------------------------------------------------------------
     person("invalid email", RejectedByInvoiced("Email must be a valid email address"), name="Bad Email", email="not-an-email"),
@@ -122,8 +125,7 @@ CASES: list[Case] = [
     company("unknown customer type", RejectedByInvoiced("Type must be one of the allowed values"), name="Weird Type",
             **{"type": "alien"}),
     # --- metadata -------------------------------------------------------------------------------------
-    company("metadata already full (10 keys)", Failed("metadata would have 11 keys"), name="Full Metadata",
-            metadata={f"key{n}": f"value {n}" for n in range(10)}),
+    # metadata already full (10 keys): see test_corpus.test_a_refused_id_stamp_stays_in_the_failures_list (a known defect)
     company("metadata with 9 keys", Synced({"name": "Nine Keys"}), name="Nine Keys", metadata={f"k{n}": "v" for n in range(9)}),
     company("11 metadata keys", RejectedByInvoiced("metadata"), name="Eleven Keys", metadata={f"k{n}": "v" for n in range(11)}),
     # --- items ---------------------------------------------------------------------------------------
@@ -140,5 +142,6 @@ CASES: list[Case] = [
     item("unit cost as a string", RejectedByInvoiced("Unit Cost only allows numbers"), name="String Cost", unit_cost="12.50"),
     item("zero-decimal currency", Synced({"name": "Yen Item"}), name="Yen Item", unit_cost=1200, currency="jpy"),
     item("three-decimal currency", Synced({"name": "Dinar Item"}), name="Dinar Item", unit_cost=1.234, currency="kwd"),
-    item("negative unit cost", Synced({"name": "Refund Item"}), name="Refund Item", unit_cost=-5),
+    item("negative unit cost (Keap prices are >= 0)", Failed("keap: price: Input should be greater than or equal to 0"),
+         name="Refund Item", unit_cost=-5),
 ]

@@ -34,16 +34,17 @@ def create(world: World, case: Case) -> tuple[str, str] | str:
 def outcome(world: World, flow: str, invoiced_id: str) -> Any:
     """What became of one record: its Keap twin's rule values, or its failure messages."""
     keap_id = world.store.active_link_ids(flow).get(invoiced_id)
+    messages = " | ".join(f.message for f in world.store.failures(flow) if f.side == "invoiced" and f.record_id == invoiced_id)
     if keap_id is not None:
         record = world.keap_record(KEAP_COLLECTION[flow], keap_id)
-        return Synced({rule.name: rule.value("keap", record) for rule in CATALOGUE[flow].rules})
-    messages = [f.message for f in world.store.failures(flow) if f.side == "invoiced" and f.record_id == invoiced_id]
-    return Failed(" | ".join(messages)) if messages else "neither linked nor in the failures list"
+        return Synced({rule.name: rule.value("keap", record) for rule in CATALOGUE[flow].rules}, messages or None)
+    return Failed(messages) if messages else "neither linked nor in the failures list"
 
 
 def matches(expected: Any, actual: Any) -> bool:
     if isinstance(expected, Synced):
-        return isinstance(actual, Synced) and all(actual.keap.get(rule) == value for rule, value in expected.keap.items())
+        return (isinstance(actual, Synced) and all(actual.keap.get(rule) == value for rule, value in expected.keap.items())
+                and (actual.failure is None if expected.failure is None else expected.failure in (actual.failure or "")))
     return type(actual) is type(expected) and expected.message in actual.message
 
 
@@ -65,3 +66,15 @@ async def test_every_hostile_record_ends_as_documented(world: World) -> None:
     writes = {f"{flow}.{key}": n for flow, counts in again.counts().items() for key, n in counts.items()
               if key.startswith(("updated.", "created."))}
     assert writes == {}, "the second pass wrote again"
+
+
+@pytest.mark.xfail(strict=True, reason="known defect: the next pass that syncs the pair resolves the stamp's failure, "
+                                       "though the stamp was never made nor retried (engine/apply.py `_synced`)")
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+async def test_a_refused_id_stamp_stays_in_the_failures_list(world: World) -> None:
+    full = world.invoiced.create_customer({"name": "Full Metadata", "metadata": {f"key{n}": f"value {n}" for n in range(10)}})
+
+    await world.sync()
+    await world.sync()
+
+    assert matches(Synced({"name": "Full Metadata"}, failure="metadata would have 11 keys"), outcome(world, "companies", str(full["id"])))

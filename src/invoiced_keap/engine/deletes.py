@@ -59,5 +59,6 @@ async def find_gone(
             gone.append((invoiced_id, "keap"))
     if flow == "products":
         archived = {str(item["id"]) async for item in invoiced.archived_items()}
-        gone.extend((invoiced_id, "invoiced") for invoiced_id in links if invoiced_id in archived)
+        gone_in_keap = {invoiced_id for invoiced_id, _ in gone}  # one entry a link, even when both sides are gone
+        gone.extend((invoiced_id, "invoiced") for invoiced_id in links if invoiced_id in archived and invoiced_id not in gone_in_keap)
     return gone
