@@ -7,7 +7,8 @@ A converged world has, per flow:
 - no duplicate: every Keap record that no user made is in some link (active, or closed by a type change/delete);
 - linked pairs that agree on every field rule (`plan.disagreements`), unless a failure of either record explains it;
 - every pair's last edit per field group still on the side it was made on (and so, by agreement, on both),
-  unless a recorded conflict on that group went to the other side, or the edit raced a write: made to a record
+  unless a recorded conflict on that group went to the other side, or it was a clear made before the pair was
+  linked (an empty value never wins while matching, DESIGN §2), or the edit raced a write: made to a record
   after a pass had read it and before that pass wrote the group's fields (planned from the earlier read, the
   write overwrites it; the design accepts this window, `engine/apply.py`, and `raced` counts such edits).
 
@@ -36,6 +37,8 @@ class LinkRow:
     keap_id: str
     active: bool
     reason: str | None
+    closed_at: datetime | None = None
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -166,8 +169,8 @@ def _pair(snapshot: Snapshot, flow: str, link: LinkRow, edits_by_record: dict[tu
     if failure is not None:
         return
     rules = CATALOGUE[flow].rules
-    own_edits = [*edits_by_record.get(record_key("invoiced", flow, link.invoiced_id), []),
-                 *edits_by_record.get(record_key("keap", flow, link.keap_id), [])]
+    own_edits = list({edit.seq: edit for edit in (*edits_by_record.get(record_key("invoiced", flow, link.invoiced_id), []),
+                                                  *_twin_edits(snapshot, flow, link.invoiced_id, edits_by_record))}.values())
     verdict.problems += [f"{name}: {rule.name} differs: invoiced {rule.value('invoiced', invoiced)!r}, keap {rule.value('keap', keap)!r}; "
                 f"edits: {_history(own_edits, rule.name)}"
                 for rule in rules if rule.name in disagreements(CATALOGUE[flow], invoiced, keap)]
@@ -182,8 +185,8 @@ def _pair(snapshot: Snapshot, flow: str, link: LinkRow, edits_by_record: dict[tu
             continue
         lost_to = [c for c in snapshot.conflicts if (c.flow, c.invoiced_id, c.keap_id, c.group) == (flow, link.invoiced_id, link.keap_id, rule.name)
                    and c.winner != last.side]
-        if lost_to:
-            continue
+        if lost_to or (rule.blank(last.value) and link.created_at is not None and last.at <= link.created_at):
+            continue  # a conflict settled it, or a clear met a record linked later: an empty value never wins a first link
         fields = rule.invoiced_fields if last.side == "invoiced" else rule.keap_fields
         if any(write.run_started <= last.at <= write.written_at and write.fields.intersection(fields)
                and record_key(write.side, write.flow, write.record_id) == last.record_key for write in snapshot.writes):
@@ -191,6 +194,15 @@ def _pair(snapshot: Snapshot, flow: str, link: LinkRow, edits_by_record: dict[tu
         else:
             verdict.problems.append(f"{name}: last edit #{last.seq} of {rule.name} on {last.side} ({last.value!r}) was lost: "
                             f"{last.side} now has {now!r}, and no conflict went to the other side; edits: {_history(own_edits, rule.name)}")
+
+
+def _twin_edits(snapshot: Snapshot, flow: str, invoiced_id: str, edits_by_record: dict[tuple[Side, str, str], list[Edit]]) -> list[Edit]:
+    """Edits of the record's Keap twins while they were linked to it: the current one, and earlier ones (a type
+    change closes a link; what was edited there before synced to the Invoiced record)."""
+    same_object = ("products",) if flow == "products" else ("companies", "contacts")
+    return [edit for link in snapshot.links if link.flow in same_object and link.invoiced_id == invoiced_id
+            for edit in edits_by_record.get(record_key("keap", link.flow, link.keap_id), [])
+            if link.closed_at is None or edit.at <= link.closed_at]
 
 
 def _history(edits: list[Edit], group: str) -> str:

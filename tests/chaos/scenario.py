@@ -27,9 +27,10 @@ from tests.chaos.world import KEAP_COLLECTIONS, LOCK_EXPIRY, ChaosWorld, Served
 
 PASS_TIMEOUT = 120.0
 EDIT_GAP = 0.15  # mean seconds between two user edits
-KILL_CHANCE = 0.5  # of a pass being SIGKILLed at a random moment (the first, the initial sync, always is)
+KILL_CHANCE = 0.5  # of a pass being SIGKILLed at a random moment (every pass until one kill has landed)
 CLEAN_PASSES = 2
-CLEAN_STEPS = "reconcile,sync"  # deletes of linked Keap records are found by the id scan, as on the daily schedule
+RECONCILE_AND_SYNC = "reconcile,sync"  # deletes of linked Keap records (and archived items) are found by the id scans
+RECONCILE_CHANCE = 0.2  # the scheduled scans, compressed: without them deletes pile up and trip the circuit breaker
 
 
 @dataclass
@@ -87,8 +88,8 @@ def run_chaos(world: ChaosWorld, edits: int) -> ChaosFigures:
         storm = rng.random() < 0.3
         figures.storms += storm
         world.set_faults(storm=storm, latency_ms=rng.randint(0, 30), error_rate=0.1, drop_rate=0.03)
-        kill_at = time.monotonic() + rng.uniform(0.8, 4.0) if not figures.passes or rng.random() < KILL_CHANCE else None
-        with world.sync_process() as process:
+        kill_at = time.monotonic() + rng.uniform(0.6, 3.0) if not figures.kills or rng.random() < KILL_CHANCE else None
+        with world.sync_process(RECONCILE_AND_SYNC if rng.random() < RECONCILE_CHANCE else "sync") as process:
             figures.passes += 1
             deadline = time.monotonic() + PASS_TIMEOUT
             while process.poll() is None and time.monotonic() < deadline:
@@ -112,7 +113,7 @@ def converge(world: ChaosWorld, figures: ChaosFigures) -> list[str]:
     time.sleep(LOCK_EXPIRY)
     verdict = Verdict()
     for clean in range(1, CLEAN_PASSES + 1):
-        with world.sync_process(CLEAN_STEPS) as process:
+        with world.sync_process(RECONCILE_AND_SYNC) as process:
             process.wait(timeout=PASS_TIMEOUT)
         verdict = check(snapshot(world), world.edits, world.user_keap_ids)
         if not verdict.problems:
@@ -150,7 +151,8 @@ def snapshot(world: ChaosWorld) -> Snapshot:
             customers=customers,
             items=items,
             keap=keap_records,
-            links=[LinkRow(link.flow, link.invoiced_id, link.keap_id, link.status == LinkStatus.ACTIVE, link.closed_reason) for link in links],
+            links=[LinkRow(link.flow, link.invoiced_id, link.keap_id, link.status == LinkStatus.ACTIVE, link.closed_reason,
+                           None if link.status == LinkStatus.ACTIVE else link.updated_at, link.created_at) for link in links],
             failures={(f.flow, f.side, f.record_id): f.message for f in store.failures()},
             review={(item.flow, item.invoiced_id) for item in store.review_items()},
             conflicts=[ConflictRow(c.flow, by_id[c.link_id].invoiced_id, by_id[c.link_id].keap_id, c.field_group, c.winner)  # type: ignore[arg-type]
