@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from invoiced_keap.connectors.http import RetryPolicy
 from invoiced_keap.connectors.invoiced import InvoicedConnector
@@ -21,42 +17,23 @@ from invoiced_keap.emulators.serve import BackgroundServer
 from invoiced_keap.engine.report import RunReport
 from invoiced_keap.engine.run import Syncer
 from invoiced_keap.state import Store
-from invoiced_keap.state.database import normalise_url
 from tests.support import API_KEY
 
 FAST_RETRIES = RetryPolicy(attempts=3, timeout=20.0, wait_initial=0.01, wait_max=0.05, wait_jitter=0.01)
 COMPANIES = 6
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/state.db"
-        return
-    server = normalise_url(request.getfixturevalue("postgres_url"))
-    schema = f"test_workers_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield server.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
-async def one_worker(database_url: str, invoiced_url: str, keap_url: str) -> RunReport:
+async def one_worker(state_url: str, invoiced_url: str, keap_url: str) -> RunReport:
     """A worker of its own: its own store connection and connectors, as another process would have."""
-    with Store(database_url) as store:
+    with Store(state_url) as store:
         async with InvoicedConnector(API_KEY, invoiced_url, retry=FAST_RETRIES) as invoiced, KeapConnector(
             ApiKey(API_KEY), keap_url, limits=RateLimits(), retry=FAST_RETRIES
         ) as keap:
             return await Syncer(store, invoiced, keap).sync(["companies"])
 
 
-async def test_two_workers_never_sync_one_flow_at_once(database_url: str) -> None:
-    with Store(database_url) as store:
+async def test_two_workers_never_sync_one_flow_at_once(state_url: str) -> None:
+    with Store(state_url) as store:
         store.migrate()
     invoiced, keap = InvoicedEmulator(api_key=API_KEY, random_seed=1), KeapEmulator(api_key=API_KEY, random_seed=1)
     invoiced.seed({"customers": [{"name": f"Company {n}", "type": "company"} for n in range(COMPANIES)]})
@@ -65,8 +42,8 @@ async def test_two_workers_never_sync_one_flow_at_once(database_url: str) -> Non
     with BackgroundServer(invoiced.asgi()) as invoiced_server, BackgroundServer(keap.asgi()) as keap_server:
         keap_url = f"{keap_server.url}/crm/rest"
         reports = await asyncio.gather(
-            one_worker(database_url, invoiced_server.url, keap_url),
-            one_worker(database_url, invoiced_server.url, keap_url),
+            one_worker(state_url, invoiced_server.url, keap_url),
+            one_worker(state_url, invoiced_server.url, keap_url),
         )
         locked = [report for report in reports if report.error]
         worked = [report for report in reports if not report.error]
@@ -76,7 +53,7 @@ async def test_two_workers_never_sync_one_flow_at_once(database_url: str) -> Non
         assert worked[0].flows["companies"].counts["created.keap"] == COMPANIES
         assert len(list(keap.store.records("companies"))) == COMPANIES  # one twin each: no duplicates
 
-        again = await one_worker(database_url, invoiced_server.url, keap_url)  # the lock was released
+        again = await one_worker(state_url, invoiced_server.url, keap_url)  # the lock was released
         assert again.error is None
-    with Store(database_url) as store:
+    with Store(state_url) as store:
         assert len(store.active_link_ids("companies")) == COMPANIES

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from invoiced_keap.state import Store
-from invoiced_keap.state.database import normalise_url
 
 
 @dataclass
@@ -27,32 +24,13 @@ class ManualClock:
         self.now += delta
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/state.db"
-        return
-    server = normalise_url(request.getfixturevalue("postgres_url"))
-    schema = f"test_state_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        url = server.update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
 
 
 @pytest.fixture
-def store(database_url: str, clock: ManualClock) -> Iterator[Store]:
-    with Store(database_url, clock=clock) as store:
+def store(state_url: str, clock: ManualClock) -> Iterator[Store]:
+    with Store(state_url, clock=clock) as store:
         store.migrate()
         yield store

@@ -12,9 +12,9 @@ from tests.state.conftest import ManualClock
 
 
 @pytest.fixture
-def second_store(store: Store, database_url: str, clock: ManualClock) -> Iterator[Store]:
+def second_store(store: Store, state_url: str, clock: ManualClock) -> Iterator[Store]:
     """Another worker on the same database (its own engine and connections)."""
-    with Store(database_url, clock=clock) as other:
+    with Store(state_url, clock=clock) as other:
         yield other
 
 

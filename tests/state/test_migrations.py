@@ -27,8 +27,8 @@ def table_names(store: Store) -> set[str]:
     return set(inspect(store.engine).get_table_names())
 
 
-def test_migrate_creates_the_schema_from_empty(database_url: str) -> None:
-    with Store(database_url) as store:
+def test_migrate_creates_the_schema_from_empty(state_url: str) -> None:
+    with Store(state_url) as store:
         assert table_names(store) == set()
         store.migrate()
         assert table_names(store) == TABLES | {"alembic_version"}

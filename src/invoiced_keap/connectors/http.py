@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import partial
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
@@ -52,6 +52,21 @@ DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 ErrorParser = Callable[[httpx.Response], tuple[str, str | None]]
 """An API's error body -> (its message, the field it blames or None)."""
+
+
+class AsyncClosing:
+    """`async with` for a client: the block's end calls `aclose()`."""
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
 
 
 @dataclass(frozen=True)
@@ -183,7 +198,7 @@ def _should_retry(retry_safe: bool, max_wait: float, error: Exception) -> bool |
     return error.retry_after if error.retry_after <= max_wait else False
 
 
-class ApiClient:
+class ApiClient(AsyncClosing):
     """An API's base URL, credentials and limits, shared by every call a connector makes.
 
     Use as `async with ApiClient(...) as api:` (or call `aclose()`). `auth` should be a
@@ -298,14 +313,6 @@ class ApiClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
-
-    async def __aenter__(self) -> "ApiClient":
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return f"<ApiClient {safe_url(self._http.base_url)}>"

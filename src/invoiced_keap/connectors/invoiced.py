@@ -14,13 +14,12 @@ from email.utils import parsedate_to_datetime
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Protocol
 
 import httpx
 
 from invoiced_keap.connectors.errors import NotFound, RecordRejected
-from invoiced_keap.connectors.http import DEFAULT_TIMEOUT, ApiClient, RequestEvent, RequestStats, RetryPolicy
+from invoiced_keap.connectors.http import DEFAULT_TIMEOUT, ApiClient, AsyncClosing, RequestEvent, RequestStats, RetryPolicy
 from invoiced_keap.connectors.pacing import INVOICED_LIMITS, RateLimits
 from invoiced_keap.connectors.redaction import SecretHeaders
 
@@ -204,7 +203,7 @@ def new_idempotency_key() -> str:
     return str(uuid.uuid4())
 
 
-class InvoicedConnector:
+class InvoicedConnector(AsyncClosing):
     """Invoiced's API for one account. Use as `async with InvoicedConnector(key, url) as invoiced:`."""
 
     def __init__(
@@ -351,14 +350,6 @@ class InvoicedConnector:
     # --- lifecycle ------------------------------------------------------------------------------
     async def aclose(self) -> None:
         await self.api.aclose()
-
-    async def __aenter__(self) -> InvoicedConnector:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return f"<InvoicedConnector via {self.api!r}>"

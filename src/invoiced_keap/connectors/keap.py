@@ -26,13 +26,12 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from types import TracebackType
 from typing import Any
 
 import httpx
 
 from invoiced_keap.connectors.errors import NotFound
-from invoiced_keap.connectors.http import ApiClient, RequestEvent, RequestStats, RetryPolicy
+from invoiced_keap.connectors.http import ApiClient, AsyncClosing, RequestEvent, RequestStats, RetryPolicy
 from invoiced_keap.connectors.keap_auth import AccessToken, ApiKey, KeapOAuth, OAuthClient
 from invoiced_keap.connectors.pacing import KEAP_OAUTH_LIMITS, KEAP_PAT_LIMITS, Pacer, RateLimits
 from invoiced_keap.connectors.redaction import SecretHeaders
@@ -160,7 +159,7 @@ def changed_fields(body: Mapping[str, Any], current: Mapping[str, Any] | None) -
     return {name: value for name, value in body.items() if not same_value(value, current.get(name))}
 
 
-class KeapConnector:
+class KeapConnector(AsyncClosing):
     """Keap over REST; use as `async with KeapConnector(ApiKey(key)) as keap:`.
 
     Pacing defaults to Keap's published limits for the credential type (PAT/SAK 10/s, 240/min,
@@ -334,14 +333,6 @@ class KeapConnector:
 
     async def aclose(self) -> None:
         await self.api.aclose()
-
-    async def __aenter__(self) -> "KeapConnector":
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return f"<KeapConnector {self.api!r}>"
