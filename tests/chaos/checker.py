@@ -11,6 +11,9 @@ A converged world has, per flow:
   linked (an empty value never wins while matching, DESIGN §2), or the edit raced a write: made to a record
   after a pass had read it and before that pass wrote the group's fields (planned from the earlier read, the
   write overwrites it; the design accepts this window, `engine/apply.py`, and `raced` counts such edits).
+  Edits of an earlier Keap twin count as the pair's: one a type change unlinked, until the pass that closed the link
+  started; one the user deleted may stand as the value when it is the latest, but is never asked for (an edit no
+  pass read before the delete goes with the record). A user's edit that left a group as it was is no edit (`world`).
 
 Each problem is one line naming the flow, the records, the group and both values, so a failure is debuggable.
 """
@@ -28,10 +31,13 @@ from invoiced_keap.flows import CATALOGUE, Side, flow_for_customer
 from tests.chaos.world import KEAP_COLLECTIONS, Edit, record_key
 
 Record = dict[str, Any]
+TYPE_CHANGE_REASON = "type changed"  # how `Syncer` closes a link whose customer moved flows
 
 
 @dataclass(frozen=True)
 class LinkRow:
+    """A link; `closed_at` is when the pass that closed it started (what it read is what it could carry)."""
+
     flow: str
     invoiced_id: str
     keap_id: str
@@ -171,6 +177,7 @@ def _pair(snapshot: Snapshot, flow: str, link: LinkRow, edits_by_record: dict[tu
     rules = CATALOGUE[flow].rules
     own_edits = list({edit.seq: edit for edit in (*edits_by_record.get(record_key("invoiced", flow, link.invoiced_id), []),
                                                   *_twin_edits(snapshot, flow, link.invoiced_id, edits_by_record))}.values())
+    gone_edits = _deleted_twin_edits(snapshot, flow, link.invoiced_id, edits_by_record)
     verdict.problems += [f"{name}: {rule.name} differs: invoiced {rule.value('invoiced', invoiced)!r}, keap {rule.value('keap', keap)!r}; "
                 f"edits: {_history(own_edits, rule.name)}"
                 for rule in rules if rule.name in disagreements(CATALOGUE[flow], invoiced, keap)]
@@ -181,8 +188,9 @@ def _pair(snapshot: Snapshot, flow: str, link: LinkRow, edits_by_record: dict[tu
             continue
         last = max(group_edits, key=lambda edit: edit.seq)
         now = rule.value(last.side, records[last.side])
-        if now == last.value:
-            continue
+        if now == last.value or any(rule.value("invoiced", invoiced) == edit.value for edit in gone_edits
+                                    if edit.group == rule.name and edit.seq > last.seq):
+            continue  # kept, or superseded by a later edit of a twin since deleted that was synced before the delete
         lost_to = [c for c in snapshot.conflicts if (c.flow, c.invoiced_id, c.keap_id, c.group) == (flow, link.invoiced_id, link.keap_id, rule.name)
                    and c.winner != last.side]
         if lost_to or (rule.blank(last.value) and link.created_at is not None and last.at <= link.created_at):
@@ -193,16 +201,31 @@ def _pair(snapshot: Snapshot, flow: str, link: LinkRow, edits_by_record: dict[tu
             verdict.raced.append(last)
         else:
             verdict.problems.append(f"{name}: last edit #{last.seq} of {rule.name} on {last.side} ({last.value!r}) was lost: "
-                            f"{last.side} now has {now!r}, and no conflict went to the other side; edits: {_history(own_edits, rule.name)}")
+                            f"{last.side} now has {now!r}, and no conflict went to the other side; edits: {_history(own_edits, rule.name)}"
+                            + (f"; of deleted twins: {_history(gone_edits, rule.name)}" if any(e.group == rule.name for e in gone_edits) else ""))
 
 
 def _twin_edits(snapshot: Snapshot, flow: str, invoiced_id: str, edits_by_record: dict[tuple[Side, str, str], list[Edit]]) -> list[Edit]:
-    """Edits of the record's Keap twins while they were linked to it: the current one, and earlier ones (a type
-    change closes a link; what was edited there before synced to the Invoiced record)."""
+    """Edits of the record's Keap twins while they were linked to it: the current one, and earlier ones that a type
+    change unlinked, up to the start of the pass that closed the link (what was edited there before synced to the
+    Invoiced record; later edits belong to a record the pass was leaving alone). Twins the user deleted are
+    `_deleted_twin_edits`."""
     same_object = ("products",) if flow == "products" else ("companies", "contacts")
     return [edit for link in snapshot.links if link.flow in same_object and link.invoiced_id == invoiced_id
+            and (link.active or (link.reason or "").startswith(TYPE_CHANGE_REASON))
             for edit in edits_by_record.get(record_key("keap", link.flow, link.keap_id), [])
             if link.closed_at is None or edit.at <= link.closed_at]
+
+
+def _deleted_twin_edits(snapshot: Snapshot, flow: str, invoiced_id: str,
+                        edits_by_record: dict[tuple[Side, str, str], list[Edit]]) -> list[Edit]:
+    """Edits of the record's Keap twins that the user deleted: one a pass read before the delete reached Invoiced
+    and may stand as the group's value; one made after the last read went with the record, so none is asked for."""
+    same_object = ("products",) if flow == "products" else ("companies", "contacts")
+    return [edit for link in snapshot.links if link.flow in same_object and link.invoiced_id == invoiced_id
+            and not link.active and link.keap_id not in snapshot.keap[link.flow]
+            and not (link.reason or "").startswith(TYPE_CHANGE_REASON)
+            for edit in edits_by_record.get(record_key("keap", link.flow, link.keap_id), [])]
 
 
 def _history(edits: list[Edit], group: str) -> str:

@@ -79,12 +79,13 @@ def chaos_world(tmp_path: Path, seed: int, *, invoiced_key: str = "chaos-test-ke
 
 def run_chaos(world: ChaosWorld, edits: int) -> ChaosFigures:
     """`edits` random user edits racing sync passes, each pass under fresh faults (10 % 5xx, dropped connections,
-    latency, sometimes a 429 storm) and, by chance, SIGKILLed at a random moment."""
+    latency, sometimes a 429 storm) and, by chance, SIGKILLed at a random moment; the edits go on past `edits`
+    until a kill has landed mid-pass (every pass is given one until then), so each run tests crash safety."""
     rng = world.rng
     figures = ChaosFigures(seed=0, edits=edits)
     started = time.monotonic()
     done = 0
-    while done < edits:
+    while done < edits or not figures.kills:
         storm = rng.random() < 0.3
         figures.storms += storm
         world.set_faults(storm=storm, latency_ms=rng.randint(0, 30), error_rate=0.1, drop_rate=0.03)
@@ -93,7 +94,7 @@ def run_chaos(world: ChaosWorld, edits: int) -> ChaosFigures:
             figures.passes += 1
             deadline = time.monotonic() + PASS_TIMEOUT
             while process.poll() is None and time.monotonic() < deadline:
-                if done < edits:
+                if done < edits or not figures.kills:
                     world.random_edit()
                     done += 1
                 time.sleep(rng.uniform(0, 2 * EDIT_GAP))
@@ -103,6 +104,7 @@ def run_chaos(world: ChaosWorld, edits: int) -> ChaosFigures:
         if killed:
             figures.kills += 1
             time.sleep(LOCK_EXPIRY)
+    figures.edits = done
     figures.duration_s = round(time.monotonic() - started, 1)
     return figures
 
@@ -146,13 +148,19 @@ def snapshot(world: ChaosWorld) -> Snapshot:
             links = list(tx.session.scalars(select(Link)))
             runs = {run.id: run.started_at for run in tx.session.scalars(select(Run))}
             updates = list(tx.session.scalars(select(AuditEntry).where(AuditEntry.operation == AuditOperation.UPDATE)))
+            unlinks = list(tx.session.scalars(select(AuditEntry).where(AuditEntry.operation == AuditOperation.UNLINK)
+                                              .order_by(AuditEntry.id)))
         by_id = {link.id: link for link in links}
+        closing_pass_started = {(entry.flow, entry.record_id, (entry.before or {}).get("keap_id")): runs[entry.run_id]
+                                for entry in unlinks if entry.run_id in runs}
         return Snapshot(
             customers=customers,
             items=items,
             keap=keap_records,
             links=[LinkRow(link.flow, link.invoiced_id, link.keap_id, link.status == LinkStatus.ACTIVE, link.closed_reason,
-                           None if link.status == LinkStatus.ACTIVE else link.updated_at, link.created_at) for link in links],
+                           None if link.status == LinkStatus.ACTIVE
+                           else closing_pass_started.get((link.flow, link.invoiced_id, link.keap_id), link.updated_at),
+                           link.created_at) for link in links],
             failures={(f.flow, f.side, f.record_id): f.message for f in store.failures()},
             review={(item.flow, item.invoiced_id) for item in store.review_items()},
             conflicts=[ConflictRow(c.flow, by_id[c.link_id].invoiced_id, by_id[c.link_id].keap_id, c.field_group, c.winner)  # type: ignore[arg-type]

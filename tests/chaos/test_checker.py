@@ -66,3 +66,26 @@ def test_twice_linked_records_and_links_to_gone_records_are_reported() -> None:
         "companies: invoiced 1 is in 2 active links",
         "companies: pair invoiced 1 / keap 9: active link to a record gone from keap",
     ]
+
+
+def test_edits_of_an_earlier_twin_count_until_the_pass_that_moved_the_customer_started_unless_the_twin_was_deleted() -> None:
+    moved_from = LinkRow("contacts", "1", "3", False, "type changed: customer 1 moved to companies", closed_at=T0)
+    world = replace(converged(), links=[*converged().links, moved_from])
+    contact_edit = [Edit(0, "keap", "contacts", "3", "name", "Acme Inc", T0 - timedelta(seconds=1))]
+    assert [p.split(":")[1] for p in check(world, contact_edit, USER_MADE).problems] == [" pair invoiced 1 / keap 7"]
+    late = [replace(contact_edit[0], at=T0 + timedelta(seconds=1))]
+    assert check(world, late, USER_MADE).problems == []
+    deleted = replace(world, links=[*converged().links, replace(moved_from, reason="not found in keap (reconcile)")])
+    assert check(deleted, contact_edit, USER_MADE).problems == []
+
+
+def test_a_later_edit_of_a_deleted_twin_may_stand_as_the_value_but_is_not_asked_for() -> None:
+    deleted_twin = LinkRow("companies", "1", "5", False, "not found in keap (reconcile)", closed_at=T0)
+    world = replace(converged(), links=[*converged().links, deleted_twin])
+    invoiced_edit = Edit(0, "invoiced", "companies", "1", "name", "Acme Co", T0)
+    twin_edit = Edit(1, "keap", "companies", "5", "name", "Acme", T0 + timedelta(seconds=1))
+    assert check(world, [invoiced_edit, twin_edit], USER_MADE).problems == []  # synced before the delete
+    world.customers["1"]["name"] = world.keap["companies"]["7"]["company_name"] = "Acme Co"
+    assert check(world, [invoiced_edit, twin_edit], USER_MADE).problems == []  # made after the last read
+    world.customers["1"]["name"] = world.keap["companies"]["7"]["company_name"] = "Acme Ltd"
+    assert check(world, [invoiced_edit, twin_edit], USER_MADE).problems != []

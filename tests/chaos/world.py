@@ -172,8 +172,13 @@ class ChaosWorld:
         return rule.value("invoiced", {"address1": f"{n} Main Street", "city": "Springfield",
                                        "postal_code": str(10000 + n), "country": self.rng.choice(COUNTRIES)})
 
-    def _log(self, side: Side, flow: str, record_id: str, group: str, record: Record) -> None:
-        value = CATALOGUE[flow].rule(group).value(side, record)
+    def _log(self, side: Side, flow: str, record_id: str, group: str, record: Record, before: Record | None = None) -> None:
+        """Log the group's value an edit left; an edit that left it as it was (clearing an empty field) changed
+        nothing a sync could see, so it is no edit of the group."""
+        rule = CATALOGUE[flow].rule(group)
+        value = rule.value(side, record)
+        if before is not None and rule.value(side, before) == value:
+            return
         self.edits.append(Edit(len(self.edits), side, flow, record_id, group, value, datetime.now(UTC)))
 
     def _log_all(self, side: Side, flow: str, record: Record) -> None:
@@ -200,7 +205,7 @@ class ChaosWorld:
         fields = rule.write("invoiced", value, record).fields
         emulator = self.invoiced_emulator
         updated = emulator.update_item(record["id"], fields) if flow == "products" else emulator.update_customer(record["id"], fields)
-        self._log("invoiced", flow, str(record["id"]), group, updated)
+        self._log("invoiced", flow, str(record["id"]), group, updated, before=record)
         return f"invoiced {flow} {record['id']} {group} = {value!r}"
 
     def _invoiced_edit(self) -> str:
@@ -261,7 +266,7 @@ class ChaosWorld:
         value = rule.value("invoiced", {}) if clear else self._value(flow, group)
         fields = rule.write("keap", value, record).fields
         updated = RESOURCES[KEAP_COLLECTIONS[flow]].update(self.keap_emulator.store, str(record["id"]), fields, None)
-        self._log("keap", flow, str(record["id"]), group, updated)
+        self._log("keap", flow, str(record["id"]), group, updated, before=record)
         return f"keap {flow} {record['id']} {group} = {value!r}"
 
     def _keap_edit(self) -> str:
@@ -305,11 +310,13 @@ class ChaosWorld:
     @contextmanager
     def sync_process(self, steps: str = "sync") -> Iterator[subprocess.Popen[bytes]]:
         """A pass in its own process, killed if still running at the end; its output is kept in `log_dir`
-        (`pass-N.log`; the security checks read them)."""
+        (`pass-N.log`; the security checks read them). The users confirm every mass change: after a pass
+        whose circuit breaker tripped, the next one runs with `--allow-mass-change`, as a user would be asked to."""
+        confirmed = {"SYNC_DRIVER_ALLOW_MASS_CHANGE": "1"} if self.breaker_tripped() else {}
         self.passes += 1
         command = [sys.executable, "-m", "tests.engine.sync_driver", self.invoiced.url, self.keap_url, self.database_url, steps]
         with open(self.log_dir / f"pass-{self.passes:04d}.log", "w") as log:
-            process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **self.env},
+            process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **self.env, **confirmed},
                                        stdout=log, stderr=subprocess.STDOUT)
             try:
                 yield process
@@ -317,6 +324,11 @@ class ChaosWorld:
                 if process.poll() is None:
                     process.send_signal(signal.SIGKILL)
                 process.wait()
+
+    def breaker_tripped(self) -> bool:
+        """Whether the last pass stopped a flow at its circuit breaker (the driver prints the pass's errors)."""
+        last = self.log_dir / f"pass-{self.passes:04d}.log"
+        return last.exists() and "circuit breaker" in last.read_text()
 
     def outputs(self) -> list[str]:
         return [path.read_text() for path in sorted(self.log_dir.glob("pass-*.log"))]

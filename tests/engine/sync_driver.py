@@ -5,7 +5,9 @@ hold up the next one for long; small batches make the pass commit (and renew the
 STEPS is `sync` (the default) or `reconcile,sync` (the full id scans first, as a scheduled clean cycle does).
 The keys come from `INVOICED_API_KEY` / `KEAP_API_KEY` (default: the tests' key), so a test can use
 distinctive secrets and search for them; `SYNC_DRIVER_FAILURE_RETRY_SECONDS` replaces the failures' backoff
-(compressed time for chaos runs); `SYNC_DRIVER_LOG_LEVEL` turns on the program's logging to stderr.
+(compressed time for chaos runs); `SYNC_DRIVER_LOG_LEVEL` turns on the program's logging to stderr;
+`SYNC_DRIVER_ALLOW_MASS_CHANGE=1` is the user's go-ahead after a circuit breaker tripped (`--allow-mass-change`).
+Errors of the pass (a tripped breaker, a read that failed) are printed to stderr.
 """
 
 from __future__ import annotations
@@ -36,8 +38,12 @@ async def one_pass(invoiced_url: str, keap_url: str, database_url: str, steps: s
         store.migrate()
         async with InvoicedConnector(os.environ.get("INVOICED_API_KEY", API_KEY), invoiced_url, retry=FAST_RETRIES) as invoiced, \
                 KeapConnector(ApiKey(os.environ.get("KEAP_API_KEY", API_KEY)), keap_url, limits=RateLimits(), retry=FAST_RETRIES) as keap:
-            syncer = Syncer(store, invoiced, keap, SyncOptions(batch_size=5, concurrency=4))
-            codes = [(await getattr(syncer, step)()).exit_code for step in steps.split(",")]
+            options = SyncOptions(batch_size=5, concurrency=4, allow_mass_change=bool(os.environ.get("SYNC_DRIVER_ALLOW_MASS_CHANGE")))
+            syncer = Syncer(store, invoiced, keap, options)
+            reports = [await getattr(syncer, step)() for step in steps.split(",")]
+    for error in (error for report in reports for error in (report.error, *(flow.error for flow in report.flows.values())) if error):
+        print(error, file=sys.stderr)
+    codes = [report.exit_code for report in reports]
     return EXIT_NOT_RUN if EXIT_NOT_RUN in codes else max(codes)
 
 

@@ -68,8 +68,6 @@ async def test_every_hostile_record_ends_as_documented(world: World) -> None:
     assert writes == {}, "the second pass wrote again"
 
 
-@pytest.mark.xfail(strict=True, reason="known defect: the next pass that syncs the pair resolves the stamp's failure, "
-                                       "though the stamp was never made nor retried (engine/apply.py `_synced`)")
 @pytest.mark.parametrize("store", ["sqlite"], indirect=True)
 async def test_a_refused_id_stamp_stays_in_the_failures_list(world: World) -> None:
     full = world.invoiced.create_customer({"name": "Full Metadata", "metadata": {f"key{n}": f"value {n}" for n in range(10)}})

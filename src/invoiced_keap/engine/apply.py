@@ -22,7 +22,9 @@ deletes policy; `FatalError` propagates after the caller commits what is done.
 
 A create first persists its intent (with the lookup key: `match.match_key_of`), then calls the API
 (Invoiced creates send the intent's idempotency key), then commits link + shadows + intent removal,
-then stamps the Keap id into the Invoiced record's metadata (`flow.metadata_key`, merged).
+then stamps the Keap id into the Invoiced record's metadata (`flow.metadata_key`, merged). A stamp the
+API refused (its metadata already full) keeps the record's failures open: each later sync of the pair
+stamps again, and only a stamp that is made resolves them (`unstamped`).
 """
 
 from __future__ import annotations
@@ -120,6 +122,7 @@ class Applier:
     concurrency: int = 8
     should_stop: Callable[[], bool] = lambda: False
     open_failures: set[tuple[str, str]] = field(default_factory=set)
+    unstamped: set[str] = field(default_factory=set)  # Invoiced ids whose id stamp is an open failure
     pending: list[StateChange] = field(default_factory=list)
     new_links: list[NewLink] = field(default_factory=list)
     closed_intents: list[tuple[Side, str]] = field(default_factory=list)
@@ -191,9 +194,11 @@ class Applier:
             return Failed(error)
 
     def _synced(self, invoiced_id: str, keap_id: str) -> None:
-        """Resolve the open failures of a pair that synced."""
+        """Resolve the open failures of a pair that synced (the Invoiced record's wait for its stamp, see `stamp`)."""
         for side in SIDES:
             record_id = side_id(side, invoiced_id, keap_id)
+            if side == "invoiced" and invoiced_id in self.unstamped:
+                continue
             if (side, record_id) in self.open_failures:
                 self.open_failures.discard((side, record_id))
                 self.pending.append(lambda tx, side=side, record_id=record_id: tx.resolve_failures(self.flow.name, side, record_id))
@@ -207,8 +212,19 @@ class Applier:
         return await self.invoiced.update(INVOICED_RESOURCES[self.flow.name], record_id, changes)
 
     # --- linked pairs ----------------------------------------------------------------------------
+    def record_conflicts(self, batch: Iterable[PairWork]) -> None:
+        """Commit the conflicts a batch of plans settles before any of its writes: a pass killed after a write
+        must not leave the value it overwrote without a record (DESIGN §2: every conflict is recorded). A write
+        that then fails is planned again next pass, and its conflict recorded again."""
+        for work in batch:
+            if work.plan.conflicts:
+                record = self._settled(work.link.invoiced_id, work.plan)
+                self.pending.append(lambda tx, record=record, link=work.link: record(tx, link))
+        self.commit()
+
     async def sync_pair(self, work: PairWork) -> None:
-        """Write the plan's changes; store both shadows only when every write went through."""
+        """Write the plan's changes (its conflicts are recorded first: `record_conflicts`); store both shadows
+        only when every write went through."""
         link, plan = work.link, work.plan
         current: dict[Side, Record] = {"invoiced": work.invoiced, "keap": work.keap}
         for side in SIDES:
@@ -231,10 +247,10 @@ class Applier:
             self._audit(side, record_id, AuditOperation.UPDATE, {key: current[side].get(key) for key in writes}, writes)
             self.report.done("updated", side)
             current[side] = after_write(side, current[side], answer, writes)
-        record_conflicts = self._settled(link.invoiced_id, plan)
-        self.pending.append(lambda tx: record_conflicts(tx, link))
         self._store_shadows(link, current)
         self._synced(link.invoiced_id, link.keap_id)
+        if link.invoiced_id in self.unstamped:
+            self.to_stamp.append((current["invoiced"], link.keap_id))
 
     def _settled(self, invoiced_id: str, plan: PairPlan) -> Callable[[Transaction, Link], None]:
         """Report the conflicts the plan settled (also a merge on first link that overwrote a value);
@@ -348,18 +364,39 @@ class Applier:
         self.commit()
 
     async def stamp(self, invoiced_record: Record, keap_id: str) -> None:
-        """Record the Keap id in the Invoiced record's metadata, merged with its other keys."""
-        if (invoiced_record.get("metadata") or {}).get(self.flow.metadata_key) == keap_id:
-            return
+        """Record the Keap id in the Invoiced record's metadata, merged with its other keys; once it is there,
+        the record's failures held open for it resolve."""
         invoiced_id = str(invoiced_record["id"])
-        self.report.add(Action(self.flow.name, "stamp", "invoiced", invoiced_id, {self.flow.metadata_key: keap_id}), "stamped")
-        if self.dry_run:
+        if (invoiced_record.get("metadata") or {}).get(self.flow.metadata_key) != keap_id:
+            self.report.add(Action(self.flow.name, "stamp", "invoiced", invoiced_id, {self.flow.metadata_key: keap_id}), "stamped")
+            if self.dry_run:
+                return
+            target = invoiced_record if "metadata" in invoiced_record else invoiced_id  # a stored record has no metadata: read it
+            try:
+                stamped = await self.guarded("invoiced", "invoiced", invoiced_id, "stamp", {self.flow.metadata_key: keap_id},
+                                             self.invoiced.merge_metadata(INVOICED_RESOURCES[self.flow.name], target,
+                                                                          {self.flow.metadata_key: keap_id}))
+            except NotFound:
+                return  # deleted since it was read: its removal event arrives on a later pass
+            if isinstance(stamped, Failed):
+                return
+        if invoiced_id in self.unstamped:
+            self.unstamped.discard(invoiced_id)
+            self._synced(invoiced_id, keap_id)
+
+    def moved_twin(self, invoiced_record: Record, keap_record: Record | None, reason: str) -> None:
+        """Close the create intent of a customer that moved flows; the twin it made, if found, is stored as a
+        link closed for `reason`."""
+        invoiced_id = str(invoiced_record["id"])
+        self.closed_intents.append(("invoiced", invoiced_id))
+        if keap_record is None:
             return
-        try:
-            await self.guarded("invoiced", "invoiced", invoiced_id, "stamp", {self.flow.metadata_key: keap_id}, self.invoiced.merge_metadata(
-                INVOICED_RESOURCES[self.flow.name], invoiced_record, {self.flow.metadata_key: keap_id}))
-        except NotFound:
-            pass  # deleted since it was read: its removal event arrives on a later pass
+        keap_id = str(keap_record["id"])
+        new = NewLink(invoiced_id, keap_id, snapshot(self.flow, "invoiced", invoiced_record), snapshot(self.flow, "keap", keap_record))
+        self.report.add(Action(self.flow.name, "unlink", "invoiced", invoiced_id, {"keap_id": keap_id, "reason": reason}), "unlinked")
+        self.pending.append(lambda tx: tx.close_link(tx.add_links(self.flow.name, [new])[0], reason))
+        self._audit("invoiced", invoiced_id, AuditOperation.LINK, after={"keap_id": keap_id})
+        self._audit("invoiced", invoiced_id, AuditOperation.UNLINK, {"keap_id": keap_id}, {"reason": reason})
 
     # --- unlinks and deletes -----------------------------------------------------------------------
     def close(self, link: Link, reason: str) -> None:

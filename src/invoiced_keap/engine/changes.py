@@ -21,7 +21,8 @@ of many records shows movement from its first minute; the customers stream is la
 customer flows it serves (`companies+contacts`).
 
 Failures whose backoff ran out are retried by fetching their source record by id (one GET each)
-and adding it to the pass; a source that is gone resolves its failure.
+and adding it to the pass; a source that is gone, or a customer that moved to the other customer
+flow (whose pass syncs it, and records its own failure if it fails there), resolves its failure.
 """
 
 from __future__ import annotations
@@ -185,14 +186,16 @@ async def add_due_failures(
             continue
         try:
             if failure.side == "invoiced":
-                record = await invoiced.get(INVOICED_RESOURCES[target.flow], failure.record_id)
+                record: Record | None = await invoiced.get(INVOICED_RESOURCES[target.flow], failure.record_id)
             else:
                 stream = KEAP_STREAMS[target.flow]
                 record = await keap.get(stream, failure.record_id, fields=stream.fields)
         except NotFound:
+            record = None
+        moved = (record is not None and failure.side == "invoiced" and target.flow in CUSTOMER_FLOWS
+                 and flow_for_customer(record) != target.flow)
+        if record is None or moved:
             if not dry_run:
                 store.resolve_failures(target.flow, failure.side, failure.record_id)  # type: ignore[arg-type]
             continue
-        if failure.side == "invoiced" and target.flow in CUSTOMER_FLOWS and flow_for_customer(record) != target.flow:
-            continue  # it moved flows; the other flow's pass picks it up when it changes
         records[failure.record_id] = record

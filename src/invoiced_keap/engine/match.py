@@ -30,6 +30,8 @@ the user; custom fields need a setup step), so the residual risk is that a Keap 
 name and phone that existed before, and had no email, is adopted instead of a new one created: it is
 then linked (a match a person would likely make too), never duplicated. These keys are not match keys
 (DESIGN: contacts match by email, else not at all): a name is too weak to link records by on its own.
+A company is adopted by its email too: a Keap user may rename the company our cut-short create made
+before the next pass adopts it (found by chaos), and its email is still the one we wrote.
 
 `rejected` holds Keap ids a person ruled out (`review ID --create`): they are never candidates for
 that record, so it is created, or adopted as the twin its own create made before a crash.
@@ -111,6 +113,10 @@ def _contact_identity(side: Side, detail: Literal["phone", "address"]) -> Callab
 
 
 ADOPTION_KEYS: dict[str, tuple[MatchKey, ...]] = {
+    "companies": (
+        MatchKey("email", lambda customer: _present(normalise_email(customer.get("email"))),
+                 lambda company: _present(normalise_email((company.get("email_address") or {}).get("email")))),
+    ),
     "contacts": (
         MatchKey("name+phone", _contact_identity("invoiced", "phone"), _contact_identity("keap", "phone")),
         MatchKey("name+street", _contact_identity("invoiced", "address"), _contact_identity("keap", "address")),

@@ -12,8 +12,10 @@ A pass, per flow, under `store.flow_lock(flow)` for every flow of the run:
 1. `changes.read_changes`: what changed on each side since the flow's marks (customers and removal
    events read once for both customer flows), plus the source records of due failures and open intents.
 2. Plan without writing: type changes (a customer linked in the other customer flow: that link is closed,
-   the old Keap record left alone, and the customer is matched/created here), removals (Invoiced
-   delete/merge events of linked customers), linked pairs (`plan.plan_pair` against the stored shadows;
+   the old Keap record left alone, and the customer is matched/created here; edits of the old Keap twin
+   this pass read were made while the pair was linked, so they still reach Invoiced first, and a create
+   cut short before the move leaves its twin in a closed link), removals (Invoiced delete/merge events
+   of linked customers), linked pairs (`plan.plan_pair` against the stored shadows;
    the side that did not change is taken from its stored record, not re-read).
 3. Circuit breaker on planned deletes and updates (`deletes.check_breaker`): over the limit, the flow
    is skipped with a clear error and nothing of it is written.
@@ -26,8 +28,10 @@ A pass, per flow, under `store.flow_lock(flow)` for every flow of the run:
    for the record, and its rejected candidates are left out of its matching (`store.create_decisions`):
    the record is created, or adopted if its own create was cut short. Then, if the flow has
    `create_in_invoiced`, unlinked Keap records get Invoiced twins (idempotency key from the intent).
-5. Commit the flow's marks after everything they cover is committed. A `FatalError` stops the run:
-   what was done stays committed, the marks of the unfinished flow do not move.
+5. Commit the flow's marks after everything they cover is committed. A `FatalError`, or any API error
+   that escapes the writes' failure handling (a read still failing after its retries: a 429 listing),
+   ends the pass cleanly with `report.error` (exit 1): what was done stays committed, the marks of the
+   unfinished flow do not move, and the run row gets its result.
 
 `sync_ids` is the same pass over named records only (`targeted.read_ids`: no watermark moves; a Keap 404
 is a believed delete); with `rebaseline` its pairs are planned as on first link, without shadows, which
@@ -44,9 +48,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
+from dataclasses import replace
 from typing import TypeVar
 
-from invoiced_keap.connectors.errors import FatalError, NotFound
+from invoiced_keap.connectors.errors import ApiError, NotFound
 from invoiced_keap.connectors.invoiced import InvoicedConnector
 from invoiced_keap.connectors.keap import KeapConnector
 from invoiced_keap.engine.apply import Applier, PairWork, PassStopped, link_shadows, snapshot, stored_record
@@ -70,6 +75,9 @@ from invoiced_keap.state import FlowLease, FlowLockHeld, FlowLockLost, NewLink, 
 from invoiced_keap.state.models import Link
 
 T = TypeVar("T")
+# What ends a pass early (reported, not raised): writes turn their own API errors into failures, so an
+# `ApiError` here is a read that could not be done (or a `FatalError`); the next pass starts over from the marks.
+PASS_ENDING = (ApiError, FlowLockHeld, FlowLockLost)
 ChangesReader = Callable[[], Awaitable[dict[str, FlowChanges]]]
 
 
@@ -141,10 +149,10 @@ class Syncer:
                 for name in names:
                     report.flows[name] = FlowReport(name)
                     try:
-                        await self._sync_flow(self.options.flows[name], changes[name], report.flows[name], run_id, dry_run, rebaseline)
+                        await self._sync_flow(self.options.flows[name], changes, report.flows[name], run_id, dry_run, rebaseline)
                     except CircuitBreakerTripped as error:
                         report.flows[name].error = str(error)
-        except (FatalError, FlowLockHeld, FlowLockLost) as error:
+        except PASS_ENDING as error:
             report.error = str(error)
         except PassStopped:
             report.error = "stopped on request before the end; the next pass carries on"
@@ -182,7 +190,7 @@ class Syncer:
                     for invoiced_id, side in gone:
                         await applier.remove(found[invoiced_id], gone=side, reason=f"not found in {side} (reconcile)")
                     applier.commit()
-        except (FatalError, FlowLockHeld, FlowLockLost) as error:
+        except PASS_ENDING as error:
             report.error = str(error)
         return self._finish(report, calls_before)
 
@@ -218,13 +226,16 @@ class Syncer:
 
     # --- one flow ----------------------------------------------------------------------------------
     async def _sync_flow(
-        self, flow: Flow, changes: FlowChanges, report: FlowReport, run_id: int | None, dry_run: bool, rebaseline: bool = False
+        self, flow: Flow, read: dict[str, FlowChanges], report: FlowReport, run_id: int | None, dry_run: bool, rebaseline: bool = False
     ) -> None:
         store, name = self.store, flow.name
+        changes = read[name]
         applier = self._applier(flow, report, run_id, dry_run)
-        applier.open_failures = {(failure.side, failure.record_id) for failure in store.failures(name)}
+        failures = store.failures(name)
+        applier.open_failures = {(failure.side, failure.record_id) for failure in failures}
+        applier.unstamped = {failure.record_id for failure in failures if failure.operation == "stamp"}
         await add_due_failures(store, self.invoiced, self.keap, changes, dry_run=dry_run)
-        await self._add_intent_sources(flow, changes, applier)
+        moved_sources = await self._add_intent_sources(flow, changes, applier)
         report.counts["read.invoiced"] = len(changes.invoiced)
         report.counts["read.keap"] = len(changes.keap)
 
@@ -244,14 +255,18 @@ class Syncer:
             left = moved[0].flow
             self._check_breaker(left, links=len(store.active_link_ids(left)), deletes=len(moved), updates=0)
 
+        await self._carry_over(flow, moved, read, report, run_id, dry_run)
         for link in moved:
             applier.close(link, f"type changed: customer {link.invoiced_id} moved to {name}")
         for link, gone in removed.values():
             await applier.remove(link, gone=gone, reason="deleted or merged in Invoiced" if gone == "invoiced" else "not found in Keap (404)")
+        if moved_sources:
+            await self._close_moved_twins(flow, changes, moved_sources, applier)
         applier.commit()
         for done, batch in enumerate(chunks(work, self.options.batch_size)):
+            applier.record_conflicts(batch)
             await applier.each(batch, applier.sync_pair)
-            applier.commit()
+            await applier.commit_and_stamp()
             self._batch_done(Progress(name, "pairs", min((done + 1) * self.options.batch_size, len(work)), len(work)))
 
         linked_keap = {link.keap_id for link in by_keap.values()}
@@ -340,8 +355,38 @@ class Syncer:
         other = next(flow for flow in CUSTOMER_FLOWS if flow != name)
         return list(self.store.find_links(other, "invoiced", changes.invoiced).values())
 
-    async def _add_intent_sources(self, flow: Flow, changes: FlowChanges, applier: Applier) -> None:
-        """Bring the source records of open intents (a create cut short) into the pass to finish or adopt."""
+    async def _carry_over(self, flow: Flow, moved: list[Link], read: dict[str, FlowChanges], report: FlowReport,
+                          run_id: int | None, dry_run: bool) -> None:
+        """Sync the moved links' old pairs one last time where this pass read their Keap twin changed: the edit
+        was made while they were linked. Planned as any pair (an Invoiced edit of the same group is a conflict),
+        but only Invoiced is written: the old twin is left alone. The customers written are read again for
+        this flow, whose own read is older than those writes (and may share their second)."""
+        if not moved:
+            return
+        old = self.options.flows[moved[0].flow]
+        twins = read[old.name].keap if old.name in read else {}
+        customers = read[flow.name].invoiced
+        work = []
+        for link in (link for link in moved if link.keap_id in twins):
+            pair = FlowChanges(old.name, keap={link.keap_id: twins[link.keap_id]})
+            if link.invoiced_id in customers:
+                pair.invoiced[link.invoiced_id] = customers[link.invoiced_id]
+            planned = await self._plan(old, link, pair)
+            work.append(replace(planned, plan=replace(planned.plan, keap_writes={})))
+        applier = self._applier(old, report, run_id, dry_run)
+        applier.record_conflicts(work)
+        await applier.each(work, applier.sync_pair)
+        applier.commit()
+        for written in (w.link.invoiced_id for w in work if w.plan.writes("invoiced") and not dry_run):
+            try:
+                read[flow.name].invoiced[written] = await self._get(flow, "invoiced", written)
+            except NotFound:
+                pass  # deleted since it was read: its removal event arrives on a later pass
+
+    async def _add_intent_sources(self, flow: Flow, changes: FlowChanges, applier: Applier) -> list[Record]:
+        """Bring the source records of open intents (a create cut short) into the pass to finish or adopt;
+        answers the sources that moved to the other customer flow since (see `_close_moved_twins`)."""
+        moved: list[Record] = []
         for intent in self.store.intents(flow.name):
             source: Side = intent.source_side  # type: ignore[assignment]
             records = changes.invoiced if source == "invoiced" else changes.keap
@@ -354,11 +399,26 @@ class Syncer:
                 record: Record | None = await self._get(flow, source, intent.source_id)
             except NotFound:
                 record = None
-            if record is None or (source == "invoiced" and flow.name in CUSTOMER_FLOWS and flow_for_customer(record) != flow.name):
-                # gone, or moved to the other customer flow (whose pass creates or matches it): nothing is owed here
+            if record is not None and source == "invoiced" and flow.name in CUSTOMER_FLOWS and flow_for_customer(record) != flow.name:
+                moved.append(record)
+                continue
+            if record is None:
                 applier.pending.append(lambda tx, i=intent: tx.close_intent(flow.name, i.source_side, i.source_id))  # type: ignore[arg-type]
                 continue
             records[intent.source_id] = record
+        return moved
+
+    async def _close_moved_twins(self, flow: Flow, changes: FlowChanges, moved: list[Record], applier: Applier) -> None:
+        """Creates cut short whose customer then moved to the other customer flow: the twin one may have made is
+        found as an adoption would find it, and kept as a link the type change closed (known, not a duplicate,
+        and left alone, like the twin of a linked customer that moved); the intents close either way."""
+        stream = KEAP_STREAMS[flow.name]
+        keap_records = list(changes.keap.values()) if changes.keap_full else [r async for r in self.keap.list_all(stream)]
+        index = build_index(flow.name, keap_records, self.store.active_link_ids(flow.name).values())
+        keap_by_id = {str(record["id"]): record for record in keap_records}
+        for record, decision in zip(moved, match_all(index, moved, adopting={str(r["id"]) for r in moved}), strict=True):
+            twin = keap_by_id[decision.keap_id] if decision.action == "link" and decision.keap_id else None
+            applier.moved_twin(record, twin, f"type changed: customer {record['id']} moved to {flow_for_customer(record)}")
 
     # --- helpers -----------------------------------------------------------------------------------
     async def _get(self, flow: Flow, side: Side, record_id: str) -> Record:
