@@ -11,11 +11,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import uuid
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
 
 from invoiced_keap.connectors.http import RetryPolicy
 from invoiced_keap.connectors.invoiced import InvoicedConnector
@@ -30,7 +28,6 @@ from invoiced_keap.engine.options import SyncOptions
 from invoiced_keap.engine.report import RunReport
 from invoiced_keap.engine.run import Syncer
 from invoiced_keap.state import Store
-from invoiced_keap.state.database import normalise_url
 from tests.support import API_KEY, ManualClock
 
 FAST_RETRIES = RetryPolicy(attempts=4, timeout=20.0, wait_initial=0.01, wait_max=0.05, wait_jitter=0.01, max_wait=1.0)
@@ -95,32 +92,12 @@ def world_clock() -> ManualClock:
     return ManualClock(1_748_999_160.0)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Store]:
-    """SQLite in a temporary file, or PostgreSQL in a fresh schema (when the test server is configured);
-    a module can pin one with `@pytest.mark.parametrize("store", ["sqlite"], indirect=True)`."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/state.db"
-    else:
-        url = request.getfixturevalue("database_url_postgresql")
-    with Store(url) as store:
+@pytest.fixture
+def store(state_url: str) -> Iterator[Store]:
+    """The state store on each database of `state_url` (tests/conftest.py)."""
+    with Store(state_url) as store:
         store.migrate()
         yield store
-
-
-@pytest.fixture
-def database_url_postgresql(postgres_url: str) -> Iterator[str]:
-    server = normalise_url(postgres_url)
-    schema = f"test_engine_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield server.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from invoiced_keap.flows import build_flows
 from invoiced_keap.state import Store
 from tests.engine.conftest import World
 
-pytestmark = pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+pytestmark = pytest.mark.parametrize("state_url", ["sqlite"], indirect=True)
 
 ROOT = Path(__file__).resolve().parents[2]
 KILLS = 6

@@ -9,7 +9,7 @@ import pytest
 from tests.engine.conftest import World
 from tests.support import ManualClock
 
-pytestmark = pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+pytestmark = pytest.mark.parametrize("state_url", ["sqlite"], indirect=True)
 
 
 @pytest.fixture

@@ -48,7 +48,7 @@ def matches(expected: Any, actual: Any) -> bool:
     return type(actual) is type(expected) and expected.message in actual.message
 
 
-@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("state_url", ["sqlite"], indirect=True)
 async def test_every_hostile_record_ends_as_documented(world: World) -> None:
     created = {case.label: create(world, case) for case in CASES}
 
@@ -68,7 +68,7 @@ async def test_every_hostile_record_ends_as_documented(world: World) -> None:
     assert writes == {}, "the second pass wrote again"
 
 
-@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("state_url", ["sqlite"], indirect=True)
 async def test_a_refused_id_stamp_stays_in_the_failures_list(world: World) -> None:
     full = world.invoiced.create_customer({"name": "Full Metadata", "metadata": {f"key{n}": f"value {n}" for n in range(10)}})
 
