@@ -186,15 +186,9 @@ class ChaosWorld:
             if not rule.blank(rule.value(side, record)):
                 self._log(side, flow, str(record["id"]), rule.name, record)
 
-    # Invoiced
-    def _invoiced_record(self) -> tuple[str, Record] | None:
-        emulator = self.invoiced_emulator
-        items = [i for i in emulator.items.values() if i["id"] not in emulator.archived_item_ids]
-        choices = [("products", i) for i in items] + [(flow_for_customer(c), c) for c in emulator.customers.values()]
-        return self.rng.choice(choices) if choices else None
-
-    def _invoiced_change(self, clear: bool) -> str:
-        chosen = self._invoiced_record()
+    def _change(self, side: str, clear: bool) -> str:
+        """A user edit (or clear) of one field group of a random record on `side`."""
+        chosen = self._invoiced_record() if side == "invoiced" else self._keap_record()
         if chosen is None:
             return "nothing to edit"
         flow, record = chosen
@@ -202,17 +196,29 @@ class ChaosWorld:
         group = self.rng.choice(groups)
         rule = CATALOGUE[flow].rule(group)
         value = rule.value("invoiced", {}) if clear else self._value(flow, group)
-        fields = rule.write("invoiced", value, record).fields
+        fields = rule.write(side, value, record).fields
+        record_id = str(record["id"])
+        if side == "keap":
+            updated = RESOURCES[KEAP_COLLECTIONS[flow]].update(self.keap_emulator.store, record_id, fields, None)
+        elif flow == "products":
+            updated = self.invoiced_emulator.update_item(record["id"], fields)
+        else:
+            updated = self.invoiced_emulator.update_customer(record["id"], fields)
+        self._log(side, flow, record_id, group, updated, before=record)
+        return f"{side} {flow} {record['id']} {group} = {value!r}"
+
+    # Invoiced
+    def _invoiced_record(self) -> tuple[str, Record] | None:
         emulator = self.invoiced_emulator
-        updated = emulator.update_item(record["id"], fields) if flow == "products" else emulator.update_customer(record["id"], fields)
-        self._log("invoiced", flow, str(record["id"]), group, updated, before=record)
-        return f"invoiced {flow} {record['id']} {group} = {value!r}"
+        items = [i for i in emulator.items.values() if i["id"] not in emulator.archived_item_ids]
+        choices = [("products", i) for i in items] + [(flow_for_customer(c), c) for c in emulator.customers.values()]
+        return self.rng.choice(choices) if choices else None
 
     def _invoiced_edit(self) -> str:
-        return self._invoiced_change(clear=False)
+        return self._change("invoiced", clear=False)
 
     def _invoiced_clear(self) -> str:
-        return self._invoiced_change(clear=True)
+        return self._change("invoiced", clear=True)
 
     def _invoiced_create(self) -> str:
         emulator = self.invoiced_emulator
@@ -255,25 +261,11 @@ class ChaosWorld:
                    for flow, collection in KEAP_COLLECTIONS.items() for r in store.records(collection)]
         return self.rng.choice(choices) if choices else None
 
-    def _keap_change(self, clear: bool) -> str:
-        chosen = self._keap_record()
-        if chosen is None:
-            return "nothing to edit"
-        flow, record = chosen
-        groups = [r.name for r in CATALOGUE[flow].rules if not (clear and r.required)]
-        group = self.rng.choice(groups)
-        rule = CATALOGUE[flow].rule(group)
-        value = rule.value("invoiced", {}) if clear else self._value(flow, group)
-        fields = rule.write("keap", value, record).fields
-        updated = RESOURCES[KEAP_COLLECTIONS[flow]].update(self.keap_emulator.store, str(record["id"]), fields, None)
-        self._log("keap", flow, str(record["id"]), group, updated, before=record)
-        return f"keap {flow} {record['id']} {group} = {value!r}"
-
     def _keap_edit(self) -> str:
-        return self._keap_change(clear=False)
+        return self._change("keap", clear=False)
 
     def _keap_clear(self) -> str:
-        return self._keap_change(clear=True)
+        return self._change("keap", clear=True)
 
     def _keap_create(self) -> str:
         flow = self.rng.choice(("companies", "contacts", "products"))
