@@ -82,7 +82,7 @@ class Session:
 
     def store(self) -> Store:
         settings = self.settings()
-        store = Store(settings.database_url, retry_policy=settings.failure_retry_policy())
+        store = Store(settings.database_url, failure_backoff=settings.failure_retry_policy())
         store.migrate()
         return store
 

@@ -42,7 +42,7 @@ from invoiced_keap.engine.options import Breaker as EngineBreaker
 from invoiced_keap.engine.options import FlowOptions, SyncOptions
 from invoiced_keap.engine.plan import Policy, PolicyName
 from invoiced_keap.flows import CATALOGUE, Flow, Side, build_flows
-from invoiced_keap.state.store import RetryPolicy
+from invoiced_keap.state.store import FailureBackoff
 
 DEFAULT_CONFIG_FILE = Path("invoiced-keap.toml")
 FlowName = Literal["companies", "contacts", "products"]
@@ -221,8 +221,8 @@ class Settings(BaseSettings):
         override = self._flow_settings(flow)
         return override.deletes or self.deletes
 
-    def failure_retry_policy(self) -> RetryPolicy:
-        return RetryPolicy(
+    def failure_retry_policy(self) -> FailureBackoff:
+        return FailureBackoff(
             base=timedelta(seconds=self.schedule.failure_retry_base),
             cap=timedelta(seconds=self.schedule.failure_retry_cap),
         )

@@ -26,15 +26,15 @@ from invoiced_keap.engine.report import EXIT_NOT_RUN
 from invoiced_keap.engine.run import Syncer
 from invoiced_keap.logs import configure_logging
 from invoiced_keap.state import Store
-from invoiced_keap.state.store import RetryPolicy
+from invoiced_keap.state.store import FailureBackoff
 from tests.engine.conftest import FAST_RETRIES
 from tests.support import API_KEY
 
 
 async def one_pass(invoiced_url: str, keap_url: str, database_url: str, steps: str = "sync") -> int:
     retry_seconds = os.environ.get("SYNC_DRIVER_FAILURE_RETRY_SECONDS")
-    failure_retry = RetryPolicy(base=timedelta(seconds=float(retry_seconds)), cap=timedelta(seconds=float(retry_seconds))) if retry_seconds else RetryPolicy()
-    with Store(database_url, lock_ttl=timedelta(seconds=1), retry_policy=failure_retry) as store:
+    failure_retry = FailureBackoff(base=timedelta(seconds=float(retry_seconds)), cap=timedelta(seconds=float(retry_seconds))) if retry_seconds else FailureBackoff()
+    with Store(database_url, lock_ttl=timedelta(seconds=1), failure_backoff=failure_retry) as store:
         store.migrate()
         async with InvoicedConnector(os.environ.get("INVOICED_API_KEY", API_KEY), invoiced_url, retry=FAST_RETRIES) as invoiced, \
                 KeapConnector(ApiKey(os.environ.get("KEAP_API_KEY", API_KEY)), keap_url, limits=RateLimits(), retry=FAST_RETRIES) as keap:

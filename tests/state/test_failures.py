@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from invoiced_keap.state import RetryPolicy, Side, Store
+from invoiced_keap.state import FailureBackoff, Side, Store
 from tests.state.conftest import ManualClock
 
 MINUTE = timedelta(minutes=1)
@@ -20,7 +20,7 @@ MINUTE = timedelta(minutes=1)
 def test_backoff_doubles_from_the_base_and_stops_at_the_cap(
     base_minutes: int, cap_hours: int, attempts: int
 ) -> None:
-    policy = RetryPolicy(base=base_minutes * MINUTE, cap=timedelta(hours=cap_hours))
+    policy = FailureBackoff(base=base_minutes * MINUTE, cap=timedelta(hours=cap_hours))
     assert policy.delay(1) == min(policy.base, policy.cap)
     assert policy.delay(attempts) <= policy.cap
     assert policy.delay(attempts + 1) in (min(2 * policy.delay(attempts), policy.cap), policy.cap)
@@ -28,7 +28,7 @@ def test_backoff_doubles_from_the_base_and_stops_at_the_cap(
 
 def test_backoff_rejects_attempt_zero() -> None:
     with pytest.raises(ValueError):
-        RetryPolicy().delay(0)
+        FailureBackoff().delay(0)
 
 
 def test_a_repeated_failure_counts_attempts_and_backs_off(store: Store, clock: ManualClock) -> None:

@@ -4,9 +4,9 @@ from invoiced_keap.state.locks import FlowLease, FlowLockHeld, FlowLockLost
 from invoiced_keap.state.models import AuditOperation, LinkStatus, Side
 from invoiced_keap.state.store import (
     AuditNote,
+    FailureBackoff,
     LinkConflict,
     NewLink,
-    RetryPolicy,
     Snapshot,
     StatusCounts,
     Store,
@@ -16,13 +16,13 @@ from invoiced_keap.state.store import (
 __all__ = [
     "AuditNote",
     "AuditOperation",
+    "FailureBackoff",
     "FlowLease",
     "FlowLockHeld",
     "FlowLockLost",
     "LinkConflict",
     "LinkStatus",
     "NewLink",
-    "RetryPolicy",
     "Side",
     "Snapshot",
     "StatusCounts",

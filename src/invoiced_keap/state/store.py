@@ -78,7 +78,7 @@ class AuditNote:
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
+class FailureBackoff:
     """Exponential backoff for rejected records: base, doubled per attempt, capped."""
 
     base: timedelta = timedelta(minutes=5)
@@ -106,7 +106,7 @@ class Queries:
     """Every query; subclasses decide which transaction `_session()` gives."""
 
     clock: Callable[[], datetime]
-    retry_policy: RetryPolicy
+    failure_backoff: FailureBackoff
 
     def _session(self) -> AbstractContextManager[Session]:
         raise NotImplementedError
@@ -389,7 +389,7 @@ class Queries:
             failure.field = field
             failure.payload = payload
             failure.last_seen = now
-            failure.next_retry_at = now + self.retry_policy.delay(failure.attempts)
+            failure.next_retry_at = now + self.failure_backoff.delay(failure.attempts)
             session.flush()
             return failure
 
@@ -640,10 +640,10 @@ class Queries:
 class Transaction(Queries):
     """The query methods on one open transaction (see `Store.transaction`)."""
 
-    def __init__(self, session: Session, clock: Callable[[], datetime], retry_policy: RetryPolicy):
+    def __init__(self, session: Session, clock: Callable[[], datetime], failure_backoff: FailureBackoff):
         self.session = session
         self.clock = clock
-        self.retry_policy = retry_policy
+        self.failure_backoff = failure_backoff
 
     def _session(self) -> AbstractContextManager[Session]:
         return nullcontext(self.session)
@@ -657,12 +657,12 @@ class Store(Queries):
         url: str,
         *,
         clock: Callable[[], datetime] = utcnow,
-        retry_policy: RetryPolicy = RetryPolicy(),
+        failure_backoff: FailureBackoff = FailureBackoff(),
         lock_ttl: timedelta = timedelta(minutes=15),
     ) -> None:
         self.engine: Engine = create_state_engine(url)
         self.clock = clock
-        self.retry_policy = retry_policy
+        self.failure_backoff = failure_backoff
         self.lock_ttl = lock_ttl
 
     def migrate(self) -> None:
@@ -687,7 +687,7 @@ class Store(Queries):
     def transaction(self) -> Iterator[Transaction]:
         """All writes inside commit together; any exception rolls every one of them back."""
         with self._session() as session:
-            yield Transaction(session, self.clock, self.retry_policy)
+            yield Transaction(session, self.clock, self.failure_backoff)
 
     def flow_lock(self, flow: str) -> AbstractContextManager[FlowLease]:
         """Hold `flow` for this worker; raises `FlowLockHeld` at once if another worker has it."""
