@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from invoiced_keap.connectors.errors import ApiError, AuthenticationFailed
 from invoiced_keap.connectors.keap import COMPANIES, KeapConnector
-from invoiced_keap.connectors.keap_auth import AccessToken, ApiKey, FileTokenStore, KeapOAuth, MemoryTokenStore, OAuthClient, Tokens
+from invoiced_keap.connectors.keap_auth import AccessToken, ApiKey, FileTokenStore, KeapOAuth, OAuthClient, Tokens
 from invoiced_keap.connectors.pacing import RateLimits
 from invoiced_keap.emulators.keap import KeapEmulator
 from invoiced_keap.emulators.serve import BackgroundServer
@@ -26,6 +26,19 @@ CLIENT_SECRET = "cs-7d1e0b5a9c3f4e2d8b6a"
 API_KEY = "KeapAK-5e8c2a7f1b9d4e3a6c0f"
 TOKEN_TTL = 3600.0
 REDIRECT = "http://127.0.0.1/callback"
+
+
+class MemoryTokenStore:
+    """Tokens in memory (a `TokenStore` for tests)."""
+
+    def __init__(self, tokens: Tokens | None = None) -> None:
+        self.tokens = tokens
+
+    def load(self) -> Tokens | None:
+        return self.tokens
+
+    def save(self, tokens: Tokens) -> None:
+        self.tokens = tokens
 
 
 class RecordingStore(MemoryTokenStore):

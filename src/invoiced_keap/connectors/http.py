@@ -112,14 +112,6 @@ class RequestStats:
     def total(self) -> int:
         return sum(self.requests.values())
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "total": self.total,
-            "requests": dict(self.requests),
-            "status": dict(self.statuses),
-            "retries": dict(self.retries),
-        }
-
 
 def parse_error_body(response: httpx.Response) -> tuple[str, str | None]:
     """Best effort for any of the shapes both APIs use: `{message, param}` (Invoiced), `{message, ...}`

@@ -59,19 +59,6 @@ class TokenStore(Protocol):
     def save(self, tokens: Tokens) -> None: ...
 
 
-class MemoryTokenStore:
-    """Tokens in memory: tests, and callers that persist tokens themselves."""
-
-    def __init__(self, tokens: Tokens | None = None) -> None:
-        self.tokens = tokens
-
-    def load(self) -> Tokens | None:
-        return self.tokens
-
-    def save(self, tokens: Tokens) -> None:
-        self.tokens = tokens
-
-
 class FileTokenStore:
     """Tokens as JSON in a file only its owner can read (mode 0600), replaced atomically on save."""
 
