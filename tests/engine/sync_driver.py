@@ -1,6 +1,6 @@
 """Runs one sync pass in its own process, for the crash and chaos tests: `python -m tests.engine.sync_driver
-INVOICED_URL KEAP_API_URL DATABASE_URL [STEPS]`. Locks expire after a second, so a killed run's lock does not
-hold up the next one for long; small batches make the pass commit (and renew them) often.
+INVOICED_URL KEAP_API_URL DATABASE_URL [STEPS]`, with the production flow locks (a killed pass's locks end with
+its process); small batches make the pass commit often.
 
 STEPS is `sync` (the default) or `reconcile,sync` (the full id scans first, as a scheduled clean cycle does).
 The keys come from `INVOICED_API_KEY` / `KEAP_API_KEY` (default: the tests' key), so a test can use
@@ -34,7 +34,7 @@ from tests.support import API_KEY
 async def one_pass(invoiced_url: str, keap_url: str, database_url: str, steps: str = "sync") -> int:
     retry_seconds = os.environ.get("SYNC_DRIVER_FAILURE_RETRY_SECONDS")
     failure_retry = FailureBackoff(base=timedelta(seconds=float(retry_seconds)), cap=timedelta(seconds=float(retry_seconds))) if retry_seconds else FailureBackoff()
-    with Store(database_url, lock_ttl=timedelta(seconds=1), failure_backoff=failure_retry) as store:
+    with Store(database_url, failure_backoff=failure_retry) as store:
         store.migrate()
         async with InvoicedConnector(os.environ.get("INVOICED_API_KEY", API_KEY), invoiced_url, retry=FAST_RETRIES) as invoiced, \
                 KeapConnector(ApiKey(os.environ.get("KEAP_API_KEY", API_KEY)), keap_url, limits=RateLimits(), retry=FAST_RETRIES) as keap:

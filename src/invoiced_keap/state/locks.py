@@ -1,9 +1,9 @@
-"""Single-worker locks per flow, so two processes never work the same flow at once.
+"""One worker per flow, with a lock that ends when its holder does.
 
-PostgreSQL: a session advisory lock on a connection held for the lease; the server frees it
-if the process dies. SQLite: a row in `flow_locks` with an owner and an expiry, because SQLite
-has no lock that outlives a transaction; a crashed owner's row is taken over once it expires,
-and a long run keeps it with `FlowLease.renew()`.
+SQLite: an OS file lock (`filelock`) on `<database>.<flow>.lock` beside the database, which the
+kernel frees when the holding process dies (an in-memory database gets an in-process lock).
+PostgreSQL: a session advisory lock, which the server frees when the holder's session ends.
+The `flow_locks` row only says who holds a flow and since when; a dead holder's row blocks nothing.
 """
 
 from __future__ import annotations
@@ -11,39 +11,104 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-import uuid
+import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
+from pathlib import Path
 
-from sqlalchemy import Engine, delete, select, text, update
+from filelock import FileLock, Timeout
+from sqlalchemy import Engine, delete, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from invoiced_keap.state.models import FlowLock
 
+Check = Callable[[], None]
+
 
 class FlowLockHeld(RuntimeError):
-    """Another worker holds the flow; this one must not work it now."""
+    """Another live worker holds the flow; this one must not work it now."""
 
-    def __init__(self, flow: str, holder: str) -> None:
-        super().__init__(f"flow {flow!r} is locked by {holder}; another sync is working it")
+    def __init__(self, flow: str, holder: str, since: datetime | None) -> None:
+        held = f"{holder} since {since.isoformat(timespec='seconds')}" if since else holder
+        super().__init__(
+            f"flow {flow!r} is locked by {held}: another sync is working it; "
+            "it is released when that process ends"
+        )
         self.flow = flow
         self.holder = holder
+        self.since = since
 
 
 class FlowLockLost(RuntimeError):
-    """The lease expired and another worker took the flow over."""
+    """The lock ended while its holder still worked (its session is gone, or its lock file)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class FlowLease:
-    """What the holder of a flow lock gets: `renew()` pushes a lock row's expiry forward."""
+    """What the holder of a flow gets: `check()` raises `FlowLockLost` if the lock ended under it."""
 
     flow: str
-    owner: str
-    renew: Callable[[], None]
+    holder: str
+    since: datetime
+    check: Check
+
+    def renew(self) -> None:
+        """The engine's old name for `check`, kept until it calls `check` itself."""
+        self.check()
+
+
+class FlowLocks:
+    """The flow locks of one state database (see the module docstring)."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], datetime]) -> None:
+        self.engine = engine
+        self.clock = clock
+        self._in_process: dict[str, threading.Lock] = {}
+
+    @contextmanager
+    def hold(self, flow: str) -> Iterator[FlowLease]:
+        """Hold `flow` until the block ends; raises `FlowLockHeld` at once if a live worker has it."""
+        with ExitStack() as stack:
+            try:
+                check = stack.enter_context(self._lock(flow))
+            except _Refused:
+                raise self._held(flow) from None
+            lease = FlowLease(flow, f"{socket.gethostname()} pid {os.getpid()}", self.clock(), check)
+            with Session(self.engine) as session, session.begin():
+                session.merge(FlowLock(flow=flow, owner=lease.holder, acquired_at=lease.since))
+            try:
+                yield lease
+            finally:
+                with Session(self.engine) as session, session.begin():
+                    session.execute(
+                        delete(FlowLock).where(
+                            FlowLock.flow == flow,
+                            FlowLock.owner == lease.holder,
+                            FlowLock.acquired_at == lease.since,
+                        )
+                    )
+
+    def _lock(self, flow: str) -> AbstractContextManager[Check]:
+        url = self.engine.url
+        if url.get_backend_name() == "postgresql":
+            return advisory_lock(self.engine, flow)
+        if url.database in (None, "", ":memory:") or url.query.get("mode") == "memory":
+            return process_lock(self._in_process.setdefault(flow, threading.Lock()))
+        return file_lock(Path(f"{url.database}.{flow}.lock"))
+
+    def _held(self, flow: str) -> FlowLockHeld:
+        with Session(self.engine) as session:
+            row = session.scalar(select(FlowLock).where(FlowLock.flow == flow))
+        if row is None:  # the holder has not written its row yet
+            return FlowLockHeld(flow, "another process", None)
+        return FlowLockHeld(flow, row.owner, row.acquired_at)
+
+
+class _Refused(Exception):
+    """The lock is taken."""
 
 
 def advisory_key(schema: str, flow: str) -> int:
@@ -54,27 +119,22 @@ def advisory_key(schema: str, flow: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def new_owner() -> str:
-    return f"{socket.gethostname()} pid {os.getpid()} ({uuid.uuid4().hex[:8]})"
-
-
 @contextmanager
-def advisory_lock(engine: Engine, flow: str) -> Iterator[FlowLease]:
+def advisory_lock(engine: Engine, flow: str) -> Iterator[Check]:
     # Autocommit: the lock belongs to the connection, so no transaction sits idle while it is held.
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         key = advisory_key(connection.scalar(text("SELECT current_schema()")) or "", flow)
         if not connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}):
-            raise FlowLockHeld(flow, "another PostgreSQL session (advisory lock)")
+            raise _Refused
 
-        def renew() -> None:
-            """The lock lives as long as its session: check the session is still there."""
+        def check() -> None:
             try:
                 connection.scalar(text("SELECT 1"))
             except DBAPIError as error:
                 raise FlowLockLost(f"lock on flow {flow!r} ended with its session") from error
 
         try:
-            yield FlowLease(flow=flow, owner=new_owner(), renew=renew)
+            yield check
         finally:
             # A session that is gone took its lock with it: nothing left to unlock.
             if not connection.invalidated:
@@ -83,30 +143,34 @@ def advisory_lock(engine: Engine, flow: str) -> Iterator[FlowLease]:
 
 
 @contextmanager
-def row_lock(
-    engine: Engine, flow: str, ttl: timedelta, clock: Callable[[], datetime]
-) -> Iterator[FlowLease]:
-    owner = new_owner()
-    with Session(engine) as session, session.begin():
-        now = clock()
-        session.execute(delete(FlowLock).where(FlowLock.flow == flow, FlowLock.expires_at <= now))
-        holder = session.scalar(select(FlowLock.owner).where(FlowLock.flow == flow))
-        if holder is not None:
-            raise FlowLockHeld(flow, holder)
-        session.add(FlowLock(flow=flow, owner=owner, acquired_at=now, expires_at=now + ttl))
-
-    def renew() -> None:
-        with Session(engine) as session, session.begin():
-            renewed = session.execute(
-                update(FlowLock)
-                .where(FlowLock.flow == flow, FlowLock.owner == owner)
-                .values(expires_at=clock() + ttl)
-            )
-            if renewed.rowcount == 0:  # type: ignore[attr-defined]
-                raise FlowLockLost(f"lock on flow {flow!r} expired and was taken over")
-
+def file_lock(path: Path) -> Iterator[Check]:
+    lock = FileLock(path, thread_local=False)
     try:
-        yield FlowLease(flow=flow, owner=owner, renew=renew)
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise _Refused from None
+    try:
+        held = path.stat()
+
+        def check() -> None:
+            """Removing the lock file would let a second worker lock a new one."""
+            try:
+                kept = os.path.samestat(held, path.stat())
+            except FileNotFoundError:
+                kept = False
+            if not kept:
+                raise FlowLockLost(f"lock file {path} was removed or replaced while held")
+
+        yield check
     finally:
-        with Session(engine) as session, session.begin():
-            session.execute(delete(FlowLock).where(FlowLock.flow == flow, FlowLock.owner == owner))
+        lock.release()
+
+
+@contextmanager
+def process_lock(lock: threading.Lock) -> Iterator[Check]:
+    if not lock.acquire(blocking=False):
+        raise _Refused
+    try:
+        yield lambda: None  # nothing outside this process can take it
+    finally:
+        lock.release()

@@ -14,7 +14,8 @@ Tables (all names plural, one idea each):
 - `review_items`: ambiguous matches waiting for a person.
 - `conflicts`: both-sides-changed decisions, with both values and the winner.
 - `audit_log`: every write, with before/after values and its run.
-- `flow_locks`: single-worker lock rows (used on SQLite; PostgreSQL uses advisory locks).
+- `flow_locks`: who holds each flow's lock and since when (the lock itself is an OS file lock on
+  SQLite, an advisory lock on PostgreSQL: see `locks`).
 
 No credentials are ever stored. Timestamps are timezone-aware UTC in Python on every backend.
 """
@@ -265,4 +266,3 @@ class FlowLock(Base):
     flow: Mapped[str] = mapped_column(String(32), primary_key=True)
     owner: Mapped[str] = mapped_column(Text)
     acquired_at: Mapped[datetime]
-    expires_at: Mapped[datetime]

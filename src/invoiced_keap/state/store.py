@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, Engine, Select, delete, func, insert, sele
 from sqlalchemy.orm import QueryableAttribute, Session, selectinload
 
 from invoiced_keap.state.database import create_state_engine, upgrade_to_head
-from invoiced_keap.state.locks import FlowLease, advisory_lock, row_lock
+from invoiced_keap.state.locks import FlowLease, FlowLocks
 from invoiced_keap.state.models import (
     AuditEntry,
     AuditOperation,
@@ -658,12 +658,11 @@ class Store(Queries):
         *,
         clock: Callable[[], datetime] = utcnow,
         failure_backoff: FailureBackoff = FailureBackoff(),
-        lock_ttl: timedelta = timedelta(minutes=15),
     ) -> None:
         self.engine: Engine = create_state_engine(url)
         self.clock = clock
         self.failure_backoff = failure_backoff
-        self.lock_ttl = lock_ttl
+        self._flow_locks = FlowLocks(self.engine, clock)
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration (safe to call on every start)."""
@@ -690,10 +689,9 @@ class Store(Queries):
             yield Transaction(session, self.clock, self.failure_backoff)
 
     def flow_lock(self, flow: str) -> AbstractContextManager[FlowLease]:
-        """Hold `flow` for this worker; raises `FlowLockHeld` at once if another worker has it."""
-        if self.engine.dialect.name == "postgresql":
-            return advisory_lock(self.engine, flow)
-        return row_lock(self.engine, flow, self.lock_ttl, self.clock)
+        """Hold `flow` for this worker until its process ends at the latest; raises `FlowLockHeld`
+        at once if a live worker has it."""
+        return self._flow_locks.hold(flow)
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
