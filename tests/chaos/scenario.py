@@ -23,7 +23,7 @@ from invoiced_keap.emulators.keap.resources import RESOURCES
 from invoiced_keap.state import Store
 from invoiced_keap.state.models import AuditEntry, AuditOperation, Link, LinkStatus, Run
 from tests.chaos.checker import ConflictRow, LinkRow, Snapshot, Verdict, WriteRow, check
-from tests.chaos.world import KEAP_COLLECTIONS, LOCK_EXPIRY, ChaosWorld, Served
+from tests.chaos.world import KEAP_COLLECTIONS, ChaosWorld, Served
 
 PASS_TIMEOUT = 120.0
 EDIT_GAP = 0.15  # mean seconds between two user edits
@@ -103,7 +103,6 @@ def run_chaos(world: ChaosWorld, edits: int) -> ChaosFigures:
             killed = process.poll() is None
         if killed:
             figures.kills += 1
-            time.sleep(LOCK_EXPIRY)
     figures.edits = done
     figures.duration_s = round(time.monotonic() - started, 1)
     return figures
@@ -112,7 +111,6 @@ def run_chaos(world: ChaosWorld, edits: int) -> ChaosFigures:
 def converge(world: ChaosWorld, figures: ChaosFigures) -> list[str]:
     """Faults off, then clean passes until the checker finds nothing (at most `CLEAN_PASSES`); the problems left."""
     world.faults_off()
-    time.sleep(LOCK_EXPIRY)
     verdict = Verdict()
     for clean in range(1, CLEAN_PASSES + 1):
         with world.sync_process(RECONCILE_AND_SYNC) as process:

@@ -38,7 +38,6 @@ Record = dict[str, Any]
 
 KEAP_COLLECTIONS = {"companies": "companies", "contacts": "contacts", "products": "products"}
 COUNTRIES = ("US", "GB", "DE", "FR", "CA")
-LOCK_EXPIRY = 1.1  # the driver's flow locks live 1 s: a killed pass holds them up no longer
 
 
 @dataclass(frozen=True)
