@@ -16,13 +16,16 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from starlette.types import Message, Receive, Scope, Send
 
 from invoiced_keap.emulators.keap.resources import RESOURCES
+from invoiced_keap.emulators.serve import BackgroundServer
 from invoiced_keap.engine.match import normalise_email, normalise_name
 from invoiced_keap.engine.plan import plan_create
 from invoiced_keap.flows import build_flows
 from invoiced_keap.state import Store
 from tests.engine.conftest import World
+from tests.support import API_KEY
 
 pytestmark = pytest.mark.parametrize("state_url", ["sqlite"], indirect=True)
 
@@ -74,6 +77,50 @@ async def test_killed_initial_sync_ends_with_no_duplicates_and_every_record_link
     with Store(database_url) as store:
         assert {flow: len(store.active_link_ids(flow)) for flow in ("companies", "contacts", "products")} == {
             "companies": 25, "contacts": 30, "products": 20}
+        assert store.intents() == []
+
+
+def test_a_sync_killed_as_keap_makes_a_record_holds_up_no_later_sync(world: World, tmp_path: Path) -> None:
+    """`invoiced-keap sync` itself, default settings: SIGKILLed as Keap answers its first create, it leaves
+    no lock behind; the next `sync` starts at once, adopts the twin of the cut-short create, makes no duplicate."""
+    world.invoiced.seed({
+        "customers": [*({"name": f"Company {n}", "type": "company"} for n in range(8)),
+                      *({"name": f"Person {n}", "type": "person", "email": f"p{n}@example.com"} for n in range(8))],
+        "items": [{"id": f"item-{n}", "name": f"Item {n}", "unit_cost": n, "currency": "usd"} for n in range(8)],
+    })
+    keap_app = world.keap.asgi()
+    passes: list[subprocess.Popen[bytes]] = []
+
+    async def first_pass_killed_at_its_first_create(scope: Scope, receive: Receive, send: Send) -> None:
+        async def kill_first(message: Message) -> None:
+            if message["type"] == "http.response.start" and scope["method"] == "POST" and len(passes) == 1:
+                passes[0].send_signal(signal.SIGKILL)
+                passes[0].wait()
+            await send(message)
+
+        await keap_app(scope, receive, kill_first if scope["type"] == "http" else send)
+
+    database_url = f"sqlite:///{tmp_path}/cli.db"
+    with BackgroundServer(first_pass_killed_at_its_first_create) as keap_server:
+        settings = {"INVOICED_API_KEY": API_KEY, "INVOICED_API_URL": world.invoiced_server.url, "KEAP_API_KEY": API_KEY,
+                    "KEAP_API_URL": f"{keap_server.url}/crm/rest", "INVOICED_KEAP_DATABASE_URL": database_url}
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith(("INVOICED_", "KEAP_"))}, **settings}
+        command = [sys.executable, "-m", "invoiced_keap", "sync"]
+        passes.append(subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        assert passes[0].wait(timeout=60) == -signal.SIGKILL
+        with Store(database_url) as store:
+            assert len(store.intents()) >= 1 and len(world.keap_records("companies")) == 1  # killed mid-create
+
+        passes.append(subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+        output = passes[1].communicate(timeout=120)[0].decode()
+
+    assert passes[1].returncode in (0, 2), output
+    assert "locked" not in output
+    assert duplicates(world) == {"companies": [], "contacts": [], "products": []}
+    assert [len(world.keap_records(c)) for c in ("companies", "contacts", "products")] == [8, 8, 8]
+    with Store(database_url) as store:
+        assert {flow: len(store.active_link_ids(flow)) for flow in ("companies", "contacts", "products")} == {
+            "companies": 8, "contacts": 8, "products": 8}
         assert store.intents() == []
 
 
