@@ -39,7 +39,8 @@ from invoiced_keap.emulators.serve import BackgroundServer
 from invoiced_keap.engine.run import Syncer
 from invoiced_keap.flows import build_flows
 from invoiced_keap.server.app import INVOICED_WEBHOOK_PATH
-from invoiced_keap.server.service import Service, ServiceSettings
+from invoiced_keap.config import Schedule, Settings
+from invoiced_keap.server.service import Service
 from invoiced_keap.state import Store
 
 KEY = "benchmark"
@@ -81,8 +82,9 @@ async def measure(edits: int, records: int, debounce: float) -> dict[str, Any]:
                 httpx.AsyncClient(base_url=keap_url, headers={"X-Keap-API-Key": KEY})
             )
             webhook = (await invoiced_http.post("/webhooks", json={"url": "http://127.0.0.1:9/"})).json()
-            settings = ServiceSettings(
-                port=0, invoiced_webhook_secret=webhook["secret"], poll_interval=NEVER, webhook_debounce=debounce
+            settings = Settings(
+                server_port=0, invoiced_webhook_secret=webhook["secret"],
+                schedule=Schedule(poll_interval=NEVER, webhook_debounce=debounce),
             )
             service = Service(Syncer(store, invoiced_api, keap_api), build_flows(), settings)
             await invoiced_http.patch(f"/webhooks/{webhook['id']}", json={"url": service.url + INVOICED_WEBHOOK_PATH})

@@ -20,24 +20,26 @@ from typing import Any
 
 import httpx
 import typer
-from pydantic import SecretStr
 from sqlalchemy.exc import SQLAlchemyError
 from typer.core import TyperGroup
 
-from invoiced_keap import __version__, console
-from invoiced_keap.config import FLOW_NAMES, Settings, SettingError, load_settings
-from invoiced_keap.connections import CannotConnect, check_credentials, open_invoiced, open_keap
+from invoiced_keap import __version__, compose, console
+from invoiced_keap.compose import CannotConnect, check_credentials, open_invoiced, open_keap, selected_flows
+from invoiced_keap.config import Settings, SettingError, load_settings
 from invoiced_keap.connectors.errors import ApiError
 from invoiced_keap.connectors.keap_auth import KeapOAuth
 from invoiced_keap.connectors.redaction import register_secret
+from invoiced_keap.engine import review as reviewing
 from invoiced_keap.engine.report import RunReport
+from invoiced_keap.engine.review import ReviewRefused
 from invoiced_keap.engine.run import Syncer
-from invoiced_keap.flows import Flow
+from invoiced_keap.flows import CATALOGUE, Flow
 from invoiced_keap.logs import LogFormat, configure_logging
-from invoiced_keap.state import AuditOperation, Side, Store
-from invoiced_keap.state.store import CREATE_RESOLUTION
+from invoiced_keap.state import Side, Store
+from invoiced_keap.state.models import AuditEntry, Conflict, Failure, Link, ReviewItem
+from invoiced_keap.state.views import record_history, search_links, status_view
 from invoiced_keap.server.quota import QuotaWatchingPacer
-from invoiced_keap.server.service import Service, ServiceSettings
+from invoiced_keap.server.service import Service
 from invoiced_keap.verify import FlowCheck, Listings, check_flow, read_listings, repair
 
 EXIT_NEEDS_ATTENTION = 2
@@ -53,7 +55,7 @@ class _StopsCleanly(TyperGroup):
             if getattr(problem, "exit_code", None) == 2:  # a usage error: 2 means "finished, records wait" here
                 problem.exit_code = 1  # type: ignore[attr-defined]
             raise
-        except (SettingError, CannotConnect, ApiError) as problem:
+        except (SettingError, CannotConnect, ApiError, ReviewRefused) as problem:
             console.error(str(problem))
         except SQLAlchemyError as problem:
             console.error(f"state database: {type(problem).__name__}: {str(problem).splitlines()[0]}")
@@ -81,10 +83,7 @@ class Session:
         return self._settings
 
     def store(self) -> Store:
-        settings = self.settings()
-        store = Store(settings.database_url, failure_backoff=settings.failure_retry_policy())
-        store.migrate()
-        return store
+        return compose.open_store(self.settings())
 
 
 def _session(ctx: typer.Context) -> Session:
@@ -116,14 +115,14 @@ def main(
     ctx.obj = Session(config)
 
 
-FlowOption = typer.Option(None, "--flow", help=f"Only this flow ({', '.join(FLOW_NAMES)}); repeatable.")
-OneFlowOption = typer.Option(None, "--flow", help=f"Only this flow ({', '.join(FLOW_NAMES)}).")
+FlowOption = typer.Option(None, "--flow", help=f"Only this flow ({', '.join(CATALOGUE)}); repeatable.")
+OneFlowOption = typer.Option(None, "--flow", help=f"Only this flow ({', '.join(CATALOGUE)}).")
 JsonOption = typer.Option(False, "--json", help="Print JSON for scripts instead of a table.")
 
 
 def _flow_filter(settings: Settings, flow: str | None) -> str | None:
     if flow is not None:
-        settings.selected_flows([flow])  # validates the name
+        selected_flows(settings, [flow])  # validates the name
     return flow
 
 
@@ -135,14 +134,14 @@ EngineWork = Callable[[Syncer, list[str]], Awaitable[RunReport]]
 def _run_engine(session: Session, flows: Sequence[str], work: EngineWork, *, allow_mass_change: bool = False) -> RunReport:
     """Check both credentials, open the APIs and the store, and let the engine `work` with progress bars."""
     settings = session.settings()
-    names = list(settings.selected_flows(flows))
+    names = list(selected_flows(settings, flows))
 
     async def run() -> RunReport:
         await check_credentials(settings)
         with session.store() as store:
             async with open_invoiced(settings) as invoiced, open_keap(settings) as keap:
                 with console.progress_bars() as bars:
-                    options = settings.sync_options(allow_mass_change=allow_mass_change)
+                    options = compose.sync_options(settings, allow_mass_change=allow_mass_change)
                     syncer = Syncer(store, invoiced, keap, options, progress=lambda note: bars(f"{note.flow}: {note.step}", note.done, note.total))
                     return await work(syncer, names)
 
@@ -197,15 +196,14 @@ def run(ctx: typer.Context, flow: list[str] | None = FlowOption) -> None:
     """
     session = _session(ctx)
     settings = session.settings()
-    flows = settings.selected_flows(flow or ())
-    service_settings = _service_settings(settings)
+    flows = selected_flows(settings, flow or ())
 
     async def serve() -> None:
         await check_credentials(settings)
         with session.store() as store:
             async with open_invoiced(settings) as invoiced, open_keap(settings, pacer=QuotaWatchingPacer) as keap:
                 try:
-                    service = Service(Syncer(store, invoiced, keap, settings.sync_options()), flows, service_settings)
+                    service = Service(Syncer(store, invoiced, keap, compose.sync_options(settings)), flows, settings)
                 except OSError as error:
                     raise SettingError(f"cannot listen on {settings.server_host}:{settings.server_port}: {error.strerror}") from None
                 console.note(f"invoiced-keap: serving on {service.url} (status page, /metrics, /healthz); SIGTERM or Ctrl-C stops")
@@ -215,61 +213,70 @@ def run(ctx: typer.Context, flow: list[str] | None = FlowOption) -> None:
     asyncio.run(serve())
 
 
-def _service_settings(settings: Settings) -> ServiceSettings:
-    """The service's settings from the configuration (`[schedule]` and the server settings)."""
-    def secret(value: SecretStr | None) -> str | None:
-        return value.get_secret_value() if value is not None and value.get_secret_value() else None
-
-    try:
-        return ServiceSettings(
-            host=settings.server_host,
-            port=settings.server_port,
-            public_url=str(settings.public_url) if settings.public_url else None,
-            invoiced_webhook_secret=secret(settings.invoiced_webhook_secret),
-            keap_hooks=settings.keap_hooks,
-            keap_hook_token=secret(settings.keap_hook_token),
-            status_token=secret(settings.status_token),
-            poll_interval=settings.schedule.poll_interval,
-            full_scan_interval=settings.schedule.full_scan_interval,
-            webhook_debounce=settings.schedule.webhook_debounce,
-        )
-    except ValueError as error:
-        raise SettingError(f"setting server_host: {error}") from None
-
-
 # --- looking at the state ------------------------------------------------------------------------
+
+# Each row kind is shown the same way wherever it appears (its own listing, `explain`, `status`).
+
+def _link_row(link: Link) -> dict[str, Any]:
+    shadows = {shadow.side: shadow.field_values for shadow in link.shadows}
+    return {"flow": link.flow, "invoiced_id": link.invoiced_id, "keap_id": link.keap_id,
+            "name": shadows.get(Side.INVOICED, {}).get("name"), "status": link.status,
+            "closed_reason": link.closed_reason, "linked_at": link.created_at, "shadows": shadows}
+
+
+def _failure_row(failure: Failure) -> dict[str, Any]:
+    return {"id": failure.id, "flow": failure.flow, "side": failure.side, "record_id": failure.record_id,
+            "operation": failure.operation, "attempts": failure.attempts, "message": failure.message,
+            "field": failure.field, "first_seen": failure.first_seen, "next_retry_at": failure.next_retry_at,
+            "resolved_at": failure.resolved_at}
+
+
+def _conflict_row(conflict: Conflict) -> dict[str, Any]:
+    return {"at": conflict.created_at, "flow": conflict.flow, "link": conflict.link_id, "field": conflict.field_group,
+            "invoiced_value": conflict.invoiced_value, "keap_value": conflict.keap_value,
+            "winner": conflict.winner, "reason": conflict.reason}
+
+
+def _write_row(entry: AuditEntry) -> dict[str, Any]:
+    return {"at": entry.created_at, "flow": entry.flow, "side": entry.side, "record_id": entry.record_id,
+            "operation": entry.operation, "before": entry.before, "after": entry.after}
+
+
+def _review_row(item: ReviewItem) -> dict[str, Any]:
+    return {"flow": item.flow, "invoiced_id": item.invoiced_id, "candidates": item.candidate_ids,
+            "reason": item.reason, "since": item.created_at}
+
+
+def _show(title: str, rows: list[dict[str, Any]], as_json: bool, columns: Sequence[str] | None = None) -> None:
+    """Rows as JSON (every field), or as a table of `columns` (default: every field)."""
+    if as_json:
+        console.print_json(rows)
+    else:
+        console.print_rows(title, rows, columns)
+
 
 @app.command()
 def status(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     """Links, open failures and review items per flow, and the last run. Exit 2 when records wait."""
-    session = _session(ctx)
-    with session.store() as store:
-        counts = store.status_counts()
-    last = counts.last_run
-    last_run = None if last is None else {
-        "id": last.id, "started_at": last.started_at, "finished_at": last.finished_at,
-        "result": last.result, "dry_run": last.dry_run, "counts": last.counts,
-    }
-    flows = {
-        name: {
-            "active_links": counts.active_links.get(name, 0),
-            "open_failures": counts.open_failures.get(name, 0),
-            "open_review_items": counts.open_review_items.get(name, 0),
-        }
-        for name in FLOW_NAMES
-    }
+    with _session(ctx).store() as store:
+        view = status_view(store, CATALOGUE)
+    last = view.last_run
     if as_json:
-        console.print_json({"flows": flows, "open_intents": counts.open_intents, "conflicts": counts.conflicts, "last_run": last_run})
+        console.print_json({
+            "flows": {flow.name: {"active_links": flow.links, "open_failures": flow.open_failures,
+                                  "open_review_items": flow.open_review_items} for flow in view.flows},
+            "open_intents": view.open_intents, "conflicts": view.conflicts,
+            "last_run": None if last is None else {"id": last.id, "started_at": last.started_at, "finished_at": last.finished_at,
+                                                   "result": last.result, "dry_run": last.dry_run, "counts": last.counts},
+        })
     else:
-        console.print_table(
-            "Flows", ["flow", "links", "failures", "review"],
-            [(name, row["active_links"], row["open_failures"], row["open_review_items"]) for name, row in flows.items()],
-        )
-        console.note(f"Conflicts resolved so far: {counts.conflicts}   Creates in progress: {counts.open_intents}")
+        console.print_table("Flows", ["flow", "links", "failures", "review"],
+                            [(flow.name, flow.links, flow.open_failures, flow.open_review_items) for flow in view.flows])
+        console.note(f"Conflicts resolved so far: {view.conflicts}   Creates in progress: {view.open_intents}")
         console.note("Last run: never" if last is None else
                      f"Last run: #{last.id} {console.cell(last.started_at)} {last.result or 'unfinished'}"
                      f"{' (dry run)' if last.dry_run else ''}")
-    if any(row["open_failures"] or row["open_review_items"] for row in flows.values()):
+    if view.needs_attention:
         raise typer.Exit(EXIT_NEEDS_ATTENTION)
 
 
@@ -283,22 +290,9 @@ def links(
     """The linked pairs, with the values last synced."""
     session = _session(ctx)
     flow = _flow_filter(session.settings(), flow)
-    needle = search.casefold() if search else None
-    rows = []
     with session.store() as store:
-        for name in [flow] if flow else FLOW_NAMES:
-            for link in store.iter_links(name):
-                shadow = link.shadow(Side.INVOICED)
-                values = shadow.field_values if shadow is not None else {}
-                haystack = " ".join([link.invoiced_id, link.keap_id, *map(console.cell, values.values())]).casefold()
-                if needle is None or needle in haystack:
-                    rows.append({"flow": name, "invoiced_id": link.invoiced_id, "keap_id": link.keap_id,
-                                 "name": values.get("name"), "linked_at": link.created_at})
-    if as_json:
-        console.print_json(rows)
-        return
-    console.print_table("Links", ["flow", "invoiced", "keap", "name", "linked at"],
-                        [tuple(row.values()) for row in rows])
+        found = search_links(store, [flow] if flow else list(CATALOGUE), search)
+    _show("Links", [_link_row(link) for link in found], as_json, ["flow", "invoiced_id", "keap_id", "name", "linked_at"])
 
 
 @app.command()
@@ -308,14 +302,8 @@ def failures(ctx: typer.Context, flow: str | None = OneFlowOption, as_json: bool
     flow = _flow_filter(session.settings(), flow)
     with session.store() as store:
         found = store.failures(flow)
-    rows = [{"id": failure.id, "flow": failure.flow, "side": failure.side, "record_id": failure.record_id,
-             "operation": failure.operation, "attempts": failure.attempts, "message": failure.message,
-             "field": failure.field, "next_retry_at": failure.next_retry_at} for failure in found]
-    if as_json:
-        console.print_json(rows)
-        return
-    console.print_table("Failures", ["id", "flow", "side", "record", "operation", "attempts", "message", "field", "next retry"],
-                        [tuple(row.values()) for row in rows])
+    _show("Failures", [_failure_row(failure) for failure in found], as_json,
+          ["id", "flow", "side", "record_id", "operation", "attempts", "message", "field", "next_retry_at"])
 
 
 @app.command()
@@ -326,50 +314,28 @@ def conflicts(ctx: typer.Context, flow: str | None = OneFlowOption, as_json: boo
     flow = _flow_filter(session.settings(), flow)
     with session.store() as store:
         found = store.conflicts(flow, limit=limit)
-    rows = [{"at": conflict.created_at, "flow": conflict.flow, "link": conflict.link_id, "field": conflict.field_group,
-             "invoiced_value": conflict.invoiced_value, "keap_value": conflict.keap_value,
-             "winner": conflict.winner, "reason": conflict.reason} for conflict in found]
-    if as_json:
-        console.print_json(rows)
-        return
-    console.print_table("Conflicts", ["at", "flow", "link", "field", "Invoiced value", "Keap value", "winner", "why"],
-                        [tuple(row.values()) for row in rows])
+    _show("Conflicts", [_conflict_row(conflict) for conflict in found], as_json)
 
 
 @app.command()
 def explain(ctx: typer.Context, record_id: str = typer.Argument(..., help="An Invoiced or Keap record id."),
             as_json: bool = JsonOption) -> None:
     """The history of one record: its links, the writes, conflicts and failures."""
-    session = _session(ctx)
-    with session.store() as store:
-        found_links = store.links_of_record(record_id)
-        ids = {record_id} | {link.invoiced_id for link in found_links} | {link.keap_id for link in found_links}
-        writes = sorted((entry for one_id in ids for entry in store.audit_entries(record_id=one_id)),
-                        key=lambda entry: entry.id)
-        link_conflicts = [conflict for link in found_links for conflict in store.conflicts(link_id=link.id)]
-        rejected = store.failures(include_resolved=True, record_ids=ids)
-    history = {
-        "links": [{"flow": link.flow, "invoiced_id": link.invoiced_id, "keap_id": link.keap_id, "status": link.status,
-                   "closed_reason": link.closed_reason, "linked_at": link.created_at,
-                   "shadows": {shadow.side: shadow.field_values for shadow in link.shadows}}
-                  for link in found_links],
-        "writes": [{"at": entry.created_at, "flow": entry.flow, "side": entry.side, "record_id": entry.record_id,
-                    "operation": entry.operation, "before": entry.before, "after": entry.after} for entry in writes],
-        "conflicts": [{"at": conflict.created_at, "field": conflict.field_group, "invoiced_value": conflict.invoiced_value,
-                       "keap_value": conflict.keap_value, "winner": conflict.winner, "reason": conflict.reason}
-                      for conflict in link_conflicts],
-        "failures": [{"first_seen": failure.first_seen, "side": failure.side, "operation": failure.operation,
-                      "attempts": failure.attempts, "message": failure.message,
-                      "resolved_at": failure.resolved_at} for failure in rejected],
+    with _session(ctx).store() as store:
+        history = record_history(store, record_id)
+    sections = {
+        "links": [_link_row(link) for link in history.links],
+        "writes": [_write_row(entry) for entry in history.writes],
+        "conflicts": [_conflict_row(conflict) for conflict in history.conflicts],
+        "failures": [_failure_row(failure) for failure in history.failures],
     }
     if as_json:
-        console.print_json(history)
-        return
-    if not any(history.values()):
+        console.print_json(sections)
+    elif history.empty:
         console.note(f"Nothing is known about {record_id}.")
-        return
-    for title, entries in history.items():
-        console.print_table(title.capitalize(), list(entries[0]) if entries else [], [tuple(entry.values()) for entry in entries])
+    else:
+        for title, rows in sections.items():
+            console.print_rows(title.capitalize(), rows)
 
 
 # --- acting on the review list -------------------------------------------------------------------
@@ -386,35 +352,16 @@ def review(
     """Ambiguous matches: list them, or decide one with `review ID --pick KEAP_ID` or `review ID --create`."""
     session = _session(ctx)
     flow = _flow_filter(session.settings(), flow)
+    if invoiced_id is not None and (pick is None) == (not create):
+        raise SettingError("review: give exactly one of --pick KEAP_ID or --create")
     with session.store() as store:
-        items = store.review_items(flow)
         if invoiced_id is None:
-            rows = [{"flow": item.flow, "invoiced_id": item.invoiced_id, "candidates": item.candidate_ids,
-                     "reason": item.reason, "since": item.created_at} for item in items]
-            if as_json:
-                console.print_json(rows)
-            else:
-                console.print_table("Waiting for review", ["flow", "invoiced", "Keap candidates", "reason", "since"],
-                                    [tuple(row.values()) for row in rows])
-            return
-        if (pick is None) == (not create):
-            raise SettingError("review: give exactly one of --pick KEAP_ID or --create")
-        matching = [item for item in items if item.invoiced_id == invoiced_id]
-        if len(matching) != 1:
-            raise SettingError(f"Invoiced {invoiced_id}: {'no open review item' if not matching else 'in several flows: add --flow'}")
-        item = matching[0]
-        if pick is not None:
-            if pick not in item.candidate_ids:
-                raise SettingError(f"--pick {pick}: not a candidate of Invoiced {invoiced_id}; expected one of {item.candidate_ids}")
-            with store.transaction() as tx:
-                tx.upsert_link(item.flow, invoiced_id, pick)
-                tx.append_audit(item.flow, Side.INVOICED, invoiced_id, AuditOperation.LINK, after={"keap_id": pick})
-                tx.resolve_review_item(item.flow, invoiced_id, f"linked {pick}")
+            _show("Waiting for review", [_review_row(item) for item in store.review_items(flow)], as_json)
+        elif pick is not None:
+            item = reviewing.pick(store, invoiced_id, pick, flow)
             console.note(f"{item.flow}: Invoiced {invoiced_id} linked to Keap {pick}; the next sync merges their fields.")
         else:
-            with store.transaction() as tx:  # the open intent makes the next pass create it, not match it again
-                tx.resolve_review_item(item.flow, invoiced_id, CREATE_RESOLUTION)
-                tx.open_intent(item.flow, Side.INVOICED, invoiced_id, None)
+            item = reviewing.create_instead(store, invoiced_id, flow)
             console.note(f"{item.flow}: Invoiced {invoiced_id} will get a new Keap record on the next sync.")
 
 
@@ -431,7 +378,7 @@ def verify(
     """The specification as a checklist: do linked pairs agree, rule by rule? Exit 0 only when all agree."""
     session = _session(ctx)
     settings = session.settings()
-    chosen = settings.selected_flows(flow or ())
+    chosen = selected_flows(settings, flow or ())
     asyncio.run(check_credentials(settings))
     checks = _check_flows(session, chosen)
     if fix and not all(check.agrees for check in checks):
@@ -465,7 +412,7 @@ def _check_flows(session: Session, chosen: dict[str, Flow]) -> list[FlowCheck]:
     return [
         check_flow(item, listings.invoiced_records(item), listings.keap[name], links_by_flow[name],
                    invoiced_ids_anywhere=listings.invoiced_ids(item),
-                   keap_unlinked_matter=name in settings.create_in_invoiced)
+                   keap_unlinked_matter=settings.flow[name].create_in_invoiced)
         for name, item in chosen.items()
     ]
 
@@ -499,7 +446,7 @@ def auth_keap(
 ) -> None:
     """Authorize a Keap OAuth app: open the printed URL, allow access, paste back the code or the URL."""
     settings = _session(ctx).settings()
-    client = settings.keap_oauth_client()
+    client = compose.keap_oauth_client(settings)
     if settings.keap_redirect_uri is None:
         raise SettingError("KEAP_REDIRECT_URI is not set: expected the redirect URI registered with your Keap app")
     redirect_uri = str(settings.keap_redirect_uri)

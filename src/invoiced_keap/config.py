@@ -7,24 +7,26 @@ environment variable carries the project's prefix: `database_url` / `INVOICED_KE
 sensitively for that reason. Behaviour (flows, conflicts, deletes, breaker, rate limits, schedule)
 is set in the file only. Anything wrong stops the program with one line, `SettingError`, that
 names the setting and says what was expected; unknown settings are errors, not silently ignored.
+
+Settings are data: `[breaker]` and `[flow.NAME]` are the engine's own option types, and what the
+settings become (engine options, connectors, the store) is built in one place, `compose`.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
-from collections.abc import Sequence
-from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
     HttpUrl,
-    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     SecretStr,
@@ -36,22 +38,29 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from invoiced_keap.connectors.invoiced import INVOICED_API_URL
 from invoiced_keap.connectors.keap import DEFAULT_BASE_URL as KEAP_API_URL
-from invoiced_keap.connectors.keap_auth import AUTHORIZE_URL, DEFAULT_TOKEN_URL, AccessToken, ApiKey, FileTokenStore, OAuthClient
+from invoiced_keap.connectors.keap_auth import AUTHORIZE_URL, DEFAULT_TOKEN_URL
 from invoiced_keap.connectors.pacing import INVOICED_LIMITS, KEAP_OAUTH_LIMITS, KEAP_PAT_LIMITS, RateLimits
-from invoiced_keap.engine.options import Breaker as EngineBreaker
-from invoiced_keap.engine.options import FlowOptions, SyncOptions
-from invoiced_keap.engine.plan import Policy, PolicyName
-from invoiced_keap.flows import CATALOGUE, Flow, Side, build_flows
-from invoiced_keap.state.store import FailureBackoff
+from invoiced_keap.engine.options import Breaker, DeletesPolicy, FlowOptions, SyncOptions
+from invoiced_keap.engine.plan import PolicyName
+from invoiced_keap.flows import CATALOGUE, Side
 
 DEFAULT_CONFIG_FILE = Path("invoiced-keap.toml")
-FlowName = Literal["companies", "contacts", "products"]
-DeletePolicy = Literal["unlink", "propagate", "ignore"]
-FLOW_NAMES: tuple[str, ...] = tuple(CATALOGUE)
+INHERITED = ("conflicts", "priority", "deletes")
+"""Top-level settings that are every flow's default (a `[flow.NAME]` table may override them)."""
 
 
 class SettingError(Exception):
     """A missing or wrong setting: the message is the one line the user sees."""
+
+
+def _catalogued(name: str) -> str:
+    if name not in CATALOGUE:
+        raise ValueError(f"expected one of {', '.join(CATALOGUE)}")
+    return name
+
+
+FlowName = Annotated[str, AfterValidator(_catalogued)]
+"""A flow of the catalogue (`flows.CATALOGUE`): a new flow there needs no change here."""
 
 
 def _env(name: str) -> Any:
@@ -61,27 +70,6 @@ def _env(name: str) -> Any:
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FlowSettings(_Section):
-    """`[flow.NAME]`: what one flow does differently from the top-level defaults."""
-
-    conflicts: PolicyName | None = None
-    priority: Side | None = None
-    conflict_groups: dict[str, PolicyName] = Field(default_factory=dict)
-    deletes: DeletePolicy | None = None
-    add: list[str | dict[str, str]] = Field(default_factory=list)
-    drop: list[str] = Field(default_factory=list)
-
-
-class Breaker(_Section):
-    """`[breaker]`: a pass stops before deleting more than max(min_deletes, max_delete_share of a flow's
-    links) or updating more than max(min_updates, max_update_share of them), unless `--allow-mass-change`."""
-
-    max_delete_share: float = Field(0.10, gt=0, le=1)
-    min_deletes: NonNegativeInt = 10
-    max_update_share: float = Field(0.5, gt=0, le=1)
-    min_updates: NonNegativeInt = 10
 
 
 class WindowLimits(_Section):
@@ -117,7 +105,11 @@ class Schedule(_Section):
 
 
 class Settings(BaseSettings):
-    """Everything the program can be told. Keyword arguments play the file's part: the environment wins."""
+    """Everything the program can be told. Keyword arguments play the file's part: the environment wins.
+
+    `flow` holds every catalogued flow's options, each starting from the top-level `conflicts`,
+    `priority`, `deletes` and `create_in_invoiced` with its `[flow.NAME]` table on top.
+    """
 
     model_config = SettingsConfigDict(extra="forbid", case_sensitive=True, frozen=True)
 
@@ -146,12 +138,12 @@ class Settings(BaseSettings):
     status_token: SecretStr | None = Field(None, validation_alias=AliasChoices("status_token", "INVOICED_KEAP_STATUS_TOKEN"))
 
     profile: Literal["default", "spec"] = "default"
-    flows: list[FlowName] = Field(default_factory=lambda: list(FLOW_NAMES))
+    flows: list[FlowName] = Field(default_factory=lambda: list(CATALOGUE))
     create_in_invoiced: list[FlowName] = Field(default_factory=list)
     conflicts: PolicyName = "newest"
     priority: Side = "invoiced"
-    deletes: DeletePolicy = "unlink"
-    flow: dict[FlowName, FlowSettings] = Field(default_factory=dict)
+    deletes: DeletesPolicy = "unlink"
+    flow: dict[FlowName, FlowOptions] = Field(default_factory=dict)
     breaker: Breaker = Breaker()
     rate_limits: RateLimitSettings = RateLimitSettings()
     schedule: Schedule = Schedule()
@@ -167,6 +159,22 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return env_settings, init_settings
 
+    @model_validator(mode="before")
+    @classmethod
+    def _flows_start_from_the_top_level(cls, data: Any) -> Any:
+        """Each catalogued flow's table, under its own keys, the top-level defaults it does not override."""
+        if not isinstance(data, dict) or not isinstance(data.get("flow", {}), dict):
+            return data
+        tables: dict[str, Any] = data.get("flow", {})
+        defaults = {key: data[key] for key in INHERITED if key in data}
+        creators = data.get("create_in_invoiced", [])
+        resolved = {
+            name: {**defaults, "create_in_invoiced": isinstance(creators, list) and name in creators, **table}
+            if isinstance(table, dict) else table
+            for name, table in {**{name: {} for name in CATALOGUE}, **tables}.items()
+        }
+        return {**data, "flow": resolved}
+
     @field_validator("database_url")
     @classmethod
     def _database_url_has_scheme(cls, value: str) -> str:
@@ -178,118 +186,48 @@ class Settings(BaseSettings):
     @classmethod
     def _flows_not_empty(cls, value: list[str]) -> list[str]:
         if not value:
-            raise ValueError(f"expected at least one of {list(FLOW_NAMES)}")
+            raise ValueError(f"expected at least one of {', '.join(CATALOGUE)}")
         return list(dict.fromkeys(value))
 
     @model_validator(mode="after")
     def _field_rules_exist(self) -> Settings:
         try:
-            built = build_flows(self.profile, self.rule_overrides())
+            built = SyncOptions(self.profile, self.flow).flows
         except ValueError as error:
             raise ValueError(f"flow: {error}") from None
-        for name, override in self.flow.items():
+        for name, options in self.flow.items():
             known = {rule.name for rule in CATALOGUE[name].rules} | {rule.name for rule in built[name].rules}
-            for rule_name in [*override.drop, *override.conflict_groups]:
+            for rule_name in [*options.drop, *options.conflict_groups]:
                 if rule_name not in known:
                     raise ValueError(f"flow.{name}: no field rule {rule_name!r}; expected one of {sorted(known)}")
         return self
 
-    # --- what the rest of the program asks --------------------------------------------------
-    def rule_overrides(self) -> dict[str, dict[str, list[Any]]]:
-        return {name: {"add": flow.add, "drop": flow.drop} for name, flow in self.flow.items()}
-
-    def selected_flows(self, names: Sequence[str] = ()) -> dict[str, Flow]:
-        """The flows to work on: those named (on the command line), else those enabled in the settings."""
-        unknown = [name for name in names if name not in FLOW_NAMES]
-        if unknown:
-            raise SettingError(f"--flow {unknown[0]!r}: expected one of {', '.join(FLOW_NAMES)}")
-        built = build_flows(self.profile, self.rule_overrides())
-        return {name: built[name] for name in (dict.fromkeys(names) if names else self.flows)}
-
-    def policy(self, flow: str) -> Policy:
-        override = self._flow_settings(flow)
-        return Policy(
-            winner=override.conflicts or self.conflicts,
-            priority=override.priority or self.priority,
-            groups=dict(override.conflict_groups),
-        )
-
-    def _flow_settings(self, flow: str) -> FlowSettings:
-        return self.flow.get(flow) or FlowSettings()  # type: ignore[call-overload]
-
-    def delete_policy(self, flow: str) -> DeletePolicy:
-        override = self._flow_settings(flow)
-        return override.deletes or self.deletes
-
-    def failure_retry_policy(self) -> FailureBackoff:
-        return FailureBackoff(
-            base=timedelta(seconds=self.schedule.failure_retry_base),
-            cap=timedelta(seconds=self.schedule.failure_retry_cap),
-        )
-
-    def sync_options(self, *, allow_mass_change: bool = False) -> SyncOptions:
-        """The engine's options: every configured flow (a pass picks its flows), policies, breaker."""
-        per_flow = {
-            name: FlowOptions(self.policy(name), self.delete_policy(name), name in self.create_in_invoiced)
-            for name in FLOW_NAMES
-        }
-        return SyncOptions.build(
-            self.profile,
-            self.rule_overrides(),
-            per_flow,
-            breaker=EngineBreaker(**self.breaker.model_dump()),
-            allow_mass_change=allow_mass_change,
-        )
-
-    def invoiced_key(self) -> str:
-        if self.invoiced_api_key is None or not self.invoiced_api_key.get_secret_value():
-            raise SettingError("INVOICED_API_KEY is not set: expected an Invoiced API key (Settings > Developers > API Keys)")
-        return self.invoiced_api_key.get_secret_value()
-
-    def keap_credentials(self) -> ApiKey | AccessToken | OAuthClient:
-        """A personal access token / service key if one is set, else a bare OAuth access token, else the
-        OAuth app and its token file."""
-        if self.keap_api_key is not None and self.keap_api_key.get_secret_value():
-            return ApiKey(self.keap_api_key.get_secret_value())
-        if self.keap_access_token is not None and self.keap_access_token.get_secret_value():
-            return AccessToken(self.keap_access_token.get_secret_value())
-        if self.keap_client_id:
-            return self.keap_oauth_client()
-        raise SettingError(
-            "KEAP_API_KEY is not set: expected a Keap personal access token or service account key "
-            "(or KEAP_ACCESS_TOKEN, or KEAP_CLIENT_ID and KEAP_CLIENT_SECRET for an OAuth app)"
-        )
-
-    def keap_oauth_client(self) -> OAuthClient:
-        if not self.keap_client_id:
-            raise SettingError("KEAP_CLIENT_ID is not set: expected the client id of your Keap developer app")
-        if self.keap_client_secret is None or not self.keap_client_secret.get_secret_value():
-            raise SettingError("KEAP_CLIENT_SECRET is not set: expected the client secret of your Keap developer app")
-        return OAuthClient(
-            client_id=self.keap_client_id,
-            client_secret=self.keap_client_secret.get_secret_value(),
-            token_store=FileTokenStore(self.keap_token_file),
-            token_url=str(self.keap_token_url),
-        )
-
-    def keap_limits(self, credentials: ApiKey | AccessToken | OAuthClient) -> RateLimits:
-        """An access token belongs to an OAuth app and shares its (larger) quota."""
-        limits = self.rate_limits.keap_api_key if isinstance(credentials, ApiKey) else self.rate_limits.keap_oauth
-        return limits.rate_limits()
-
-    def invoiced_limits(self) -> RateLimits:
-        return RateLimits(max_in_flight=self.rate_limits.invoiced_max_in_flight)
+    @model_validator(mode="after")
+    def _status_page_guarded_beyond_loopback(self) -> Settings:
+        if not is_loopback(self.server_host) and revealed(self.status_token) is None:
+            raise ValueError(f"server_host: binding to {self.server_host} exposes the status page: "
+                             "set a status token (status_token, env INVOICED_KEAP_STATUS_TOKEN)")
+        return self
 
     def secrets(self) -> list[str]:
         """Every secret value set, for log redaction."""
         values = (self.invoiced_api_key, self.keap_api_key, self.keap_access_token, self.keap_client_secret,
                   self.invoiced_webhook_secret, self.keap_hook_token, self.status_token)
-        return [value.get_secret_value() for value in values if value is not None]
+        return [value.get_secret_value() for value in values if value is not None and value.get_secret_value()]
 
 
-def base_url(url: HttpUrl) -> str:
-    """A URL setting as connectors take it: without the trailing slash pydantic adds."""
-    return str(url).rstrip("/")
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def revealed(secret: SecretStr | None) -> str | None:
+    """A secret setting's value, None when unset or empty."""
+    return (secret.get_secret_value() or None) if secret is not None else None
 
 
 def load_settings(path: Path | None = None) -> Settings:
@@ -323,7 +261,7 @@ def describe(error: ValidationError, file: Path) -> str:
     more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
     if not setting:  # a check across settings: its message names them
         return f"{file}: setting {message}{more}"
-    if problem["type"] == "extra_forbidden":
+    if problem["type"] in {"extra_forbidden", "unexpected_keyword_argument"}:
         return f"{file}: unknown setting {setting!r}{more}"
     shown = "" if _is_secret(setting) else f" (got {problem['input']!r})"
     return f"setting {setting}: {message}{shown}{more}"

@@ -7,7 +7,7 @@ only appear on a terminal, so a command in a pipe or a cron job prints nothing b
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -67,6 +67,12 @@ def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]
     for row in rows:
         table.add_row(*(escape(cell(value)) for value in row))
     out.print(table)
+
+
+def print_rows(title: str, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> None:
+    """Rows of named values as a table of `columns` (default: every key), headed by their names."""
+    shown = list(columns) if columns is not None else list(rows[0]) if rows else []
+    print_table(title, [name.replace("_", " ") for name in shown], [[row[name] for name in shown] for row in rows])
 
 
 class RateColumn(ProgressColumn):

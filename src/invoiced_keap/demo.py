@@ -72,7 +72,7 @@ async def run_demo() -> None:
             InvoicedConnector(INVOICED_KEY, invoiced_server.url) as invoiced,
             KeapConnector(ApiKey(KEAP_KEY), f"{keap_server.url}/crm/rest") as keap,
         ):
-            world = DemoWorld(store, invoiced, keap, Syncer(store, invoiced, keap, SyncOptions.build()))
+            world = DemoWorld(store, invoiced, keap, Syncer(store, invoiced, keap, SyncOptions()))
             await world.sync("1. First sync: match what exists, create the rest")
             await _edit_each_side(world)
             await _conflict(world)

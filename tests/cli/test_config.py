@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from invoiced_keap.compose import invoiced_key, keap_credentials, keap_limits, selected_flows, sync_options
 from invoiced_keap.config import Settings, SettingError, load_settings
 from invoiced_keap.connectors.keap_auth import AccessToken, ApiKey, FileTokenStore, OAuthClient
+from invoiced_keap.engine.options import Breaker
 from invoiced_keap.engine.plan import Policy
 
 EXAMPLE = Path(__file__).parents[2] / "invoiced-keap.example.toml"
@@ -21,9 +23,10 @@ def write(directory: Path, text: str) -> Path:
 
 def test_defaults_without_a_file(cli) -> None:
     settings = load_settings()
-    assert list(settings.selected_flows()) == ["companies", "contacts", "products"]
-    assert settings.policy("contacts") == Policy("newest", "invoiced", {})
-    assert settings.delete_policy("products") == "unlink"
+    assert list(selected_flows(settings)) == ["companies", "contacts", "products"]
+    assert settings.flow["contacts"].policy == Policy("newest", "invoiced", {})
+    assert settings.flow["products"].deletes == "unlink"
+    assert sync_options(settings).breaker == Breaker()
     assert str(settings.invoiced_api_url) == "https://api.invoiced.com/"
 
 
@@ -65,15 +68,17 @@ deletes = "propagate"
 add = [{ name = "sku", invoiced = "id", keap = "sku" }]
 """)
     settings = load_settings(path)
-    flows = settings.selected_flows()
+    flows = selected_flows(settings)
     assert list(flows) == ["companies", "products"]
     assert [rule.name for rule in flows["companies"].rules] == ["name", "email", "address"]
     assert [rule.name for rule in flows["products"].rules] == ["name", "description", "sku"]
-    assert settings.policy("companies") == Policy("newest", "keap", {"address": "keap"})
-    assert settings.policy("products") == Policy("invoiced", "invoiced", {})
-    assert settings.delete_policy("companies") == "propagate"
-    assert settings.delete_policy("products") == "unlink"
-    assert list(settings.selected_flows(["contacts"])) == ["contacts"]
+    options = sync_options(settings)
+    assert options.flow_options("companies").policy == Policy("newest", "keap", {"address": "keap"})
+    assert options.flow_options("products").policy == Policy("invoiced", "invoiced", {})
+    assert options.flow_options("companies").deletes == "propagate"
+    assert options.flow_options("products").deletes == "unlink"
+    assert [rule.name for rule in options.flows["companies"].rules] == ["name", "email", "address"]
+    assert list(selected_flows(settings, ["contacts"])) == ["contacts"]
 
 
 @pytest.mark.parametrize(
@@ -83,7 +88,11 @@ add = [{ name = "sku", invoiced = "id", keap = "sku" }]
         ("colour = 'blue'\n", "unknown setting 'colour'"),
         ("[breaker]\nmax_delete_share = 2\n", "setting breaker.max_delete_share: Input should be less than or equal to 1 (got 2)"),
         ("[flow.companies]\ndrop = ['website']\n", "flow.companies: no field rule 'website'"),
-        ("[flow.invoices]\ndeletes = 'ignore'\n", "setting flow.invoices.[key]"),
+        ("[flow.invoices]\ndeletes = 'ignore'\n", "setting flow.invoices.[key]: expected one of companies, contacts, products"),
+        ("flows = ['companies', 'invoices']\n", "setting flows.1: expected one of companies, contacts, products (got 'invoices')"),
+        ("[flow.companies]\ncolour = 'blue'\n", "unknown setting 'flow.companies.colour'"),
+        ("[breaker]\nmin_deletes = -1\n", "setting breaker.min_deletes: Input should be greater than or equal to 0"),
+        ("[flow.products]\ndeletes = 'shred'\n", "setting flow.products.deletes: Input should be 'unlink', 'propagate' or 'ignore'"),
         ("flows = []\n", "setting flows: expected at least one of"),
         ("profile = 'everything'\n", "setting profile: Input should be 'default' or 'spec'"),
         ("invoiced_api_url = 'api.invoiced.com'\n", "setting invoiced_api_url"),
@@ -119,22 +128,35 @@ def test_a_config_file_that_was_asked_for_must_exist(cli) -> None:
 
 def test_keap_credentials_prefer_the_key_then_the_oauth_app(cli, monkeypatch) -> None:
     with pytest.raises(SettingError, match="^KEAP_API_KEY is not set"):
-        load_settings().keap_credentials()
+        keap_credentials(load_settings())
     with pytest.raises(SettingError, match="^INVOICED_API_KEY is not set"):
-        load_settings().invoiced_key()
+        invoiced_key(load_settings())
     monkeypatch.setenv("KEAP_CLIENT_ID", "app")
     with pytest.raises(SettingError, match="^KEAP_CLIENT_SECRET is not set"):
-        load_settings().keap_credentials()
+        keap_credentials(load_settings())
     monkeypatch.setenv("KEAP_CLIENT_SECRET", "shh")
     monkeypatch.setenv("KEAP_TOKEN_FILE", str(cli.directory / "tokens.json"))
-    credentials = load_settings().keap_credentials()
+    credentials = keap_credentials(load_settings())
     assert isinstance(credentials, OAuthClient)
     assert isinstance(credentials.token_store, FileTokenStore)
     assert credentials.token_store.path == cli.directory / "tokens.json"
-    assert load_settings().keap_limits(credentials).windows[0].limit == 1500
+    assert keap_limits(load_settings(), credentials).windows[0].limit == 1500
     monkeypatch.setenv("KEAP_ACCESS_TOKEN", "bare-token")
-    token = load_settings().keap_credentials()
-    assert token == AccessToken("bare-token") and load_settings().keap_limits(token).windows[0].limit == 1500
+    token = keap_credentials(load_settings())
+    assert token == AccessToken("bare-token") and keap_limits(load_settings(), token).windows[0].limit == 1500
     assert "bare-token" in load_settings().secrets()
     monkeypatch.setenv("KEAP_API_KEY", "KeapAK-123")
-    assert load_settings().keap_credentials() == ApiKey("KeapAK-123")
+    assert keap_credentials(load_settings()) == ApiKey("KeapAK-123")
+
+
+def test_a_flow_table_starts_from_the_top_level_defaults(cli) -> None:
+    settings = load_settings(write(cli.directory, """
+conflicts = "keap"
+deletes = "ignore"
+create_in_invoiced = ["products"]
+[flow.companies]
+deletes = "propagate"
+"""))
+    assert (settings.flow["companies"].conflicts, settings.flow["companies"].deletes) == ("keap", "propagate")
+    assert (settings.flow["contacts"].conflicts, settings.flow["contacts"].deletes) == ("keap", "ignore")
+    assert [name for name, options in settings.flow.items() if options.create_in_invoiced] == ["products"]

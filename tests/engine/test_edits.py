@@ -7,7 +7,6 @@ from collections import Counter
 import pytest
 
 from invoiced_keap.engine.options import FlowOptions, SyncOptions
-from invoiced_keap.engine.plan import Policy
 from tests.engine.conftest import World
 
 
@@ -56,7 +55,7 @@ async def test_both_sides_edited_settle_by_policy_and_the_conflict_is_recorded(w
     world.invoiced.update_customer(1, {"name": "Acme Invoiced"})
     world.clock.advance(5)
     world.keap_edit("companies", ids["company"], {"company_name": "Acme Keap"})
-    options = SyncOptions(per_flow={"companies": FlowOptions(policy=Policy(winner=winner))})  # type: ignore[arg-type]
+    options = SyncOptions(per_flow={"companies": FlowOptions(conflicts=winner)})  # type: ignore[arg-type]
 
     await world.sync(options)
 

@@ -29,7 +29,8 @@ from invoiced_keap.engine.run import Syncer
 from invoiced_keap.flows import build_flows
 from invoiced_keap.server.app import INVOICED_WEBHOOK_PATH
 from invoiced_keap.server.invoiced_webhooks import expected_signature
-from invoiced_keap.server.service import Service, ServiceSettings
+from invoiced_keap.config import Schedule, Settings
+from invoiced_keap.server.service import Service
 from invoiced_keap.state import Store
 from tests.support import API_KEY
 
@@ -46,9 +47,9 @@ async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> Non
 
 async def settle(service: Service) -> None:
     """Wait out the debounce and the batch it hands over."""
-    await asyncio.sleep(2 * service.settings.webhook_debounce)
+    await asyncio.sleep(2 * service.settings.schedule.webhook_debounce)
     await eventually(lambda: service.queue.pending() == 0)
-    await asyncio.sleep(2 * service.settings.webhook_debounce)
+    await asyncio.sleep(2 * service.settings.schedule.webhook_debounce)
 
 
 @dataclass
@@ -86,8 +87,9 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
             syncer = Syncer(store, invoiced_api, keap_api)
             flows = build_flows()
             # a burst of 50 edits takes about 2 s here: well within the debounce's max_delay (10 x 0.5 s)
-            settings = ServiceSettings(
-                port=0, invoiced_webhook_secret=webhook["secret"], poll_interval=NEVER, webhook_debounce=0.5
+            settings = Settings(
+                server_port=0, invoiced_webhook_secret=webhook["secret"],
+                schedule=Schedule(poll_interval=NEVER, webhook_debounce=0.5),
             )
             service = Service(syncer, flows, settings)
             httpx.patch(
@@ -177,14 +179,15 @@ SERVICE_SCRIPT = textwrap.dedent("""
     from invoiced_keap.connectors.keap_auth import ApiKey
     from invoiced_keap.engine.run import Syncer
     from invoiced_keap.flows import build_flows
-    from invoiced_keap.server.service import Service, ServiceSettings
+    from invoiced_keap.config import Schedule, Settings
+    from invoiced_keap.server.service import Service
     from invoiced_keap.state import Store
 
     async def main(database, invoiced_url, keap_url):
         with Store(database) as store:
             store.migrate()
             async with InvoicedConnector("test", invoiced_url) as invoiced, KeapConnector(ApiKey("test"), keap_url) as keap:
-                service = Service(Syncer(store, invoiced, keap), build_flows(), ServiceSettings(port=0, poll_interval=0.2))
+                service = Service(Syncer(store, invoiced, keap), build_flows(), Settings(server_port=0, schedule=Schedule(poll_interval=0.2)))
                 print(service.url, flush=True)
                 await service.run_until_signalled()
         print("stopped", flush=True)

@@ -14,7 +14,6 @@ finish and are committed, no further record starts, the web server closes, and `
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import secrets
 import signal
@@ -22,10 +21,10 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import uvicorn
 
+from invoiced_keap.config import Settings, revealed
 from invoiced_keap.connectors.errors import ApiError
 from invoiced_keap.connectors.redaction import register_secret
 from invoiced_keap.engine.report import RunReport
@@ -41,35 +40,8 @@ from invoiced_keap.state import Side
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ServiceSettings:
-    """How the service listens and how often it works. `public_url` is how Keap reaches the receiver
-    (default: the bound address); without `invoiced_webhook_secret` the Invoiced receiver is off."""
-
-    host: str = "127.0.0.1"
-    port: int = 8780
-    public_url: str | None = None
-    invoiced_webhook_secret: str | None = None
-    keap_hooks: bool = True
-    keap_hook_token: str | None = None
-    status_token: str | None = None
-    poll_interval: float = 60.0
-    full_scan_interval: float = 86_400.0
-    webhook_debounce: float = 2.0
-    hook_check_interval: float = 900.0
-
-    def __post_init__(self) -> None:
-        if not is_loopback(self.host) and not self.status_token:
-            raise ValueError(f"binding to {self.host} exposes the status page: set a status token")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+HOOK_CHECK_INTERVAL = 900.0
+"""Seconds between checks that our Keap hooks are still registered and active."""
 
 
 class _Server(uvicorn.Server):
@@ -81,16 +53,21 @@ class _Server(uvicorn.Server):
 
 
 class Service:
-    """The long-running sync around one `Syncer` (its store and connectors)."""
+    """The long-running sync around one `Syncer` (its store and connectors), as `settings` say: the
+    server settings (`server_host`, `public_url`, the webhook secrets, `status_token`) and `[schedule]`.
+    Without `invoiced_webhook_secret` the Invoiced receiver is off; `public_url` is how Keap reaches
+    its receiver (default: the bound address)."""
 
-    def __init__(self, syncer: Syncer, flows: Mapping[str, Flow], settings: ServiceSettings) -> None:
+    def __init__(self, syncer: Syncer, flows: Mapping[str, Flow], settings: Settings) -> None:
         self.syncer = syncer
         self.flows = dict(flows)
         self.settings = settings
-        self.hook_token = settings.keap_hook_token or secrets.token_urlsafe(24)
+        self.status_token = revealed(settings.status_token)
+        self.invoiced_webhook_secret = revealed(settings.invoiced_webhook_secret)
+        self.hook_token = revealed(settings.keap_hook_token) or secrets.token_urlsafe(24)
         # the hook token is in URLs we log; none of these may reach a log line
-        register_secret(self.hook_token, settings.invoiced_webhook_secret or "", settings.status_token or "")
-        self.queue = DirtyQueue(settings.webhook_debounce)
+        register_secret(self.hook_token, self.invoiced_webhook_secret or "", self.status_token or "")
+        self.queue = DirtyQueue(settings.schedule.webhook_debounce)
         self.metrics = Metrics(syncer.store)
         self.metrics.watch_keap_quota(self.keap_quota)
         syncer.invoiced.api.listeners.append(self.metrics.api_listener("invoiced"))
@@ -98,7 +75,7 @@ class Service:
         self.last_pass: RunReport | None = None
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.socket.bind((settings.host, settings.port))
+        self.socket.bind((settings.server_host, settings.server_port))
 
     @property
     def url(self) -> str:
@@ -107,7 +84,7 @@ class Service:
 
     @property
     def public_url(self) -> str:
-        return (self.settings.public_url or self.url).rstrip("/")
+        return str(self.settings.public_url or self.url).rstrip("/")
 
     def keap_quota(self) -> int | None:
         """Known when the Keap connector was opened with a `QuotaWatchingPacer`."""
@@ -143,9 +120,9 @@ class Service:
             self.queue,
             self.metrics,
             ServerSettings(
-                invoiced_webhook_secret=settings.invoiced_webhook_secret,
+                invoiced_webhook_secret=self.invoiced_webhook_secret,
                 keap_hook_token=self.hook_token if settings.keap_hooks else None,
-                status_token=settings.status_token,
+                status_token=self.status_token,
             ),
             health=self.health,
             keap_quota=self.keap_quota,
@@ -161,7 +138,7 @@ class Service:
             logger.info("serving on %s (public %s)", self.url, self.public_url)
             if settings.keap_hooks:
                 await self.check_hooks()
-                helpers.append(asyncio.create_task(self._every(settings.hook_check_interval, self.check_hooks, stop)))
+                helpers.append(asyncio.create_task(self._every(HOOK_CHECK_INTERVAL, self.check_hooks, stop)))
             await self._work(stop)
         finally:
             for helper in helpers:
@@ -190,9 +167,9 @@ class Service:
 
     async def _work(self, stop: asyncio.Event) -> None:
         """The worker: whichever comes first of a settled dirty batch or a due poll, one at a time."""
-        settings = self.settings
+        schedule = self.settings.schedule
         next_poll = time.monotonic()
-        next_scan = time.monotonic() + settings.full_scan_interval
+        next_scan = time.monotonic() + schedule.full_scan_interval
         batch: asyncio.Task[DirtyBatch] | None = None
         stopping = asyncio.create_task(stop.wait())
         stopping.add_done_callback(lambda done: done.cancelled() or self.syncer.request_stop())
@@ -208,10 +185,10 @@ class Service:
                     batch = None
                 elif time.monotonic() >= next_poll:
                     await self._guarded(self.poll())
-                    next_poll = time.monotonic() + settings.poll_interval
+                    next_poll = time.monotonic() + schedule.poll_interval
                     if time.monotonic() >= next_scan:
                         await self._guarded(self.reconcile())
-                        next_scan = time.monotonic() + settings.full_scan_interval
+                        next_scan = time.monotonic() + schedule.full_scan_interval
         finally:
             stopping.cancel()
             if batch is not None:

@@ -1,0 +1,47 @@
+"""Deciding an item of the review list (an Invoiced record with several plausible Keap twins): link it
+to one of its candidates, or to none of them, so that the next pass creates a new Keap record.
+
+Both decisions are one transaction; the next pass does the rest (merges the picked pair's fields, or
+makes the create, whose open intent keeps the matcher from proposing the same candidates again).
+"""
+
+from __future__ import annotations
+
+from invoiced_keap.state import AuditOperation, Side, Store
+from invoiced_keap.state.models import ReviewItem
+from invoiced_keap.state.store import CREATE_RESOLUTION
+
+
+class ReviewRefused(ValueError):
+    """The decision does not fit the review list: the message is the line to show."""
+
+
+def open_item(store: Store, invoiced_id: str, flow: str | None = None) -> ReviewItem:
+    """The one open review item of an Invoiced record (in `flow`, when it waits in several)."""
+    matching = [item for item in store.review_items(flow) if item.invoiced_id == invoiced_id]
+    if not matching:
+        raise ReviewRefused(f"Invoiced {invoiced_id}: no open review item")
+    if len(matching) > 1:
+        raise ReviewRefused(f"Invoiced {invoiced_id}: in several flows: add --flow")
+    return matching[0]
+
+
+def pick(store: Store, invoiced_id: str, keap_id: str, flow: str | None = None) -> ReviewItem:
+    """Link the record to the candidate `keap_id` and close its item; returns the item as it was."""
+    item = open_item(store, invoiced_id, flow)
+    if keap_id not in item.candidate_ids:
+        raise ReviewRefused(f"--pick {keap_id}: not a candidate of Invoiced {invoiced_id}; expected one of {item.candidate_ids}")
+    with store.transaction() as tx:
+        tx.upsert_link(item.flow, invoiced_id, keap_id)
+        tx.append_audit(item.flow, Side.INVOICED, invoiced_id, AuditOperation.LINK, after={"keap_id": keap_id})
+        tx.resolve_review_item(item.flow, invoiced_id, f"linked {keap_id}")
+    return item
+
+
+def create_instead(store: Store, invoiced_id: str, flow: str | None = None) -> ReviewItem:
+    """Link the record to none of its candidates: close its item and open the intent the next pass creates."""
+    item = open_item(store, invoiced_id, flow)
+    with store.transaction() as tx:
+        tx.resolve_review_item(item.flow, invoiced_id, CREATE_RESOLUTION)
+        tx.open_intent(item.flow, Side.INVOICED, invoiced_id, None)
+    return item
