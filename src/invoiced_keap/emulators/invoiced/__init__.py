@@ -1,5 +1,5 @@
 """Invoiced emulator: `InvoicedEmulator().asgi()` serves the real paths (`/customers`, `/items`, ...)."""
 
-from invoiced_keap.emulators.invoiced.emulator import InvoicedEmulator
+from invoiced_keap.emulators.invoiced.app import InvoicedEmulator
 
 __all__ = ["InvoicedEmulator"]

@@ -1,4 +1,5 @@
-"""Customer records: validation and normalisation of create/PATCH bodies (pure; the emulator owns state)."""
+"""The customer resource's rules: validation and normalisation of create/PATCH bodies (pure), and the hooks
+that apply them to an account (numbers unique and generated, updated_at filters, merging)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,13 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from starlette.datastructures import QueryParams
+
 from invoiced_keap.emulators.invoiced import fields
 from invoiced_keap.emulators.invoiced.errors import ApiError
+from invoiced_keap.emulators.invoiced.listing import int_param
+from invoiced_keap.emulators.invoiced.store import Account, numeric_key
+from invoiced_keap.emulators.table import Table
 
 Record = dict[str, Any]
 
@@ -23,6 +29,7 @@ FILTERABLE = frozenset(
      "chasing_cadence", "created_at", "updated_at"}
 )
 UNTRACKED = frozenset({"updated_at"})
+NUMBER_FORMAT = "CUST-{:04d}"
 
 DEFAULTS: Record = {
     "name": None, "number": None, "email": None, "type": "company", "autopay": False, "autopay_delay_days": -1,
@@ -88,6 +95,55 @@ def updated_customer(record: Record, body: Record, *, now: int) -> tuple[Record,
     return record, {}
 
 
-def check_number_free(number: str, taken: set[str]) -> None:
-    if number in taken:
+def check_number_free(number: str, customers: Table, own_id: int | None = None) -> None:
+    if customers.holder("number", number) not in (None, own_id):
         raise ApiError(400, f"The given customer number has already been taken: {number}", "number")
+
+
+# --- hooks on an account ------------------------------------------------------------------------------
+def create(account: Account, body: Record) -> Record:
+    """A new customer with its id, and the next free generated number when the body has none."""
+    record = new_customer(body, now=account.now())
+    table = account.tables["customers"]
+    if record["number"] is None:
+        numbers = map(NUMBER_FORMAT.format, account.counters["numbers"])
+        record["number"] = next(number for number in numbers if table.holder("number", number) is None)
+    check_number_free(record["number"], table)
+    record["id"] = account.next_id("customers")
+    return record
+
+
+def update(account: Account, record: Record, body: Record) -> tuple[Record, Record]:
+    changed, previous = updated_customer(record, body, now=account.now())
+    if "number" in previous:
+        check_number_free(changed["number"], account.tables["customers"], record["id"])
+    return changed, previous
+
+
+def scope(_: Account, records: list[Record], query: QueryParams) -> list[Record]:
+    """`updated_after` and `updated_before`, both strict."""
+    if (after := int_param(query, "updated_after")) is not None:
+        records = [record for record in records if record["updated_at"] > after]
+    if (before := int_param(query, "updated_before")) is not None:
+        records = [record for record in records if record["updated_at"] < before]
+    return records
+
+
+def merge(account: Account, survivor: Record, body: Record) -> None:
+    """`POST /customers/{survivor}/merge` with `{"customer": merged}`: fold the merged customer in.
+
+    The merged customer disappears without a `customer.deleted` event; the survivor gets `customer.merged`
+    with `original_customer` (the merged record) in the object data, and inherits its event history.
+    """
+    merged_id = body.get("customer")
+    table = account.tables["customers"]
+    merged = table.get(numeric_key(merged_id))
+    if merged is None:
+        raise ApiError(400, f"No such customer: {merged_id}")
+    if survivor is merged:
+        raise ApiError(500, "A customer cannot be merged into itself.")
+    if not (survivor["active"] and merged["active"]):
+        raise ApiError(400, "Inactive customers cannot be merged")
+    table.pop(merged["id"])
+    account.move_events(("customer", str(merged["id"])), ("customer", str(survivor["id"])))
+    account.emit("customer.merged", survivor, extra={"original_customer": merged})

@@ -1,14 +1,18 @@
-"""The event log: `{id, object, type, timestamp, data: {object, previous?}}`, listed newest first."""
+"""The event log's rules: `{id, object, type, timestamp, data: {object, previous?}}`, listed newest first,
+selected by subject (`related_to`), object type and date."""
 
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.datastructures import QueryParams
 
 from invoiced_keap.emulators.invoiced.errors import ApiError
-from invoiced_keap.emulators.invoiced.listing import filter_records, int_param
+from invoiced_keap.emulators.invoiced.listing import int_param
+
+if TYPE_CHECKING:  # the account imports this module to write events
+    from invoiced_keap.emulators.invoiced.store import Account
 
 Record = dict[str, Any]
 Subject = tuple[str, str]  # (object type, id as text), the real EventAssociations row
@@ -43,15 +47,18 @@ def related_subject(query: QueryParams) -> Subject | None:
     return (object_type, object_id)
 
 
-def select_events(events: list[Record], subjects: dict[int, Subject], query: QueryParams) -> list[Record]:
-    """Newest first; `filter[type]` is the event type, `type` the object type, dates inclusive."""
-    selected = sorted(events, key=lambda event: event["id"], reverse=True)
+def scope(account: Account, records: list[Record], query: QueryParams) -> list[Record]:
+    """`related_to` and `type` (the object type) by the account's event subjects; dates inclusive.
+
+    (`filter[type]`, the event type, is an ordinary filter.)
+    """
+    subjects = account.event_subjects
     if (related := related_subject(query)) is not None:
-        selected = [event for event in selected if subjects[event["id"]] == related]
+        records = [event for event in records if subjects[event["id"]] == related]
     if object_type := query.get("type"):
-        selected = [event for event in selected if subjects[event["id"]][0] == object_type]
+        records = [event for event in records if subjects[event["id"]][0] == object_type]
     if (start := int_param(query, "start_date")) is not None:
-        selected = [event for event in selected if event["timestamp"] >= start]
+        records = [event for event in records if event["timestamp"] >= start]
     if (end := int_param(query, "end_date")) is not None:
-        selected = [event for event in selected if event["timestamp"] <= end]
-    return filter_records(selected, query, FILTERABLE)
+        records = [event for event in records if event["timestamp"] <= end]
+    return records

@@ -1,4 +1,5 @@
-"""Item (catalog item) records: string ids, create-only fields, soft delete (pure; the emulator owns state)."""
+"""The item (catalog item) resource's rules: string ids, create-only fields (pure), and the hooks that apply
+them to an account (given or generated ids, the archived listing, delete as archiving)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from starlette.datastructures import QueryParams
+
 from invoiced_keap.emulators.invoiced import fields
 from invoiced_keap.emulators.invoiced.errors import ApiError
+from invoiced_keap.emulators.invoiced.store import Account
 
 Record = dict[str, Any]
 
@@ -92,3 +96,33 @@ def updated_item(record: Record, body: Record, *, now: int) -> tuple[Record, Rec
         changed["updated_at"] = now
         return changed, previous
     return record, {}
+
+
+# --- hooks on an account ------------------------------------------------------------------------------
+def create(account: Account, body: Record) -> Record:
+    """A new item; a given id may be an archived item's, which the new one replaces."""
+    table = account.tables["items"]
+    if "id" in body:
+        item_id = valid_id(body["id"])
+        if item_id in table and item_id not in account.archived_item_ids:
+            raise ApiError(400, f"An item already exists with ID: {item_id}", "id")
+    else:
+        item_id = next(i for i in iter(lambda: generated_id(account.random), None) if i not in table)
+    record = new_item(body, item_id=item_id, now=account.now())
+    account.archived_item_ids.discard(item_id)
+    return record
+
+
+def update(account: Account, record: Record, body: Record) -> tuple[Record, Record]:
+    return updated_item(record, body, now=account.now())
+
+
+def scope(account: Account, records: list[Record], query: QueryParams) -> list[Record]:
+    """Live items, or with `archived=1` (or `filter[archived]=1`) the archived ones."""
+    wanted = (query.get("archived") or query.get("filter[archived]") or "0").lower() in ("1", "true")
+    return [record for record in records if (record["id"] in account.archived_item_ids) == wanted]
+
+
+def archive(account: Account, record: Record) -> None:
+    """DELETE archives: the item keeps answering GET by id, and only the archived listing shows it."""
+    account.archived_item_ids.add(record["id"])

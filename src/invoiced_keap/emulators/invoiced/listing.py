@@ -21,6 +21,7 @@ from invoiced_keap.emulators.invoiced.errors import API_HEADERS, ApiError
 Record = dict[str, Any]
 
 MAX_PER_PAGE = 100
+PAGING = ("page", "per_page")
 FILTER_PARAM = re.compile(r"^filter\[(.+)\]$")
 METADATA_PARAM = re.compile(r"^metadata\[(.*)\]$")
 METADATA_KEY = re.compile(r"^[A-Za-z0-9_-]*$")
@@ -107,7 +108,7 @@ def page_params(query: QueryParams) -> tuple[int, int]:
 def link_header(base_url: str, query: Mapping[str, str], page: int, per_page: int, total: int) -> str:
     """Link header with rels self, first, previous (page > 1), next (page < last) and last."""
     last = max(1, math.ceil(total / per_page))
-    kept = [(name, value) for name, value in query.items() if name not in ("page", "per_page")]
+    kept = [(name, value) for name, value in query.items() if name not in PAGING]
 
     def url(number: int) -> str:
         params = [*kept, ("page", str(number))]

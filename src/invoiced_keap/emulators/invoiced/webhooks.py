@@ -1,4 +1,5 @@
-"""Webhook endpoints and delivery: the event JSON POSTed with a hex HMAC-SHA256 signature, retried on failure."""
+"""The webhook resource's rules and hooks, and delivery: the event JSON POSTed with a hex HMAC-SHA256
+signature, retried on failure."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import httpx
 
 from invoiced_keap.emulators.invoiced import fields
 from invoiced_keap.emulators.invoiced.errors import ApiError
+from invoiced_keap.emulators.invoiced.store import Account
 
 Record = dict[str, Any]
 
@@ -59,6 +61,26 @@ def updated_webhook(record: Record, body: Record, *, now: int) -> Record:
     return {**record, **_webhook_fields(body), "updated_at": now}
 
 
+def create(account: Account, body: Record) -> Record:
+    """The id and secret are drawn before the body is checked, so a refused create uses one up."""
+    return new_webhook(
+        body, webhook_id=account.next_id("webhooks"), secret=generated_secret(account.random), now=account.now()
+    )
+
+
+def update(account: Account, record: Record, body: Record) -> tuple[Record, Record]:
+    """Every PATCH is a change (`updated_at` moves); webhooks make no events, so no `previous` is kept."""
+    return updated_webhook(record, body, now=account.now()), {}
+
+
+def disable(account: Account, webhook_id: int) -> None:
+    """What a 410 from the receiver does: the webhook stays, disabled, its `updated_at` untouched."""
+    table = account.tables["webhooks"]
+    if webhook_id in table:
+        table[webhook_id]["enabled"] = False
+        table.touch()
+
+
 def subscribes(webhook: Record, event_type: str) -> bool:
     return bool(webhook["enabled"]) and ("*" in webhook["events"] or event_type in webhook["events"])
 
@@ -84,6 +106,7 @@ async def deliver(
     lookup: Callable[[int], Record | None],
     retry_delays: Sequence[float],
     record: Callable[[Delivery], None],
+    disable: Callable[[int], None],
 ) -> None:
     """POST `event` until a 2xx; retry after each delay; a 410 disables the webhook at once.
 
@@ -110,7 +133,7 @@ async def deliver(
             outcome = Delivery(webhook_id, event["id"], attempt, response.status_code)
             record(outcome)
             if response.status_code == 410:
-                webhook["enabled"] = False
+                disable(webhook_id)
                 return
             if outcome.succeeded:
                 return
