@@ -27,7 +27,8 @@ from rich.table import Table
 from harness import KEY, RETRY, EmulatorTime, post
 from invoiced_keap.connectors.http import RequestStats
 from invoiced_keap.connectors.invoiced import CUSTOMER, ITEM, InvoicedConnector
-from invoiced_keap.connectors.keap import COMPANIES, CONTACTS, PRODUCTS, STREAMS, KeapConnector
+from invoiced_keap.connectors.keap import COMPANIES, CONTACTS, PRODUCTS, KeapConnector
+from invoiced_keap.flows import CATALOGUE
 from invoiced_keap.connectors.keap_auth import ApiKey
 from invoiced_keap.connectors.pacing import Pacer, RateLimits
 from invoiced_keap.emulators.invoiced import InvoicedEmulator
@@ -89,15 +90,16 @@ async def read_calls(records: int) -> dict[str, Any]:
 
             async def read_all() -> dict[str, dict[str, int]]:
                 found: dict[str, dict[str, int]] = {}
-                for name, stream in STREAMS.items():
+                for flow in CATALOGUE.values():
+                    name = flow.keap.name
                     async def keap_read() -> int:
-                        changes = await keap.changes(stream, keap_marks.get(name))
+                        changes = await keap.changes(flow.keap, keap_marks.get(name), fields=flow.keap_fields)
                         keap_marks[name] = changes.watermark
                         return len(changes.records)
                     found[f"keap {name}"] = await calls_of(keap.stats, keap_read)
-                for name, reader in (("customers", invoiced.changed_customers), ("items", invoiced.changed_items)):
+                for name, resource in (("customers", CUSTOMER), ("items", ITEM)):
                     async def invoiced_read() -> int:
-                        changed = reader(invoiced_marks.get(name))
+                        changed = invoiced.changed(resource, invoiced_marks.get(name))
                         read = await count(aiter(changed))
                         invoiced_marks[name] = changed.watermark
                         return read

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from invoiced_keap.connectors.invoiced import InvoicedConnector
-from invoiced_keap.connectors.keap import STREAMS, KeapConnector
+from invoiced_keap.connectors.keap import KeapConnector
+from invoiced_keap.flows import CATALOGUE
 from invoiced_keap.mapping import Record
 
 
@@ -21,8 +22,8 @@ async def _drain(records: AsyncIterator[Record]) -> int:
 async def full_scan_calls(invoiced: InvoicedConnector, keap: KeapConnector) -> dict[str, int]:
     """The calls of one full-scan read of both sides, per system."""
     invoiced_before, keap_before = invoiced.calls.total, keap.stats.total
-    await _drain(invoiced.customers())
-    await _drain(invoiced.items())
-    for stream in STREAMS.values():
-        await _drain(keap.list_all(stream))
+    await _drain(invoiced.all(CUSTOMER))
+    await _drain(invoiced.all(ITEM))
+    for flow in CATALOGUE.values():
+        await _drain(keap.list_all(flow.keap, fields=flow.keap_fields))
     return {"invoiced": invoiced.calls.total - invoiced_before, "keap": keap.stats.total - keap_before}

@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness import machine
-from invoiced_keap.engine.apply import link_shadows, snapshot, stored_record
+from invoiced_keap.engine.shadows import link_shadows, snapshot, stored_record
 from invoiced_keap.engine.plan import LinkShadows, plan_create, plan_pair, shadow_of
 from invoiced_keap.flows import Flow, build_flows
 from invoiced_keap.mapping import Record

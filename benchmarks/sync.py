@@ -32,7 +32,7 @@ from rich.table import Table
 from fullscan import full_scan_calls
 from harness import KEY, RETRY, EmulatorUrls, emulators_apart
 from invoiced_keap.connectors.invoiced import CUSTOMER, InvoicedConnector
-from invoiced_keap.connectors.keap import COMPANIES, STREAMS, KeapConnector
+from invoiced_keap.connectors.keap import COMPANIES, OBJECTS, KeapConnector
 from invoiced_keap.connectors.keap_auth import ApiKey
 from invoiced_keap.connectors.pacing import RateLimits
 from invoiced_keap.engine.run import Syncer
@@ -60,7 +60,7 @@ def keap_minimum(name: str, size: int, changes: int) -> int:
     """One read per Keap stream (Keap starts empty, and a pass's reads fit a page) plus the Keap writes the
     pass cannot avoid: a create per record at first, one per change made in Invoiced later."""
     needed = {"initial": size, "incremental": math.ceil(changes / 2)}.get(name, 0)
-    return len(STREAMS) + needed
+    return len(OBJECTS) + needed
 
 
 @asynccontextmanager

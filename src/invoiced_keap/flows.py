@@ -1,4 +1,4 @@
-"""The three flows as data: which records belong to them and how their fields map. No I/O.
+"""The flows, each one declaration: what it syncs on each side, how fields map, how records match. No I/O.
 
     flow       Invoiced                                      Keap      field rules (profile "default")
     companies  customer, type company/government/non_profit  company   name, email, phone, address
@@ -7,25 +7,31 @@
                                                                        phone (PHONE1), address (BILLING)
     products   item                                          product   name, description
 
-Profile "spec" keeps exactly the specification's table: companies `name`, contacts nothing (link only),
-products `name` and `description`. The configuration file may add or drop rules per flow:
-`build_flows("default", {"companies": {"drop": ["phone"], "add": [{"name": "website",
-"invoiced": "website_url", "keap": "website"}]}})`; a string in `add` names a rule of the flow's catalogue,
-a table maps one Invoiced text field to one top-level Keap text field.
+A `Flow` names its Invoiced `Resource` (endpoint, listings, how a delete shows) and `KeapObject`
+(endpoint, incremental filter, id-list filter), which of the resource's records it owns (`belongs`),
+its field rules, the fields set on create only, its match and adoption keys (`keys.MatchKey`), the
+Invoiced metadata key that carries the Keap id (how `relink` rebuilds links), and its watermark names
+(`mark`, namespaced by flow). The Keap fields a pass reads (`keap_fields`) are derived from the rules
+and keys, and checked against the object's v2 properties when flows are built. The engine reads only
+the declaration. Profile "spec" keeps exactly the specification's table; the configuration may `add`
+and `drop` rules per flow (`build_flows`).
 
 A `FieldRule` is one field group. Its *neutral value* (str, None, or a dict of those; JSON-ready) is
 what both sides are compared in and what the per-side shadows store: `rule.value(side, record)`.
 `rule.write(side, value, current_record) -> Mapped` gives the fields to send to that side (for Keap,
 top-level fields: the keys are the update_mask), merged into the current record where Keap keeps
-several values in one field. `to_keap` / `to_invoiced` compose the two across sides.
+several values in one field.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Literal, Mapping, Sequence
 
 from invoiced_keap import mapping
+from invoiced_keap.connectors.invoiced import CUSTOMER, ITEM, Resource
+from invoiced_keap.connectors.keap import COMPANIES, CONTACTS, PRODUCTS, KeapObject
+from invoiced_keap.keys import MatchKey, contact_identity, email_key, emails_key, name_key, sku_key
 from invoiced_keap.mapping import KeapPlace, Mapped, Record
 
 Side = Literal["invoiced", "keap"]
@@ -67,12 +73,6 @@ class FieldRule:
 
     def write(self, side: Side, value: Value, record: Record) -> Mapped:
         return self.invoiced_write(value, record) if side == "invoiced" else self.keap_write(value, record)
-
-    def to_keap(self, invoiced_record: Record, keap_record: Record | None = None) -> Mapped:
-        return self.keap_write(self.invoiced_value(invoiced_record), keap_record or {})
-
-    def to_invoiced(self, keap_record: Record, invoiced_record: Record | None = None) -> Mapped:
-        return self.invoiced_write(self.keap_value(keap_record), invoiced_record or {})
 
 
 # --- rule constructors -----------------------------------------------------------------------------------
@@ -186,22 +186,41 @@ def _invoiced_item_extras(product: Record) -> Mapped:
 
 @dataclass(frozen=True)
 class Flow:
-    """One flow: the records on each side, the field rules, and the fields that are set on create only.
-
-    `metadata_key` is the Invoiced metadata key that records the linked Keap id.
-    """
+    """One flow, declared (see the module docstring). `adoption_keys` find, besides the match keys, the twin a
+    create cut short may have made (`match.decide(adopting=True)`); `metadata_key` is the Invoiced metadata key
+    that records the linked Keap id."""
 
     name: str
-    invoiced_object: str
-    keap_object: str
+    invoiced: Resource
+    keap: KeapObject
+    belongs: Callable[[Record], bool]
     metadata_key: str
     rules: tuple[FieldRule, ...]
+    match_keys: tuple[MatchKey, ...]
+    adoption_keys: tuple[MatchKey, ...] = ()
     keap_create: Callable[[Record], Mapped] = _nothing
     invoiced_create: Callable[[Record], Mapped] = _nothing
-    customer_types: frozenset[str] = field(default_factory=frozenset)
 
     def rule(self, name: str) -> FieldRule:
         return next(rule for rule in self.rules if rule.name == name)
+
+    @property
+    def keap_fields(self) -> tuple[str, ...]:
+        """The Keap fields a read asks for: every field a rule or key uses, and the update time."""
+        used = {name for rule in self.rules for name in rule.keap_fields}
+        used |= {name for key in (*self.match_keys, *self.adoption_keys) for name in key.keap_fields}
+        return tuple(sorted(used | {"update_time"}))
+
+    def mark(self, stream: Literal["invoiced", "removals", "keap"]) -> str:
+        """The watermark name of one of the flow's reads: `companies.invoiced`, `companies.removals`, `companies.keap`."""
+        return f"{self.name}.{stream}"
+
+    def check(self) -> None:
+        """Raise ValueError naming a Keap field that no v2 property of the flow's object has."""
+        unknown = sorted(set(self.keap_fields) - self.keap.properties)
+        if unknown:
+            raise ValueError(f"flow {self.name!r}: Keap {self.keap.name} have no field {unknown[0]!r}; "
+                             f"expected one of {sorted(self.keap.properties - {'id'})}")
 
 
 COMPANY_EMAIL = KeapPlace("email_address", "EMAIL1")
@@ -214,10 +233,19 @@ CONTACT_ADDRESS = KeapPlace("addresses", "BILLING", in_array=True)
 ORGANISATION_TYPES = frozenset({"company", "government", "non_profit"})
 PERSON_TYPES = frozenset({"person"})
 
+
+def _is_person(customer: Record) -> bool:
+    return customer.get("type") in PERSON_TYPES
+
+
+CONTACT_NAME = person_name_rule()
+CONTACT_PHONE_RULE = place_text_rule("phone", "phone", CONTACT_PHONE, "number", mapping.PHONE1_LIMIT)
+CONTACT_ADDRESS_RULE = address_rule(CONTACT_ADDRESS)
+
 CATALOGUE: dict[str, Flow] = {
     "companies": Flow(
-        name="companies", invoiced_object="customer", keap_object="company", metadata_key="keap_company_id",
-        customer_types=ORGANISATION_TYPES,
+        name="companies", invoiced=CUSTOMER, keap=COMPANIES, metadata_key="keap_company_id",
+        belongs=lambda customer: not _is_person(customer),  # organisations, and customers without a type
         invoiced_create=_customer_of_type("company"),
         rules=(
             text_rule("name", "name", "company_name", required=True, invoiced_limit=mapping.INVOICED_NAME_LIMIT),
@@ -225,26 +253,34 @@ CATALOGUE: dict[str, Flow] = {
             place_text_rule("phone", "phone", COMPANY_PHONE, "number", mapping.PHONE1_LIMIT),
             address_rule(COMPANY_ADDRESS),
         ),
+        match_keys=(name_key("company_name", "name", "company_name"),),
+        # a Keap user may rename the company a cut-short create made before the next pass adopts it
+        adoption_keys=(email_key("email", "email", COMPANY_EMAIL),),
     ),
     "contacts": Flow(
-        name="contacts", invoiced_object="customer", keap_object="contact", metadata_key="keap_contact_id",
-        customer_types=PERSON_TYPES,
+        name="contacts", invoiced=CUSTOMER, keap=CONTACTS, metadata_key="keap_contact_id",
+        belongs=_is_person,
         invoiced_create=_customer_of_type("person"),
         rules=(
-            person_name_rule(),
+            CONTACT_NAME,
             place_text_rule("email", "email", CONTACT_EMAIL, "email", mapping.EMAIL1_LIMIT),
-            place_text_rule("phone", "phone", CONTACT_PHONE, "number", mapping.PHONE1_LIMIT),
-            address_rule(CONTACT_ADDRESS),
+            CONTACT_PHONE_RULE,
+            CONTACT_ADDRESS_RULE,
         ),
+        match_keys=(emails_key("email", "email", "email_addresses"),),
+        adoption_keys=(contact_identity("name+phone", CONTACT_NAME, CONTACT_PHONE_RULE),
+                       contact_identity("name+street", CONTACT_NAME, CONTACT_ADDRESS_RULE)),
     ),
     "products": Flow(
-        name="products", invoiced_object="item", keap_object="product", metadata_key="keap_product_id",
+        name="products", invoiced=ITEM, keap=PRODUCTS, metadata_key="keap_product_id",
+        belongs=lambda _: True,
         keap_create=_keap_product_extras,
         invoiced_create=_invoiced_item_extras,
         rules=(
             text_rule("name", "name", "name", required=True),
             text_rule("description", "description", "description"),
         ),
+        match_keys=(sku_key(), name_key("name", "name", "name")),
     ),
 }
 
@@ -270,7 +306,8 @@ def _rule_from_config(flow: Flow, spec: RuleSpec) -> FieldRule:
 
 
 def build_flows(profile: str = "default", overrides: Overrides | None = None) -> dict[str, Flow]:
-    """The flows of a profile, with the configuration's `add` / `drop` lists applied per flow."""
+    """The flows of a profile, with the configuration's `add` / `drop` lists applied per flow, each checked
+    (`Flow.check`); ValueError names the profile, flow, rule or field that is wrong."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; expected one of {sorted(PROFILES)}")
     overrides = overrides or {}
@@ -279,9 +316,8 @@ def build_flows(profile: str = "default", overrides: Overrides | None = None) ->
         raise ValueError(f"unknown flow(s) in configuration: {sorted(unknown)}")
     flows = {}
     for name, flow in CATALOGUE.items():
-        chosen = PROFILES[profile][name]
         override = overrides.get(name, {})
-        rules = [flow.rule(rule_name) for rule_name in chosen]
+        rules = [flow.rule(rule_name) for rule_name in PROFILES[profile].get(name, ())]
         rules += [_rule_from_config(flow, spec) for spec in override.get("add", ())]
         dropped = set(override.get("drop", ()))
         rules = [rule for rule in rules if rule.name not in dropped]
@@ -289,20 +325,11 @@ def build_flows(profile: str = "default", overrides: Overrides | None = None) ->
         if len(set(names)) != len(names):
             raise ValueError(f"flow {name!r} has duplicate rules: {names}")
         flows[name] = replace(flow, rules=tuple(rules))
+        flows[name].check()
     return flows
 
 
-# --- flow membership -------------------------------------------------------------------------------
-
-def flow_for_customer(customer: Record) -> Literal["companies", "contacts"]:
-    """Persons go to contacts; companies, governments, non-profits and customers without a type to companies."""
-    return "contacts" if customer.get("type") in PERSON_TYPES else "companies"
-
-
-def moved_flow(linked_flow: str, customer: Record) -> str | None:
-    """The flow a linked customer now belongs to, if its type change moved it out of `linked_flow`.
-
-    run.py closes the old link (leaving the old Keap record alone) and matches/creates in the new flow.
-    """
-    current = flow_for_customer(customer)
-    return current if current != linked_flow else None
+def flow_of(resource: Resource, record: Record, flows: Mapping[str, Flow] = CATALOGUE) -> str | None:
+    """The flow of `flows` that owns this record of `resource` now (a customer's type decides between
+    companies and contacts); None when none of them does."""
+    return next((name for name, flow in flows.items() if flow.invoiced == resource and flow.belongs(record)), None)

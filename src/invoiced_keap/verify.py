@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from invoiced_keap.connectors.invoiced import InvoicedConnector
-from invoiced_keap.connectors.keap import STREAMS, KeapConnector
+from invoiced_keap.connectors.keap import KeapConnector
 from invoiced_keap.engine.plan import disagreements
 from invoiced_keap.engine.report import RunReport
 from invoiced_keap.engine.run import Syncer
-from invoiced_keap.flows import Flow, Value, flow_for_customer
+from invoiced_keap.flows import Flow, Value
 from invoiced_keap.mapping import Record
 
 Progress = Callable[[str, int], None]
@@ -142,26 +142,23 @@ def _id_order(record_id: str) -> tuple[int, str]:
 
 @dataclass(frozen=True)
 class Listings:
-    """Everything verify reads: Invoiced customers and items, and the Keap records of each flow."""
+    """Everything verify reads: every Invoiced record of each resource the flows use (by resource name) and
+    the Keap records of each flow (with the fields its rules and keys read)."""
 
-    customers: list[Record]
-    items: list[Record]
+    invoiced: dict[str, list[Record]]
     keap: dict[str, list[Record]]
 
     def invoiced_records(self, flow: Flow) -> list[Record]:
-        if flow.invoiced_object == "item":
-            return self.items
-        return [customer for customer in self.customers if flow_for_customer(customer) == flow.name]
+        return [record for record in self.invoiced[flow.invoiced.name] if flow.belongs(record)]
 
     def invoiced_ids(self, flow: Flow) -> set[str]:
-        records = self.items if flow.invoiced_object == "item" else self.customers
-        return {str(record["id"]) for record in records}
+        return {str(record["id"]) for record in self.invoiced[flow.invoiced.name]}
 
 
 async def read_listings(
     invoiced: InvoicedConnector, keap: KeapConnector, flows: Iterable[Flow], progress: Progress = lambda *_: None
 ) -> Listings:
-    """One full listing per stream the flows need, read concurrently."""
+    """One full listing per Invoiced resource and per flow's Keap object, read concurrently."""
     flows = list(flows)
 
     async def collect(name: str, records: AsyncIterator[Record]) -> list[Record]:
@@ -171,23 +168,15 @@ async def read_listings(
             progress(name, len(collected))
         return collected
 
-    def keap_listing(flow: Flow) -> AsyncIterator[Record]:
-        stream = STREAMS[flow.name]
-        fields = None if stream.fields is None else sorted({*stream.fields, *(f for rule in flow.rules for f in rule.keap_fields)})
-        return keap.list_all(stream, fields=fields)
-
-    objects = {flow.invoiced_object for flow in flows}
+    resources = {flow.invoiced.name: flow.invoiced for flow in flows}
     tasks = {
-        "customers": collect("Invoiced customers", invoiced.customers()) if "customer" in objects else None,
-        "items": collect("Invoiced items", invoiced.items()) if "item" in objects else None,
-        **{flow.name: collect(f"Keap {flow.name}", keap_listing(flow)) for flow in flows},
+        **{f"invoiced {name}": collect(f"Invoiced {name}s", invoiced.all(resource)) for name, resource in resources.items()},
+        **{f"keap {flow.name}": collect(f"Keap {flow.name}", keap.list_all(flow.keap, fields=flow.keap_fields)) for flow in flows},
     }
-    names = [name for name, task in tasks.items() if task is not None]
-    results = dict(zip(names, await asyncio.gather(*(tasks[name] for name in names)), strict=True))
+    results = dict(zip(tasks, await asyncio.gather(*tasks.values()), strict=True))
     return Listings(
-        customers=results.get("customers", []),
-        items=results.get("items", []),
-        keap={flow.name: results[flow.name] for flow in flows},
+        invoiced={name: results[f"invoiced {name}"] for name in resources},
+        keap={flow.name: results[f"keap {flow.name}"] for flow in flows},
     )
 
 

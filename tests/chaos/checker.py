@@ -27,7 +27,8 @@ from datetime import datetime
 from typing import Any
 
 from invoiced_keap.engine.plan import disagreements
-from invoiced_keap.flows import CATALOGUE, Side, flow_for_customer
+from invoiced_keap.connectors.invoiced import CUSTOMER
+from invoiced_keap.flows import CATALOGUE, Side, flow_of
 from tests.chaos.world import KEAP_COLLECTIONS, Edit, record_key
 
 Record = dict[str, Any]
@@ -85,7 +86,7 @@ class Snapshot:
     def invoiced_in(self, flow: str) -> dict[str, Record]:
         if flow == "products":
             return self.items
-        return {record_id: c for record_id, c in self.customers.items() if flow_for_customer(c) == flow}
+        return {record_id: c for record_id, c in self.customers.items() if flow_of(CUSTOMER, c) == flow}
 
     def invoiced_exists(self, flow: str, record_id: str) -> bool:
         return record_id in (self.items if flow == "products" else self.customers)

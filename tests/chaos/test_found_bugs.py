@@ -77,11 +77,11 @@ async def test_a_customer_edited_again_within_the_second_it_was_read_is_read_aga
     time.sleep(1 - time.time() % 1 + 0.02)  # early in a second, so the read and the edit share it
     customer = invoiced_emulator.create_customer({"name": "Acme"})
     async with InvoicedConnector(API_KEY, invoiced_server.url) as connector:
-        first = connector.changed_customers(None)
+        first = connector.changed(CUSTOMER, None)
         assert [c["id"] async for c in first] == [customer["id"]]
         invoiced_emulator.update_customer(customer["id"], {"name": "Acme Inc"})
         assert invoiced_emulator.customer(customer["id"])["updated_at"] == customer["updated_at"], "the test ran past the second"
-        again = connector.changed_customers(first.watermark)
+        again = connector.changed(CUSTOMER, first.watermark)
         assert [c["name"] async for c in again] == ["Acme Inc"]
 
 

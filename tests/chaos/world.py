@@ -30,7 +30,8 @@ from invoiced_keap.emulators.keap import KeapEmulator
 from invoiced_keap.emulators.keap.resources import RESOURCES
 from invoiced_keap.emulators.kit import Emulator
 from invoiced_keap.emulators.serve import BackgroundServer
-from invoiced_keap.flows import CATALOGUE, Side, Value, flow_for_customer
+from invoiced_keap.connectors.invoiced import CUSTOMER
+from invoiced_keap.flows import CATALOGUE, Side, Value, flow_of
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -210,7 +211,7 @@ class ChaosWorld:
     def _invoiced_record(self) -> tuple[str, Record] | None:
         emulator = self.invoiced_emulator
         items = [i for i in emulator.items.values() if i["id"] not in emulator.archived_item_ids]
-        choices = [("products", i) for i in items] + [(flow_for_customer(c), c) for c in emulator.customers.values()]
+        choices = [("products", i) for i in items] + [(flow_of(CUSTOMER, c), c) for c in emulator.customers.values()]
         return self.rng.choice(choices) if choices else None
 
     def _invoiced_edit(self) -> str:

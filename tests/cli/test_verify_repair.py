@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from invoiced_keap.emulators.keap.resources import RESOURCES
-from invoiced_keap.engine.apply import snapshot
+from invoiced_keap.engine.shadows import snapshot
 from invoiced_keap.flows import build_flows
 
 

@@ -22,7 +22,7 @@ from invoiced_keap.connectors.invoiced import (
     ITEM,
     InvoicedConnector,
     UpdatedWatermark,
-    removed_customer_id,
+    removed_record_id,
 )
 from invoiced_keap.connectors.pacing import RateLimits
 from invoiced_keap.emulators.invoiced import InvoicedEmulator
@@ -96,8 +96,8 @@ async def test_full_listings_read_every_page_exactly_once(
     customer_ids = add_customers(invoiced_emulator, 250)
     item_ids = [invoiced_emulator.create_item({"name": f"Item {n}"})["id"] for n in range(101)]
 
-    customers = await collect(invoiced.customers())
-    items = await collect(invoiced.items())
+    customers = await collect(invoiced.all(CUSTOMER))
+    items = await collect(invoiced.all(ITEM))
 
     assert ids(customers) == customer_ids
     assert sorted(ids(items)) == sorted(item_ids)
@@ -115,7 +115,7 @@ async def test_incremental_customers_include_changes_in_the_watermark_second(
     first, second = add_customers(invoiced_emulator, 2, "New")
     watermark_second = int(manual_clock())
 
-    first_read = invoiced.changed_customers(None)
+    first_read = invoiced.changed(CUSTOMER, None)
     assert ids(await collect(first_read)) == [*old, first, second]
     assert first_read.watermark == UpdatedWatermark(watermark_second, frozenset({str(first), str(second)}))
 
@@ -126,7 +126,7 @@ async def test_incremental_customers_include_changes_in_the_watermark_second(
     invoiced_emulator.update_customer(old[0], {"email": "old@example.com"})
     calls_before = invoiced_emulator.requests["GET /customers"]
 
-    second_read = invoiced.changed_customers(UpdatedWatermark.from_text(first_read.watermark.to_text()))
+    second_read = invoiced.changed(CUSTOMER, UpdatedWatermark.from_text(first_read.watermark.to_text()))
     changed = await collect(second_read)
 
     assert ids(changed) == [same_second, old[0], first]
@@ -134,7 +134,7 @@ async def test_incremental_customers_include_changes_in_the_watermark_second(
     assert invoiced_emulator.requests["GET /customers"] - calls_before == 1  # the server filters: one page
     assert second_read.watermark == UpdatedWatermark(watermark_second + 1, frozenset({str(old[0]), str(first)}))
 
-    idle_read = invoiced.changed_customers(second_read.watermark)
+    idle_read = invoiced.changed(CUSTOMER, second_read.watermark)
     assert await collect(idle_read) == []
     assert idle_read.watermark == second_read.watermark
 
@@ -145,7 +145,7 @@ async def test_incremental_customer_watermark_follows_the_records_yielded(
     for _ in range(3):
         add_customers(invoiced_emulator, 1)
         manual_clock.advance(1)
-    read = invoiced.changed_customers(None)
+    read = invoiced.changed(CUSTOMER, None)
 
     async for record in read:
         assert read.watermark == UpdatedWatermark(record["updated_at"], frozenset({str(record["id"])}))
@@ -159,7 +159,7 @@ async def test_incremental_items_stop_paging_at_the_watermark(
         invoiced_emulator.create_item({"id": f"item-{n:03d}", "name": f"Item {n}"})
     manual_clock.advance(30)
     invoiced_emulator.create_item({"id": "late", "name": "Late"})
-    first_read = invoiced.changed_items(None)
+    first_read = invoiced.changed(ITEM, None)
     assert len(await collect(first_read)) == 251
     assert first_read.watermark == UpdatedWatermark(int(manual_clock()), frozenset({"late"}))
 
@@ -168,7 +168,7 @@ async def test_incremental_items_stop_paging_at_the_watermark(
     invoiced_emulator.update_item("item-007", {"description": "edited"})
     calls_before = invoiced_emulator.requests["GET /items"]
 
-    second_read = invoiced.changed_items(first_read.watermark)
+    second_read = invoiced.changed(ITEM, first_read.watermark)
     partial = second_read.__aiter__()
     assert (await anext(partial))["id"] == "item-007"
     assert second_read.watermark == first_read.watermark  # newest first: not yet safe to move
@@ -186,8 +186,8 @@ async def test_archived_items_are_listed_apart_from_live_ones(
         invoiced_emulator.create_item({"id": item_id, "name": item_id})
     invoiced_emulator.archived_item_ids.update({"gone-1", "gone-2"})
 
-    assert ids(await collect(invoiced.items())) == ["keep"]
-    assert ids(await collect(invoiced.archived_items())) == ["gone-1", "gone-2"]
+    assert ids(await collect(invoiced.all(ITEM))) == ["keep"]
+    assert ids(await collect(invoiced.archived(ITEM))) == ["gone-1", "gone-2"]
 
 
 async def test_customer_removal_events_since_a_cursor(
@@ -198,8 +198,8 @@ async def test_customer_removal_events_since_a_cursor(
     invoiced_emulator.merge_customers(b, c)
     invoiced_emulator.update_customer(d, {"email": "d@example.com"})
 
-    everything = await invoiced.customer_removals(None)
-    assert [(event["type"], removed_customer_id(event)) for event in everything.events] == [
+    everything = await invoiced.removals(CUSTOMER, None)
+    assert [(event["type"], removed_record_id(event)) for event in everything.events] == [
         ("customer.deleted", a),
         ("customer.merged", c),
     ]
@@ -207,17 +207,17 @@ async def test_customer_removal_events_since_a_cursor(
 
     for _ in range(120):  # more than a page of older events behind the cursor
         invoiced_emulator.delete_customer(add_customers(invoiced_emulator, 1)[0])
-    middle = await invoiced.customer_removals(None)
+    middle = await invoiced.removals(CUSTOMER, None)
     invoiced_emulator.delete_customer(e)
     invoiced_emulator.merge_customers(b, d)
     calls_before = invoiced_emulator.requests["GET /events"]
 
-    since_middle = await invoiced.customer_removals(middle.cursor)
+    since_middle = await invoiced.removals(CUSTOMER, middle.cursor)
 
-    assert [removed_customer_id(event) for event in since_middle.events] == [e, d]
+    assert [removed_record_id(event) for event in since_middle.events] == [e, d]
     assert since_middle.cursor == max(event["id"] for event in invoiced_emulator.events)
     assert invoiced_emulator.requests["GET /events"] - calls_before == 2  # one page per event type
-    idle = await invoiced.customer_removals(since_middle.cursor)
+    idle = await invoiced.removals(CUSTOMER, since_middle.cursor)
     assert idle.events == [] and idle.cursor == since_middle.cursor
 
 
@@ -227,9 +227,9 @@ async def test_full_listing_survives_5xx_then_a_429_storm(
     customer_ids = add_customers(invoiced_emulator, 450)
 
     set_faults(invoiced_server, error_rate=0.2, error_status=503)
-    under_5xx = await collect(invoiced.customers())
+    under_5xx = await collect(invoiced.all(CUSTOMER))
     set_faults(invoiced_server, error_rate=0.6, error_status=429)
-    under_429 = await collect(invoiced.customers())
+    under_429 = await collect(invoiced.all(CUSTOMER))
 
     assert ids(under_5xx) == customer_ids
     assert ids(under_429) == customer_ids
@@ -371,7 +371,7 @@ async def test_the_api_key_never_reaches_logs_or_exceptions(caplog: pytest.LogCa
         async with InvoicedConnector(SECRET_KEY, server.url, retry=FAST_RETRIES) as invoiced:
             customer = await invoiced.create(CUSTOMER, {"name": "Acme"})
             await invoiced.merge_metadata(CUSTOMER, customer, {"keap_company_id": "1"})
-            assert [record async for record in invoiced.customers()] != []
+            assert [record async for record in invoiced.all(CUSTOMER)] != []
             repr_text = repr(invoiced)
             for failing in (invoiced.get(CUSTOMER, 999_999), invoiced.create(CUSTOMER, {})):
                 with pytest.raises(RecordRejected) as raised:

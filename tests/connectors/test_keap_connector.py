@@ -20,6 +20,7 @@ from invoiced_keap.connectors.pacing import RateLimits
 from invoiced_keap.emulators.keap import KeapEmulator
 from invoiced_keap.emulators.keap.resources import RESOURCES
 from invoiced_keap.emulators.serve import BackgroundServer
+from invoiced_keap.flows import CATALOGUE as FLOWS
 from invoiced_keap.flows import CONTACT_ADDRESS, CONTACT_EMAIL
 from tests.connectors.keap_support import (
     CONTACTS_ENDPOINT,
@@ -53,14 +54,15 @@ async def keap(keap_server: BackgroundServer) -> AsyncIterator[KeapConnector]:
 async def test_listing_reads_every_page_once_with_only_the_fields_asked_for(keap_server: BackgroundServer, keap: KeapConnector) -> None:
     seed(keap_server, contacts=[contact(number) for number in range(2_500)])
 
-    records = [record async for record in keap.list_all(CONTACTS)]
+    fields = ("given_name", "family_name", "email_addresses", "update_time")
+    records = [record async for record in keap.list_all(CONTACTS, fields=fields)]
 
     assert len(records) == 2_500
     assert len({record["id"] for record in records}) == 2_500
     requests, _ = emulator_stats(keap_server)
     assert requests[CONTACTS_ENDPOINT] == 3  # 1000 + 1000 + 500
     # empty fields are left out by Keap; nothing beyond the fields asked for comes back (no create_time, ...)
-    assert {"id", "given_name", "email_addresses", "update_time"} <= set(records[0]) <= {"id", *(CONTACTS.fields or ())}
+    assert {"id", "given_name", "email_addresses", "update_time"} <= set(records[0]) <= {"id", *fields}
     assert keap.stats.requests[CONTACTS_ENDPOINT] == 3
 
 
@@ -69,7 +71,7 @@ async def test_companies_incremental_read_includes_same_millisecond_edits(
 ) -> None:
     ids = seed(clocked_server, companies=[company(number) for number in range(5)])["companies"]
     async with KeapConnector(ApiKey(API_KEY), api_url(clocked_server), limits=UNPACED, overlap=timedelta(0)) as keap:
-        first = await keap.changes(COMPANIES, None)
+        first = await keap.changes(COMPANIES, None, fields=FLOWS["companies"].keap_fields)
         assert len(first.records) == 5
         watermark = first.watermark
         assert watermark == datetime.fromtimestamp(manual_clock.now, UTC)
@@ -78,7 +80,7 @@ async def test_companies_incremental_read_includes_same_millisecond_edits(
         await keap.update(COMPANIES, ids[2], {"company_name": "Renamed"})
         manual_clock.advance(1.5)
         await keap.update(COMPANIES, ids[4], {"company_name": "Later"})
-        second = await keap.changes(COMPANIES, watermark)
+        second = await keap.changes(COMPANIES, watermark, fields=FLOWS["companies"].keap_fields)
 
     # every record is at the watermark's millisecond or later, so all five come back, with the edits
     by_id = {record["id"]: record for record in second.records}
@@ -94,13 +96,13 @@ async def test_contacts_incremental_read_skips_older_records_and_moves_the_water
     manual_clock.advance(3600)
     async with KeapConnector(ApiKey(API_KEY), api_url(clocked_server), limits=UNPACED, page_size=10) as keap:
         at_watermark = await keap.update(CONTACTS, old[3], {"given_name": "Boundary"})
-        baseline = await keap.changes(CONTACTS, None)
+        baseline = await keap.changes(CONTACTS, None, fields=FLOWS["contacts"].keap_fields)
         assert len(baseline.records) == 30 and baseline.watermark == updated_at(at_watermark)
         manual_clock.advance(60)
         edited = await keap.update(CONTACTS, old[7], {"given_name": "Edited"})
         new = seed(clocked_server, contacts=[contact(100), contact(101)])["contacts"]  # same millisecond as the edit
 
-        changes = await keap.changes(CONTACTS, baseline.watermark)
+        changes = await keap.changes(CONTACTS, baseline.watermark, fields=FLOWS["contacts"].keap_fields)
 
     # the record updated at the watermark's very millisecond comes back too (at/after, never strictly after)
     assert sorted(record["id"] for record in changes.records) == sorted([old[3], old[7], *new])
@@ -123,7 +125,7 @@ async def test_an_edit_between_pages_of_an_incremental_read_loses_nothing(
     async with KeapConnector(
         ApiKey(API_KEY), api_url(keap_server), limits=UNPACED, page_size=10, listeners=[edit_after_first_page]
     ) as keap:
-        changes = await keap.changes(CONTACTS, before)
+        changes = await keap.changes(CONTACTS, before, fields=FLOWS["contacts"].keap_fields)
 
     assert edited
     assert sorted(record["id"] for record in changes.records) == sorted(ids)
@@ -148,9 +150,9 @@ async def test_a_record_edited_after_its_page_was_read_is_caught_by_the_next_rea
     async with KeapConnector(
         ApiKey(API_KEY), api_url(keap_server), limits=UNPACED, page_size=10, overlap=timedelta(0), listeners=[edit_between_pages]
     ) as keap:
-        first = await keap.changes(COMPANIES, datetime(2000, 1, 1, tzinfo=UTC))
+        first = await keap.changes(COMPANIES, datetime(2000, 1, 1, tzinfo=UTC), fields=FLOWS["companies"].keap_fields)
         assert pages_answered == 3
-        second = await keap.changes(COMPANIES, first.watermark)
+        second = await keap.changes(COMPANIES, first.watermark, fields=FLOWS["companies"].keap_fields)
 
     # the first read saw ids[1] before its edit; the watermark must not have jumped past that edit
     assert ids[1] in {record["id"] for record in second.records}
@@ -163,15 +165,15 @@ async def test_products_newest_first_stop_paging_at_the_watermark(
     manual_clock.advance(3600)
     async with KeapConnector(ApiKey(API_KEY), api_url(clocked_server), limits=UNPACED, page_size=10) as keap:
         await keap.update(PRODUCTS, ids[10], {"description": "at the watermark"})
-        baseline = await keap.changes(PRODUCTS, None)
+        baseline = await keap.changes(PRODUCTS, None, fields=FLOWS["products"].keap_fields)
         assert len(baseline.records) == 50 and keap.stats.requests["GET /crm/rest/v2/products"] == 5
         manual_clock.advance(60)
         for product_id in ids[:3]:
             await keap.update(PRODUCTS, product_id, {"description": "new"})
 
-        changes = await keap.changes(PRODUCTS, baseline.watermark)
+        changes = await keap.changes(PRODUCTS, baseline.watermark, fields=FLOWS["products"].keap_fields)
         manual_clock.advance(3600)
-        idle = await keap.changes(PRODUCTS, datetime.fromtimestamp(manual_clock.now, UTC))
+        idle = await keap.changes(PRODUCTS, datetime.fromtimestamp(manual_clock.now, UTC), fields=FLOWS["products"].keap_fields)
 
     assert sorted(record["id"] for record in changes.records) == sorted([*ids[:3], ids[10]])
     assert changes.watermark == datetime.fromtimestamp(manual_clock.now - 3600, UTC)
@@ -195,9 +197,10 @@ async def test_update_sends_only_changed_fields_and_merges_owned_slots(keap_serv
     updated = await keap.update(
         CONTACTS,
         created["id"],
-        {"given_name": "Ada", "family_name": "King"},  # given_name unchanged: not in the mask
+        {"given_name": "Ada", "family_name": "King",  # given_name unchanged: not in the mask
+         **CONTACT_EMAIL.write(current, {"email": "countess@example.com"}),
+         **CONTACT_ADDRESS.write(current, {"line1": "12 St James's Sq", "locality": "London", "country_code": "GBR"})},
         current=current,
-        slots={CONTACT_EMAIL: {"email": "countess@example.com"}, CONTACT_ADDRESS: {"line1": "12 St James's Sq", "locality": "London", "country_code": "GBR"}},
     )
 
     emails = {entry["field"]: entry["email"] for entry in updated["email_addresses"]}
@@ -206,7 +209,8 @@ async def test_update_sends_only_changed_fields_and_merges_owned_slots(keap_serv
     assert addresses == {"SHIPPING": "1 Ship St", "BILLING": "12 St James's Sq"}
     assert updated["family_name"] == "King" and updated["given_name"] == "Ada"
 
-    unchanged = await keap.update(CONTACTS, created["id"], {"family_name": "King"}, current=updated, slots={CONTACT_EMAIL: {"email": "countess@example.com"}})
+    unchanged = await keap.update(CONTACTS, created["id"], {"family_name": "King", **CONTACT_EMAIL.write(updated, {"email": "countess@example.com"})},
+                                  current=updated)
     assert unchanged == updated
     assert keap.stats.requests["PATCH /crm/rest/v2/contacts/{id}"] == 1  # the no-op update made no call
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from invoiced_keap.connectors.keap import COMPANIES, CONTACTS, PRODUCTS, KeapConnector, Stream
+from invoiced_keap.connectors.keap import COMPANIES, CONTACTS, PRODUCTS, KeapConnector, KeapObject
 from invoiced_keap.connectors.keap_auth import ApiKey
 from invoiced_keap.connectors.pacing import Pacer, RateLimits
 from invoiced_keap.emulators.keap import KeapEmulator
@@ -42,7 +42,7 @@ def seeded(keap_server: BackgroundServer) -> BackgroundServer:
 
 
 async def read_everything(keap: KeapConnector) -> dict[str, list[str]]:
-    async def ids(stream: Stream) -> list[str]:
+    async def ids(stream: KeapObject) -> list[str]:
         return [record["id"] async for record in keap.list_all(stream)]
 
     companies, contacts, products = await asyncio.gather(ids(COMPANIES), ids(CONTACTS), ids(PRODUCTS))

@@ -3,25 +3,35 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 
-from invoiced_keap.flows import CATALOGUE, build_flows, flow_for_customer, moved_flow
+from invoiced_keap.connectors.invoiced import CUSTOMER, ITEM
+from invoiced_keap.flows import CATALOGUE, FieldRule, build_flows, flow_of
+from invoiced_keap.mapping import Mapped, Record
 
 
 @pytest.mark.parametrize(("customer_type", "flow"), [
     ("company", "companies"), ("government", "companies"), ("non_profit", "companies"), (None, "companies"),
     ("person", "contacts"),
 ])
-def test_flow_for_customer(customer_type: str | None, flow: str) -> None:
+def test_a_customer_belongs_to_the_flow_of_its_type(customer_type: str | None, flow: str) -> None:
     customer = {"name": "X"} if customer_type is None else {"name": "X", "type": customer_type}
-    assert flow_for_customer(customer) == flow
+    assert flow_of(CUSTOMER, customer) == flow
+    assert flow_of(CUSTOMER, customer, {"products": CATALOGUE["products"]}) is None
 
 
-def test_a_type_change_moves_the_customer() -> None:
-    assert moved_flow("companies", {"type": "person"}) == "contacts"
-    assert moved_flow("contacts", {"type": "non_profit"}) == "companies"
-    assert moved_flow("companies", {"type": "government"}) is None
+def test_items_belong_to_products() -> None:
+    assert flow_of(ITEM, {"id": "x", "name": "Widget"}) == "products"
+
+
+def to_keap(rule: FieldRule, invoiced: Record, keap: Record | None = None) -> Mapped:
+    return rule.write("keap", rule.value("invoiced", invoiced), keap or {})
+
+
+def to_invoiced(rule: FieldRule, keap: Record) -> Mapped:
+    return rule.write("invoiced", rule.value("keap", keap), {})
 
 
 def rule_names(profile: str, overrides: dict | None = None) -> dict[str, list[str]]:
@@ -41,7 +51,7 @@ def test_configuration_adds_and_drops_rules() -> None:
     assert rule_names("spec", overrides) == {"companies": ["name", "website"], "contacts": ["email"],
                                              "products": ["name", "description"]}
     website = build_flows("spec", overrides)["companies"].rule("website")
-    assert website.to_keap({"website": " acme.example "}).fields == {"website": "acme.example"}
+    assert to_keap(website, {"website": " acme.example "}).fields == {"website": "acme.example"}
 
 
 @pytest.mark.parametrize(("profile", "overrides", "message"), [
@@ -62,7 +72,7 @@ def test_company_rules_fill_keap_objects() -> None:
                 "city": "Springfield", "state": "IL", "postal_code": "62701", "country": "US"}
     keap: dict = {"email_address": {"email": "old@acme.example", "field": "EMAIL1", "is_opt_in": True}}
     for rule in flow.rules:
-        keap.update(rule.to_keap(customer, keap).fields)
+        keap.update(to_keap(rule, customer, keap).fields)
     assert keap["company_name"] == "Acme"
     assert keap["email_address"] == {"email": "a@acme.example", "field": "EMAIL1", "is_opt_in": True}
     assert keap["phone_number"] == {"number": "+1 555 0100", "field": "PHONE1"}
@@ -71,7 +81,7 @@ def test_company_rules_fill_keap_objects() -> None:
                                "country_code": "USA"}
     back: dict = {}
     for rule in flow.rules:
-        back.update(rule.to_invoiced(keap).fields)
+        back.update(to_invoiced(rule, keap).fields)
     assert back == {**customer, "address2": None}
 
 
@@ -80,13 +90,13 @@ def test_contact_rules_own_their_slots_only() -> None:
     keap = {"given_name": "J", "phone_numbers": [{"number": "1", "field": "PHONE2"}],
             "addresses": [{"line1": "Dock 4", "field": "SHIPPING"}]}
     customer = {"name": "Jane Cooper", "phone": "+1 555 0142", "city": "Austin", "country": "US"}
-    assert flow.rule("name").to_keap(customer).fields == {"given_name": "Jane", "family_name": "Cooper"}
-    assert flow.rule("phone").to_keap(customer, keap).fields == {
+    assert to_keap(flow.rule("name"), customer).fields == {"given_name": "Jane", "family_name": "Cooper"}
+    assert to_keap(flow.rule("phone"), customer, keap).fields == {
         "phone_numbers": [{"number": "1", "field": "PHONE2"}, {"number": "+1 555 0142", "field": "PHONE1"}]}
-    addresses = flow.rule("address").to_keap(customer, keap).fields["addresses"]
+    addresses = to_keap(flow.rule("address"), customer, keap).fields["addresses"]
     assert addresses[0] == {"line1": "Dock 4", "field": "SHIPPING"}
     assert addresses[1]["field"] == "BILLING" and addresses[1]["locality"] == "Austin"
-    assert flow.rule("email").to_keap({"email": None}, {"email_addresses": [{"email": "x@y", "field": "EMAIL1"}]}
+    assert to_keap(flow.rule("email"), {"email": None}, {"email_addresses": [{"email": "x@y", "field": "EMAIL1"}]}
                                       ).fields == {"email_addresses": []}
 
 
@@ -94,3 +104,10 @@ def test_product_create_fields() -> None:
     extras = CATALOGUE["products"].keap_create({"id": "setup-fee", "name": "Setup fee", "unit_cost": 499.5,
                                                 "currency": "usd"})
     assert extras.fields == {"sku": "setup-fee", "price": 49950, "short_description": "Setup fee"}
+
+
+def test_a_second_flow_on_a_keap_object_keeps_its_own_marks() -> None:
+    people = replace(CATALOGUE["contacts"], name="company_contacts")
+    marks = {flow.mark(stream) for flow in (CATALOGUE["contacts"], people) for stream in ("invoiced", "removals", "keap")}
+    assert len(marks) == 6
+    assert people.keap == CATALOGUE["contacts"].keap and people.keap_fields == CATALOGUE["contacts"].keap_fields

@@ -7,7 +7,9 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from invoiced_keap.engine.match import build_index, decide, match_all, match_key_of, normalise_name
+from invoiced_keap.engine.match import build_index, decide, match_all, match_key_of
+from invoiced_keap.flows import CATALOGUE as FLOWS
+from invoiced_keap.keys import normalise_name
 
 
 def test_normalise_name() -> None:
@@ -22,7 +24,7 @@ COMPANIES = [{"id": "1", "company_name": "Globex Ltd"}, {"id": "2", "company_nam
 
 
 def test_link_review_create() -> None:
-    index = build_index("companies", COMPANIES, linked_keap_ids=["4"])
+    index = build_index(FLOWS["companies"], COMPANIES, linked_keap_ids=["4"])
     assert decide(index, {"id": 10, "name": "GLOBEX LTD"}).action == "link"
     assert decide(index, {"id": 10, "name": "GLOBEX LTD"}).keap_id == "1"
     review = decide(index, {"id": 11, "name": "Stark Industries"})
@@ -34,22 +36,22 @@ def test_link_review_create() -> None:
 def test_contacts_match_on_any_email_casefolded_and_never_without_one() -> None:
     contacts = [{"id": "5", "given_name": "Jane",
                  "email_addresses": [{"email": "Work@Example.com", "field": "EMAIL2"}]}]
-    index = build_index("contacts", contacts)
+    index = build_index(FLOWS["contacts"], contacts)
     assert decide(index, {"id": 1, "name": "J", "email": " work@example.COM"}).keap_id == "5"
     assert decide(index, {"id": 2, "name": "Jane"}).action == "create"
-    assert match_key_of("contacts", {"id": 2, "name": "Jane"}) is None
+    assert match_key_of(FLOWS["contacts"], {"id": 2, "name": "Jane"}) is None
 
 
 def test_products_match_by_sku_before_name() -> None:
     products = [{"id": "p1", "name": "Widget", "sku": "widget-1"}, {"id": "p2", "name": "Widget", "sku": "other"}]
-    index = build_index("products", products)
+    index = build_index(FLOWS["products"], products)
     assert decide(index, {"id": "widget-1", "name": "Widget"}).keap_id == "p1"
     by_name = decide(index, {"id": "abc", "name": "widget"})
     assert (by_name.action, by_name.candidates) == ("review", ("p1", "p2"))
 
 
 def test_two_records_claiming_one_keap_record_both_go_to_review() -> None:
-    index = build_index("companies", COMPANIES)
+    index = build_index(FLOWS["companies"], COMPANIES)
     decisions = match_all(index, [{"id": 1, "name": "Globex Ltd"}, {"id": 2, "name": "globex ltd"},
                                   {"id": 3, "name": "Initech"}])
     assert [(d.action, d.keap_id) for d in decisions] == [("review", None), ("review", None), ("link", "4")]
@@ -63,7 +65,7 @@ names = st.sampled_from(["Acme", "acme", "Acme Inc", "Globex", "Initech", ""])
 def test_decisions_agree_with_brute_force(keap: list[tuple[int, str]], invoiced: list[str], linked: set[int]) -> None:
     keap_records: list[dict[str, Any]] = [{"id": str(i), "company_name": n} for i, n in dict(keap).items()]
     invoiced_records = [{"id": n, "name": name} for n, name in enumerate(invoiced)]
-    decisions = match_all(build_index("companies", keap_records, [str(i) for i in linked]), invoiced_records)
+    decisions = match_all(build_index(FLOWS["companies"], keap_records, [str(i) for i in linked]), invoiced_records)
     linked_now = [d.keap_id for d in decisions if d.action == "link"]
     assert len(linked_now) == len(set(linked_now))
     for record, decision in zip(invoiced_records, decisions):

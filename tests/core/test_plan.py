@@ -271,7 +271,7 @@ class Systems:
 
 
 def edits(flow: Flow) -> st.SearchStrategy[tuple[str, Any, Any]]:
-    invoiced_edits, keap_edits = INVOICED_EDITS[flow.invoiced_object], KEAP_EDITS[flow.keap_object]
+    invoiced_edits, keap_edits = INVOICED_EDITS[flow.invoiced.name], KEAP_EDITS[flow.keap.hook_object]
     return st.one_of(
         st.sampled_from(sorted(invoiced_edits)).flatmap(
             lambda f: st.sampled_from(invoiced_edits[f]).map(lambda v: ("invoiced", f, v))),
@@ -284,8 +284,8 @@ def edits(flow: Flow) -> st.SearchStrategy[tuple[str, Any, Any]]:
 def histories(draw: st.DrawFn, flow: Flow) -> list[tuple[str, Any, Any]]:
     """Both records filled at random (the first sync links them), then edits with sync points between."""
     invoiced_start = [("invoiced", f, draw(st.sampled_from(values)))
-                      for f, values in INVOICED_EDITS[flow.invoiced_object].items()]
-    keap_start = [("keap", p, draw(st.sampled_from(values))) for p, values in KEAP_EDITS[flow.keap_object].items()]
+                      for f, values in INVOICED_EDITS[flow.invoiced.name].items()]
+    keap_start = [("keap", p, draw(st.sampled_from(values))) for p, values in KEAP_EDITS[flow.keap.hook_object].items()]
     later = draw(st.lists(st.one_of(st.just(("sync", None, None)), edits(flow)), max_size=25))
     return [*invoiced_start, *keap_start, *later]
 

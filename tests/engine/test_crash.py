@@ -20,7 +20,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from invoiced_keap.emulators.keap.resources import RESOURCES
 from invoiced_keap.emulators.serve import BackgroundServer
-from invoiced_keap.engine.match import normalise_email, normalise_name
+from invoiced_keap.keys import normalise_email, normalise_name
 from invoiced_keap.engine.plan import plan_create
 from invoiced_keap.flows import build_flows
 from invoiced_keap.state import Store

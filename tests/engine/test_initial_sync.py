@@ -7,7 +7,9 @@ from collections import Counter
 
 from invoiced_keap.emulators.sample import INVOICED_SAMPLE
 from invoiced_keap.engine.plan import disagreements
-from invoiced_keap.flows import build_flows, flow_for_customer
+from invoiced_keap.engine.report import RunReport
+from invoiced_keap.connectors.invoiced import CUSTOMER
+from invoiced_keap.flows import build_flows, flow_of
 from tests.engine.conftest import World
 
 FLOWS = build_flows()
@@ -30,7 +32,7 @@ def assert_pairs_agree(world: World, flow: str) -> int:
 async def test_initial_sync_into_empty_keap_creates_one_twin_per_record(world: World) -> None:
     seeded = world.invoiced.seed(INVOICED_SAMPLE)
     customers = [world.invoiced.customer(i) for i in seeded["customers"]]
-    per_flow = Counter(flow_for_customer(customer) for customer in customers)
+    per_flow = Counter(flow_of(CUSTOMER, customer) for customer in customers)
 
     report = await world.sync()
 
@@ -102,7 +104,35 @@ async def test_dry_run_prints_the_plan_and_writes_nothing(world: World) -> None:
     assert world.writes() == Counter()
     assert world.keap_records("companies") == []
     assert world.store.runs() == [] and world.store.watermarks() == {}
-    [line] = [line for line in report.plan_lines() if line.startswith("companies")]
-    assert "create" in line and '"company_name": "Acme"' in line
+    [create, stamp] = [line for line in report.plan_lines() if line.startswith("companies")]
+    assert "create" in create and '"company_name": "Acme"' in create
+    assert "stamp" in stamp and "invoiced:1" in stamp
     real = await world.sync()
     assert real.flows["companies"].counts["created.keap"] == 1
+
+
+def what(report: RunReport) -> Counter[tuple[str, str, str, str | None]]:
+    """The actions of a report without their field values (a created record's id is known only once made)."""
+    return Counter((action.flow, action.verb, action.side, action.record_id) for flow in report.flows.values()
+                   for action in flow.actions)
+
+
+async def test_the_dry_run_plan_is_what_the_following_sync_does(world: World) -> None:
+    world.invoiced.seed({"customers": [{"name": "Acme", "type": "company", "email": "a@acme.example"},
+                                       {"name": "Jane Cooper", "type": "person", "email": "jane@example.com"},
+                                       {"name": "Globex", "type": "company"}],
+                         "items": [{"id": "widget", "name": "Widget", "unit_cost": 5}]})
+    world.keap.seed({"companies": [{"company_name": "Globex", "email_address": {"email": "hq@globex.example", "field": "EMAIL1"}}]})
+    await world.sync()
+    acme = next(c for c in world.invoiced.customers.values() if c["name"] == "Acme")
+    world.invoiced.update_customer(acme["id"], {"name": "Acme Corporation"})
+    world.invoiced.seed({"customers": [{"name": "Initech", "type": "company"}]})
+    jane = next(c for c in world.keap_records("contacts"))
+    world.keap_edit("contacts", jane["id"], {"family_name": "Cooper-Smith"})
+
+    planned = await world.sync(dry_run=True)
+    done = await world.sync()
+
+    assert what(planned) == what(done) and sum(what(done).values()) >= 4
+    assert planned.counts() == done.counts()
+    assert [line for line in planned.plan_lines() if " update " in line] == [line for line in done.plan_lines() if " update " in line]

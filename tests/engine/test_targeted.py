@@ -11,7 +11,7 @@ from invoiced_keap.connectors.invoiced import InvoicedConnector
 from invoiced_keap.connectors.keap import KeapConnector
 from invoiced_keap.connectors.keap_auth import ApiKey
 from invoiced_keap.connectors.pacing import RateLimits
-from invoiced_keap.engine.apply import snapshot
+from invoiced_keap.engine.shadows import snapshot
 from invoiced_keap.engine.options import SyncOptions
 from invoiced_keap.engine.run import Syncer
 from invoiced_keap.flows import build_flows
@@ -43,7 +43,7 @@ def reads(world: World) -> Counter[str]:
 
 
 def marks(world: World) -> dict[str, str | None]:
-    streams = ("invoiced.customers.companies", "invoiced.events.companies", "keap.companies", "keap.contacts", "invoiced.items")
+    streams = ("companies.invoiced", "companies.removals", "companies.keap", "contacts.keap", "products.invoiced")
     return {stream: world.store.get_watermark(stream) for stream in streams}
 
 

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from invoiced_keap.emulators.invoiced.errors import ApiError
-from invoiced_keap.flows import CATALOGUE, flow_for_customer
+from invoiced_keap.connectors.invoiced import CUSTOMER
+from invoiced_keap.flows import CATALOGUE, flow_of
 from tests.engine.conftest import World
 from tests.hostile.corpus import CASES, Case, Failed, RejectedByInvoiced, Synced
 
@@ -28,7 +29,7 @@ def create(world: World, case: Case) -> tuple[str, str] | str:
         customer = world.invoiced.create_customer(case.body)
     except ApiError as refusal:
         return refusal.message
-    return flow_for_customer(customer), str(customer["id"])
+    return flow_of(CUSTOMER, customer), str(customer["id"])
 
 
 def outcome(world: World, flow: str, invoiced_id: str) -> Any:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.routing import Route
+from starlette.testclient import TestClient
 
 from invoiced_keap.connectors.keap import COMPANIES, CONTACTS, KeapConnector
 from invoiced_keap.connectors.keap_auth import ApiKey
@@ -13,7 +17,9 @@ from invoiced_keap.emulators.keap import KeapEmulator
 from invoiced_keap.emulators.keap.hooks import HookStatus
 from invoiced_keap.emulators.serve import BackgroundServer
 from invoiced_keap.flows import CATALOGUE
-from invoiced_keap.server.keap_hooks import RECEIVER_PATH, ensure_hooks, event_keys, hook_url
+from invoiced_keap.server.debounce import DirtyQueue
+from invoiced_keap.server.keap_hooks import RECEIVER_PATH, KeapHookReceiver, ensure_hooks, event_keys, hook_url
+from invoiced_keap.server.metrics import Metrics
 from invoiced_keap.state import Side
 from tests.connectors import keap_support
 from tests.server.conftest import HOOK_TOKEN, Served, wait_for
@@ -123,3 +129,18 @@ def test_malformed_and_foreign_payloads(served: Served) -> None:
     foreign = httpx.post(url, json={"event_key": "invoice.add", "object_type": "invoice", "object_keys": [{"id": 1}]})
     assert (malformed.status_code, foreign.status_code, foreign.json()["result"]) == (400, 200, "ignored")
     assert served.queue.pending() == 0
+
+
+def test_a_hook_on_an_object_two_flows_sync_reaches_both() -> None:
+    flows = {**CATALOGUE, "company_contacts": replace(CATALOGUE["contacts"], name="company_contacts")}
+    queue = DirtyQueue()
+    receiver = KeapHookReceiver(HOOK_TOKEN, queue, Metrics(), flows)
+    app = Starlette(routes=[Route(f"{RECEIVER_PATH}/{{token}}", receiver.handle, methods=["POST"])])
+
+    answer = TestClient(app).post(f"{RECEIVER_PATH}/{HOOK_TOKEN}", json={"event_key": "contact.edit", "object_keys": [{"id": 7}]})
+
+    assert answer.status_code == 200
+    batch = queue.take()
+    assert sorted(batch.flows()) == ["company_contacts", "contacts"]
+    assert batch.ids("contacts", Side.KEAP) == batch.ids("company_contacts", Side.KEAP) == ["7"]
+    assert event_keys(flows.values()) == ALL_KEYS  # the hooks are registered once per object

@@ -56,29 +56,38 @@ class Stream:
     paginator: Paginator = field(default_factory=LinkHeaderPaginator)
 
 
-# Full listings go by id: records created mid-read land on later pages, so offset paging skips none.
-ALL_CUSTOMERS = Stream("/customers", {"sort": "id asc"})
-ALL_ITEMS = Stream("/items", {"sort": "id asc"})
-ARCHIVED_ITEMS = Stream("/items", {"archived": 1, "sort": "id asc"})
-# `id` breaks ties within Invoiced's 1-second timestamps, so page boundaries are stable.
-CUSTOMERS_BY_UPDATE = Stream("/customers", {"sort": "updated_at asc,id asc"})
-ITEMS_NEWEST_FIRST = Stream("/items", {"sort": "updated_at desc,id desc"})
-# One listing per type (an exact-match filter), so an idle check costs one call each; events come newest first.
-CUSTOMER_REMOVAL_EVENTS = tuple(
-    Stream("/events", {"filter[type]": event_type}) for event_type in ("customer.deleted", "customer.merged")
-)
-
-
 @dataclass(frozen=True)
 class Resource:
-    """A record type and its endpoint (`/customers/{id}`)."""
+    """A record type, declared: its endpoint (`/customers/{id}`), the listing of every live record (by id:
+    records created mid-read land on later pages, so offset paging skips none), the incremental listing
+    (`updated_after` filterable, or else `newest_first` with paging stopped at the watermark), and how a
+    delete shows: `removal_events` (one listing per event type, newest first) or an `archived` listing."""
 
     name: str
     path: str
+    listing: Stream
+    changes: Stream
+    newest_first: bool = False
+    removal_events: tuple[Stream, ...] = ()
+    archived: Stream | None = None
 
 
-CUSTOMER = Resource("customer", "/customers")
-ITEM = Resource("item", "/items")
+# `id` breaks ties within Invoiced's 1-second timestamps, so page boundaries are stable.
+CUSTOMER = Resource(
+    "customer", "/customers",
+    listing=Stream("/customers", {"sort": "id asc"}),
+    changes=Stream("/customers", {"sort": "updated_at asc,id asc"}),
+    # A merge deletes the merged customer without a `customer.deleted` event (see `removed_record_id`).
+    removal_events=tuple(Stream("/events", {"filter[type]": kind}) for kind in ("customer.deleted", "customer.merged")),
+)
+# The API ignores `updated_after` for items; archiving leaves `updated_at` alone and makes no event.
+ITEM = Resource(
+    "item", "/items",
+    listing=Stream("/items", {"sort": "id asc"}),
+    changes=Stream("/items", {"sort": "updated_at desc,id desc"}),
+    newest_first=True,
+    archived=Stream("/items", {"archived": 1, "sort": "id asc"}),
+)
 
 
 @dataclass(frozen=True)
@@ -185,8 +194,9 @@ class EventBatch:
     cursor: int | None
 
 
-def removed_customer_id(event: Record) -> int:
-    """The customer that is gone: the deleted one, or for `customer.merged` the one merged into the survivor."""
+def removed_record_id(event: Record) -> int:
+    """The record a removal event says is gone: the deleted one, or for `customer.merged` the customer merged
+    into the survivor."""
     customer = event["data"]["object"]
     if event["type"] == "customer.merged":
         return int(customer["original_customer"]["id"])
@@ -246,37 +256,30 @@ class InvoicedConnector(AsyncClosing):
             yield Page(response.json(), served_second(response))
             params = stream.paginator.next_query(response)
 
-    def customers(self) -> AsyncIterator[Record]:
-        return self.read(ALL_CUSTOMERS)
+    def all(self, resource: Resource) -> AsyncIterator[Record]:
+        """Every live record; deleted items are archived and listed by `archived`."""
+        return self.read(resource.listing)
 
-    def items(self) -> AsyncIterator[Record]:
-        """Live items; deleted ones are archived and listed by `archived_items`."""
-        return self.read(ALL_ITEMS)
+    def archived(self, resource: Resource) -> AsyncIterator[Record]:
+        """Deleted (archived) records of a resource that archives instead of deleting."""
+        if resource.archived is None:
+            raise ValueError(f"{resource.name}s are not archived")
+        return self.read(resource.archived)
 
-    def archived_items(self) -> AsyncIterator[Record]:
-        """Deleted items: archiving leaves `updated_at` alone and makes no event, so only this listing shows it."""
-        return self.read(ARCHIVED_ITEMS)
-
-    def changed_customers(self, since: UpdatedWatermark | None) -> ChangedRecords:
-        """Customers updated at or after `since` (all when None), oldest first: the filter is strict `>`
-        at 1-second resolution, so it asks for `updated_after = since - 1` and drops what was read already."""
+    def changed(self, resource: Resource, since: UpdatedWatermark | None) -> ChangedRecords:
+        """Records updated at or after `since` (all when None). Oldest first where `updated_after` works: the
+        filter is strict `>` at 1-second resolution, so it asks for `since - 1` and drops what was read already.
+        Newest first otherwise: paging stops at the first record older than the watermark's second."""
+        if resource.newest_first:
+            return ChangedRecords(self.pages(resource.changes), since, newest_first=True)
         query = {} if since is None else {"updated_after": since.updated_at - 1}
-        return ChangedRecords(self.pages(CUSTOMERS_BY_UPDATE, query), since, newest_first=False)
+        return ChangedRecords(self.pages(resource.changes, query), since, newest_first=False)
 
-    def changed_items(self, since: UpdatedWatermark | None) -> ChangedRecords:
-        """Items updated at or after `since`, newest first. The API ignores `updated_after` for items, so
-        paging stops at the first record older than the watermark's second; records at that second are read
-        through and the ones already read are dropped."""
-        return ChangedRecords(self.pages(ITEMS_NEWEST_FIRST), since, newest_first=True)
-
-    async def customer_removals(self, after_event_id: int | None) -> EventBatch:
-        """`customer.deleted` and `customer.merged` events with ids above the cursor (all when None).
-
-        A merge deletes the merged customer without a `customer.deleted` event (see `removed_customer_id`).
-        Events come newest first, so each listing stops paging at the first event at or below the cursor.
-        """
+    async def removals(self, resource: Resource, after_event_id: int | None) -> EventBatch:
+        """The resource's removal events with ids above the cursor (all when None), oldest first.
+        Events come newest first, so each listing stops paging at the first event at or below the cursor."""
         found: list[Record] = []
-        for stream in CUSTOMER_REMOVAL_EVENTS:
+        for stream in resource.removal_events:
             async with aclosing(self.read(stream)) as events:
                 async for event in events:
                     if after_event_id is not None and event["id"] <= after_event_id:

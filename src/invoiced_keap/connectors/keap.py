@@ -4,7 +4,7 @@ Calls are Keap's scarce resource (a key gets 240 a minute), so listings ask for 
 and only the fields the flows use, incremental reads ask only for what changed since a watermark,
 and an update sends exactly the fields that differ (`update_mask`), or nothing at all.
 
-Incremental reads, per stream (`Stream`):
+Incremental reads, per object (`KeapObject`):
 - companies: `filter=since_time==<watermark - overlap>`, `order_by=id`;
 - contacts: `filter=start_update_time==<watermark - overlap>`, `order_by=id`;
 - products: no time filter exists, so `order_by=last_updated_time desc`, paging stops at the watermark.
@@ -35,7 +35,6 @@ from invoiced_keap.connectors.http import ApiClient, AsyncClosing, RequestEvent,
 from invoiced_keap.connectors.keap_auth import AccessToken, ApiKey, KeapOAuth, OAuthClient
 from invoiced_keap.connectors.pacing import KEAP_OAUTH_LIMITS, KEAP_PAT_LIMITS, Pacer, RateLimits
 from invoiced_keap.connectors.redaction import SecretHeaders
-from invoiced_keap.mapping import KeapPlace
 
 Record = dict[str, Any]
 Credentials = ApiKey | AccessToken | OAuthClient
@@ -45,17 +44,24 @@ API_KEY_HEADER = "X-Keap-API-Key"
 PAGE_SIZE = 1000
 DEFAULT_OVERLAP = timedelta(seconds=5)
 HOOKS_PATH = "/v1/hooks"
+IDS_PER_CALL = 100
+"""Ids per `by_ids` listing: keeps the query string well under common URL length limits."""
 
 
 @dataclass(frozen=True)
-class Stream:
-    """One v2 record type. `fields` is what a listing asks for (None: Keap's default set; v2 products
-    take no `fields`); `since_filter` / `change_order` say how to read only what changed."""
+class KeapObject:
+    """One v2 record type, declared: `name` is its path segment and listing key, `hook_object` its v1 REST
+    hook event prefix (`company.edit`), `properties` the v2 schema's top-level fields (what a field rule may
+    name), `since_filter` / `change_order` how to read only what changed, `ids_filter` the filter that takes
+    a comma-separated id list (None: read one by one), `takes_fields` whether listings take `fields`."""
 
     name: str
-    fields: tuple[str, ...] | None
+    hook_object: str
+    properties: frozenset[str]
     since_filter: str | None = None
     change_order: str | None = None
+    ids_filter: str | None = None
+    takes_fields: bool = True
 
     @property
     def path(self) -> str:
@@ -70,20 +76,46 @@ class Stream:
         return bool(self.change_order and self.change_order.endswith(" desc"))
 
 
-COMPANIES = Stream(
-    "companies",
-    fields=("company_name", "email_address", "phone_number", "address", "update_time"),
+# Properties: the v2 OpenAPI schemas `Company`, `Contact`, `RestV2Product_List` (keap/specs, 2024).
+COMPANIES = KeapObject(
+    "companies", "company",
+    frozenset({
+        "account_id", "address", "anniversary_date", "assistant_name", "assistant_phone", "billing_information",
+        "birth_date", "company_name", "contact_type", "create_time", "created_by", "custom_fields", "email_address",
+        "fax_number", "first_name", "groups", "id", "job_title", "last_name", "last_updated_by", "middle_name",
+        "notes", "owner_id", "phone_number", "preferred_name", "referral_code", "spouse_name", "suffix", "title",
+        "update_time", "website",
+    }),
     since_filter="since_time",
     change_order="id",
 )
-CONTACTS = Stream(
-    "contacts",
-    fields=("given_name", "family_name", "email_addresses", "phone_numbers", "addresses", "update_time"),
+CONTACTS = KeapObject(
+    "contacts", "contact",
+    frozenset({
+        "account_id", "addresses", "anniversary_date", "assistant_name", "assistant_phone", "billing_information",
+        "birth_date", "company", "contact_type", "create_time", "created_by", "custom_fields", "email_addresses",
+        "family_name", "fax_numbers", "given_name", "groups", "id", "job_title", "last_updated_by", "leadsource_id",
+        "links", "middle_name", "origin", "owner_id", "phone_numbers", "preferred_locale", "preferred_name", "prefix",
+        "referral_code", "score_value", "social_accounts", "source_type", "spouse_name", "suffix", "tag_ids",
+        "time_zone", "update_time", "utm_parameters", "website",
+    }),
     since_filter="start_update_time",
     change_order="id",
+    ids_filter="ids",
 )
-PRODUCTS = Stream("products", fields=None, change_order="last_updated_time desc")
-STREAMS = {stream.name: stream for stream in (COMPANIES, CONTACTS, PRODUCTS)}
+PRODUCTS = KeapObject(
+    "products", "product",
+    frozenset({
+        "active", "bottom_html", "categories", "city_taxable", "country_taxable", "create_time",
+        "delivery_description", "description", "has_legacy_image", "id", "inventory", "is_package", "name",
+        "needs_digital_delivery", "options", "price", "shippable", "short_description", "sku", "state_taxable",
+        "storefront_hidden", "subscription_only", "subscription_plans", "taxable", "top_html", "update_time", "weight",
+    }),
+    change_order="last_updated_time desc",
+    ids_filter="product_ids",
+    takes_fields=False,
+)
+OBJECTS = {keap_object.name: keap_object for keap_object in (COMPANIES, CONTACTS, PRODUCTS)}
 
 
 @dataclass(frozen=True)
@@ -199,49 +231,48 @@ class KeapConnector(AsyncClosing):
         return self.api.stats
 
     # --- reading ---------------------------------------------------------------------------------
-    async def pages(self, stream: Stream, params: Mapping[str, str] | None = None) -> AsyncIterator[Page]:
+    async def pages(self, keap_object: KeapObject, params: Mapping[str, str] | None = None) -> AsyncIterator[Page]:
         """Every page of a listing (1000 records a page unless configured), each page requested once."""
         query = {"page_size": str(self.page_size), **(params or {})}
         token: str | None = None
         while True:
-            response = await self.api.request("GET", stream.path, params={**query, **({"page_token": token} if token else {})})
+            response = await self.api.request("GET", keap_object.path, params={**query, **({"page_token": token} if token else {})})
             body = response.json()
-            yield Page(body.get(stream.name) or [], served_at(response))
+            yield Page(body.get(keap_object.name) or [], served_at(response))
             token = page_token_of(body.get("next_page_token"))
             if token is None:
                 return
 
-    async def list_all(self, stream: Stream, *, fields: Sequence[str] | None = None) -> AsyncIterator[Record]:
-        """Every record of a stream (for the match index, id scans and `verify`)."""
-        async for page in self.pages(stream, self._fields_param(stream, fields)):
+    async def list_all(self, keap_object: KeapObject, *, fields: Sequence[str] | None = None) -> AsyncIterator[Record]:
+        """Every record of an object with `fields` (None: Keap's default set) for the match index, id scans, `verify`."""
+        async for page in self.pages(keap_object, _fields_param(keap_object, fields)):
             for record in page.records:
                 yield record
 
-    async def changes(
-        self, stream: Stream, watermark: datetime | None, *, fields: Sequence[str] | None = None
-    ) -> Changes:
-        """Records updated at or after `watermark - overlap` (all records when there is no watermark).
+    async def changes(self, keap_object: KeapObject, watermark: datetime | None, *, fields: Sequence[str]) -> Changes:
+        """Records updated at or after `watermark - overlap` (all records when there is no watermark), with
+        `fields` and `update_time`.
 
         Records at the watermark's millisecond come back again on the next read: never lossy, and the
         engine's shadows make them no-ops."""
-        if fields is not None and "update_time" not in fields:
+        if "update_time" not in fields:
             fields = [*fields, "update_time"]  # the watermark is made of it
-        params = self._fields_param(stream, fields)
+        params = _fields_param(keap_object, fields)
         start = watermark - self.overlap if watermark is not None else None
-        if start is not None and stream.since_filter:
-            params["filter"] = f"{stream.since_filter}=={keap_time(start)}"
-        if stream.change_order:
-            params["order_by"] = stream.change_order
+        if start is not None and keap_object.since_filter:
+            params["filter"] = f"{keap_object.since_filter}=={keap_time(start)}"
+        if keap_object.change_order:
+            params["order_by"] = keap_object.change_order
         newest: dict[str, Record] = {}
         began: datetime | None = None
-        async with aclosing(self.pages(stream, params)) as pages:
+        async with aclosing(self.pages(keap_object, params)) as pages:
             async for page in pages:
                 began = began or page.served_at
                 fresh = [record for record in page.records if start is None or not _older(record, start)]
                 for record in fresh:
                     if _newer(record, newest.get(record["id"])):
                         newest[record["id"]] = record
-                if stream.newest_first and len(fresh) < len(page.records):
+                if keap_object.newest_first and len(fresh) < len(page.records):
                     break  # newest first: the rest is older than the watermark
         times = [moment for record in newest.values() if (moment := updated_at(record)) is not None]
         reached = max(times, default=None)
@@ -249,45 +280,46 @@ class KeapConnector(AsyncClosing):
             reached = min(reached, began)  # an edit made after its page was read is caught next time
         return Changes(list(newest.values()), max(filter(None, (reached, watermark)), default=None))
 
-    async def get(self, stream: Stream, record_id: str, *, fields: Sequence[str] | None = None) -> Record:
-        params = {"fields": ",".join(fields)} if fields else None
-        response = await self.api.request("GET", stream.record_path, path_params={"id": record_id}, params=params)
+    async def by_ids(self, keap_object: KeapObject, ids: Sequence[str], *, fields: Sequence[str] | None = None) -> dict[str, Record]:
+        """The records of `ids` that exist, by id, in listings of `IDS_PER_CALL` ids (the object's `ids_filter`);
+        an object without one is read by one GET per id. An id missing from the answer may still exist: confirm
+        with `get` before believing a delete."""
+        found: dict[str, Record] = {}
+        if keap_object.ids_filter is None:
+            return found
+        for start in range(0, len(ids), IDS_PER_CALL):
+            params = {**_fields_param(keap_object, fields), "filter": f"{keap_object.ids_filter}=={','.join(ids[start : start + IDS_PER_CALL])}"}
+            async for page in self.pages(keap_object, params):
+                found.update((str(record["id"]), record) for record in page.records)
+        return found
+
+    async def get(self, keap_object: KeapObject, record_id: str, *, fields: Sequence[str] | None = None) -> Record:
+        params = _fields_param(keap_object, fields) or None
+        response = await self.api.request("GET", keap_object.record_path, path_params={"id": record_id}, params=params)
         return dict(response.json())
 
     # --- writing ---------------------------------------------------------------------------------
-    async def create(self, stream: Stream, body: Mapping[str, Any]) -> Record:
+    async def create(self, keap_object: KeapObject, body: Mapping[str, Any]) -> Record:
         """POST; not repeated after a 5xx (it may have been made): the engine's intents handle that."""
-        response = await self.api.request("POST", stream.path, json=dict(body))
+        response = await self.api.request("POST", keap_object.path, json=dict(body))
         return dict(response.json())
 
     async def update(
-        self,
-        stream: Stream,
-        record_id: str,
-        changes: Mapping[str, Any],
-        *,
-        current: Mapping[str, Any] | None = None,
-        slots: Mapping[KeapPlace, Mapping[str, Any]] | None = None,
+        self, keap_object: KeapObject, record_id: str, changes: Mapping[str, Any], *, current: Mapping[str, Any] | None = None
     ) -> Record:
-        """PATCH with an `update_mask` naming exactly the fields that differ from `current`.
+        """PATCH with an `update_mask` naming exactly the fields of `changes` that differ from `current`.
 
-        `slots` gives values for the slots we own (`EMAIL1`, `PHONE1`, `BILLING`): Keap replaces a
-        contact's arrays wholesale, so each is merged into `current`'s array, keeping the other slots.
-        With nothing to change, no call is made and `current` is returned.
+        Keap replaces a contact's arrays wholesale: `changes` carries whole arrays, merged by the caller
+        (`mapping.KeapPlace.write`). With nothing to change, no call is made and `current` is returned.
         """
-        body = dict(changes)
-        for place, values in (slots or {}).items():
-            if current is None:
-                raise ValueError("updating a slot needs the current record to merge into")
-            body.update(place.write(current, values))
-        body = changed_fields(body, current)
+        body = changed_fields(changes, current)
         if not body:
             if current is None:
                 raise ValueError("nothing to update")
             return dict(current)
         response = await self.api.request(
             "PATCH",
-            stream.record_path,
+            keap_object.record_path,
             path_params={"id": record_id},
             params={"update_mask": list(body)},
             json=body,
@@ -295,10 +327,10 @@ class KeapConnector(AsyncClosing):
         )
         return dict(response.json())
 
-    async def delete(self, stream: Stream, record_id: str) -> bool:
+    async def delete(self, keap_object: KeapObject, record_id: str) -> bool:
         """True if deleted now, False if it was already gone (e.g. a retried delete that had gone through)."""
         try:
-            await self.api.request("DELETE", stream.record_path, path_params={"id": record_id})
+            await self.api.request("DELETE", keap_object.record_path, path_params={"id": record_id})
         except NotFound:
             return False
         return True
@@ -326,16 +358,16 @@ class KeapConnector(AsyncClosing):
         await self.api.request("DELETE", f"{HOOKS_PATH}/{{key}}", path_params={"key": key})
 
     # --- plumbing --------------------------------------------------------------------------------
-    @staticmethod
-    def _fields_param(stream: Stream, fields: Sequence[str] | None) -> dict[str, str]:
-        chosen = fields if fields is not None else stream.fields
-        return {"fields": ",".join(chosen)} if chosen else {}
-
     async def aclose(self) -> None:
         await self.api.aclose()
 
     def __repr__(self) -> str:
         return f"<KeapConnector {self.api!r}>"
+
+
+def _fields_param(keap_object: KeapObject, fields: Sequence[str] | None) -> dict[str, str]:
+    """`fields=a,b` where the object takes it (v2 products take none)."""
+    return {"fields": ",".join(fields)} if fields and keap_object.takes_fields else {}
 
 
 def _older(record: Mapping[str, Any], start: datetime) -> bool:

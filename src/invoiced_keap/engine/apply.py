@@ -1,85 +1,58 @@
-"""Applying a flow's plans: writes to both systems, with intents, shadows, audit, conflicts and failures.
+"""Applying a flow's plan (`planner.FlowPlan`): writes to both systems, with intents, shadows, audit, conflicts and failures.
 
-State changes of a batch of records are queued (`Applier.pending`) and committed in one transaction
-(`commit`), so a link, its shadows, the closing of its intent, its audit entries and the resolution of
-its failures land together or not at all. The rows a batch of creates adds (links of new twins, closed
-intents, audit entries) are queued as data and written in bulk, a few statements per batch: one ORM
-round trip per row was a quarter of an initial sync's time.
+State changes of a batch of records are queued and committed in one transaction (`commit`), so a link, its
+shadows, the closing of its intent, its audit entries and the resolution of its failures land together or not
+at all; the rows a batch of creates adds are written in bulk.
 
-Shadows keep, besides each side's neutral values and update time, the side's raw mapped fields
-(`Snapshot.record`: the rule fields, id and update time). A pair whose one side changed is planned
-against the other side's stored record, with no re-read: Keap contact arrays (EMAIL1 among EMAIL2,
-BILLING among SHIPPING) are merged into the stored array. This costs a JSON column instead of one
-`ids==` bulk read per 1000 changed pairs; it cannot go stale unnoticed, because any Keap edit (also
-to a slot we do not own) moves `update_time`, so the record comes back in the next incremental read
-and its stored record is refreshed. The window left is an edit made between our read and our write,
-which a read-before-write would narrow but not close.
+Errors: `RecordRejected` (4xx) and `TransientError` (retries spent) become failures keyed by the *source*
+record (the side and id whose change we were carrying; the message names the system that refused) and the
+pass goes on; `NotFound` on a write means the target is gone and goes to the deletes policy; `FatalError`
+propagates after what is done is committed.
 
-Errors: `RecordRejected` (4xx) and `TransientError` (retries spent) become failures keyed by the
-*source* record (the side and id whose change we were carrying; the message names the system that
-refused) and the pass goes on; `NotFound` on a write means the target is gone and goes to the
-deletes policy; `FatalError` propagates after the caller commits what is done.
-
-A create first persists its intent (with the lookup key: `match.match_key_of`), then calls the API
-(Invoiced creates send the intent's idempotency key), then commits link + shadows + intent removal,
-then stamps the Keap id into the Invoiced record's metadata (`flow.metadata_key`, merged). A stamp the
-API refused (its metadata already full) keeps the record's failures open: each later sync of the pair
-stamps again, and only a stamp that is made resolves them (`unstamped`).
+A create first persists its intent (with its match key), then calls the API (Invoiced creates send the
+intent's idempotency key), then commits link + shadows + intent removal, then stamps the Keap id into the
+Invoiced record's metadata (`flow.metadata_key`, merged). A stamp the API refused keeps the record's failures
+open: each later sync of the pair stamps again, and only a stamp that is made resolves them (`unstamped`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from invoiced_keap.connectors.errors import ApiError, FatalError, NotFound, RecordRejected, TransientError
 from invoiced_keap.connectors.invoiced import InvoicedConnector
 from invoiced_keap.connectors.keap import KeapConnector
-from invoiced_keap.engine.changes import INVOICED_RESOURCES, KEAP_STREAMS
-from invoiced_keap.engine.options import FlowOptions
-from invoiced_keap.engine.plan import UPDATED_FIELD, LinkShadows, PairPlan, SideShadow, plan_create, shadow_of
-from invoiced_keap.engine.report import Action, FlowReport
+from invoiced_keap.engine.options import DeletesPolicy
+from invoiced_keap.engine.plan import PairPlan
+from invoiced_keap.engine.planner import (
+    Create,
+    FlowPlan,
+    MovedTwin,
+    NewPair,
+    PairWork,
+    Removal,
+    conflict_actions,
+    create_body,
+    moved_reason,
+    removal_actions,
+)
+from invoiced_keap.engine.report import Action, FlowReport, Progress
+from invoiced_keap.engine.shadows import after_write, snapshot, stored_record
 from invoiced_keap.flows import SIDES, Flow, Side, other_side
-from invoiced_keap.mapping import Record, epoch_seconds
-from invoiced_keap.state import AuditNote, AuditOperation, NewLink, Snapshot, Store, Transaction
+from invoiced_keap.mapping import Record
+from invoiced_keap.state import AuditNote, AuditOperation, NewLink, Store, Transaction
 from invoiced_keap.state.models import Intent, Link
 
 T = TypeVar("T")
 StateChange = Callable[[Transaction], object]
 
 
-def raw_fields(flow: Flow, side: Side, record: Record) -> Record:
-    """The part of a record a later write needs: id, update time and every field a rule maps."""
-    names = {"id", UPDATED_FIELD[side]}
-    for rule in flow.rules:
-        names.update(rule.invoiced_fields if side == "invoiced" else rule.keap_fields)
-    return {name: record[name] for name in sorted(names) if name in record}
-
-
-def snapshot(flow: Flow, side: Side, record: Record) -> Snapshot:
-    return Snapshot(shadow_of(flow, side, record).values, record.get(UPDATED_FIELD[side]), raw_fields(flow, side, record))
-
-
-def link_shadows(link: Link) -> LinkShadows | None:
-    """The pair's shadows as the planner takes them; None until both sides have one."""
-    shadows = [link.shadow(side) for side in SIDES]  # type: ignore[arg-type]
-    if any(shadow is None for shadow in shadows):
-        return None
-    return LinkShadows(*(SideShadow(s.field_values, epoch_seconds(s.source_updated)) for s in shadows))  # type: ignore[union-attr]
-
-
-def stored_record(link: Link, side: Side) -> Record | None:
-    shadow = link.shadow(side)  # type: ignore[arg-type]
-    return dict(shadow.record) if shadow is not None and shadow.record else None
-
-
-def after_write(side: Side, read: Record, answer: Record, writes: Mapping[str, Any]) -> Record:
-    """What to remember of a record we wrote: the API's answer for the fields written and the update time, the
-    record as read for the rest. An edit someone made between our read and our write is in the answer but was
-    never synced; remembering it would mark it seen and lose it (as its update time moved, the next read brings it)."""
-    return {**read, **{key: answer.get(key) for key in writes}, UPDATED_FIELD[side]: answer.get(UPDATED_FIELD[side])}
+def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def side_id(side: Side, invoiced_id: str, keap_id: str) -> str:
@@ -97,30 +70,29 @@ class Failed:
     error: ApiError
 
 
-@dataclass
-class PairWork:
-    """A linked pair with both sides' current records and its plan."""
+@dataclass(frozen=True)
+class Gone:
+    """A write that answered 404: `side`'s record is gone."""
 
-    link: Link
-    invoiced: Record
-    keap: Record
-    plan: PairPlan
+    side: Side
 
 
 @dataclass
 class Applier:
-    """Writes and state changes for one flow's pass (see the module docstring)."""
+    """Writes and state changes for one flow's plan (see the module docstring). `on_batch` is called after each
+    committed batch (progress, keeping locks)."""
 
     flow: Flow
-    options: FlowOptions
     store: Store
     invoiced: InvoicedConnector
     keap: KeapConnector
     report: FlowReport
     run_id: int | None
-    dry_run: bool
+    deletes: DeletesPolicy = "unlink"
     concurrency: int = 8
+    batch_size: int = 200
     should_stop: Callable[[], bool] = lambda: False
+    on_batch: Callable[[Progress], None] = lambda _: None
     open_failures: set[tuple[str, str]] = field(default_factory=set)
     unstamped: set[str] = field(default_factory=set)  # Invoiced ids whose id stamp is an open failure
     pending: list[StateChange] = field(default_factory=list)
@@ -128,18 +100,68 @@ class Applier:
     closed_intents: list[tuple[Side, str]] = field(default_factory=list)
     audits: list[AuditNote] = field(default_factory=list)
     to_stamp: list[tuple[Record, str]] = field(default_factory=list)
+    intents: dict[str, Intent] = field(default_factory=dict)  # opened for the batch of creates in hand, by source id
 
     def __post_init__(self) -> None:
         self.limit = asyncio.Semaphore(self.concurrency)
 
+    # --- the plan ----------------------------------------------------------------------------------
+    async def apply(self, plan: FlowPlan) -> None:
+        """Carry out `plan` in its order: the carried pairs of moved links, moves, removals, linked pairs,
+        reviews, new links, creates; each batch committed before the next starts."""
+        self.open_failures, self.unstamped = set(plan.open_failures), set(plan.unstamped)
+        self.report.counts.update({f"read.{side}": n for side, n in plan.read.items() if n})
+        for side, record_id in plan.resolved_failures:
+            self.pending.append(lambda tx, side=side, record_id=record_id: tx.resolve_failures(self.flow.name, side, record_id))
+        self.closed_intents += plan.closed_intents
+        if plan.carried_flow is not None and plan.carried:
+            carry = self.sibling(plan.carried_flow)
+            carry.record_conflicts(plan.carried)
+            await carry.each(plan.carried, carry.sync_pair)
+            carry.commit()
+        for link in plan.moves:
+            self.close(link, moved_reason(link, self.flow.name))
+        for removal in plan.removals:
+            await self.remove(removal.link, gone=removal.gone, reason=removal.reason)
+        for moved in plan.moved_twins:
+            self.moved_twin(moved)
+        self.commit()
+        await self._batches("pairs", plan.pairs, self.sync_pair, before=self.record_conflicts)
+        for review in plan.reviews:
+            self.report.add(Action(self.flow.name, "review", "invoiced", review.invoiced_id, {"candidates": list(review.candidates)}))
+            self.pending.append(lambda tx, r=review: tx.add_review_item(self.flow.name, r.invoiced_id, r.candidates, r.reason))
+        for invoiced_id, resolution in plan.settled_reviews:
+            self.pending.append(lambda tx, i=invoiced_id, r=resolution: tx.resolve_review_item(self.flow.name, i, r))
+        await self._batches("links", plan.new_pairs, self.link_pair)
+        for source in SIDES:
+            creates = [create for create in plan.creates if create.source == source]
+            await self._batches("creates", creates, self.create_twin, before=self._open_intents)
+        if plan.keap_unlinked:
+            self.report.counts["unlinked.keap"] += plan.keap_unlinked
+        self.commit()
+
+    def sibling(self, flow: Flow) -> Applier:
+        """An applier for another flow of the same pass (the carried pairs of moved links)."""
+        return Applier(flow, self.store, self.invoiced, self.keap, self.report, self.run_id, self.deletes,
+                       self.concurrency, self.batch_size, self.should_stop, self.on_batch)
+
+    async def _batches(self, step: str, work: Sequence[T], each: Callable[[T], Awaitable[object]],
+                       before: Callable[[Sequence[T]], object] | None = None) -> None:
+        for done, batch in enumerate(chunks(work, self.batch_size)):
+            if before is not None:
+                before(batch)
+            await self.each(batch, each)
+            await self.commit_and_stamp()
+            self.on_batch(Progress(self.flow.name, step, min((done + 1) * self.batch_size, len(work)), len(work)))
+
     # --- plumbing --------------------------------------------------------------------------------
     def commit(self) -> None:
-        """Commit the queued state changes in one transaction (nothing in a dry run)."""
+        """Commit the queued state changes in one transaction."""
         changes, self.pending = self.pending, []
         new_links, self.new_links = self.new_links, []
         closed_intents, self.closed_intents = self.closed_intents, []
         audits, self.audits = self.audits, []
-        if self.dry_run or not (changes or new_links or closed_intents or audits):
+        if not (changes or new_links or closed_intents or audits):
             return
         with self.store.transaction() as tx:
             for change in changes:
@@ -187,10 +209,10 @@ class Applier:
             raise
         except (RecordRejected, TransientError) as error:
             message = f"{system}: {error.message}"
-            self.report.add(Action(self.flow.name, "fail", source, source_id, {"operation": operation, "error": message}), "failed")
+            self.report.add(Action(self.flow.name, "fail", source, source_id, {"operation": operation, "error": message}))
             problem_field = error.field
             self.pending.append(lambda tx: tx.record_failure(
-                self.flow.name, source, source_id, operation, message, field=problem_field, payload=payload))  # type: ignore[arg-type]
+                self.flow.name, source, source_id, operation, message, field=problem_field, payload=payload))
             return Failed(error)
 
     def _synced(self, invoiced_id: str, keap_id: str) -> None:
@@ -204,75 +226,76 @@ class Applier:
                 self.pending.append(lambda tx, side=side, record_id=record_id: tx.resolve_failures(self.flow.name, side, record_id))
 
     def _audit(self, side: Side, record_id: str, operation: AuditOperation, before: Any = None, after: Any = None) -> None:
-        self.audits.append(AuditNote(self.flow.name, side, record_id, operation, before, after, self.run_id))  # type: ignore[arg-type]
+        self.audits.append(AuditNote(self.flow.name, side, record_id, operation, before, after, self.run_id))
 
     async def _write(self, side: Side, record_id: str, changes: Record, current: Record) -> Record:
         if side == "keap":
-            return await self.keap.update(KEAP_STREAMS[self.flow.name], record_id, changes, current=current)
-        return await self.invoiced.update(INVOICED_RESOURCES[self.flow.name], record_id, changes)
+            return await self.keap.update(self.flow.keap, record_id, changes, current=current)
+        return await self.invoiced.update(self.flow.invoiced, record_id, changes)
 
-    # --- linked pairs ----------------------------------------------------------------------------
+    # --- pairs -------------------------------------------------------------------------------------
     def record_conflicts(self, batch: Iterable[PairWork]) -> None:
         """Commit the conflicts a batch of plans settles before any of its writes: a pass killed after a write
-        must not leave the value it overwrote without a record (DESIGN §2: every conflict is recorded). A write
-        that then fails is planned again next pass, and its conflict recorded again."""
+        must not leave the value it overwrote without a record. A write that then fails is planned again next
+        pass, and its conflict recorded again."""
         for work in batch:
             if work.plan.conflicts:
-                record = self._settled(work.link.invoiced_id, work.plan)
-                self.pending.append(lambda tx, record=record, link=work.link: record(tx, link))
+                self._report_conflicts(work.link.invoiced_id, work.plan)
+                self.pending.append(lambda tx, work=work: self._conflict_rows(tx, work.link, work.plan))
         self.commit()
 
-    async def sync_pair(self, work: PairWork) -> None:
-        """Write the plan's changes (its conflicts are recorded first: `record_conflicts`); store both shadows
-        only when every write went through."""
-        link, plan = work.link, work.plan
-        current: dict[Side, Record] = {"invoiced": work.invoiced, "keap": work.keap}
+    def _report_conflicts(self, invoiced_id: str, plan: PairPlan) -> None:
+        for action in conflict_actions(self.flow.name, invoiced_id, plan):
+            self.report.add(action)
+
+    def _conflict_rows(self, tx: Transaction, link: Link, plan: PairPlan) -> None:
+        for c in plan.conflicts:
+            tx.record_conflict(link, c.group, invoiced_value=c.invoiced_value, keap_value=c.keap_value,
+                               winner=c.winner, reason=c.reason, run_id=self.run_id)
+
+    async def _write_pair(self, invoiced_id: str, keap_id: str, current: dict[Side, Record], plan: PairPlan,
+                          operation: str) -> dict[Side, Record] | Failed | Gone:
+        """Write the plan's changes to each side; answers the records as written, or how it stopped."""
+        current = dict(current)
         for side in SIDES:
             writes = plan.writes(side)
             if not writes:
                 continue
-            record_id = side_id(side, link.invoiced_id, link.keap_id)
-            self.report.add(Action(self.flow.name, "update", side, record_id, writes))
-            if self.dry_run:
-                self.report.done("updated", side)
-                continue
+            record_id, source = side_id(side, invoiced_id, keap_id), other_side(side)
             try:
-                answer = await self.guarded(side, other_side(side), side_id(other_side(side), link.invoiced_id, link.keap_id),
-                                            "update", writes, self._write(side, record_id, writes, current[side]))
+                answer = await self.guarded(side, source, side_id(source, invoiced_id, keap_id), operation, writes,
+                                            self._write(side, record_id, writes, current[side]))
             except NotFound:
-                await self.remove(link, gone=side, reason=f"{side} record {record_id} not found on update")
-                return
+                return Gone(side)
             if isinstance(answer, Failed):
-                return
+                return answer
             self._audit(side, record_id, AuditOperation.UPDATE, {key: current[side].get(key) for key in writes}, writes)
-            self.report.done("updated", side)
+            self.report.add(Action(self.flow.name, "update", side, record_id, writes))
             current[side] = after_write(side, current[side], answer, writes)
-        self._store_shadows(link, current)
+        return current
+
+    async def sync_pair(self, work: PairWork) -> None:
+        """Write a linked pair's plan (its conflicts are recorded first: `record_conflicts`); store both shadows
+        only when every write went through."""
+        link = work.link
+        written = await self._write_pair(link.invoiced_id, link.keap_id, {"invoiced": work.invoiced, "keap": work.keap}, work.plan, "update")
+        if isinstance(written, Gone):
+            gone = written.side
+            await self.remove(link, gone=gone, reason=f"{gone} record {side_id(gone, link.invoiced_id, link.keap_id)} not found on update")
+            return
+        if isinstance(written, Failed):
+            return
+        self._store_shadows(link, written)
         self._synced(link.invoiced_id, link.keap_id)
         if link.invoiced_id in self.unstamped:
-            self.to_stamp.append((current["invoiced"], link.keap_id))
-
-    def _settled(self, invoiced_id: str, plan: PairPlan) -> Callable[[Transaction, Link], None]:
-        """Report the conflicts the plan settled (also a merge on first link that overwrote a value);
-        answers the state change that records them against the pair's link."""
-        for conflict in plan.conflicts:
-            self.report.add(Action(self.flow.name, "conflict", conflict.winner, invoiced_id, {
-                "group": conflict.group, "invoiced": conflict.invoiced_value, "keap": conflict.keap_value,
-                "reason": conflict.reason}), "conflicts")
-
-        def record(tx: Transaction, link: Link) -> None:
-            for c in plan.conflicts:
-                tx.record_conflict(link, c.group, invoiced_value=c.invoiced_value, keap_value=c.keap_value,
-                                   winner=c.winner, reason=c.reason, run_id=self.run_id)
-
-        return record
+            self.to_stamp.append((written["invoiced"], link.keap_id))
 
     def _store_shadows(self, link: Link, current: dict[Side, Record]) -> None:
         """Queue new shadows for the sides whose stored values, time or raw record differ."""
         fresh = {side: snapshot(self.flow, side, current[side]) for side in SIDES}
         changed = {}
         for side in SIDES:
-            shadow = link.shadow(side)  # type: ignore[arg-type]
+            shadow = link.shadow(side)
             if shadow is None or (shadow.field_values, shadow.source_updated, shadow.record) != (
                 fresh[side].values, fresh[side].updated, fresh[side].record
             ):
@@ -280,70 +303,46 @@ class Applier:
         if changed:
             self.pending.append(lambda tx: tx.upsert_link(self.flow.name, link.invoiced_id, link.keap_id, **changed))
 
-    # --- first links and creates -----------------------------------------------------------------
-    async def link_pair(self, invoiced_record: Record, keap_record: Record, plan: PairPlan) -> None:
+    async def link_pair(self, pair: NewPair) -> None:
         """Link a matched pair: merge fields (the plan has no shadows), store the link, stamp the id."""
-        invoiced_id, keap_id = str(invoiced_record["id"]), str(keap_record["id"])
-        self.report.add(Action(self.flow.name, "link", "keap", keap_id, {"invoiced_id": invoiced_id}), "linked")
-        current: dict[Side, Record] = {"invoiced": invoiced_record, "keap": keap_record}
-        for side in SIDES:
-            writes = plan.writes(side)
-            if not writes:
-                continue
-            record_id = side_id(side, invoiced_id, keap_id)
-            self.report.add(Action(self.flow.name, "update", side, record_id, writes))
-            if self.dry_run:
-                self.report.done("updated", side)
-                continue
-            try:
-                answer = await self.guarded(side, other_side(side), side_id(other_side(side), invoiced_id, keap_id),
-                                            "link", writes, self._write(side, record_id, writes, current[side]))
-            except NotFound as gone:
-                answer = Failed(gone)
-            if isinstance(answer, Failed):
-                return
-            self._audit(side, record_id, AuditOperation.UPDATE, {key: current[side].get(key) for key in writes}, writes)
-            self.report.done("updated", side)
-            current[side] = after_write(side, current[side], answer, writes)
-        if self.dry_run:
+        invoiced_id, keap_id = str(pair.invoiced["id"]), str(pair.keap["id"])
+        self.report.add(Action(self.flow.name, "link", "keap", keap_id, {"invoiced_id": invoiced_id}))
+        self._report_conflicts(invoiced_id, pair.plan)
+        written = await self._write_pair(invoiced_id, keap_id, {"invoiced": pair.invoiced, "keap": pair.keap}, pair.plan, "link")
+        if isinstance(written, (Failed, Gone)):
             return
-        shadows = {side: snapshot(self.flow, side, current[side]) for side in SIDES}
-        record_conflicts = self._settled(invoiced_id, plan)
-        self.pending.append(lambda tx: record_conflicts(tx, tx.upsert_link(self.flow.name, invoiced_id, keap_id, **shadows)))
+        shadows = {side: snapshot(self.flow, side, written[side]) for side in SIDES}
+        self.pending.append(lambda tx: self._conflict_rows(tx, tx.upsert_link(self.flow.name, invoiced_id, keap_id, **shadows), pair.plan))
         self.closed_intents.append(("invoiced", invoiced_id))  # a twin adopted after a crash: its create is done
         self._audit("invoiced", invoiced_id, AuditOperation.LINK, after={"keap_id": keap_id})
         self._synced(invoiced_id, keap_id)
-        self.to_stamp.append((current["invoiced"], keap_id))
+        self.to_stamp.append((written["invoiced"], keap_id))
 
-    def open_intents(self, source: Side, keyed: Iterable[tuple[str, str | None]]) -> dict[str, Intent]:
-        """Persist create intents for a batch, in one transaction, before any create is sent."""
-        if self.dry_run:
-            return {}
-        return self.store.open_intents(self.flow.name, source, keyed)  # type: ignore[arg-type]
+    # --- creates -----------------------------------------------------------------------------------
+    def _open_intents(self, batch: Sequence[Create]) -> None:
+        """Persist the create intents of a batch, in one transaction, before any create is sent."""
+        if batch:
+            self.intents.update(self.store.open_intents(self.flow.name, batch[0].source,
+                                                        ((str(c.record["id"]), c.intent_key) for c in batch)))
 
-    async def create_twin(self, source: Side, record: Record, intent: Intent | None) -> None:
+    async def create_twin(self, create: Create) -> None:
         """Create the record's twin on the other side, then link it; the intent closes with the link."""
+        source, record = create.source, create.record
         source_id = str(record["id"])
-        plan = plan_create(self.flow, source, record)
-        target = plan.target
-        body = dict(plan.fields)
-        if target == "invoiced":
-            body["metadata"] = {self.flow.metadata_key: source_id}
-        self.report.add(Action(self.flow.name, "create", target, None, body))
-        if self.dry_run or intent is None:
-            self.report.done("created", target)
-            return
+        intent = self.intents.pop(source_id, None)
+        target = create.plan.target
+        body = create_body(self.flow, create)
         if target == "keap":
-            call = self.keap.create(KEAP_STREAMS[self.flow.name], body)
+            call = self.keap.create(self.flow.keap, body)
         else:
-            call = self.invoiced.create(INVOICED_RESOURCES[self.flow.name], body, idempotency_key=intent.idempotency_key)
+            call = self.invoiced.create(self.flow.invoiced, body, idempotency_key=intent.idempotency_key if intent else None)
         created = await self.guarded(target, source, source_id, "create", body, call)
         if isinstance(created, Failed):
             if not isinstance(created.error, TransientError):  # refused, so certainly not made
                 self.closed_intents.append((source, source_id))
             return
         created_id = str(created["id"])
-        self.report.done("created", target)
+        self.report.add(Action(self.flow.name, "create", target, None, body))
         invoiced_record, keap_record = (record, created) if source == "invoiced" else (created, record)
         invoiced_id, keap_id = str(invoiced_record["id"]), str(keap_record["id"])
         self.new_links.append(NewLink(invoiced_id, keap_id, snapshot(self.flow, "invoiced", invoiced_record),
@@ -367,59 +366,56 @@ class Applier:
         """Record the Keap id in the Invoiced record's metadata, merged with its other keys; once it is there,
         the record's failures held open for it resolve."""
         invoiced_id = str(invoiced_record["id"])
-        if (invoiced_record.get("metadata") or {}).get(self.flow.metadata_key) != keap_id:
-            self.report.add(Action(self.flow.name, "stamp", "invoiced", invoiced_id, {self.flow.metadata_key: keap_id}), "stamped")
-            if self.dry_run:
-                return
+        key = self.flow.metadata_key
+        if (invoiced_record.get("metadata") or {}).get(key) != keap_id:
             target = invoiced_record if "metadata" in invoiced_record else invoiced_id  # a stored record has no metadata: read it
             try:
-                stamped = await self.guarded("invoiced", "invoiced", invoiced_id, "stamp", {self.flow.metadata_key: keap_id},
-                                             self.invoiced.merge_metadata(INVOICED_RESOURCES[self.flow.name], target,
-                                                                          {self.flow.metadata_key: keap_id}))
+                stamped = await self.guarded("invoiced", "invoiced", invoiced_id, "stamp", {key: keap_id},
+                                             self.invoiced.merge_metadata(self.flow.invoiced, target, {key: keap_id}))
             except NotFound:
                 return  # deleted since it was read: its removal event arrives on a later pass
             if isinstance(stamped, Failed):
                 return
+            self.report.add(Action(self.flow.name, "stamp", "invoiced", invoiced_id, {key: keap_id}))
         if invoiced_id in self.unstamped:
             self.unstamped.discard(invoiced_id)
             self._synced(invoiced_id, keap_id)
 
-    def moved_twin(self, invoiced_record: Record, keap_record: Record | None, reason: str) -> None:
-        """Close the create intent of a customer that moved flows; the twin it made, if found, is stored as a
-        link closed for `reason`."""
-        invoiced_id = str(invoiced_record["id"])
+    def moved_twin(self, moved: MovedTwin) -> None:
+        """Close the create intent of a record that moved flows; the twin it made, if found, is stored as a link
+        closed for the move."""
+        invoiced_id = str(moved.record["id"])
         self.closed_intents.append(("invoiced", invoiced_id))
-        if keap_record is None:
+        if moved.twin is None:
             return
-        keap_id = str(keap_record["id"])
-        new = NewLink(invoiced_id, keap_id, snapshot(self.flow, "invoiced", invoiced_record), snapshot(self.flow, "keap", keap_record))
-        self.report.add(Action(self.flow.name, "unlink", "invoiced", invoiced_id, {"keap_id": keap_id, "reason": reason}), "unlinked")
-        self.pending.append(lambda tx: tx.close_link(tx.add_links(self.flow.name, [new])[0], reason))
+        keap_id = str(moved.twin["id"])
+        new = NewLink(invoiced_id, keap_id, snapshot(self.flow, "invoiced", moved.record), snapshot(self.flow, "keap", moved.twin))
+        self.report.add(Action(self.flow.name, "unlink", "invoiced", invoiced_id, {"keap_id": keap_id, "reason": moved.reason}))
+        self.pending.append(lambda tx: tx.close_link(tx.add_links(self.flow.name, [new])[0], moved.reason))
         self._audit("invoiced", invoiced_id, AuditOperation.LINK, after={"keap_id": keap_id})
-        self._audit("invoiced", invoiced_id, AuditOperation.UNLINK, {"keap_id": keap_id}, {"reason": reason})
+        self._audit("invoiced", invoiced_id, AuditOperation.UNLINK, {"keap_id": keap_id}, {"reason": moved.reason})
 
     # --- unlinks and deletes -----------------------------------------------------------------------
     def close(self, link: Link, reason: str) -> None:
         """Drop a link, keeping both records (unlink, type change)."""
-        self.report.add(Action(link.flow, "unlink", "invoiced", link.invoiced_id, {"keap_id": link.keap_id, "reason": reason}), "unlinked")
+        self.report.add(Action(link.flow, "unlink", "invoiced", link.invoiced_id, {"keap_id": link.keap_id, "reason": reason}))
         self.pending.append(lambda tx: tx.close_link(link.id, reason))
-        self.audits.append(AuditNote(link.flow, "invoiced", link.invoiced_id, AuditOperation.UNLINK,  # type: ignore[arg-type]
+        self.audits.append(AuditNote(link.flow, "invoiced", link.invoiced_id, AuditOperation.UNLINK,
                                      {"keap_id": link.keap_id}, {"reason": reason}, self.run_id))
 
     async def remove(self, link: Link, *, gone: Side, reason: str) -> None:
-        """A believed delete on `gone`'s side: apply the flow's deletes policy to the twin."""
-        policy = self.options.deletes
-        if policy == "ignore":
+        """A believed delete on `gone`'s side: apply the deletes policy to the twin."""
+        if self.deletes == "ignore":
             self.report.counts["deletes_ignored"] += 1
             return
-        if policy == "propagate":
-            twin = other_side(gone)
-            twin_id = side_id(twin, link.invoiced_id, link.keap_id)
-            self.report.add(Action(self.flow.name, "delete", twin, twin_id, {"reason": reason}), f"deleted.{twin}")
-            if not self.dry_run:
-                call = (self.keap.delete(KEAP_STREAMS[self.flow.name], twin_id) if twin == "keap"
-                        else self.invoiced.delete(INVOICED_RESOURCES[self.flow.name], twin_id))
-                if isinstance(await self.guarded(twin, gone, side_id(gone, link.invoiced_id, link.keap_id), "delete", None, call), Failed):
-                    return
-                self._audit(twin, twin_id, AuditOperation.DELETE, before=stored_record(link, twin), after={"reason": reason})
+        if self.deletes == "propagate":
+            delete = removal_actions(self.flow.name, "propagate", Removal(link, gone, reason))[0]
+            twin = delete.side
+            assert delete.record_id is not None
+            call = (self.keap.delete(self.flow.keap, delete.record_id) if twin == "keap"
+                    else self.invoiced.delete(self.flow.invoiced, delete.record_id))
+            if isinstance(await self.guarded(twin, gone, side_id(gone, link.invoiced_id, link.keap_id), "delete", None, call), Failed):
+                return
+            self.report.add(delete)
+            self._audit(twin, delete.record_id, AuditOperation.DELETE, before=stored_record(link, twin), after={"reason": reason})
         self.close(link, reason)

@@ -1,55 +1,45 @@
-"""Reading what changed since the last committed pass, per stream, and routing it to flows.
+"""Reading what changed since each flow's watermarks, and routing it to the flows. Reads only: no state is written.
 
-Streams and their watermarks (state `watermarks`, opaque text):
+Each flow keeps three watermarks (`Flow.mark`): `<flow>.invoiced` (records updated since), `<flow>.removals`
+(the last removal event handled) and `<flow>.keap` (the newest Keap `update_time` read). Flows that share an
+Invoiced resource (companies and contacts share customers) share its reads: each listing is read once per
+pass from the oldest of their marks, each record goes to the flow that owns it now (`flows.flow_of`), and
+each flow drops what its own mark already covers. The new marks are only handed back (`FlowChanges.watermarks`);
+the pass commits them after the records they cover. A Keap read without a mark is a full listing (`keap_full`):
+the pass reuses it as the match index instead of listing again. A mark is never invented when nothing was read.
 
-    invoiced.customers.<flow>   customers updated since (companies and contacts each keep their own)
-    invoiced.events.<flow>      the last `customer.deleted` / `customer.merged` event id handled
-    invoiced.items              items updated since (newest first, paging stops at the mark)
-    keap.<companies|contacts|products>   the newest Keap `update_time` read
+Progress is noted every `READ_NOTE_EVERY` Invoiced records (one page) and once per Keap read; a shared read
+is labelled with every flow it serves (`companies+contacts`).
 
-The customers stream and the events feed serve both customer flows: a pass over both reads each once,
-from the older of the two flows' marks, and each flow drops what its own mark already covers. A
-customer goes to the flow of its current type (`flows.flow_for_customer`). The new marks are only
-handed back here (`FlowChanges.watermarks`); the pass commits them with the flow's last state
-transaction, after the records they cover. A Keap read without a mark is a full listing
-(`keap_full`): the pass reuses it as the match index instead of listing again. A mark is never
-invented when nothing was read (an empty Keap costs one call per pass until it has records).
-
-Progress (`report.Progress`) is noted while streams are read, every `READ_NOTE_EVERY` Invoiced records
-(one page) and once per Keap stream (its connector reads all pages in one call), so that a first sync
-of many records shows movement from its first minute; the customers stream is labelled with both
-customer flows it serves (`companies+contacts`).
-
-Failures whose backoff ran out are retried by fetching their source record by id (one GET each)
-and adding it to the pass; a source that is gone, or a customer that moved to the other customer
-flow (whose pass syncs it, and records its own failure if it fails there), resolves its failure.
+`read_ids` reads named records only (webhooks, `verify --repair`): Invoiced by one GET per id, Keap in bulk where
+the object has an id-list filter, then a GET for each id the bulk read left out, so a delete is only believed on
+a 404. No watermark moves: polling stays the safety net.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from invoiced_keap.connectors.errors import NotFound
-from invoiced_keap.connectors.invoiced import CUSTOMER, ITEM, InvoicedConnector, Resource, UpdatedWatermark, removed_customer_id
-from invoiced_keap.connectors.keap import COMPANIES, CONTACTS, PRODUCTS, KeapConnector, Stream
+from invoiced_keap.connectors.invoiced import InvoicedConnector, Resource, UpdatedWatermark, removed_record_id
+from invoiced_keap.connectors.keap import KeapConnector
 from invoiced_keap.engine.report import Progress, ProgressHook, no_progress
-from invoiced_keap.flows import flow_for_customer
+from invoiced_keap.flows import Flow, flow_of
 from invoiced_keap.mapping import Record
 from invoiced_keap.state import Store
 
-CUSTOMER_FLOWS = ("companies", "contacts")
-KEAP_STREAMS: dict[str, Stream] = {"companies": COMPANIES, "contacts": CONTACTS, "products": PRODUCTS}
-INVOICED_RESOURCES: dict[str, Resource] = {"companies": CUSTOMER, "contacts": CUSTOMER, "products": ITEM}
+READ_NOTE_EVERY = 100
 
 
 @dataclass
 class FlowChanges:
     """One flow's share of a pass's reads: changed records by id per side, believed removals, new marks.
 
-    `removed_keap` is filled only by a sync by id (`targeted.read_ids`: a GET that answered 404); a pass
-    finds Keap deletes through `reconcile`."""
+    `removed_keap` is filled only by a read by id (a GET that answered 404); a pass finds Keap deletes
+    through a reconcile."""
 
     flow: str
     invoiced: dict[str, Record] = field(default_factory=dict)
@@ -58,22 +48,6 @@ class FlowChanges:
     removed_keap: set[str] = field(default_factory=set)
     keap_full: bool = False
     watermarks: dict[str, str] = field(default_factory=dict)
-
-
-def customers_mark(flow: str) -> str:
-    return f"invoiced.customers.{flow}"
-
-
-def events_mark(flow: str) -> str:
-    return f"invoiced.events.{flow}"
-
-
-def keap_mark(flow: str) -> str:
-    return f"keap.{KEAP_STREAMS[flow].name}"
-
-
-ITEMS_MARK = "invoiced.items"
-READ_NOTE_EVERY = 100
 
 
 def _updated_mark(text: str | None) -> UpdatedWatermark | None:
@@ -90,112 +64,125 @@ def _later(left: UpdatedWatermark | None, right: UpdatedWatermark | None) -> Upd
 
 
 def _earliest(marks: Sequence[UpdatedWatermark | None]) -> UpdatedWatermark | None:
-    if any(mark is None for mark in marks):
+    known = [mark for mark in marks if mark is not None]
+    if len(known) < len(marks):
         return None
-    return min(marks, key=lambda mark: (mark.updated_at, len(mark.ids)))  # type: ignore[union-attr]
+    return min(known, key=lambda mark: (mark.updated_at, len(mark.ids)))
 
 
 async def read_changes(
-    store: Store, invoiced: InvoicedConnector, keap: KeapConnector, flows: Sequence[str],
+    store: Store, invoiced: InvoicedConnector, keap: KeapConnector, flows: Sequence[Flow],
     progress: ProgressHook = no_progress,
 ) -> dict[str, FlowChanges]:
     """Everything changed since each flow's marks (see the module docstring)."""
-    changes = {flow: FlowChanges(flow) for flow in flows}
-    customer_flows = [flow for flow in flows if flow in CUSTOMER_FLOWS]
-    if customer_flows:
-        await _read_customers(store, invoiced, [changes[flow] for flow in customer_flows], progress)
-        await _read_removals(store, invoiced, [changes[flow] for flow in customer_flows])
-    if "products" in changes:
-        await _read_items(store, invoiced, changes["products"], progress)
-    for flow_changes in changes.values():
-        await _read_keap(store, keap, flow_changes)
-        progress(Progress(flow_changes.flow, f"read keap {KEAP_STREAMS[flow_changes.flow].name}", len(flow_changes.keap)))
+    changes = {flow.name: FlowChanges(flow.name) for flow in flows}
+    by_resource: dict[str, list[Flow]] = {}
+    for flow in flows:
+        by_resource.setdefault(flow.invoiced.name, []).append(flow)
+    for sharing in by_resource.values():
+        resource = sharing[0].invoiced
+        await _read_invoiced(store, invoiced, resource, sharing, changes, progress)
+        if resource.removal_events:
+            await _read_removals(store, invoiced, resource, sharing, changes)
+    for flow in flows:
+        await _read_keap(store, keap, flow, changes[flow.name])
+        progress(Progress(flow.name, f"read keap {flow.keap.name}", len(changes[flow.name].keap)))
     return changes
 
 
-def _note_reading(progress: ProgressHook, label: str, step: str, count: int) -> None:
-    if count % READ_NOTE_EVERY == 0:
-        progress(Progress(label, step, count))
-
-
-async def _read_customers(
-    store: Store, invoiced: InvoicedConnector, targets: list[FlowChanges], progress: ProgressHook = no_progress
+async def _read_invoiced(
+    store: Store, invoiced: InvoicedConnector, resource: Resource, sharing: list[Flow],
+    changes: dict[str, FlowChanges], progress: ProgressHook,
 ) -> None:
-    marks = {target.flow: _updated_mark(store.get_watermark(customers_mark(target.flow))) for target in targets}
-    by_flow = {target.flow: target for target in targets}
-    label = "+".join(by_flow)
-    read = invoiced.changed_customers(_earliest(list(marks.values())))
+    marks = {flow.name: _updated_mark(store.get_watermark(flow.mark("invoiced"))) for flow in sharing}
+    owners = {flow.name: flow for flow in sharing}
+    label, step = "+".join(owners), f"read invoiced {resource.name}s"
+    read = invoiced.changed(resource, _earliest(list(marks.values())))
     count = 0
-    async for customer in read:
+    async for record in read:
         count += 1
-        _note_reading(progress, label, "read invoiced customers", count)
-        target = by_flow.get(flow_for_customer(customer))
-        own_mark = marks.get(target.flow) if target else None
-        if target is not None and not (own_mark and own_mark.covers(customer)):
-            target.invoiced[str(customer["id"])] = customer
-    progress(Progress(label, "read invoiced customers", count))
-    for target in targets:
-        reached = _later(marks[target.flow], read.watermark)
+        if count % READ_NOTE_EVERY == 0:
+            progress(Progress(label, step, count))
+        owner = flow_of(resource, record, owners)
+        own_mark = marks.get(owner) if owner else None
+        if owner is not None and not (own_mark and own_mark.covers(record)):
+            changes[owner].invoiced[str(record["id"])] = record
+    progress(Progress(label, step, count))
+    for flow in sharing:
+        reached = _later(marks[flow.name], read.watermark)
         if reached is not None:
-            target.watermarks[customers_mark(target.flow)] = reached.to_text()
+            changes[flow.name].watermarks[flow.mark("invoiced")] = reached.to_text()
 
 
-async def _read_removals(store: Store, invoiced: InvoicedConnector, targets: list[FlowChanges]) -> None:
-    cursors = {target.flow: store.get_watermark(events_mark(target.flow)) for target in targets}
-    known = [int(cursor) if cursor else None for cursor in cursors.values()]
-    batch = await invoiced.customer_removals(None if None in known else min(known))  # type: ignore[type-var]
-    for target in targets:
-        own = int(cursors[target.flow]) if cursors[target.flow] else None
+async def _read_removals(
+    store: Store, invoiced: InvoicedConnector, resource: Resource, sharing: list[Flow], changes: dict[str, FlowChanges]
+) -> None:
+    cursors = {flow.name: store.get_watermark(flow.mark("removals")) for flow in sharing}
+    known = [int(cursor) for cursor in cursors.values() if cursor]
+    batch = await invoiced.removals(resource, min(known) if len(known) == len(cursors) else None)
+    for flow in sharing:
+        own = int(cursors[flow.name]) if cursors[flow.name] else None
         for event in batch.events:
             if own is None or event["id"] > own:
-                target.removed_invoiced.add(str(removed_customer_id(event)))
+                changes[flow.name].removed_invoiced.add(str(removed_record_id(event)))
         newest = max(filter(None, (own, batch.cursor)), default=None)
         if newest is not None:
-            target.watermarks[events_mark(target.flow)] = str(newest)
+            changes[flow.name].watermarks[flow.mark("removals")] = str(newest)
 
 
-async def _read_items(
-    store: Store, invoiced: InvoicedConnector, target: FlowChanges, progress: ProgressHook = no_progress
-) -> None:
-    mark = _updated_mark(store.get_watermark(ITEMS_MARK))
-    read = invoiced.changed_items(mark)
-    async for item in read:
-        target.invoiced[str(item["id"])] = item
-        _note_reading(progress, target.flow, "read invoiced items", len(target.invoiced))
-    progress(Progress(target.flow, "read invoiced items", len(target.invoiced)))
-    if read.watermark is not None:
-        target.watermarks[ITEMS_MARK] = read.watermark.to_text()
-
-
-async def _read_keap(store: Store, keap: KeapConnector, target: FlowChanges) -> None:
-    text = store.get_watermark(keap_mark(target.flow))
-    read = await keap.changes(KEAP_STREAMS[target.flow], datetime.fromisoformat(text) if text else None)
+async def _read_keap(store: Store, keap: KeapConnector, flow: Flow, target: FlowChanges) -> None:
+    text = store.get_watermark(flow.mark("keap"))
+    read = await keap.changes(flow.keap, datetime.fromisoformat(text) if text else None, fields=flow.keap_fields)
     target.keap.update((str(record["id"]), record) for record in read.records)
     target.keap_full = text is None
     if read.watermark is not None:
-        target.watermarks[keap_mark(target.flow)] = read.watermark.isoformat()
+        target.watermarks[flow.mark("keap")] = read.watermark.isoformat()
 
 
-async def add_due_failures(
-    store: Store, invoiced: InvoicedConnector, keap: KeapConnector, target: FlowChanges, *, dry_run: bool
-) -> None:
-    """Fetch the source records of the flow's failures that are due for a retry into the pass."""
-    for failure in store.failures_due(target.flow):
-        records = target.invoiced if failure.side == "invoiced" else target.keap
-        if failure.record_id in records:
-            continue
+async def get_record(flow: Flow, invoiced: InvoicedConnector, keap: KeapConnector, side: str, record_id: str) -> Record:
+    """One record of the flow by id, with the Keap fields the flow reads; NotFound when it is gone."""
+    if side == "invoiced":
+        return await invoiced.get(flow.invoiced, record_id)
+    return await keap.get(flow.keap, record_id, fields=flow.keap_fields)
+
+
+async def read_ids(
+    flow: Flow,
+    invoiced: InvoicedConnector,
+    keap: KeapConnector,
+    *,
+    invoiced_ids: Iterable[str] = (),
+    keap_ids: Iterable[str] = (),
+    removed_invoiced: Iterable[str] = (),
+) -> FlowChanges:
+    """The named records of one flow as they are now; ids whose GET answers 404 come back as removed.
+
+    `removed_invoiced` are deletes the caller already trusts (a signed Invoiced event). A record another flow
+    owns now is left out: the webhook that named it named that flow too."""
+    changes = FlowChanges(flow.name, removed_invoiced={str(record_id) for record_id in removed_invoiced})
+    wanted = sorted({str(record_id) for record_id in invoiced_ids} - changes.removed_invoiced)
+    got = await _get_each(wanted, lambda one: invoiced.get(flow.invoiced, one))
+    for record_id, record in zip(wanted, got, strict=True):
+        if record is None:
+            changes.removed_invoiced.add(record_id)
+        elif flow.belongs(record):
+            changes.invoiced[record_id] = record
+    wanted = sorted({str(record_id) for record_id in keap_ids})
+    changes.keap.update(await keap.by_ids(flow.keap, wanted, fields=flow.keap_fields))
+    missing = [record_id for record_id in wanted if record_id not in changes.keap]
+    got = await _get_each(missing, lambda one: keap.get(flow.keap, one, fields=flow.keap_fields))
+    changes.keap.update((record_id, record) for record_id, record in zip(missing, got, strict=True) if record is not None)
+    changes.removed_keap.update(set(wanted) - set(changes.keap))
+    return changes
+
+
+async def _get_each(ids: list[str], get: Callable[[str], Awaitable[Record]]) -> list[Record | None]:
+    """One GET per id, concurrently (the connectors pace them); None where the record is gone."""
+
+    async def one(record_id: str) -> Record | None:
         try:
-            if failure.side == "invoiced":
-                record: Record | None = await invoiced.get(INVOICED_RESOURCES[target.flow], failure.record_id)
-            else:
-                stream = KEAP_STREAMS[target.flow]
-                record = await keap.get(stream, failure.record_id, fields=stream.fields)
+            return await get(record_id)
         except NotFound:
-            record = None
-        moved = (record is not None and failure.side == "invoiced" and target.flow in CUSTOMER_FLOWS
-                 and flow_for_customer(record) != target.flow)
-        if record is None or moved:
-            if not dry_run:
-                store.resolve_failures(target.flow, failure.side, failure.record_id)  # type: ignore[arg-type]
-            continue
-        records[failure.record_id] = record
+            return None
+
+    return list(await asyncio.gather(*(one(record_id) for record_id in ids)))

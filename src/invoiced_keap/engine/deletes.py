@@ -1,15 +1,13 @@
 """Believing deletes, and the circuit breaker that stops a pass from doing too much at once.
 
-A delete is only believed after a check: an Invoiced `customer.deleted` / `customer.merged` event, an
-archived item, or a Keap record whose GET (or write) answers 404. Finding Keap deletes without hooks
-needs a full id listing, which `find_gone` does for `Syncer.reconcile`, run on its own schedule
-(default daily), never in every pass. What a believed delete does is the flow's deletes policy
-(`options.FlowOptions.deletes`, applied by `apply.Applier.remove`).
+A delete is only believed after a check: an Invoiced removal event (`customer.deleted`, `customer.merged`),
+an archived item, or a Keap record whose GET (or write) answers 404. Finding Keap deletes without hooks
+needs a full id listing, which `find_gone` does for a reconcile, never in every pass. What a believed
+delete does is the flow's deletes policy (applied by `apply.Applier.remove`).
 
-The breaker also counts links closed by a type change (a customer moved between `companies` and
-`contacts`), whatever the deletes policy, against the links of the flow they leave: a mass type change
-(a bulk edit or an import that resets `type`) unlinks as many pairs as a mass delete, and is as likely
-to be a mistake. The pass of the flow they move to is held, so nothing is closed or created twice.
+The breaker judges a flow's plan (`FlowPlan`) before anything of it is written. Links closed by a type
+change (a customer moved between `companies` and `contacts`) count, whatever the deletes policy, against
+the links of the flow they leave: a mass type change unlinks as many pairs as a mass delete.
 """
 
 from __future__ import annotations
@@ -17,9 +15,8 @@ from __future__ import annotations
 from invoiced_keap.connectors.errors import NotFound
 from invoiced_keap.connectors.invoiced import InvoicedConnector
 from invoiced_keap.connectors.keap import KeapConnector
-from invoiced_keap.engine.changes import KEAP_STREAMS
 from invoiced_keap.engine.options import Breaker
-from invoiced_keap.flows import Side
+from invoiced_keap.flows import Flow, Side
 
 
 class CircuitBreakerTripped(Exception):
@@ -43,22 +40,21 @@ def check_breaker(flow: str, breaker: Breaker, *, links: int, deletes: int, upda
 
 
 async def find_gone(
-    flow: str, links: dict[str, str], invoiced: InvoicedConnector, keap: KeapConnector
+    flow: Flow, links: dict[str, str], invoiced: InvoicedConnector, keap: KeapConnector
 ) -> list[tuple[str, Side]]:
-    """Linked records that are gone: `(invoiced_id, side)` for each. Keap ids missing from a full listing
-    are confirmed by a GET (404); for products, Invoiced items in the archived listing are gone too."""
-    stream = KEAP_STREAMS[flow]
-    listed = {str(record["id"]) async for record in keap.list_all(stream, fields=("update_time",) if stream.fields else None)}
+    """Linked records that are gone: `(invoiced_id, side)` for each, one entry a link. Keap ids missing from a
+    full listing are confirmed by a GET (404); where the Invoiced resource archives, archived records are gone."""
+    listed = {str(record["id"]) async for record in keap.list_all(flow.keap, fields=("update_time",))}
     gone: list[tuple[str, Side]] = []
     for invoiced_id, keap_id in links.items():
         if keap_id in listed:
             continue
         try:
-            await keap.get(stream, keap_id, fields=stream.fields)
+            await keap.get(flow.keap, keap_id, fields=flow.keap_fields)
         except NotFound:
             gone.append((invoiced_id, "keap"))
-    if flow == "products":
-        archived = {str(item["id"]) async for item in invoiced.archived_items()}
-        gone_in_keap = {invoiced_id for invoiced_id, _ in gone}  # one entry a link, even when both sides are gone
+    if flow.invoiced.archived is not None:
+        archived = {str(record["id"]) async for record in invoiced.archived(flow.invoiced)}
+        gone_in_keap = {invoiced_id for invoiced_id, _ in gone}
         gone.extend((invoiced_id, "invoiced") for invoiced_id in links if invoiced_id in archived and invoiced_id not in gone_in_keap)
     return gone

@@ -35,6 +35,11 @@ class Action:
         return f"{self.flow:<9} {self.verb:<8} {target:<24} {details}".rstrip()
 
 
+COUNTED = {"update": "updated.{side}", "create": "created.{side}", "delete": "deleted.{side}", "link": "linked",
+           "unlink": "unlinked", "review": "review", "stamp": "stamped", "conflict": "conflicts", "fail": "failed"}
+"""The report counter of each action verb."""
+
+
 @dataclass
 class FlowReport:
     """Counters of one flow's pass; `counts` keys are `read.invoiced`, `created.keap`, `linked`, ...
@@ -47,14 +52,10 @@ class FlowReport:
     actions: list[Action] = field(default_factory=list)
     error: str | None = None
 
-    def add(self, action: Action, counter: str | None = None) -> None:
-        """Note an action; `counter` (if given) counts it now, writes are counted once done (`done`)."""
+    def add(self, action: Action) -> None:
+        """Note an action the pass did (a write once it went through), and count it (`COUNTED`)."""
         self.actions.append(action)
-        if counter:
-            self.counts[counter] += 1
-
-    def done(self, verb: str, side: str) -> None:
-        self.counts[f"{verb}.{side}"] += 1
+        self.counts[COUNTED[action.verb].format(side=action.side)] += 1
 
 
 @dataclass

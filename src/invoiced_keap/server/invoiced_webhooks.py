@@ -17,7 +17,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from invoiced_keap.flows import flow_for_customer
+from invoiced_keap.connectors.invoiced import CUSTOMER
+from invoiced_keap.flows import flow_of
 from invoiced_keap.server.debounce import DirtyQueue
 from invoiced_keap.server.metrics import Metrics
 from invoiced_keap.state import Side
@@ -95,8 +96,8 @@ class InvoicedWebhookReceiver:
     def _mark_customer(self, customer: dict[str, Any], *, removed: bool) -> bool:
         if "id" not in customer:
             return False
-        flow = flow_for_customer(customer)
-        if flow not in self.flows:
+        flow = flow_of(CUSTOMER, customer, self.flows)
+        if flow is None:
             return False
         self.queue.mark(flow, Side.INVOICED, [str(customer["id"])], removed=removed)
         return True

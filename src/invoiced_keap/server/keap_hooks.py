@@ -34,7 +34,8 @@ SOURCE = "keap"
 
 def event_keys(flows: Iterable[Flow]) -> list[str]:
     """The hook events the flows need: add, edit and delete of each flow's Keap object."""
-    return [f"{flow.keap_object}.{action}" for flow in flows for action in ACTIONS]
+    objects = dict.fromkeys(flow.keap.hook_object for flow in flows)
+    return [f"{hook_object}.{action}" for hook_object in objects for action in ACTIONS]
 
 
 def hook_url(public_url: str, token: str) -> str:
@@ -48,7 +49,9 @@ class KeapHookReceiver:
         self.token = token
         self.queue = queue
         self.metrics = metrics
-        self.flow_of_object = {flow.keap_object: name for name, flow in flows.items()}
+        self.flows_of_object: dict[str, list[str]] = {}
+        for name, flow in flows.items():
+            self.flows_of_object.setdefault(flow.keap.hook_object, []).append(name)
 
     async def handle(self, request: Request) -> Response:
         if not hmac.compare_digest(request.path_params.get("token", ""), self.token):
@@ -64,10 +67,11 @@ class KeapHookReceiver:
         except (ValueError, KeyError, TypeError):
             return self._answer("rejected", 400, "not a Keap hook payload")
         object_type, _, action = event_key.partition(".")
-        flow = self.flow_of_object.get(object_type)
-        if flow is None or action not in ACTIONS:
+        flows = self.flows_of_object.get(object_type)
+        if not flows or action not in ACTIONS:
             return self._answer("ignored", 200, "not an event this sync follows")
-        self.queue.mark(flow, Side.KEAP, ids, removed=action == "delete")
+        for flow in flows:  # every flow on the object: each one's sync by id reads what it links
+            self.queue.mark(flow, Side.KEAP, ids, removed=action == "delete")
         return self._answer("accepted", 200, "queued")
 
     def _answer(self, outcome: str, status: int, message: str) -> Response:

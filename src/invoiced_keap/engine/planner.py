@@ -1,0 +1,398 @@
+"""A flow's plan for one pass (`FlowPlan`), built from what the pass read before anything is written.
+
+`plan_flow` adds the few reads a plan needs (source records of due failures and open create intents, a
+stored record that is missing, one bulk Keap listing to match against) and writes nothing, to the APIs or
+to the state. The plan lists, per flow: pair plans of linked pairs, links closed by a type change (and the
+last sync of their old pairs: `carried`), believed removals, matched pairs to link, creates, review items,
+intents and failures to close, and the watermarks to commit; `counts()` and `actions()` print it. The
+breaker judges it (`deletes.check_breaker`), `sync --dry-run` prints it, `apply.Applier` consumes it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+from invoiced_keap.connectors.errors import NotFound
+from invoiced_keap.connectors.invoiced import InvoicedConnector
+from invoiced_keap.connectors.keap import KeapConnector
+from invoiced_keap.engine.changes import FlowChanges, get_record
+from invoiced_keap.engine.match import build_index, match_all, match_key_of
+from invoiced_keap.engine.options import DeletesPolicy, FlowOptions
+from invoiced_keap.engine.plan import CreatePlan, PairPlan, plan_create, plan_pair
+from invoiced_keap.engine.report import COUNTED, Action, Progress, ProgressHook, no_progress
+from invoiced_keap.engine.shadows import link_shadows, stored_record
+from invoiced_keap.flows import Flow, Side, flow_of, other_side
+from invoiced_keap.mapping import Record
+from invoiced_keap.state import Store
+from invoiced_keap.state.models import Link
+
+
+@dataclass(frozen=True)
+class PairWork:
+    """A linked pair with both sides' current records and its plan."""
+
+    link: Link
+    invoiced: Record
+    keap: Record
+    plan: PairPlan
+
+
+@dataclass(frozen=True)
+class NewPair:
+    """A matched (or adopted) pair to link, merged by `plan` (planned without shadows)."""
+
+    invoiced: Record
+    keap: Record
+    plan: PairPlan
+
+
+@dataclass(frozen=True)
+class Create:
+    """A record whose twin is created on the other side; `intent_key` is what its create intent records."""
+
+    source: Side
+    record: Record
+    plan: CreatePlan
+    intent_key: str | None
+
+
+@dataclass(frozen=True)
+class Removal:
+    """A believed delete on `gone`'s side of a link."""
+
+    link: Link
+    gone: Side
+    reason: str
+
+
+@dataclass(frozen=True)
+class Review:
+    invoiced_id: str
+    candidates: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class MovedTwin:
+    """A create cut short whose source then moved to another flow: its twin, if found, is kept as a closed link."""
+
+    record: Record
+    twin: Record | None
+    reason: str
+
+
+@dataclass
+class FlowPlan:
+    """One flow's pass, planned (see the module docstring). `links` is the flow's active links when planned;
+    `moved_from` / `moved_from_links` the flow the `moves` leave and its links (for the breaker)."""
+
+    flow: Flow
+    deletes: DeletesPolicy
+    links: int
+    read: dict[Side, int] = field(default_factory=dict)
+    pairs: list[PairWork] = field(default_factory=list)
+    carried_flow: Flow | None = None
+    carried: list[PairWork] = field(default_factory=list)
+    moves: list[Link] = field(default_factory=list)
+    moved_from_links: int = 0
+    removals: list[Removal] = field(default_factory=list)
+    moved_twins: list[MovedTwin] = field(default_factory=list)
+    new_pairs: list[NewPair] = field(default_factory=list)
+    creates: list[Create] = field(default_factory=list)
+    reviews: list[Review] = field(default_factory=list)
+    settled_reviews: list[tuple[str, str]] = field(default_factory=list)
+    closed_intents: list[tuple[Side, str]] = field(default_factory=list)
+    resolved_failures: list[tuple[Side, str]] = field(default_factory=list)
+    open_failures: set[tuple[str, str]] = field(default_factory=set)
+    unstamped: set[str] = field(default_factory=set)
+    keap_unlinked: int = 0
+    watermarks: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def updates(self) -> int:
+        """Linked pairs the plan writes to (what the breaker's update limit counts)."""
+        return sum(1 for work in self.pairs if work.plan.write_count)
+
+    @property
+    def deletes_counted(self) -> int:
+        """Believed removals the breaker's delete limit counts (none when the policy ignores them)."""
+        return 0 if self.deletes == "ignore" else len(self.removals)
+
+    def actions(self) -> list[Action]:
+        """The plan as printable actions, in the order they are applied (`Action.line()`)."""
+        name = self.flow.name
+        actions: list[Action] = []
+        if self.carried_flow is not None:
+            actions += [action for work in self.carried for action in pair_actions(self.carried_flow.name, work)]
+        actions += [Action(link.flow, "unlink", "invoiced", link.invoiced_id, {"keap_id": link.keap_id, "reason": moved_reason(link, name)})
+                    for link in self.moves]
+        for removal in self.removals:
+            actions += removal_actions(name, self.deletes, removal)
+        for moved in self.moved_twins:
+            if moved.twin is not None:
+                actions.append(Action(name, "unlink", "invoiced", str(moved.record["id"]), {"keap_id": str(moved.twin["id"]), "reason": moved.reason}))
+        for work in self.pairs:
+            actions += pair_actions(name, work)
+            if work.link.invoiced_id in self.unstamped:
+                actions += stamp_actions(self.flow, work.invoiced, work.link.keap_id)
+        for review in self.reviews:
+            actions.append(Action(name, "review", "invoiced", review.invoiced_id, {"candidates": list(review.candidates)}))
+        for pair in self.new_pairs:
+            invoiced_id, keap_id = str(pair.invoiced["id"]), str(pair.keap["id"])
+            actions.append(Action(name, "link", "keap", keap_id, {"invoiced_id": invoiced_id}))
+            actions += conflict_actions(name, invoiced_id, pair.plan)
+            actions += [Action(name, "update", side, invoiced_id if side == "invoiced" else keap_id, pair.plan.writes(side))
+                        for side in ("invoiced", "keap") if pair.plan.writes(side)]
+            actions += stamp_actions(self.flow, pair.invoiced, keap_id)
+        for create in self.creates:
+            actions.append(Action(name, "create", other_side(create.source), None, create_body(self.flow, create)))
+            if create.source == "invoiced":
+                actions += stamp_actions(self.flow, create.record, None)
+        return actions
+
+    def counts(self) -> Counter[str]:
+        """What the plan would do, counted as a pass's report counts what it did."""
+        counts: Counter[str] = Counter({f"read.{side}": n for side, n in self.read.items()})
+        for action in self.actions():
+            counts[COUNTED[action.verb].format(side=action.side)] += 1
+        if self.deletes == "ignore":
+            counts["deletes_ignored"] += len(self.removals)
+        if self.keap_unlinked:
+            counts["unlinked.keap"] += self.keap_unlinked
+        return +counts
+
+
+def moved_reason(link: Link, to: str) -> str:
+    return f"type changed: customer {link.invoiced_id} moved to {to}"
+
+
+def conflict_actions(flow: str, invoiced_id: str, plan: PairPlan) -> list[Action]:
+    return [Action(flow, "conflict", c.winner, invoiced_id, {"group": c.group, "invoiced": c.invoiced_value,
+                                                              "keap": c.keap_value, "reason": c.reason})
+            for c in plan.conflicts]
+
+
+def pair_actions(flow: str, work: PairWork) -> list[Action]:
+    """A linked pair's conflicts, then its writes."""
+    ids = {"invoiced": work.link.invoiced_id, "keap": work.link.keap_id}
+    return conflict_actions(flow, work.link.invoiced_id, work.plan) + [
+        Action(flow, "update", side, ids[side], work.plan.writes(side)) for side in ("invoiced", "keap") if work.plan.writes(side)]
+
+
+def removal_actions(flow: str, policy: DeletesPolicy, removal: Removal) -> list[Action]:
+    if policy == "ignore":
+        return []
+    link = removal.link
+    actions = []
+    if policy == "propagate":
+        twin = other_side(removal.gone)
+        actions.append(Action(flow, "delete", twin, link.invoiced_id if twin == "invoiced" else link.keap_id, {"reason": removal.reason}))
+    return [*actions, Action(flow, "unlink", "invoiced", link.invoiced_id, {"keap_id": link.keap_id, "reason": removal.reason})]
+
+
+def stamp_actions(flow: Flow, invoiced_record: Record, keap_id: str | None) -> list[Action]:
+    """The id stamp of a pair, unless the Invoiced record carries it already (None: the id of a twin to be created)."""
+    if keap_id is not None and (invoiced_record.get("metadata") or {}).get(flow.metadata_key) == keap_id:
+        return []
+    return [Action(flow.name, "stamp", "invoiced", str(invoiced_record["id"]), {flow.metadata_key: keap_id})]
+
+
+def create_body(flow: Flow, create: Create) -> Record:
+    """What a create sends: the mapped fields, and for an Invoiced twin the Keap id in its metadata."""
+    body = dict(create.plan.fields)
+    if create.plan.target == "invoiced":
+        body["metadata"] = {flow.metadata_key: str(create.record["id"])}
+    return body
+
+
+def intent_key(flow: Flow, record: Record) -> str | None:
+    key = match_key_of(flow, record)
+    return f"{key[0]}:{key[1]}" if key else None
+
+
+@dataclass
+class Planner:
+    """Builds `FlowPlan`s: the state and connectors to read from, the flows and their options."""
+
+    store: Store
+    invoiced: InvoicedConnector
+    keap: KeapConnector
+    flows: dict[str, Flow]
+    options: dict[str, FlowOptions]
+    progress: ProgressHook = no_progress
+
+    async def plan(self, flow: Flow, read: dict[str, FlowChanges], *, rebaseline: bool = False) -> FlowPlan:
+        """The flow's plan for the changes `read` (of every flow of the pass); `rebaseline` plans linked pairs
+        as on first link, without shadows."""
+        store, name = self.store, flow.name
+        changes = read[name]
+        options = self.options[name]
+        plan = FlowPlan(flow, options.deletes, links=len(store.active_link_ids(name)), watermarks=dict(changes.watermarks))
+        failures = store.failures(name)
+        plan.open_failures = {(failure.side, failure.record_id) for failure in failures}
+        plan.unstamped = {failure.record_id for failure in failures if failure.operation == "stamp"}
+        await self._add_due_failures(flow, changes, plan)
+        moved_sources = await self._add_intent_sources(flow, changes, plan)
+        plan.read = {"invoiced": len(changes.invoiced), "keap": len(changes.keap)}
+
+        plan.moves, old_flow = self._moved_links(flow, changes)
+        if old_flow is not None:
+            plan.moved_from_links = len(store.active_link_ids(old_flow.name))
+        removed: dict[int, Removal] = {
+            link.id: Removal(link, "invoiced", "deleted or merged in Invoiced")
+            for link in store.find_links(name, "invoiced", changes.removed_invoiced).values()}
+        for link in store.find_links(name, "keap", changes.removed_keap).values():
+            removed.setdefault(link.id, Removal(link, "keap", "not found in Keap (404)"))
+        plan.removals = list(removed.values())
+        by_invoiced = store.find_links(name, "invoiced", [i for i in changes.invoiced if i not in changes.removed_invoiced])
+        by_keap = store.find_links(name, "keap", changes.keap)
+        pairs = {link.id: link for link in (*by_invoiced.values(), *by_keap.values()) if link.id not in removed}
+        if old_flow is not None:
+            await self._carry_over(flow, old_flow, plan, read)
+        plan.pairs = [await self._plan_pair(flow, link, changes, rebaseline) for link in pairs.values()]
+
+        unlinked = [record for record_id, record in changes.invoiced.items()
+                    if record_id not in by_invoiced and record_id not in changes.removed_invoiced]
+        claimed = {link.keap_id for link in by_keap.values()}
+        if unlinked or moved_sources:
+            listing = (list(changes.keap.values()) if changes.keap_full
+                       else [record async for record in self.keap.list_all(flow.keap, fields=flow.keap_fields)])
+            linked = store.active_link_ids(name).values()
+            if moved_sources:
+                plan.moved_twins = self._moved_twins(flow, listing, linked, moved_sources)
+            if unlinked:
+                claimed |= self._match(flow, listing, linked, unlinked, plan)
+        unlinked_keap = [record for record_id, record in changes.keap.items() if record_id not in claimed]
+        still = store.find_links(name, "keap", [str(record["id"]) for record in unlinked_keap])
+        unlinked_keap = [record for record in unlinked_keap if str(record["id"]) not in still]
+        if options.create_in_invoiced:
+            plan.creates += [Create("keap", record, plan_create(flow, "keap", record), None) for record in unlinked_keap]
+        else:
+            plan.keap_unlinked = len(unlinked_keap)
+        return plan
+
+    # --- linked pairs --------------------------------------------------------------------------------
+    async def _plan_pair(self, flow: Flow, link: Link, changes: FlowChanges, rebaseline: bool = False) -> PairWork:
+        """The pair's plan: changed records as read, the other side from its stored record (or a GET)."""
+        current: dict[Side, Record] = {}
+        for side, changed, record_id in (("invoiced", changes.invoiced, link.invoiced_id), ("keap", changes.keap, link.keap_id)):
+            record = changed.get(record_id) or stored_record(link, side)
+            current[side] = record if record is not None else await get_record(flow, self.invoiced, self.keap, side, record_id)
+        shadows = None if rebaseline else link_shadows(link)
+        pair = plan_pair(flow, shadows, current["invoiced"], current["keap"], self.options[flow.name].policy)
+        return PairWork(link, current["invoiced"], current["keap"], pair)
+
+    def _moved_links(self, flow: Flow, changes: FlowChanges) -> tuple[list[Link], Flow | None]:
+        """Links in another flow of the same Invoiced resource of records this flow owns now (a type change)."""
+        for other in self.flows.values():
+            if other.name != flow.name and other.invoiced == flow.invoiced:
+                moved = list(self.store.find_links(other.name, "invoiced", changes.invoiced).values())
+                if moved:
+                    return moved, other
+        return [], None
+
+    async def _carry_over(self, flow: Flow, old: Flow, plan: FlowPlan, read: dict[str, FlowChanges]) -> None:
+        """Plan the moved links' old pairs one last time where this pass read their Keap twin changed: the edit
+        was made while they were linked. Planned as any pair, but only Invoiced is written (the old twin is left
+        alone); the records this flow then matches or creates are taken as they will be after those writes."""
+        twins = read[old.name].keap if old.name in read else {}
+        customers = read[flow.name].invoiced
+        plan.carried_flow = old
+        for link in (link for link in plan.moves if link.keap_id in twins):
+            pair = FlowChanges(old.name, keap={link.keap_id: twins[link.keap_id]})
+            if link.invoiced_id in customers:
+                pair.invoiced[link.invoiced_id] = customers[link.invoiced_id]
+            work = await self._plan_pair(old, link, pair)
+            work = replace(work, plan=replace(work.plan, keap_writes={}))
+            plan.carried.append(work)
+            if work.plan.invoiced_writes and link.invoiced_id in customers:
+                customers[link.invoiced_id] = {**customers[link.invoiced_id], **work.plan.invoiced_writes}
+
+    # --- failures and intents ------------------------------------------------------------------------
+    async def _add_due_failures(self, flow: Flow, changes: FlowChanges, plan: FlowPlan) -> None:
+        """Bring the source records of the flow's failures due for a retry into the pass; a source that is gone,
+        or that another flow owns now (whose pass syncs it), resolves its failure."""
+        for failure in self.store.failures_due(flow.name):
+            side: Side = "keap" if failure.side == "keap" else "invoiced"
+            records = changes.invoiced if side == "invoiced" else changes.keap
+            if failure.record_id in records:
+                continue
+            try:
+                record: Record | None = await get_record(flow, self.invoiced, self.keap, side, failure.record_id)
+            except NotFound:
+                record = None
+            if record is None or (side == "invoiced" and not flow.belongs(record)):
+                plan.resolved_failures.append((side, failure.record_id))
+                continue
+            records[failure.record_id] = record
+
+    async def _add_intent_sources(self, flow: Flow, changes: FlowChanges, plan: FlowPlan) -> list[Record]:
+        """Bring the source records of open intents (a create cut short) into the pass to finish or adopt;
+        answers the sources another flow owns now (see `_moved_twins`)."""
+        moved: list[Record] = []
+        for intent in self.store.intents(flow.name):
+            source: Side = "keap" if intent.source_side == "keap" else "invoiced"
+            records = changes.invoiced if source == "invoiced" else changes.keap
+            if intent.source_id in records:
+                continue
+            if self.store.find_link(flow.name, source, intent.source_id) is not None:
+                plan.closed_intents.append((source, intent.source_id))
+                continue
+            try:
+                record: Record | None = await get_record(flow, self.invoiced, self.keap, source, intent.source_id)
+            except NotFound:
+                record = None
+            if record is None:
+                plan.closed_intents.append((source, intent.source_id))
+            elif source == "invoiced" and not flow.belongs(record):
+                moved.append(record)
+            else:
+                records[intent.source_id] = record
+        return moved
+
+    def _moved_twins(self, flow: Flow, listing: list[Record], linked: Iterable[str], moved: list[Record]) -> list[MovedTwin]:
+        """Creates cut short whose source then moved to another flow: the twin one may have made is found as an
+        adoption would find it, and kept as a link the type change closed (known, not a duplicate, and left
+        alone, like the twin of a linked customer that moved); the intents close either way."""
+        index = build_index(flow, listing, linked)
+        by_id = {str(record["id"]): record for record in listing}
+        found = []
+        for record, decision in zip(moved, match_all(index, moved, adopting={str(r["id"]) for r in moved}), strict=True):
+            twin = by_id[decision.keap_id] if decision.action == "link" and decision.keap_id else None
+            found.append(MovedTwin(record, twin, f"type changed: customer {record['id']} moved to {flow_of(flow.invoiced, record, self.flows)}"))
+        return found
+
+    # --- matching ------------------------------------------------------------------------------------
+    def _match(self, flow: Flow, listing: list[Record], linked: Iterable[str], unlinked: list[Record], plan: FlowPlan) -> set[str]:
+        """Link, review or create each unlinked Invoiced record; answers the Keap ids they claim."""
+        name = flow.name
+        index = build_index(flow, listing, linked)
+        by_id = {str(record["id"]): record for record in listing}
+        adopting = {intent.source_id for intent in self.store.intents(name) if intent.source_side == "invoiced"}
+        decisions = match_all(index, unlinked, adopting=adopting, rejected=self.store.create_decisions(name))
+        self.progress(Progress(name, "matched", len(decisions), len(unlinked)))
+        records = {str(record["id"]): record for record in unlinked}
+        in_review = {item.invoiced_id for item in self.store.review_items(name)}
+        policy = self.options[name].policy
+        claimed: set[str] = set()
+        for decision in decisions:
+            record = records[decision.invoiced_id]
+            if decision.action == "review":
+                claimed.update(decision.candidates)
+                reason = (f"{len(decision.candidates)} Keap records match {decision.key[0]} {decision.key[1]!r}"
+                          if decision.key else "ambiguous")
+                plan.reviews.append(Review(decision.invoiced_id, decision.candidates, reason))
+                continue
+            if decision.invoiced_id in in_review:
+                plan.settled_reviews.append((decision.invoiced_id, decision.action))
+            if decision.action == "link":
+                assert decision.keap_id is not None
+                claimed.add(decision.keap_id)
+                keap_record = by_id[decision.keap_id]
+                plan.new_pairs.append(NewPair(record, keap_record, plan_pair(flow, None, record, keap_record, policy)))
+            else:
+                plan.creates.append(Create("invoiced", record, plan_create(flow, "invoiced", record), intent_key(flow, record)))
+        return claimed
+

@@ -1,0 +1,54 @@
+"""What a link remembers of each side (its *shadow*), as stored and as the planner takes it.
+
+A stored shadow (`state.Snapshot`) keeps a side's neutral values per field rule, its own update time as the
+API gave it, and its raw mapped fields (`record`: the rule fields, id and update time), so a pair whose one
+side changed is planned and written against the other side's stored record, without a re-read. Any Keap edit
+(also to a slot we do not own) moves `update_time`, so the record comes back in the next incremental read
+and its stored record is refreshed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from invoiced_keap.engine.plan import UPDATED_FIELD, LinkShadows, SideShadow, shadow_of
+from invoiced_keap.flows import SIDES, Flow, Side
+from invoiced_keap.mapping import Record, epoch_seconds
+from invoiced_keap.state import Snapshot
+from invoiced_keap.state.models import Link
+
+
+def raw_fields(flow: Flow, side: Side, record: Record) -> dict[str, Any]:
+    """The part of a record a later write needs: id, update time and every field a rule maps."""
+    names = {"id", UPDATED_FIELD[side]}
+    for rule in flow.rules:
+        names.update(rule.invoiced_fields if side == "invoiced" else rule.keap_fields)
+    return {name: record[name] for name in sorted(names) if name in record}
+
+
+def snapshot(flow: Flow, side: Side, record: Record) -> Snapshot:
+    """The shadow to store of one side's record."""
+    return Snapshot(shadow_of(flow, side, record).values, record.get(UPDATED_FIELD[side]), raw_fields(flow, side, record))
+
+
+def link_shadows(link: Link) -> LinkShadows | None:
+    """The pair's shadows as the planner takes them; None until both sides have one."""
+    stored = {side: link.shadow(side) for side in SIDES}
+    invoiced, keap = stored["invoiced"], stored["keap"]
+    if invoiced is None or keap is None:
+        return None
+    return LinkShadows(SideShadow(invoiced.field_values, epoch_seconds(invoiced.source_updated)),
+                       SideShadow(keap.field_values, epoch_seconds(keap.source_updated)))
+
+
+def stored_record(link: Link, side: Side) -> Record | None:
+    shadow = link.shadow(side)
+    return dict(shadow.record) if shadow is not None and shadow.record else None
+
+
+def after_write(side: Side, read: Record, answer: Record, writes: Mapping[str, Any]) -> Record:
+    """What to remember of a record we wrote: the API's answer for the fields written and the update time, the
+    record as read for the rest. An edit someone made between our read and our write is in the answer but was
+    never synced; remembering it would mark it seen and lose it (as its update time moved, the next read brings it)."""
+    return {**read, **{key: answer.get(key) for key in writes}, UPDATED_FIELD[side]: answer.get(UPDATED_FIELD[side])}
