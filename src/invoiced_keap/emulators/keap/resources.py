@@ -99,9 +99,13 @@ class Resource:
         fields: list[str] | None,
     ) -> tuple[list[Record], str]:
         conditions = parse_filter(filter_text, self.filters)
-        chosen = apply_filter(store.records(self.collection), conditions, self.filters)
-        records, next_token = page(sort_records(chosen, order_by, self.order_keys), page_size, page_token)
-        rendered = [self.render(store, record) for record in records]
+        chosen = store.view(
+            self.collection,
+            (filter_text, order_by),
+            lambda records: sort_records(apply_filter(records, conditions, self.filters), order_by, self.order_keys),
+        )
+        records, next_token = page(chosen, page_size, page_token)
+        rendered = [self.render(store, record) for record in records]  # new objects: `chosen` is the store's
         if fields is None:
             return [strip(record, self.hidden_in_list) for record in rendered], next_token
         return [select(record, fields) for record in rendered], next_token

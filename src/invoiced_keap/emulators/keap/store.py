@@ -1,15 +1,18 @@
 """In-memory Keap records with Keap's string ids and millisecond UTC timestamps, and change notification.
 
-Records are kept as the plain JSON dicts the API returns (before field selection); callers get copies,
-so nothing outside the store can change a stored record behind its back.
+Records are kept as the plain JSON dicts the API returns (before field selection) in a `Table` per
+collection; callers get copies, so nothing outside the store can change a stored record behind its back.
+Listings read a table's cached views (`view`) instead, and must render what they show into new objects.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from datetime import UTC, datetime
 from typing import Any
+
+from invoiced_keap.emulators.table import Build, Table
 
 Record = dict[str, Any]
 ChangeListener = Callable[[str, str], None]
@@ -34,7 +37,7 @@ class RecordStore:
 
     def reset(self) -> None:
         """Drop all records and restart ids; subscribers stay (they belong to the emulator, not the data)."""
-        self.collections: dict[str, dict[str, Record]] = {name: {} for name in EVENT_OBJECTS}
+        self.collections = {name: Table() for name in EVENT_OBJECTS}
         self.last_ids: dict[str, int] = {name: 0 for name in EVENT_OBJECTS}
 
     def subscribe(self, listener: ChangeListener) -> None:
@@ -48,7 +51,7 @@ class RecordStore:
         record_id = str(self.last_ids[collection])
         stamp = self.now()
         stored = {**copy.deepcopy(record), "id": record_id, "create_time": stamp, "update_time": stamp}
-        self.collections[collection][record_id] = stored
+        self.collections[collection].put(record_id, stored)
         self._notify(collection, "add", record_id)
         return copy.deepcopy(stored)
 
@@ -59,12 +62,12 @@ class RecordStore:
     def replace(self, collection: str, record: Record) -> Record:
         """Store a changed version of an existing record; every successful write counts as an edit."""
         stored = {**copy.deepcopy(record), "update_time": self.now()}
-        self.collections[collection][stored["id"]] = stored
+        self.collections[collection].put(stored["id"], stored)
         self._notify(collection, "edit", stored["id"])
         return copy.deepcopy(stored)
 
     def delete(self, collection: str, record_id: str) -> bool:
-        if self.collections[collection].pop(record_id, None) is None:
+        if self.collections[collection].pop(record_id) is None:
             return False
         self._notify(collection, "delete", record_id)
         return True
@@ -73,6 +76,10 @@ class RecordStore:
         """Copies of the collection's records in id order (creation order)."""
         for record in list(self.collections[collection].values()):
             yield copy.deepcopy(record)
+
+    def view(self, collection: str, query: Hashable, build: Build) -> list[Record]:
+        """The stored records (not copies) `build` selects and orders, cached until the collection changes."""
+        return self.collections[collection].view(query, build)
 
     def _notify(self, collection: str, action: str, record_id: str) -> None:
         event_key = f"{EVENT_OBJECTS[collection]}.{action}"
