@@ -213,7 +213,7 @@ class Settings(BaseSettings):
         """Every secret value set, for log redaction."""
         values = (self.invoiced_api_key, self.keap_api_key, self.keap_access_token, self.keap_client_secret,
                   self.invoiced_webhook_secret, self.keap_hook_token, self.status_token)
-        return [value.get_secret_value() for value in values if value is not None and value.get_secret_value()]
+        return [value.get_secret_value() for value in values if value is not None]
 
 
 def is_loopback(host: str) -> bool:

@@ -62,11 +62,14 @@ class Service:
         self.syncer = syncer
         self.flows = dict(flows)
         self.settings = settings
-        self.status_token = revealed(settings.status_token)
-        self.invoiced_webhook_secret = revealed(settings.invoiced_webhook_secret)
         self.hook_token = revealed(settings.keap_hook_token) or secrets.token_urlsafe(24)
+        self.receivers = ServerSettings(
+            invoiced_webhook_secret=revealed(settings.invoiced_webhook_secret),
+            keap_hook_token=self.hook_token if settings.keap_hooks else None,
+            status_token=revealed(settings.status_token),
+        )
         # the hook token is in URLs we log; none of these may reach a log line
-        register_secret(self.hook_token, self.invoiced_webhook_secret or "", self.status_token or "")
+        register_secret(self.hook_token, *settings.secrets())
         self.queue = DirtyQueue(settings.schedule.webhook_debounce)
         self.metrics = Metrics(syncer.store)
         self.metrics.watch_keap_quota(self.keap_quota)
@@ -119,11 +122,7 @@ class Service:
             self.flows,
             self.queue,
             self.metrics,
-            ServerSettings(
-                invoiced_webhook_secret=self.invoiced_webhook_secret,
-                keap_hook_token=self.hook_token if settings.keap_hooks else None,
-                status_token=self.status_token,
-            ),
+            self.receivers,
             health=self.health,
             keap_quota=self.keap_quota,
         )
