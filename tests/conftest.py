@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 from sqlalchemy import create_engine, text
 
 from invoiced_keap.emulators.serve import BackgroundServer
@@ -15,6 +16,12 @@ from invoiced_keap.state.database import normalise_url
 from tests.support import API_KEY, ManualClock
 
 POSTGRES_URL_VARIABLE = "INVOICED_KEAP_TEST_POSTGRES_URL"
+
+# Property tests judge values, never speed: no deadline and no "too slow" check, so a loaded machine cannot fail
+# them. Under CI the examples are derandomized (the same on every run); elsewhere each run explores new ones.
+settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 
 @pytest.fixture(scope="session")

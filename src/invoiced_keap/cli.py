@@ -1,6 +1,6 @@
 """The `invoiced-keap` command line: thin over the engine, the store and the emulators.
 
-Exit codes (DESIGN §6): 0 everything synced or agrees, 2 finished but records wait in the failures
+Exit codes: 0 everything synced or agrees, 2 finished but records wait in the failures
 or review lists (or `verify` found differences), 1 could not run (a setting, credentials, an
 unreachable system, the circuit breaker). Setting and connection problems print one line, never a
 traceback; the group class below turns them into exit code 1 for every command.

@@ -30,7 +30,8 @@ import pycountry
 from babel.numbers import get_currency_precision
 from nameparser import HumanName
 
-Record = Mapping[str, Any]
+Record = dict[str, Any]
+"""A record as the APIs return it: a JSON object."""
 Address = dict[str, str | None]
 
 ADDRESS_PARTS = ("line1", "line2", "city", "region", "postal_code", "country")

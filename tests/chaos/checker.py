@@ -8,7 +8,7 @@ A converged world has, per flow:
 - linked pairs that agree on every field rule (`plan.disagreements`), unless a failure of either record explains it;
 - every pair's last edit per field group still on the side it was made on (and so, by agreement, on both),
   unless a recorded conflict on that group went to the other side, or it was a clear made before the pair was
-  linked (an empty value never wins while matching, DESIGN §2), or the edit raced a write: made to a record
+  linked (an empty value never wins while matching), or the edit raced a write: made to a record
   after a pass had read it and before that pass wrote the group's fields (planned from the earlier read, the
   write overwrites it; the design accepts this window, `engine/apply.py`, and `raced` counts such edits).
   Edits of an earlier Keap twin count as the pair's: one a type change unlinked, until the pass that closed the link

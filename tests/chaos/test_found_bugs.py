@@ -11,7 +11,7 @@ from pathlib import Path
 
 from starlette.types import Message, Receive, Scope, Send
 
-from invoiced_keap.connectors.invoiced import InvoicedConnector
+from invoiced_keap.connectors.invoiced import CUSTOMER, InvoicedConnector
 from invoiced_keap.emulators.invoiced import InvoicedEmulator
 from invoiced_keap.emulators.keap import KeapEmulator
 from invoiced_keap.emulators.keap.resources import RESOURCES

@@ -47,6 +47,10 @@ def duplicates(world: World) -> dict[str, list[str]]:
     return {flow: [key for key, n in Counter(values).items() if n > 1] for flow, values in keys.items()}
 
 
+def made_now(world: World) -> int:
+    return sum(len(world.keap_records(c)) for c in ("companies", "contacts", "products"))
+
+
 @pytest.mark.parametrize("seed", [7])
 async def test_killed_initial_sync_ends_with_no_duplicates_and_every_record_linked(world: World, tmp_path: Path, seed: int) -> None:
     world.invoiced.seed({
@@ -60,12 +64,17 @@ async def test_killed_initial_sync_ends_with_no_duplicates_and_every_record_link
     database_url = f"sqlite:///{tmp_path}/crash.db"
     chance = random.Random(seed)
     in_keap_after_kills = []
+    made = 0
     for _ in range(KILLS):
         process = start_pass(world, database_url)
-        time.sleep(chance.uniform(1.0, 3.0))  # the driver needs about a second to start
+        deadline = time.monotonic() + 120  # kill once this pass made a record (however slow its start), then soon after
+        while made_now(world) <= made and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(chance.uniform(0.0, 0.3))
         process.send_signal(signal.SIGKILL)
         process.wait()
-        in_keap_after_kills.append(sum(len(world.keap_records(c)) for c in ("companies", "contacts", "products")))
+        made = made_now(world)
+        in_keap_after_kills.append(made)
 
     for emulator in (world.invoiced, world.keap):
         emulator.faults.latency_ms = 0

@@ -45,15 +45,15 @@ async def test_two_workers_never_sync_one_flow_at_once(state_url: str) -> None:
             one_worker(state_url, invoiced_server.url, keap_url),
             one_worker(state_url, invoiced_server.url, keap_url),
         )
-        locked = [report for report in reports if report.error]
-        worked = [report for report in reports if not report.error]
+        locked = [report for report in reports if report.flows["companies"].error]
+        worked = [report for report in reports if not report.flows["companies"].error]
         assert len(locked) == 1 and len(worked) == 1
-        assert "locked" in (locked[0].error or "")
-        assert locked[0].flows == {}  # it touched nothing
+        assert "locked" in (locked[0].flows["companies"].error or "") and locked[0].exit_code == 1
+        assert not locked[0].flows["companies"].counts and not locked[0].flows["companies"].actions  # it touched nothing
         assert worked[0].flows["companies"].counts["created.keap"] == COMPANIES
         assert len(list(keap.store.records("companies"))) == COMPANIES  # one twin each: no duplicates
 
         again = await one_worker(state_url, invoiced_server.url, keap_url)  # the lock was released
-        assert again.error is None
+        assert again.exit_code == 0
     with Store(state_url) as store:
         assert len(store.active_link_ids("companies")) == COMPANIES

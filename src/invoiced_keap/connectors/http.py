@@ -190,6 +190,23 @@ def _should_retry(retry_safe: bool, max_wait: float, error: Exception) -> bool |
     return error.retry_after if error.retry_after <= max_wait else False
 
 
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing, and the server's clock when it answered (`served_at`)."""
+
+    records: list[dict[str, Any]]
+    served_at: datetime | None
+
+
+def served_at(response: httpx.Response) -> datetime | None:
+    """The response's `Date` header (whole seconds, rounded down: never later than the server's clock)."""
+    try:
+        moment = parsedate_to_datetime(response.headers["date"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 class ApiClient(AsyncClosing):
     """An API's base URL, credentials and limits, shared by every call a connector makes.
 

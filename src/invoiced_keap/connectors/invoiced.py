@@ -10,25 +10,25 @@ from __future__ import annotations
 
 import json
 import uuid
-from email.utils import parsedate_to_datetime
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 import httpx
 
 from invoiced_keap.connectors.errors import NotFound, RecordRejected
-from invoiced_keap.connectors.http import DEFAULT_TIMEOUT, ApiClient, AsyncClosing, RequestEvent, RequestStats, RetryPolicy
+from invoiced_keap.connectors.http import DEFAULT_TIMEOUT, ApiClient, AsyncClosing, Page, RequestEvent, RequestStats, RetryPolicy, served_at
 from invoiced_keap.connectors.pacing import INVOICED_LIMITS, RateLimits
 from invoiced_keap.connectors.redaction import SecretHeaders
+from invoiced_keap.mapping import Record
 
 INVOICED_API_URL = "https://api.invoiced.com"
 PER_PAGE = 100
 METADATA_KEY_LIMIT = 10
 USER_AGENT = "invoiced-keap"
 
-Record = dict[str, Any]
 Query = Mapping[str, Any]
 
 
@@ -157,7 +157,7 @@ class ChangedRecords:
         seen: set[tuple[str, int]] = set()
         async with aclosing(self._pages) as pages:
             async for page in pages:
-                self._began = page.served_second if self._began is None else self._began
+                self._began = _second(page.served_at) if self._began is None else self._began
                 for record in page.records:
                     if self.newest_first and self.since is not None and record["updated_at"] < self.since.updated_at:
                         self.complete = True
@@ -171,19 +171,8 @@ class ChangedRecords:
         self.complete = True
 
 
-@dataclass(frozen=True)
-class Page:
-    """One page of a listing and the server's clock when it was served (epoch seconds, None without `Date`)."""
-
-    records: list[Record]
-    served_second: int | None
-
-
-def served_second(response: httpx.Response) -> int | None:
-    try:
-        return int(parsedate_to_datetime(response.headers["date"]).timestamp())
-    except (KeyError, TypeError, ValueError):
-        return None
+def _second(moment: datetime | None) -> int | None:
+    return int(moment.timestamp()) if moment is not None else None
 
 
 @dataclass(frozen=True)
@@ -253,7 +242,7 @@ class InvoicedConnector(AsyncClosing):
         params: Query | None = {"per_page": PER_PAGE, **stream.query, **(query or {})}
         while params is not None:
             response = await self.api.request("GET", stream.path, params=params)
-            yield Page(response.json(), served_second(response))
+            yield Page(response.json(), served_at(response))
             params = stream.paginator.next_query(response)
 
     def all(self, resource: Resource) -> AsyncIterator[Record]:

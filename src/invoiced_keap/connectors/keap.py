@@ -25,18 +25,17 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
 from invoiced_keap.connectors.errors import NotFound
-from invoiced_keap.connectors.http import ApiClient, AsyncClosing, RequestEvent, RequestStats, RetryPolicy
+from invoiced_keap.connectors.http import ApiClient, AsyncClosing, Page, RequestEvent, RequestStats, RetryPolicy, served_at
 from invoiced_keap.connectors.keap_auth import AccessToken, ApiKey, KeapOAuth, OAuthClient
 from invoiced_keap.connectors.pacing import KEAP_OAUTH_LIMITS, KEAP_PAT_LIMITS, Pacer, RateLimits
 from invoiced_keap.connectors.redaction import SecretHeaders
+from invoiced_keap.mapping import Record
 
-Record = dict[str, Any]
 Credentials = ApiKey | AccessToken | OAuthClient
 
 DEFAULT_BASE_URL = "https://api.infusionsoft.com/crm/rest"
@@ -119,14 +118,6 @@ OBJECTS = {keap_object.name: keap_object for keap_object in (COMPANIES, CONTACTS
 
 
 @dataclass(frozen=True)
-class Page:
-    """One page of a listing, and the server's clock when it answered (its `Date` header, if any)."""
-
-    records: list[Record]
-    served_at: datetime | None
-
-
-@dataclass(frozen=True)
 class Changes:
     """Records updated at or after the watermark (less the overlap), and the watermark to store next."""
 
@@ -156,15 +147,6 @@ def keap_time(moment: datetime) -> str:
 def updated_at(record: Mapping[str, Any]) -> datetime | None:
     value = record.get("update_time")
     return datetime.fromisoformat(value) if value else None
-
-
-def served_at(response: httpx.Response) -> datetime | None:
-    """The response's `Date` header (whole seconds, rounded down: never later than the server's clock)."""
-    try:
-        moment = parsedate_to_datetime(response.headers["date"])
-    except (KeyError, TypeError, ValueError):
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def page_token_of(next_page: str | None) -> str | None:

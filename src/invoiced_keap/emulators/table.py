@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import Any
+from invoiced_keap.mapping import Record
 
-Record = dict[str, Any]
 Build = Callable[[list[Record]], list[Record]]
 
 MAX_VIEWS = 8  # distinct queries kept per table; a sync pages through a handful at a time

@@ -96,8 +96,8 @@ class InvoicedWebhookReceiver:
     def _mark_customer(self, customer: dict[str, Any], *, removed: bool) -> bool:
         if "id" not in customer:
             return False
-        flow = flow_of(CUSTOMER, customer, self.flows)
-        if flow is None:
+        flow = flow_of(CUSTOMER, customer)
+        if flow not in self.flows:
             return False
         self.queue.mark(flow, Side.INVOICED, [str(customer["id"])], removed=removed)
         return True

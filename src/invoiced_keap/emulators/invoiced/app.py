@@ -29,8 +29,8 @@ from invoiced_keap.emulators.invoiced.listing import page_response
 from invoiced_keap.emulators.invoiced.resources import RESOURCES, Action, Resource
 from invoiced_keap.emulators.invoiced.store import Account
 from invoiced_keap.emulators.kit import Emulator
+from invoiced_keap.mapping import Record
 
-Record = dict[str, Any]
 
 DEFAULT_MAX_IN_FLIGHT = 20
 DEFAULT_WEBHOOK_RETRY_DELAYS = (0.2, 0.5, 1.0)

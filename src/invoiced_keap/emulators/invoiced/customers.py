@@ -14,8 +14,8 @@ from invoiced_keap.emulators.invoiced.errors import ApiError
 from invoiced_keap.emulators.invoiced.listing import int_param
 from invoiced_keap.emulators.invoiced.store import Account, numeric_key
 from invoiced_keap.emulators.table import Table
+from invoiced_keap.mapping import Record
 
-Record = dict[str, Any]
 
 CUSTOMER_TYPES = ("company", "person", "government", "non_profit")
 DEFAULT_COUNTRY = "US"

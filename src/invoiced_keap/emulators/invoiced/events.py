@@ -4,17 +4,17 @@ selected by subject (`related_to`), object type and date."""
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.datastructures import QueryParams
 
 from invoiced_keap.emulators.invoiced.errors import ApiError
 from invoiced_keap.emulators.invoiced.listing import int_param
+from invoiced_keap.mapping import Record
 
 if TYPE_CHECKING:  # the account imports this module to write events
     from invoiced_keap.emulators.invoiced.store import Account
 
-Record = dict[str, Any]
 Subject = tuple[str, str]  # (object type, id as text), the real EventAssociations row
 
 FILTERABLE = frozenset({"type", "id", "timestamp"})

@@ -15,8 +15,8 @@ from starlette.datastructures import QueryParams
 from invoiced_keap.emulators.invoiced import fields
 from invoiced_keap.emulators.invoiced.errors import ApiError
 from invoiced_keap.emulators.invoiced.store import Account
+from invoiced_keap.mapping import Record
 
-Record = dict[str, Any]
 
 ITEM_ID = re.compile(r"^[a-z0-9_\-:]{2,}$", re.IGNORECASE)
 GL_ACCOUNT = re.compile(r"^[a-z0-9-]{4,}$", re.IGNORECASE)

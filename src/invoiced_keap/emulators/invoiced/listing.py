@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from invoiced_keap.emulators.invoiced.errors import API_HEADERS, ApiError
+from invoiced_keap.mapping import Record
 
-Record = dict[str, Any]
 
 MAX_PER_PAGE = 100
 PAGING = ("page", "per_page")

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
 
 from starlette.datastructures import QueryParams
 
@@ -19,8 +18,8 @@ from invoiced_keap.emulators.invoiced.errors import ApiError
 from invoiced_keap.emulators.invoiced.listing import PAGING, filter_records, sort_records
 from invoiced_keap.emulators.invoiced.store import Account, numeric_key
 from invoiced_keap.emulators.table import Table
+from invoiced_keap.mapping import Record
 
-Record = dict[str, Any]
 Create = Callable[[Account, Record], Record]
 Update = Callable[[Account, Record, Record], tuple[Record, Record]]  # -> (record after, old values that changed)
 Delete = Callable[[Account, Record], None]

@@ -13,8 +13,8 @@ from typing import Any
 
 from invoiced_keap.emulators.invoiced import events
 from invoiced_keap.emulators.table import Table, TableMarks
+from invoiced_keap.mapping import Record
 
-Record = dict[str, Any]
 EventListener = Callable[[Record], None]
 
 COUNTERS = ("customers", "numbers", "events", "webhooks")  # items have string ids, given or generated

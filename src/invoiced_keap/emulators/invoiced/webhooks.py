@@ -11,15 +11,14 @@ import random
 import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
 from invoiced_keap.emulators.invoiced import fields
 from invoiced_keap.emulators.invoiced.errors import ApiError
 from invoiced_keap.emulators.invoiced.store import Account
+from invoiced_keap.mapping import Record
 
-Record = dict[str, Any]
 
 SECRET_LENGTH = 32
 DELIVERY_TIMEOUT = httpx.Timeout(30.0, connect=10.0)

@@ -16,8 +16,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from invoiced_keap.emulators.keap.errors import KeapError
+from invoiced_keap.mapping import Record
 
-Record = dict[str, Any]
 FilterKind = Literal["exact", "prefix", "number", "id_list", "since", "until"]
 # Keap does not document a default page size; 0 or no page_size gets the largest page. [inference]
 DEFAULT_PAGE_SIZE = 1000

@@ -10,11 +10,10 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Hashable, Iterator
 from datetime import UTC, datetime
-from typing import Any
 
 from invoiced_keap.emulators.table import Build, Table
+from invoiced_keap.mapping import Record
 
-Record = dict[str, Any]
 ChangeListener = Callable[[str, str], None]
 
 # collection name -> the object name in Keap's hook event keys (`contact.add`, ...)
