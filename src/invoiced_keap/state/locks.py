@@ -1,13 +1,14 @@
 """One worker per flow, with a lock that ends when its holder does.
 
-SQLite: an OS file lock (`filelock`) on `<database>.<flow>.lock` beside the database, which the
-kernel frees when the holding process dies (an in-memory database gets an in-process lock).
+SQLite: `flock` on `<database>.<flow>.lock` beside the database, which the kernel frees when
+the holding process dies (an in-memory database gets an in-process lock).
 PostgreSQL: a session advisory lock, which the server frees when the holder's session ends.
 The `flow_locks` row only says who holds a flow and since when; a dead holder's row blocks nothing.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import socket
@@ -18,7 +19,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from filelock import FileLock, Timeout
 from sqlalchemy import Engine, delete, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -144,13 +144,13 @@ def advisory_lock(engine: Engine, flow: str) -> Iterator[Check]:
 
 @contextmanager
 def file_lock(path: Path) -> Iterator[Check]:
-    lock = FileLock(path, thread_local=False)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)  # not inherited by child processes
     try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise _Refused from None
-    try:
-        held = path.stat()
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _Refused from None
+        held = os.fstat(descriptor)
 
         def check() -> None:
             """Removing the lock file would let a second worker lock a new one."""
@@ -163,7 +163,7 @@ def file_lock(path: Path) -> Iterator[Check]:
 
         yield check
     finally:
-        lock.release()
+        os.close(descriptor)  # which releases the lock
 
 
 @contextmanager
