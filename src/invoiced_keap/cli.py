@@ -35,7 +35,7 @@ from invoiced_keap.engine.review import ReviewRefused
 from invoiced_keap.engine.run import Syncer
 from invoiced_keap.flows import CATALOGUE, Flow
 from invoiced_keap.logs import LogFormat, configure_logging
-from invoiced_keap.state import Side, Store
+from invoiced_keap.state import Store
 from invoiced_keap.state.models import AuditEntry, Conflict, Failure, Link, ReviewItem
 from invoiced_keap.state.views import record_history, search_links, status_view
 from invoiced_keap.server.quota import QuotaWatchingPacer
@@ -220,7 +220,7 @@ def run(ctx: typer.Context, flow: list[str] | None = FlowOption) -> None:
 def _link_row(link: Link) -> dict[str, Any]:
     shadows = {shadow.side: shadow.field_values for shadow in link.shadows}
     return {"flow": link.flow, "invoiced_id": link.invoiced_id, "keap_id": link.keap_id,
-            "name": shadows.get(Side.INVOICED, {}).get("name"), "status": link.status,
+            "name": shadows.get("invoiced", {}).get("name"), "status": link.status,
             "closed_reason": link.closed_reason, "linked_at": link.created_at, "shadows": shadows}
 
 

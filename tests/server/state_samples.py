@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from invoiced_keap.state import AuditOperation, Side, Store
+from invoiced_keap.state import AuditOperation, Store
 
 
 def fill(store: Store) -> None:
@@ -10,12 +10,12 @@ def fill(store: Store) -> None:
     run = store.start_run(["companies", "contacts"], dry_run=False)
     links = [store.upsert_link("companies", f"{number}", f"k{number}") for number in range(1, 4)]
     store.upsert_link("contacts", "40", "k40")
-    store.record_failure("companies", Side.KEAP, "k2", "update", "Region <b>is</b> invalid", field="address")
+    store.record_failure("companies", "keap", "k2", "update", "Region <b>is</b> invalid", field="address")
     store.add_review_item("contacts", "41", ["k41", "k42"], "two contacts share the email")
     store.add_review_item("contacts", "43", ["k43", "k44"], "two contacts share the email")
     store.record_conflict(
-        links[0], "name", invoiced_value="Acme", keap_value="ACME Inc", winner=Side.INVOICED, reason="newest", run_id=run.id
+        links[0], "name", invoiced_value="Acme", keap_value="ACME Inc", winner="invoiced", reason="newest", run_id=run.id
     )
-    store.append_audit("companies", Side.KEAP, "k1", AuditOperation.UPDATE, before={"company_name": "A"}, run_id=run.id)
-    store.append_audit("companies", Side.INVOICED, "2", AuditOperation.CREATE, after={"name": "B"}, run_id=run.id)
+    store.append_audit("companies", "keap", "k1", AuditOperation.UPDATE, before={"company_name": "A"}, run_id=run.id)
+    store.append_audit("companies", "invoiced", "2", AuditOperation.CREATE, after={"name": "B"}, run_id=run.id)
     store.finish_run(run.id, "ok", {"companies": {"updated.keap": 1}})

@@ -6,33 +6,33 @@ import asyncio
 import time
 
 from invoiced_keap.server.debounce import DirtyKey, DirtyQueue
-from invoiced_keap.state import Side
+
 
 
 async def test_a_burst_of_fifty_marks_of_one_record_is_one_id_in_one_batch() -> None:
     queue = DirtyQueue(delay=0.05)
     for _ in range(50):
-        queue.mark("companies", Side.INVOICED, ["7"])
+        queue.mark("companies", "invoiced", ["7"])
         await asyncio.sleep(0.001)
     batch = await asyncio.wait_for(queue.next_batch(), 1)
-    assert list(batch.marks) == [DirtyKey("companies", Side.INVOICED, "7")]
-    assert batch.ids("companies", Side.INVOICED) == ["7"]
+    assert list(batch.marks) == [DirtyKey("companies", "invoiced", "7")]
+    assert batch.ids("companies", "invoiced") == ["7"]
     assert queue.pending() == 0
 
 
 async def test_batch_waits_until_marks_are_quiet_for_the_delay() -> None:
     queue = DirtyQueue(delay=0.1)
     started = time.monotonic()
-    queue.mark("contacts", Side.KEAP, ["1"])
+    queue.mark("contacts", "keap", ["1"])
 
     async def more_marks() -> None:
         await asyncio.sleep(0.06)
-        queue.mark("contacts", Side.KEAP, ["2"])
+        queue.mark("contacts", "keap", ["2"])
 
     marker = asyncio.create_task(more_marks())
     batch = await asyncio.wait_for(queue.next_batch(), 1)
     await marker
-    assert batch.ids("contacts", Side.KEAP) == ["1", "2"]
+    assert batch.ids("contacts", "keap") == ["1", "2"]
     assert time.monotonic() - started >= 0.15
 
 
@@ -44,7 +44,7 @@ async def test_steady_marks_are_handed_out_by_max_delay() -> None:
         number = 0
         while not stop.is_set():
             number += 1
-            queue.mark("products", Side.KEAP, [str(number)])
+            queue.mark("products", "keap", [str(number)])
             await asyncio.sleep(0.01)
 
     marker = asyncio.create_task(keep_marking())
@@ -59,23 +59,23 @@ async def test_steady_marks_are_handed_out_by_max_delay() -> None:
 
 async def test_sides_flows_and_deletes_stay_apart_and_a_delete_sticks() -> None:
     queue = DirtyQueue(delay=0.01)
-    queue.mark("companies", Side.INVOICED, ["1", "2"])
-    queue.mark("companies", Side.KEAP, ["1"])
-    queue.mark("contacts", Side.INVOICED, ["3"], removed=True)
-    queue.mark("contacts", Side.INVOICED, ["3"])  # a late change event does not undo the delete
+    queue.mark("companies", "invoiced", ["1", "2"])
+    queue.mark("companies", "keap", ["1"])
+    queue.mark("contacts", "invoiced", ["3"], removed=True)
+    queue.mark("contacts", "invoiced", ["3"])  # a late change event does not undo the delete
     batch = await asyncio.wait_for(queue.next_batch(), 1)
     assert batch.flows() == ["companies", "contacts"]
-    assert batch.ids("companies", Side.INVOICED) == ["1", "2"]
-    assert batch.ids("companies", Side.KEAP) == ["1"]
-    assert batch.ids("contacts", Side.INVOICED) == []
-    assert batch.ids("contacts", Side.INVOICED, removed=True) == ["3"]
+    assert batch.ids("companies", "invoiced") == ["1", "2"]
+    assert batch.ids("companies", "keap") == ["1"]
+    assert batch.ids("contacts", "invoiced") == []
+    assert batch.ids("contacts", "invoiced", removed=True) == ["3"]
 
 
 async def test_a_mark_keeps_the_time_it_was_first_seen() -> None:
     now = [100.0]
     queue = DirtyQueue(delay=0.0, clock=lambda: now[0])
-    queue.mark("companies", Side.KEAP, ["5"])
+    queue.mark("companies", "keap", ["5"])
     now[0] = 103.0
-    queue.mark("companies", Side.KEAP, ["5"])
+    queue.mark("companies", "keap", ["5"])
     batch = queue.take()
-    assert batch.marks[DirtyKey("companies", Side.KEAP, "5")].first_seen == 100.0
+    assert batch.marks[DirtyKey("companies", "keap", "5")].first_seen == 100.0

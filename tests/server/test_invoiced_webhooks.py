@@ -13,7 +13,7 @@ from invoiced_keap.emulators.serve import BackgroundServer
 from invoiced_keap.server.app import INVOICED_WEBHOOK_PATH
 from invoiced_keap.server.debounce import DirtyKey
 from invoiced_keap.server.invoiced_webhooks import expected_signature, signature_is_valid
-from invoiced_keap.state import Side
+
 from tests.server.conftest import Served, wait_for
 from tests.support import API_KEY
 
@@ -73,8 +73,8 @@ def test_customer_edits_mark_the_customer_dirty_in_the_flow_of_its_type(
     delivered(invoiced_emulator, 3)
     batch = hooked.queue.take()
     assert set(batch.marks) == {
-        DirtyKey("companies", Side.INVOICED, str(company["id"])),
-        DirtyKey("contacts", Side.INVOICED, str(person["id"])),
+        DirtyKey("companies", "invoiced", str(company["id"])),
+        DirtyKey("contacts", "invoiced", str(person["id"])),
     }
     assert deliveries(hooked, "accepted") == 3
 
@@ -91,8 +91,8 @@ def test_deletes_and_merges_are_marked_removed(
     invoiced_emulator.merge_customers(kept["id"], merged["id"])
     wait_for(lambda: hooked.queue.pending() == 3)
     batch = hooked.queue.take()
-    assert batch.ids("companies", Side.INVOICED, removed=True) == sorted([str(gone["id"]), str(merged["id"])])
-    assert batch.ids("companies", Side.INVOICED) == [str(kept["id"])]
+    assert batch.ids("companies", "invoiced", removed=True) == sorted([str(gone["id"]), str(merged["id"])])
+    assert batch.ids("companies", "invoiced") == [str(kept["id"])]
 
 
 def test_forged_or_unsigned_deliveries_are_rejected_and_change_nothing(hooked: Served, webhook: dict[str, object]) -> None:

@@ -20,7 +20,7 @@ from invoiced_keap.flows import CATALOGUE
 from invoiced_keap.server.debounce import DirtyQueue
 from invoiced_keap.server.keap_hooks import RECEIVER_PATH, KeapHookReceiver, ensure_hooks, event_keys, hook_url
 from invoiced_keap.server.metrics import Metrics
-from invoiced_keap.state import Side
+
 from tests.connectors import keap_support
 from tests.server.conftest import HOOK_TOKEN, Served, wait_for
 from tests.support import API_KEY
@@ -104,8 +104,8 @@ async def test_deliveries_mark_keap_ids_dirty_and_deletes_removed(
     assert await keap.delete(CONTACTS, contact["id"])
     wait_for(lambda: served.metrics.webhook_deliveries.labels("keap", "accepted")._value.get() >= 3)
     batch = served.queue.take()
-    assert batch.ids("companies", Side.KEAP) == [company["id"]]
-    assert batch.ids("contacts", Side.KEAP, removed=True) == [contact["id"]]
+    assert batch.ids("companies", "keap") == [company["id"]]
+    assert batch.ids("contacts", "keap", removed=True) == [contact["id"]]
 
 
 def test_a_wrong_token_gets_404_and_marks_nothing(served: Served) -> None:
@@ -142,5 +142,5 @@ def test_a_hook_on_an_object_two_flows_sync_reaches_both() -> None:
     assert answer.status_code == 200
     batch = queue.take()
     assert sorted(batch.flows()) == ["company_contacts", "contacts"]
-    assert batch.ids("contacts", Side.KEAP) == batch.ids("company_contacts", Side.KEAP) == ["7"]
+    assert batch.ids("contacts", "keap") == batch.ids("company_contacts", "keap") == ["7"]
     assert event_keys(flows.values()) == ALL_KEYS  # the hooks are registered once per object

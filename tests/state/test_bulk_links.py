@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from invoiced_keap.state import NewLink, Side, Snapshot, Store
+from invoiced_keap.state import NewLink, Snapshot, Store
 
 FLOW = "contacts"
 MANY = 100_000
@@ -22,9 +22,9 @@ def test_add_links_inserts_pairs_with_their_shadows(store: Store) -> None:
             NewLink("2", "b"),
         ],
     )
-    found = store.find_links(FLOW, Side.INVOICED, ["1", "2"])
+    found = store.find_links(FLOW, "invoiced", ["1", "2"])
     assert [found["1"].id, found["2"].id] == ids
-    assert found["1"].shadow(Side.KEAP).field_values == {"name": "Åsa Öberg"}  # type: ignore[union-attr]
+    assert found["1"].shadow("keap").field_values == {"name": "Åsa Öberg"}  # type: ignore[union-attr]
     assert found["2"].shadows == []
     assert store.add_links(FLOW, []) == []
 
@@ -42,4 +42,4 @@ def test_a_flow_of_100_000_links_is_planned_from_two_columns(store: Store) -> No
     pairs = store.active_link_ids(FLOW)
     assert len(pairs) == MANY and pairs["99999"] == "k99999"
     wanted = [f"k{n}" for n in range(0, MANY, 97)]
-    assert len(store.find_links(FLOW, Side.KEAP, wanted)) == len(wanted)
+    assert len(store.find_links(FLOW, "keap", wanted)) == len(wanted)

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 
-from invoiced_keap.state import LinkConflict, LinkStatus, NewLink, Side, Snapshot, Store
+from invoiced_keap.state import LinkConflict, LinkStatus, NewLink, Snapshot, Store
 from invoiced_keap.state.models import Link
 from tests.state.conftest import ManualClock
 
@@ -23,10 +23,10 @@ def test_upsert_link_stores_both_shadows_with_timestamps_as_given(store: Store) 
         invoiced=Snapshot({"name": "Acme"}, 1_700_000_000),
         keap=Snapshot({"name": "ACME"}, "2025-01-01T12:00:00.123Z"),
     )
-    found = store.find_link(FLOW, Side.KEAP, "7")
+    found = store.find_link(FLOW, "keap", "7")
     assert found is not None and found.id == created.id
     assert (found.invoiced_id, found.status) == ("101", LinkStatus.ACTIVE)
-    invoiced, keap = found.shadow(Side.INVOICED), found.shadow(Side.KEAP)
+    invoiced, keap = found.shadow("invoiced"), found.shadow("keap")
     assert invoiced is not None and keap is not None
     assert (invoiced.field_values, invoiced.source_updated) == ({"name": "Acme"}, 1_700_000_000)
     assert (keap.field_values, keap.source_updated) == (
@@ -43,17 +43,17 @@ def test_upsert_link_refreshes_one_side_and_keeps_the_other(
     )
     clock.advance(timedelta(minutes=1))
     store.upsert_link(FLOW, "101", "7", keap=Snapshot({"name": "B"}, "t2"))
-    link = store.find_link(FLOW, Side.INVOICED, "101")
+    link = store.find_link(FLOW, "invoiced", "101")
     assert link is not None and link.updated_at == clock.now and link.created_at < clock.now
-    assert link.shadow(Side.INVOICED).field_values == {"name": "A"}  # type: ignore[union-attr]
-    assert link.shadow(Side.KEAP).source_updated == "t2"  # type: ignore[union-attr]
+    assert link.shadow("invoiced").field_values == {"name": "A"}  # type: ignore[union-attr]
+    assert link.shadow("keap").source_updated == "t2"  # type: ignore[union-attr]
 
 
 def test_find_link_ignores_other_flows_and_unknown_ids(store: Store) -> None:
     store.upsert_link(FLOW, "101", "7")
-    assert store.find_link("contacts", Side.INVOICED, "101") is None
-    assert store.find_link(FLOW, Side.INVOICED, "999") is None
-    link = store.find_link(FLOW, Side.INVOICED, "101")
+    assert store.find_link("contacts", "invoiced", "101") is None
+    assert store.find_link(FLOW, "invoiced", "999") is None
+    link = store.find_link(FLOW, "invoiced", "101")
     assert link is not None and link.shadows == []
 
 
@@ -85,7 +85,7 @@ def test_the_database_itself_refuses_a_second_active_link(store: Store) -> None:
 def test_closing_a_link_frees_both_records_and_keeps_the_history(store: Store) -> None:
     old = store.upsert_link(FLOW, "101", "7", invoiced=Snapshot({"name": "A"}))
     store.close_link(old.id, "type changed to person")
-    assert store.find_link(FLOW, Side.INVOICED, "101") is None
+    assert store.find_link(FLOW, "invoiced", "101") is None
     new = store.upsert_link(FLOW, "101", "8")
     assert new.id != old.id
     store.upsert_link(FLOW, "102", "7")
@@ -103,17 +103,17 @@ def test_links_of_a_record_include_closed_ones_of_every_flow(store: Store) -> No
     found = store.links_of_record("101")
     assert [(link.flow, link.invoiced_id, link.keap_id, link.status) for link in found] == [
         (FLOW, "101", "7", "closed"), ("contacts", "101", "8", "active"), (FLOW, "102", "101", "active")]
-    assert found[0].closed_reason.startswith("type changed") and found[1].shadow(Side.KEAP).field_values == {"name": "Ann"}
+    assert found[0].closed_reason.startswith("type changed") and found[1].shadow("keap").field_values == {"name": "Ann"}
     assert store.links_of_record("nope") == []
 
 
 def test_find_links_in_bulk_spans_several_in_clauses(store: Store) -> None:
     store.add_links(FLOW, [NewLink(f"i{n}", f"k{n}", keap=Snapshot({"n": n})) for n in range(1200)])
     wanted = [f"k{number}" for number in range(0, 1200, 2)] + ["unknown", "k0"]
-    found = store.find_links(FLOW, Side.KEAP, wanted)
+    found = store.find_links(FLOW, "keap", wanted)
     assert set(found) == {f"k{number}" for number in range(0, 1200, 2)}
     assert found["k998"].invoiced_id == "i998"
-    assert found["k998"].shadow(Side.KEAP).field_values == {"n": 998}  # type: ignore[union-attr]
+    assert found["k998"].shadow("keap").field_values == {"n": 998}  # type: ignore[union-attr]
 
 
 def test_iter_links_pages_through_every_active_link_in_order(store: Store) -> None:
@@ -135,7 +135,7 @@ def test_iter_links_pages_through_every_active_link_in_order(store: Store) -> No
 )
 def test_shadow_values_round_trip_any_unicode(store: Store, values: dict[str, object]) -> None:
     link = store.upsert_link(FLOW, "101", "7", invoiced=Snapshot(values, "Zoë ✓"))
-    stored = store.find_link(FLOW, Side.INVOICED, "101")
+    stored = store.find_link(FLOW, "invoiced", "101")
     assert stored is not None and stored.id == link.id
-    shadow = stored.shadow(Side.INVOICED)
+    shadow = stored.shadow("invoiced")
     assert shadow is not None and shadow.field_values == values and shadow.source_updated == "Zoë ✓"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from invoiced_keap.state import AuditOperation, Side, Store
+from invoiced_keap.state import AuditOperation, Store
 
 
 def test_review_items_are_added_refreshed_listed_and_resolved(store: Store) -> None:
@@ -31,7 +31,7 @@ def test_conflicts_keep_both_values_and_the_winner(store: Store) -> None:
         "name",
         invoiced_value={"name": "Acme Ltd"},
         keap_value={"company_name": "Acme Ltée"},
-        winner=Side.KEAP,
+        winner="keap",
         reason="newest: Keap updated later",
         run_id=run.id,
     )
@@ -40,7 +40,7 @@ def test_conflicts_keep_both_values_and_the_winner(store: Store) -> None:
         "phone",
         invoiced_value="1",
         keap_value="2",
-        winner=Side.INVOICED,
+        winner="invoiced",
         reason="policy invoiced",
     )
     newest, oldest = store.conflicts()
@@ -55,7 +55,7 @@ def test_audit_entries_are_filtered_by_record_side_flow_and_run(store: Store) ->
     run = store.start_run(["companies", "products"], dry_run=False)
     store.append_audit(
         "companies",
-        Side.KEAP,
+        "keap",
         "7",
         AuditOperation.CREATE,
         after={"company_name": "Acme"},
@@ -63,7 +63,7 @@ def test_audit_entries_are_filtered_by_record_side_flow_and_run(store: Store) ->
     )
     store.append_audit(
         "companies",
-        Side.INVOICED,
+        "invoiced",
         "101",
         AuditOperation.LINK,
         after={"keap_id": "7"},
@@ -71,16 +71,16 @@ def test_audit_entries_are_filtered_by_record_side_flow_and_run(store: Store) ->
     )
     store.append_audit(
         "companies",
-        Side.KEAP,
+        "keap",
         "7",
         AuditOperation.UPDATE,
         before={"company_name": "Acme"},
         after={"company_name": "Acmé"},
     )
     store.append_audit(
-        "products", Side.INVOICED, "7", AuditOperation.DELETE, before={"name": "Tea"}
+        "products", "invoiced", "7", AuditOperation.DELETE, before={"name": "Tea"}
     )
-    history = store.audit_entries(record_id="7", side=Side.KEAP)
+    history = store.audit_entries(record_id="7", side="keap")
     assert [entry.operation for entry in history] == ["update", "create"]
     assert history[0].before == {"company_name": "Acme"} and history[0].after == {
         "company_name": "Acmé"
@@ -90,4 +90,4 @@ def test_audit_entries_are_filtered_by_record_side_flow_and_run(store: Store) ->
     assert [entry.operation for entry in store.audit_entries(flow="products")] == ["delete"]
     assert len(store.audit_entries(limit=2)) == 2
     with pytest.raises(ValueError):
-        store.append_audit("products", Side.KEAP, "1", "rename")  # type: ignore[arg-type]
+        store.append_audit("products", "keap", "1", "rename")  # type: ignore[arg-type]

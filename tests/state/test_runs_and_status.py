@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from invoiced_keap.state import Side, Store
+from invoiced_keap.state import Store
 from tests.state.conftest import ManualClock
 
 
@@ -34,13 +34,13 @@ def test_status_counts_summarise_every_list(store: Store) -> None:
     store.upsert_link("companies", "2", "b")
     store.close_link(store.upsert_link("products", "3", "c").id, "deleted")
     store.upsert_link("products", "4", "d")
-    store.open_intent("contacts", Side.INVOICED, "5", "email:x@example.com")
-    store.record_failure("contacts", Side.INVOICED, "6", "create", "bad email")
-    store.record_failure("products", Side.KEAP, "7", "update", "bad price")
-    store.resolve_failures("products", Side.KEAP, "7")
+    store.open_intent("contacts", "invoiced", "5", "email:x@example.com")
+    store.record_failure("contacts", "invoiced", "6", "create", "bad email")
+    store.record_failure("products", "keap", "7", "update", "bad price")
+    store.resolve_failures("products", "keap", "7")
     store.add_review_item("companies", "8", ["x", "y"], "two candidates")
     store.record_conflict(
-        link, "name", invoiced_value="A", keap_value="B", winner=Side.INVOICED, reason="tie"
+        link, "name", invoiced_value="A", keap_value="B", winner="invoiced", reason="tie"
     )
     run = store.start_run(["companies"], dry_run=False)
     counts = store.status_counts()

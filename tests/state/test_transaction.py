@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from invoiced_keap.state import Side, Snapshot, Store
+from invoiced_keap.state import Snapshot, Store
 
 FLOW = "products"
 
@@ -12,7 +12,7 @@ class Crash(Exception):
 
 
 def test_link_shadows_watermark_and_intent_commit_together(store: Store) -> None:
-    store.open_intent(FLOW, Side.INVOICED, "item-1", "sku:item-1")
+    store.open_intent(FLOW, "invoiced", "item-1", "sku:item-1")
     with store.transaction() as tx:
         tx.upsert_link(
             FLOW,
@@ -22,7 +22,7 @@ def test_link_shadows_watermark_and_intent_commit_together(store: Store) -> None
             keap=Snapshot({"name": "Tea"}, "t"),
         )
         tx.set_watermark("invoiced.items", "10")
-        assert tx.close_intent(FLOW, Side.INVOICED, "item-1")
+        assert tx.close_intent(FLOW, "invoiced", "item-1")
     assert store.active_link_ids(FLOW) == {"item-1": "55"}
     assert store.get_watermark("invoiced.items") == "10"
     assert store.intents() == []
@@ -30,14 +30,14 @@ def test_link_shadows_watermark_and_intent_commit_together(store: Store) -> None
 
 def test_a_failure_mid_transaction_stores_none_of_it(store: Store) -> None:
     store.set_watermark("invoiced.items", "5")
-    intent = store.open_intent(FLOW, Side.INVOICED, "item-1", "sku:item-1")
+    intent = store.open_intent(FLOW, "invoiced", "item-1", "sku:item-1")
     with pytest.raises(Crash), store.transaction() as tx:
         tx.upsert_link(FLOW, "item-1", "55", invoiced=Snapshot({"name": "Tea"}, 10))
         tx.set_watermark("invoiced.items", "10")
-        tx.close_intent(FLOW, Side.INVOICED, "item-1")
-        assert tx.find_link(FLOW, Side.INVOICED, "item-1") is not None  # visible inside
+        tx.close_intent(FLOW, "invoiced", "item-1")
+        assert tx.find_link(FLOW, "invoiced", "item-1") is not None  # visible inside
         raise Crash
-    assert store.find_link(FLOW, Side.INVOICED, "item-1") is None
+    assert store.find_link(FLOW, "invoiced", "item-1") is None
     assert store.get_watermark("invoiced.items") == "5"
     assert [open_intent.idempotency_key for open_intent in store.intents()] == [
         intent.idempotency_key

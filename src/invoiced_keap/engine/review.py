@@ -7,7 +7,7 @@ makes the create, whose open intent keeps the matcher from proposing the same ca
 
 from __future__ import annotations
 
-from invoiced_keap.state import AuditOperation, Side, Store
+from invoiced_keap.state import AuditOperation, Store
 from invoiced_keap.state.models import ReviewItem
 from invoiced_keap.state.store import CREATE_RESOLUTION
 
@@ -33,7 +33,7 @@ def pick(store: Store, invoiced_id: str, keap_id: str, flow: str | None = None) 
         raise ReviewRefused(f"--pick {keap_id}: not a candidate of Invoiced {invoiced_id}; expected one of {item.candidate_ids}")
     with store.transaction() as tx:
         tx.upsert_link(item.flow, invoiced_id, keap_id)
-        tx.append_audit(item.flow, Side.INVOICED, invoiced_id, AuditOperation.LINK, after={"keap_id": keap_id})
+        tx.append_audit(item.flow, "invoiced", invoiced_id, AuditOperation.LINK, after={"keap_id": keap_id})
         tx.resolve_review_item(item.flow, invoiced_id, f"linked {keap_id}")
     return item
 
@@ -43,5 +43,5 @@ def create_instead(store: Store, invoiced_id: str, flow: str | None = None) -> R
     item = open_item(store, invoiced_id, flow)
     with store.transaction() as tx:
         tx.resolve_review_item(item.flow, invoiced_id, CREATE_RESOLUTION)
-        tx.open_intent(item.flow, Side.INVOICED, invoiced_id, None)
+        tx.open_intent(item.flow, "invoiced", invoiced_id, None)
     return item

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from invoiced_keap.state import Side
+from invoiced_keap.flows import Side
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class DirtyQueue:
         """Add ids; a record marked again keeps its first time, and a delete sticks once seen."""
         now = self.clock()
         for record_id in record_ids:
-            key = DirtyKey(flow, Side(side), str(record_id))
+            key = DirtyKey(flow, side, str(record_id))
             known = self._marks.get(key)
             self._marks[key] = Mark(
                 first_seen=known.first_seen if known else now, removed=removed or bool(known and known.removed)

@@ -21,7 +21,7 @@ from invoiced_keap.connectors.invoiced import CUSTOMER
 from invoiced_keap.flows import flow_of
 from invoiced_keap.server.debounce import DirtyQueue
 from invoiced_keap.server.metrics import Metrics
-from invoiced_keap.state import Side
+
 
 SIGNATURE_HEADER = "X-Invoiced-Signature"
 CHANGE_EVENTS = frozenset({"customer.created", "customer.updated"})
@@ -99,7 +99,7 @@ class InvoicedWebhookReceiver:
         flow = flow_of(CUSTOMER, customer)
         if flow not in self.flows:
             return False
-        self.queue.mark(flow, Side.INVOICED, [str(customer["id"])], removed=removed)
+        self.queue.mark(flow, "invoiced", [str(customer["id"])], removed=removed)
         return True
 
     def _answer(self, outcome: str, status: int, message: str) -> Response:

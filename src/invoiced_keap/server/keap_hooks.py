@@ -21,7 +21,7 @@ from invoiced_keap.connectors.keap import KeapConnector, RestHook
 from invoiced_keap.flows import Flow
 from invoiced_keap.server.debounce import DirtyQueue
 from invoiced_keap.server.metrics import Metrics
-from invoiced_keap.state import Side
+
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class KeapHookReceiver:
         if not flows or action not in ACTIONS:
             return self._answer("ignored", 200, "not an event this sync follows")
         for flow in flows:  # every flow on the object: each one's sync by id reads what it links
-            self.queue.mark(flow, Side.KEAP, ids, removed=action == "delete")
+            self.queue.mark(flow, "keap", ids, removed=action == "delete")
         return self._answer("accepted", 200, "queued")
 
     def _answer(self, outcome: str, status: int, message: str) -> Response:

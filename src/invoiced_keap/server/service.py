@@ -35,7 +35,7 @@ from invoiced_keap.server.debounce import DirtyBatch, DirtyQueue
 from invoiced_keap.server.keap_hooks import RECEIVER_PATH, ensure_hooks, event_keys, hook_url
 from invoiced_keap.server.metrics import Metrics
 from invoiced_keap.server.quota import QuotaWatchingPacer
-from invoiced_keap.state import Side
+
 
 logger = logging.getLogger(__name__)
 
@@ -222,9 +222,9 @@ class Service:
                 return
             report = await self.syncer.sync_ids(
                 flow,
-                invoiced_ids=batch.ids(flow, Side.INVOICED),
-                keap_ids=[*batch.ids(flow, Side.KEAP), *batch.ids(flow, Side.KEAP, removed=True)],
-                removed_invoiced=batch.ids(flow, Side.INVOICED, removed=True),
+                invoiced_ids=batch.ids(flow, "invoiced"),
+                keap_ids=[*batch.ids(flow, "keap"), *batch.ids(flow, "keap", removed=True)],
+                removed_invoiced=batch.ids(flow, "invoiced", removed=True),
             )
             self._finished(report)
         done = time.monotonic()

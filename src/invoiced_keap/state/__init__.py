@@ -1,7 +1,7 @@
 """What the sync remembers: links, shadows, watermarks, intents, failures, review, audit, runs."""
 
 from invoiced_keap.state.locks import FlowLease, FlowLockHeld, FlowLockLost
-from invoiced_keap.state.models import AuditOperation, LinkStatus, Side
+from invoiced_keap.state.models import AuditOperation, LinkStatus
 from invoiced_keap.state.store import (
     AuditNote,
     FailureBackoff,
@@ -23,7 +23,6 @@ __all__ = [
     "LinkConflict",
     "LinkStatus",
     "NewLink",
-    "Side",
     "Snapshot",
     "StatusCounts",
     "Store",

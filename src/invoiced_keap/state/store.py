@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, Engine, Select, delete, func, insert, select, update
 from sqlalchemy.orm import QueryableAttribute, Session, selectinload
 
+from invoiced_keap.flows import Side
 from invoiced_keap.state.database import create_state_engine, upgrade_to_head
 from invoiced_keap.state.locks import FlowLease, FlowLocks
 from invoiced_keap.state.models import (
@@ -118,7 +119,7 @@ class Queries:
 
     def find_links(self, flow: str, side: Side, record_ids: Iterable[str]) -> dict[str, Link]:
         """Active links for many records of one side at once, keyed by that side's id."""
-        column = Link.invoiced_id if Side(side) is Side.INVOICED else Link.keap_id
+        column = Link.invoiced_id if side == "invoiced" else Link.keap_id
         found: dict[str, Link] = {}
         with self._session() as session:
             for chunk in _chunks(list(dict.fromkeys(record_ids)), IN_CLAUSE_CHUNK):
@@ -207,7 +208,7 @@ class Queries:
                 )
                 session.add(link)
             link.updated_at = now
-            for side, snapshot in ((Side.INVOICED, invoiced), (Side.KEAP, keap)):
+            for side, snapshot in (("invoiced", invoiced), ("keap", keap)):
                 if snapshot is not None:
                     _put_shadow(link, side, snapshot, now)
             session.flush()
@@ -248,7 +249,7 @@ class Queries:
                     "written_at": now,
                 }
                 for link_id, new in zip(link_ids, new_links, strict=True)
-                for side, snapshot in ((Side.INVOICED, new.invoiced), (Side.KEAP, new.keap))
+                for side, snapshot in (("invoiced", new.invoiced), ("keap", new.keap))
                 if snapshot is not None
             ]
             if shadow_rows:
@@ -301,7 +302,7 @@ class Queries:
             for chunk in _chunks(list(wanted), IN_CLAUSE_CHUNK):
                 query = select(Intent).where(
                     Intent.flow == flow,
-                    Intent.source_side == Side(source_side),
+                    Intent.source_side == source_side,
                     Intent.source_id.in_(chunk),
                 )
                 found.update((intent.source_id, intent) for intent in session.scalars(query))
@@ -309,7 +310,7 @@ class Queries:
             new = [
                 Intent(
                     flow=flow,
-                    source_side=Side(source_side),
+                    source_side=source_side,
                     source_id=source_id,
                     match_key=match_key,
                     idempotency_key=uuid.uuid4().hex,
@@ -330,7 +331,7 @@ class Queries:
         """Drop the intents of many (source side, source id) at once; returns how many were open."""
         by_side: dict[Side, list[str]] = {}
         for side, source_id in sources:
-            by_side.setdefault(Side(side), []).append(source_id)
+            by_side.setdefault(side, []).append(source_id)
         closed = 0
         with self._session() as session:
             for side, source_ids in by_side.items():
@@ -368,7 +369,7 @@ class Queries:
             failure = session.scalar(
                 select(Failure).where(
                     Failure.flow == flow,
-                    Failure.side == Side(side),
+                    Failure.side == side,
                     Failure.record_id == record_id,
                     Failure.operation == operation,
                     Failure.resolved_at.is_(None),
@@ -377,7 +378,7 @@ class Queries:
             if failure is None:
                 failure = Failure(
                     flow=flow,
-                    side=Side(side),
+                    side=side,
                     record_id=record_id,
                     operation=operation,
                     attempts=0,
@@ -400,7 +401,7 @@ class Queries:
                 update(Failure)
                 .where(
                     Failure.flow == flow,
-                    Failure.side == Side(side),
+                    Failure.side == side,
                     Failure.record_id == record_id,
                     Failure.resolved_at.is_(None),
                 )
@@ -495,7 +496,7 @@ class Queries:
         query = select(ReviewItem.invoiced_id, ReviewItem.candidate_ids).join(
             Intent,
             (Intent.flow == ReviewItem.flow)
-            & (Intent.source_side == Side.INVOICED)
+            & (Intent.source_side == "invoiced")
             & (Intent.source_id == ReviewItem.invoiced_id),
         ).where(ReviewItem.flow == flow, ReviewItem.resolution == CREATE_RESOLUTION)
         with self._session() as session:
@@ -519,7 +520,7 @@ class Queries:
             field_group=field_group,
             invoiced_value=invoiced_value,
             keap_value=keap_value,
-            winner=Side(winner),
+            winner=winner,
             reason=reason,
             run_id=run_id,
             created_at=self.clock(),
@@ -562,7 +563,7 @@ class Queries:
             AuditEntry(
                 run_id=note.run_id,
                 flow=note.flow,
-                side=Side(note.side),
+                side=note.side,
                 record_id=note.record_id,
                 operation=AuditOperation(note.operation),
                 before=note.before,
@@ -590,7 +591,7 @@ class Queries:
         if record_id is not None:
             query = query.where(AuditEntry.record_id == record_id)
         if side is not None:
-            query = query.where(AuditEntry.side == Side(side))
+            query = query.where(AuditEntry.side == side)
         if run_id is not None:
             query = query.where(AuditEntry.run_id == run_id)
         with self._session() as session:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from invoiced_keap.state.models import AuditEntry, Conflict, Failure, Link, ReviewItem, Run, Side, utcnow
+from invoiced_keap.state.models import AuditEntry, Conflict, Failure, Link, ReviewItem, Run, utcnow
 from invoiced_keap.state.store import Store
 
 RECENT = 10
@@ -100,7 +100,7 @@ def search_links(store: Store, flow_names: Sequence[str], text: str | None = Non
     found = []
     for flow in flow_names:
         for link in store.iter_links(flow):
-            shadow = link.shadow(Side.INVOICED)
+            shadow = link.shadow("invoiced")
             values = shadow.field_values if shadow is not None else {}
             haystack = " ".join([link.invoiced_id, link.keap_id, *_texts(values)]).casefold()
             if needle is None or needle in haystack:
