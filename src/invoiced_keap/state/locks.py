@@ -55,10 +55,6 @@ class FlowLease:
     since: datetime
     check: Check
 
-    def renew(self) -> None:
-        """The engine's old name for `check`, kept until it calls `check` itself."""
-        self.check()
-
 
 class FlowLocks:
     """The flow locks of one state database (see the module docstring)."""
