@@ -36,7 +36,7 @@ from invoiced_keap.engine.run import Syncer
 from invoiced_keap.flows import CATALOGUE, Flow
 from invoiced_keap.logs import LogFormat, configure_logging
 from invoiced_keap.state import Store
-from invoiced_keap.state.models import AuditEntry, Conflict, Failure, Link, ReviewItem
+from invoiced_keap.state.models import AuditEntry, ConflictRow, Failure, Link, ReviewItem
 from invoiced_keap.state.views import record_history, search_links, status_view
 from invoiced_keap.server.quota import QuotaWatchingPacer
 from invoiced_keap.server.service import Service
@@ -231,7 +231,7 @@ def _failure_row(failure: Failure) -> dict[str, Any]:
             "resolved_at": failure.resolved_at}
 
 
-def _conflict_row(conflict: Conflict) -> dict[str, Any]:
+def _conflict_row(conflict: ConflictRow) -> dict[str, Any]:
     return {"at": conflict.created_at, "flow": conflict.flow, "link": conflict.link_id, "field": conflict.field_group,
             "invoiced_value": conflict.invoiced_value, "keap_value": conflict.keap_value,
             "winner": conflict.winner, "reason": conflict.reason}

@@ -41,7 +41,7 @@ class DemoWorld:
     def keap_id(self, flow: str, invoiced_name: str) -> tuple[str, str]:
         """(Invoiced id, Keap id) of the linked record whose Invoiced name is `invoiced_name`."""
         for link in self.store.iter_links(flow):
-            shadow = link.shadow("invoiced")  # type: ignore[arg-type]
+            shadow = link.shadow("invoiced")
             if shadow is not None and shadow.field_values.get("name") == invoiced_name:
                 return link.invoiced_id, link.keap_id
         raise LookupError(f"{flow}: no link for {invoiced_name!r}")

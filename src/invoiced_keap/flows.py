@@ -39,6 +39,17 @@ SIDES: tuple[Side, Side] = ("invoiced", "keap")
 Value = Any  # str | None | dict[str, str | None]
 
 
+@dataclass(frozen=True)
+class Shadow:
+    """A side's record as last read or written: its neutral value per rule (`values`), its own update time as
+    the API gave it (`updated`: Invoiced epoch seconds, Keap ISO text), and, where a later write merges into
+    it, its raw mapped fields (`record`)."""
+
+    values: dict[str, Value]
+    updated: str | int | float | None = None
+    record: dict[str, Any] | None = None
+
+
 def other_side(side: Side) -> Side:
     return "keap" if side == "invoiced" else "invoiced"
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 
-from invoiced_keap.state import AuditOperation, Snapshot
+from invoiced_keap.flows import Shadow
+from invoiced_keap.state import AuditOperation
 
 
 def prepare(cli) -> None:
     with cli.store() as store:
-        acme = store.upsert_link("companies", "11", "k-101", invoiced=Snapshot({"name": "Acme Corporation"}))
-        store.upsert_link("contacts", "12", "k-201", invoiced=Snapshot({"name": "Jane Cooper"}))
+        acme = store.upsert_link("companies", "11", "k-101", invoiced=Shadow({"name": "Acme Corporation"}))
+        store.upsert_link("contacts", "12", "k-201", invoiced=Shadow({"name": "Jane Cooper"}))
         store.append_audit("companies", "keap", "k-101", AuditOperation.UPDATE,
                            before={"company_name": "Acme"}, after={"company_name": "Acme Corporation"})
         store.record_conflict(acme, "name", invoiced_value="Acme Corp", keap_value="ACME", winner="invoiced",

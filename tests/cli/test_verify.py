@@ -7,7 +7,7 @@ import json
 
 import httpx
 
-from invoiced_keap.state import Snapshot
+from invoiced_keap.flows import Shadow
 
 
 def seed(invoiced, keap) -> tuple[dict, dict]:
@@ -40,7 +40,7 @@ def link_all(cli, invoiced_ids, keap_ids) -> None:
     acme, globex, _initech, jane = map(str, invoiced_ids["customers"])
     keap_acme, keap_globex, _stark = map(str, keap_ids["companies"])
     with cli.store() as store:
-        store.upsert_link("companies", acme, keap_acme, invoiced=Snapshot({"name": "Acme Corporation"}))
+        store.upsert_link("companies", acme, keap_acme, invoiced=Shadow({"name": "Acme Corporation"}))
         store.upsert_link("companies", globex, keap_globex)
         store.upsert_link("companies", "999999", "888888")  # both records gone
         store.upsert_link("contacts", jane, str(keap_ids["contacts"][0]))

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from invoiced_keap.state import NewLink, Snapshot, Store
+from invoiced_keap.flows import Shadow
+from invoiced_keap.state import NewLink, Store
 
 FLOW = "contacts"
 MANY = 100_000
@@ -16,8 +17,8 @@ def test_add_links_inserts_pairs_with_their_shadows(store: Store) -> None:
             NewLink(
                 "1",
                 "a",
-                invoiced=Snapshot({"name": "Åsa Öberg"}, 5),
-                keap=Snapshot({"name": "Åsa Öberg"}, "t"),
+                invoiced=Shadow({"name": "Åsa Öberg"}, 5),
+                keap=Shadow({"name": "Åsa Öberg"}, "t"),
             ),
             NewLink("2", "b"),
         ],

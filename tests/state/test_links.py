@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 
-from invoiced_keap.state import LinkConflict, LinkStatus, NewLink, Snapshot, Store
+from invoiced_keap.flows import Shadow
+from invoiced_keap.state import LinkConflict, LinkStatus, NewLink, Store
 from invoiced_keap.state.models import Link
 from tests.state.conftest import ManualClock
 
@@ -20,8 +21,8 @@ def test_upsert_link_stores_both_shadows_with_timestamps_as_given(store: Store) 
         FLOW,
         "101",
         "7",
-        invoiced=Snapshot({"name": "Acme"}, 1_700_000_000),
-        keap=Snapshot({"name": "ACME"}, "2025-01-01T12:00:00.123Z"),
+        invoiced=Shadow({"name": "Acme"}, 1_700_000_000),
+        keap=Shadow({"name": "ACME"}, "2025-01-01T12:00:00.123Z"),
     )
     found = store.find_link(FLOW, "keap", "7")
     assert found is not None and found.id == created.id
@@ -39,10 +40,10 @@ def test_upsert_link_refreshes_one_side_and_keeps_the_other(
     store: Store, clock: ManualClock
 ) -> None:
     store.upsert_link(
-        FLOW, "101", "7", invoiced=Snapshot({"name": "A"}, 1), keap=Snapshot({"name": "A"}, "t1")
+        FLOW, "101", "7", invoiced=Shadow({"name": "A"}, 1), keap=Shadow({"name": "A"}, "t1")
     )
     clock.advance(timedelta(minutes=1))
-    store.upsert_link(FLOW, "101", "7", keap=Snapshot({"name": "B"}, "t2"))
+    store.upsert_link(FLOW, "101", "7", keap=Shadow({"name": "B"}, "t2"))
     link = store.find_link(FLOW, "invoiced", "101")
     assert link is not None and link.updated_at == clock.now and link.created_at < clock.now
     assert link.shadow("invoiced").field_values == {"name": "A"}  # type: ignore[union-attr]
@@ -83,7 +84,7 @@ def test_the_database_itself_refuses_a_second_active_link(store: Store) -> None:
 
 
 def test_closing_a_link_frees_both_records_and_keeps_the_history(store: Store) -> None:
-    old = store.upsert_link(FLOW, "101", "7", invoiced=Snapshot({"name": "A"}))
+    old = store.upsert_link(FLOW, "101", "7", invoiced=Shadow({"name": "A"}))
     store.close_link(old.id, "type changed to person")
     assert store.find_link(FLOW, "invoiced", "101") is None
     new = store.upsert_link(FLOW, "101", "8")
@@ -97,7 +98,7 @@ def test_closing_a_link_frees_both_records_and_keeps_the_history(store: Store) -
 def test_links_of_a_record_include_closed_ones_of_every_flow(store: Store) -> None:
     old = store.upsert_link(FLOW, "101", "7")
     store.close_link(old.id, "type changed: customer 101 moved to contacts")
-    store.upsert_link("contacts", "101", "8", keap=Snapshot({"name": "Ann"}))
+    store.upsert_link("contacts", "101", "8", keap=Shadow({"name": "Ann"}))
     store.upsert_link(FLOW, "102", "101")  # a Keap id equal to the Invoiced id asked about
     store.upsert_link(FLOW, "103", "9")
     found = store.links_of_record("101")
@@ -108,7 +109,7 @@ def test_links_of_a_record_include_closed_ones_of_every_flow(store: Store) -> No
 
 
 def test_find_links_in_bulk_spans_several_in_clauses(store: Store) -> None:
-    store.add_links(FLOW, [NewLink(f"i{n}", f"k{n}", keap=Snapshot({"n": n})) for n in range(1200)])
+    store.add_links(FLOW, [NewLink(f"i{n}", f"k{n}", keap=Shadow({"n": n})) for n in range(1200)])
     wanted = [f"k{number}" for number in range(0, 1200, 2)] + ["unknown", "k0"]
     found = store.find_links(FLOW, "keap", wanted)
     assert set(found) == {f"k{number}" for number in range(0, 1200, 2)}
@@ -134,7 +135,7 @@ def test_iter_links_pages_through_every_active_link_in_order(store: Store) -> No
     )
 )
 def test_shadow_values_round_trip_any_unicode(store: Store, values: dict[str, object]) -> None:
-    link = store.upsert_link(FLOW, "101", "7", invoiced=Snapshot(values, "Zoë ✓"))
+    link = store.upsert_link(FLOW, "101", "7", invoiced=Shadow(values, "Zoë ✓"))
     stored = store.find_link(FLOW, "invoiced", "101")
     assert stored is not None and stored.id == link.id
     shadow = stored.shadow("invoiced")

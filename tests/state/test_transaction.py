@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from invoiced_keap.state import Snapshot, Store
+from invoiced_keap.flows import Shadow
+from invoiced_keap.state import Store
 
 FLOW = "products"
 
@@ -18,8 +19,8 @@ def test_link_shadows_watermark_and_intent_commit_together(store: Store) -> None
             FLOW,
             "item-1",
             "55",
-            invoiced=Snapshot({"name": "Tea"}, 10),
-            keap=Snapshot({"name": "Tea"}, "t"),
+            invoiced=Shadow({"name": "Tea"}, 10),
+            keap=Shadow({"name": "Tea"}, "t"),
         )
         tx.set_watermark("invoiced.items", "10")
         assert tx.close_intent(FLOW, "invoiced", "item-1")
@@ -32,7 +33,7 @@ def test_a_failure_mid_transaction_stores_none_of_it(store: Store) -> None:
     store.set_watermark("invoiced.items", "5")
     intent = store.open_intent(FLOW, "invoiced", "item-1", "sku:item-1")
     with pytest.raises(Crash), store.transaction() as tx:
-        tx.upsert_link(FLOW, "item-1", "55", invoiced=Snapshot({"name": "Tea"}, 10))
+        tx.upsert_link(FLOW, "item-1", "55", invoiced=Shadow({"name": "Tea"}, 10))
         tx.set_watermark("invoiced.items", "10")
         tx.close_intent(FLOW, "invoiced", "item-1")
         assert tx.find_link(FLOW, "invoiced", "item-1") is not None  # visible inside

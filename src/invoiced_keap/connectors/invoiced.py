@@ -279,7 +279,7 @@ class InvoicedConnector(AsyncClosing):
 
     async def get(self, resource: Resource, record_id: int | str) -> Record:
         response = await self.api.request("GET", f"{resource.path}/{{id}}", path_params={"id": record_id})
-        return response.json()  # type: ignore[no-any-return]
+        return dict(response.json())
 
     # --- writes ---------------------------------------------------------------------------------
     async def create(self, resource: Resource, body: Record, *, idempotency_key: str | None = None) -> Record:
@@ -288,7 +288,7 @@ class InvoicedConnector(AsyncClosing):
         response = await self.api.request(
             "POST", resource.path, json=body, idempotency_key=idempotency_key or new_idempotency_key()
         )
-        return response.json()  # type: ignore[no-any-return]
+        return dict(response.json())
 
     async def update(
         self, resource: Resource, record_id: int | str, changes: Record, *, idempotency_key: str | None = None
@@ -301,7 +301,7 @@ class InvoicedConnector(AsyncClosing):
             json=changes,
             idempotency_key=idempotency_key or new_idempotency_key(),
         )
-        return response.json()  # type: ignore[no-any-return]
+        return dict(response.json())
 
     async def delete(self, resource: Resource, record_id: int | str) -> bool:
         """True when this call deleted the record, False when it was already gone (e.g. the first attempt of a

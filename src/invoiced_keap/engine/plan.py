@@ -2,7 +2,7 @@
 
 Data shapes (the state store keeps these; all values are JSON-ready):
 
-- `SideShadow(values, updated)`: `values` is `{rule_name: neutral value}` of one side's record as we
+- `Shadow(values, updated)`: `values` is `{rule_name: neutral value}` of one side's record as we
   last read or wrote it (see `flows.FieldRule`), `updated` that record's update timestamp (epoch s).
   Build one from a record with `shadow_of(flow, side, record)`; after a write, prefer the record the
   API answered with, so that the stored timestamp is the post-write one.
@@ -37,7 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, NamedTuple
 
-from invoiced_keap.flows import SIDES, FieldRule, Flow, Side, Value, other_side
+from invoiced_keap.flows import SIDES, FieldRule, Flow, Shadow, Side, Value, other_side
 from invoiced_keap.mapping import Record, epoch_seconds
 
 UPDATED_FIELD: dict[Side, str] = {"invoiced": "updated_at", "keap": "update_time"}
@@ -46,17 +46,11 @@ PolicyName = Literal["newest", "invoiced", "keap"]
 
 
 @dataclass(frozen=True)
-class SideShadow:
-    values: dict[str, Value]
-    updated: float | None = None
-
-
-@dataclass(frozen=True)
 class LinkShadows:
-    invoiced: SideShadow
-    keap: SideShadow
+    invoiced: Shadow
+    keap: Shadow
 
-    def side(self, side: Side) -> SideShadow:
+    def side(self, side: Side) -> Shadow:
         return self.invoiced if side == "invoiced" else self.keap
 
 
@@ -117,10 +111,9 @@ def record_updated(side: Side, record: Record) -> float | None:
     return epoch_seconds(record.get(UPDATED_FIELD[side]))
 
 
-def shadow_of(flow: Flow, side: Side, record: Record) -> SideShadow:
-    """The shadow of one side's record: its neutral values per rule and its update timestamp."""
-    values = {rule.name: rule.value(side, record) for rule in flow.rules}
-    return SideShadow(values, record_updated(side, record))
+def shadow_of(flow: Flow, side: Side, record: Record) -> Shadow:
+    """The shadow of one side's record: its neutral values per rule and its update time as given."""
+    return Shadow({rule.name: rule.value(side, record) for rule in flow.rules}, record.get(UPDATED_FIELD[side]))
 
 
 def _winner(policy: PolicyName, priority: Side, updated: Mapping[Side, float | None]) -> tuple[Side, str]:
@@ -163,7 +156,8 @@ def _decide(rule: FieldRule, values: Mapping[Side, Value], shadows: LinkShadows 
 def plan_pair(flow: Flow, link_shadows: LinkShadows | None, invoiced_record: Record, keap_record: Record,
               policy: Policy = Policy()) -> PairPlan:
     """Plan the writes that bring a linked (or being-linked) pair in sync; see the module docstring."""
-    working: dict[Side, dict[str, Any]] = {"invoiced": dict(invoiced_record), "keap": dict(keap_record)}
+    original: dict[Side, Record] = {"invoiced": invoiced_record, "keap": keap_record}
+    working: dict[Side, dict[str, Any]] = {side: dict(original[side]) for side in SIDES}
     writes: dict[Side, dict[str, Any]] = {"invoiced": {}, "keap": {}}
     updated = {side: record_updated(side, working[side]) for side in SIDES}
     conflicts: list[Conflict] = []
@@ -192,7 +186,7 @@ def plan_pair(flow: Flow, link_shadows: LinkShadows | None, invoiced_record: Rec
             working[side] = after
             warnings.extend(mapped.warnings)
     shadows = LinkShadows(*(
-        SideShadow(shadow_of(flow, side, working[side]).values, updated[side]) for side in SIDES
+        Shadow(shadow_of(flow, side, working[side]).values, original[side].get(UPDATED_FIELD[side])) for side in SIDES
     ))
     return PairPlan(writes["invoiced"], writes["keap"], tuple(conflicts), tuple(warnings), shadows)
 

@@ -1,6 +1,6 @@
 """What a link remembers of each side (its *shadow*), as stored and as the planner takes it.
 
-A stored shadow (`state.Snapshot`) keeps a side's neutral values per field rule, its own update time as the
+A shadow (`flows.Shadow`) keeps a side's neutral values per field rule, its own update time as the
 API gave it, and its raw mapped fields (`record`: the rule fields, id and update time), so a pair whose one
 side changed is planned and written against the other side's stored record, without a re-read. Any Keap edit
 (also to a slot we do not own) moves `update_time`, so the record comes back in the next incremental read
@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from invoiced_keap.engine.plan import UPDATED_FIELD, LinkShadows, SideShadow, shadow_of
-from invoiced_keap.flows import SIDES, Flow, Side
-from invoiced_keap.mapping import Record, epoch_seconds
-from invoiced_keap.state import Snapshot
+from invoiced_keap.engine.plan import UPDATED_FIELD, LinkShadows, shadow_of
+from invoiced_keap.flows import SIDES, Flow, Shadow, Side
+from invoiced_keap.mapping import Record
 from invoiced_keap.state.models import Link
 
 
@@ -27,9 +26,10 @@ def raw_fields(flow: Flow, side: Side, record: Record) -> dict[str, Any]:
     return {name: record[name] for name in sorted(names) if name in record}
 
 
-def snapshot(flow: Flow, side: Side, record: Record) -> Snapshot:
-    """The shadow to store of one side's record."""
-    return Snapshot(shadow_of(flow, side, record).values, record.get(UPDATED_FIELD[side]), raw_fields(flow, side, record))
+def snapshot(flow: Flow, side: Side, record: Record) -> Shadow:
+    """The shadow to store of one side's record, with its raw mapped fields."""
+    shadow = shadow_of(flow, side, record)
+    return Shadow(shadow.values, shadow.updated, raw_fields(flow, side, record))
 
 
 def link_shadows(link: Link) -> LinkShadows | None:
@@ -38,8 +38,7 @@ def link_shadows(link: Link) -> LinkShadows | None:
     invoiced, keap = stored["invoiced"], stored["keap"]
     if invoiced is None or keap is None:
         return None
-    return LinkShadows(SideShadow(invoiced.field_values, epoch_seconds(invoiced.source_updated)),
-                       SideShadow(keap.field_values, epoch_seconds(keap.source_updated)))
+    return LinkShadows(Shadow(invoiced.field_values, invoiced.source_updated), Shadow(keap.field_values, keap.source_updated))
 
 
 def stored_record(link: Link, side: Side) -> Record | None:

@@ -129,16 +129,16 @@ class Link(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
-    shadows: Mapped[list[Shadow]] = relationship(
+    shadows: Mapped[list[ShadowRow]] = relationship(
         back_populates="link", cascade="all, delete-orphan", passive_deletes=True
     )
 
-    def shadow(self, side: Side) -> Shadow | None:
+    def shadow(self, side: Side) -> ShadowRow | None:
         """This link's shadow of `side`; None until that side has been read or written."""
         return next((shadow for shadow in self.shadows if shadow.side == side), None)
 
 
-class Shadow(Base):
+class ShadowRow(Base):
     __tablename__ = "shadows"
 
     link_id: Mapped[int] = mapped_column(
@@ -228,7 +228,7 @@ class ReviewItem(Base):
     resolved_at: Mapped[datetime | None]
 
 
-class Conflict(Base):
+class ConflictRow(Base):
     __tablename__ = "conflicts"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -17,20 +17,20 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, Engine, Select, delete, func, insert, select, update
 from sqlalchemy.orm import QueryableAttribute, Session, selectinload
 
-from invoiced_keap.flows import Side
+from invoiced_keap.flows import Shadow, Side
 from invoiced_keap.state.database import create_state_engine, upgrade_to_head
 from invoiced_keap.state.locks import FlowLease, FlowLocks
 from invoiced_keap.state.models import (
     AuditEntry,
     AuditOperation,
-    Conflict,
+    ConflictRow,
     Failure,
     Intent,
     Link,
     LinkStatus,
     ReviewItem,
     Run,
-    Shadow,
+    ShadowRow,
     Side,
     Watermark,
     utcnow,
@@ -46,23 +46,13 @@ class LinkConflict(ValueError):
 
 
 @dataclass(frozen=True)
-class Snapshot:
-    """A side's mapped values (per field group) and its own update timestamp, as given; `record`
-    optionally keeps the raw mapped fields of the side's record (what a later write merges into)."""
-
-    values: dict[str, Any]
-    updated: str | int | float | None = None
-    record: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
 class NewLink:
     """A pair to link in bulk (first matching of existing records), with optional shadows."""
 
     invoiced_id: str
     keap_id: str
-    invoiced: Snapshot | None = None
-    keap: Snapshot | None = None
+    invoiced: Shadow | None = None
+    keap: Shadow | None = None
 
 
 @dataclass(frozen=True)
@@ -173,8 +163,8 @@ class Queries:
         invoiced_id: str,
         keap_id: str,
         *,
-        invoiced: Snapshot | None = None,
-        keap: Snapshot | None = None,
+        invoiced: Shadow | None = None,
+        keap: Shadow | None = None,
     ) -> Link:
         """Create the active link or refresh its shadows; a side given as None keeps its shadow."""
         now = self.clock()
@@ -253,7 +243,7 @@ class Queries:
                 if snapshot is not None
             ]
             if shadow_rows:
-                session.execute(insert(Shadow), shadow_rows)
+                session.execute(insert(ShadowRow), shadow_rows)
         return link_ids
 
     def close_link(self, link_id: int, reason: str) -> None:
@@ -513,8 +503,8 @@ class Queries:
         winner: Side,
         reason: str,
         run_id: int | None = None,
-    ) -> Conflict:
-        conflict = Conflict(
+    ) -> ConflictRow:
+        conflict = ConflictRow(
             flow=link.flow,
             link_id=link.id,
             field_group=field_group,
@@ -532,13 +522,13 @@ class Queries:
 
     def conflicts(
         self, flow: str | None = None, *, link_id: int | None = None, limit: int = 100
-    ) -> list[Conflict]:
+    ) -> list[ConflictRow]:
         """Newest first."""
-        query = select(Conflict).order_by(Conflict.id.desc()).limit(limit)
+        query = select(ConflictRow).order_by(ConflictRow.id.desc()).limit(limit)
         if link_id is not None:
-            query = query.where(Conflict.link_id == link_id)
+            query = query.where(ConflictRow.link_id == link_id)
         with self._session() as session:
-            return list(session.scalars(_for_flow(query, Conflict.flow, flow)))
+            return list(session.scalars(_for_flow(query, ConflictRow.flow, flow)))
 
     # --- audit log -------------------------------------------------------------------------
     def append_audit(
@@ -626,7 +616,7 @@ class Queries:
             open_failures = _count_by_flow(session, Failure.flow, Failure.resolved_at.is_(None))
             open_review = _count_by_flow(session, ReviewItem.flow, ReviewItem.resolution.is_(None))
             open_intents = session.scalar(select(func.count()).select_from(Intent)) or 0
-            conflicts = session.scalar(select(func.count()).select_from(Conflict)) or 0
+            conflicts = session.scalar(select(func.count()).select_from(ConflictRow)) or 0
             last_run = session.scalar(select(Run).order_by(Run.id.desc()).limit(1))
         return StatusCounts(
             active_links=active_links,
@@ -704,10 +694,10 @@ def _active_links(flow: str) -> Select[Link]:
     return select(Link).where(Link.flow == flow, Link.status == LinkStatus.ACTIVE)
 
 
-def _put_shadow(link: Link, side: Side, snapshot: Snapshot, now: datetime) -> None:
+def _put_shadow(link: Link, side: Side, snapshot: Shadow, now: datetime) -> None:
     shadow = link.shadow(side)
     if shadow is None:
-        shadow = Shadow(side=side)
+        shadow = ShadowRow(side=side)
         link.shadows.append(shadow)
     shadow.field_values = snapshot.values
     shadow.source_updated = snapshot.updated

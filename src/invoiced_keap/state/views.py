@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from invoiced_keap.state.models import AuditEntry, Conflict, Failure, Link, ReviewItem, Run, utcnow
+from invoiced_keap.state.models import AuditEntry, ConflictRow, Failure, Link, ReviewItem, Run, utcnow
 from invoiced_keap.state.store import Store
 
 RECENT = 10
@@ -29,7 +29,7 @@ class FlowStatus:
     last_run: Run | None
     failures: list[Failure]
     review_items: list[ReviewItem]
-    conflicts: list[Conflict]
+    conflicts: list[ConflictRow]
     writes: list[AuditEntry]
 
 
@@ -76,7 +76,7 @@ class RecordHistory:
 
     links: list[Link]
     writes: list[AuditEntry]
-    conflicts: list[Conflict]
+    conflicts: list[ConflictRow]
     failures: list[Failure]
 
     @property
