@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from invoiced_keap.connectors.invoiced import InvoicedConnector
+from invoiced_keap.connectors.invoiced import CUSTOMER, ITEM, InvoicedConnector
 from invoiced_keap.connectors.keap import KeapConnector
 from invoiced_keap.flows import CATALOGUE
 from invoiced_keap.mapping import Record
