@@ -17,8 +17,9 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -42,7 +43,7 @@ from invoiced_keap.connectors.keap_auth import AUTHORIZE_URL, DEFAULT_TOKEN_URL
 from invoiced_keap.connectors.pacing import INVOICED_LIMITS, KEAP_OAUTH_LIMITS, KEAP_PAT_LIMITS, RateLimits
 from invoiced_keap.engine.options import Breaker, DeletesPolicy, FlowOptions, SyncOptions
 from invoiced_keap.engine.plan import PolicyName
-from invoiced_keap.flows import CATALOGUE, Side
+from invoiced_keap.flows import CATALOGUE, PROFILES, Side
 
 DEFAULT_CONFIG_FILE = Path("invoiced-keap.toml")
 INHERITED = ("conflicts", "priority", "deletes")
@@ -53,14 +54,19 @@ class SettingError(Exception):
     """A missing or wrong setting: the message is the one line the user sees."""
 
 
-def _catalogued(name: str) -> str:
-    if name not in CATALOGUE:
-        raise ValueError(f"expected one of {', '.join(CATALOGUE)}")
-    return name
+def _one_of(known: Mapping[str, object]) -> AfterValidator:
+    def check(name: str) -> str:
+        if name not in known:
+            raise ValueError(f"expected one of {', '.join(known)}")
+        return name
+
+    return AfterValidator(check)
 
 
-FlowName = Annotated[str, AfterValidator(_catalogued)]
+FlowName = Annotated[str, _one_of(CATALOGUE)]
 """A flow of the catalogue (`flows.CATALOGUE`): a new flow there needs no change here."""
+ProfileName = Annotated[str, _one_of(PROFILES)]
+"""A mapping profile of `flows.PROFILES`."""
 
 
 def _env(name: str) -> Any:
@@ -137,7 +143,7 @@ class Settings(BaseSettings):
     keap_hook_token: SecretStr | None = Field(None, validation_alias=_env("keap_hook_token"))
     status_token: SecretStr | None = Field(None, validation_alias=AliasChoices("status_token", "INVOICED_KEAP_STATUS_TOKEN"))
 
-    profile: Literal["default", "spec"] = "default"
+    profile: ProfileName = "default"
     flows: list[FlowName] = Field(default_factory=lambda: list(CATALOGUE))
     create_in_invoiced: list[FlowName] = Field(default_factory=list)
     conflicts: PolicyName = "newest"

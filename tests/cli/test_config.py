@@ -94,7 +94,7 @@ add = [{ name = "sku", invoiced = "id", keap = "sku" }]
         ("[breaker]\nmin_deletes = -1\n", "setting breaker.min_deletes: Input should be greater than or equal to 0"),
         ("[flow.products]\ndeletes = 'shred'\n", "setting flow.products.deletes: Input should be 'unlink', 'propagate' or 'ignore'"),
         ("flows = []\n", "setting flows: expected at least one of"),
-        ("profile = 'everything'\n", "setting profile: Input should be 'default' or 'spec'"),
+        ("profile = 'everything'\n", "setting profile: expected one of spec, default (got 'everything')"),
         ("invoiced_api_url = 'api.invoiced.com'\n", "setting invoiced_api_url"),
         ("database_url = 'invoiced-keap.db'\n", "expected a SQLAlchemy URL"),
         ("[schedule]\npoll_interval = -5\n", "setting schedule.poll_interval: Input should be greater than 0"),
