@@ -107,36 +107,59 @@ async def test_full_listings_read_every_page_exactly_once(
     assert invoiced.calls.total == 5
 
 
-async def test_incremental_customers_include_changes_in_the_watermark_second(
+async def test_incremental_customers_read_a_complete_second_once(
     invoiced: InvoicedConnector, invoiced_emulator: InvoicedEmulator, manual_clock: ManualClock
 ) -> None:
     old = add_customers(invoiced_emulator, 150, "Old")
     manual_clock.advance(60)
     first, second = add_customers(invoiced_emulator, 2, "New")
     watermark_second = int(manual_clock())
+    manual_clock.advance(1)  # the read begins after that second is over
 
     first_read = invoiced.changed(CUSTOMER, None)
     assert ids(await collect(first_read)) == [*old, first, second]
     assert first_read.watermark == UpdatedWatermark(watermark_second, frozenset({str(first), str(second)}))
+    assert first_read.watermark.complete
 
-    # Same second as the watermark: a new customer must still be seen; the two already read must not repeat.
-    (same_second,) = add_customers(invoiced_emulator, 1, "Same second")
-    manual_clock.advance(1)
     invoiced_emulator.update_customer(first, {"email": "first@example.com"})
     invoiced_emulator.update_customer(old[0], {"email": "old@example.com"})
+    manual_clock.advance(1)
     calls_before = invoiced_emulator.requests["GET /customers"]
 
     second_read = invoiced.changed(CUSTOMER, UpdatedWatermark.from_text(first_read.watermark.to_text()))
     changed = await collect(second_read)
 
-    assert ids(changed) == [same_second, old[0], first]
-    assert [record["email"] for record in changed[1:]] == ["old@example.com", "first@example.com"]
+    assert ids(changed) == [old[0], first]  # the complete second is not read again
+    assert [record["email"] for record in changed] == ["old@example.com", "first@example.com"]
     assert invoiced_emulator.requests["GET /customers"] - calls_before == 1  # the server filters: one page
     assert second_read.watermark == UpdatedWatermark(watermark_second + 1, frozenset({str(old[0]), str(first)}))
 
     idle_read = invoiced.changed(CUSTOMER, second_read.watermark)
     assert await collect(idle_read) == []
     assert idle_read.watermark == second_read.watermark
+
+
+async def test_incremental_customers_read_a_second_still_open_again(
+    invoiced: InvoicedConnector, invoiced_emulator: InvoicedEmulator, manual_clock: ManualClock
+) -> None:
+    first, second = add_customers(invoiced_emulator, 2, "New")
+    open_second = int(manual_clock())
+
+    first_read = invoiced.changed(CUSTOMER, None)  # in the very second the records changed
+    assert ids(await collect(first_read)) == [first, second]
+    assert first_read.watermark == UpdatedWatermark(open_second) and not first_read.watermark.complete
+
+    # later in that same second: a new customer, and an edit that keeps the record's `updated_at`
+    (same_second,) = add_customers(invoiced_emulator, 1, "Same second")
+    invoiced_emulator.update_customer(first, {"email": "first@example.com"})
+    manual_clock.advance(1)
+
+    second_read = invoiced.changed(CUSTOMER, first_read.watermark)
+    changed = await collect(second_read)
+
+    assert ids(changed) == [first, second, same_second]
+    assert changed[0]["email"] == "first@example.com"
+    assert second_read.watermark == UpdatedWatermark(open_second, frozenset({str(first), str(second), str(same_second)}))
 
 
 async def test_incremental_customer_watermark_follows_the_records_yielded(
@@ -159,13 +182,14 @@ async def test_incremental_items_stop_paging_at_the_watermark(
         invoiced_emulator.create_item({"id": f"item-{n:03d}", "name": f"Item {n}"})
     manual_clock.advance(30)
     invoiced_emulator.create_item({"id": "late", "name": "Late"})
-    first_read = invoiced.changed(ITEM, None)
+    first_read = invoiced.changed(ITEM, None)  # in the second of the last change: it stays open
     assert len(await collect(first_read)) == 251
-    assert first_read.watermark == UpdatedWatermark(int(manual_clock()), frozenset({"late"}))
+    assert first_read.watermark == UpdatedWatermark(int(manual_clock()))
 
     invoiced_emulator.create_item({"id": "same-second", "name": "Same second"})
     manual_clock.advance(5)
     invoiced_emulator.update_item("item-007", {"description": "edited"})
+    manual_clock.advance(1)
     calls_before = invoiced_emulator.requests["GET /items"]
 
     second_read = invoiced.changed(ITEM, first_read.watermark)
@@ -174,9 +198,14 @@ async def test_incremental_items_stop_paging_at_the_watermark(
     assert second_read.watermark == first_read.watermark  # newest first: not yet safe to move
     rest = [record async for record in partial]
 
-    assert ids(rest) == ["same-second"]
+    assert ids(rest) == ["same-second", "late"]  # the open second is read again
     assert invoiced_emulator.requests["GET /items"] - calls_before == 1  # page 1 reaches older records: stop
-    assert second_read.watermark == UpdatedWatermark(int(manual_clock()), frozenset({"item-007"}))
+    assert second_read.watermark == UpdatedWatermark(int(manual_clock()) - 1, frozenset({"item-007"}))
+
+    manual_clock.advance(60)
+    idle_read = invoiced.changed(ITEM, second_read.watermark)  # a complete second: nothing is read again
+    assert await collect(idle_read) == []
+    assert invoiced_emulator.requests["GET /items"] - calls_before == 2
 
 
 async def test_archived_items_are_listed_apart_from_live_ones(

@@ -103,6 +103,17 @@ class UpdatedWatermark:
     updated_at: int
     ids: frozenset[str] = frozenset()
 
+    @property
+    def complete(self) -> bool:
+        """Every record of the mark's second was read, and the second was over when the read began: the next
+        read can start after it (a record changed later gets a later second)."""
+        return bool(self.ids)
+
+    def before(self, record: Record) -> bool:
+        """The record is older than what is left to read: from an earlier second, or from a complete one."""
+        second = record["updated_at"]
+        return second < self.updated_at or (second == self.updated_at and self.complete)
+
     def covers(self, record: Record) -> bool:
         """Read already (or older than what was read): a record with an earlier second, or this second and id."""
         second = record["updated_at"]
@@ -159,9 +170,9 @@ class ChangedRecords:
             async for page in pages:
                 self._began = _second(page.served_at) if self._began is None else self._began
                 for record in page.records:
-                    if self.newest_first and self.since is not None and record["updated_at"] < self.since.updated_at:
+                    if self.newest_first and self.since is not None and self.since.before(record):
                         self.complete = True
-                        return  # the rest is older still: stop paging
+                        return  # the rest is older still (or read already): stop paging
                     key = (str(record["id"]), record["updated_at"])
                     if key in seen or (self.since is not None and self.since.covers(record)):
                         continue
@@ -257,11 +268,12 @@ class InvoicedConnector(AsyncClosing):
 
     def changed(self, resource: Resource, since: UpdatedWatermark | None) -> ChangedRecords:
         """Records updated at or after `since` (all when None). Oldest first where `updated_after` works: the
-        filter is strict `>` at 1-second resolution, so it asks for `since - 1` and drops what was read already.
-        Newest first otherwise: paging stops at the first record older than the watermark's second."""
+        filter is strict `>` at 1-second resolution, so it asks from after the mark's second when that second is
+        complete, else from the second itself, dropping what was read already. Newest first otherwise: paging
+        stops at the first record before what is left to read (`UpdatedWatermark.before`)."""
         if resource.newest_first:
             return ChangedRecords(self.pages(resource.changes), since, newest_first=True)
-        query = {} if since is None else {"updated_after": since.updated_at - 1}
+        query = {} if since is None else {"updated_after": since.updated_at if since.complete else since.updated_at - 1}
         return ChangedRecords(self.pages(resource.changes, query), since, newest_first=False)
 
     async def removals(self, resource: Resource, after_event_id: int | None) -> EventBatch:

@@ -5,8 +5,8 @@ and only the fields the flows use, incremental reads ask only for what changed s
 and an update sends exactly the fields that differ (`update_mask`), or nothing at all.
 
 Incremental reads, per object (`KeapObject`):
-- companies: `filter=since_time==<watermark - overlap>`, `order_by=id`;
-- contacts: `filter=start_update_time==<watermark - overlap>`, `order_by=id`;
+- companies: `filter=since_time==<watermark>`, `order_by=id`;
+- contacts: `filter=start_update_time==<watermark>`, `order_by=id`;
 - products: no time filter exists, so `order_by=last_updated_time desc`, paging stops at the watermark.
 The order is chosen so that a record edited while pages are read can only push records *forward*
 (read twice), never back past the cursor (skipped) if page tokens are offsets: in `update_time asc`
@@ -41,7 +41,7 @@ Credentials = ApiKey | AccessToken | OAuthClient
 DEFAULT_BASE_URL = "https://api.infusionsoft.com/crm/rest"
 API_KEY_HEADER = "X-Keap-API-Key"
 PAGE_SIZE = 1000
-DEFAULT_OVERLAP = timedelta(seconds=5)
+ONE_MILLISECOND = timedelta(milliseconds=1)  # the resolution of Keap's `update_time`
 HOOKS_PATH = "/v1/hooks"
 IDS_PER_CALL = 100
 """Ids per `by_ids` listing: keeps the query string well under common URL length limits."""
@@ -119,7 +119,7 @@ OBJECTS = {keap_object.name: keap_object for keap_object in (COMPANIES, CONTACTS
 
 @dataclass(frozen=True)
 class Changes:
-    """Records updated at or after the watermark (less the overlap), and the watermark to store next."""
+    """Records updated at or after the watermark, and the watermark to store next: where the next read starts."""
 
     records: list[Record]
     watermark: datetime | None
@@ -188,7 +188,6 @@ class KeapConnector(AsyncClosing):
         *,
         limits: RateLimits | None = None,
         retry: RetryPolicy = RetryPolicy(),
-        overlap: timedelta = DEFAULT_OVERLAP,
         page_size: int = PAGE_SIZE,
         clock: Callable[[], float] = time.time,
         pacer: Pacer | None = None,
@@ -201,7 +200,6 @@ class KeapConnector(AsyncClosing):
             self.auth, default_limits = credentials.auth(), KEAP_OAUTH_LIMITS
         else:
             self.auth, default_limits = KeapOAuth(credentials, clock=clock), KEAP_OAUTH_LIMITS
-        self.overlap = overlap
         self.page_size = page_size
         self.api = ApiClient(
             base_url, auth=self.auth, limits=default_limits if limits is None else limits, retry=retry, listeners=listeners, pacer=pacer
@@ -232,17 +230,15 @@ class KeapConnector(AsyncClosing):
                 yield record
 
     async def changes(self, keap_object: KeapObject, watermark: datetime | None, *, fields: Sequence[str]) -> Changes:
-        """Records updated at or after `watermark - overlap` (all records when there is no watermark), with
-        `fields` and `update_time`.
-
-        Records at the watermark's millisecond come back again on the next read: never lossy, and the
-        engine's shadows make them no-ops."""
+        """Records updated at or after `watermark` (all records when there is no watermark), with `fields` and
+        `update_time`, and where the next read starts: just after the newest `update_time` read when that
+        instant was over before the read began (by the server's `Date`), else at that instant, so that only
+        records of an instant still open are read twice (the engine's shadows make them no-ops)."""
         if "update_time" not in fields:
             fields = [*fields, "update_time"]  # the watermark is made of it
         params = _fields_param(keap_object, fields)
-        start = watermark - self.overlap if watermark is not None else None
-        if start is not None and keap_object.since_filter:
-            params["filter"] = f"{keap_object.since_filter}=={keap_time(start)}"
+        if watermark is not None and keap_object.since_filter:
+            params["filter"] = f"{keap_object.since_filter}=={keap_time(watermark)}"
         if keap_object.change_order:
             params["order_by"] = keap_object.change_order
         newest: dict[str, Record] = {}
@@ -250,7 +246,7 @@ class KeapConnector(AsyncClosing):
         async with aclosing(self.pages(keap_object, params)) as pages:
             async for page in pages:
                 began = began or page.served_at
-                fresh = [record for record in page.records if start is None or not _older(record, start)]
+                fresh = [record for record in page.records if watermark is None or not _older(record, watermark)]
                 for record in fresh:
                     if _newer(record, newest.get(record["id"])):
                         newest[record["id"]] = record
@@ -259,7 +255,9 @@ class KeapConnector(AsyncClosing):
         times = [moment for record in newest.values() if (moment := updated_at(record)) is not None]
         reached = max(times, default=None)
         if reached is not None and began is not None:
-            reached = min(reached, began)  # an edit made after its page was read is caught next time
+            # an instant over before the read began was read whole; one still open (or edited after its page was
+            # read, past `began`) is read again
+            reached = reached + ONE_MILLISECOND if reached < began else began
         return Changes(list(newest.values()), max(filter(None, (reached, watermark)), default=None))
 
     async def by_ids(self, keap_object: KeapObject, ids: Sequence[str], *, fields: Sequence[str] | None = None) -> dict[str, Record]:

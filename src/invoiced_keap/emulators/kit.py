@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from email.utils import formatdate
 from typing import Any
 
 from starlette.applications import Starlette
@@ -48,7 +51,8 @@ class Emulator:
 
     default_rate_limit: dict[str, Any] | None = None
 
-    def __init__(self, *, random_seed: int | None = None) -> None:
+    def __init__(self, *, random_seed: int | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock  # the API's own clock: record times and the `Date` of every answer
         self.requests: Counter[str] = Counter()
         self.statuses: Counter[str] = Counter()
         self.faults = Faults(rate_limit=self.default_rate_limit)
@@ -129,6 +133,11 @@ def path_template(routes: list[BaseRoute], scope: Scope) -> str:
     return scope["path"]
 
 
+def served_date(now: float) -> bytes:
+    """The `Date` header a server sends (RFC 9110: whole seconds, from the server's own clock)."""
+    return formatdate(now, usegmt=True).encode()
+
+
 class _Dispatcher:
     """Outermost ASGI app: control routes pass through; API requests are counted and faulted."""
 
@@ -148,6 +157,7 @@ class _Dispatcher:
         async def counting_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 emulator.statuses[str(message["status"])] += 1
+                message = {**message, "headers": [*message.get("headers", []), (b"date", served_date(emulator.clock()))]}
             await send(message)
 
         faults = emulator.faults

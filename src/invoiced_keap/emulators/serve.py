@@ -24,7 +24,9 @@ class BackgroundServer:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
         self.host, self.port = self.sock.getsockname()[:2]
-        config = uvicorn.Config(app, log_level=logging.WARNING, access_log=False, lifespan="off", timeout_keep_alive=30)
+        # no `Date` of uvicorn's own: an emulator dates its answers by its own clock
+        config = uvicorn.Config(app, log_level=logging.WARNING, access_log=False, lifespan="off", timeout_keep_alive=30,
+                                date_header=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 

@@ -115,9 +115,8 @@ class InvoicedEmulator(Emulator):
         clock: Callable[[], float] = time.time,
         webhook_retry_delays: Sequence[float] = DEFAULT_WEBHOOK_RETRY_DELAYS,
     ) -> None:
-        super().__init__(random_seed=random_seed)
+        super().__init__(random_seed=random_seed, clock=clock)
         self.api_key = api_key
-        self.clock = clock
         self.webhook_retry_delays = tuple(webhook_retry_delays)
         self.limiter = ConcurrencyLimiter(self._max_in_flight)
         self.idempotency = Idempotency(clock)

@@ -41,7 +41,7 @@ class KeapEmulator(Emulator):
         hook_retry_delays: Sequence[float] = (45.0, 300.0, 1800.0),
         **options: Any,
     ) -> None:
-        super().__init__(random_seed=random_seed)
+        super().__init__(random_seed=random_seed, clock=clock)
         self.api_key = api_key
         self.options = options
         self.store = RecordStore(clock=clock)
