@@ -1,12 +1,15 @@
 """What the command line looks like: Rich tables and progress bars, plain JSON for scripts.
 
-Tables and results go to stdout; progress bars and error lines go to stderr, and progress bars
-only appear on a terminal, so a command in a pipe or a cron job prints nothing but its result.
+Tables and results go to stdout; progress and error lines go to stderr. On a terminal progress is a
+set of bars; elsewhere (a pipe, cron, a container) it is a `progress` log line per unfinished step every
+`PROGRESS_EVERY` seconds, and with JSON logs (`use_json_lines`) error lines are JSON log lines too.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -19,14 +22,26 @@ from rich.table import Table
 from rich.text import Text
 
 from invoiced_keap.engine.report import RunReport
+from invoiced_keap.logs import PROGRESS, log_event
 
 out = Console()
 err = Console(stderr=True)
+PROGRESS_EVERY = 10.0
+"""Seconds between progress lines when stderr is not a terminal."""
+_json_lines = threading.Event()
+
+
+def use_json_lines() -> None:
+    """Error lines go through the (JSON) log handler from now on."""
+    _json_lines.set()
 
 
 def error(message: str) -> None:
     """One line on stderr, markup-free (messages quote user data and API text)."""
-    err.print(Text(f"invoiced-keap: {message}", style="bold red"), soft_wrap=True)
+    if _json_lines.is_set():
+        logging.getLogger("invoiced_keap").error(message)
+    else:
+        err.print(Text(f"invoiced-keap: {message}", style="bold red"), soft_wrap=True)
 
 
 def note(message: str) -> None:
@@ -95,9 +110,44 @@ class CountingProgress:
         self.progress.update(self.tasks[name], completed=done, total=total)
 
 
+class ProgressLines:
+    """The same counters without a terminal: every `PROGRESS_EVERY` seconds a `progress` line for each step
+    that is unfinished or moved since the last line, from a thread, so a step that waits still shows."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, tuple[int, int | None]] = {}
+        self.shown: dict[str, tuple[int, int | None]] = {}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.logger = logging.getLogger(PROGRESS)
+
+    def __call__(self, name: str, done: int, total: int | None = None) -> None:
+        with self.lock:
+            self.steps[name] = (done, total)
+
+    def run(self) -> None:
+        while not self.stop.wait(PROGRESS_EVERY):
+            with self.lock:
+                due = {name: state for name, state in self.steps.items()
+                       if self.shown.get(name) != state or state[1] is None or state[0] < state[1]}
+                self.shown.update(due)
+            for name, (done, total) in due.items():
+                log_event(self.logger, "progress", step=name, done=done, total=total)
+
+
 @contextmanager
-def progress_bars() -> Iterator[CountingProgress]:
-    """Bars with counts and rates on stderr, when it is a terminal; silent otherwise."""
+def progress_bars() -> Iterator[CountingProgress | ProgressLines]:
+    """Bars with counts and rates on stderr when it is a terminal; `ProgressLines` otherwise."""
+    if not err.is_terminal:
+        lines = ProgressLines()
+        ticker = threading.Thread(target=lines.run, name="progress", daemon=True)
+        ticker.start()
+        try:
+            yield lines
+        finally:
+            lines.stop.set()
+            ticker.join()
+        return
     progress = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -106,7 +156,6 @@ def progress_bars() -> Iterator[CountingProgress]:
         RateColumn(),
         TimeElapsedColumn(),
         console=err,
-        disable=not err.is_terminal,
         transient=False,
     )
     with progress:

@@ -31,6 +31,7 @@ from urllib.parse import quote
 
 import httpx
 import stamina
+from stamina.instrumentation import RetryDetails
 
 from invoiced_keap.connectors.errors import (
     ApiError,
@@ -43,6 +44,7 @@ from invoiced_keap.connectors.errors import (
 )
 from invoiced_keap.connectors.pacing import Pacer, RateLimits, ServerBudget, read_keap_budgets
 from invoiced_keap.connectors.redaction import safe_url, scrub
+from invoiced_keap.logs import log_event
 
 logger = logging.getLogger(__name__)
 
@@ -207,6 +209,17 @@ def served_at(response: httpx.Response) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def log_retry(details: RetryDetails) -> None:
+    """A stamina retry hook: one `retry` event naming the call, why it failed, the attempt and the wait."""
+    error = details.caused_by
+    fields: dict[str, Any] = {"attempt": details.retry_num + 1, "wait": round(details.wait_for, 2)}
+    if isinstance(error, ApiError):
+        fields.update(method=error.method, url=error.url, status=error.status, error=error.message)
+    else:
+        fields["error"] = f"{type(error).__name__}: {error}"
+    log_event(logger, "retry", logging.WARNING, **fields)
+
+
 class ApiClient(AsyncClosing):
     """An API's base URL, credentials and limits, shared by every call a connector makes.
 
@@ -280,8 +293,6 @@ class ApiClient(AsyncClosing):
             wait_jitter=policy.wait_jitter,
         ):
             with attempt:
-                if attempt.num > 1:
-                    logger.info("retrying %s (attempt %d)", endpoint, attempt.num)
                 response = await self._attempt(
                     method, path, endpoint, attempt.num, params=params, json=json, headers=send_headers
                 )

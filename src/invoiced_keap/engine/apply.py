@@ -342,7 +342,8 @@ class Applier:
                 self.closed_intents.append((source, source_id))
             return
         created_id = str(created["id"])
-        self.report.add(Action(self.flow.name, "create", target, None, body))
+        self.report.add(Action(self.flow.name, "create", target, None, body), created_id=created_id, source_id=source_id,
+                        name=record.get("name") if source == "invoiced" else None)
         invoiced_record, keap_record = (record, created) if source == "invoiced" else (created, record)
         invoiced_id, keap_id = str(invoiced_record["id"]), str(keap_record["id"])
         self.new_links.append(NewLink(invoiced_id, keap_id, snapshot(self.flow, "invoiced", invoiced_record),

@@ -1,17 +1,22 @@
 """What a pass did (or, for a dry run, would do): counts per flow, the printable plan, the exit code.
 
 The engine never prints; the CLI renders `RunReport` (`plan_lines()` is the diffsync-style plan, one
-line per action with its fields) and exits with `exit_code`.
+line per action with its fields) and exits with `exit_code`. Each action a pass does is also logged as an
+event (`FlowReport.add`): field names, ids and messages, never the values written.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from invoiced_keap.flows import Side
+from invoiced_keap.logs import log_event
+
+logger = logging.getLogger("invoiced_keap.events")
 
 EXIT_SYNCED = 0
 EXIT_NOT_RUN = 1
@@ -29,11 +34,23 @@ class Action:
     record_id: str | None
     fields: dict[str, Any] = field(default_factory=dict)
 
+    def event_fields(self) -> dict[str, Any]:
+        """What a log event says of the action: the names of the fields written, not their values."""
+        details = self.fields
+        if self.verb in VALUE_VERBS:
+            details = {"fields": sorted(self.fields)}
+        elif self.verb == "conflict":
+            details = {key: self.fields[key] for key in ("group", "reason")}
+        return {"flow": self.flow, "side": self.side, "record_id": self.record_id, **details}
+
     def line(self) -> str:
         target = f"{self.side}:{self.record_id}" if self.record_id else f"{self.side}:(new)"
         details = json.dumps(self.fields, sort_keys=True, default=str) if self.fields else ""
         return f"{self.flow:<9} {self.verb:<8} {target:<24} {details}".rstrip()
 
+
+VALUE_VERBS = frozenset({"create", "update", "stamp"})
+"""The verbs whose fields are values written (logged by name only)."""
 
 COUNTED = {"update": "updated.{side}", "create": "created.{side}", "delete": "deleted.{side}", "link": "linked",
            "unlink": "unlinked", "review": "review", "stamp": "stamped", "conflict": "conflicts", "fail": "failed"}
@@ -52,10 +69,13 @@ class FlowReport:
     actions: list[Action] = field(default_factory=list)
     error: str | None = None
 
-    def add(self, action: Action) -> None:
-        """Note an action the pass did (a write once it went through), and count it (`COUNTED`)."""
+    def add(self, action: Action, **about: Any) -> None:
+        """Note an action the pass did (a write once it went through), count it (`COUNTED`) and log it;
+        `about` adds to the event what the action does not carry (a created record's id)."""
         self.actions.append(action)
         self.counts[COUNTED[action.verb].format(side=action.side)] += 1
+        log_event(logger, "refused" if action.verb == "fail" else action.verb,
+                  logging.WARNING if action.verb == "fail" else logging.INFO, **action.event_fields(), **about)
 
 
 @dataclass

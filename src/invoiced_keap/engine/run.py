@@ -25,6 +25,8 @@ believed delete); with `rebaseline` its pairs are planned as on first link, with
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import ExitStack
 
@@ -39,12 +41,14 @@ from invoiced_keap.engine.planner import FlowPlan, Planner, Removal
 from invoiced_keap.engine.report import FlowReport, Progress, ProgressHook, RunReport, no_progress
 from invoiced_keap.engine.shadows import snapshot
 from invoiced_keap.flows import Flow
+from invoiced_keap.logs import log_event
 from invoiced_keap.state import FlowLease, FlowLockHeld, FlowLockLost, NewLink, Store
 
 # What ends a pass early (reported, not raised): writes turn their own API errors into failures, so an
 # `ApiError` here is a read that could not be done (or a `FatalError`); the next pass starts over from the marks.
 PASS_ENDING = (ApiError, FlowLockLost)
 FlowsWork = Callable[[list[Flow], RunReport], Awaitable[None]]
+logger = logging.getLogger("invoiced_keap.events")
 
 
 class Syncer:
@@ -81,7 +85,7 @@ class Syncer:
             changes = await read_changes(self.store, self.invoiced, self.keap, held, self.progress)
             await self._plan_and_apply(held, changes, report, dry_run=dry_run)
 
-        return await self._pass(flows, work, dry_run=dry_run)
+        return await self._pass("sync", flows, work, dry_run=dry_run)
 
     async def sync_ids(
         self,
@@ -103,7 +107,7 @@ class Syncer:
                                                 keap_ids=keap_ids, removed_invoiced=removed_invoiced) for one in held}
             await self._plan_and_apply(held, changes, report, rebaseline=rebaseline)
 
-        return await self._pass([flow], work)
+        return await self._pass("sync_ids", [flow], work)
 
     async def retry(self, flows: Iterable[str] | None = None, *, failure_id: int | None = None) -> RunReport:
         """Make open failures due now, then run a pass (the `retry` command): the one `failure_id` (a pass
@@ -127,7 +131,7 @@ class Syncer:
                     Removal(found[invoiced_id], side, f"not found in {side} (reconcile)") for invoiced_id, side in gone])
                 await self._judge_and_apply(plan, report, dry_run=dry_run)
 
-        return await self._pass(flows, work, dry_run=dry_run)
+        return await self._pass("reconcile", flows, work, dry_run=dry_run)
 
     async def relink(self, flows: Iterable[str] | None = None) -> RunReport:
         """Rebuild lost links from the Keap ids stamped in Invoiced metadata (one full listing per side).
@@ -157,15 +161,17 @@ class Syncer:
                 self.store.add_links(flow.name, new_links)
                 flow_report.counts["linked"] = len(new_links)
 
-        return await self._pass(flows, work)
+        return await self._pass("relink", flows, work)
 
     # --- the skeleton ------------------------------------------------------------------------------
-    async def _pass(self, flows: Iterable[str] | None, work: FlowsWork, *, dry_run: bool = False) -> RunReport:
-        """Run `work` over the flows whose locks this worker gets (see the module docstring)."""
+    async def _pass(self, kind: str, flows: Iterable[str] | None, work: FlowsWork, *, dry_run: bool = False) -> RunReport:
+        """Run `work` over the flows whose locks this worker gets (see the module docstring); a `pass.started`
+        and a `pass.finished` event frame it."""
         chosen = self._flows(flows)
         run_id = None if dry_run else self.store.start_run([flow.name for flow in chosen], dry_run=False).id
         report = RunReport(run_id, dry_run)
-        calls_before = self._calls()
+        calls_before, started = self._calls(), time.monotonic()
+        log_event(logger, "pass.started", kind=kind, run_id=run_id, flows=[flow.name for flow in chosen], dry_run=dry_run)
         try:
             with ExitStack() as stack:
                 held = self._lock(chosen, stack, report)
@@ -175,7 +181,12 @@ class Syncer:
             report.error = str(error)
         except PassStopped:
             report.error = "stopped on request before the end; the next pass carries on"
-        return self._finish(report, calls_before)
+        self._finish(report, calls_before)
+        log_event(logger, "pass.finished", logging.WARNING if report.exit_code == 1 else logging.INFO, kind=kind,
+                  run_id=run_id, exit_code=report.exit_code, seconds=round(time.monotonic() - started, 3),
+                  counts=report.counts(), api_calls=report.api_calls, error=report.error,
+                  flow_errors={name: flow.error for name, flow in report.flows.items() if flow.error} or None)
+        return report
 
     def _lock(self, flows: list[Flow], stack: ExitStack, report: RunReport) -> list[Flow]:
         """Take each flow's lock (in name order, so two runs never wait on each other crosswise); a flow another
@@ -242,7 +253,7 @@ class Syncer:
     def _calls(self) -> dict[str, int]:
         return {"invoiced": self.invoiced.calls.total, "keap": self.keap.stats.total}
 
-    def _finish(self, report: RunReport, calls_before: dict[str, int]) -> RunReport:
+    def _finish(self, report: RunReport, calls_before: dict[str, int]) -> None:
         report.api_calls = {system: total - calls_before[system] for system, total in self._calls().items()}
         status = self.store.status_counts()
         names = list(report.flows)
@@ -251,4 +262,3 @@ class Syncer:
         if report.run_id is not None:
             result = "error" if report.exit_code == 1 else "ok" if report.exit_code == 0 else "attention"
             self.store.finish_run(report.run_id, result, {**report.counts(), "api_calls": report.api_calls})
-        return report

@@ -76,11 +76,13 @@ class InvoicedWebhookReceiver:
             event_id, event_type = str(event["id"]), str(event["type"])
         except (ValueError, KeyError, TypeError):
             return self._answer("rejected", 400, "not an Invoiced event")
+        about = {"event_id": event_id, "type": event_type}
         if not self.seen.add(event_id):
-            return self._answer("duplicate", 200, "already handled")
-        if not self._mark(event_type, event.get("data", {}).get("object") or {}):
-            return self._answer("ignored", 200, "not an event this sync follows")
-        return self._answer("accepted", 200, "queued")
+            return self._answer("duplicate", 200, "already handled", **about)
+        customer = event.get("data", {}).get("object") or {}
+        if not self._mark(event_type, customer):
+            return self._answer("ignored", 200, "not an event this sync follows", **about)
+        return self._answer("accepted", 200, "queued", **about, record_id=customer.get("id"))
 
     def _mark(self, event_type: str, customer: dict[str, Any]) -> bool:
         """Mark what the event names; False when it concerns no flow in use."""
@@ -102,6 +104,6 @@ class InvoicedWebhookReceiver:
         self.queue.mark(flow, "invoiced", [str(customer["id"])], removed=removed)
         return True
 
-    def _answer(self, outcome: str, status: int, message: str) -> Response:
-        self.metrics.webhook_deliveries.labels(SOURCE, outcome).inc()
+    def _answer(self, outcome: str, status: int, message: str, **about: Any) -> Response:
+        self.metrics.delivered(SOURCE, outcome, message=message, **about)
         return JSONResponse({"result": outcome, "message": message}, status_code=status)

@@ -58,7 +58,7 @@ class KeapHookReceiver:
             return self._answer("rejected", 404, "not found")
         handshake = request.headers.get(SECRET_HEADER)
         if handshake is not None:
-            self.metrics.webhook_deliveries.labels(SOURCE, "handshake").inc()
+            self.metrics.delivered(SOURCE, "handshake")
             return Response(status_code=200, headers={SECRET_HEADER: handshake})
         try:
             payload = json.loads(await request.body())
@@ -68,14 +68,15 @@ class KeapHookReceiver:
             return self._answer("rejected", 400, "not a Keap hook payload")
         object_type, _, action = event_key.partition(".")
         flows = self.flows_of_object.get(object_type)
+        about = {"type": event_key, "ids": len(ids)}
         if not flows or action not in ACTIONS:
-            return self._answer("ignored", 200, "not an event this sync follows")
+            return self._answer("ignored", 200, "not an event this sync follows", **about)
         for flow in flows:  # every flow on the object: each one's sync by id reads what it links
             self.queue.mark(flow, "keap", ids, removed=action == "delete")
-        return self._answer("accepted", 200, "queued")
+        return self._answer("accepted", 200, "queued", **about, flows=flows)
 
-    def _answer(self, outcome: str, status: int, message: str) -> Response:
-        self.metrics.webhook_deliveries.labels(SOURCE, outcome).inc()
+    def _answer(self, outcome: str, status: int, message: str, **about: object) -> Response:
+        self.metrics.delivered(SOURCE, outcome, message=message, **about)
         return JSONResponse({"result": outcome, "message": message}, status_code=status)
 
 

@@ -7,7 +7,9 @@ by `StateCollector`, so the numbers agree with the status page and survive resta
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -15,10 +17,12 @@ from prometheus_client.registry import Collector
 
 from invoiced_keap.connectors.http import RequestEvent
 from invoiced_keap.engine.report import RunReport
+from invoiced_keap.logs import log_event
 from invoiced_keap.state import Store
 
 PREFIX = "invoiced_keap"
 WRITE_VERBS = frozenset({"create", "update", "delete", "stamp"})
+logger = logging.getLogger("invoiced_keap.events")
 PROPAGATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
@@ -97,6 +101,12 @@ class Metrics:
                     self.failures.labels(flow).inc()
                 elif action.verb == "conflict":
                     self.conflicts_resolved.labels(flow).inc()
+
+    def delivered(self, source: str, outcome: str, **about: Any) -> None:
+        """A webhook or hook delivery answered: counted, and logged as a `webhook` event."""
+        self.webhook_deliveries.labels(source, outcome).inc()
+        log_event(logger, "webhook", logging.WARNING if outcome == "rejected" else logging.INFO,
+                  source=source, outcome=outcome, **about)
 
     def watch_keap_quota(self, remaining: Callable[[], int | None]) -> None:
         """Read the quota at scrape time (NaN until Keap has reported it)."""

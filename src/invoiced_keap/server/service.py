@@ -126,7 +126,7 @@ class Service:
             health=self.health,
             keap_quota=self.keap_quota,
         )
-        server = _Server(uvicorn.Config(app, log_level=logging.WARNING, access_log=False, lifespan="off"))
+        server = _Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off"))
         serving = asyncio.create_task(server.serve(sockets=[self.socket]))
         helpers: list[asyncio.Task[None]] = []
         try:
