@@ -20,21 +20,22 @@ A `FieldRule` is one field group. Its *neutral value* (str, None, or a dict of t
 what both sides are compared in and what the per-side shadows store: `rule.value(side, record)`.
 `rule.write(side, value, current_record) -> Mapped` gives the fields to send to that side (for Keap,
 top-level fields: the keys are the update_mask), merged into the current record where Keap keeps
-several values in one field.
+several values in one field, and what it could not carry exactly (`mapping.LossyCarry`). `rule.parts(value)`
+splits a value into the parts a user edits one by one (a name's given and family name, an address's lines), so
+a write-back merges parts instead of overwriting the whole group (`engine.plan`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import Any, Callable, Literal, Mapping, NamedTuple, Sequence
 
 from invoiced_keap import mapping
 from invoiced_keap.connectors.invoiced import CUSTOMER, ITEM, Resource
 from invoiced_keap.connectors.keap import COMPANIES, CONTACTS, PRODUCTS, KeapObject
 from invoiced_keap.keys import MatchKey, contact_identity, email_key, emails_key, name_key, sku_key
-from invoiced_keap.mapping import KeapPlace, Mapped, Record
+from invoiced_keap.mapping import KeapPlace, Mapped, Record, Side
 
-Side = Literal["invoiced", "keap"]
 SIDES: tuple[Side, Side] = ("invoiced", "keap")
 Value = Any  # str | None | dict[str, str | None]
 
@@ -52,6 +53,15 @@ class Shadow:
 
 def other_side(side: Side) -> Side:
     return "keap" if side == "invoiced" else "invoiced"
+
+
+def whole(value: Value) -> dict[str, Value]:
+    """A value's parts: a dict's own keys, or the value as one part."""
+    return dict(value) if isinstance(value, Mapping) else {"": value}
+
+
+def from_parts(parts: Mapping[str, Value]) -> Value:
+    return parts[""] if set(parts) == {""} else dict(parts)
 
 
 def is_blank(value: Value) -> bool:
@@ -78,6 +88,8 @@ class FieldRule:
     keap_write: Callable[[Value, Record], Mapped]
     required: bool = False
     blank: Callable[[Value], bool] = is_blank
+    parts: Callable[[Value], dict[str, Value]] = whole
+    join: Callable[[Mapping[str, Value]], Value] = from_parts
 
     def value(self, side: Side, record: Record) -> Value:
         return self.invoiced_value(record) if side == "invoiced" else self.keap_value(record)
@@ -88,9 +100,9 @@ class FieldRule:
 
 # --- rule constructors -----------------------------------------------------------------------------------
 
-def _limited(field_name: str, value: str | None, limit: int | None, label: str) -> Mapped:
-    cut, warnings = mapping.truncate(value, limit, label) if limit else (value, ())
-    return Mapped({field_name: cut}, warnings)
+def _limited(field_name: str, value: str | None, limit: int | None, side: Side) -> Mapped:
+    cut, lossy = mapping.truncate(value, limit, side, field_name) if limit else (value, ())
+    return Mapped({field_name: cut}, lossy)
 
 
 def text_rule(name: str, invoiced_field: str, keap_field: str, *, required: bool = False,
@@ -102,18 +114,19 @@ def text_rule(name: str, invoiced_field: str, keap_field: str, *, required: bool
         keap_fields=(keap_field,),
         invoiced_value=lambda record: mapping.text(record.get(invoiced_field)),
         keap_value=lambda record: mapping.text(record.get(keap_field)),
-        invoiced_write=lambda value, _: _limited(invoiced_field, value, invoiced_limit, f"invoiced {invoiced_field}"),
-        keap_write=lambda value, _: _limited(keap_field, value, keap_limit, f"keap {keap_field}"),
+        invoiced_write=lambda value, _: _limited(invoiced_field, value, invoiced_limit, "invoiced"),
+        keap_write=lambda value, _: _limited(keap_field, value, keap_limit, "keap"),
         required=required,
     )
 
 
 def place_text_rule(name: str, invoiced_field: str, place: KeapPlace, key: str, keap_limit: int) -> FieldRule:
-    """One Invoiced text field <-> one key of a Keap sub-object (`email_address.email`, a PHONE1 slot's number)."""
+    """One Invoiced text field <-> one key of a Keap sub-object (`email_address.email`, a PHONE1 slot's number).
+    A value longer than Keap's limit is left out (noted): a cut phone number or email address is a wrong one."""
 
     def keap_write(value: Value, record: Record) -> Mapped:
-        cut, warnings = mapping.truncate(value, keap_limit, f"keap {place.key}[{place.slot}].{key}")
-        return Mapped(place.write(record, {key: cut}), warnings)
+        kept, lossy = mapping.leave_out(value, keap_limit, "keap", f"{place.key}[{place.slot}].{key}")
+        return Mapped(place.write(record, {key: kept}), lossy)
 
     return FieldRule(
         name=name,
@@ -130,8 +143,8 @@ def address_rule(place: KeapPlace) -> FieldRule:
     """Invoiced address1..country <-> a Keap address object or BILLING slot (see `mapping.Address`)."""
 
     def keap_write(value: Value, record: Record) -> Mapped:
-        fields, warnings = mapping.keap_address_fields(value, f"keap {place.key}[{place.slot}]")
-        return Mapped(place.write(record, fields), warnings)
+        fields, lossy = mapping.keap_address_fields(value, f"{place.key}[{place.slot}]" if place.slot else place.key)
+        return Mapped(place.write(record, fields), lossy)
 
     return FieldRule(
         name="address",
@@ -142,17 +155,24 @@ def address_rule(place: KeapPlace) -> FieldRule:
         invoiced_write=lambda value, _: Mapped(mapping.invoiced_address_fields(value)),
         keap_write=keap_write,
         blank=mapping.is_blank_address,
+        parts=mapping.address_parts,
+        join=mapping.address_from_parts,
     )
 
 
 def person_name_rule() -> FieldRule:
-    """Invoiced `name` <-> Keap `given_name` + `family_name`, split on the way in and joined on the way out."""
+    """Invoiced `name` <-> Keap `given_name` + `family_name`, split on the way in and joined on the way out;
+    its parts are the given and the family name."""
 
     def keap_write(value: Value, _: Record) -> Mapped:
         given, family = mapping.split_name(value)
-        given, given_cut = mapping.truncate(given, mapping.GIVEN_NAME_LIMIT, "keap given_name")
-        family, family_cut = mapping.truncate(family, mapping.FAMILY_NAME_LIMIT, "keap family_name")
+        given, given_cut = mapping.truncate(given, mapping.GIVEN_NAME_LIMIT, "keap", "given_name")
+        family, family_cut = mapping.truncate(family, mapping.FAMILY_NAME_LIMIT, "keap", "family_name")
         return Mapped({"given_name": given, "family_name": family}, given_cut + family_cut)
+
+    def parts(value: Value) -> dict[str, Value]:
+        given, family = mapping.split_name(value)
+        return {"given": given, "family": family}
 
     return FieldRule(
         name="name",
@@ -160,9 +180,11 @@ def person_name_rule() -> FieldRule:
         keap_fields=("given_name", "family_name"),
         invoiced_value=lambda record: mapping.join_name(*mapping.split_name(record.get("name"))),
         keap_value=lambda record: mapping.join_name(record.get("given_name"), record.get("family_name")),
-        invoiced_write=lambda value, _: _limited("name", value, mapping.INVOICED_NAME_LIMIT, "invoiced name"),
+        invoiced_write=lambda value, _: _limited("name", value, mapping.INVOICED_NAME_LIMIT, "invoiced"),
         keap_write=keap_write,
         required=True,
+        parts=parts,
+        join=lambda parts: mapping.join_name(parts["given"], parts["family"]),
     )
 
 
@@ -176,13 +198,15 @@ def _nothing(_: Record) -> Mapped:
     return Mapped({})
 
 
-def _keap_product_extras(item: Record) -> Mapped:
-    """Keap v2 requires `price` (minor units) and `short_description` on create; `sku` carries the item id."""
-    return Mapped({
-        "sku": str(item["id"]),
-        "price": mapping.minor_units(item.get("unit_cost") or 0, item["currency"]),
-        "short_description": mapping.text(item.get("name")),
-    })
+def keap_product_extras(keap_currency: str) -> Callable[[Record], Mapped]:
+    """Keap v2 requires `price` (minor units of the account's one currency, `mapping.keap_price`) and
+    `short_description` on create; `sku` carries the item id."""
+
+    def extras(item: Record) -> Mapped:
+        price, lossy = mapping.keap_price(item.get("unit_cost"), item["currency"], keap_currency)
+        return Mapped({"sku": str(item["id"]), "price": price, "short_description": mapping.text(item.get("name"))}, lossy)
+
+    return extras
 
 
 def _invoiced_item_extras(product: Record) -> Mapped:
@@ -195,11 +219,19 @@ def _invoiced_item_extras(product: Record) -> Mapped:
 
 # --- the flows ---------------------------------------------------------------------------------------
 
+class KeapNeeds(NamedTuple):
+    """A Keap create needs at least one of `fields`; without, Keap answers `refusal` (its documented rule)."""
+
+    fields: tuple[str, ...]
+    refusal: str
+
+
 @dataclass(frozen=True)
 class Flow:
     """One flow, declared (see the module docstring). `adoption_keys` find, besides the match keys, the twin a
     create cut short may have made (`match.decide(adopting=True)`); `metadata_key` is the Invoiced metadata key
-    that records the linked Keap id."""
+    that records the linked Keap id. `keap_needs`: what a Keap create needs (Keap's documented rules); a create
+    without it is refused before it is sent (`keap_refusal`)."""
 
     name: str
     invoiced: Resource
@@ -211,6 +243,14 @@ class Flow:
     adoption_keys: tuple[MatchKey, ...] = ()
     keap_create: Callable[[Record], Mapped] = _nothing
     invoiced_create: Callable[[Record], Mapped] = _nothing
+    keap_needs: KeapNeeds | None = None
+
+    def keap_refusal(self, body: Record) -> str | None:
+        """Keap's own refusal of a create `body` that has none of the `keap_needs` fields, or None."""
+        needs = self.keap_needs
+        if needs is None or any(body.get(name) for name in needs.fields):
+            return None
+        return needs.refusal
 
     def rule(self, name: str) -> FieldRule:
         return next(rule for rule in self.rules if rule.name == name)
@@ -258,6 +298,7 @@ CATALOGUE: dict[str, Flow] = {
         name="companies", invoiced=CUSTOMER, keap=COMPANIES, metadata_key="keap_company_id",
         belongs=lambda customer: not _is_person(customer),  # organisations, and customers without a type
         invoiced_create=_customer_of_type("company"),
+        keap_needs=KeapNeeds(("company_name",), "company_name is required"),
         rules=(
             text_rule("name", "name", "company_name", required=True, invoiced_limit=mapping.INVOICED_NAME_LIMIT),
             place_text_rule("email", "email", COMPANY_EMAIL, "email", mapping.EMAIL1_LIMIT),
@@ -272,6 +313,9 @@ CATALOGUE: dict[str, Flow] = {
         name="contacts", invoiced=CUSTOMER, keap=CONTACTS, metadata_key="keap_contact_id",
         belongs=_is_person,
         invoiced_create=_customer_of_type("person"),
+        # infusionsoft-php issue 140; Keap v2 create: "at least one item in email_addresses, phone_numbers, or addresses"
+        keap_needs=KeapNeeds(("email_addresses", "phone_numbers", "addresses"),
+                             "Contact must contain at least one email address, phone number or address"),
         rules=(
             CONTACT_NAME,
             place_text_rule("email", "email", CONTACT_EMAIL, "email", mapping.EMAIL1_LIMIT),
@@ -285,8 +329,9 @@ CATALOGUE: dict[str, Flow] = {
     "products": Flow(
         name="products", invoiced=ITEM, keap=PRODUCTS, metadata_key="keap_product_id",
         belongs=lambda _: True,
-        keap_create=_keap_product_extras,
+        keap_create=keap_product_extras("USD"),
         invoiced_create=_invoiced_item_extras,
+        keap_needs=KeapNeeds(("name",), "name is required"),  # CreateProductRequest_Detail.required
         rules=(
             text_rule("name", "name", "name", required=True),
             text_rule("description", "description", "description"),
@@ -316,9 +361,9 @@ def _rule_from_config(flow: Flow, spec: RuleSpec) -> FieldRule:
     return text_rule(spec["name"], spec["invoiced"], spec["keap"])
 
 
-def build_flows(profile: str = "default", overrides: Overrides | None = None) -> dict[str, Flow]:
+def build_flows(profile: str = "default", overrides: Overrides | None = None, keap_currency: str = "USD") -> dict[str, Flow]:
     """The flows of a profile, with the configuration's `add` / `drop` lists applied per flow, each checked
-    (`Flow.check`); ValueError names the profile, flow, rule or field that is wrong."""
+    (`Flow.check`), products priced in `keap_currency`; ValueError names the profile, flow, rule or field that is wrong."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; expected one of {sorted(PROFILES)}")
     overrides = overrides or {}
@@ -336,6 +381,8 @@ def build_flows(profile: str = "default", overrides: Overrides | None = None) ->
         if len(set(names)) != len(names):
             raise ValueError(f"flow {name!r} has duplicate rules: {names}")
         flows[name] = replace(flow, rules=tuple(rules))
+        if flow.keap == PRODUCTS:
+            flows[name] = replace(flows[name], keap_create=keap_product_extras(mapping.currency_code(keap_currency)))
         flows[name].check()
     return flows
 

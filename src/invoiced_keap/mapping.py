@@ -12,10 +12,13 @@ Every group of fields has a *neutral value*: the form in which both sides' value
 - addresses: `Address` (a dict `{line1, line2, city, region, postal_code, country}`, all `str | None`).
 - Keap sub-objects: `KeapPlace` reads and merges a company's `email_address` / `phone_number` /
   `address` object or a contact's `email_addresses[field=EMAIL1]` / ... slot, leaving other slots alone.
-- money: Invoiced `unit_cost` (major units) <-> Keap `price` (integer minor units of the currency).
-- limits: `truncate` cuts a value to a Keap limit and says so in a warning; nothing is cut silently.
+- money: Invoiced `unit_cost` (major units) <-> Keap `price` (integer minor units of the one currency a
+  Keap account prices in, `keap_price`).
+- limits: `truncate` cuts a value to a Keap limit; `leave_out` drops one Keap would refuse or that a cut
+  would make wrong (a phone number, an email address, a region that is no subdivision of the country).
 
-Transforms that can cut return `Mapped(fields, warnings)`: the fields to send and human-readable warnings.
+Whatever is not carried exactly is said in a `LossyCarry` (field, source value, value sent, reason); transforms
+that can lose return `Mapped(fields, lossy)`. Nothing is cut or dropped silently.
 """
 
 from __future__ import annotations
@@ -24,14 +27,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from functools import cache, lru_cache
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Literal, Mapping, NamedTuple
 
 import pycountry
-from babel.numbers import get_currency_precision
+from babel.numbers import get_currency_precision, is_currency
 from nameparser import HumanName
 
 Record = dict[str, Any]
 """A record as the APIs return it: a JSON object."""
+Side = Literal["invoiced", "keap"]
 Address = dict[str, str | None]
 
 ADDRESS_PARTS = ("line1", "line2", "city", "region", "postal_code", "country")
@@ -49,11 +53,27 @@ INVOICED_NAME_LIMIT = 255
 SHORT_REGION_COUNTRIES = frozenset({"US", "CA", "AU"})
 
 
+@dataclass(frozen=True)
+class LossyCarry:
+    """A value carried with loss: `side`'s `field` was sent `sent` for the source value `source`, because `reason`.
+    `rule` names the field group (set by the planner, `engine.plan`)."""
+
+    side: Side
+    field: str
+    source: Any
+    sent: Any
+    reason: str
+    rule: str = ""
+
+    def describe(self) -> str:
+        return f"{self.side} {self.field}: {self.source!r} sent as {self.sent!r} ({self.reason})"
+
+
 class Mapped(NamedTuple):
-    """Fields to write to one side, and warnings about what could not be written as it was."""
+    """Fields to write to one side, and what of the source they could not carry exactly."""
 
     fields: dict[str, Any]
-    warnings: tuple[str, ...] = ()
+    lossy: tuple[LossyCarry, ...] = ()
 
 
 def text(value: Any) -> str | None:
@@ -64,11 +84,19 @@ def text(value: Any) -> str | None:
     return stripped or None
 
 
-def truncate(value: str | None, limit: int, label: str) -> tuple[str | None, tuple[str, ...]]:
-    """Cut `value` to `limit` characters, with a warning naming `label` when it had to be cut."""
+def truncate(value: str | None, limit: int, side: Side, field: str) -> tuple[str | None, tuple[LossyCarry, ...]]:
+    """Cut `value` to `limit` characters, noting it when it had to be cut."""
     if value is None or len(value) <= limit:
         return value, ()
-    return value[:limit].rstrip(), (f"{label} truncated to {limit} characters (was {len(value)}): {value!r}",)
+    cut = value[:limit].rstrip()
+    return cut, (LossyCarry(side, field, value, cut, f"{side} holds at most {limit} characters (was {len(value)})"),)
+
+
+def leave_out(value: str | None, limit: int, side: Side, field: str) -> tuple[str | None, tuple[LossyCarry, ...]]:
+    """`value`, or nothing (noted) when it is longer than `limit`: a cut phone number or email address is a wrong one."""
+    if value is None or len(value) <= limit:
+        return value, ()
+    return None, (LossyCarry(side, field, value, None, f"left out: {side} holds at most {limit} characters (was {len(value)})"),)
 
 
 # --- person names ------------------------------------------------------------------------------------
@@ -95,9 +123,16 @@ def _split_full_name(full: str) -> tuple[str | None, str | None]:
     if family and full.endswith(" " + family):
         return full[: -len(family)].rstrip(" ,"), family
     given = " ".join(part for part in (parsed.title, parsed.first, parsed.middle) if part)
-    if given and parsed.last:
+    if given and parsed.last and join_name(given, parsed.last) in _reordered(full):
         return given, parsed.last
-    return full, None
+    given, _, family = full.rpartition(" ")  # nameparser dropped a part ("A né B"): keep every word
+    return (given, family) if given else (full, None)
+
+
+def _reordered(full: str) -> set[str | None]:
+    """The name, and its "Family, Given" form read as "Given Family"."""
+    family, comma, given = full.partition(",")
+    return {full, text(f"{given} {family}") if comma else full}
 
 
 def join_name(given: str | None, family: str | None) -> str | None:
@@ -149,12 +184,20 @@ def _subdivision(key: str | None) -> Any:
     return pycountry.subdivisions.get(code=key) if key and "-" in key else None
 
 
-def region_for_keap(key: str | None) -> dict[str, str | None]:
-    """Keap address fields for a neutral region: the full name (what Keap stores) plus `region_code`."""
+def region_for_keap(key: str | None, country: str | None, field: str) -> tuple[dict[str, str | None], tuple[LossyCarry, ...]]:
+    """Keap address fields for a neutral region: the full name (what Keap stores) plus `region_code`.
+
+    Keap refuses a region that is not an ISO 3166-2 subdivision of the address's country ("Region is
+    invalid"), and any region without a country; such a region is left out (noted), the rest of the address goes.
+    """
     subdivision = _subdivision(key)
-    if subdivision is None:
-        return {"region": key, "region_code": None}
-    return {"region": subdivision.name, "region_code": subdivision.code}
+    if key is None:
+        return {"region": None, "region_code": None}, ()
+    if subdivision is None or subdivision.country_code != country:
+        reason = (f"left out: Keap takes only an ISO 3166-2 subdivision of {country} as a region" if country
+                  else "left out: Keap takes a region only with a country")
+        return {"region": None, "region_code": None}, (LossyCarry("keap", field, key, None, reason),)
+    return {"region": subdivision.name, "region_code": subdivision.code}, ()
 
 
 def region_for_invoiced(key: str | None, country: str | None) -> str | None:
@@ -211,29 +254,41 @@ def invoiced_address_fields(address: Address) -> dict[str, Any]:
 
 
 def keap_address_fields(address: Address, label: str) -> Mapped:
-    """Keap address object fields for a neutral address, cut to the BILLING limits.
+    """Keap address object fields for a neutral address, cut to the BILLING limits, without a region Keap refuses.
 
     The postal code goes in `zip_code` for US addresses (and ones without a country), else in
     `postal_code`; the other key is set to `None` so that a stale value cannot shadow it on read.
     """
     country = address["country"]
     zip_key, other_key = ("zip_code", "postal_code") if country in (None, "US") else ("postal_code", "zip_code")
+    region, lossy = region_for_keap(address["region"], country, f"{label}.region")
     raw: dict[str, Any] = {
         "line1": address["line1"],
         "line2": address["line2"],
         "locality": address["city"],
-        **region_for_keap(address["region"]),
+        **region,
         zip_key: address["postal_code"],
         other_key: None,
         "country_code": country_alpha3(country),
     }
     fields: dict[str, Any] = {}
-    warnings: tuple[str, ...] = ()
     for key, value in raw.items():
         limit = BILLING_ADDRESS_LIMITS.get(key)
-        fields[key], cut = truncate(value, limit, f"{label}.{key}") if limit else (value, ())
-        warnings += cut
-    return Mapped(fields, warnings)
+        fields[key], cut = truncate(value, limit, "keap", f"{label}.{key}") if limit else (value, ())
+        lossy += cut
+    return Mapped(fields, lossy)
+
+
+def address_parts(address: Address) -> dict[str, Any]:
+    """An address's parts as a user edits them: each line, city and postal code, and the place (region with
+    its country: a region means something only in its country)."""
+    parts: dict[str, Any] = {part: address[part] for part in ADDRESS_PARTS if part not in ("region", "country")}
+    return {**parts, "place": (address["region"], address["country"])}
+
+
+def address_from_parts(parts: Mapping[str, Any]) -> Address:
+    region, country = parts["place"]
+    return {**{part: parts.get(part) for part in ADDRESS_PARTS}, "region": region, "country": country}
 
 
 def is_blank_address(address: Address | None) -> bool:
@@ -290,6 +345,35 @@ def minor_units(amount: float | int | str | Decimal, currency: str) -> int:
     exponent = get_currency_precision(currency.upper())
     scaled = Decimal(str(amount)).scaleb(exponent)
     return int(scaled.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def currency_code(code: str) -> str:
+    """An ISO 4217 currency code, upper-cased; ValueError naming it when CLDR (Babel) does not know it."""
+    upper = code.strip().upper()
+    if not is_currency(upper):
+        raise ValueError(f"{code!r} is not an ISO 4217 currency code (e.g. USD, EUR, GBP)")
+    return upper
+
+
+def keap_price(unit_cost: Any, currency: str, keap_currency: str) -> tuple[int, tuple[LossyCarry, ...]]:
+    """Keap's `price` (minor units of `keap_currency`, the one currency a Keap account prices in) for an item.
+
+    An item in another currency gets 0, Keap's minimum (its create requires a price and has no currency field),
+    rather than an amount in the wrong unit; a negative cost gets 0 too (Keap prices are >= 0), and a cost finer
+    than the currency's smallest unit is rounded. Each of these is noted.
+    """
+    amount = Decimal(str(unit_cost or 0))
+    currency = currency.upper()
+    source = f"{amount} {currency}"
+    if currency != keap_currency:
+        return 0, (LossyCarry("keap", "price", source, 0, f"no price: Keap prices every product in {keap_currency}, "
+                                                         f"the item is in {currency}"),)
+    if amount < 0:
+        return 0, (LossyCarry("keap", "price", source, 0, "no price: Keap prices are 0 or more"),)
+    price = minor_units(amount, currency)
+    if Decimal(price).scaleb(-get_currency_precision(currency)) != amount:
+        return price, (LossyCarry("keap", "price", source, price, f"rounded to the smallest unit of {currency}"),)
+    return price, ()
 
 
 def major_units(amount: int, currency: str) -> float:

@@ -187,7 +187,7 @@ async def repair(syncer: Syncer, checks: Iterable[FlowCheck]) -> RunReport:
         if check.agrees:
             continue
         invoiced_ids, keap_ids = check.to_repair()
-        report = await syncer.sync_ids(check.flow, invoiced_ids=invoiced_ids, keap_ids=keap_ids, rebaseline=True)
+        report = await syncer.sync_ids(check.flow, invoiced_ids=invoiced_ids, keap_ids=keap_ids, repair=True)
         merged.flows.update(report.flows)
         merged.error = merged.error or report.error
         merged.open_failures += report.open_failures

@@ -65,11 +65,19 @@ def test_every_spelling_of_a_region_has_one_key(spelling: str) -> None:
 def test_region_without_country_or_unknown_stays_text() -> None:
     assert mapping.region_key("AZ", None) == "AZ"
     assert mapping.region_key("Atlantis", "US") == "Atlantis"
-    assert mapping.region_for_keap("Atlantis") == {"region": "Atlantis", "region_code": None}
+
+
+
+@pytest.mark.parametrize(("region", "country"), [("Atlantis", "US"), ("Cook County", "US"), ("US-AZ", "DE"), ("AZ", None)])
+def test_a_region_keap_would_refuse_is_left_out_and_noted(region: str, country: str | None) -> None:
+    fields, lossy = mapping.region_for_keap(mapping.region_key(region, country), country, "address.region")
+    assert fields == {"region": None, "region_code": None}
+    assert [(note.side, note.field, note.source, note.sent) for note in lossy] == [("keap", "address.region", region, None)]
+    assert (country or "only with a country") in lossy[0].reason
 
 
 def test_region_is_written_as_each_side_spells_it() -> None:
-    assert mapping.region_for_keap("US-AZ") == {"region": "Arizona", "region_code": "US-AZ"}
+    assert mapping.region_for_keap("US-AZ", "US", "r") == ({"region": "Arizona", "region_code": "US-AZ"}, ())
     assert mapping.region_for_invoiced("US-AZ", "US") == "AZ"
     assert mapping.region_for_invoiced("CA-ON", "CA") == "ON"
     assert mapping.region_for_invoiced("DE-BY", "DE") == "Bayern"
@@ -88,9 +96,10 @@ addresses = st.fixed_dictionaries({
 
 @given(addresses)
 def test_address_round_trips_through_both_sides(address: mapping.Address) -> None:
-    keap_fields, warnings = mapping.keap_address_fields(address, "keap address")
-    assert warnings == ()
-    assert mapping.keap_address(keap_fields) == address
+    keap_fields, lossy = mapping.keap_address_fields(address, "address")
+    region_holds = address["region"] is None or address["region"].startswith(f"{address['country']}-")
+    assert mapping.keap_address(keap_fields) == (address if region_holds else {**address, "region": None})
+    assert [note.field for note in lossy] == ([] if region_holds else ["address.region"])
     assert mapping.invoiced_address(mapping.invoiced_address_fields(address)) == address
 
 
@@ -103,17 +112,45 @@ def test_postal_code_goes_to_zip_code_only_in_the_us() -> None:
     assert (gb["zip_code"], gb["postal_code"]) == (None, "SW1A 2AA")
 
 
-def test_billing_limits_cut_with_warnings() -> None:
+def test_billing_limits_cut_with_lossy_notes() -> None:
     address = {**dict.fromkeys(mapping.ADDRESS_PARTS), "line1": "x" * 80, "city": "y" * 60, "country": "US"}
-    fields, warnings = mapping.keap_address_fields(address, "keap addresses[BILLING]")
+    fields, lossy = mapping.keap_address_fields(address, "addresses[BILLING]")
     assert len(fields["line1"]) == 75 and len(fields["locality"]) == 50
-    assert len(warnings) == 2 and "keap addresses[BILLING].line1 truncated to 75" in warnings[0]
+    assert [(note.field, note.source, note.sent) for note in lossy] == [
+        ("addresses[BILLING].line1", "x" * 80, "x" * 75), ("addresses[BILLING].locality", "y" * 60, "y" * 50)]
 
 
-def test_truncate_reports_only_when_it_cuts() -> None:
-    assert mapping.truncate("short", 40, "x") == ("short", ())
-    cut, warnings = mapping.truncate("a" * 41, 40, "keap given_name")
-    assert cut == "a" * 40 and warnings and "was 41" in warnings[0]
+def test_truncate_notes_only_when_it_cuts() -> None:
+    assert mapping.truncate("short", 40, "keap", "x") == ("short", ())
+    cut, lossy = mapping.truncate("a" * 41, 40, "keap", "given_name")
+    assert cut == "a" * 40 and lossy == (mapping.LossyCarry("keap", "given_name", "a" * 41, "a" * 40,
+                                                            "keap holds at most 40 characters (was 41)"),)
+
+
+def test_a_value_that_a_cut_would_make_wrong_is_left_out() -> None:
+    assert mapping.leave_out("+1 555 0100", 40, "keap", "phone") == ("+1 555 0100", ())
+    kept, lossy = mapping.leave_out("9" * 41, 40, "keap", "phone_numbers[PHONE1].number")
+    assert kept is None and [(n.source, n.sent) for n in lossy] == [("9" * 41, None)]
+
+
+@pytest.mark.parametrize(("cost", "currency", "price", "reason"), [
+    (12.5, "usd", 1250, None),
+    (1200, "jpy", 0, "no price: Keap prices every product in USD, the item is in JPY"),
+    (1.234, "kwd", 0, "the item is in KWD"),
+    (1.234, "usd", 123, "rounded to the smallest unit of USD"),
+    (-5, "usd", 0, "Keap prices are 0 or more"),
+])
+def test_a_price_is_in_keaps_one_currency_or_none(cost: float, currency: str, price: int, reason: str | None) -> None:
+    sent, lossy = mapping.keap_price(cost, currency, "USD")
+    assert sent == price
+    assert (reason is None and lossy == ()) or (reason in lossy[0].reason and lossy[0].source == f"{cost} {currency.upper()}")
+
+
+def test_a_jpy_account_prices_yen_in_yen() -> None:
+    assert mapping.keap_price(1200, "jpy", "JPY") == (1200, ())
+    assert mapping.currency_code(" eur ") == "EUR"
+    with pytest.raises(ValueError, match="'XYZ' is not an ISO 4217"):
+        mapping.currency_code("XYZ")
 
 
 def test_blank_address_ignores_a_lone_country() -> None:

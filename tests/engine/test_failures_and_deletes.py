@@ -11,7 +11,7 @@ LONG_EMAIL = "a" * 70 + "@example.com"  # over Keap's 75 characters
 async def test_rejected_records_are_failures_the_rest_syncs_and_a_fix_at_the_source_syncs(world: World) -> None:
     world.invoiced.seed({"customers": [
         {"name": "Walk-in Customer", "type": "person"},
-        {"name": "Bad Email", "type": "person", "email": LONG_EMAIL},  # Invoiced takes it; Keap refuses it
+        {"name": "Bad Email", "type": "person", "email": LONG_EMAIL},  # Invoiced takes it; Keap cannot hold it
         *({"name": f"Person {n}", "type": "person", "email": f"p{n}@example.com"} for n in range(5)),
     ]})
     first = await world.sync(flows=["contacts"])
@@ -19,7 +19,7 @@ async def test_rejected_records_are_failures_the_rest_syncs_and_a_fix_at_the_sou
     failures = {f.record_id: f for f in world.store.failures("contacts")}
     assert set(failures) == {"1", "2"} and first.exit_code == 2
     assert "at least one email address, phone number or address" in failures["1"].message
-    assert failures["2"].message.startswith("keap: ") and "email" in failures["2"].message
+    assert failures["2"].message.startswith("keap (not sent): ") and f"email_addresses[EMAIL1].email: {LONG_EMAIL!r}" in failures["2"].message
     assert failures["2"].payload["given_name"] == "Bad"
     assert len(world.store.active_link_ids("contacts")) == 5
 
@@ -39,10 +39,12 @@ async def test_retry_one_failure_retries_that_record_only(world: World) -> None:
 
     report = await world.syncer_call("retry", failure_id=first.id)
 
-    assert list(report.flows) == ["contacts"] and world.writes() == {"POST /crm/rest/v2/contacts": 1}
-    assert {f.record_id: f.attempts for f in world.store.failures()} == {first.record_id: 2, second.record_id: 1}
+    # the email is left out (longer than Keap's 75), and a contact without one Keap refuses: not sent, noted
+    assert list(report.flows) == ["contacts"] and world.writes() == {}
+    assert {f.record_id: f.attempts for f in world.store.failures()}[first.record_id] == 2
+    assert "left out: keap holds at most 75 characters" in first.message
     everything = await world.syncer_call("retry")
-    assert everything.flows["contacts"].counts["failed"] == 2
+    assert everything.flows["contacts"].counts["refused"] == 2
 
 
 async def test_deleted_customers_unlink_by_default_and_propagate_when_asked(world: World) -> None:

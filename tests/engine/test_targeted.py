@@ -12,7 +12,7 @@ from invoiced_keap.connectors.keap import KeapConnector
 from invoiced_keap.connectors.keap_auth import ApiKey
 from invoiced_keap.connectors.pacing import RateLimits
 from invoiced_keap.engine.shadows import snapshot
-from invoiced_keap.engine.options import SyncOptions
+from invoiced_keap.engine.options import FlowOptions, SyncOptions
 from invoiced_keap.engine.run import Syncer
 from invoiced_keap.flows import build_flows
 from tests.engine.conftest import FAST_RETRIES, World
@@ -108,7 +108,7 @@ async def test_a_new_invoiced_record_named_by_id_gets_a_keap_twin(world: World) 
     assert twin["company_name"] == "Initech"
 
 
-async def test_rebaseline_repairs_a_pair_whose_sides_equal_their_shadows_yet_disagree(world: World) -> None:
+async def test_repair_settles_a_pair_whose_sides_equal_their_shadows_yet_disagree_by_the_policy(world: World) -> None:
     ids = await linked(world)
     drifted = world.keap_edit("companies", ids["acme"], {"company_name": "Acme (typo)"})
     world.store.upsert_link("companies", "1", ids["acme"], keap=snapshot(COMPANIES, "keap", drifted))  # behind our back
@@ -116,10 +116,13 @@ async def test_rebaseline_repairs_a_pair_whose_sides_equal_their_shadows_yet_dis
     plain = await world.syncer_call("sync_ids", flow="companies", invoiced_ids=["1"], keap_ids=[ids["acme"]])
     assert plain.flows["companies"].counts["updated.keap"] == 0  # nothing is dirty against the shadows
 
-    repaired = await world.syncer_call("sync_ids", flow="companies", invoiced_ids=["1"], keap_ids=[ids["acme"]], rebaseline=True)
+    invoiced_wins = SyncOptions(per_flow={"companies": FlowOptions(conflicts="invoiced")})
+    repaired = await world.syncer_call("sync_ids", invoiced_wins, flow="companies", invoiced_ids=["1"],
+                                       keap_ids=[ids["acme"]], repair=True)
 
     assert repaired.flows["companies"].counts["updated.keap"] == 1
-    assert world.keap_record("companies", ids["acme"])["company_name"] == "Acme"  # priority side (Invoiced) wins
+    assert world.keap_record("companies", ids["acme"])["company_name"] == "Acme"  # the policy's side wins
+    assert world.store.conflicts("companies")[0].reason.startswith("repair of drift")
     world.reset_stats()
     await world.sync()
     assert world.writes() == Counter()

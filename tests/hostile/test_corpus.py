@@ -34,18 +34,20 @@ def create(world: World, case: Case) -> tuple[str, str] | str:
 
 def outcome(world: World, flow: str, invoiced_id: str) -> Any:
     """What became of one record: its Keap twin's rule values, or its failure messages."""
-    keap_id = world.store.active_link_ids(flow).get(invoiced_id)
+    link = world.store.find_link(flow, "invoiced", invoiced_id)
     messages = " | ".join(f.message for f in world.store.failures(flow) if f.side == "invoiced" and f.record_id == invoiced_id)
-    if keap_id is not None:
-        record = world.keap_record(KEAP_COLLECTION[flow], keap_id)
-        return Synced({rule.name: rule.value("keap", record) for rule in CATALOGUE[flow].rules}, messages or None)
+    if link is not None:
+        record = world.keap_record(KEAP_COLLECTION[flow], link.keap_id)
+        lossy = tuple(sorted(note.field for note in world.store.lossy_carries(link_ids=[link.id])))
+        return Synced({rule.name: rule.value("keap", record) for rule in CATALOGUE[flow].rules}, messages or None, lossy)
     return Failed(messages) if messages else "neither linked nor in the failures list"
 
 
 def matches(expected: Any, actual: Any) -> bool:
     if isinstance(expected, Synced):
         return (isinstance(actual, Synced) and all(actual.keap.get(rule) == value for rule, value in expected.keap.items())
-                and (actual.failure is None if expected.failure is None else expected.failure in (actual.failure or "")))
+                and (actual.failure is None if expected.failure is None else expected.failure in (actual.failure or ""))
+                and actual.lossy == tuple(sorted(expected.lossy)))
     return type(actual) is type(expected) and expected.message in actual.message
 
 

@@ -10,6 +10,7 @@ from invoiced_keap.state.database import alembic_config
 from invoiced_keap.state.models import Base
 
 TABLES = {
+    "lossy_carries",
     "runs",
     "links",
     "shadows",

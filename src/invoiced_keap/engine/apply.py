@@ -5,19 +5,23 @@ shadows, the closing of its intent, its audit entries and the resolution of its 
 at all; the rows a batch of creates adds are written in bulk.
 
 Errors: `RecordRejected` (4xx) and `TransientError` (retries spent) become failures keyed by the *source*
-record (the side and id whose change we were carrying; the message names the system that refused) and the
-pass goes on; `NotFound` on a write means the target is gone and goes to the deletes policy; `FatalError`
+record (the side and id whose change we were carrying; the message names the system that refused, and the
+value sent of the field it blames) and the pass goes on; a create Keap's documented rules refuse
+(`CreatePlan.refusal`) is not sent but recorded as such a failure; `NotFound` on a write means the target is gone and goes to the deletes policy; `FatalError`
 propagates after what is done is committed.
 
 A create first persists its intent (with its match key), then calls the API (Invoiced creates send the
 intent's idempotency key), then commits link + shadows + intent removal, then stamps the Keap id into the
 Invoiced record's metadata (`flow.metadata_key`, merged). A stamp the API refused keeps the record's failures
 open: each later sync of the pair stamps again, and only a stamp that is made resolves them (`unstamped`).
+The lossy carries of a write are reported and stored with the link (`record_lossy_carries`) once it went through.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -26,7 +30,7 @@ from invoiced_keap.connectors.errors import ApiError, FatalError, NotFound, Reco
 from invoiced_keap.connectors.invoiced import InvoicedConnector
 from invoiced_keap.connectors.keap import KeapConnector
 from invoiced_keap.engine.options import DeletesPolicy
-from invoiced_keap.engine.plan import PairPlan
+from invoiced_keap.engine.plan import UPDATED_FIELD, PairPlan
 from invoiced_keap.engine.planner import (
     Create,
     FlowPlan,
@@ -36,13 +40,15 @@ from invoiced_keap.engine.planner import (
     Removal,
     conflict_actions,
     create_body,
+    lossy_actions,
     moved_reason,
+    refusal_action,
     removal_actions,
 )
 from invoiced_keap.engine.report import Action, FlowReport, Progress
 from invoiced_keap.engine.shadows import after_write, snapshot, stored_record
 from invoiced_keap.flows import SIDES, Flow, Side, other_side
-from invoiced_keap.mapping import Record
+from invoiced_keap.mapping import LossyCarry, Record
 from invoiced_keap.state import AuditNote, AuditOperation, NewLink, Store, Transaction
 from invoiced_keap.state.models import Intent, Link
 
@@ -57,6 +63,18 @@ def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 
 def side_id(side: Side, invoiced_id: str, keap_id: str) -> str:
     return invoiced_id if side == "invoiced" else keap_id
+
+
+def refusal_message(system: Side, error: ApiError, payload: Any) -> str:
+    """`system: its message`, with the value sent of the field it blames (named by the API, or in its message)."""
+    message = f"{system}: {error.message}"
+    if not isinstance(payload, dict):
+        return message
+    blamed = error.field if error.field in payload else next(
+        (key for key in payload if re.search(rf"(?<![\w.]){re.escape(key)}\b", error.message)), None)
+    if blamed is None:
+        return message
+    return f"{message} (sent {blamed} = {json.dumps(payload[blamed], ensure_ascii=False, default=str)})"
 
 
 class PassStopped(Exception):
@@ -199,7 +217,8 @@ class Applier:
             raise PassStopped
 
     async def guarded(
-        self, system: Side, source: Side, source_id: str, operation: str, payload: Any, call: Awaitable[T]
+        self, system: Side, source: Side, source_id: str, operation: str, payload: Any, call: Awaitable[T],
+        source_record: Record | None = None,
     ) -> T | Failed:
         """The call to `system`'s API, or `Failed` after queueing a failure for the source record it
         carries (NotFound is re-raised: the caller knows what a missing record means there)."""
@@ -208,12 +227,20 @@ class Applier:
         except NotFound:
             raise
         except (RecordRejected, TransientError) as error:
-            message = f"{system}: {error.message}"
+            message = refusal_message(system, error, payload)
             self.report.add(Action(self.flow.name, "fail", source, source_id, {"operation": operation, "error": message}))
-            problem_field = error.field
-            self.pending.append(lambda tx: tx.record_failure(
-                self.flow.name, source, source_id, operation, message, field=problem_field, payload=payload))
+            self._fail(source, source_id, operation, message, payload, source_record, error.field)
             return Failed(error)
+
+    def _fail(self, source: Side, source_id: str, operation: str, message: str, payload: Any,
+              source_record: Record | None, problem_field: str | None = None) -> None:
+        updated = (source_record or {}).get(UPDATED_FIELD[source])
+        self.pending.append(lambda tx: tx.record_failure(self.flow.name, source, source_id, operation, message,
+                                                         field=problem_field, payload=payload, source_updated=updated))
+
+    def _lossy(self, invoiced_id: str, keap_id: str, lossy: Iterable[LossyCarry]) -> None:
+        for action in lossy_actions(self.flow.name, invoiced_id, keap_id, lossy):
+            self.report.add(action)
 
     def _synced(self, invoiced_id: str, keap_id: str) -> None:
         """Resolve the open failures of a pair that synced (the Invoiced record's wait for its stamp, see `stamp`)."""
@@ -264,7 +291,7 @@ class Applier:
             record_id, source = side_id(side, invoiced_id, keap_id), other_side(side)
             try:
                 answer = await self.guarded(side, source, side_id(source, invoiced_id, keap_id), operation, writes,
-                                            self._write(side, record_id, writes, current[side]))
+                                            self._write(side, record_id, writes, current[side]), current[source])
             except NotFound:
                 return Gone(side)
             if isinstance(answer, Failed):
@@ -286,6 +313,9 @@ class Applier:
         if isinstance(written, Failed):
             return
         self._store_shadows(link, written)
+        if work.plan.carried:
+            self._lossy(link.invoiced_id, link.keap_id, work.plan.lossy)
+            self.pending.append(lambda tx: tx.record_lossy_carries(link, work.plan.carried, work.plan.lossy, run_id=self.run_id))
         self._synced(link.invoiced_id, link.keap_id)
         if link.invoiced_id in self.unstamped:
             self.to_stamp.append((written["invoiced"], link.keap_id))
@@ -312,7 +342,14 @@ class Applier:
         if isinstance(written, (Failed, Gone)):
             return
         shadows = {side: snapshot(self.flow, side, written[side]) for side in SIDES}
-        self.pending.append(lambda tx: self._conflict_rows(tx, tx.upsert_link(self.flow.name, invoiced_id, keap_id, **shadows), pair.plan))
+        self._lossy(invoiced_id, keap_id, pair.plan.lossy)
+
+        def store(tx: Transaction) -> None:
+            link = tx.upsert_link(self.flow.name, invoiced_id, keap_id, **shadows)
+            self._conflict_rows(tx, link, pair.plan)
+            tx.record_lossy_carries(link, pair.plan.carried, pair.plan.lossy, run_id=self.run_id)
+
+        self.pending.append(store)
         self.closed_intents.append(("invoiced", invoiced_id))  # a twin adopted after a crash: its create is done
         self._audit("invoiced", invoiced_id, AuditOperation.LINK, after={"keap_id": keap_id})
         self._synced(invoiced_id, keap_id)
@@ -332,11 +369,17 @@ class Applier:
         intent = self.intents.pop(source_id, None)
         target = create.plan.target
         body = create_body(self.flow, create)
+        if create.plan.refusal:  # Keap's documented rules refuse it: not sent, a failure naming what is missing
+            refused = refusal_action(self.flow.name, create)
+            self.report.add(refused)
+            self._fail(source, source_id, "create", f"{target} (not sent): {refused.fields['reason']}", body, record)
+            self.closed_intents.append((source, source_id))
+            return
         if target == "keap":
             call = self.keap.create(self.flow.keap, body)
         else:
             call = self.invoiced.create(self.flow.invoiced, body, idempotency_key=intent.idempotency_key if intent else None)
-        created = await self.guarded(target, source, source_id, "create", body, call)
+        created = await self.guarded(target, source, source_id, "create", body, call, record)
         if isinstance(created, Failed):
             if not isinstance(created.error, TransientError):  # refused, so certainly not made
                 self.closed_intents.append((source, source_id))
@@ -347,7 +390,8 @@ class Applier:
         invoiced_record, keap_record = (record, created) if source == "invoiced" else (created, record)
         invoiced_id, keap_id = str(invoiced_record["id"]), str(keap_record["id"])
         self.new_links.append(NewLink(invoiced_id, keap_id, snapshot(self.flow, "invoiced", invoiced_record),
-                                      snapshot(self.flow, "keap", keap_record)))
+                                      snapshot(self.flow, "keap", keap_record), create.plan.lossy, self.run_id))
+        self._lossy(invoiced_id, keap_id, create.plan.lossy)
         self.closed_intents.append((source, source_id))
         self._audit(target, created_id, AuditOperation.CREATE, after=body)
         self._audit("invoiced", invoiced_id, AuditOperation.LINK, after={"keap_id": keap_id})
@@ -372,7 +416,8 @@ class Applier:
             target = invoiced_record if "metadata" in invoiced_record else invoiced_id  # a stored record has no metadata: read it
             try:
                 stamped = await self.guarded("invoiced", "invoiced", invoiced_id, "stamp", {key: keap_id},
-                                             self.invoiced.merge_metadata(self.flow.invoiced, target, {key: keap_id}))
+                                             self.invoiced.merge_metadata(self.flow.invoiced, target, {key: keap_id}),
+                                             invoiced_record)
             except NotFound:
                 return  # deleted since it was read: its removal event arrives on a later pass
             if isinstance(stamped, Failed):

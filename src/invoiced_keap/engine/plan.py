@@ -12,16 +12,20 @@ Data shapes (the state store keeps these; all values are JSON-ready):
   or `"keap"`; `groups` overrides it per rule name. One `Policy` per flow.
 - `PairPlan`: `invoiced_writes` (changed Invoiced fields, for a PATCH), `keap_writes` (changed
   top-level Keap fields) and `keap_update_mask`, `conflicts` (each with both values, the winner and
-  why), `warnings` (truncations, clears that cannot be written) and `shadows` to store once the writes
-  have succeeded.
-- `CreatePlan`: the body to create a record's twin, its warnings and the link's shadows.
+  why), `lossy` (`mapping.LossyCarry`: values carried with loss, clears that cannot be written), `carried`
+  (each (side, rule) a value was carried to: its earlier lossy notes are replaced) and `shadows` to store
+  once the writes have succeeded.
+- `CreatePlan`: the body to create a record's twin, its lossy notes, the refusal Keap's documented rules
+  give it (`Flow.keap_refusal`) and the link's shadows.
 
 Rules, per field group:
 - A group is dirty on a side when its neutral value differs from that side's own shadow; values are
   never compared across sides to detect a change, so normalisation by either system causes no write.
 - Dirty on one side: its value is written to the other side, only if that would change the other
   side's value (a value already cut to Keap's limit, or stored in another spelling, is left alone).
-  The side a value came from is never written.
+  The side a value came from is never written. It is merged part by part (`rule.parts`): a part the
+  dirty side did not change keeps the other side's own value, so a part the dirty side holds only as a
+  lossy copy (a given name cut to 40 characters) never flows back over its source.
 - Dirty on both sides with different values: a conflict, settled by the policy and recorded.
 - No shadow for the group (a new link, or a rule added by configuration): the two records are merged;
   an empty value never wins (`rule.blank`: an address with only a country is empty), two empty values
@@ -29,16 +33,19 @@ Rules, per field group:
   the policy's side wins (`newest` means `priority` here, Invoiced by default, as there is no common
   past to compare against).
 - After a link exists, a deliberate clear propagates, except for required fields (names), where it
-  is reported as a warning instead of being sent to an API that would reject it.
+  is noted as a lossy carry instead of being sent to an API that would reject it.
+- `repair` (`verify --repair`): a group that differs on both sides while both equal their shadows (drift:
+  an edit behind the engine's back, a lost write) is settled by the policy, with update times for `newest`,
+  as a conflict; a lossy copy is no drift (`disagreements`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Mapping, NamedTuple
 
 from invoiced_keap.flows import SIDES, FieldRule, Flow, Shadow, Side, Value, other_side
-from invoiced_keap.mapping import Record, epoch_seconds
+from invoiced_keap.mapping import LossyCarry, Record, epoch_seconds
 
 UPDATED_FIELD: dict[Side, str] = {"invoiced": "updated_at", "keap": "update_time"}
 
@@ -78,8 +85,9 @@ class PairPlan:
     invoiced_writes: dict[str, Any]
     keap_writes: dict[str, Any]
     conflicts: tuple[Conflict, ...]
-    warnings: tuple[str, ...]
+    lossy: tuple[LossyCarry, ...]
     shadows: LinkShadows
+    carried: tuple[tuple[Side, str], ...] = ()
 
     @property
     def keap_update_mask(self) -> list[str]:
@@ -98,13 +106,15 @@ class PairPlan:
 class CreatePlan:
     target: Side
     fields: dict[str, Any]
-    warnings: tuple[str, ...]
+    lossy: tuple[LossyCarry, ...]
     shadows: LinkShadows
+    refusal: str | None = None
 
 
 class _Decision(NamedTuple):
     value: Value
     conflict: Conflict | None = None
+    source: Side | None = None  # the one side that changed the group, whose edit is merged into the other
 
 
 def record_updated(side: Side, record: Record) -> float | None:
@@ -127,8 +137,9 @@ def _winner(policy: PolicyName, priority: Side, updated: Mapping[Side, float | N
 
 
 def _decide(rule: FieldRule, values: Mapping[Side, Value], shadows: LinkShadows | None,
-            policy: Policy, updated: Mapping[Side, float | None]) -> _Decision | None:
-    """The value a group should have on both sides, or None when there is nothing to do."""
+            policy: Policy, updated: Mapping[Side, float | None], drifted: set[str]) -> _Decision | None:
+    """The value a group should have on both sides, or None when there is nothing to do; `drifted` are the
+    groups a repair settles although neither side changed them (see the module docstring)."""
     if values["invoiced"] == values["keap"]:
         return None
     known = shadows is not None and all(rule.name in shadows.side(side).values for side in SIDES)
@@ -138,57 +149,84 @@ def _decide(rule: FieldRule, values: Mapping[Side, Value], shadows: LinkShadows 
             return None  # two empty values agree: nothing to send (a country alone is not sent either)
         if len(blank) == 1:
             return _Decision(values[other_side(blank[0])])
-        winner = policy.for_group(rule.name)
-        side = policy.priority if winner == "newest" else winner
-        reason = f"merge on link: {side} wins, both sides had a value"
+        if rule.name in drifted:
+            side, reason = _winner(policy.for_group(rule.name), policy.priority, updated)
+            reason = f"repair: {reason}"
+        else:
+            winner = policy.for_group(rule.name)
+            side = policy.priority if winner == "newest" else winner
+            reason = f"merge on link: {side} wins, both sides had a value"
     else:
         assert shadows is not None
         dirty = [side for side in SIDES if values[side] != shadows.side(side).values[rule.name]]
-        if not dirty:
+        if not dirty and rule.name not in drifted:
             return None
         if len(dirty) == 1:
-            return _Decision(values[dirty[0]])
+            return _Decision(values[dirty[0]], source=dirty[0])
         side, reason = _winner(policy.for_group(rule.name), policy.priority, updated)
+        if not dirty:
+            reason = f"repair of drift: {reason}"
     conflict = Conflict(rule.name, values["invoiced"], values["keap"], side, reason)
     return _Decision(values[side], conflict)
 
 
+def _merged(rule: FieldRule, source: Side, record: Record, before: Value, target: Value) -> Value:
+    """The changed value of `source` (whose `record` holds it; it was `before`) merged into `target`'s value part by
+    part: a part `source` did not change, and holds only as its copy of the target's part (lossy or not), keeps the
+    target's own value (see the module docstring)."""
+    value = rule.value(source, record)
+    copy = rule.value(source, {**record, **rule.write(source, target, record).fields})
+    new, old, own, held = rule.parts(value), rule.parts(before), rule.parts(target), rule.parts(copy)
+    if not set(new) == set(old) == set(own) == set(held):
+        return value
+    return rule.join({part: own[part] if new[part] == old[part] == held[part] else new[part] for part in new})
+
+
 def plan_pair(flow: Flow, link_shadows: LinkShadows | None, invoiced_record: Record, keap_record: Record,
-              policy: Policy = Policy()) -> PairPlan:
+              policy: Policy = Policy(), *, repair: bool = False) -> PairPlan:
     """Plan the writes that bring a linked (or being-linked) pair in sync; see the module docstring."""
     original: dict[Side, Record] = {"invoiced": invoiced_record, "keap": keap_record}
     working: dict[Side, dict[str, Any]] = {side: dict(original[side]) for side in SIDES}
     writes: dict[Side, dict[str, Any]] = {"invoiced": {}, "keap": {}}
     updated = {side: record_updated(side, working[side]) for side in SIDES}
+    drifted = set(disagreements(flow, invoiced_record, keap_record)) if repair else set()
     conflicts: list[Conflict] = []
-    warnings: list[str] = []
+    lossy: list[LossyCarry] = []
+    carried: list[tuple[Side, str]] = []
     for rule in flow.rules:
         values = {side: rule.value(side, working[side]) for side in SIDES}
-        decision = _decide(rule, values, link_shadows, policy, updated)
+        decision = _decide(rule, values, link_shadows, policy, updated, drifted)
         if decision is None:
             continue
         if decision.conflict:
             conflicts.append(decision.conflict)
         if rule.required and rule.blank(decision.value):
             cleared = next(side for side in SIDES if rule.blank(values[side]))
-            warnings.append(f"{flow.name} {rule.name}: cleared in {cleared}, not written to "
-                            f"{other_side(cleared)} because it is required there")
+            kept = other_side(cleared)
+            carried.append((kept, rule.name))
+            lossy.append(LossyCarry(kept, rule.name, None, values[kept], f"cleared in {cleared}; {kept} requires a "
+                                    "value, so it keeps its own", rule.name))
             continue
         for side in SIDES:
-            if values[side] == decision.value:
+            value = decision.value
+            if decision.source is not None and link_shadows is not None and side != decision.source:
+                value = _merged(rule, decision.source, working[decision.source],
+                                link_shadows.side(decision.source).values[rule.name], values[side])
+            if values[side] == value:
                 continue
-            mapped = rule.write(side, decision.value, working[side])
+            mapped = rule.write(side, value, working[side])
+            carried.append((side, rule.name))
+            lossy.extend(replace(note, rule=rule.name) for note in mapped.lossy)
             after = {**working[side], **mapped.fields}
             if rule.value(side, after) == values[side]:
                 continue
             writes[side].update({key: value for key, value in mapped.fields.items()
                                  if working[side].get(key) != value})
             working[side] = after
-            warnings.extend(mapped.warnings)
     shadows = LinkShadows(*(
         Shadow(shadow_of(flow, side, working[side]).values, original[side].get(UPDATED_FIELD[side])) for side in SIDES
     ))
-    return PairPlan(writes["invoiced"], writes["keap"], tuple(conflicts), tuple(warnings), shadows)
+    return PairPlan(writes["invoiced"], writes["keap"], tuple(conflicts), tuple(lossy), shadows, tuple(carried))
 
 
 def plan_create(flow: Flow, source: Side, record: Record) -> CreatePlan:
@@ -199,20 +237,21 @@ def plan_create(flow: Flow, source: Side, record: Record) -> CreatePlan:
     """
     target = other_side(source)
     body: dict[str, Any] = {}
-    warnings: list[str] = []
+    lossy: list[LossyCarry] = []
     for rule in flow.rules:
         value = rule.value(source, record)
         if rule.blank(value):
             continue
         mapped = rule.write(target, value, body)
         body.update(mapped.fields)
-        warnings.extend(mapped.warnings)
+        lossy.extend(replace(note, rule=rule.name) for note in mapped.lossy)
     extras = flow.keap_create(record) if target == "keap" else flow.invoiced_create(record)
     body.update(extras.fields)
-    warnings.extend(extras.warnings)
+    lossy.extend(extras.lossy)
     body = _without_nones(body)
+    refusal = flow.keap_refusal(body) if target == "keap" else None
     shadows = {source: shadow_of(flow, source, record), target: shadow_of(flow, target, body)}
-    return CreatePlan(target, body, tuple(warnings), LinkShadows(shadows["invoiced"], shadows["keap"]))
+    return CreatePlan(target, body, tuple(lossy), LinkShadows(shadows["invoiced"], shadows["keap"]), refusal)
 
 
 def _without_nones(value: Any) -> Any:

@@ -24,7 +24,7 @@ from invoiced_keap.engine.plan import CreatePlan, PairPlan, plan_create, plan_pa
 from invoiced_keap.engine.report import COUNTED, Action, Progress, ProgressHook, no_progress
 from invoiced_keap.engine.shadows import link_shadows, stored_record
 from invoiced_keap.flows import Flow, Side, flow_of, other_side
-from invoiced_keap.mapping import Record
+from invoiced_keap.mapping import LossyCarry, Record
 from invoiced_keap.state import Store
 from invoiced_keap.state.models import Link
 
@@ -134,7 +134,7 @@ class FlowPlan:
             if moved.twin is not None:
                 actions.append(Action(name, "unlink", "invoiced", str(moved.record["id"]), {"keap_id": str(moved.twin["id"]), "reason": moved.reason}))
         for work in self.pairs:
-            actions += pair_actions(name, work)
+            actions += pair_actions(name, work) + lossy_actions(name, work.link.invoiced_id, work.link.keap_id, work.plan.lossy)
             if work.link.invoiced_id in self.unstamped:
                 actions += stamp_actions(self.flow, work.invoiced, work.link.keap_id)
         for review in self.reviews:
@@ -145,9 +145,16 @@ class FlowPlan:
             actions += conflict_actions(name, invoiced_id, pair.plan)
             actions += [Action(name, "update", side, invoiced_id if side == "invoiced" else keap_id, pair.plan.writes(side))
                         for side in ("invoiced", "keap") if pair.plan.writes(side)]
+            actions += lossy_actions(name, invoiced_id, keap_id, pair.plan.lossy)
             actions += stamp_actions(self.flow, pair.invoiced, keap_id)
         for create in self.creates:
+            source_id = str(create.record["id"])
+            if create.plan.refusal:
+                actions.append(refusal_action(name, create))
+                continue
             actions.append(Action(name, "create", other_side(create.source), None, create_body(self.flow, create)))
+            actions += lossy_actions(name, source_id if create.source == "invoiced" else None,
+                                     source_id if create.source == "keap" else None, create.plan.lossy)
             if create.source == "invoiced":
                 actions += stamp_actions(self.flow, create.record, None)
         return actions
@@ -172,6 +179,19 @@ def conflict_actions(flow: str, invoiced_id: str, plan: PairPlan) -> list[Action
     return [Action(flow, "conflict", c.winner, invoiced_id, {"group": c.group, "invoiced": c.invoiced_value,
                                                               "keap": c.keap_value, "reason": c.reason})
             for c in plan.conflicts]
+
+
+def lossy_actions(flow: str, invoiced_id: str | None, keap_id: str | None, lossy: Iterable[LossyCarry]) -> list[Action]:
+    """A pair's lossy carries (a record to be created has no id yet)."""
+    ids = {"invoiced": invoiced_id, "keap": keap_id}
+    return [Action(flow, "lossy", note.side, ids[note.side], {"field": note.field, "source": note.source, "sent": note.sent,
+                                                             "reason": note.reason}) for note in lossy]
+
+
+def refusal_action(flow: str, create: Create) -> Action:
+    """A create Keap's documented rules refuse, and the lossy carries that left it without what Keap needs."""
+    reason = " ".join([create.plan.refusal or "", *(f"({note.describe()})" for note in create.plan.lossy)])
+    return Action(flow, "refuse", create.source, str(create.record["id"]), {"operation": "create", "reason": reason})
 
 
 def pair_actions(flow: str, work: PairWork) -> list[Action]:
@@ -223,9 +243,9 @@ class Planner:
     options: dict[str, FlowOptions]
     progress: ProgressHook = no_progress
 
-    async def plan(self, flow: Flow, read: dict[str, FlowChanges], *, rebaseline: bool = False) -> FlowPlan:
-        """The flow's plan for the changes `read` (of every flow of the pass); `rebaseline` plans linked pairs
-        as on first link, without shadows."""
+    async def plan(self, flow: Flow, read: dict[str, FlowChanges], *, repair: bool = False) -> FlowPlan:
+        """The flow's plan for the changes `read` (of every flow of the pass); `repair` also settles linked pairs
+        that drifted (`plan.plan_pair`)."""
         store, name = self.store, flow.name
         changes = read[name]
         options = self.options[name]
@@ -251,7 +271,7 @@ class Planner:
         pairs = {link.id: link for link in (*by_invoiced.values(), *by_keap.values()) if link.id not in removed}
         if old_flow is not None:
             await self._carry_over(flow, old_flow, plan, read)
-        plan.pairs = [await self._plan_pair(flow, link, changes, rebaseline) for link in pairs.values()]
+        plan.pairs = [await self._plan_pair(flow, link, changes, repair) for link in pairs.values()]
 
         unlinked = [record for record_id, record in changes.invoiced.items()
                     if record_id not in by_invoiced and record_id not in changes.removed_invoiced]
@@ -274,14 +294,14 @@ class Planner:
         return plan
 
     # --- linked pairs --------------------------------------------------------------------------------
-    async def _plan_pair(self, flow: Flow, link: Link, changes: FlowChanges, rebaseline: bool = False) -> PairWork:
+    async def _plan_pair(self, flow: Flow, link: Link, changes: FlowChanges, repair: bool = False) -> PairWork:
         """The pair's plan: changed records as read, the other side from its stored record (or a GET)."""
         current: dict[Side, Record] = {}
         for side, changed, record_id in (("invoiced", changes.invoiced, link.invoiced_id), ("keap", changes.keap, link.keap_id)):
             record = changed.get(record_id) or stored_record(link, side)
             current[side] = record if record is not None else await get_record(flow, self.invoiced, self.keap, side, record_id)
-        shadows = None if rebaseline else link_shadows(link)
-        pair = plan_pair(flow, shadows, current["invoiced"], current["keap"], self.options[flow.name].policy)
+        pair = plan_pair(flow, link_shadows(link), current["invoiced"], current["keap"], self.options[flow.name].policy,
+                         repair=repair)
         return PairWork(link, current["invoiced"], current["keap"], pair)
 
     def _moved_links(self, flow: Flow, changes: FlowChanges) -> tuple[list[Link], Flow | None]:

@@ -26,7 +26,8 @@ EXIT_NEEDS_ATTENTION = 2
 @dataclass(frozen=True)
 class Action:
     """One write (or state change) the pass made or plans: `create`, `update`, `delete`, `link`,
-    `unlink`, `review`, `stamp` (metadata), `conflict`, `fail`, on `side`'s record."""
+    `unlink`, `review`, `stamp` (metadata), `conflict`, `fail`, `lossy` (a value carried with loss to `side`),
+    `refuse` (a create Keap's documented rules refuse, not sent), on `side`'s record."""
 
     flow: str
     verb: str
@@ -41,6 +42,8 @@ class Action:
             details = {"fields": sorted(self.fields)}
         elif self.verb == "conflict":
             details = {key: self.fields[key] for key in ("group", "reason")}
+        elif self.verb == "lossy":
+            details = {key: self.fields[key] for key in ("field", "reason")}
         return {"flow": self.flow, "side": self.side, "record_id": self.record_id, **details}
 
     def line(self) -> str:
@@ -53,7 +56,8 @@ VALUE_VERBS = frozenset({"create", "update", "stamp"})
 """The verbs whose fields are values written (logged by name only)."""
 
 COUNTED = {"update": "updated.{side}", "create": "created.{side}", "delete": "deleted.{side}", "link": "linked",
-           "unlink": "unlinked", "review": "review", "stamp": "stamped", "conflict": "conflicts", "fail": "failed"}
+           "unlink": "unlinked", "review": "review", "stamp": "stamped", "conflict": "conflicts", "fail": "failed",
+           "lossy": "lossy.{side}", "refuse": "refused"}
 """The report counter of each action verb."""
 
 
@@ -74,8 +78,9 @@ class FlowReport:
         `about` adds to the event what the action does not carry (a created record's id)."""
         self.actions.append(action)
         self.counts[COUNTED[action.verb].format(side=action.side)] += 1
-        log_event(logger, "refused" if action.verb == "fail" else action.verb,
-                  logging.WARNING if action.verb == "fail" else logging.INFO, **action.event_fields(), **about)
+        log_event(logger, "refused" if action.verb in ("fail", "refuse") else action.verb,
+                  logging.WARNING if action.verb in ("fail", "refuse", "lossy") else logging.INFO,
+                  **action.event_fields(), **about)
 
 
 @dataclass

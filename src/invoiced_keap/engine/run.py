@@ -19,8 +19,8 @@ pass cleanly with `report.error` (exit 1): what was done stays committed, the ma
 flow do not move. `request_stop` makes the pass start no further record; its marks stay unmoved.
 
 `sync_ids` is a pass over named records only (`changes.read_ids`: no watermark moves; a Keap 404 is a
-believed delete); with `rebaseline` its pairs are planned as on first link, without shadows, which is how
-`verify --repair` settles pairs whose sides both equal their shadows yet disagree.
+believed delete); with `repair` its pairs that drifted (both sides equal their shadows, yet they disagree) are
+settled by the conflict policy too, which is how `verify --repair` works.
 """
 
 from __future__ import annotations
@@ -94,18 +94,18 @@ class Syncer:
         invoiced_ids: Iterable[str] = (),
         keap_ids: Iterable[str] = (),
         removed_invoiced: Iterable[str] = (),
-        rebaseline: bool = False,
+        repair: bool = False,
     ) -> RunReport:
         """A pass over the named records of one flow only (webhooks, `verify --repair`); marks stay put.
 
-        `removed_invoiced` are believed deletes (signed Invoiced events); `rebaseline` plans the pairs as
-        on first link: an empty value never wins, otherwise the policy's priority side.
+        `removed_invoiced` are believed deletes (signed Invoiced events); `repair` settles the pairs
+        that drifted by the conflict policy (`plan.plan_pair`).
         """
 
         async def work(held: list[Flow], report: RunReport) -> None:
             changes = {one.name: await read_ids(one, self.invoiced, self.keap, invoiced_ids=invoiced_ids,
                                                 keap_ids=keap_ids, removed_invoiced=removed_invoiced) for one in held}
-            await self._plan_and_apply(held, changes, report, rebaseline=rebaseline)
+            await self._plan_and_apply(held, changes, report, repair=repair)
 
         return await self._pass("sync_ids", [flow], work)
 
@@ -202,9 +202,9 @@ class Syncer:
         return [flow for flow in flows if flow in held]
 
     async def _plan_and_apply(self, flows: list[Flow], changes: dict[str, FlowChanges], report: RunReport,
-                              *, dry_run: bool = False, rebaseline: bool = False) -> None:
+                              *, dry_run: bool = False, repair: bool = False) -> None:
         for flow in flows:
-            plan = await self.planner.plan(flow, changes, rebaseline=rebaseline)
+            plan = await self.planner.plan(flow, changes, repair=repair)
             if await self._judge_and_apply(plan, report, dry_run=dry_run) and not dry_run and plan.watermarks:
                 with self.store.transaction() as tx:
                     for mark, value in plan.watermarks.items():

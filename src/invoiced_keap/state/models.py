@@ -10,7 +10,10 @@ Tables (all names plural, one idea each):
   `record` keeps the side's raw mapped fields, so a write can merge into them without a re-read.
 - `watermarks`: stream name -> opaque text; event cursors are watermarks of event streams.
 - `intents`: a create about to happen, persisted first so a crash never makes a duplicate.
-- `failures`: records a system rejected, with payload, attempts and the next retry time.
+- `failures`: records a system rejected, with payload, attempts and the next retry time; a person may dismiss
+  one (`dismissed_at`, `dismissed_reason`) until its source changes (`source_updated`, its update time then).
+- `lossy_carries`: per link, side and field group, the values a write could not carry exactly (field, source
+  value, value sent, reason); replaced whenever that group is carried to that side again.
 - `review_items`: ambiguous matches waiting for a person.
 - `conflicts`: both-sides-changed decisions, with both values and the winner.
 - `audit_log`: every write, with before/after values and its run.
@@ -203,6 +206,25 @@ class Failure(Base):
     last_seen: Mapped[datetime]
     next_retry_at: Mapped[datetime]
     resolved_at: Mapped[datetime | None]
+    source_updated: Mapped[Any | None]
+    dismissed_at: Mapped[datetime | None]
+    dismissed_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class LossyCarryRow(Base):
+    __tablename__ = "lossy_carries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    flow: Mapped[str] = mapped_column(String(32))
+    link_id: Mapped[int] = mapped_column(ForeignKey("links.id", ondelete="CASCADE"), index=True)
+    side: Mapped[str] = mapped_column(String(16))
+    field_group: Mapped[str] = mapped_column(String(64))
+    field: Mapped[str] = mapped_column(Text)
+    source_value: Mapped[Any | None]
+    sent_value: Mapped[Any | None]
+    reason: Mapped[str] = mapped_column(Text)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
+    created_at: Mapped[datetime]
 
 
 class ReviewItem(Base):

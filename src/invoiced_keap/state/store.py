@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, Engine, Select, delete, func, insert, sele
 from sqlalchemy.orm import QueryableAttribute, Session, selectinload
 
 from invoiced_keap.flows import Shadow, Side
+from invoiced_keap.mapping import LossyCarry
 from invoiced_keap.state.database import create_state_engine, upgrade_to_head
 from invoiced_keap.state.locks import FlowLease, FlowLocks
 from invoiced_keap.state.models import (
@@ -28,6 +29,7 @@ from invoiced_keap.state.models import (
     Intent,
     Link,
     LinkStatus,
+    LossyCarryRow,
     ReviewItem,
     Run,
     ShadowRow,
@@ -53,6 +55,8 @@ class NewLink:
     keap_id: str
     invoiced: Shadow | None = None
     keap: Shadow | None = None
+    lossy: tuple[LossyCarry, ...] = ()
+    run_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -86,8 +90,10 @@ class StatusCounts:
     """What a status page shows at a glance; dicts are keyed by flow."""
 
     active_links: dict[str, int]
-    open_failures: dict[str, int]
+    open_failures: dict[str, int]  # not dismissed
+    dismissed_failures: dict[str, int]
     open_review_items: dict[str, int]
+    lossy_carries: dict[str, int]  # notes on active links
     open_intents: int
     conflicts: int
     last_run: Run | None
@@ -244,7 +250,36 @@ class Queries:
             ]
             if shadow_rows:
                 session.execute(insert(ShadowRow), shadow_rows)
+            lossy_rows = [_lossy_row(flow, link_id, note, new.run_id, now)
+                          for link_id, new in zip(link_ids, new_links, strict=True) for note in new.lossy]
+            if lossy_rows:
+                session.execute(insert(LossyCarryRow), lossy_rows)
         return link_ids
+
+    # --- lossy carries ---------------------------------------------------------------------
+    def record_lossy_carries(self, link: Link, carried: Iterable[tuple[Side, str]], lossy: Iterable[LossyCarry],
+                             *, run_id: int | None = None) -> None:
+        """Replace the link's notes of each (side, field group) in `carried` (just carried there again) with `lossy`."""
+        carried = set(carried)
+        now = self.clock()
+        with self._session() as session:
+            for side, group in carried:
+                session.execute(delete(LossyCarryRow).where(
+                    LossyCarryRow.link_id == link.id, LossyCarryRow.side == side, LossyCarryRow.field_group == group))
+            rows = [_lossy_row(link.flow, link.id, note, run_id, now) for note in lossy]
+            if rows:
+                session.execute(insert(LossyCarryRow), rows)
+
+    def lossy_carries(self, flow: str | None = None, *, link_ids: Iterable[int] | None = None,
+                      limit: int | None = None) -> list[LossyCarryRow]:
+        """Lossy-carry notes, newest first: of a flow's active links, or of the given links (active or closed)."""
+        query = select(LossyCarryRow).order_by(LossyCarryRow.id.desc()).limit(limit)
+        if link_ids is not None:
+            query = query.where(LossyCarryRow.link_id.in_(list(link_ids)))
+        else:
+            query = query.join(Link, Link.id == LossyCarryRow.link_id).where(Link.status == LinkStatus.ACTIVE)
+        with self._session() as session:
+            return list(session.scalars(_for_flow(query, LossyCarryRow.flow, flow)))
 
     def close_link(self, link_id: int, reason: str) -> None:
         """End a link (unlink, delete, type change); the row and its shadows stay for history."""
@@ -351,9 +386,11 @@ class Queries:
         *,
         field: str | None = None,
         payload: Any = None,
+        source_updated: Any = None,
     ) -> Failure:
         """Add a rejected record, or count another attempt on its open failure, and schedule
-        the next retry with exponential backoff."""
+        the next retry with exponential backoff. A dismissed failure stays dismissed while its source is
+        unchanged (the same `source_updated`, the source's update time as the API gives it)."""
         now = self.clock()
         with self._session() as session:
             failure = session.scalar(
@@ -376,6 +413,9 @@ class Queries:
                 )
                 session.add(failure)
             failure.attempts += 1
+            if failure.dismissed_at is not None and (source_updated is None or source_updated != failure.source_updated):
+                failure.dismissed_at = failure.dismissed_reason = None
+            failure.source_updated = source_updated
             failure.message = message
             failure.field = field
             failure.payload = payload
@@ -416,10 +456,10 @@ class Queries:
             return list(session.scalars(_for_flow(query, Failure.flow, flow)))
 
     def failures_due(self, flow: str | None = None) -> list[Failure]:
-        """Open failures whose backoff has run out: the records to retry this run."""
+        """Open failures whose backoff has run out and that no one dismissed: the records to retry this run."""
         query = (
             select(Failure)
-            .where(Failure.resolved_at.is_(None), Failure.next_retry_at <= self.clock())
+            .where(Failure.resolved_at.is_(None), Failure.dismissed_at.is_(None), Failure.next_retry_at <= self.clock())
             .order_by(Failure.next_retry_at)
         )
         with self._session() as session:
@@ -437,9 +477,27 @@ class Queries:
             session.flush()
             return failure
 
+    def dismiss_failure(self, failure_id: int, reason: str | None = None) -> Failure:
+        """Take an open failure out of retries and the exit code until its source changes (`failures dismiss`);
+        LookupError when there is no such open failure."""
+        return self._set_dismissal(failure_id, self.clock(), reason)
+
+    def undismiss_failure(self, failure_id: int) -> Failure:
+        """Undo `dismiss_failure`: the failure counts and is retried again."""
+        return self._set_dismissal(failure_id, None, None)
+
+    def _set_dismissal(self, failure_id: int, at: datetime | None, reason: str | None) -> Failure:
+        with self._session() as session:
+            failure = session.scalar(select(Failure).where(Failure.id == failure_id, Failure.resolved_at.is_(None)))
+            if failure is None:
+                raise LookupError(f"no open failure with id {failure_id}")
+            failure.dismissed_at, failure.dismissed_reason = at, reason
+            session.flush()
+            return failure
+
     def retry_failures_now(self, flow: str | None = None) -> int:
-        """Make every open failure due (the `retry` command); returns how many."""
-        query = update(Failure).where(Failure.resolved_at.is_(None))
+        """Make every open failure no one dismissed due (the `retry` command); returns how many."""
+        query = update(Failure).where(Failure.resolved_at.is_(None), Failure.dismissed_at.is_(None))
         with self._session() as session:
             if flow is not None:
                 query = query.where(Failure.flow == flow)
@@ -613,15 +671,21 @@ class Queries:
     def status_counts(self) -> StatusCounts:
         with self._session() as session:
             active_links = _count_by_flow(session, Link.flow, Link.status == LinkStatus.ACTIVE)
-            open_failures = _count_by_flow(session, Failure.flow, Failure.resolved_at.is_(None))
+            open_failures = _count_by_flow(session, Failure.flow, Failure.resolved_at.is_(None) & Failure.dismissed_at.is_(None))
+            dismissed = _count_by_flow(session, Failure.flow, Failure.resolved_at.is_(None) & Failure.dismissed_at.is_not(None))
             open_review = _count_by_flow(session, ReviewItem.flow, ReviewItem.resolution.is_(None))
+            lossy = {flow: count for flow, count in session.execute(
+                select(LossyCarryRow.flow, func.count()).join(Link, Link.id == LossyCarryRow.link_id)
+                .where(Link.status == LinkStatus.ACTIVE).group_by(LossyCarryRow.flow))}
             open_intents = session.scalar(select(func.count()).select_from(Intent)) or 0
             conflicts = session.scalar(select(func.count()).select_from(ConflictRow)) or 0
             last_run = session.scalar(select(Run).order_by(Run.id.desc()).limit(1))
         return StatusCounts(
             active_links=active_links,
             open_failures=open_failures,
+            dismissed_failures=dismissed,
             open_review_items=open_review,
+            lossy_carries=lossy,
             open_intents=open_intents,
             conflicts=conflicts,
             last_run=last_run,
@@ -703,6 +767,11 @@ def _put_shadow(link: Link, side: Side, snapshot: Shadow, now: datetime) -> None
     shadow.source_updated = snapshot.updated
     shadow.record = snapshot.record
     shadow.written_at = now
+
+
+def _lossy_row(flow: str, link_id: int, note: LossyCarry, run_id: int | None, now: datetime) -> dict[str, Any]:
+    return {"flow": flow, "link_id": link_id, "side": note.side, "field_group": note.rule, "field": note.field,
+            "source_value": note.source, "sent_value": note.sent, "reason": note.reason, "run_id": run_id, "created_at": now}
 
 
 def _open_review_item(flow: str, invoiced_id: str) -> Select[ReviewItem]:
