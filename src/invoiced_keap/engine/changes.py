@@ -12,8 +12,10 @@ Progress is noted every `READ_NOTE_EVERY` Invoiced records (one page) and once p
 is labelled with every flow it serves (`companies+contacts`).
 
 `read_ids` reads named records only (webhooks, `verify --repair`): Invoiced by one GET per id, Keap in bulk where
-the object has an id-list filter, then a GET for each id the bulk read left out, so a delete is only believed on
-a 404. No watermark moves: polling stays the safety net.
+the object has an id-list filter. Of the ids the bulk read left out (all, without such a filter) only linked ones
+are checked (a delete is believed on a GET's 404), at most `GETS_PER_READ`, none once `should_stop()` says so:
+a hook naming 1,000 ids costs at most ten listings and `GETS_PER_READ` GETs. What is left is found by the next
+poll (changes) or reconcile (deletes). No watermark moves: polling stays the safety net.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
 from invoiced_keap.connectors.errors import NotFound
 from invoiced_keap.connectors.invoiced import InvoicedConnector, Resource, UpdatedWatermark, removed_record_id
@@ -32,6 +35,9 @@ from invoiced_keap.mapping import Record
 from invoiced_keap.state import Store
 
 READ_NOTE_EVERY = 100
+GETS_PER_READ = 50
+"""At most this many linked Keap ids a bulk read did not return are checked by GET per `read_ids`."""
+GETS_IN_FLIGHT = 4
 
 
 @dataclass
@@ -147,6 +153,7 @@ async def get_record(flow: Flow, invoiced: InvoicedConnector, keap: KeapConnecto
 
 
 async def read_ids(
+    store: Store,
     flow: Flow,
     invoiced: InvoicedConnector,
     keap: KeapConnector,
@@ -154,35 +161,45 @@ async def read_ids(
     invoiced_ids: Iterable[str] = (),
     keap_ids: Iterable[str] = (),
     removed_invoiced: Iterable[str] = (),
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> FlowChanges:
     """The named records of one flow as they are now; ids whose GET answers 404 come back as removed.
 
     `removed_invoiced` are deletes the caller already trusts (a signed Invoiced event). A record another flow
-    owns now is left out: the webhook that named it named that flow too."""
+    owns now is left out: the webhook that named it named that flow too. Keap ids: see the module docstring."""
     changes = FlowChanges(flow.name, removed_invoiced={str(record_id) for record_id in removed_invoiced})
     wanted = sorted({str(record_id) for record_id in invoiced_ids} - changes.removed_invoiced)
-    got = await _get_each(wanted, lambda one: invoiced.get(flow.invoiced, one))
+    got = await _get_each(wanted, lambda one: invoiced.get(flow.invoiced, one), should_stop)
     for record_id, record in zip(wanted, got, strict=True):
         if record is None:
             changes.removed_invoiced.add(record_id)
-        elif flow.belongs(record):
+        elif record is not False and flow.belongs(record):
             changes.invoiced[record_id] = record
     wanted = sorted({str(record_id) for record_id in keap_ids})
     changes.keap.update(await keap.by_ids(flow.keap, wanted, fields=flow.keap_fields))
-    missing = [record_id for record_id in wanted if record_id not in changes.keap]
-    got = await _get_each(missing, lambda one: keap.get(flow.keap, one, fields=flow.keap_fields))
-    changes.keap.update((record_id, record) for record_id, record in zip(missing, got, strict=True) if record is not None)
-    changes.removed_keap.update(set(wanted) - set(changes.keap))
+    linked = store.find_links(flow.name, "keap", [record_id for record_id in wanted if record_id not in changes.keap])
+    checked = sorted(linked)[:GETS_PER_READ]
+    got = await _get_each(checked, lambda one: keap.get(flow.keap, one, fields=flow.keap_fields), should_stop)
+    changes.keap.update((record_id, record) for record_id, record in zip(checked, got, strict=True)
+                        if record is not None and record is not False)
+    changes.removed_keap.update(record_id for record_id, record in zip(checked, got, strict=True) if record is None)
     return changes
 
 
-async def _get_each(ids: list[str], get: Callable[[str], Awaitable[Record]]) -> list[Record | None]:
-    """One GET per id, concurrently (the connectors pace them); None where the record is gone."""
+async def _get_each(ids: list[str], get: Callable[[str], Awaitable[Record]],
+                    should_stop: Callable[[], bool]) -> list[Record | None | Literal[False]]:
+    """One GET per id, `GETS_IN_FLIGHT` at a time (the connectors pace them); None where the record is gone,
+    False where `should_stop()` said so before its turn."""
 
-    async def one(record_id: str) -> Record | None:
-        try:
-            return await get(record_id)
-        except NotFound:
-            return None
+    async def one(record_id: str) -> Record | None | Literal[False]:
+        async with turns:
+            if should_stop():
+                return False
+            try:
+                return await get(record_id)
+            except NotFound:
+                return None
+
+    turns = asyncio.Semaphore(GETS_IN_FLIGHT)
 
     return list(await asyncio.gather(*(one(record_id) for record_id in ids)))

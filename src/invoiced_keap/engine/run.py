@@ -103,8 +103,9 @@ class Syncer:
         """
 
         async def work(held: list[Flow], report: RunReport) -> None:
-            changes = {one.name: await read_ids(one, self.invoiced, self.keap, invoiced_ids=invoiced_ids,
-                                                keap_ids=keap_ids, removed_invoiced=removed_invoiced) for one in held}
+            changes = {one.name: await read_ids(self.store, one, self.invoiced, self.keap, invoiced_ids=invoiced_ids,
+                                                keap_ids=keap_ids, removed_invoiced=removed_invoiced,
+                                                should_stop=lambda: self.stop_requested) for one in held}
             await self._plan_and_apply(held, changes, report, repair=repair)
 
         return await self._pass("sync_ids", [flow], work)
