@@ -31,12 +31,13 @@ from invoiced_keap.connectors.keap_auth import KeapOAuth
 from invoiced_keap.connectors.redaction import register_secret
 from invoiced_keap.engine import review as reviewing
 from invoiced_keap.engine.report import RunReport
+from invoiced_keap.engine.shadows import link_shadows
 from invoiced_keap.engine.review import ReviewRefused
 from invoiced_keap.engine.run import Syncer
 from invoiced_keap.flows import CATALOGUE, Flow
 from invoiced_keap.logs import LogFormat, configure_logging
 from invoiced_keap.state import Store
-from invoiced_keap.state.models import AuditEntry, ConflictRow, Failure, Link, ReviewItem
+from invoiced_keap.state.models import AuditEntry, ConflictRow, Failure, Link, LossyCarryRow, ReviewItem
 from invoiced_keap.state.views import record_history, search_links, status_view
 from invoiced_keap.server.quota import QuotaWatchingPacer
 from invoiced_keap.server.service import Service
@@ -230,7 +231,14 @@ def _failure_row(failure: Failure) -> dict[str, Any]:
     return {"id": failure.id, "flow": failure.flow, "side": failure.side, "record_id": failure.record_id,
             "operation": failure.operation, "attempts": failure.attempts, "message": failure.message,
             "field": failure.field, "first_seen": failure.first_seen, "next_retry_at": failure.next_retry_at,
-            "resolved_at": failure.resolved_at}
+            "resolved_at": failure.resolved_at,
+            "dismissed": None if failure.dismissed_at is None else failure.dismissed_reason or "yes",
+            "dismissed_at": failure.dismissed_at}
+
+
+def _lossy_row(note: LossyCarryRow) -> dict[str, Any]:
+    return {"at": note.created_at, "flow": note.flow, "link": note.link_id, "side": note.side, "field": note.field,
+            "source_value": note.source_value, "sent_value": note.sent_value, "reason": note.reason}
 
 
 def _conflict_row(conflict: ConflictRow) -> dict[str, Any]:
@@ -297,15 +305,46 @@ def links(
     _show("Links", [_link_row(link) for link in found], as_json, ["flow", "invoiced_id", "keap_id", "name", "linked_at"])
 
 
-@app.command()
+failures_app = typer.Typer(cls=_StopsCleanly, invoke_without_command=True,
+                           help="Records a system rejected: list them, dismiss one, or undo a dismissal.")
+app.add_typer(failures_app, name="failures")
+
+
+@failures_app.callback()
 def failures(ctx: typer.Context, flow: str | None = OneFlowOption, as_json: bool = JsonOption) -> None:
-    """Records a system rejected, with its message; they are retried on later runs and by `retry`."""
+    """Records a system rejected, with its message; they are retried on later runs and by `retry`, unless dismissed."""
+    if ctx.invoked_subcommand is not None:
+        return
     session = _session(ctx)
     flow = _flow_filter(session.settings(), flow)
     with session.store() as store:
         found = store.failures(flow)
     _show("Failures", [_failure_row(failure) for failure in found], as_json,
-          ["id", "flow", "side", "record_id", "operation", "attempts", "message", "field", "next_retry_at"])
+          ["id", "flow", "side", "record_id", "operation", "attempts", "message", "field", "next_retry_at", "dismissed"])
+
+
+@failures_app.command("dismiss")
+def dismiss_failure(ctx: typer.Context, failure_id: int = typer.Argument(..., help="A failure id (see `failures`)."),
+                    reason: str | None = typer.Option(None, "--reason", help="Why it is set aside (shown with it).")) -> None:
+    """Set a failure aside: no retries, no exit code 2, until its source record changes (then it is tried again)."""
+    with _session(ctx).store() as store:
+        try:
+            failure = store.dismiss_failure(failure_id, reason)
+        except LookupError as error:
+            raise SettingError(f"failures dismiss: {error}") from None
+    console.note(f"Failure {failure.id} ({failure.flow} {failure.side} {failure.record_id}) dismissed until the record changes; "
+                 f"`invoiced-keap failures undismiss {failure.id}` undoes it.")
+
+
+@failures_app.command("undismiss")
+def undismiss_failure(ctx: typer.Context, failure_id: int = typer.Argument(..., help="A dismissed failure's id.")) -> None:
+    """Undo `failures dismiss`: the failure is retried and counts again."""
+    with _session(ctx).store() as store:
+        try:
+            failure = store.undismiss_failure(failure_id)
+        except LookupError as error:
+            raise SettingError(f"failures undismiss: {error}") from None
+    console.note(f"Failure {failure.id} ({failure.flow} {failure.side} {failure.record_id}) counts and is retried again.")
 
 
 @app.command()
@@ -322,13 +361,14 @@ def conflicts(ctx: typer.Context, flow: str | None = OneFlowOption, as_json: boo
 @app.command()
 def explain(ctx: typer.Context, record_id: str = typer.Argument(..., help="An Invoiced or Keap record id."),
             as_json: bool = JsonOption) -> None:
-    """The history of one record: its links, the writes, conflicts and failures."""
+    """The history of one record: its links, the writes, conflicts, values carried with loss and failures."""
     with _session(ctx).store() as store:
         history = record_history(store, record_id)
     sections = {
         "links": [_link_row(link) for link in history.links],
         "writes": [_write_row(entry) for entry in history.writes],
         "conflicts": [_conflict_row(conflict) for conflict in history.conflicts],
+        "lossy": [_lossy_row(note) for note in history.lossy],
         "failures": [_failure_row(failure) for failure in history.failures],
     }
     if as_json:
@@ -374,7 +414,7 @@ def verify(
     ctx: typer.Context,
     flow: list[str] | None = FlowOption,
     as_json: bool = JsonOption,
-    fix: bool = typer.Option(False, "--repair", help="Sync what differs (pairs planned as on first link), then verify again."),
+    fix: bool = typer.Option(False, "--repair", help="Sync what differs (drift settled by the conflict policy), then verify again."),
     allow_mass_change: bool = typer.Option(False, "--allow-mass-change", help="Let the repair exceed the circuit breaker."),
 ) -> None:
     """The specification as a checklist: do linked pairs agree, rule by rule? Exit 0 only when all agree."""
@@ -403,7 +443,9 @@ def _check_flows(session: Session, chosen: dict[str, Flow]) -> list[FlowCheck]:
     """Read both sides in bulk and check each chosen flow against its links."""
     settings = session.settings()
     with session.store() as store:
-        links_by_flow = {name: store.active_link_ids(name) for name in chosen}
+        linked = {name: list(store.iter_links(name)) for name in chosen}
+    links_by_flow = {name: {link.invoiced_id: link.keap_id for link in found} for name, found in linked.items()}
+    shadows_by_flow = {name: {link.invoiced_id: link_shadows(link) for link in found} for name, found in linked.items()}
 
     async def read() -> Listings:
         async with open_invoiced(settings) as invoiced, open_keap(settings) as keap:
@@ -414,7 +456,7 @@ def _check_flows(session: Session, chosen: dict[str, Flow]) -> list[FlowCheck]:
     return [
         check_flow(item, listings.invoiced_records(item), listings.keap[name], links_by_flow[name],
                    invoiced_ids_anywhere=listings.invoiced_ids(item),
-                   keap_unlinked_matter=settings.flow[name].create_in_invoiced)
+                   keap_unlinked_matter=settings.flow[name].create_in_invoiced, shadows=shadows_by_flow[name])
         for name, item in chosen.items()
     ]
 
@@ -425,9 +467,12 @@ def _print_checks(checks: Sequence[FlowCheck]) -> None:
         [(check.flow, rule, agreeing, check.pairs) for check in checks for rule, agreeing in check.agreeing.items()],
         empty="no field rules",
     )
-    console.print_table("Drifted pairs", ["flow", "invoiced", "keap", "rule", "Invoiced value", "Keap value"],
-                        [(check.flow, d.invoiced_id, d.keap_id, d.rule, d.invoiced_value, d.keap_value)
-                         for check in checks for d in check.drifted])
+    for title, kind in (("Pending: changed on a side, the next pass carries it", "pending"),
+                        ("Drifted: both sides as last synced, yet different", "drifted"),
+                        ("Carried with loss: one side holds what it can of the other's value", "lossy")):
+        console.print_table(title, ["flow", "invoiced", "keap", "rule", "Invoiced value", "Keap value"],
+                            [(check.flow, d.invoiced_id, d.keap_id, d.rule, d.invoiced_value, d.keap_value)
+                             for check in checks for d in getattr(check, kind)])
     console.print_table("Invoiced records with no Keap twin", ["flow", "invoiced"],
                         [(check.flow, record_id) for check in checks for record_id in check.without_twin])
     console.print_table("Links to a record that is gone", ["flow", "invoiced", "keap", "missing in"],

@@ -44,6 +44,7 @@ from invoiced_keap.connectors.pacing import INVOICED_LIMITS, KEAP_OAUTH_LIMITS, 
 from invoiced_keap.engine.options import Breaker, DeletesPolicy, FlowOptions, SyncOptions
 from invoiced_keap.engine.plan import PolicyName
 from invoiced_keap.flows import CATALOGUE, PROFILES, Side
+from invoiced_keap.mapping import currency_code
 
 DEFAULT_CONFIG_FILE = Path("invoiced-keap.toml")
 INHERITED = ("conflicts", "priority", "deletes")
@@ -144,6 +145,7 @@ class Settings(BaseSettings):
     status_token: SecretStr | None = Field(None, validation_alias=AliasChoices("status_token", "INVOICED_KEAP_STATUS_TOKEN"))
 
     profile: ProfileName = "default"
+    keap_currency: Annotated[str, AfterValidator(currency_code)] = "USD"
     flows: list[FlowName] = Field(default_factory=lambda: list(CATALOGUE))
     create_in_invoiced: list[FlowName] = Field(default_factory=list)
     conflicts: PolicyName = "newest"

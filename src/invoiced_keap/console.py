@@ -172,6 +172,10 @@ def print_run_report(report: RunReport, *, show_plan: bool) -> None:
     if any(flow.error for flow in report.flows.values()):
         rows.append(("stopped because", *(flow.error for flow in report.flows.values())))
     print_table("Dry run: what a pass would do" if report.dry_run else "Sync", ["", *report.flows], rows, empty="nothing read")
+    if not show_plan:
+        lossy = [action.line() for flow in report.flows.values() for action in flow.actions if action.verb in ("lossy", "refuse")]
+        for line in lossy:
+            out.print(Text(line), soft_wrap=True)
     calls = ", ".join(f"{system} {count}" for system, count in report.api_calls.items())
     note(f"API calls: {calls or 'none'}   Open failures: {report.open_failures}   Waiting for review: {report.open_review}")
     if report.error:

@@ -2,15 +2,18 @@
 
 Both sides are read in bulk (Invoiced 100 a page, Keap 1000 a page; never one call per record) and
 paired by the store's active links. Per flow the report gives, per field rule, how many linked
-pairs agree (`engine.plan.disagreements`: a value cut to Keap's limits or spelled Keap's way
-agrees), every pair that drifted with both values, Invoiced records with no twin, links whose
-record is gone, and Keap records linked to nothing. The last are information only, unless the flow
+pairs agree, and each pair rule whose values differ, with both values, in one of three categories:
+*lossy* (one side holds the other's value as far as it can: cut to Keap's limits, a region or phone left
+out; `engine.plan.disagreements` agrees, the values do not; information, not a difference), *pending*
+(a side differs from its own shadow: the next pass carries it by the conflict policy) and *drift* (both
+sides equal their shadows, yet they disagree: an edit behind the engine's back, a lost write). Then
+Invoiced records with no twin, links whose record is gone, and Keap records linked to nothing. The last are information only, unless the flow
 creates in Invoiced (`create_in_invoiced`): the specification asks for a twin of every Invoiced
 record, not of every CRM entry.
 
-`repair` (`verify --repair`) syncs exactly the records a check names (`Syncer.sync_ids`), planning linked
-pairs as on first link (`rebaseline`): a pair whose sides both still equal their shadows, yet disagree
-(an edit behind the engine's back, a lost write), is never dirty to a normal pass.
+`repair` (`verify --repair`) syncs exactly the records a check names (`Syncer.sync_ids`) with `repair`:
+pending pairs as a normal pass would, drifted ones settled by the configured conflict policy (newest by
+default), which a normal pass never sees, as neither side is dirty.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 
 from invoiced_keap.connectors.invoiced import InvoicedConnector
 from invoiced_keap.connectors.keap import KeapConnector
-from invoiced_keap.engine.plan import disagreements
+from invoiced_keap.engine.plan import LinkShadows, disagreements
 from invoiced_keap.engine.report import RunReport
 from invoiced_keap.engine.run import Syncer
 from invoiced_keap.flows import Flow, Value
@@ -34,6 +37,8 @@ Progress = Callable[[str, int], None]
 
 @dataclass(frozen=True)
 class Drift:
+    """One rule of a linked pair whose values differ (see the module docstring for its category)."""
+
     invoiced_id: str
     keap_id: str
     rule: str
@@ -54,6 +59,8 @@ class FlowCheck:
     pairs: int
     agreeing: dict[str, int]
     drifted: list[Drift] = field(default_factory=list)
+    pending: list[Drift] = field(default_factory=list)
+    lossy: list[Drift] = field(default_factory=list)
     without_twin: list[str] = field(default_factory=list)
     gone: list[GoneLink] = field(default_factory=list)
     keap_unlinked: list[str] = field(default_factory=list)
@@ -61,13 +68,15 @@ class FlowCheck:
 
     @property
     def agrees(self) -> bool:
-        return not (self.drifted or self.without_twin or self.gone or (self.keap_unlinked_matter and self.keap_unlinked))
+        return not (self.drifted or self.pending or self.without_twin or self.gone
+                    or (self.keap_unlinked_matter and self.keap_unlinked))
 
     def to_repair(self) -> tuple[list[str], list[str]]:
-        """The (Invoiced ids, Keap ids) a repair syncs: drifted pairs, records without a twin, gone links
+        """The (Invoiced ids, Keap ids) a repair syncs: drifted and pending pairs, records without a twin, gone links
         (whose 404 the sync believes as a delete) and, when they matter, Keap records linked to nothing."""
-        invoiced_ids = {d.invoiced_id for d in self.drifted} | set(self.without_twin) | {g.invoiced_id for g in self.gone}
-        keap_ids = {d.keap_id for d in self.drifted} | {g.keap_id for g in self.gone}
+        differing = [*self.drifted, *self.pending]
+        invoiced_ids = {d.invoiced_id for d in differing} | set(self.without_twin) | {g.invoiced_id for g in self.gone}
+        keap_ids = {d.keap_id for d in differing} | {g.keap_id for g in self.gone}
         if self.keap_unlinked_matter:
             keap_ids |= set(self.keap_unlinked)
         return sorted(invoiced_ids, key=_id_order), sorted(keap_ids, key=_id_order)
@@ -79,6 +88,8 @@ class FlowCheck:
             "linked_pairs": self.pairs,
             "agreeing_pairs_by_rule": self.agreeing,
             "drifted": [drift.__dict__ for drift in self.drifted],
+            "pending": [drift.__dict__ for drift in self.pending],
+            "lossy": [drift.__dict__ for drift in self.lossy],
             "invoiced_without_twin": self.without_twin,
             "links_to_missing_records": [gone.__dict__ for gone in self.gone],
             "keap_unlinked": self.keap_unlinked,
@@ -93,17 +104,21 @@ def check_flow(
     *,
     invoiced_ids_anywhere: set[str] | None = None,
     keap_unlinked_matter: bool = False,
+    shadows: Mapping[str, LinkShadows | None] | None = None,
 ) -> FlowCheck:
     """Compare one flow's records, given as read, with its links (invoiced id -> keap id). Pure.
 
     `invoiced_ids_anywhere` are the ids of every record of the Invoiced object (a customer that
-    moved to the other flow still exists); by default the flow's own records.
+    moved to the other flow still exists); by default the flow's own records. `shadows` are the links'
+    shadows by Invoiced id: a differing rule whose side differs from its shadow is pending, not drift.
     """
     invoiced = {str(record["id"]): record for record in invoiced_records}
     keap = {str(record["id"]): record for record in keap_records}
     existing = invoiced_ids_anywhere if invoiced_ids_anywhere is not None else set(invoiced)
     agreeing = {rule.name: 0 for rule in flow.rules}
     drifted: list[Drift] = []
+    pending: list[Drift] = []
+    lossy: list[Drift] = []
     gone: list[GoneLink] = []
     pairs = 0
     for invoiced_id, keap_id in sorted(links.items()):
@@ -116,17 +131,27 @@ def check_flow(
         pairs += 1
         inv_record, keap_record = invoiced[invoiced_id], keap[keap_id]
         differing = set(disagreements(flow, inv_record, keap_record))
+        link_shadows = (shadows or {}).get(invoiced_id)
         for rule in flow.rules:
-            if rule.name in differing:
-                drifted.append(Drift(invoiced_id, keap_id, rule.name, rule.value("invoiced", inv_record), rule.value("keap", keap_record)))
-            else:
+            values = {"invoiced": rule.value("invoiced", inv_record), "keap": rule.value("keap", keap_record)}
+            difference = Drift(invoiced_id, keap_id, rule.name, values["invoiced"], values["keap"])
+            if rule.name not in differing:
                 agreeing[rule.name] += 1
+                if values["invoiced"] != values["keap"] and not all(rule.blank(value) for value in values.values()):
+                    lossy.append(difference)
+            elif link_shadows is not None and any(
+                    values[side] != link_shadows.side(side).values.get(rule.name, values[side]) for side in ("invoiced", "keap")):
+                pending.append(difference)
+            else:
+                drifted.append(difference)
     linked_keap = set(links.values())
     return FlowCheck(
         flow=flow.name,
         pairs=pairs,
         agreeing=agreeing,
         drifted=drifted,
+        pending=pending,
+        lossy=lossy,
         without_twin=sorted(set(invoiced) - set(links), key=_id_order),
         gone=gone,
         keap_unlinked=sorted(set(keap) - linked_keap, key=_id_order),

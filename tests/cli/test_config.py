@@ -98,6 +98,7 @@ add = [{ name = "sku", invoiced = "id", keap = "sku" }]
         ("invoiced_api_url = 'api.invoiced.com'\n", "setting invoiced_api_url"),
         ("database_url = 'invoiced-keap.db'\n", "expected a SQLAlchemy URL"),
         ("[schedule]\npoll_interval = -5\n", "setting schedule.poll_interval: Input should be greater than 0"),
+        ("keap_currency = 'dollars'\n", "setting keap_currency: 'dollars' is not an ISO 4217 currency code"),
     ],
 )
 def test_a_wrong_setting_is_one_line_naming_it(cli, monkeypatch, text: str, expected: str) -> None:

@@ -68,7 +68,8 @@ class Breaker:
 class SyncOptions:
     """Everything a pass needs to know besides the connectors and the store.
 
-    `flows` are the mapping `profile`'s flows with each flow's `add`/`drop` applied; `concurrency`
+    `flows` are the mapping `profile`'s flows with each flow's `add`/`drop` applied, products priced in
+    `keap_currency` (ISO 4217: the one currency the Keap account prices in; its API does not say); `concurrency`
     bounds the writes in flight per flow (the HTTP layer paces below that); `batch_size` is how many
     records share one state transaction.
     """
@@ -79,11 +80,12 @@ class SyncOptions:
     allow_mass_change: bool = False
     concurrency: int = 8
     batch_size: int = 200
+    keap_currency: str = "USD"
 
     @cached_property
     def flows(self) -> dict[str, Flow]:
         overrides = {name: {"add": options.add, "drop": options.drop} for name, options in self.per_flow.items()}
-        return build_flows(self.profile, overrides)
+        return build_flows(self.profile, overrides, self.keap_currency)
 
     def flow_options(self, flow: str) -> FlowOptions:
         return self.per_flow.get(flow, FlowOptions())

@@ -182,6 +182,17 @@ def _merged(rule: FieldRule, source: Side, record: Record, before: Value, target
     return rule.join({part: own[part] if new[part] == old[part] == held[part] else new[part] for part in new})
 
 
+def _renote(rule: FieldRule, source: Side, working: Mapping[Side, Record], values: Mapping[Side, Value],
+            lossy: list[LossyCarry], carried: list[tuple[Side, str]]) -> None:
+    """The changed side's notes for `rule`: what it holds of the other side's value now, if that is still a lossy
+    copy (a family name edited next to a cut given name), else none (its own edit is no copy)."""
+    target = other_side(source)
+    mapped = rule.write(source, rule.value(target, working[target]), working[source])
+    carried.append((source, rule.name))
+    if rule.value(source, {**working[source], **mapped.fields}) == values[source]:
+        lossy.extend(replace(note, rule=rule.name) for note in mapped.lossy)
+
+
 def plan_pair(flow: Flow, link_shadows: LinkShadows | None, invoiced_record: Record, keap_record: Record,
               policy: Policy = Policy(), *, repair: bool = False) -> PairPlan:
     """Plan the writes that bring a linked (or being-linked) pair in sync; see the module docstring."""
@@ -223,6 +234,8 @@ def plan_pair(flow: Flow, link_shadows: LinkShadows | None, invoiced_record: Rec
             writes[side].update({key: value for key, value in mapped.fields.items()
                                  if working[side].get(key) != value})
             working[side] = after
+        if decision.source is not None:
+            _renote(rule, decision.source, working, values, lossy, carried)
     shadows = LinkShadows(*(
         Shadow(shadow_of(flow, side, working[side]).values, original[side].get(UPDATED_FIELD[side])) for side in SIDES
     ))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from invoiced_keap.state.models import AuditEntry, ConflictRow, Failure, Link, ReviewItem, Run, utcnow
+from invoiced_keap.state.models import AuditEntry, ConflictRow, Failure, Link, LossyCarryRow, ReviewItem, Run, utcnow
 from invoiced_keap.state.store import Store
 
 RECENT = 10
@@ -31,6 +31,8 @@ class FlowStatus:
     review_items: list[ReviewItem]
     conflicts: list[ConflictRow]
     writes: list[AuditEntry]
+    lossy_carries: int
+    lossy: list[LossyCarryRow]
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ def status_view(store: Store, flow_names: Iterable[str]) -> StatusView:
             review_items=store.review_items(flow)[:RECENT],
             conflicts=store.conflicts(flow, limit=RECENT),
             writes=store.audit_entries(flow=flow, limit=RECENT),
+            lossy_carries=counts.lossy_carries.get(flow, 0),
+            lossy=store.lossy_carries(flow, limit=RECENT),
         )
         for flow in flow_names
     ]
@@ -72,16 +76,17 @@ def status_view(store: Store, flow_names: Iterable[str]) -> StatusView:
 @dataclass(frozen=True)
 class RecordHistory:
     """Everything known about one record: its links (active or closed, of any flow, oldest first), the
-    writes to it or its twins, the conflicts of its links and its failures (resolved ones too)."""
+    writes to it or its twins, the conflicts and lossy carries of its links and its failures (resolved ones too)."""
 
     links: list[Link]
     writes: list[AuditEntry]
     conflicts: list[ConflictRow]
+    lossy: list[LossyCarryRow]
     failures: list[Failure]
 
     @property
     def empty(self) -> bool:
-        return not (self.links or self.writes or self.conflicts or self.failures)
+        return not (self.links or self.writes or self.conflicts or self.lossy or self.failures)
 
 
 def record_history(store: Store, record_id: str) -> RecordHistory:
@@ -90,7 +95,8 @@ def record_history(store: Store, record_id: str) -> RecordHistory:
     ids = {record_id} | {link.invoiced_id for link in links} | {link.keap_id for link in links}
     writes = sorted((entry for one_id in ids for entry in store.audit_entries(record_id=one_id)), key=lambda entry: entry.id)
     conflicts = [conflict for link in links for conflict in store.conflicts(link_id=link.id)]
-    return RecordHistory(links, writes, conflicts, store.failures(include_resolved=True, record_ids=ids))
+    lossy = store.lossy_carries(link_ids=[link.id for link in links]) if links else []
+    return RecordHistory(links, writes, conflicts, lossy, store.failures(include_resolved=True, record_ids=ids))
 
 
 def search_links(store: Store, flow_names: Sequence[str], text: str | None = None) -> list[Link]:
