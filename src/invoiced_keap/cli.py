@@ -16,7 +16,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from datetime import timedelta
+from typing import Any, TypeVar
 
 import httpx
 import typer
@@ -30,7 +31,7 @@ from invoiced_keap.connectors.errors import ApiError
 from invoiced_keap.connectors.keap_auth import KeapOAuth
 from invoiced_keap.connectors.redaction import register_secret
 from invoiced_keap.engine import review as reviewing
-from invoiced_keap.engine.report import RunReport
+from invoiced_keap.engine.report import EXIT_NEEDS_ATTENTION, EXIT_NOT_RUN, EXIT_SYNCED, RunReport
 from invoiced_keap.engine.shadows import link_shadows
 from invoiced_keap.engine.review import ReviewRefused
 from invoiced_keap.engine.run import Syncer
@@ -42,8 +43,6 @@ from invoiced_keap.state.views import record_history, search_links, status_view
 from invoiced_keap.server.quota import QuotaWatchingPacer
 from invoiced_keap.server.service import Service
 from invoiced_keap.verify import FlowCheck, Listings, check_flow, read_listings, repair
-
-EXIT_NEEDS_ATTENTION = 2
 
 
 class _StopsCleanly(TyperGroup):
@@ -131,15 +130,16 @@ def _flow_filter(settings: Settings, flow: str | None) -> str | None:
 
 # --- syncing ---------------------------------------------------------------------------------------
 
-EngineWork = Callable[[Syncer, list[str]], Awaitable[RunReport]]
+T = TypeVar("T")
+EngineWork = Callable[[Syncer, list[str]], Awaitable[T]]
 
 
-def _run_engine(session: Session, flows: Sequence[str], work: EngineWork, *, allow_mass_change: bool = False) -> RunReport:
+def _run_engine(session: Session, flows: Sequence[str], work: EngineWork[T], *, allow_mass_change: bool = False) -> T:
     """Check both credentials, open the APIs and the store, and let the engine `work` with progress bars."""
     settings = session.settings()
     names = list(selected_flows(settings, flows))
 
-    async def run() -> RunReport:
+    async def run() -> T:
         await check_credentials(settings)
         with session.store() as store:
             async with open_invoiced(settings) as invoiced, open_keap(settings) as keap:
@@ -151,9 +151,11 @@ def _run_engine(session: Session, flows: Sequence[str], work: EngineWork, *, all
     return asyncio.run(run())
 
 
-def _finish(report: RunReport, *, show_plan: bool = False) -> None:
-    console.print_run_report(report, show_plan=show_plan)
-    raise typer.Exit(report.exit_code)
+def _finish(*reports: RunReport, show_plan: bool = False) -> None:
+    """Print each pass's report; exit with the worst code (1, then 2, then 0)."""
+    for report in reports:
+        console.print_run_report(report, show_plan=show_plan)
+    raise typer.Exit(max((report.exit_code for report in reports), key=[EXIT_SYNCED, EXIT_NEEDS_ATTENTION, EXIT_NOT_RUN].index))
 
 
 @app.command()
@@ -162,11 +164,21 @@ def sync(
     flow: list[str] | None = FlowOption,
     dry_run: bool = typer.Option(False, "--dry-run", help="Read and plan, print the plan, write nothing."),
     allow_mass_change: bool = typer.Option(False, "--allow-mass-change", help="Let this pass exceed the circuit breaker."),
+    full: bool = typer.Option(False, "--full", help="Also reconcile now (full id scans find deletes), due or not."),
 ) -> None:
-    """One pass: read what changed on both sides and bring the linked pairs together."""
-    report = _run_engine(_session(ctx), flow or (), lambda syncer, names: syncer.sync(names, dry_run=dry_run),
-                         allow_mass_change=allow_mass_change)
-    _finish(report, show_plan=dry_run)
+    """One pass: read what changed on both sides and bring the linked pairs together; then a reconcile (full id
+    scans for deletes) of the flows whose last one is `full_scan_interval` old, as the state database says."""
+    session = _session(ctx)
+    every = timedelta(seconds=session.settings().schedule.full_scan_interval)
+
+    async def work(syncer: Syncer, names: list[str]) -> list[RunReport]:
+        reports = [await syncer.sync(names, dry_run=dry_run)]
+        due = names if full else [] if dry_run else syncer.store.reconcile_due(names, every)
+        if due:
+            reports.append(await syncer.reconcile(due, dry_run=dry_run))
+        return reports
+
+    _finish(*_run_engine(session, flow or (), work, allow_mass_change=allow_mass_change), show_plan=dry_run)
 
 
 @app.command()

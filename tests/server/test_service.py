@@ -100,7 +100,7 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
             stop = asyncio.Event()
             task = asyncio.create_task(service.run(stop))
             world = Running(service, invoiced, keap, invoiced_server.url, keap_url, webhook["secret"])
-            await eventually(lambda: service.last_pass is not None or task.done())
+            await eventually(lambda: bool(service.flow_health.last_success) or task.done())
             await eventually(lambda: world.company_names() == ["Acme", "Globex"])
             await settle(service)  # the echoes of the first pass's creates come and go
             try:

@@ -21,6 +21,7 @@ TABLES = {
     "conflicts",
     "audit_log",
     "flow_locks",
+    "reconciles",
 }
 
 

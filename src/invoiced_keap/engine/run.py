@@ -121,7 +121,8 @@ class Syncer:
         return await self.sync(flows)
 
     async def reconcile(self, flows: Iterable[str] | None = None, *, dry_run: bool = False) -> RunReport:
-        """Find deletes no event or hook told us about (full id scans; see `deletes.find_gone`)."""
+        """Find deletes no event or hook told us about (full id scans; see `deletes.find_gone`); each flow done
+        is noted (`Store.mark_reconciled`) for the schedule (`Store.reconcile_due`)."""
 
         async def work(held: list[Flow], report: RunReport) -> None:
             for flow in held:
@@ -130,7 +131,8 @@ class Syncer:
                 found = self.store.find_links(flow.name, "invoiced", [invoiced_id for invoiced_id, _ in gone])
                 plan = FlowPlan(flow, self.options.flow_options(flow.name).deletes, links=len(links), removals=[
                     Removal(found[invoiced_id], side, f"not found in {side} (reconcile)") for invoiced_id, side in gone])
-                await self._judge_and_apply(plan, report, dry_run=dry_run)
+                if await self._judge_and_apply(plan, report, dry_run=dry_run) and not dry_run:
+                    self.store.mark_reconciled(flow.name)
 
         return await self._pass("reconcile", flows, work, dry_run=dry_run)
 

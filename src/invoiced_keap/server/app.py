@@ -41,11 +41,13 @@ def create_app(
     health: Callable[[], dict[str, object]] = dict,
     keap_quota: Callable[[], int | None] = lambda: None,
 ) -> Starlette:
-    """`health()` adds the service's own facts (e.g. the time of the last pass) to `/healthz`."""
+    """`health()` is what `/healthz` answers: 200 when its `status` is "ok", else 503."""
     status = StatusPage(store, list(flows), token=settings.status_token, keap_quota=keap_quota)
 
     async def healthz(_: Request) -> Response:
-        return JSONResponse({"status": "ok", **health()})
+        answer = {"status": "ok", **health()}
+        return JSONResponse(answer, status_code=200 if answer["status"] == "ok" else 503,
+                            headers={"Cache-Control": "no-store"})
 
     async def metrics_endpoint(_: Request) -> Response:
         return Response(metrics.exposition(), media_type=METRICS_CONTENT_TYPE)

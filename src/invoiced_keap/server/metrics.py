@@ -1,14 +1,15 @@
 """Prometheus metrics: one registry per service, so tests and two services in one process never mix.
 
-Counters and histograms are fed as things happen (passes, API calls, webhook deliveries, propagation);
-what the state database holds (links, open failures, review items, conflicts) is read at scrape time
+Counters and histograms are fed as things happen (passes and their duration, records written, API calls,
+webhook deliveries, propagation), with each flow's last successful pass as a timestamp to alert on; what the
+state database holds (links, open failures, review items, lossy carries, conflicts) is read at scrape time
 by `StateCollector`, so the numbers agree with the status page and survive restarts.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -24,6 +25,7 @@ PREFIX = "invoiced_keap"
 WRITE_VERBS = frozenset({"create", "update", "delete", "stamp"})
 logger = logging.getLogger("invoiced_keap.events")
 PROPAGATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+PASS_BUCKETS = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
 
 class StateCollector(Collector):
@@ -38,6 +40,7 @@ class StateCollector(Collector):
             ("links", "Active links per flow", counts.active_links),
             ("open_failures", "Records in the failures list per flow", counts.open_failures),
             ("open_review_items", "Records waiting for review per flow", counts.open_review_items),
+            ("lossy_carries", "Values carried with loss, noted on active links, per flow", counts.lossy_carries),
         ):
             family = GaugeMetricFamily(f"{PREFIX}_{name}", documentation, labels=["flow"])
             for flow, value in sorted(per_flow.items()):
@@ -56,7 +59,16 @@ class Metrics:
         self.passes = Counter(f"{PREFIX}_passes", "Sync passes per flow and result", ["flow", "result"], registry=registry)
         self.records_read = Counter(f"{PREFIX}_records_read", "Records read per flow and side", ["flow", "side"], registry=registry)
         self.records_written = Counter(
-            f"{PREFIX}_records_written", "Records written per flow and side", ["flow", "side"], registry=registry
+            f"{PREFIX}_records_written", "Records written per flow, side and kind (create, update, delete, stamp)",
+            ["flow", "side", "kind"], registry=registry
+        )
+        self.pass_duration = Histogram(
+            f"{PREFIX}_pass_duration_seconds", "Pass duration per kind (sync, sync_ids, reconcile)", ["kind"],
+            buckets=PASS_BUCKETS, registry=registry
+        )
+        self.last_success = Gauge(
+            f"{PREFIX}_last_success_timestamp_seconds", "When a pass of the flow last succeeded (Unix time)", ["flow"],
+            registry=registry
         )
         self.failures = Counter(f"{PREFIX}_failures", "Records rejected per flow", ["flow"], registry=registry)
         self.conflicts_resolved = Counter(
@@ -85,10 +97,14 @@ class Metrics:
         if store is not None:
             registry.register(StateCollector(store))
 
-    def record_run(self, report: RunReport) -> None:
-        """Count a pass's reads, writes, failures and conflicts, per flow (a dry run counts nothing)."""
+    def record_run(self, report: RunReport, kind: str, seconds: float, last_success: Mapping[str, float]) -> None:
+        """Count a pass's reads, writes, failures and conflicts, per flow, and its duration; set the flows'
+        last successes (a dry run counts nothing)."""
         if report.dry_run:
             return
+        self.pass_duration.labels(kind).observe(seconds)
+        for flow, at in last_success.items():
+            self.last_success.labels(flow).set(at)
         for flow, flow_report in report.flows.items():
             result = "error" if report.error or flow_report.error else "ok"
             self.passes.labels(flow, result).inc()
@@ -96,7 +112,7 @@ class Metrics:
                 self.records_read.labels(flow, side).inc(flow_report.counts.get(f"read.{side}", 0))
             for action in flow_report.actions:
                 if action.verb in WRITE_VERBS:
-                    self.records_written.labels(flow, action.side).inc()
+                    self.records_written.labels(flow, action.side, action.verb).inc()
                 elif action.verb == "fail":
                     self.failures.labels(flow).inc()
                 elif action.verb == "conflict":

@@ -2,9 +2,12 @@
 
 One worker per process does the engine's work, one job at a time: a debounced batch of webhook ids
 (synced by id, so a burst of edits costs one read and one write per record), a poll pass when the
-poll interval is up, a reconcile (full id scans) when the full-scan interval is up. Polling is the
-safety net for anything a webhook missed. Across processes the engine's flow locks keep two workers
-off one flow; a pass that finds its flow locked is skipped and tried again at the next poll.
+poll interval is up, then a reconcile (full id scans) of the flows whose last one, as the state
+database remembers it, is `full_scan_interval` old. Polling is the safety net for anything a webhook
+missed. Across processes the engine's flow locks keep two workers off one flow; a pass that finds its
+flow locked is skipped and tried again at the next poll, which comes sooner after a failure
+(`RETRY_FAILED_PASS`). `/healthz` answers 503 while a flow's last
+pass failed or none succeeded within 3 × `poll_interval` (`health.FlowHealth`).
 
 SIGTERM and SIGINT set `stop` and ask the engine to stop (`Syncer.request_stop`): the records in hand
 finish and are committed, no further record starts, the web server closes, and `run` returns normally
@@ -21,6 +24,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from contextlib import contextmanager
+from datetime import timedelta
 
 import uvicorn
 
@@ -32,6 +36,7 @@ from invoiced_keap.engine.run import Syncer
 from invoiced_keap.flows import Flow
 from invoiced_keap.server.app import ServerSettings, create_app
 from invoiced_keap.server.debounce import DirtyBatch, DirtyQueue
+from invoiced_keap.server.health import FlowHealth
 from invoiced_keap.server.keap_hooks import RECEIVER_PATH, ensure_hooks, event_keys, hook_url
 from invoiced_keap.server.metrics import Metrics
 from invoiced_keap.server.quota import QuotaWatchingPacer
@@ -42,6 +47,10 @@ logger = logging.getLogger(__name__)
 
 HOOK_CHECK_INTERVAL = 900.0
 """Seconds between checks that our Keap hooks are still registered and active."""
+HEALTHY_POLLS = 3
+"""A flow with no successful pass within this many poll intervals is unhealthy."""
+RETRY_FAILED_PASS = 5.0
+"""Seconds to the next poll after a failed pass, doubling while passes keep failing, at most `poll_interval`."""
 
 
 class _Server(uvicorn.Server):
@@ -75,7 +84,8 @@ class Service:
         self.metrics.watch_keap_quota(self.keap_quota)
         syncer.invoiced.api.listeners.append(self.metrics.api_listener("invoiced"))
         syncer.keap.api.listeners.append(self.metrics.api_listener("keap"))
-        self.last_pass: RunReport | None = None
+        self.failed_jobs = 0
+        self.flow_health = FlowHealth(list(self.flows), HEALTHY_POLLS * settings.schedule.poll_interval, time.time())
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.socket.bind((settings.server_host, settings.server_port))
@@ -95,11 +105,7 @@ class Service:
         return pacer.quota_remaining if isinstance(pacer, QuotaWatchingPacer) else None
 
     def health(self) -> dict[str, object]:
-        finished = self.last_pass
-        return {
-            "pending_ids": self.queue.pending(),
-            "last_pass_error": finished.error if finished else None,
-        }
+        return {**self.flow_health.verdict(time.time()).as_json(), "pending_ids": self.queue.pending()}
 
     # --- running -------------------------------------------------------------------------------
     async def run_until_signalled(self) -> None:
@@ -168,7 +174,6 @@ class Service:
         """The worker: whichever comes first of a settled dirty batch or a due poll, one at a time."""
         schedule = self.settings.schedule
         next_poll = time.monotonic()
-        next_scan = time.monotonic() + schedule.full_scan_interval
         batch: asyncio.Task[DirtyBatch] | None = None
         stopping = asyncio.create_task(stop.wait())
         stopping.add_done_callback(lambda done: done.cancelled() or self.syncer.request_stop())
@@ -184,14 +189,23 @@ class Service:
                     batch = None
                 elif time.monotonic() >= next_poll:
                     await self._guarded(self.poll())
+                    due = self.syncer.store.reconcile_due(self.flows, timedelta(seconds=schedule.full_scan_interval))
+                    if due and not stop.is_set():
+                        await self._guarded(self.reconcile(due))
                     next_poll = time.monotonic() + schedule.poll_interval
-                    if time.monotonic() >= next_scan:
-                        await self._guarded(self.reconcile())
-                        next_scan = time.monotonic() + schedule.full_scan_interval
+                next_poll = min(next_poll, time.monotonic() + self._retry_in())
         finally:
             stopping.cancel()
             if batch is not None:
                 batch.cancel()
+
+    def _retry_in(self) -> float:
+        """After a job: how soon to poll again because a flow's last pass failed (never, when none did)."""
+        if not self.flow_health.last_error:
+            self.failed_jobs = 0
+            return float("inf")
+        self.failed_jobs += 1
+        return RETRY_FAILED_PASS * 2 ** min(self.failed_jobs - 1, 16)
 
     async def _guarded(self, job: Awaitable[object]) -> None:
         """A job that fails is logged; the service goes on (polling retries what it missed)."""
@@ -202,13 +216,15 @@ class Service:
 
     # --- jobs ----------------------------------------------------------------------------------
     async def poll(self) -> RunReport:
+        started = time.monotonic()
         report = await self.syncer.sync(list(self.flows))
-        self._finished(report)
+        self._finished(report, "sync", list(self.flows), started)
         return report
 
-    async def reconcile(self) -> RunReport:
-        report = await self.syncer.reconcile(list(self.flows))
-        self._finished(report)
+    async def reconcile(self, flows: list[str]) -> RunReport:
+        started = time.monotonic()
+        report = await self.syncer.reconcile(flows)
+        self._finished(report, "reconcile", flows, started)
         return report
 
     async def sync_batch(self, batch: DirtyBatch) -> None:
@@ -220,19 +236,19 @@ class Service:
         for flow in batch.flows():
             if self.syncer.stop_requested:
                 return
+            started = time.monotonic()
             report = await self.syncer.sync_ids(
                 flow,
                 invoiced_ids=batch.ids(flow, "invoiced"),
                 keap_ids=[*batch.ids(flow, "keap"), *batch.ids(flow, "keap", removed=True)],
                 removed_invoiced=batch.ids(flow, "invoiced", removed=True),
             )
-            self._finished(report)
+            self._finished(report, "sync_ids", [flow], started)
         done = time.monotonic()
         for key, mark in batch.marks.items():
             self.metrics.propagation_delay.labels(key.flow).observe(done - mark.first_seen)
 
-    def _finished(self, report: RunReport) -> None:
-        self.last_pass = report
-        self.metrics.record_run(report)
-        if report.error:
-            logger.warning("pass stopped: %s", report.error)
+    def _finished(self, report: RunReport, kind: str, flows: list[str], started: float) -> None:
+        """A pass ended: health and metrics learn how each of its flows did (the engine logged it)."""
+        self.flow_health.record(report, flows, time.time())
+        self.metrics.record_run(report, kind, time.monotonic() - started, self.flow_health.last_success)

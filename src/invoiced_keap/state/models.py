@@ -17,6 +17,8 @@ Tables (all names plural, one idea each):
 - `review_items`: ambiguous matches waiting for a person.
 - `conflicts`: both-sides-changed decisions, with both values and the winner.
 - `audit_log`: every write, with before/after values and its run.
+- `reconciles`: per flow, when its last reconcile (full id scans for deletes) finished, so the schedule
+  survives restarts and serves cron-style `sync` as well as `run`.
 - `flow_locks`: who holds each flow's lock and since when (the lock itself is an OS file lock on
   SQLite, an advisory lock on PostgreSQL: see `locks`).
 
@@ -277,6 +279,13 @@ class AuditEntry(Base):
     before: Mapped[Any | None]
     after: Mapped[Any | None]
     created_at: Mapped[datetime]
+
+
+class Reconcile(Base):
+    __tablename__ = "reconciles"
+
+    flow: Mapped[str] = mapped_column(String(32), primary_key=True)
+    finished_at: Mapped[datetime]
 
 
 class FlowLock(Base):

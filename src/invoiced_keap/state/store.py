@@ -30,6 +30,7 @@ from invoiced_keap.state.models import (
     Link,
     LinkStatus,
     LossyCarryRow,
+    Reconcile,
     ReviewItem,
     Run,
     ShadowRow,
@@ -307,6 +308,20 @@ class Queries:
         with self._session() as session:
             rows = session.execute(select(Watermark.stream, Watermark.value))
             return {stream: value for stream, value in rows}
+
+    # --- the reconcile schedule ------------------------------------------------------------
+    def mark_reconciled(self, flow: str) -> None:
+        """The flow's reconcile finished now."""
+        with self._session() as session:
+            session.merge(Reconcile(flow=flow, finished_at=self.clock()))
+
+    def reconcile_due(self, flows: Iterable[str], every: timedelta) -> list[str]:
+        """Of `flows`, those never reconciled or not within `every`, in the order given."""
+        flows = list(flows)
+        with self._session() as session:
+            last = dict(session.execute(select(Reconcile.flow, Reconcile.finished_at).where(Reconcile.flow.in_(flows))).all())
+        now = self.clock()
+        return [flow for flow in flows if flow not in last or now - last[flow] >= every]
 
     # --- create intents --------------------------------------------------------------------
     def open_intent(
