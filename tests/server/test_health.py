@@ -1,0 +1,130 @@
+"""`/healthz` tells the truth about `invoiced-keap run` (default settings, over real HTTP): 503 with the reason
+while a live process holds a flow's lock, while Keap refuses the credentials and while Keap answers 503, and
+200 again after a good pass. A pure check of the "no recent success" rule comes first."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from invoiced_keap.emulators.invoiced import InvoicedEmulator
+from invoiced_keap.emulators.keap import KeapEmulator
+from invoiced_keap.emulators.serve import BackgroundServer
+from invoiced_keap.engine.report import FlowReport, RunReport
+from invoiced_keap.server.health import FlowHealth
+from invoiced_keap.server.keap_hooks import RECEIVER_PATH
+from tests.support import API_KEY
+
+HOOK_TOKEN = "hook-token-for-the-health-test"
+LOCK_HOLDER = """
+import sys
+from invoiced_keap.state import Store
+with Store(sys.argv[1]) as store, store.flow_lock("companies"):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_flow_is_unhealthy_after_a_failed_pass_or_without_a_recent_success() -> None:
+    health = FlowHealth(["companies", "contacts"], max_age=180.0, started=1_000.0)
+    assert health.verdict(1_100.0).healthy  # within the grace after the start
+
+    report = RunReport(1, False, {"companies": FlowReport("companies"), "contacts": FlowReport("contacts", error="locked")})
+    health.record(report, ["companies", "contacts"], at=1_100.0)
+    assert health.verdict(1_101.0).reasons == {"contacts": "last pass failed: locked"}
+
+    health.record(RunReport(2, False, {"contacts": FlowReport("contacts")}), ["contacts"], at=1_200.0)
+    assert health.verdict(1_201.0).healthy
+    assert list(health.verdict(1_281.0).reasons) == ["companies"]  # its last success is 181 s old
+
+    health.record(RunReport(3, False, error="Keap: 401 refused"), ["companies", "contacts"], at=1_300.0)
+    assert set(health.verdict(1_301.0).reasons) == {"companies", "contacts"}
+
+
+def eventually(condition: Callable[[], Any], what: str, timeout: float = 120.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        assert time.monotonic() < deadline, f"never: {what}"
+        time.sleep(0.1)
+    return result
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    invoiced = InvoicedEmulator(api_key=API_KEY, random_seed=1)
+    keap = KeapEmulator(api_key=API_KEY, random_seed=1)
+    invoiced.seed({"customers": [{"name": "Acme", "type": "company"}]})
+    database_url = f"sqlite:///{tmp_path}/state.db"
+    with BackgroundServer(invoiced.asgi()) as invoiced_server, BackgroundServer(keap.asgi()) as keap_server:
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith(("INVOICED_", "KEAP_"))},
+               "INVOICED_API_KEY": API_KEY, "INVOICED_API_URL": invoiced_server.url, "KEAP_API_KEY": API_KEY,
+               "KEAP_API_URL": f"{keap_server.url}/crm/rest", "INVOICED_KEAP_DATABASE_URL": database_url,
+               "INVOICED_KEAP_PORT": "0", "KEAP_HOOK_TOKEN": HOOK_TOKEN}
+        process = subprocess.Popen([sys.executable, "-m", "invoiced_keap", "--log-format", "json", "run"], cwd=tmp_path,
+                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            url = process.stdout.readline().split("serving on ")[1].split()[0]  # type: ignore[union-attr]
+            yield {"url": url, "keap": keap, "keap_url": keap_server.url, "database_url": database_url, "env": env}
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+
+
+def healthz(url: str) -> httpx.Response:
+    return httpx.get(f"{url}/healthz", timeout=10)
+
+
+def hook(service: dict[str, Any]) -> None:
+    """What Keap sends when a company is edited: its id, to our receiver."""
+    [company] = service["keap"].store.records("companies")
+    body = {"event_key": "company.edit", "object_keys": [{"id": company["id"]}]}
+    httpx.post(f"{service['url']}{RECEIVER_PATH}/{HOOK_TOKEN}", json=body).raise_for_status()
+
+
+def faults(service: dict[str, Any], **settings: Any) -> None:
+    httpx.post(f"{service['keap_url']}/_emulator/faults", json=settings).raise_for_status()
+
+
+def unhealthy_because(service: dict[str, Any], words: str) -> bool:
+    answer = healthz(service["url"])
+    return answer.status_code == 503 and words in json.dumps(answer.json()["reasons"])
+
+
+def test_healthz_goes_503_with_the_reason_and_back_to_200(service: dict[str, Any]) -> None:
+    url = service["url"]
+    eventually(lambda: 'invoiced_keap_last_success_timestamp_seconds{flow="companies"}' in httpx.get(f"{url}/metrics").text,
+               "a first good pass")
+    assert healthz(url).status_code == 200
+
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, service["database_url"]], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=service["env"])
+    try:
+        assert holder.stdout.readline().strip() == "held"  # type: ignore[union-attr]
+        hook(service)
+        eventually(lambda: unhealthy_because(service, "locked by"), "503 under a lock held by a live process")
+    finally:
+        holder.kill()
+        holder.wait()
+    eventually(lambda: healthz(url).status_code == 200, "200 once the holder is gone")
+
+    faults(service, error_rate=1.0, error_status=401)
+    hook(service)
+    eventually(lambda: unhealthy_because(service, "401"), "503 when Keap refuses the credentials")
+    faults(service, error_rate=0.0)
+    eventually(lambda: healthz(url).status_code == 200, "200 after the credentials work again")
+
+    faults(service, error_rate=1.0, error_status=503)
+    hook(service)
+    eventually(lambda: unhealthy_because(service, "503"), "503 while Keap answers 503")
+    faults(service, error_rate=0.0)
+    eventually(lambda: healthz(url).status_code == 200, "200 after Keap recovers")
