@@ -16,7 +16,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from datetime import timedelta
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
@@ -514,8 +515,12 @@ def auth_keap(
     console.note("Open this URL, sign in to Keap and allow access:")
     console.note(oauth.authorize_url(redirect_uri, state, base=str(settings.keap_authorize_url)))
     answer = code or typer.prompt("Paste the code, or the whole URL you were sent to")
-    asyncio.run(oauth.exchange_code(_authorization_code(answer, state), redirect_uri))
-    console.note(f"Keap tokens saved to {settings.keap_token_file}.")
+    tokens = asyncio.run(oauth.exchange_code(_authorization_code(answer, state), redirect_uri))
+    lasts = ("" if tokens.expires_at is None else
+             f" The access token lasts until {datetime.fromtimestamp(tokens.expires_at, UTC):%Y-%m-%d %H:%M} UTC"
+             f" ({(tokens.expires_at - time.time()) / 3600:.0f} h);")
+    console.note(f"Keap tokens saved to {settings.keap_token_file}.{lasts} the sync renews it with the refresh token"
+                 " as it runs, so this is needed again only if the refresh token is revoked or left unused for months.")
 
 
 def _authorization_code(answer: str, state: str) -> str:
@@ -553,15 +558,21 @@ def emulate(
     seed: Seed = typer.Option(Seed.demo, help="Start with the sample account or with no data."),
     invoiced_key: str = typer.Option("test", help="API key the Invoiced emulator accepts."),
     keap_key: str = typer.Option("test", help="API key (PAT/SAK) the Keap emulator accepts."),
+    oauth_client: list[str] | None = typer.Option(
+        None, "--oauth-client", help="ID:SECRET of an OAuth client the Keap emulator knows, for `auth keap`; repeatable."),
 ) -> None:
     """Run the Invoiced and Keap emulators on 127.0.0.1 until stopped (Ctrl-C)."""
+    clients = dict(client.partition(":")[::2] for client in oauth_client or ())
+    if not all(clients) or not all(clients.values()):
+        raise SettingError("emulate: --oauth-client takes ID:SECRET")
     from invoiced_keap.emulators.invoiced import InvoicedEmulator
     from invoiced_keap.emulators.keap import KeapEmulator
+    from invoiced_keap.emulators.keap.auth import AUTHORIZE_PATH, TOKEN_PATH
     from invoiced_keap.emulators.sample import INVOICED_SAMPLE, KEAP_SAMPLE
     from invoiced_keap.emulators.serve import BackgroundServer
 
     invoiced = InvoicedEmulator(api_key=invoiced_key)
-    keap = KeapEmulator(api_key=keap_key)
+    keap = KeapEmulator(api_key=keap_key, oauth_clients=clients)
     if seed is Seed.demo:
         invoiced.seed(INVOICED_SAMPLE)
         keap.seed(KEAP_SAMPLE)
@@ -573,5 +584,8 @@ def emulate(
     ) as keap_server:
         typer.echo(f"Invoiced emulator: {invoiced_server.url}  (API key {invoiced_key!r})")
         typer.echo(f"Keap emulator:     {keap_server.url}/crm/rest  (API key {keap_key!r})")
+        if clients:
+            typer.echo(f"Keap OAuth:        KEAP_AUTHORIZE_URL={keap_server.url}{AUTHORIZE_PATH} "
+                       f"KEAP_TOKEN_URL={keap_server.url}{TOKEN_PATH}  (clients {', '.join(clients)})")
         typer.echo("Control: GET /_emulator/stats, POST /_emulator/reset, POST /_emulator/faults. Ctrl-C stops.")
         stop.wait()
