@@ -113,8 +113,7 @@ def main(
     if log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise typer.BadParameter("expected DEBUG, INFO, WARNING or ERROR", param_hint="--log-level")
     configure_logging(log_format, log_level)
-    if log_format is LogFormat.json:
-        console.use_json_lines()
+    console.use_json_lines(log_format is LogFormat.json)
     ctx.obj = Session(config)
 
 

@@ -31,9 +31,12 @@ PROGRESS_EVERY = 10.0
 _json_lines = threading.Event()
 
 
-def use_json_lines() -> None:
-    """Error lines go through the (JSON) log handler from now on."""
-    _json_lines.set()
+def use_json_lines(on: bool) -> None:
+    """Whether error lines go through the (JSON) log handler, from now on."""
+    if on:
+        _json_lines.set()
+    else:
+        _json_lines.clear()
 
 
 def error(message: str) -> None:
