@@ -112,6 +112,8 @@ def test_healthz_goes_503_with_the_reason_and_back_to_200(service: dict[str, Any
         assert holder.stdout.readline().strip() == "held"  # type: ignore[union-attr]
         hook(service)
         eventually(lambda: unhealthy_because(service, "locked by"), "503 under a lock held by a live process")
+        banner = httpx.get(f"{url}/status").text.split('data-testid="health"')[1].split("</div>")[0]
+        assert "Unhealthy" in banner and "companies: last pass failed" in banner and "locked by" in banner
     finally:
         holder.kill()
         holder.wait()

@@ -118,3 +118,15 @@ async def test_keap_quota_comes_from_the_answers_headers(keap_server: Background
         await keap.create(COMPANIES, {"company_name": "Two"})
     assert pacer.quota_remaining == 30_000 - 2
     assert samples_of(metrics)[("invoiced_keap_keap_quota_remaining", ())] == 30_000 - 2
+
+
+def test_a_flow_without_failures_is_not_marked_for_attention_by_its_runs_result(served: Served) -> None:
+    run = served.store.start_run(["companies", "contacts"], dry_run=False)
+    served.store.record_failure("contacts", "invoiced", "13", "create", "Contact must contain an email address")
+    served.store.finish_run(run.id, "attention", {})
+
+    page = httpx.get(f"{served.url}/status").text
+
+    rows = {flow: page.split(f'<tr data-flow="{flow}">')[1].split("</tr>")[0] for flow in ("companies", "contacts")}
+    assert ">ok</td>" in rows["companies"] and ">attention</td>" in rows["contacts"]
+    assert '<meta http-equiv="refresh"' in page

@@ -38,14 +38,14 @@ def create_app(
     metrics: Metrics,
     settings: ServerSettings,
     *,
-    health: Callable[[], dict[str, object]] = dict,
+    health: Callable[[], dict[str, object]] | None = None,
     keap_quota: Callable[[], int | None] = lambda: None,
 ) -> Starlette:
     """`health()` is what `/healthz` answers: 200 when its `status` is "ok", else 503."""
-    status = StatusPage(store, list(flows), token=settings.status_token, keap_quota=keap_quota)
+    status = StatusPage(store, list(flows), token=settings.status_token, keap_quota=keap_quota, health=health)
 
     async def healthz(_: Request) -> Response:
-        answer = {"status": "ok", **health()}
+        answer = {"status": "ok", **(health() if health else {})}
         return JSONResponse(answer, status_code=200 if answer["status"] == "ok" else 503,
                             headers={"Cache-Control": "no-store"})
 

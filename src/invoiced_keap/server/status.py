@@ -1,13 +1,14 @@
 """The status page: the status view (`state.views`, as the `status` command) as server-rendered HTML (no build step).
 
-Read-only. When the service is reachable beyond loopback it is given a token, and the page asks for
+Read-only; it reloads itself every `REFRESH_SECONDS` and, served by `run`, heads with `/healthz`'s verdict. When the service is reachable beyond loopback it is given a token, and the page asks for
 it (a form that sets an HttpOnly cookie; `Authorization: Bearer <token>` works too for scripts).
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
@@ -17,12 +18,14 @@ from invoiced_keap.state import Store
 from invoiced_keap.state.views import StatusView, status_view
 
 COOKIE = "invoiced_keap_status"
+REFRESH_SECONDS = 30
 
 templates = Environment(loader=PackageLoader("invoiced_keap.server", "templates"), autoescape=select_autoescape())
 
 
-def render_status(view: StatusView, keap_quota_remaining: int | None) -> str:
-    return templates.get_template("status.html").render(view=view, keap_quota_remaining=keap_quota_remaining)
+def render_status(view: StatusView, keap_quota_remaining: int | None, health: Mapping[str, Any] | None = None) -> str:
+    return templates.get_template("status.html").render(view=view, keap_quota_remaining=keap_quota_remaining,
+                                                        health=health, refresh_seconds=REFRESH_SECONDS)
 
 
 class StatusPage:
@@ -35,7 +38,9 @@ class StatusPage:
         *,
         token: str | None = None,
         keap_quota: Callable[[], int | None] = lambda: None,
+        health: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
+        self.health = health
         self.store = store
         self.flow_names = list(flow_names)
         self.token = token
@@ -44,7 +49,8 @@ class StatusPage:
     async def show(self, request: Request) -> Response:
         if not self._allowed(request.cookies.get(COOKIE) or _bearer(request)):
             return self._ask_for_token(wrong=False)
-        page = render_status(status_view(self.store, self.flow_names), self.keap_quota())
+        page = render_status(status_view(self.store, self.flow_names), self.keap_quota(),
+                             self.health() if self.health else None)
         return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
     async def sign_in(self, request: Request) -> Response:
