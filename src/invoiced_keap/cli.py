@@ -479,9 +479,9 @@ def _print_checks(checks: Sequence[FlowCheck]) -> None:
         [(check.flow, rule, agreeing, check.pairs) for check in checks for rule, agreeing in check.agreeing.items()],
         empty="no field rules",
     )
-    for title, kind in (("Pending: changed on a side, the next pass carries it", "pending"),
-                        ("Drifted: both sides as last synced, yet different", "drifted"),
-                        ("Carried with loss: one side holds what it can of the other's value", "lossy")):
+    for title, kind in (("Pending pairs (changed on a side; the next pass carries it)", "pending"),
+                        ("Drifted pairs", "drifted"),
+                        ("Pairs carried with loss (one side holds what it can of the other's value)", "lossy")):
         console.print_table(title, ["flow", "invoiced", "keap", "rule", "Invoiced value", "Keap value"],
                             [(check.flow, d.invoiced_id, d.keap_id, d.rule, d.invoiced_value, d.keap_value)
                              for check in checks for d in getattr(check, kind)])

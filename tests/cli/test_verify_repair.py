@@ -1,5 +1,6 @@
 """`verify --repair`: a pair that drifted behind the engine's back (both sides equal their shadows, yet
-disagree) is invisible to `sync`; verify reports it, --repair settles it, and verify then exits 0."""
+disagree) is invisible to `sync`; verify reports it, --repair settles it by the conflict policy, and verify then
+exits 0."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ def test_repair_settles_drift_that_sync_never_sees(connected, invoiced, keap) ->
 
     assert repaired.exit_code == 0, repaired.stdout + repaired.stderr
     assert "verify: everything agrees" in repaired.stdout
-    assert keap[0].store.get("companies", acme_keap)["company_name"] == "Acme"  # Invoiced, the priority side, wins
+    # conflicts = newest (the default): the drifted Keap edit is the later one, so it wins on both sides
+    assert keap[0].store.get("companies", acme_keap)["company_name"] == "Acme (typo)" == invoiced[0].customers[1]["name"]
     again = connected("verify")
     assert again.exit_code == 0, again.stdout + again.stderr
     keap[0].requests.clear()
