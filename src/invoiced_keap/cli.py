@@ -135,18 +135,22 @@ EngineWork = Callable[[Syncer, list[str]], Awaitable[T]]
 
 
 def _run_engine(session: Session, flows: Sequence[str], work: EngineWork[T], *, allow_mass_change: bool = False) -> T:
-    """Check both credentials, open the APIs and the store, and let the engine `work` with progress bars."""
+    """Open the APIs and the store, and let the engine `work` with progress bars. Credentials are checked by the
+    pass's first reads (no call of their own): a refusal there names the system and the setting to look at."""
     settings = session.settings()
     names = list(selected_flows(settings, flows))
 
     async def run() -> T:
-        await check_credentials(settings)
         with session.store() as store:
             async with open_invoiced(settings) as invoiced, open_keap(settings) as keap:
                 with console.progress_bars() as bars:
                     options = compose.sync_options(settings, allow_mass_change=allow_mass_change)
                     syncer = Syncer(store, invoiced, keap, options, progress=lambda note: bars(f"{note.flow}: {note.step}", note.done, note.total))
-                    return await work(syncer, names)
+                    result = await work(syncer, names)
+        for report in result if isinstance(result, tuple) else (result,):
+            if isinstance(report, RunReport) and isinstance(report.cause, ApiError):
+                report.error = compose.explain_failure(settings, report.cause) or report.error
+        return result
 
     return asyncio.run(run())
 

@@ -126,6 +126,22 @@ def open_keap(settings: Settings, retry: RetryPolicy = RetryPolicy(), *, pacer: 
     )
 
 
+def explain_failure(settings: Settings, error: ApiError) -> str | None:
+    """The line to show for a pass that ended on refused credentials or an unreachable API (naming the system
+    and the setting to look at, as `check_credentials` does); None for any other error."""
+    if not isinstance(error, AuthenticationFailed) and error.status is not None:
+        return None
+    if (error.url or "").startswith(base_url(settings.keap_api_url)):
+        return _explain("Keap", _keap_key_setting(settings), "KEAP_API_URL", error)
+    return _explain("Invoiced", "INVOICED_API_KEY", "INVOICED_API_URL", error)
+
+
+def _keap_key_setting(settings: Settings) -> str:
+    credentials = keap_credentials(settings)
+    return ("KEAP_API_KEY" if isinstance(credentials, ApiKey) else "KEAP_ACCESS_TOKEN"
+            if isinstance(credentials, AccessToken) else "the Keap OAuth tokens (run `invoiced-keap auth keap`)")
+
+
 async def check_credentials(settings: Settings) -> None:
     """One listing call of one record on each side; raises `CannotConnect` naming the system that failed."""
     async with open_invoiced(settings, QUICK_CHECK) as invoiced:
@@ -133,9 +149,7 @@ async def check_credentials(settings: Settings) -> None:
             await invoiced.api.request("GET", "/customers", params={"per_page": 1})
         except ApiError as error:
             raise CannotConnect(_explain("Invoiced", "INVOICED_API_KEY", "INVOICED_API_URL", error)) from None
-    credentials = keap_credentials(settings)
-    key_setting = ("KEAP_API_KEY" if isinstance(credentials, ApiKey) else "KEAP_ACCESS_TOKEN"
-                   if isinstance(credentials, AccessToken) else "the Keap OAuth tokens (run `invoiced-keap auth keap`)")
+    key_setting = _keap_key_setting(settings)
     async with open_keap(settings, QUICK_CHECK) as keap:
         try:
             await keap.api.request("GET", "/v2/companies", params={"page_size": 1, "fields": "company_name"})

@@ -86,7 +86,8 @@ class FlowReport:
 @dataclass
 class RunReport:
     """A pass over some flows. `api_calls` counts calls per system; `open_failures` / `open_review` are
-    the lists' sizes after the pass (what the exit code reflects)."""
+    the lists' sizes after the pass (what the exit code reflects); `cause` is the API error that ended the
+    pass, if one did (its message is `error`)."""
 
     run_id: int | None
     dry_run: bool
@@ -95,6 +96,7 @@ class RunReport:
     open_failures: int = 0
     open_review: int = 0
     error: str | None = None
+    cause: Exception | None = None
 
     @property
     def exit_code(self) -> int:

@@ -181,7 +181,7 @@ class Syncer:
                 if held:
                     await work(held, report)
         except PASS_ENDING as error:
-            report.error = str(error)
+            report.error, report.cause = str(error), error
         except PassStopped:
             report.error = "stopped on request before the end; the next pass carries on"
         self._finish(report, calls_before)

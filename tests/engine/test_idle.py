@@ -1,0 +1,38 @@
+"""An idle pass costs the same handful of calls whatever the number of linked records (issue: API economy)."""
+
+from __future__ import annotations
+
+import pytest
+
+from invoiced_keap.engine.report import RunReport
+from tests.engine.conftest import World
+
+IDLE_FLOOR = {"invoiced": 4, "keap": 3}  # customers, two removal event types, items; one read per Keap object
+
+
+def seed(world: World, size: int) -> None:
+    world.invoiced.seed({
+        "customers": [*({"name": f"Company {n}", "type": "company"} for n in range(size)),
+                      *({"name": f"Person {n}", "type": "person", "email": f"p{n}@example.com"} for n in range(size))],
+        "items": [{"id": f"item-{n}", "name": f"Item {n}", "unit_cost": n} for n in range(size)],
+    })
+
+
+async def idle_after_initial_sync(world: World, size: int) -> tuple[RunReport, RunReport]:
+    seed(world, size)
+    first = await world.sync()
+    assert first.exit_code == 0 and sum(r.counts["created.keap"] for r in first.flows.values()) == 3 * size
+    echo = await world.sync()  # reads back the id stamps the first pass wrote
+    world.reset_stats()
+    idle = await world.sync()
+    return echo, idle
+
+
+@pytest.mark.parametrize("size", [30, 350])
+async def test_an_idle_pass_makes_the_floor_of_calls_and_no_write(world: World, size: int) -> None:
+    echo, idle = await idle_after_initial_sync(world, size)
+
+    assert idle.exit_code == 0
+    assert idle.api_calls == IDLE_FLOOR
+    assert world.writes() == {}
+    assert echo.api_calls["keap"] == 3 and sum(echo.counts()[f].get("updated.keap", 0) for f in echo.flows) == 0
