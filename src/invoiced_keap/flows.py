@@ -230,14 +230,16 @@ class KeapNeeds(NamedTuple):
 class Flow:
     """One flow, declared (see the module docstring). `adoption_keys` find, besides the match keys, the twin a
     create cut short may have made (`match.decide(adopting=True)`); `metadata_key` is the Invoiced metadata key
-    that records the linked Keap id. `keap_needs`: what a Keap create needs (Keap's documented rules); a create
-    without it is refused before it is sent (`keap_refusal`)."""
+    that records the linked Keap id (stamped where a lost link could not be found again otherwise: `relink`
+    pairs records by it, or, for a flow without one, by its first match key: a product's sku is its item id).
+    `keap_needs`: what a Keap create needs (Keap's documented rules); a create without it is refused before it
+    is sent (`keap_refusal`)."""
 
     name: str
     invoiced: Resource
     keap: KeapObject
     belongs: Callable[[Record], bool]
-    metadata_key: str
+    metadata_key: str | None
     rules: tuple[FieldRule, ...]
     match_keys: tuple[MatchKey, ...]
     adoption_keys: tuple[MatchKey, ...] = ()
@@ -327,7 +329,7 @@ CATALOGUE: dict[str, Flow] = {
                        contact_identity("name+street", CONTACT_NAME, CONTACT_ADDRESS_RULE)),
     ),
     "products": Flow(
-        name="products", invoiced=ITEM, keap=PRODUCTS, metadata_key="keap_product_id",
+        name="products", invoiced=ITEM, keap=PRODUCTS, metadata_key=None,  # the item id travels as the sku
         belongs=lambda _: True,
         keap_create=keap_product_extras("USD"),
         invoiced_create=_invoiced_item_extras,

@@ -12,7 +12,7 @@ propagates after what is done is committed.
 
 A create first persists its intent (with its match key), then calls the API (Invoiced creates send the
 intent's idempotency key), then commits link + shadows + intent removal, then stamps the Keap id into the
-Invoiced record's metadata (`flow.metadata_key`, merged). A stamp the API refused keeps the record's failures
+Invoiced record's metadata (`flow.metadata_key`, merged; flows without one stamp nothing). A stamp the API refused keeps the record's failures
 open: each later sync of the pair stamps again, and only a stamp that is made resolves them (`unstamped`).
 The lossy carries of a write are reported and stored with the link (`record_lossy_carries`) once it went through.
 """
@@ -403,7 +403,7 @@ class Applier:
         """Commit the batch, then stamp the Keap ids of its new links into Invoiced metadata: a stamp
         never names a link that was not stored, and a lost stamp is only a missing hint for `relink`."""
         self.commit()
-        stamps, self.to_stamp = self.to_stamp, []
+        stamps, self.to_stamp = (self.to_stamp if self.flow.metadata_key else []), []
         await self.each(stamps, lambda stamp: self.stamp(*stamp))
         self.commit()
 
@@ -412,6 +412,7 @@ class Applier:
         the record's failures held open for it resolve."""
         invoiced_id = str(invoiced_record["id"])
         key = self.flow.metadata_key
+        assert key is not None, "a flow without a metadata key stamps nothing"
         if (invoiced_record.get("metadata") or {}).get(key) != keap_id:
             target = invoiced_record if "metadata" in invoiced_record else invoiced_id  # a stored record has no metadata: read it
             try:

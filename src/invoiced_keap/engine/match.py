@@ -108,3 +108,24 @@ def match_all(index: KeapIndex, invoiced_records: Iterable[Record], *, adopting:
         if decision.action == "link" and claims[decision.keap_id] > 1 else decision
         for decision in decisions
     ]
+
+
+def relink_pairs(flow: Flow, invoiced_records: Iterable[Record], keap_records: Iterable[Record],
+                 linked_keap_ids: Collection[str] = ()) -> list[tuple[Record, Record]]:
+    """Pairs to link again after the state was lost: by the Keap id stamped in the Invoiced record's metadata, or,
+    for a flow without a stamp, by its first match key when exactly one Keap record has it (a product by its sku,
+    which our creates set to the item id). Keap records already linked are left out."""
+    keap_by_id = {str(record["id"]): record for record in keap_records if str(record["id"]) not in linked_keap_ids}
+    if flow.metadata_key is not None:
+        stamped = ((record, str((record.get("metadata") or {}).get(flow.metadata_key) or "")) for record in invoiced_records)
+        pairs = [(record, keap_by_id[keap_id]) for record, keap_id in stamped if keap_id in keap_by_id]
+    else:
+        key = flow.match_keys[0]
+        by_key: dict[str, list[Record]] = defaultdict(list)
+        for record in keap_by_id.values():
+            for value in key.keap_keys(record):
+                by_key[value].append(record)
+        found = ((record, [twin for value in key.invoiced_keys(record) for twin in by_key.get(value, ())]) for record in invoiced_records)
+        pairs = [(record, twins[0]) for record, twins in found if len(twins) == 1]
+    claims = Counter(str(keap["id"]) for _, keap in pairs)
+    return [(invoiced, keap) for invoiced, keap in pairs if claims[str(keap["id"])] == 1]

@@ -86,7 +86,9 @@ class MovedTwin:
 @dataclass
 class FlowPlan:
     """One flow's pass, planned (see the module docstring). `links` is the flow's active links when planned;
-    `moved_from` / `moved_from_links` the flow the `moves` leave and its links (for the breaker)."""
+    `moved_from` / `moved_from_links` the flow the `moves` leave and its links (for the breaker); `refused` the
+    payloads of the flow's open failures whose retry is not due, by (side, record id, operation), and `waiting`
+    the records whose write would send one of them again unchanged (left out of the plan until due)."""
 
     flow: Flow
     deletes: DeletesPolicy
@@ -107,6 +109,8 @@ class FlowPlan:
     resolved_failures: list[tuple[Side, str]] = field(default_factory=list)
     open_failures: set[tuple[str, str]] = field(default_factory=set)
     unstamped: set[str] = field(default_factory=set)
+    refused: dict[tuple[str, str, str], object] = field(default_factory=dict)
+    waiting: list[tuple[Side, str]] = field(default_factory=list)
     keap_unlinked: int = 0
     watermarks: dict[str, str] = field(default_factory=dict)
 
@@ -168,6 +172,8 @@ class FlowPlan:
             counts["deletes_ignored"] += len(self.removals)
         if self.keap_unlinked:
             counts["unlinked.keap"] += self.keap_unlinked
+        if self.waiting:
+            counts["waiting"] += len(self.waiting)
         return +counts
 
 
@@ -214,7 +220,7 @@ def removal_actions(flow: str, policy: DeletesPolicy, removal: Removal) -> list[
 
 def stamp_actions(flow: Flow, invoiced_record: Record, keap_id: str | None) -> list[Action]:
     """The id stamp of a pair, unless the Invoiced record carries it already (None: the id of a twin to be created)."""
-    if keap_id is not None and (invoiced_record.get("metadata") or {}).get(flow.metadata_key) == keap_id:
+    if flow.metadata_key is None or (keap_id is not None and (invoiced_record.get("metadata") or {}).get(flow.metadata_key) == keap_id):
         return []
     return [Action(flow.name, "stamp", "invoiced", str(invoiced_record["id"]), {flow.metadata_key: keap_id})]
 
@@ -222,9 +228,22 @@ def stamp_actions(flow: Flow, invoiced_record: Record, keap_id: str | None) -> l
 def create_body(flow: Flow, create: Create) -> Record:
     """What a create sends: the mapped fields, and for an Invoiced twin the Keap id in its metadata."""
     body = dict(create.plan.fields)
-    if create.plan.target == "invoiced":
+    if create.plan.target == "invoiced" and flow.metadata_key is not None:
         body["metadata"] = {flow.metadata_key: str(create.record["id"])}
     return body
+
+
+def refused_again(plan: FlowPlan, work: PairWork) -> bool:
+    """A write the other system refused, planned again unchanged before its retry is due: it waits (a record
+    read again without a change of its own must not send a refused write again; `retry` makes it due)."""
+    ids = {"invoiced": work.link.invoiced_id, "keap": work.link.keap_id}
+    for side in ("invoiced", "keap"):
+        source: Side = "keap" if side == "invoiced" else "invoiced"
+        writes = work.plan.writes(side)
+        if writes and plan.refused.get((source, ids[source], "update")) == writes:
+            plan.waiting.append((source, ids[source]))
+            return True
+    return False
 
 
 def intent_key(flow: Flow, record: Record) -> str | None:
@@ -253,6 +272,9 @@ class Planner:
         failures = store.failures(name)
         plan.open_failures = {(failure.side, failure.record_id) for failure in failures}
         plan.unstamped = {failure.record_id for failure in failures if failure.operation == "stamp"}
+        now = store.clock()
+        plan.refused = {(failure.side, failure.record_id, failure.operation): failure.payload
+                        for failure in failures if failure.next_retry_at > now}
         await self._add_due_failures(flow, changes, plan)
         moved_sources = await self._add_intent_sources(flow, changes, plan)
         plan.read = {"invoiced": len(changes.invoiced), "keap": len(changes.keap)}
@@ -271,7 +293,8 @@ class Planner:
         pairs = {link.id: link for link in (*by_invoiced.values(), *by_keap.values()) if link.id not in removed}
         if old_flow is not None:
             await self._carry_over(flow, old_flow, plan, read)
-        plan.pairs = [await self._plan_pair(flow, link, changes, repair) for link in pairs.values()]
+        plan.pairs = [work for work in [await self._plan_pair(flow, link, changes, repair) for link in pairs.values()]
+                      if not refused_again(plan, work)]
 
         unlinked = [record for record_id, record in changes.invoiced.items()
                     if record_id not in by_invoiced and record_id not in changes.removed_invoiced]
@@ -413,6 +436,10 @@ class Planner:
                 keap_record = by_id[decision.keap_id]
                 plan.new_pairs.append(NewPair(record, keap_record, plan_pair(flow, None, record, keap_record, policy)))
             else:
-                plan.creates.append(Create("invoiced", record, plan_create(flow, "invoiced", record), intent_key(flow, record)))
+                create = Create("invoiced", record, plan_create(flow, "invoiced", record), intent_key(flow, record))
+                if plan.refused.get(("invoiced", str(record["id"]), "create")) == create_body(flow, create):
+                    plan.waiting.append(("invoiced", str(record["id"])))
+                else:
+                    plan.creates.append(create)
         return claimed
 

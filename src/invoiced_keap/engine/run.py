@@ -36,12 +36,14 @@ from invoiced_keap.connectors.keap import KeapConnector
 from invoiced_keap.engine.apply import Applier, PassStopped
 from invoiced_keap.engine.changes import FlowChanges, read_changes, read_ids
 from invoiced_keap.engine.deletes import CircuitBreakerTripped, check_breaker, find_gone
+from invoiced_keap.engine.match import relink_pairs
 from invoiced_keap.engine.options import SyncOptions
 from invoiced_keap.engine.planner import FlowPlan, Planner, Removal
 from invoiced_keap.engine.report import FlowReport, Progress, ProgressHook, RunReport, no_progress
 from invoiced_keap.engine.shadows import snapshot
 from invoiced_keap.flows import Flow
 from invoiced_keap.logs import log_event
+from invoiced_keap.mapping import Record
 from invoiced_keap.state import FlowLease, FlowLockHeld, FlowLockLost, NewLink, Store
 
 # What ends a pass early (reported, not raised): writes turn their own API errors into failures, so an
@@ -137,32 +139,28 @@ class Syncer:
         return await self._pass("reconcile", flows, work, dry_run=dry_run)
 
     async def relink(self, flows: Iterable[str] | None = None) -> RunReport:
-        """Rebuild lost links from the Keap ids stamped in Invoiced metadata (one full listing per side).
+        """Rebuild lost links (one full listing per side): from the Keap ids stamped in Invoiced metadata, or for a
+        flow that stamps none, from its first match key (`relink_pairs`).
 
         Shadows are taken from both records as they are now: the pair counts as in sync from here on
         (`verify` shows pairs that disagree). Records already linked are left alone.
         """
 
         async def work(held: list[Flow], report: RunReport) -> None:
-            listings: dict[str, list] = {}
+            listings: dict[str, list[Record]] = {}
             for flow in held:
                 if flow.invoiced.name not in listings:
                     listings[flow.invoiced.name] = [record async for record in self.invoiced.all(flow.invoiced)]
-                flow_report = report.flows[flow.name] = FlowReport(flow.name)
-                stamped = {str(r["id"]): (r, str(r["metadata"][flow.metadata_key]))
-                           for r in listings[flow.invoiced.name]
-                           if flow.belongs(r) and (r.get("metadata") or {}).get(flow.metadata_key)}
+                records = [record for record in listings[flow.invoiced.name] if flow.belongs(record)]
                 linked = self.store.active_link_ids(flow.name)
-                linked_keap = set(linked.values())
-                keap_records = ({str(k["id"]): k async for k in self.keap.list_all(flow.keap, fields=flow.keap_fields)}
-                                if stamped else {})
-                new_links = [
-                    NewLink(invoiced_id, keap_id, snapshot(flow, "invoiced", record), snapshot(flow, "keap", keap_records[keap_id]))
-                    for invoiced_id, (record, keap_id) in stamped.items()
-                    if invoiced_id not in linked and keap_id not in linked_keap and keap_id in keap_records
-                ]
-                self.store.add_links(flow.name, new_links)
-                flow_report.counts["linked"] = len(new_links)
+                unlinked = [record for record in records if str(record["id"]) not in linked]
+                keap_records = ([record async for record in self.keap.list_all(flow.keap, fields=flow.keap_fields)]
+                                if unlinked else [])
+                pairs = relink_pairs(flow, unlinked, keap_records, set(linked.values()))
+                self.store.add_links(flow.name, [NewLink(str(invoiced["id"]), str(keap["id"]), snapshot(flow, "invoiced", invoiced),
+                                                         snapshot(flow, "keap", keap)) for invoiced, keap in pairs])
+                report.flows[flow.name] = FlowReport(flow.name)
+                report.flows[flow.name].counts["linked"] = len(pairs)
 
         return await self._pass("relink", flows, work)
 
