@@ -94,3 +94,20 @@ def test_review_create_makes_a_new_keap_record_on_the_next_sync(connected, invoi
         assert store.review_items() == [] and store.intents() == []
     writes_before = keap_writes(keap)
     assert connected("sync", "--flow", "companies").exit_code == 0 and keap_writes(keap) == writes_before
+
+
+def api_calls(invoiced, keap) -> int:
+    return sum(httpx.get(f"{server[1].url}/_emulator/stats").json()["total"] for server in (invoiced, keap))
+
+
+def test_an_idle_sync_costs_the_floor_of_calls_credentials_included(connected, invoiced, keap) -> None:
+    seed_sample(invoiced, keap)
+    connected("sync")
+    connected("sync")  # reads back what the first wrote
+    writes_before, before = keap_writes(keap), api_calls(invoiced, keap)
+
+    idle = connected("sync")
+
+    assert idle.exit_code in (0, 2), idle.stderr  # the sample keeps one record Keap refuses
+    assert api_calls(invoiced, keap) - before == 7  # 4 Invoiced reads, 3 Keap reads: the credential check is the first read
+    assert keap_writes(keap) == writes_before  # the refused record is not sent again before its retry is due
