@@ -102,9 +102,11 @@ class RateLimitSettings(_Section):
 
 
 class Schedule(_Section):
-    """`[schedule]`, in seconds: how often `run` polls, lists everything, waits after a webhook, retries failures."""
+    """`[schedule]`, in seconds: how often `run` polls (Keap, while its hooks are verified, only every
+    `keap_poll_interval`), lists everything, waits after a webhook, retries failures."""
 
     poll_interval: PositiveFloat = 60.0
+    keap_poll_interval: PositiveFloat = 900.0
     full_scan_interval: PositiveFloat = 86_400.0
     webhook_debounce: PositiveFloat = 2.0
     failure_retry_base: PositiveFloat = 300.0
@@ -199,10 +201,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _field_rules_exist(self) -> Settings:
-        try:
-            built = SyncOptions(self.profile, self.flow).flows
-        except ValueError as error:
-            raise ValueError(f"flow: {error}") from None
+        built = SyncOptions(self.profile, self.flow).flows  # a ValueError names the setting
         for name, options in self.flow.items():
             known = {rule.name for rule in CATALOGUE[name].rules} | {rule.name for rule in built[name].rules}
             for rule_name in [*options.drop, *options.conflict_groups]:

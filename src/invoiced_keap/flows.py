@@ -190,15 +190,23 @@ def person_name_rule() -> FieldRule:
 
 # --- create-only fields ------------------------------------------------------------------------------
 
-def _customer_of_type(customer_type: str) -> Callable[[Record], Mapped]:
-    return lambda _: Mapped({"type": customer_type})
+@dataclass(frozen=True)
+class CreateExtras:
+    """Fields a create sets besides the rules' (a customer's type, a product's price), mapped from the source
+    record by `make`; `fields` names them, so that no configured rule writes one of them too."""
+
+    fields: frozenset[str] = frozenset()
+    make: Callable[[Record], Mapped] = lambda _: Mapped({})
+
+    def __call__(self, record: Record) -> Mapped:
+        return self.make(record)
 
 
-def _nothing(_: Record) -> Mapped:
-    return Mapped({})
+def _customer_of_type(customer_type: str) -> CreateExtras:
+    return CreateExtras(frozenset({"type"}), lambda _: Mapped({"type": customer_type}))
 
 
-def keap_product_extras(keap_currency: str) -> Callable[[Record], Mapped]:
+def keap_product_extras(keap_currency: str) -> CreateExtras:
     """Keap v2 requires `price` (minor units of the account's one currency, `mapping.keap_price`) and
     `short_description` on create; `sku` carries the item id."""
 
@@ -206,7 +214,7 @@ def keap_product_extras(keap_currency: str) -> Callable[[Record], Mapped]:
         price, lossy = mapping.keap_price(item.get("unit_cost"), item["currency"], keap_currency)
         return Mapped({"sku": str(item["id"]), "price": price, "short_description": mapping.text(item.get("name"))}, lossy)
 
-    return extras
+    return CreateExtras(frozenset({"sku", "price", "short_description"}), extras)
 
 
 def _invoiced_item_extras(product: Record) -> Mapped:
@@ -215,6 +223,9 @@ def _invoiced_item_extras(product: Record) -> Mapped:
         return Mapped({})
     currency = price["currency_code"]
     return Mapped({"unit_cost": mapping.major_units(price["amount"], currency), "currency": currency.lower()})
+
+
+INVOICED_ITEM_EXTRAS = CreateExtras(frozenset({"unit_cost", "currency"}), _invoiced_item_extras)
 
 
 # --- the flows ---------------------------------------------------------------------------------------
@@ -233,7 +244,9 @@ class Flow:
     that records the linked Keap id (stamped where a lost link could not be found again otherwise: `relink`
     pairs records by it, or, for a flow without one, by its first match key: a product's sku is its item id).
     `keap_needs`: what a Keap create needs (Keap's documented rules); a create without it is refused before it
-    is sent (`keap_refusal`)."""
+    is sent (`keap_refusal`). `create_rules`: the rules a Keap create carries even where the flow syncs none
+    of them (`create_only_rules`: a link-only profile still makes a twin Keap accepts and a person recognises);
+    `keap_create` / `invoiced_create`: the create-only extras of each target side."""
 
     name: str
     invoiced: Resource
@@ -243,8 +256,9 @@ class Flow:
     rules: tuple[FieldRule, ...]
     match_keys: tuple[MatchKey, ...]
     adoption_keys: tuple[MatchKey, ...] = ()
-    keap_create: Callable[[Record], Mapped] = _nothing
-    invoiced_create: Callable[[Record], Mapped] = _nothing
+    create_rules: tuple[FieldRule, ...] = ()
+    keap_create: CreateExtras = CreateExtras()
+    invoiced_create: CreateExtras = CreateExtras()
     keap_needs: KeapNeeds | None = None
 
     def keap_refusal(self, body: Record) -> str | None:
@@ -258,6 +272,12 @@ class Flow:
         return next(rule for rule in self.rules if rule.name == name)
 
     @property
+    def create_only_rules(self) -> tuple[FieldRule, ...]:
+        """The `create_rules` the flow does not sync: a Keap create carries them, nothing else reads them."""
+        synced = {rule.name for rule in self.rules}
+        return tuple(rule for rule in self.create_rules if rule.name not in synced)
+
+    @property
     def keap_fields(self) -> tuple[str, ...]:
         """The Keap fields a read asks for: every field a rule or key uses, and the update time."""
         used = {name for rule in self.rules for name in rule.keap_fields}
@@ -269,11 +289,22 @@ class Flow:
         return f"{self.name}.{stream}"
 
     def check(self) -> None:
-        """Raise ValueError naming a Keap field that no v2 property of the flow's object has."""
+        """Raise ValueError naming a Keap field that no v2 property of the flow's object has, or a field of either
+        side that two rules (or a rule and a create-only field) would both write: one would undo the other."""
         unknown = sorted(set(self.keap_fields) - self.keap.properties)
         if unknown:
-            raise ValueError(f"flow {self.name!r}: Keap {self.keap.name} have no field {unknown[0]!r}; "
+            raise ValueError(f"flow.{self.name}: Keap {self.keap.name} have no field {unknown[0]!r}; "
                              f"expected one of {sorted(self.keap.properties - {'id'})}")
+        for side in SIDES:
+            extras = self.invoiced_create if side == "invoiced" else self.keap_create
+            owners = {name: "set on create (create-only)" for name in extras.fields}
+            for rule, owner in [*((rule, f"used by the create-only rule {rule.name!r}") for rule in self.create_only_rules),
+                                *((rule, f"mapped by rule {rule.name!r}") for rule in self.rules)]:
+                for name in rule.invoiced_fields if side == "invoiced" else rule.keap_fields:
+                    if name in owners:
+                        raise ValueError(f"flow.{self.name}: rule {rule.name!r}: {side} = {name!r} is already "
+                                         f"{owners[name]}; a field has one rule")
+                    owners[name] = owner
 
 
 COMPANY_EMAIL = KeapPlace("email_address", "EMAIL1")
@@ -291,8 +322,11 @@ def _is_person(customer: Record) -> bool:
     return customer.get("type") in PERSON_TYPES
 
 
+COMPANY_NAME = text_rule("name", "name", "company_name", required=True, invoiced_limit=mapping.INVOICED_NAME_LIMIT)
 CONTACT_NAME = person_name_rule()
+CONTACT_EMAIL_RULE = place_text_rule("email", "email", CONTACT_EMAIL, "email", mapping.EMAIL1_LIMIT)
 CONTACT_PHONE_RULE = place_text_rule("phone", "phone", CONTACT_PHONE, "number", mapping.PHONE1_LIMIT)
+PRODUCT_NAME = text_rule("name", "name", "name", required=True)
 CONTACT_ADDRESS_RULE = address_rule(CONTACT_ADDRESS)
 
 CATALOGUE: dict[str, Flow] = {
@@ -301,8 +335,9 @@ CATALOGUE: dict[str, Flow] = {
         belongs=lambda customer: not _is_person(customer),  # organisations, and customers without a type
         invoiced_create=_customer_of_type("company"),
         keap_needs=KeapNeeds(("company_name",), "company_name is required"),
+        create_rules=(COMPANY_NAME,),
         rules=(
-            text_rule("name", "name", "company_name", required=True, invoiced_limit=mapping.INVOICED_NAME_LIMIT),
+            COMPANY_NAME,
             place_text_rule("email", "email", COMPANY_EMAIL, "email", mapping.EMAIL1_LIMIT),
             place_text_rule("phone", "phone", COMPANY_PHONE, "number", mapping.PHONE1_LIMIT),
             address_rule(COMPANY_ADDRESS),
@@ -318,9 +353,10 @@ CATALOGUE: dict[str, Flow] = {
         # infusionsoft-php issue 140; Keap v2 create: "at least one item in email_addresses, phone_numbers, or addresses"
         keap_needs=KeapNeeds(("email_addresses", "phone_numbers", "addresses"),
                              "Contact must contain at least one email address, phone number or address"),
+        create_rules=(CONTACT_NAME, CONTACT_EMAIL_RULE, CONTACT_PHONE_RULE),
         rules=(
             CONTACT_NAME,
-            place_text_rule("email", "email", CONTACT_EMAIL, "email", mapping.EMAIL1_LIMIT),
+            CONTACT_EMAIL_RULE,
             CONTACT_PHONE_RULE,
             CONTACT_ADDRESS_RULE,
         ),
@@ -332,10 +368,11 @@ CATALOGUE: dict[str, Flow] = {
         name="products", invoiced=ITEM, keap=PRODUCTS, metadata_key=None,  # the item id travels as the sku
         belongs=lambda _: True,
         keap_create=keap_product_extras("USD"),
-        invoiced_create=_invoiced_item_extras,
+        invoiced_create=INVOICED_ITEM_EXTRAS,
         keap_needs=KeapNeeds(("name",), "name is required"),  # CreateProductRequest_Detail.required
+        create_rules=(PRODUCT_NAME,),
         rules=(
-            text_rule("name", "name", "name", required=True),
+            PRODUCT_NAME,
             text_rule("description", "description", "description"),
         ),
         match_keys=(sku_key(), name_key("name", "name", "name")),
@@ -347,31 +384,48 @@ PROFILES: dict[str, dict[str, tuple[str, ...]]] = {
     "default": {name: tuple(rule.name for rule in flow.rules) for name, flow in CATALOGUE.items()},
 }
 
-RuleSpec = str | Mapping[str, str]
+RuleSpec = str | Mapping[str, object]
 Overrides = Mapping[str, Mapping[str, Sequence[RuleSpec]]]
+ADDED_RULE_KEYS = ("name", "invoiced", "keap")
 
 
 def _rule_from_config(flow: Flow, spec: RuleSpec) -> FieldRule:
+    """A catalogued rule by name, or an added one: one free-text field of each side (`Resource.text_fields`,
+    `KeapObject.text_properties`); ValueError names the setting and the value that is wrong."""
+    where = f"flow.{flow.name}.add"
     if isinstance(spec, str):
         try:
             return CATALOGUE[flow.name].rule(spec)
         except StopIteration:
-            raise ValueError(f"flow {flow.name!r} has no rule {spec!r}") from None
-    missing = {"name", "invoiced", "keap"} - set(spec)
+            raise ValueError(f"{where}: flow {flow.name!r} has no rule {spec!r}") from None
+    unknown = sorted(set(spec) - set(ADDED_RULE_KEYS))
+    if unknown:
+        raise ValueError(f"{where}: unknown key {unknown[0]!r} in rule {dict(spec)!r}; expected {', '.join(ADDED_RULE_KEYS)}")
+    missing = sorted(set(ADDED_RULE_KEYS) - set(spec))
     if missing:
-        raise ValueError(f"rule {dict(spec)!r} in flow {flow.name!r} lacks {sorted(missing)}")
-    return text_rule(spec["name"], spec["invoiced"], spec["keap"])
+        raise ValueError(f"{where}: rule {dict(spec)!r} lacks {missing}")
+    for key in ADDED_RULE_KEYS:
+        if not isinstance(spec[key], str) or not spec[key]:
+            raise ValueError(f"{where}: {key} = {spec[key]!r}: expected a field name")
+    name, invoiced, keap = (str(spec[key]) for key in ADDED_RULE_KEYS)
+    if invoiced not in flow.invoiced.text_fields:
+        raise ValueError(f"{where}: invoiced = {invoiced!r} is no free-text field of an Invoiced {flow.invoiced.name}; "
+                         f"expected one of {sorted(flow.invoiced.text_fields)}")
+    if keap not in flow.keap.text_properties:
+        raise ValueError(f"{where}: keap = {keap!r} is no free-text field of Keap {flow.keap.name}; "
+                         f"expected one of {sorted(flow.keap.text_properties)}")
+    return text_rule(name, invoiced, keap)
 
 
 def build_flows(profile: str = "default", overrides: Overrides | None = None, keap_currency: str = "USD") -> dict[str, Flow]:
     """The flows of a profile, with the configuration's `add` / `drop` lists applied per flow, each checked
     (`Flow.check`), products priced in `keap_currency`; ValueError names the profile, flow, rule or field that is wrong."""
     if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; expected one of {sorted(PROFILES)}")
+        raise ValueError(f"profile: unknown profile {profile!r}; expected one of {sorted(PROFILES)}")
     overrides = overrides or {}
     unknown = set(overrides) - set(CATALOGUE)
     if unknown:
-        raise ValueError(f"unknown flow(s) in configuration: {sorted(unknown)}")
+        raise ValueError(f"flow: unknown flow(s) in configuration: {sorted(unknown)}")
     flows = {}
     for name, flow in CATALOGUE.items():
         override = overrides.get(name, {})
@@ -381,7 +435,7 @@ def build_flows(profile: str = "default", overrides: Overrides | None = None, ke
         rules = [rule for rule in rules if rule.name not in dropped]
         names = [rule.name for rule in rules]
         if len(set(names)) != len(names):
-            raise ValueError(f"flow {name!r} has duplicate rules: {names}")
+            raise ValueError(f"flow.{name}: duplicate rules: {names}")
         flows[name] = replace(flow, rules=tuple(rules))
         if flow.keap == PRODUCTS:
             flows[name] = replace(flows[name], keap_create=keap_product_extras(mapping.currency_code(keap_currency)))

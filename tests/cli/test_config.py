@@ -65,13 +65,14 @@ priority = "keap"
 conflict_groups = { address = "keap" }
 deletes = "propagate"
 [flow.products]
-add = [{ name = "sku", invoiced = "id", keap = "sku" }]
+drop = ["description"]
+add = [{ name = "html", invoiced = "description", keap = "top_html" }]
 """)
     settings = load_settings(path)
     flows = selected_flows(settings)
     assert list(flows) == ["companies", "products"]
     assert [rule.name for rule in flows["companies"].rules] == ["name", "email", "address"]
-    assert [rule.name for rule in flows["products"].rules] == ["name", "description", "sku"]
+    assert [rule.name for rule in flows["products"].rules] == ["name", "html"]
     options = sync_options(settings)
     assert options.flow_options("companies").policy == Policy("newest", "keap", {"address": "keap"})
     assert options.flow_options("products").policy == Policy("invoiced", "invoiced", {})
@@ -88,6 +89,12 @@ add = [{ name = "sku", invoiced = "id", keap = "sku" }]
         ("colour = 'blue'\n", "unknown setting 'colour'"),
         ("[breaker]\nmax_delete_share = 2\n", "setting breaker.max_delete_share: Input should be less than or equal to 1 (got 2)"),
         ("[flow.companies]\ndrop = ['website']\n", "flow.companies: no field rule 'website'"),
+        ("[flow.companies]\nadd = [{name = 'n', invoiced = 'notes', keap = 'notes', bogus = 1}]\n",
+         "setting flow.companies.add: unknown key 'bogus' in rule"),
+        ("[flow.companies]\nadd = [{name = 'n', invoiced = 'notes', keap = 'company_name'}]\n",
+         "setting flow.companies: rule 'n': keap = 'company_name' is already mapped by rule 'name'"),
+        ("[flow.products]\nadd = [{name = 'sku', invoiced = 'id', keap = 'sku'}]\n",
+         "setting flow.products.add: invoiced = 'id' is no free-text field of an Invoiced item"),
         ("[flow.invoices]\ndeletes = 'ignore'\n", "setting flow.invoices.[key]: expected one of companies, contacts, products"),
         ("flows = ['companies', 'invoices']\n", "setting flows.1: expected one of companies, contacts, products (got 'invoices')"),
         ("[flow.companies]\ncolour = 'blue'\n", "unknown setting 'flow.companies.colour'"),

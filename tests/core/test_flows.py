@@ -46,12 +46,12 @@ def test_profiles() -> None:
 
 
 def test_configuration_adds_and_drops_rules() -> None:
-    overrides = {"companies": {"drop": ["phone"], "add": [{"name": "website", "invoiced": "website", "keap": "website"}]},
+    overrides = {"companies": {"drop": ["phone"], "add": [{"name": "website", "invoiced": "attention_to", "keap": "website"}]},
                  "contacts": {"add": ["email"]}}
     assert rule_names("spec", overrides) == {"companies": ["name", "website"], "contacts": ["email"],
                                              "products": ["name", "description"]}
     website = build_flows("spec", overrides)["companies"].rule("website")
-    assert to_keap(website, {"website": " acme.example "}).fields == {"website": "acme.example"}
+    assert to_keap(website, {"attention_to": " acme.example "}).fields == {"website": "acme.example"}
 
 
 @pytest.mark.parametrize(("profile", "overrides", "message"), [
@@ -60,6 +60,36 @@ def test_configuration_adds_and_drops_rules() -> None:
     ("default", {"companies": {"add": ["colour"]}}, "has no rule 'colour'"),
     ("default", {"companies": {"add": [{"name": "x", "keap": "x"}]}}, "lacks ['invoiced']"),
     ("default", {"companies": {"add": ["email"]}}, "duplicate rules"),
+    # an added rule maps one free text field to one free text field no other rule maps
+    ("default", {"companies": {"add": [{"name": "x", "invoiced": "notes", "keap": "notes", "bogus": 1}]}},
+     "flow.companies.add: unknown key 'bogus'"),
+    ("default", {"companies": {"add": [{"name": "x", "invoiced": "notes", "keap": "company_name"}]}},
+     "flow.companies: rule 'x': keap = 'company_name' is already mapped by rule 'name'"),
+    ("spec", {"companies": {"add": [{"name": "x", "invoiced": "notes", "keap": "notes"},
+                                    {"name": "y", "invoiced": "tax_id", "keap": "notes"}]}},
+     "rule 'y': keap = 'notes' is already mapped by rule 'x'"),
+    ("spec", {"contacts": {"add": [{"name": "x", "invoiced": "notes", "keap": "given_name"}]}},
+     "rule 'x': keap = 'given_name' is already used by the create-only rule 'name'"),  # contacts' create-only name
+    ("spec", {"products": {"drop": ["description"],
+                           "add": [{"name": "x", "invoiced": "description", "keap": "short_description"}]}},
+     "flow.products: rule 'x': keap = 'short_description' is already set on create (create-only)"),
+    ("default", {"companies": {"add": [{"name": "x", "invoiced": "phone", "keap": "notes"}]}},
+     "rule 'x': invoiced = 'phone' is already mapped by rule 'phone'"),
+    ("spec", {"companies": {"add": [{"name": "x", "invoiced": "notes", "keap": "notes"},
+                                    {"name": "y", "invoiced": "notes", "keap": "website"}]}},
+     "rule 'y': invoiced = 'notes' is already mapped by rule 'x'"),
+    *[("spec", {"companies": {"add": [{"name": "x", "invoiced": "notes", "keap": keap}]}},
+       f"flow.companies.add: keap = {keap!r} is no free-text field of Keap companies")
+      for keap in ("id", "update_time", "create_time", "address", "email_address", "custom_fields", "groups")],
+    *[("spec", {"contacts": {"add": [{"name": "x", "invoiced": "notes", "keap": keap}]}},
+       f"flow.contacts.add: keap = {keap!r} is no free-text field of Keap contacts")
+      for keap in ("email_addresses", "addresses", "company", "tag_ids", "source_type")],
+    *[("spec", {"companies": {"add": [{"name": "x", "invoiced": invoiced, "keap": "notes"}]}},
+       f"flow.companies.add: invoiced = {invoiced!r} is no free-text field of an Invoiced customer")
+      for invoiced in ("id", "metadata", "type", "updated_at", "created_at", "payment_source", "taxes", "email")],
+    ("spec", {"products": {"add": [{"name": "x", "invoiced": "unit_cost", "keap": "top_html"}]}},
+     "flow.products.add: invoiced = 'unit_cost' is no free-text field of an Invoiced item"),
+    ("spec", {"companies": {"add": [{"name": "x", "invoiced": 3, "keap": "notes"}]}}, "invoiced = 3: expected a field name"),
 ])
 def test_bad_configuration_is_refused(profile: str, overrides: dict | None, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -111,3 +141,24 @@ def test_a_second_flow_on_a_keap_object_keeps_its_own_marks() -> None:
     marks = {flow.mark(stream) for flow in (CATALOGUE["contacts"], people) for stream in ("invoiced", "removals", "keap")}
     assert len(marks) == 6
     assert people.keap == CATALOGUE["contacts"].keap and people.keap_fields == CATALOGUE["contacts"].keap_fields
+
+
+def test_the_free_text_fields_an_added_rule_may_map_are_the_apis_own() -> None:
+    """The declared text fields are writable strings of the APIs (as their emulators take them)."""
+    from invoiced_keap.emulators.invoiced import customers, items
+    from invoiced_keap.emulators.keap.bodies import CompanyRequest, ContactRequest, ProductFields
+
+    assert set(customers._FREE_TEXT) - {"notes"} <= CUSTOMER.text_fields <= set(customers.NORMALISERS)
+    assert ITEM.text_fields <= set(items.NORMALISERS)
+    for keap_object, model in ((CATALOGUE["companies"].keap, CompanyRequest), (CATALOGUE["contacts"].keap, ContactRequest),
+                               (CATALOGUE["products"].keap, ProductFields)):
+        assert keap_object.text_properties <= keap_object.properties
+        assert all(model.model_fields[name].annotation == (str | None) for name in keap_object.text_properties), keap_object.name
+
+
+def test_an_added_rule_on_free_text_fields_of_both_sides_is_accepted() -> None:
+    flows = build_flows("spec", {"contacts": {"add": [{"name": "title", "invoiced": "attention_to", "keap": "job_title"}]},
+                                 "products": {"drop": ["description"],
+                                              "add": [{"name": "html", "invoiced": "description", "keap": "top_html"}]}})
+    assert [rule.name for rule in flows["contacts"].rules] == ["title"]
+    assert "top_html" in flows["products"].keap_fields

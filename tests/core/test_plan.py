@@ -128,11 +128,11 @@ def test_contact_slots_and_truncation() -> None:
 
 
 def test_a_rule_added_by_configuration_is_merged_without_touching_the_others() -> None:
-    with_website = build_flows(overrides={"companies": {"add": [{"name": "website", "invoiced": "website",
+    with_website = build_flows(overrides={"companies": {"add": [{"name": "website", "invoiced": "attention_to",
                                                                    "keap": "website"}]}})["companies"]
     old_shadows = linked(COMPANIES, ACME, ACME_KEAP)
     plan = plan_pair(with_website, old_shadows, ACME, {**ACME_KEAP, "website": "acme.example"})
-    assert plan.invoiced_writes == {"website": "acme.example"} and plan.keap_writes == {}
+    assert plan.invoiced_writes == {"attention_to": "acme.example"} and plan.keap_writes == {}
 
 
 def test_create_a_product_in_keap() -> None:

@@ -45,7 +45,7 @@ async def test_an_added_text_field_round_trips_and_survives_edits_of_other_field
 
 def test_every_keap_field_a_rule_or_key_uses_is_read() -> None:
     for profile in ("default", "spec"):
-        flows = build_flows(profile, {"companies": {"add": [NOTES, {"name": "site", "invoiced": "website", "keap": "website"}]}})
+        flows = build_flows(profile, {"companies": {"add": [NOTES, {"name": "site", "invoiced": "attention_to", "keap": "website"}]}})
         for flow in flows.values():
             used = {name for rule in flow.rules for name in rule.keap_fields}
             used |= {name for key in (*flow.match_keys, *flow.adoption_keys) for name in key.keap_fields}

@@ -60,13 +60,16 @@ class Stream:
 class Resource:
     """A record type, declared: its endpoint (`/customers/{id}`), the listing of every live record (by id:
     records created mid-read land on later pages, so offset paging skips none), the incremental listing
-    (`updated_after` filterable, or else `newest_first` with paging stopped at the watermark), and how a
-    delete shows: `removal_events` (one listing per event type, newest first) or an `archived` listing."""
+    (`updated_after` filterable, or else `newest_first` with paging stopped at the watermark), how a
+    delete shows: `removal_events` (one listing per event type, newest first) or an `archived` listing, and
+    `text_fields`: the writable fields it takes as free text (no format, enum, reference or object: what a
+    configured `add` rule may map; API.md sections 2 and 3)."""
 
     name: str
     path: str
     listing: Stream
     changes: Stream
+    text_fields: frozenset[str]
     newest_first: bool = False
     removal_events: tuple[Stream, ...] = ()
     archived: Stream | None = None
@@ -77,6 +80,8 @@ CUSTOMER = Resource(
     "customer", "/customers",
     listing=Stream("/customers", {"sort": "id asc"}),
     changes=Stream("/customers", {"sort": "updated_at asc,id asc"}),
+    text_fields=frozenset({"name", "attention_to", "address1", "address2", "city", "state", "postal_code", "phone", "notes",
+                           "tax_id", "avalara_entity_use_code", "avalara_exemption_number"}),
     # A merge deletes the merged customer without a `customer.deleted` event (see `removed_record_id`).
     removal_events=tuple(Stream("/events", {"filter[type]": kind}) for kind in ("customer.deleted", "customer.merged")),
 )
@@ -85,6 +90,7 @@ ITEM = Resource(
     "item", "/items",
     listing=Stream("/items", {"sort": "id asc"}),
     changes=Stream("/items", {"sort": "updated_at desc,id desc"}),
+    text_fields=frozenset({"name", "description"}),
     newest_first=True,
     archived=Stream("/items", {"archived": 1, "sort": "id asc"}),
 )

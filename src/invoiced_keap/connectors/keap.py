@@ -51,12 +51,15 @@ IDS_PER_CALL = 100
 class KeapObject:
     """One v2 record type, declared: `name` is its path segment and listing key, `hook_object` its v1 REST
     hook event prefix (`company.edit`), `properties` the v2 schema's top-level fields (what a field rule may
-    name), `since_filter` / `change_order` how to read only what changed, `ids_filter` the filter that takes
-    a comma-separated id list (None: read one by one), `takes_fields` whether listings take `fields`."""
+    name), `text_properties` those of them a create or update takes as free text (a plain string, not an id,
+    date, enum, object or array: what a configured `add` rule may map), `since_filter` / `change_order` how to
+    read only what changed, `ids_filter` the filter that takes a comma-separated id list (None: read one by
+    one), `takes_fields` whether listings take `fields`."""
 
     name: str
     hook_object: str
     properties: frozenset[str]
+    text_properties: frozenset[str]
     since_filter: str | None = None
     change_order: str | None = None
     ids_filter: str | None = None
@@ -75,7 +78,8 @@ class KeapObject:
         return bool(self.change_order and self.change_order.endswith(" desc"))
 
 
-# Properties: the v2 OpenAPI schemas `Company`, `Contact`, `RestV2Product_List` (keap/specs, 2024).
+# Properties: the v2 OpenAPI schemas `Company`, `Contact`, `RestV2Product_List` (keap/specs, 2024); text properties:
+# the string properties of `CreateCompanyRequest`, `CreateUpdateContactRequest` and `CreateProductRequest_Detail`.
 COMPANIES = KeapObject(
     "companies", "company",
     frozenset({
@@ -84,6 +88,11 @@ COMPANIES = KeapObject(
         "fax_number", "first_name", "groups", "id", "job_title", "last_name", "last_updated_by", "middle_name",
         "notes", "owner_id", "phone_number", "preferred_name", "referral_code", "spouse_name", "suffix", "title",
         "update_time", "website",
+    }),
+    frozenset({
+        "assistant_name", "assistant_phone", "billing_information", "company_name", "first_name", "job_title",
+        "last_name", "middle_name", "notes", "preferred_name", "referral_code", "spouse_name", "suffix", "title",
+        "website",
     }),
     since_filter="since_time",
     change_order="id",
@@ -98,6 +107,10 @@ CONTACTS = KeapObject(
         "referral_code", "score_value", "social_accounts", "source_type", "spouse_name", "suffix", "tag_ids",
         "time_zone", "update_time", "utm_parameters", "website",
     }),
+    frozenset({
+        "assistant_name", "assistant_phone", "billing_information", "family_name", "given_name", "job_title",
+        "middle_name", "preferred_name", "prefix", "referral_code", "spouse_name", "suffix", "website",
+    }),
     since_filter="start_update_time",
     change_order="id",
     ids_filter="ids",
@@ -110,6 +123,7 @@ PRODUCTS = KeapObject(
         "needs_digital_delivery", "options", "price", "shippable", "short_description", "sku", "state_taxable",
         "storefront_hidden", "subscription_only", "subscription_plans", "taxable", "top_html", "update_time", "weight",
     }),
+    frozenset({"bottom_html", "description", "name", "short_description", "sku", "top_html"}),
     change_order="last_updated_time desc",
     ids_filter="product_ids",
     takes_fields=False,

@@ -243,7 +243,8 @@ def plan_pair(flow: Flow, link_shadows: LinkShadows | None, invoiced_record: Rec
 
 
 def plan_create(flow: Flow, source: Side, record: Record) -> CreatePlan:
-    """The body that creates `record`'s twin on the other side (mapped fields plus create-only ones).
+    """The body that creates `record`'s twin on the other side: mapped fields, plus for a Keap twin the flow's
+    create-only rules (what Keap needs, where the profile syncs no such field), plus the side's create-only extras.
 
     `shadows` assumes the system stores what we send; once the create answers, store
     `shadow_of(flow, target, response)` for the target side instead.
@@ -251,7 +252,7 @@ def plan_create(flow: Flow, source: Side, record: Record) -> CreatePlan:
     target = other_side(source)
     body: dict[str, Any] = {}
     lossy: list[LossyCarry] = []
-    for rule in flow.rules:
+    for rule in (*flow.rules, *(flow.create_only_rules if target == "keap" else ())):
         value = rule.value(source, record)
         if rule.blank(value):
             continue
