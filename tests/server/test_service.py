@@ -125,6 +125,22 @@ async def test_hooks_are_registered_and_the_status_page_and_metrics_answer(runni
     assert 'invoiced_keap_passes_total{flow="companies",result="ok"}' in metrics
 
 
+async def test_while_keap_hooks_are_verified_polls_read_keap_only_every_keap_poll_interval(running: Running) -> None:
+    service = running.service
+    schedule = service.settings.schedule
+    assert service.hooks_verified and service.keap_polled > 0  # the first poll read Keap
+    assert not service.keap_poll_due(service.keap_polled + schedule.keap_poll_interval - 1)
+    assert service.keap_poll_due(service.keap_polled + schedule.keap_poll_interval)
+    polls_before = service.metrics.calls_by_job("keap").get("poll", 0)
+
+    report = await service.poll()  # a poll within the interval reads Invoiced only
+
+    assert report.exit_code == 0 and report.api_calls["keap"] == 0
+    assert service.metrics.calls_by_job("keap").get("poll", 0) == polls_before
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        assert 'data-testid="keap-calls"' in (await client.get("/status")).text
+
+
 async def test_an_invoiced_edit_reaches_keap_without_a_poll(running: Running) -> None:
     running.invoiced.update_customer(customer_id(running, "Acme"), {"name": "Acme Ltd"})
     await eventually(lambda: running.company_names() == ["Acme Ltd", "Globex"])

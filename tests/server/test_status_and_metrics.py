@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from invoiced_keap.connectors.errors import TransientError
-from invoiced_keap.connectors.http import RetryPolicy
+from invoiced_keap.connectors.http import RequestEvent, RetryPolicy
 from invoiced_keap.connectors.keap import COMPANIES, KeapConnector
 from invoiced_keap.connectors.keap_auth import ApiKey
 from invoiced_keap.connectors.pacing import KEAP_PAT_LIMITS
@@ -20,8 +20,9 @@ from invoiced_keap.server.app import ServerSettings, create_app
 from invoiced_keap.server.debounce import DirtyQueue
 from invoiced_keap.server.metrics import Metrics
 from invoiced_keap.server.quota import QuotaWatchingPacer
-from invoiced_keap.server.status import COOKIE
+from invoiced_keap.server.status import COOKIE, render_status
 from invoiced_keap.state import Store
+from invoiced_keap.state.views import status_view
 from tests.server.conftest import Served
 from tests.server.state_samples import fill
 from tests.support import API_KEY
@@ -83,7 +84,7 @@ async def test_api_calls_and_429s_are_counted_per_system(keap_server: Background
     ) as keap:
         with pytest.raises(TransientError):
             await keap.get(COMPANIES, "1")
-    assert metrics.api_calls.labels("keap")._value.get() == 3
+    assert metrics.api_calls.labels("keap", "other")._value.get() == 3
     assert metrics.api_rate_limited.labels("keap")._value.get() == 3
 
 
@@ -130,3 +131,19 @@ def test_a_flow_without_failures_is_not_marked_for_attention_by_its_runs_result(
     rows = {flow: page.split(f'<tr data-flow="{flow}">')[1].split("</tr>")[0] for flow in ("companies", "contacts")}
     assert ">ok</td>" in rows["companies"] and ">attention</td>" in rows["contacts"]
     assert '<meta http-equiv="refresh"' in page
+
+
+def test_keap_calls_are_counted_per_job_and_shown_on_the_status_page(store: Store) -> None:
+    metrics = Metrics(store)
+    count = metrics.api_listener("keap")
+    event = RequestEvent("127.0.0.1", "GET /crm/rest/v2/companies", 1, 200, None, 0.01)
+    with metrics.job_in_hand("poll"):
+        count(event)
+        count(event)
+    with metrics.job_in_hand("sync_ids"):
+        count(event)
+    count(event)
+
+    assert metrics.calls_by_job("keap") == {"poll": 2, "sync_ids": 1, "other": 1}
+    page = render_status(status_view(store, ["companies"]), None, None, metrics.calls_by_job("keap"))
+    assert "other 1, poll 2, sync_ids 1" in page

@@ -78,9 +78,10 @@ def _earliest(marks: Sequence[UpdatedWatermark | None]) -> UpdatedWatermark | No
 
 async def read_changes(
     store: Store, invoiced: InvoicedConnector, keap: KeapConnector, flows: Sequence[Flow],
-    progress: ProgressHook = no_progress,
+    progress: ProgressHook = no_progress, *, read_keap: bool = True,
 ) -> dict[str, FlowChanges]:
-    """Everything changed since each flow's marks (see the module docstring)."""
+    """Everything changed since each flow's marks (see the module docstring). Without `read_keap` the Keap side
+    is not read (its marks stay): what Keap's hooks deliver is synced by id, and polling Keap is a safety net."""
     changes = {flow.name: FlowChanges(flow.name) for flow in flows}
     by_resource: dict[str, list[Flow]] = {}
     for flow in flows:
@@ -90,7 +91,7 @@ async def read_changes(
         await _read_invoiced(store, invoiced, resource, sharing, changes, progress)
         if resource.removal_events:
             await _read_removals(store, invoiced, resource, sharing, changes)
-    for flow in flows:
+    for flow in flows if read_keap else ():
         await _read_keap(store, keap, flow, changes[flow.name])
         progress(Progress(flow.name, f"read keap {flow.keap.name}", len(changes[flow.name].keap)))
     return changes

@@ -39,7 +39,7 @@ from invoiced_keap.engine.deletes import CircuitBreakerTripped, check_breaker, f
 from invoiced_keap.engine.match import relink_pairs
 from invoiced_keap.engine.options import SyncOptions
 from invoiced_keap.engine.planner import FlowPlan, Planner, Removal
-from invoiced_keap.engine.report import FlowReport, Progress, ProgressHook, RunReport, no_progress
+from invoiced_keap.engine.report import FlowReport, Progress, ProgressHook, RunReport, no_progress, planned
 from invoiced_keap.engine.shadows import snapshot
 from invoiced_keap.flows import Flow
 from invoiced_keap.logs import log_event
@@ -80,11 +80,12 @@ class Syncer:
         """Start no further record; the pass in hand commits what it did and ends (see the module docstring)."""
         self.stop_requested = True
 
-    async def sync(self, flows: Iterable[str] | None = None, *, dry_run: bool = False) -> RunReport:
-        """One pass over `flows` (all by default); `dry_run` plans and prints, and writes nothing."""
+    async def sync(self, flows: Iterable[str] | None = None, *, dry_run: bool = False, read_keap: bool = True) -> RunReport:
+        """One pass over `flows` (all by default); `dry_run` plans and prints, and writes nothing; without
+        `read_keap` only Invoiced's changes are read (`changes.read_changes`)."""
 
         async def work(held: list[Flow], report: RunReport) -> None:
-            changes = await read_changes(self.store, self.invoiced, self.keap, held, self.progress)
+            changes = await read_changes(self.store, self.invoiced, self.keap, held, self.progress, read_keap=read_keap)
             await self._plan_and_apply(held, changes, report, dry_run=dry_run)
 
         return await self._pass("sync", flows, work, dry_run=dry_run)
@@ -175,7 +176,7 @@ class Syncer:
         log_event(logger, "pass.started", kind=kind, run_id=run_id, flows=[flow.name for flow in chosen], dry_run=dry_run)
         try:
             with ExitStack() as stack:
-                held = self._lock(chosen, stack, report)
+                held = chosen if dry_run else self._lock(chosen, stack, report)  # a dry run writes nothing: no locks
                 if held:
                     await work(held, report)
         except PASS_ENDING as error:
@@ -256,10 +257,18 @@ class Syncer:
 
     def _finish(self, report: RunReport, calls_before: dict[str, int]) -> None:
         report.api_calls = {system: total - calls_before[system] for system, total in self._calls().items()}
-        status = self.store.status_counts()
         names = list(report.flows)
-        report.open_failures = sum(count for flow, count in status.open_failures.items() if flow in names)
-        report.open_review = sum(count for flow, count in status.open_review_items.items() if flow in names)
+        if report.dry_run:  # nothing was written: the lists as the plan would leave them
+            actions = [action for flow in report.flows.values() for action in flow.actions]
+            review = {(item.flow, "invoiced", item.invoiced_id) for item in self.store.review_items() if item.flow in names}
+            failures = {(failure.flow, failure.side, failure.record_id) for failure in self.store.failures()
+                        if failure.flow in names and failure.dismissed_at is None}
+            report.open_review = len(review | planned(actions, "review"))
+            report.open_failures = len(failures | planned(actions, "refuse"))
+        else:
+            status = self.store.status_counts()
+            report.open_failures = sum(count for flow, count in status.open_failures.items() if flow in names)
+            report.open_review = sum(count for flow, count in status.open_review_items.items() if flow in names)
         if report.run_id is not None:
             result = "error" if report.exit_code == 1 else "ok" if report.exit_code == 0 else "attention"
             self.store.finish_run(report.run_id, result, {**report.counts(), "api_calls": report.api_calls})

@@ -42,7 +42,8 @@ def create_app(
     keap_quota: Callable[[], int | None] = lambda: None,
 ) -> Starlette:
     """`health()` is what `/healthz` answers: 200 when its `status` is "ok", else 503."""
-    status = StatusPage(store, list(flows), token=settings.status_token, keap_quota=keap_quota, health=health)
+    status = StatusPage(store, list(flows), token=settings.status_token, keap_quota=keap_quota, health=health,
+                        keap_calls=lambda: metrics.calls_by_job("keap"))
 
     async def healthz(_: Request) -> Response:
         answer = {"status": "ok", **(health() if health else {})}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -74,7 +75,9 @@ class Metrics:
         self.conflicts_resolved = Counter(
             f"{PREFIX}_conflicts_resolved", "Field conflicts resolved per flow", ["flow"], registry=registry
         )
-        self.api_calls = Counter(f"{PREFIX}_api_calls", "API calls sent per system", ["system"], registry=registry)
+        self.api_calls = Counter(f"{PREFIX}_api_calls", "API calls sent per system and job (poll, sync_ids, reconcile, "
+                                 "hooks)", ["system", "job"], registry=registry)
+        self.job = "other"  # the service's job in hand, which the calls are counted under
         self.api_rate_limited = Counter(
             f"{PREFIX}_api_rate_limited", "429 answers per system", ["system"], registry=registry
         )
@@ -128,13 +131,26 @@ class Metrics:
         """Read the quota at scrape time (NaN until Keap has reported it)."""
         self.keap_quota_remaining.set_function(lambda: float("nan") if (left := remaining()) is None else float(left))
 
+    def calls_by_job(self, system: str) -> dict[str, int]:
+        """API calls to `system` since the start, per job (the status page's "spent by polling vs the rest")."""
+        return {sample.labels["job"]: int(sample.value) for metric in self.api_calls.collect() for sample in metric.samples
+                if sample.name.endswith("_total") and sample.labels["system"] == system}
+
+    @contextmanager
+    def job_in_hand(self, job: str) -> Iterator[None]:
+        """Count the API calls made meanwhile under `job` (what polling costs against what webhooks and writes do)."""
+        self.job = job
+        try:
+            yield
+        finally:
+            self.job = "other"
+
     def api_listener(self, system: str) -> Callable[[RequestEvent], None]:
         """A connector `listeners=` entry counting that system's calls and 429s."""
-        calls = self.api_calls.labels(system)
         limited = self.api_rate_limited.labels(system)
 
         def count(event: RequestEvent) -> None:
-            calls.inc()
+            self.api_calls.labels(system, self.job).inc()
             if event.status == 429:
                 limited.inc()
 

@@ -85,6 +85,8 @@ class Service:
         syncer.invoiced.api.listeners.append(self.metrics.api_listener("invoiced"))
         syncer.keap.api.listeners.append(self.metrics.api_listener("keap"))
         self.failed_jobs = 0
+        self.hooks_verified = False  # every Keap hook we need answered Verified at the last check
+        self.keap_polled = -float("inf")  # monotonic time of the last poll that read Keap
         self.flow_health = FlowHealth(list(self.flows), HEALTHY_POLLS * settings.schedule.poll_interval, time.time())
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -156,14 +158,18 @@ class Service:
         """Register missing Keap hooks and revive Inactive ones; a Keap error is logged, never fatal."""
         prefix = f"{self.public_url}{RECEIVER_PATH}/"
         try:
-            await ensure_hooks(
-                self.syncer.keap,
-                hook_url(self.public_url, self.hook_token),
-                event_keys(self.flows.values()),
-                ours_prefix=prefix,
-            )
+            with self.metrics.job_in_hand("hooks"):
+                report = await ensure_hooks(
+                    self.syncer.keap,
+                    hook_url(self.public_url, self.hook_token),
+                    event_keys(self.flows.values()),
+                    ours_prefix=prefix,
+                )
         except ApiError as error:
             logger.warning("could not check Keap hooks: %s", error)
+            self.hooks_verified = False
+        else:
+            self.hooks_verified = not report.unverified
 
     async def _every(self, interval: float, job: Callable[[], Awaitable[None]], stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -215,15 +221,26 @@ class Service:
             logger.exception("sync job failed; the next poll retries")
 
     # --- jobs ----------------------------------------------------------------------------------
+    def keap_poll_due(self, now: float) -> bool:
+        """Keap is read by a poll every `poll_interval`, but only every `keap_poll_interval` while its hooks are
+        verified: they deliver every change, and the poll is the safety net (Keap rations calls by the day)."""
+        schedule = self.settings.schedule
+        return now >= self.keap_polled + (schedule.keap_poll_interval if self.hooks_verified else schedule.poll_interval)
+
     async def poll(self) -> RunReport:
         started = time.monotonic()
-        report = await self.syncer.sync(list(self.flows))
+        read_keap = self.keap_poll_due(started)
+        with self.metrics.job_in_hand("poll"):
+            report = await self.syncer.sync(list(self.flows), read_keap=read_keap)
+        if read_keap and not report.error:
+            self.keap_polled = started
         self._finished(report, "sync", list(self.flows), started)
         return report
 
     async def reconcile(self, flows: list[str]) -> RunReport:
         started = time.monotonic()
-        report = await self.syncer.reconcile(flows)
+        with self.metrics.job_in_hand("reconcile"):
+            report = await self.syncer.reconcile(flows)
         self._finished(report, "reconcile", flows, started)
         return report
 
@@ -237,12 +254,13 @@ class Service:
             if self.syncer.stop_requested:
                 return
             started = time.monotonic()
-            report = await self.syncer.sync_ids(
-                flow,
-                invoiced_ids=batch.ids(flow, "invoiced"),
-                keap_ids=[*batch.ids(flow, "keap"), *batch.ids(flow, "keap", removed=True)],
-                removed_invoiced=batch.ids(flow, "invoiced", removed=True),
-            )
+            with self.metrics.job_in_hand("sync_ids"):
+                report = await self.syncer.sync_ids(
+                    flow,
+                    invoiced_ids=batch.ids(flow, "invoiced"),
+                    keap_ids=[*batch.ids(flow, "keap"), *batch.ids(flow, "keap", removed=True)],
+                    removed_invoiced=batch.ids(flow, "invoiced", removed=True),
+                )
             self._finished(report, "sync_ids", [flow], started)
         done = time.monotonic()
         for key, mark in batch.marks.items():

@@ -23,9 +23,11 @@ REFRESH_SECONDS = 30
 templates = Environment(loader=PackageLoader("invoiced_keap.server", "templates"), autoescape=select_autoescape())
 
 
-def render_status(view: StatusView, keap_quota_remaining: int | None, health: Mapping[str, Any] | None = None) -> str:
+def render_status(view: StatusView, keap_quota_remaining: int | None, health: Mapping[str, Any] | None = None,
+                  keap_calls: Mapping[str, int] | None = None) -> str:
     return templates.get_template("status.html").render(view=view, keap_quota_remaining=keap_quota_remaining,
-                                                        health=health, refresh_seconds=REFRESH_SECONDS)
+                                                        health=health, keap_calls=keap_calls or {},
+                                                        refresh_seconds=REFRESH_SECONDS)
 
 
 class StatusPage:
@@ -39,8 +41,10 @@ class StatusPage:
         token: str | None = None,
         keap_quota: Callable[[], int | None] = lambda: None,
         health: Callable[[], Mapping[str, Any]] | None = None,
+        keap_calls: Callable[[], Mapping[str, int]] = dict,
     ) -> None:
         self.health = health
+        self.keap_calls = keap_calls
         self.store = store
         self.flow_names = list(flow_names)
         self.token = token
@@ -50,7 +54,7 @@ class StatusPage:
         if not self._allowed(request.cookies.get(COOKIE) or _bearer(request)):
             return self._ask_for_token(wrong=False)
         page = render_status(status_view(self.store, self.flow_names), self.keap_quota(),
-                             self.health() if self.health else None)
+                             self.health() if self.health else None, self.keap_calls())
         return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
     async def sign_in(self, request: Request) -> Response:
