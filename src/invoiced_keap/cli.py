@@ -83,8 +83,8 @@ class Session:
             register_secret(*self._settings.secrets())
         return self._settings
 
-    def store(self) -> Store:
-        return compose.open_store(self.settings())
+    def store(self, *, dry_run: bool = False) -> Store:
+        return compose.open_store(self.settings(), dry_run=dry_run)
 
 
 def _session(ctx: typer.Context) -> Session:
@@ -134,14 +134,16 @@ T = TypeVar("T")
 EngineWork = Callable[[Syncer, list[str]], Awaitable[T]]
 
 
-def _run_engine(session: Session, flows: Sequence[str], work: EngineWork[T], *, allow_mass_change: bool = False) -> T:
+def _run_engine(session: Session, flows: Sequence[str], work: EngineWork[T], *, allow_mass_change: bool = False,
+                dry_run: bool = False) -> T:
     """Open the APIs and the store, and let the engine `work` with progress bars. Credentials are checked by the
-    pass's first reads (no call of their own): a refusal there names the system and the setting to look at."""
+    pass's first reads (no call of their own): a refusal there names the system and the setting to look at.
+    A `dry_run` creates no state database (`compose.open_store`)."""
     settings = session.settings()
     names = list(selected_flows(settings, flows))
 
     async def run() -> T:
-        with session.store() as store:
+        with session.store(dry_run=dry_run) as store:
             async with open_invoiced(settings) as invoiced, open_keap(settings) as keap:
                 with console.progress_bars() as bars:
                     options = compose.sync_options(settings, allow_mass_change=allow_mass_change)
@@ -182,7 +184,7 @@ def sync(
             reports.append(await syncer.reconcile(due, dry_run=dry_run))
         return reports
 
-    _finish(*_run_engine(session, flow or (), work, allow_mass_change=allow_mass_change), show_plan=dry_run)
+    _finish(*_run_engine(session, flow or (), work, allow_mass_change=allow_mass_change, dry_run=dry_run), show_plan=dry_run)
 
 
 @app.command()
@@ -377,7 +379,8 @@ def conflicts(ctx: typer.Context, flow: str | None = OneFlowOption, as_json: boo
 @app.command()
 def explain(ctx: typer.Context, record_id: str = typer.Argument(..., help="An Invoiced or Keap record id."),
             as_json: bool = JsonOption) -> None:
-    """The history of one record: its links, the writes, conflicts, values carried with loss and failures."""
+    """The history of one record: its links, the writes, conflicts, values carried with loss and failures. Exit 1
+    when nothing is known about it."""
     with _session(ctx).store() as store:
         history = record_history(store, record_id)
     sections = {
@@ -394,6 +397,8 @@ def explain(ctx: typer.Context, record_id: str = typer.Argument(..., help="An In
     else:
         for title, rows in sections.items():
             console.print_rows(title.capitalize(), rows)
+    if history.empty:
+        raise typer.Exit(1)
 
 
 # --- acting on the review list -------------------------------------------------------------------

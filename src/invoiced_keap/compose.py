@@ -23,6 +23,7 @@ from invoiced_keap.connectors.pacing import Pacer, RateLimits
 from invoiced_keap.engine.options import SyncOptions
 from invoiced_keap.flows import CATALOGUE, Flow
 from invoiced_keap.state import FailureBackoff, Store
+from invoiced_keap.state.database import missing_sqlite_file
 
 QUICK_CHECK = RetryPolicy(attempts=2, timeout=15.0, wait_initial=0.2, wait_max=1.0, wait_jitter=0.1, max_wait=5.0)
 """A check that fails should say so within seconds, not after a run's patient backoff."""
@@ -51,13 +52,19 @@ def selected_flows(settings: Settings, names: Sequence[str] = ()) -> dict[str, F
     return {name: built[name] for name in (dict.fromkeys(names) if names else settings.flows)}
 
 
-def open_store(settings: Settings) -> Store:
-    """The state database, migrated to the newest schema, with the configured failure backoff."""
+EMPTY_STATE = "sqlite://"
+"""What a dry run plans against while the state database does not exist yet: an empty one, in memory."""
+
+
+def open_store(settings: Settings, *, dry_run: bool = False) -> Store:
+    """The state database, migrated to the newest schema, with the configured failure backoff; for a `dry_run`, a
+    SQLite file that does not exist yet is not created: an empty state in memory stands in (a first sync's plan)."""
     backoff = FailureBackoff(
         base=timedelta(seconds=settings.schedule.failure_retry_base),
         cap=timedelta(seconds=settings.schedule.failure_retry_cap),
     )
-    store = Store(settings.database_url, failure_backoff=backoff)
+    url = EMPTY_STATE if dry_run and missing_sqlite_file(settings.database_url) else settings.database_url
+    store = Store(url, failure_backoff=backoff)
     store.migrate()
     return store
 

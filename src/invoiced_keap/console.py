@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from invoiced_keap.engine.report import RunReport
+from invoiced_keap.engine.report import RunReport, shortened
 from invoiced_keap.logs import PROGRESS, log_event
 
 out = Console()
@@ -64,14 +64,15 @@ def _jsonable(value: Any) -> Any:
 
 
 def cell(value: Any) -> str:
-    """A value as a table shows it: times to the second, JSON for structures, nothing for None."""
+    """A value as a table shows it: times to the second, JSON for structures, nothing for None, long texts cut
+    (`report.shortened`; `--json` shows them whole)."""
     if value is None:
         return ""
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False, default=str)
-    return str(value)
+        return json.dumps(shortened(value), ensure_ascii=False, default=str)
+    return str(shortened(value))
 
 
 def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, empty: str = "none") -> None:

@@ -11,7 +11,7 @@ import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from invoiced_keap.flows import Side
 from invoiced_keap.logs import log_event
@@ -21,6 +21,8 @@ logger = logging.getLogger("invoiced_keap.events")
 EXIT_SYNCED = 0
 EXIT_NOT_RUN = 1
 EXIT_NEEDS_ATTENTION = 2
+SHOWN_CHARS = 120
+"""A value longer than this is cut in printed lines and tables (`shortened`); JSON output keeps it whole."""
 
 
 @dataclass(frozen=True)
@@ -48,8 +50,24 @@ class Action:
 
     def line(self) -> str:
         target = f"{self.side}:{self.record_id}" if self.record_id else f"{self.side}:(new)"
-        details = json.dumps(self.fields, sort_keys=True, default=str) if self.fields else ""
+        details = json.dumps(shortened(self.fields), sort_keys=True, default=str) if self.fields else ""
         return f"{self.flow:<9} {self.verb:<8} {target:<24} {details}".rstrip()
+
+
+def shortened(value: Any, limit: int = SHOWN_CHARS) -> Any:
+    """`value` with each text in it longer than `limit` cut, ending in an ellipsis and its full length."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]}… ({len(value):,} characters)"
+    if isinstance(value, dict):
+        return {key: shortened(item, limit) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [shortened(item, limit) for item in value]
+    return value
+
+
+def planned(actions: Iterable[Action], verb: str) -> set[tuple[str, str, str | None]]:
+    """The records that actions of `verb` (`review`, `refuse`) put on a list, as (flow, side, record id)."""
+    return {(action.flow, action.side, action.record_id) for action in actions if action.verb == verb}
 
 
 VALUE_VERBS = frozenset({"create", "update", "stamp"})

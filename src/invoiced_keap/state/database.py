@@ -41,6 +41,14 @@ def create_state_engine(url: str | URL) -> Engine:
     return create_engine(parsed, json_serializer=serialise, pool_pre_ping=True)
 
 
+def missing_sqlite_file(url: str | URL) -> bool:
+    """A SQLite database file that does not exist yet (opening it would create it)."""
+    parsed = normalise_url(url)
+    database = parsed.database
+    return (parsed.get_backend_name() == "sqlite" and database not in (None, "", ":memory:")
+            and parsed.query.get("mode") != "memory" and not Path(database).exists())
+
+
 def _configure_sqlite_connection(dbapi_connection: Any, connection_record: Any) -> None:
     # SQLAlchemy, not the sqlite3 module, emits BEGIN (see `_begin_immediate`).
     dbapi_connection.isolation_level = None
