@@ -422,7 +422,8 @@ def review(
             _show("Waiting for review", [_review_row(item) for item in store.review_items(flow)], as_json)
         elif pick is not None:
             item = reviewing.pick(store, invoiced_id, pick, flow)
-            console.note(f"{item.flow}: Invoiced {invoiced_id} linked to Keap {pick}; the next sync merges their fields.")
+            console.note(f"{item.flow}: Invoiced {invoiced_id} will be linked to Keap {pick} by the next sync, "
+                         "which merges their fields and stamps the link for relink.")
         else:
             item = reviewing.create_instead(store, invoiced_id, flow)
             console.note(f"{item.flow}: Invoiced {invoiced_id} will get a new Keap record on the next sync.")

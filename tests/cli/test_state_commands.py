@@ -52,17 +52,18 @@ def test_failures_and_conflicts_listings(cli) -> None:
         ("name", "Acme Corp", "ACME", "invoiced")]
 
 
-def test_review_pick_links_the_candidate_and_closes_the_item(cli) -> None:
+def test_review_pick_records_the_decision_the_next_sync_links(cli) -> None:
     prepare(cli)
     assert "k-301" in cli("review").stdout
     wrong = cli("review", "14", "--pick", "k-999")
     assert wrong.exit_code == 1 and "not a candidate" in wrong.stderr
     picked = cli("review", "14", "--pick", "k-302")
     assert picked.exit_code == 0, picked.stderr
+    assert "linked to Keap k-302 by the next sync" in picked.stdout
     with cli.store() as store:
-        assert store.find_link("companies", "invoiced", "14").keap_id == "k-302"
         assert store.review_items() == []
         assert [item.resolution for item in store.review_items(include_resolved=True)] == ["linked k-302"]
+        assert store.pick_decisions("companies") == {"14": "k-302"} and store.create_decisions("companies") == {}
 
 
 def test_review_create_records_the_decision(cli) -> None:

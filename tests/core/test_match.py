@@ -57,6 +57,19 @@ def test_two_records_claiming_one_keap_record_both_go_to_review() -> None:
     assert [(d.action, d.keap_id) for d in decisions] == [("review", None), ("review", None), ("link", "4")]
 
 
+
+def test_a_pick_links_its_candidate_alone_while_it_is_unlinked() -> None:
+    index = build_index(FLOWS["companies"], COMPANIES, linked_keap_ids=["4"])
+    stark = {"id": 11, "name": "Stark Industries"}
+    assert (decide(index, stark, picked="3").action, decide(index, stark, picked="3").keap_id) == ("link", "3")
+    assert decide(index, stark, picked="4").action == "review"  # linked meanwhile: matched as before
+    rival = {"id": 12, "name": "Globex Ltd"}  # matches "1" on its own
+    decisions = match_all(index, [{"id": 10, "name": "Stark Industries"}, rival], picked={"10": "1"})
+    assert [(d.action, d.keap_id) for d in decisions] == [("link", "1"), ("review", None)]
+    twice = match_all(index, [{"id": 10, "name": "x"}, {"id": 13, "name": "y"}], picked={"10": "1", "13": "1"})
+    assert [d.action for d in twice] == ["review", "review"]
+
+
 names = st.sampled_from(["Acme", "acme", "Acme Inc", "Globex", "Initech", ""])
 
 

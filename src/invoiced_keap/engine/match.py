@@ -17,7 +17,9 @@ or street as our create wrote them, a company by its email. Rationale and residu
 docs/ARCHITECTURE.md.
 
 `rejected` holds Keap ids a person ruled out (`review ID --create`): they are never candidates for
-that record, so it is created, or adopted as the twin its own create made before a crash.
+that record, so it is created, or adopted as the twin its own create made before a crash. `picked` holds the
+candidate a person chose (`review ID --pick`): the record links to it while it is unlinked (key `("picked", id)`),
+and no other record of the batch does.
 """
 
 from __future__ import annotations
@@ -39,10 +41,11 @@ def _keys(flow: Flow, adopting: bool = True) -> tuple[MatchKey, ...]:
 
 @dataclass(frozen=True)
 class KeapIndex:
-    """Unlinked Keap record ids by match key: `{(kind, normalised value): (keap_id, ...)}`."""
+    """Unlinked Keap record ids by match key: `{(kind, normalised value): (keap_id, ...)}`; `ids`: all of them."""
 
     flow: Flow
     ids_by_key: Mapping[Key, tuple[str, ...]]
+    ids: frozenset[str] = frozenset()
 
     def candidates(self, key: Key) -> tuple[str, ...]:
         return self.ids_by_key.get(key, ())
@@ -52,14 +55,16 @@ def build_index(flow: Flow, keap_records: Iterable[Record], linked_keap_ids: Ite
     """Index one bulk listing of a flow's Keap records, leaving out those already linked."""
     linked = {str(keap_id) for keap_id in linked_keap_ids}
     ids_by_key: dict[Key, list[str]] = defaultdict(list)
+    unlinked: set[str] = set()
     for record in keap_records:
         keap_id = str(record["id"])
         if keap_id in linked:
             continue
+        unlinked.add(keap_id)
         for match_key in _keys(flow):
             for value in dict.fromkeys(match_key.keap_keys(record)):
                 ids_by_key[(match_key.kind, value)].append(keap_id)
-    return KeapIndex(flow, {key: tuple(dict.fromkeys(ids)) for key, ids in ids_by_key.items()})
+    return KeapIndex(flow, {key: tuple(dict.fromkeys(ids)) for key, ids in ids_by_key.items()}, frozenset(unlinked))
 
 
 @dataclass(frozen=True)
@@ -80,10 +85,12 @@ def match_key_of(flow: Flow, invoiced_record: Record) -> Key | None:
 
 
 def decide(index: KeapIndex, invoiced_record: Record, *, adopting: bool = False,
-           rejected: Collection[str] = ()) -> MatchDecision:
+           rejected: Collection[str] = (), picked: str | None = None) -> MatchDecision:
     """Link, review or create for one unlinked Invoiced record (see the module docstring for
-    `adopting` and `rejected`)."""
+    `adopting`, `rejected` and `picked`)."""
     invoiced_id = str(invoiced_record["id"])
+    if picked is not None and picked in index.ids:
+        return MatchDecision(invoiced_id, "link", picked, (picked,), ("picked", picked))
     for match_key in _keys(index.flow, adopting):
         for value in match_key.invoiced_keys(invoiced_record):
             key = (match_key.kind, value)
@@ -96,18 +103,24 @@ def decide(index: KeapIndex, invoiced_record: Record, *, adopting: bool = False,
 
 
 def match_all(index: KeapIndex, invoiced_records: Iterable[Record], *, adopting: Collection[str] = (),
-              rejected: Mapping[str, Collection[str]] | None = None) -> list[MatchDecision]:
-    """Decide for a batch; a Keap record claimed by several Invoiced records links none of them.
-    `adopting`: ids with an open create intent; `rejected`: Keap ids ruled out per Invoiced id."""
-    rejected = rejected or {}
-    decisions = [decide(index, record, adopting=str(record["id"]) in adopting, rejected=rejected.get(str(record["id"]), ()))
-                 for record in invoiced_records]
+              rejected: Mapping[str, Collection[str]] | None = None,
+              picked: Mapping[str, str] | None = None) -> list[MatchDecision]:
+    """Decide for a batch; a Keap record claimed by several Invoiced records links none of them, unless one
+    claim is a person's pick, which then links alone. `adopting`: ids with an open create intent; `rejected`:
+    Keap ids ruled out per Invoiced id; `picked`: the Keap id picked per Invoiced id."""
+    rejected, picked = rejected or {}, picked or {}
+    decisions = [decide(index, record, adopting=str(record["id"]) in adopting, rejected=rejected.get(str(record["id"]), ()),
+                        picked=picked.get(str(record["id"]))) for record in invoiced_records]
     claims = Counter(decision.keap_id for decision in decisions if decision.action == "link")
-    return [
-        MatchDecision(decision.invoiced_id, "review", None, decision.candidates, decision.key)
-        if decision.action == "link" and claims[decision.keap_id] > 1 else decision
-        for decision in decisions
-    ]
+    picks = Counter(decision.keap_id for decision in decisions if decision.key == ("picked", decision.keap_id))
+
+    def contested(decision: MatchDecision) -> bool:
+        if decision.action != "link" or claims[decision.keap_id] == 1:
+            return False
+        return not (decision.key == ("picked", decision.keap_id) and picks[decision.keap_id] == 1)
+
+    return [MatchDecision(decision.invoiced_id, "review", None, decision.candidates, decision.key)
+            if contested(decision) else decision for decision in decisions]
 
 
 def relink_pairs(flow: Flow, invoiced_records: Iterable[Record], keap_records: Iterable[Record],

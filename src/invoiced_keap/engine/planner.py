@@ -414,7 +414,8 @@ class Planner:
         index = build_index(flow, listing, linked)
         by_id = {str(record["id"]): record for record in listing}
         adopting = {intent.source_id for intent in self.store.intents(name) if intent.source_side == "invoiced"}
-        decisions = match_all(index, unlinked, adopting=adopting, rejected=self.store.create_decisions(name))
+        decisions = match_all(index, unlinked, adopting=adopting, rejected=self.store.create_decisions(name),
+                              picked=self.store.pick_decisions(name))
         self.progress(Progress(name, "matched", len(decisions), len(unlinked)))
         records = {str(record["id"]): record for record in unlinked}
         in_review = {item.invoiced_id for item in self.store.review_items(name)}

@@ -1,15 +1,16 @@
 """Deciding an item of the review list (an Invoiced record with several plausible Keap twins): link it
 to one of its candidates, or to none of them, so that the next pass creates a new Keap record.
 
-Both decisions are one transaction; the next pass does the rest (merges the picked pair's fields, or
-makes the create, whose open intent keeps the matcher from proposing the same candidates again).
+A decision is recorded (the item resolved, an intent opened that brings the record into the next pass); the
+next pass carries it out as any match: links the picked pair (merging fields, stamping the Keap id into the
+Invoiced metadata for `relink`), or makes the create, its candidates ruled out.
 """
 
 from __future__ import annotations
 
-from invoiced_keap.state import AuditOperation, Store
+from invoiced_keap.state import Store
 from invoiced_keap.state.models import ReviewItem
-from invoiced_keap.state.store import CREATE_RESOLUTION
+from invoiced_keap.state.store import CREATE_RESOLUTION, pick_resolution
 
 
 class ReviewRefused(ValueError):
@@ -27,14 +28,13 @@ def open_item(store: Store, invoiced_id: str, flow: str | None = None) -> Review
 
 
 def pick(store: Store, invoiced_id: str, keap_id: str, flow: str | None = None) -> ReviewItem:
-    """Link the record to the candidate `keap_id` and close its item; returns the item as it was."""
+    """Decide that the record links to the candidate `keap_id` (the next pass links it); returns the item."""
     item = open_item(store, invoiced_id, flow)
     if keap_id not in item.candidate_ids:
         raise ReviewRefused(f"--pick {keap_id}: not a candidate of Invoiced {invoiced_id}; expected one of {item.candidate_ids}")
     with store.transaction() as tx:
-        tx.upsert_link(item.flow, invoiced_id, keap_id)
-        tx.append_audit(item.flow, "invoiced", invoiced_id, AuditOperation.LINK, after={"keap_id": keap_id})
-        tx.resolve_review_item(item.flow, invoiced_id, f"linked {keap_id}")
+        tx.resolve_review_item(item.flow, invoiced_id, pick_resolution(keap_id))
+        tx.open_intent(item.flow, "invoiced", invoiced_id, None)
     return item
 
 

@@ -42,6 +42,11 @@ from invoiced_keap.state.models import (
 SelectT = TypeVar("SelectT", bound=Select[Any])
 IN_CLAUSE_CHUNK = 500  # ids per `IN (...)`: well under SQLite's and PostgreSQL's parameter limits
 CREATE_RESOLUTION = "create"  # a review item decided as "none of these candidates: create a new record"
+PICK_RESOLUTION = "linked "  # + the Keap id: a review item decided as "this candidate" (`pick_resolution`)
+
+
+def pick_resolution(keap_id: str) -> str:
+    return f"{PICK_RESOLUTION}{keap_id}"
 
 
 class LinkConflict(ValueError):
@@ -556,14 +561,25 @@ class Queries:
     def create_decisions(self, flow: str) -> dict[str, list[str]]:
         """Invoiced ids a person chose to create (`review ID --create`: the item resolved `create` with a
         create intent opened) whose create is not done yet, each with the Keap candidates ruled out."""
-        query = select(ReviewItem.invoiced_id, ReviewItem.candidate_ids).join(
+        return {item.invoiced_id: list(item.candidate_ids) for item in self._pending_decisions(flow)
+                if item.resolution == CREATE_RESOLUTION}
+
+    def pick_decisions(self, flow: str) -> dict[str, str]:
+        """Invoiced ids a person linked to one candidate (`review ID --pick KEAP_ID`: the item resolved
+        `linked KEAP_ID` with an intent opened) whose link is not made yet, each with the Keap id picked."""
+        return {item.invoiced_id: (item.resolution or "").removeprefix(PICK_RESOLUTION) for item in self._pending_decisions(flow)
+                if (item.resolution or "").startswith(PICK_RESOLUTION)}
+
+    def _pending_decisions(self, flow: str) -> list[ReviewItem]:
+        """Decided review items of `flow` whose record still has its intent open: the next pass carries them out."""
+        query = select(ReviewItem).join(
             Intent,
             (Intent.flow == ReviewItem.flow)
             & (Intent.source_side == "invoiced")
             & (Intent.source_id == ReviewItem.invoiced_id),
-        ).where(ReviewItem.flow == flow, ReviewItem.resolution == CREATE_RESOLUTION)
+        ).where(ReviewItem.flow == flow, ReviewItem.resolution.is_not(None))
         with self._session() as session:
-            return {invoiced_id: list(candidates) for invoiced_id, candidates in session.execute(query)}
+            return list(session.scalars(query))
 
     # --- conflicts -------------------------------------------------------------------------
     def record_conflict(
