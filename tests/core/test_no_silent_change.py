@@ -81,3 +81,60 @@ def test_fields_no_user_touched_stay_byte_identical_on_their_own_side(customer: 
 
     if set(on_keap) == {"family_name"} and "name" not in on_invoiced:  # the cut given name must not flow back
         assert mapping.split_name(after["invoiced"]["name"])[0] == mapping.split_name(customer["name"])[0]
+
+
+@st.composite
+def name_edits(draw: st.DrawFn) -> tuple[set[str], set[str]]:
+    """The name parts edited in Invoiced and in Keap: at least one on each side, so the name group conflicts."""
+    parts = st.sets(st.sampled_from(["given", "family"]), min_size=1)
+    return draw(parts), draw(parts)
+
+
+@given(st.lists(long_word, min_size=1, max_size=4), st.lists(long_word, min_size=1, max_size=3).map("-".join),
+       name_edits(), word, word, st.sampled_from(["invoiced", "keap"]))
+def test_a_name_conflict_merges_part_by_part(given_words: list[str], family: str, edits: tuple[set[str], set[str]],
+                                             new_in_invoiced: str, new_in_keap: str, later: str) -> None:
+    """Both sides edit the name: a part changed on one side takes that side's value, on both the winner's, on
+    neither each side keeps its own (Invoiced its full part, never Keap's cut copy of it)."""
+    customer = {"id": 1, "type": "person", "name": f"{' '.join(given_words)} {family}", "email": "a@example.com",
+                "updated_at": 200 if later == "invoiced" else 100}
+    keap = {**plan_create(CONTACTS, "invoiced", customer).fields, "id": "k1",
+            "update_time": "1970-01-01T00:02:30+00:00"}  # 150: between the two Invoiced times
+    shadows = plan_create(CONTACTS, "invoiced", customer).shadows
+    on_invoiced, on_keap = edits
+    original = dict(zip(("given", "family"), mapping.split_name(customer["name"]), strict=True))
+    invoiced_parts = {part: f"Y{new_in_invoiced}" if part in on_invoiced else original[part] for part in original}
+    edited_invoiced = {**customer, "name": mapping.join_name(invoiced_parts["given"], invoiced_parts["family"])}
+    keap_fields = {"given": "given_name", "family": "family_name"}
+    edited_keap = {**keap, **{keap_fields[part]: f"Z{new_in_keap}" for part in on_keap}}
+
+    plan = plan_pair(CONTACTS, shadows, edited_invoiced, edited_keap)
+
+    assert [conflict.winner for conflict in plan.conflicts] == [later]
+    after_invoiced = dict(zip(("given", "family"), mapping.split_name(plan.invoiced_writes.get("name", edited_invoiced["name"])),
+                              strict=True))
+    after_keap = {**edited_keap, **plan.keap_writes}
+    for part in ("given", "family"):
+        edited_by = {side for side, parts in (("invoiced", on_invoiced), ("keap", on_keap)) if part in parts}
+        expected = {"invoiced": invoiced_parts[part], "keap": f"Z{new_in_keap}"}
+        if not edited_by:
+            assert after_invoiced[part] == original[part], f"Invoiced {part} replaced though no one edited it"
+            assert after_keap[keap_fields[part]] == keap[keap_fields[part]], f"Keap {part} replaced though no one edited it"
+        else:
+            source = later if len(edited_by) == 2 else edited_by.pop()
+            assert after_invoiced[part] == expected[source]
+            assert after_keap[keap_fields[part]] == expected[source][:40]
+
+
+def test_the_reported_name_conflict_keeps_the_family_name_nobody_edited() -> None:
+    full = "Bartholomew-Maximilian-Christopher-Alexander Wolfeschlegelsteinhausenbergerdorff-Smithson"
+    customer = {"id": 1, "type": "person", "name": full, "email": "b@example.com", "updated_at": 100}
+    created = plan_create(CONTACTS, "invoiced", customer)
+    keap = {**created.fields, "id": "k1", "given_name": "Bartholomew", "update_time": "1970-01-01T00:05:00+00:00"}
+
+    plan = plan_pair(CONTACTS, created.shadows, {**customer, "name": "Barty Wolfeschlegelsteinhausenbergerdorff-Smithson",
+                                                 "updated_at": 200}, keap)
+
+    assert plan.invoiced_writes == {"name": "Bartholomew Wolfeschlegelsteinhausenbergerdorff-Smithson"}
+    assert plan.keap_writes == {}
+    assert [(note.side, note.field) for note in plan.lossy] == [("keap", "family_name")]

@@ -57,8 +57,12 @@ async def test_both_sides_edited_settle_by_policy_and_the_conflict_is_recorded(w
     world.keap_edit("companies", ids["company"], {"company_name": "Acme Keap"})
     options = SyncOptions(per_flow={"companies": FlowOptions(conflicts=winner)})  # type: ignore[arg-type]
 
-    await world.sync(options)
+    planned = await world.sync(options, dry_run=True)
+    report = await world.sync(options)
 
+    [action] = [a for a in report.flows["companies"].actions if a.verb == "conflict"]
+    assert (action.side, action.record_id, action.fields["keap_id"]) == ("invoiced", "1", ids["company"])  # the pair, rightly named
+    assert [a.line() for a in planned.flows["companies"].actions] == [a.line() for a in report.flows["companies"].actions]
     assert world.invoiced.customer(1)["name"] == world.keap_record("companies", ids["company"])["company_name"] == expected
     [conflict] = world.store.conflicts("companies")
     assert (conflict.field_group, conflict.invoiced_value, conflict.keap_value) == ("name", "Acme Invoiced", "Acme Keap")

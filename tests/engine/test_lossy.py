@@ -133,3 +133,23 @@ async def test_a_dismissed_failure_stops_counting_until_its_source_changes(world
     world.invoiced.update_customer(walk_in, {"phone": "+1 555 0100"})  # the source changes: synced, resolved
     assert (await world.sync()).exit_code == 0
     assert world.store.failures("contacts") == [] and world.link_of("contacts", walk_in)
+
+
+async def test_a_name_conflict_never_writes_a_cut_part_over_the_part_nobody_edited(world: World) -> None:
+    family = "Wolfeschlegelsteinhausenbergerdorff-Smithson"  # 45 characters: Keap holds 40
+    [person_id] = world.invoiced.seed({"customers": [{
+        "name": f"Bartholomew-Maximilian-Christopher-Alexander {family}", "type": "person",
+        "email": "barty@example.com"}]})["customers"]
+    await world.sync()
+    keap_id = world.link_of("contacts", person_id)
+    assert world.keap_record("contacts", keap_id)["family_name"] == family[:40]
+
+    world.invoiced.update_customer(person_id, {"name": f"Barty {family}"})
+    world.clock.advance(5)
+    world.keap_edit("contacts", keap_id, {"given_name": "Bartholomew"})  # later: Keap wins the given name
+    report = await world.sync()
+
+    assert [a.fields["winner"] for a in report.flows["contacts"].actions if a.verb == "conflict"] == ["keap"]
+    assert customer(world, person_id)["name"] == f"Bartholomew {family}"  # the family name kept whole
+    assert world.keap_record("contacts", keap_id)["family_name"] == family[:40]
+    assert [(n.side, n.field) for n in record_history(world.store, str(person_id)).lossy] == [("keap", "family_name")]

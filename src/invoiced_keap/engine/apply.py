@@ -267,12 +267,12 @@ class Applier:
         pass, and its conflict recorded again."""
         for work in batch:
             if work.plan.conflicts:
-                self._report_conflicts(work.link.invoiced_id, work.plan)
+                self._report_conflicts(work.link.invoiced_id, work.link.keap_id, work.plan)
                 self.pending.append(lambda tx, work=work: self._conflict_rows(tx, work.link, work.plan))
         self.commit()
 
-    def _report_conflicts(self, invoiced_id: str, plan: PairPlan) -> None:
-        for action in conflict_actions(self.flow.name, invoiced_id, plan):
+    def _report_conflicts(self, invoiced_id: str, keap_id: str, plan: PairPlan) -> None:
+        for action in conflict_actions(self.flow.name, invoiced_id, keap_id, plan):
             self.report.add(action)
 
     def _conflict_rows(self, tx: Transaction, link: Link, plan: PairPlan) -> None:
@@ -337,7 +337,7 @@ class Applier:
         """Link a matched pair: merge fields (the plan has no shadows), store the link, stamp the id."""
         invoiced_id, keap_id = str(pair.invoiced["id"]), str(pair.keap["id"])
         self.report.add(Action(self.flow.name, "link", "keap", keap_id, {"invoiced_id": invoiced_id}))
-        self._report_conflicts(invoiced_id, pair.plan)
+        self._report_conflicts(invoiced_id, keap_id, pair.plan)
         written = await self._write_pair(invoiced_id, keap_id, {"invoiced": pair.invoiced, "keap": pair.keap}, pair.plan, "link")
         if isinstance(written, (Failed, Gone)):
             return

@@ -26,7 +26,9 @@ Rules, per field group:
   The side a value came from is never written. It is merged part by part (`rule.parts`): a part the
   dirty side did not change keeps the other side's own value, so a part the dirty side holds only as a
   lossy copy (a given name cut to 40 characters) never flows back over its source.
-- Dirty on both sides with different values: a conflict, settled by the policy and recorded.
+- Dirty on both sides with different values: a conflict, settled by the policy and recorded, merged part by
+  part too: a part changed on one side takes that side's value, changed on both the winner's, changed on
+  neither stays each side's own (never the other side's lossy copy of it).
 - No shadow for the group (a new link, or a rule added by configuration): the two records are merged;
   an empty value never wins (`rule.blank`: an address with only a country is empty), two empty values
   agree (nothing is written, as `disagreements` agrees), and otherwise
@@ -112,9 +114,9 @@ class CreatePlan:
 
 
 class _Decision(NamedTuple):
-    value: Value
+    values: dict[Side, Value]  # the value each side should hold
     conflict: Conflict | None = None
-    source: Side | None = None  # the one side that changed the group, whose edit is merged into the other
+    changed: tuple[Side, ...] = ()  # the sides that changed the group since the last sync (their notes are re-derived)
 
 
 def record_updated(side: Side, record: Record) -> float | None:
@@ -136,9 +138,9 @@ def _winner(policy: PolicyName, priority: Side, updated: Mapping[Side, float | N
     return later, f"newest: {later} was updated later"
 
 
-def _decide(rule: FieldRule, values: Mapping[Side, Value], shadows: LinkShadows | None,
+def _decide(rule: FieldRule, records: Mapping[Side, Record], values: Mapping[Side, Value], shadows: LinkShadows | None,
             policy: Policy, updated: Mapping[Side, float | None], drifted: set[str]) -> _Decision | None:
-    """The value a group should have on both sides, or None when there is nothing to do; `drifted` are the
+    """The value a group should have on each side, or None when there is nothing to do; `drifted` are the
     groups a repair settles although neither side changed them (see the module docstring)."""
     if values["invoiced"] == values["keap"]:
         return None
@@ -148,7 +150,7 @@ def _decide(rule: FieldRule, values: Mapping[Side, Value], shadows: LinkShadows 
         if len(blank) == len(SIDES):
             return None  # two empty values agree: nothing to send (a country alone is not sent either)
         if len(blank) == 1:
-            return _Decision(values[other_side(blank[0])])
+            return _Decision(_both(values[other_side(blank[0])]))
         if rule.name in drifted:
             side, reason = _winner(policy.for_group(rule.name), policy.priority, updated)
             reason = f"repair: {reason}"
@@ -156,40 +158,62 @@ def _decide(rule: FieldRule, values: Mapping[Side, Value], shadows: LinkShadows 
             winner = policy.for_group(rule.name)
             side = policy.priority if winner == "newest" else winner
             reason = f"merge on link: {side} wins, both sides had a value"
-    else:
-        assert shadows is not None
-        dirty = [side for side in SIDES if values[side] != shadows.side(side).values[rule.name]]
-        if not dirty and rule.name not in drifted:
-            return None
-        if len(dirty) == 1:
-            return _Decision(values[dirty[0]], source=dirty[0])
-        side, reason = _winner(policy.for_group(rule.name), policy.priority, updated)
-        if not dirty:
-            reason = f"repair of drift: {reason}"
+        return _Decision(_both(values[side]), Conflict(rule.name, values["invoiced"], values["keap"], side, reason))
+    assert shadows is not None
+    before = {side: shadows.side(side).values[rule.name] for side in SIDES}
+    dirty = tuple(side for side in SIDES if values[side] != before[side])
+    if not dirty and rule.name not in drifted:
+        return None
+    if len(dirty) == 1:
+        return _Decision(_merged(rule, dirty[0], records, values, before), changed=dirty)
+    side, reason = _winner(policy.for_group(rule.name), policy.priority, updated)
+    if not dirty:
+        reason = f"repair of drift: {reason}"
     conflict = Conflict(rule.name, values["invoiced"], values["keap"], side, reason)
-    return _Decision(values[side], conflict)
+    return _Decision(_merged(rule, side, records, values, before), conflict, dirty)
 
 
-def _merged(rule: FieldRule, source: Side, record: Record, before: Value, target: Value) -> Value:
-    """The changed value of `source` (whose `record` holds it; it was `before`) merged into `target`'s value part by
-    part: a part `source` did not change, and holds only as its copy of the target's part (lossy or not), keeps the
-    target's own value (see the module docstring)."""
-    value = rule.value(source, record)
-    copy = rule.value(source, {**record, **rule.write(source, target, record).fields})
-    new, old, own, held = rule.parts(value), rule.parts(before), rule.parts(target), rule.parts(copy)
-    if not set(new) == set(old) == set(own) == set(held):
-        return value
-    return rule.join({part: own[part] if new[part] == old[part] == held[part] else new[part] for part in new})
+def _both(value: Value) -> dict[Side, Value]:
+    return {side: value for side in SIDES}
 
 
-def _renote(rule: FieldRule, source: Side, working: Mapping[Side, Record], values: Mapping[Side, Value],
+def _merged(rule: FieldRule, winner: Side, records: Mapping[Side, Record], values: Mapping[Side, Value],
+            before: Mapping[Side, Value]) -> dict[Side, Value]:
+    """Each side's value of a group that changed (on one side or both, or drifted), merged part by part
+    (`rule.parts`): a part changed on one side takes that side's value, changed on both the `winner`'s; a part
+    changed on neither keeps each side's own where one side holds only its copy of the other's (lossy or not: a
+    given name cut to 40 characters never flows back over its source), else takes the winner's (drift)."""
+    parts = {side: rule.parts(values[side]) for side in SIDES}
+    old = {side: rule.parts(before[side]) for side in SIDES}
+    copies = {side: rule.parts(rule.value(side, {**records[side], **rule.write(side, values[other_side(side)],
+                                                                             records[side]).fields})) for side in SIDES}
+    if len({frozenset(found) for found in (*parts.values(), *old.values(), *copies.values())}) != 1:
+        return _both(values[winner])
+    changed = {side: {name for name, part in parts[side].items() if part != old[side][name]} for side in SIDES}
+    settled: dict[Side, Value] = {}
+    for side in SIDES:
+        other = other_side(side)
+        merged = {}
+        for name, own in parts[side].items():
+            if name in changed[other]:
+                merged[name] = parts[winner if name in changed[side] else other][name]
+            elif name in changed[side] or own == copies[side][name] or parts[other][name] == copies[other][name]:
+                merged[name] = own
+            else:
+                merged[name] = parts[winner][name]
+        settled[side] = values[side] if merged == parts[side] else rule.join(merged)
+    return settled
+
+
+def _renote(rule: FieldRule, source: Side, working: Mapping[Side, Record],
             lossy: list[LossyCarry], carried: list[tuple[Side, str]]) -> None:
-    """The changed side's notes for `rule`: what it holds of the other side's value now, if that is still a lossy
-    copy (a family name edited next to a cut given name), else none (its own edit is no copy)."""
+    """The notes of a side that changed the group and was not written: what it holds of the other side's value
+    now, if that is still a lossy copy (a family name edited next to a cut given name), else none (its own edit
+    is no copy)."""
     target = other_side(source)
     mapped = rule.write(source, rule.value(target, working[target]), working[source])
     carried.append((source, rule.name))
-    if rule.value(source, {**working[source], **mapped.fields}) == values[source]:
+    if rule.value(source, {**working[source], **mapped.fields}) == rule.value(source, working[source]):
         lossy.extend(replace(note, rule=rule.name) for note in mapped.lossy)
 
 
@@ -206,27 +230,25 @@ def plan_pair(flow: Flow, link_shadows: LinkShadows | None, invoiced_record: Rec
     carried: list[tuple[Side, str]] = []
     for rule in flow.rules:
         values = {side: rule.value(side, working[side]) for side in SIDES}
-        decision = _decide(rule, values, link_shadows, policy, updated, drifted)
+        decision = _decide(rule, working, values, link_shadows, policy, updated, drifted)
         if decision is None:
             continue
         if decision.conflict:
             conflicts.append(decision.conflict)
-        if rule.required and rule.blank(decision.value):
-            cleared = next(side for side in SIDES if rule.blank(values[side]))
+        if rule.required and any(rule.blank(value) for value in decision.values.values()):
+            cleared = next((side for side in SIDES if rule.blank(values[side])), "keap")
             kept = other_side(cleared)
             carried.append((kept, rule.name))
             lossy.append(LossyCarry(kept, rule.name, None, values[kept], f"cleared in {cleared}; {kept} requires a "
                                     "value, so it keeps its own", rule.name))
             continue
+        noted: set[Side] = set()
         for side in SIDES:
-            value = decision.value
-            if decision.source is not None and link_shadows is not None and side != decision.source:
-                value = _merged(rule, decision.source, working[decision.source],
-                                link_shadows.side(decision.source).values[rule.name], values[side])
-            if values[side] == value:
+            if values[side] == decision.values[side]:
                 continue
-            mapped = rule.write(side, value, working[side])
+            mapped = rule.write(side, decision.values[side], working[side])
             carried.append((side, rule.name))
+            noted.add(side)
             lossy.extend(replace(note, rule=rule.name) for note in mapped.lossy)
             after = {**working[side], **mapped.fields}
             if rule.value(side, after) == values[side]:
@@ -234,8 +256,9 @@ def plan_pair(flow: Flow, link_shadows: LinkShadows | None, invoiced_record: Rec
             writes[side].update({key: value for key, value in mapped.fields.items()
                                  if working[side].get(key) != value})
             working[side] = after
-        if decision.source is not None:
-            _renote(rule, decision.source, working, values, lossy, carried)
+        for source in decision.changed:
+            if source not in noted:
+                _renote(rule, source, working, lossy, carried)
     shadows = LinkShadows(*(
         Shadow(shadow_of(flow, side, working[side]).values, original[side].get(UPDATED_FIELD[side])) for side in SIDES
     ))

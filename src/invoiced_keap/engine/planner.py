@@ -146,7 +146,7 @@ class FlowPlan:
         for pair in self.new_pairs:
             invoiced_id, keap_id = str(pair.invoiced["id"]), str(pair.keap["id"])
             actions.append(Action(name, "link", "keap", keap_id, {"invoiced_id": invoiced_id}))
-            actions += conflict_actions(name, invoiced_id, pair.plan)
+            actions += conflict_actions(name, invoiced_id, keap_id, pair.plan)
             actions += [Action(name, "update", side, invoiced_id if side == "invoiced" else keap_id, pair.plan.writes(side))
                         for side in ("invoiced", "keap") if pair.plan.writes(side)]
             actions += lossy_actions(name, invoiced_id, keap_id, pair.plan.lossy)
@@ -181,9 +181,11 @@ def moved_reason(link: Link, to: str) -> str:
     return f"type changed: customer {link.invoiced_id} moved to {to}"
 
 
-def conflict_actions(flow: str, invoiced_id: str, plan: PairPlan) -> list[Action]:
-    return [Action(flow, "conflict", c.winner, invoiced_id, {"group": c.group, "invoiced": c.invoiced_value,
-                                                              "keap": c.keap_value, "reason": c.reason})
+def conflict_actions(flow: str, invoiced_id: str, keap_id: str, plan: PairPlan) -> list[Action]:
+    """A pair's conflicts, named by the pair's Invoiced record (the Keap id and the winner in the fields)."""
+    return [Action(flow, "conflict", "invoiced", invoiced_id, {"keap_id": keap_id, "group": c.group, "winner": c.winner,
+                                                                "invoiced": c.invoiced_value, "keap": c.keap_value,
+                                                                "reason": c.reason})
             for c in plan.conflicts]
 
 
@@ -203,7 +205,7 @@ def refusal_action(flow: str, create: Create) -> Action:
 def pair_actions(flow: str, work: PairWork) -> list[Action]:
     """A linked pair's conflicts, then its writes."""
     ids = {"invoiced": work.link.invoiced_id, "keap": work.link.keap_id}
-    return conflict_actions(flow, work.link.invoiced_id, work.plan) + [
+    return conflict_actions(flow, work.link.invoiced_id, work.link.keap_id, work.plan) + [
         Action(flow, "update", side, ids[side], work.plan.writes(side)) for side in ("invoiced", "keap") if work.plan.writes(side)]
 
 

@@ -43,7 +43,7 @@ class Action:
         if self.verb in VALUE_VERBS:
             details = {"fields": sorted(self.fields)}
         elif self.verb == "conflict":
-            details = {key: self.fields[key] for key in ("group", "reason")}
+            details = {key: self.fields[key] for key in ("keap_id", "group", "winner", "reason")}
         elif self.verb == "lossy":
             details = {key: self.fields[key] for key in ("field", "reason")}
         return {"flow": self.flow, "side": self.side, "record_id": self.record_id, **details}
