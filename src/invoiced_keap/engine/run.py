@@ -4,7 +4,7 @@
     report = await syncer.sync(["companies"], dry_run=False)    # RunReport; report.exit_code
     await syncer.retry()       # every open failure due now, then a pass
     await syncer.reconcile()   # full id scans for deletes without hooks (own schedule, e.g. daily)
-    await syncer.relink()      # rebuild links from the Keap ids stamped in Invoiced metadata
+    await syncer.relink()      # rebuild links from the Keap ids stamped in Invoiced metadata (products: by sku)
     await syncer.sync_ids("companies", invoiced_ids=["12"], keap_ids=["34"])   # webhooks, `verify --repair`
     syncer.request_stop()      # from a signal handler: the records in hand finish, the rest waits
 
@@ -12,7 +12,7 @@ Every kind of pass runs the same skeleton (`_pass`): a run row, the locks of its
 worker holds is skipped alone, with who holds it in its report), then per flow a `FlowPlan`
 (`planner.Planner.plan`; for a reconcile, the links whose record is gone), judged by the circuit breaker
 (`deletes.check_breaker`: over the limit, nothing of the flow is written), then printed (`dry_run`: the
-report carries the plan's actions and counts, and nothing is written, no run row either) or applied
+report carries the plan's actions and counts, and nothing is written: no run row, no flow lock) or applied
 (`apply.Applier`), and the flow's watermarks committed after everything they cover. A `FatalError`, or an
 API error that escapes the writes' failure handling (a read still failing after its retries), ends the
 pass cleanly with `report.error` (exit 1): what was done stays committed, the marks of the unfinished
