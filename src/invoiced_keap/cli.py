@@ -33,7 +33,6 @@ from invoiced_keap.connectors.keap_auth import KeapOAuth
 from invoiced_keap.connectors.redaction import register_secret
 from invoiced_keap.engine import review as reviewing
 from invoiced_keap.engine.report import EXIT_NEEDS_ATTENTION, EXIT_NOT_RUN, EXIT_SYNCED, RunReport
-from invoiced_keap.engine.shadows import link_shadows
 from invoiced_keap.engine.review import ReviewRefused
 from invoiced_keap.engine.run import Syncer
 from invoiced_keap.flows import CATALOGUE, Flow
@@ -43,7 +42,7 @@ from invoiced_keap.state.models import AuditEntry, ConflictRow, Failure, Link, L
 from invoiced_keap.state.views import record_history, search_links, status_view
 from invoiced_keap.server.quota import QuotaWatchingPacer
 from invoiced_keap.server.service import Service
-from invoiced_keap.verify import FlowCheck, Listings, check_flow, read_listings, repair
+from invoiced_keap.verify import FlowCheck, Listings, check_flow, read_listings, repair, stored
 
 
 class _StopsCleanly(TyperGroup):
@@ -462,12 +461,10 @@ def verify(
 
 
 def _check_flows(session: Session, chosen: dict[str, Flow]) -> list[FlowCheck]:
-    """Read both sides in bulk and check each chosen flow against its links."""
+    """Read both sides in bulk and check each chosen flow against its stored state."""
     settings = session.settings()
     with session.store() as store:
-        linked = {name: list(store.iter_links(name)) for name in chosen}
-    links_by_flow = {name: {link.invoiced_id: link.keap_id for link in found} for name, found in linked.items()}
-    shadows_by_flow = {name: {link.invoiced_id: link_shadows(link) for link in found} for name, found in linked.items()}
+        state = {name: stored(store, name) for name in chosen}
 
     async def read() -> Listings:
         async with open_invoiced(settings) as invoiced, open_keap(settings) as keap:
@@ -476,27 +473,30 @@ def _check_flows(session: Session, chosen: dict[str, Flow]) -> list[FlowCheck]:
 
     listings = asyncio.run(read())
     return [
-        check_flow(item, listings.invoiced_records(item), listings.keap[name], links_by_flow[name],
+        check_flow(item, listings.invoiced_records(item), listings.keap[name], state[name],
                    invoiced_ids_anywhere=listings.invoiced_ids(item),
-                   keap_unlinked_matter=settings.flow[name].create_in_invoiced, shadows=shadows_by_flow[name])
+                   keap_unlinked_matter=settings.flow[name].create_in_invoiced)
         for name, item in chosen.items()
     ]
 
 
 def _print_checks(checks: Sequence[FlowCheck]) -> None:
     console.print_table(
-        "Field rules: linked pairs that agree", ["flow", "rule", "agree", "of pairs"],
-        [(check.flow, rule, agreeing, check.pairs) for check in checks for rule, agreeing in check.agreeing.items()],
+        "Field rules: linked pairs that agree", ["flow", "rule", "agree", "carried with loss", "of pairs"],
+        [(check.flow, rule, agreeing, check.lossy_by_rule[rule], check.pairs)
+         for check in checks for rule, agreeing in check.agreeing.items()],
         empty="no field rules",
     )
     for title, kind in (("Pending pairs (changed on a side; the next pass carries it)", "pending"),
                         ("Drifted pairs", "drifted"),
                         ("Pairs carried with loss (one side holds what it can of the other's value)", "lossy")):
-        console.print_table(title, ["flow", "invoiced", "keap", "rule", "Invoiced value", "Keap value"],
-                            [(check.flow, d.invoiced_id, d.keap_id, d.rule, d.invoiced_value, d.keap_value)
+        console.print_table(title, ["flow", "invoiced", "keap", "rule", "Invoiced value", "Keap value", "noted"],
+                            [(check.flow, d.invoiced_id, d.keap_id, d.rule, d.invoiced_value, d.keap_value, "; ".join(d.notes))
                              for check in checks for d in getattr(check, kind)])
-    console.print_table("Invoiced records with no Keap twin", ["flow", "invoiced"],
-                        [(check.flow, record_id) for check in checks for record_id in check.without_twin])
+    console.print_table("Invoiced records with no Keap twin", ["flow", "invoiced", "failure"],
+                        [*((check.flow, record_id, "") for check in checks for record_id in check.without_twin),
+                         *((check.flow, record_id, f"dismissed: {reason}" if reason else "dismissed")
+                           for check in checks for record_id, reason in check.dismissed.items())])
     console.print_table("Links to a record that is gone", ["flow", "invoiced", "keap", "missing in"],
                         [(check.flow, gone.invoiced_id, gone.keap_id, gone.missing) for check in checks for gone in check.gone])
     console.print_table("Keap records linked to nothing", ["flow", "keap", "counts against verify"],

@@ -2,12 +2,14 @@
 
 Both sides are read in bulk (Invoiced 100 a page, Keap 1000 a page; never one call per record) and
 paired by the store's active links. Per flow the report gives, per field rule, how many linked
-pairs agree, and each pair rule whose values differ, with both values, in one of three categories:
-*lossy* (one side holds the other's value as far as it can: cut to Keap's limits, a region or phone left
-out; `engine.plan.disagreements` agrees, the values do not; information, not a difference), *pending*
+pairs agree and how many are carried with loss, and each pair rule whose values differ, with both values, in one
+of three categories: *lossy* (one side holds the other's value as far as it can: cut to Keap's limits, a region or
+phone left out; `engine.plan.disagreements` agrees, the values do not; with the sync's notes of the pair, also
+those of fields no rule compares, such as a product's price; information, not a difference), *pending*
 (a side differs from its own shadow: the next pass carries it by the conflict policy) and *drift* (both
 sides equal their shadows, yet they disagree: an edit behind the engine's back, a lost write). Then
-Invoiced records with no twin, links whose record is gone, and Keap records linked to nothing. The last are information only, unless the flow
+Invoiced records with no twin (those whose failure is dismissed listed as such, not counted), links whose record
+is gone, and Keap records linked to nothing. The last are information only, unless the flow
 creates in Invoiced (`create_in_invoiced`): the specification asks for a twin of every Invoiced
 record, not of every CRM entry.
 
@@ -19,8 +21,8 @@ default), which a normal pass never sees, as neither side is dirty.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from invoiced_keap.connectors.invoiced import InvoicedConnector
@@ -28,8 +30,10 @@ from invoiced_keap.connectors.keap import KeapConnector
 from invoiced_keap.engine.plan import LinkShadows, disagreements
 from invoiced_keap.engine.report import RunReport
 from invoiced_keap.engine.run import Syncer
+from invoiced_keap.engine.shadows import link_shadows
 from invoiced_keap.flows import Flow, Value
-from invoiced_keap.mapping import Record
+from invoiced_keap.mapping import LossyCarry, Record
+from invoiced_keap.state import Store
 
 Progress = Callable[[str, int], None]
 """Called as records arrive: (listing name, records read in it so far)."""
@@ -37,13 +41,44 @@ Progress = Callable[[str, int], None]
 
 @dataclass(frozen=True)
 class Drift:
-    """One rule of a linked pair whose values differ (see the module docstring for its category)."""
+    """One rule of a linked pair whose values differ (see the module docstring for its category); for a lossy
+    one, the sync's notes of it (`LossyCarry.describe`)."""
 
     invoiced_id: str
     keap_id: str
     rule: str
     invoiced_value: Value
     keap_value: Value
+    notes: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        shown = {**self.__dict__, "notes": list(self.notes)}
+        return shown if self.notes else {key: value for key, value in shown.items() if key != "notes"}
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What the state database knows of a flow's pairs: its links (Invoiced id -> Keap id) with their shadows and
+    lossy notes by Invoiced id, and the Invoiced records whose failure is dismissed, with the reason given."""
+
+    links: dict[str, str]
+    shadows: dict[str, LinkShadows | None] = field(default_factory=dict)
+    notes: dict[str, list[LossyCarry]] = field(default_factory=dict)
+    dismissed: dict[str, str | None] = field(default_factory=dict)
+
+
+def stored(store: Store, flow: str) -> Stored:
+    """Read a flow's `Stored` state."""
+    links = list(store.iter_links(flow))
+    by_link = {link.id: link.invoiced_id for link in links}
+    notes: dict[str, list[LossyCarry]] = {}
+    for row in store.lossy_carries(flow):
+        notes.setdefault(by_link[row.link_id], []).append(
+            LossyCarry(row.side, row.field, row.source_value, row.sent_value, row.reason, row.field_group))  # type: ignore[arg-type]
+    dismissed = {failure.record_id: failure.dismissed_reason for failure in store.failures(flow)
+                 if failure.dismissed_at is not None and failure.side == "invoiced"}
+    return Stored({link.invoiced_id: link.keap_id for link in links}, {link.invoiced_id: link_shadows(link) for link in links},
+                  notes, dismissed)
 
 
 @dataclass(frozen=True)
@@ -58,10 +93,12 @@ class FlowCheck:
     flow: str
     pairs: int
     agreeing: dict[str, int]
+    lossy_by_rule: dict[str, int] = field(default_factory=dict)
     drifted: list[Drift] = field(default_factory=list)
     pending: list[Drift] = field(default_factory=list)
     lossy: list[Drift] = field(default_factory=list)
     without_twin: list[str] = field(default_factory=list)
+    dismissed: dict[str, str | None] = field(default_factory=dict)
     gone: list[GoneLink] = field(default_factory=list)
     keap_unlinked: list[str] = field(default_factory=list)
     keap_unlinked_matter: bool = False
@@ -87,10 +124,12 @@ class FlowCheck:
             "agrees": self.agrees,
             "linked_pairs": self.pairs,
             "agreeing_pairs_by_rule": self.agreeing,
-            "drifted": [drift.__dict__ for drift in self.drifted],
-            "pending": [drift.__dict__ for drift in self.pending],
-            "lossy": [drift.__dict__ for drift in self.lossy],
+            "lossy_pairs_by_rule": self.lossy_by_rule,
+            "drifted": [drift.as_json() for drift in self.drifted],
+            "pending": [drift.as_json() for drift in self.pending],
+            "lossy": [drift.as_json() for drift in self.lossy],
             "invoiced_without_twin": self.without_twin,
+            "dismissed_without_twin": self.dismissed,
             "links_to_missing_records": [gone.__dict__ for gone in self.gone],
             "keap_unlinked": self.keap_unlinked,
         }
@@ -100,28 +139,28 @@ def check_flow(
     flow: Flow,
     invoiced_records: Iterable[Record],
     keap_records: Iterable[Record],
-    links: Mapping[str, str],
+    state: Stored,
     *,
     invoiced_ids_anywhere: set[str] | None = None,
     keap_unlinked_matter: bool = False,
-    shadows: Mapping[str, LinkShadows | None] | None = None,
 ) -> FlowCheck:
-    """Compare one flow's records, given as read, with its links (invoiced id -> keap id). Pure.
+    """Compare one flow's records, given as read, with its stored state (links, shadows, notes, dismissals). Pure.
 
     `invoiced_ids_anywhere` are the ids of every record of the Invoiced object (a customer that
-    moved to the other flow still exists); by default the flow's own records. `shadows` are the links'
-    shadows by Invoiced id: a differing rule whose side differs from its shadow is pending, not drift.
+    moved to the other flow still exists); by default the flow's own records. A differing rule whose side
+    differs from its shadow is pending, not drift.
     """
     invoiced = {str(record["id"]): record for record in invoiced_records}
     keap = {str(record["id"]): record for record in keap_records}
     existing = invoiced_ids_anywhere if invoiced_ids_anywhere is not None else set(invoiced)
     agreeing = {rule.name: 0 for rule in flow.rules}
+    lossy_by_rule = {rule.name: 0 for rule in flow.rules}
     drifted: list[Drift] = []
     pending: list[Drift] = []
     lossy: list[Drift] = []
     gone: list[GoneLink] = []
     pairs = 0
-    for invoiced_id, keap_id in sorted(links.items()):
+    for invoiced_id, keap_id in sorted(state.links.items(), key=lambda item: _id_order(item[0])):
         missing = [side for side, present in (("invoiced", invoiced_id in existing), ("keap", keap_id in keap)) if not present]
         if missing:
             gone.append(GoneLink(invoiced_id, keap_id, missing[0] if len(missing) == 1 else "both"))
@@ -131,32 +170,46 @@ def check_flow(
         pairs += 1
         inv_record, keap_record = invoiced[invoiced_id], keap[keap_id]
         differing = set(disagreements(flow, inv_record, keap_record))
-        link_shadows = (shadows or {}).get(invoiced_id)
+        link_shadows = state.shadows.get(invoiced_id)
+        notes = state.notes.get(invoiced_id, [])
         for rule in flow.rules:
             values = {"invoiced": rule.value("invoiced", inv_record), "keap": rule.value("keap", keap_record)}
             difference = Drift(invoiced_id, keap_id, rule.name, values["invoiced"], values["keap"])
-            if rule.name not in differing:
-                agreeing[rule.name] += 1
-                if values["invoiced"] != values["keap"] and not all(rule.blank(value) for value in values.values()):
-                    lossy.append(difference)
-            elif link_shadows is not None and any(
-                    values[side] != link_shadows.side(side).values.get(rule.name, values[side]) for side in ("invoiced", "keap")):
-                pending.append(difference)
+            if rule.name in differing:
+                if link_shadows is not None and any(values[side] != link_shadows.side(side).values.get(rule.name, values[side])
+                                                    for side in ("invoiced", "keap")):
+                    pending.append(difference)
+                else:
+                    drifted.append(difference)
+            elif values["invoiced"] != values["keap"] and not all(rule.blank(value) for value in values.values()):
+                lossy_by_rule[rule.name] += 1
+                lossy.append(replace(difference, notes=tuple(note.describe() for note in notes if note.rule == rule.name)))
             else:
-                drifted.append(difference)
-    linked_keap = set(links.values())
+                agreeing[rule.name] += 1
+        shown = {d.rule for d in lossy if d.invoiced_id == invoiced_id}
+        lossy += [Drift(invoiced_id, keap_id, note.rule or note.field, *_sides(note), notes=(note.describe(),))
+                  for note in notes if note.rule not in shown]
+    linked_keap = set(state.links.values())
+    unlinked = sorted(set(invoiced) - set(state.links), key=_id_order)
     return FlowCheck(
         flow=flow.name,
         pairs=pairs,
         agreeing=agreeing,
+        lossy_by_rule=lossy_by_rule,
         drifted=drifted,
         pending=pending,
         lossy=lossy,
-        without_twin=sorted(set(invoiced) - set(links), key=_id_order),
+        without_twin=[record_id for record_id in unlinked if record_id not in state.dismissed],
+        dismissed={record_id: state.dismissed[record_id] for record_id in unlinked if record_id in state.dismissed},
         gone=gone,
         keap_unlinked=sorted(set(keap) - linked_keap, key=_id_order),
         keap_unlinked_matter=keap_unlinked_matter,
     )
+
+
+def _sides(note: LossyCarry) -> tuple[Value, Value]:
+    """A note's (Invoiced value, Keap value): the source on one side, what was sent on the other."""
+    return (note.sent, note.source) if note.side == "invoiced" else (note.source, note.sent)
 
 
 def _id_order(record_id: str) -> tuple[int, str]:

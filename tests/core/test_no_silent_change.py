@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from invoiced_keap import mapping
-from invoiced_keap.engine.plan import LinkShadows, plan_create, plan_pair
+from invoiced_keap.engine.plan import LinkShadows, Policy, disagreements, plan_create, plan_pair, shadow_of
 from invoiced_keap.flows import CATALOGUE
 
 CONTACTS = CATALOGUE["contacts"]
@@ -138,3 +138,18 @@ def test_the_reported_name_conflict_keeps_the_family_name_nobody_edited() -> Non
     assert plan.invoiced_writes == {"name": "Bartholomew Wolfeschlegelsteinhausenbergerdorff-Smithson"}
     assert plan.keap_writes == {}
     assert [(note.side, note.field) for note in plan.lossy] == [("keap", "family_name")]
+
+
+@given(st.lists(long_word, min_size=10, max_size=12), st.integers(215, 235),
+       st.lists(long_word, min_size=3, max_size=3).map("-".join), st.sampled_from(["invoiced", "keap", "newest"]))
+def test_sides_each_holding_a_cut_part_of_the_other_agree_and_a_repair_writes_nothing(
+        given_words: list[str], given_length: int, family: str, policy: str) -> None:
+    """Keap holds the given name cut to 40, Invoiced the family name cut at its 255-character name: no drift."""
+    given_name = " ".join(given_words)[:given_length].rstrip()
+    invoiced = {"id": 1, "type": "person", "name": f"{given_name} {family}"[:255].rstrip(), "updated_at": 100}
+    keap = {"id": "k1", "given_name": given_name[:40].rstrip(), "family_name": family[:40], "update_time": "1970-01-01T00:05:00+00:00"}
+    shadows = LinkShadows(shadow_of(CONTACTS, "invoiced", invoiced), shadow_of(CONTACTS, "keap", keap))
+
+    assert disagreements(CONTACTS, invoiced, keap) == []
+    plan = plan_pair(CONTACTS, shadows, invoiced, keap, Policy(policy), repair=True)  # type: ignore[arg-type]
+    assert (plan.invoiced_writes, plan.keap_writes) == ({}, {})

@@ -8,12 +8,11 @@ from invoiced_keap.connectors.invoiced import InvoicedConnector
 from invoiced_keap.connectors.keap import KeapConnector
 from invoiced_keap.connectors.keap_auth import ApiKey
 from invoiced_keap.connectors.pacing import RateLimits
-from invoiced_keap.engine.options import SyncOptions
+from invoiced_keap.engine.options import FlowOptions, SyncOptions
 from invoiced_keap.engine.run import Syncer
-from invoiced_keap.engine.shadows import link_shadows
 from invoiced_keap.flows import CATALOGUE
 from invoiced_keap.state.views import record_history, status_view
-from invoiced_keap.verify import FlowCheck, check_flow, read_listings, repair
+from invoiced_keap.verify import FlowCheck, check_flow, read_listings, repair, stored
 from tests.engine.conftest import FAST_RETRIES, World
 from tests.support import API_KEY
 
@@ -28,10 +27,7 @@ async def verify(world: World, flow: str) -> FlowCheck:
     async with InvoicedConnector(API_KEY, world.invoiced_server.url, retry=FAST_RETRIES) as invoiced, \
             KeapConnector(ApiKey(API_KEY), world.keap_url, limits=RateLimits(), retry=FAST_RETRIES) as keap:
         listings = await read_listings(invoiced, keap, [CATALOGUE[flow]])
-    links = list(world.store.iter_links(flow))
-    return check_flow(CATALOGUE[flow], listings.invoiced_records(CATALOGUE[flow]), listings.keap[flow],
-                      {link.invoiced_id: link.keap_id for link in links},
-                      shadows={link.invoiced_id: link_shadows(link) for link in links})
+    return check_flow(CATALOGUE[flow], listings.invoiced_records(CATALOGUE[flow]), listings.keap[flow], stored(world.store, flow))
 
 
 async def test_a_cut_given_name_is_noted_and_never_written_back_after_a_family_name_edit(world: World, capsys) -> None:
@@ -153,3 +149,51 @@ async def test_a_name_conflict_never_writes_a_cut_part_over_the_part_nobody_edit
     assert customer(world, person_id)["name"] == f"Bartholomew {family}"  # the family name kept whole
     assert world.keap_record("contacts", keap_id)["family_name"] == family[:40]
     assert [(n.side, n.field) for n in record_history(world.store, str(person_id)).lossy] == [("keap", "family_name")]
+
+
+async def test_a_value_invoiced_holds_cut_is_lossy_in_verify_and_repair_never_writes_it_back(world: World) -> None:
+    given = " ".join(["Alexandrina"] * 19) + " Maximiliana"  # 239 characters: Keap holds 40, Invoiced the whole
+    family = "Fitzgerald-Montgomery-Ashworth-Smythe"
+    [person_id] = world.invoiced.seed({"customers": [{"name": f"{given} Smith", "type": "person",
+                                                       "email": "long@example.com"}]})["customers"]
+    await world.sync()
+    keap_id = world.link_of("contacts", person_id)
+    world.keap_edit("contacts", keap_id, {"family_name": family})
+    await world.sync()
+    assert customer(world, person_id)["name"] == f"{given} {family}"[:255]  # Invoiced's 255: the family name cut
+    assert ("invoiced", "name") in {(n.side, n.field) for n in record_history(world.store, str(person_id)).lossy}
+
+    check = await verify(world, "contacts")
+    assert check.agrees and check.drifted == [] and check.pending == []
+    assert [d.rule for d in check.lossy] == ["name"] and check.lossy[0].notes
+    assert (check.agreeing["name"], check.lossy_by_rule["name"]) == (0, 1)  # lossy is not counted as agreeing
+
+    options = SyncOptions(per_flow={"contacts": FlowOptions(conflicts="invoiced")})
+    world.reset_stats()
+    await world.syncer_call("sync_ids", options, flow="contacts", invoiced_ids=[str(person_id)], keap_ids=[keap_id], repair=True)
+    assert world.writes() == {}
+    assert world.keap_record("contacts", keap_id)["family_name"] == family
+
+
+async def test_verify_lists_the_price_notes_of_products(world: World) -> None:
+    world.invoiced.seed({"items": [{"id": "ramen", "name": "Ramen", "unit_cost": 1200, "currency": "jpy"},
+                                   {"id": "pen", "name": "Pen", "unit_cost": 12.5, "currency": "usd"}]})
+    await world.sync(flows=["products"])
+
+    check = await verify(world, "products")
+
+    assert check.agrees
+    assert [(d.invoiced_id, d.rule, d.invoiced_value, d.keap_value) for d in check.lossy] == [("ramen", "price", "1200 JPY", 0)]
+    assert "JPY" in check.lossy[0].notes[0] and check.agreeing == {"name": 2, "description": 2}
+
+
+async def test_verify_lists_a_dismissed_failure_as_dismissed_and_does_not_count_it(world: World) -> None:
+    [walk_in] = world.invoiced.seed({"customers": [{"name": "Walk In", "type": "person"}]})["customers"]
+    await world.sync()
+    assert (await verify(world, "contacts")).without_twin == [str(walk_in)]
+    [failure] = world.store.failures("contacts")
+    world.store.dismiss_failure(failure.id, "a walk-in")
+
+    check = await verify(world, "contacts")
+
+    assert check.agrees and check.without_twin == [] and check.dismissed == {str(walk_in): "a walk-in"}

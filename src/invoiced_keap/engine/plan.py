@@ -44,6 +44,7 @@ Rules, per field group:
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from itertools import product
 from typing import Any, Literal, Mapping, NamedTuple
 
 from invoiced_keap.flows import SIDES, FieldRule, Flow, Shadow, Side, Value, other_side
@@ -301,12 +302,12 @@ def _without_nones(value: Any) -> Any:
 
 
 def disagreements(flow: Flow, invoiced_record: Record, keap_record: Record) -> list[str]:
-    """The rules on which a pair does not agree: neither side holds what the other's value maps to.
+    """The rules on which a pair does not agree: no value carried to both sides gives each what it holds.
 
-    A value cut to Keap's limits or spelled Keap's way agrees, and so do two empty values (`rule.blank`:
-    an Invoiced address with only the account's country agrees with no Keap address, as neither a
-    create nor a first link sends it). This is `verify`'s check, and the convergence check of the
-    model tests.
+    A value cut to Keap's limits or spelled Keap's way agrees, and so does a pair whose sides each hold a lossy
+    copy of a part of the other's (`_carried_with_loss`), and two empty values (`rule.blank`: an Invoiced address
+    with only the account's country agrees with no Keap address, as neither a create nor a first link sends it).
+    This is `verify`'s check, the convergence check of the model tests, and what a repair settles as drift.
     """
     records: dict[Side, Record] = {"invoiced": invoiced_record, "keap": keap_record}
     differing = []
@@ -314,11 +315,27 @@ def disagreements(flow: Flow, invoiced_record: Record, keap_record: Record) -> l
         values = {side: rule.value(side, records[side]) for side in SIDES}
         if values["invoiced"] == values["keap"] or all(rule.blank(values[side]) for side in SIDES):
             continue
-        holds_image = [
-            rule.value(side, {**records[side], **rule.write(side, values[other_side(side)], records[side]).fields})
-            == values[side]
-            for side in SIDES
-        ]
-        if not any(holds_image):
+        if not any(_image(rule, side, values[other_side(side)], records[side]) == values[side] for side in SIDES) \
+                and not _carried_with_loss(rule, values, records):
             differing.append(rule.name)
     return differing
+
+
+def _image(rule: FieldRule, side: Side, value: Value, record: Record) -> Value:
+    """What `side` holds of `value` once carried to it."""
+    return rule.value(side, {**record, **rule.write(side, value, record).fields})
+
+
+def _carried_with_loss(rule: FieldRule, values: Mapping[Side, Value], records: Mapping[Side, Record]) -> bool:
+    """True when some value made of the two sides' parts, carried to each side, gives each side what it holds:
+    each holds a lossy copy of the other's parts where they differ (Keap a given name cut to 40 characters,
+    Invoiced a family name cut at its 255-character name limit)."""
+    parts = {side: rule.parts(values[side]) for side in SIDES}
+    if set(parts["invoiced"]) != set(parts["keap"]):
+        return False
+    differing = [name for name, part in parts["invoiced"].items() if part != parts["keap"][name]]
+    for choice in product(SIDES, repeat=len(differing)):
+        source = rule.join({**parts["invoiced"], **{name: parts[side][name] for name, side in zip(differing, choice, strict=True)}})
+        if all(_image(rule, side, source, records[side]) == values[side] for side in SIDES):
+            return True
+    return False
