@@ -88,6 +88,20 @@ def test_a_tie_goes_to_the_priority_side() -> None:
     assert plan_pair(COMPANIES, shadows, invoiced, keap, Policy(priority="keap")).conflicts[0].winner == "keap"
 
 
+@given(st.integers(0, 2_000_000_000), st.integers(0, 999), st.sampled_from(["invoiced", "keap"]))
+def test_newest_compares_whole_seconds_so_the_same_second_is_a_tie(second: int, keap_millis: int, priority: str) -> None:
+    """Invoiced's `updated_at` has whole seconds, Keap's `update_time` milliseconds: an Invoiced edit in the same
+    second as a Keap one may be the later, so neither is taken as newer and `priority` settles it."""
+    shadows = linked(COMPANIES, ACME, ACME_KEAP)
+    invoiced = {**ACME, "name": "Acme I", "updated_at": second}
+    keap_at = datetime.fromtimestamp(second, timezone.utc).replace(microsecond=keap_millis * 1000).isoformat()
+    keap = {**ACME_KEAP, "company_name": "Acme K", "update_time": keap_at}
+    [conflict] = plan_pair(COMPANIES, shadows, invoiced, keap, Policy(priority=priority)).conflicts  # type: ignore[arg-type]
+    assert conflict.winner == priority
+    [later] = plan_pair(COMPANIES, shadows, {**invoiced, "updated_at": second + 1}, keap, Policy(priority="keap")).conflicts
+    assert later.winner == "invoiced"
+
+
 def test_first_link_merges_empty_never_wins_and_invoiced_wins_otherwise() -> None:
     invoiced = {"id": 2, "name": "Globex Ltd", "country": "GB", "updated_at": 100}
     keap = {"id": "8", "company_name": "GLOBEX LTD.", "update_time": keap_time(900),

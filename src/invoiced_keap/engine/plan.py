@@ -8,7 +8,8 @@ Data shapes (the state store keeps these; all values are JSON-ready):
   API answered with, so that the stored timestamp is the post-write one.
 - `LinkShadows(invoiced, keap)`: both sides' shadows of a link; `None` for a pair being linked now.
 - `Policy(winner, priority, groups)`: who wins when a group changed on both sides. `winner` is
-  `"newest"` (later update timestamp; a tie or a missing timestamp goes to `priority`), `"invoiced"`
+  `"newest"` (later update timestamp in whole seconds, Invoiced's resolution; the same second or a missing
+  timestamp goes to `priority`), `"invoiced"`
   or `"keap"`; `groups` overrides it per rule name. One `Policy` per flow.
 - `PairPlan`: `invoiced_writes` (changed Invoiced fields, for a PATCH), `keap_writes` (changed
   top-level Keap fields) and `keap_update_mask`, `conflicts` (each with both values, the winner and
@@ -43,6 +44,7 @@ Rules, per field group:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from itertools import product
 from typing import Any, Literal, Mapping, NamedTuple
@@ -132,9 +134,13 @@ def shadow_of(flow: Flow, side: Side, record: Record) -> Shadow:
 def _winner(policy: PolicyName, priority: Side, updated: Mapping[Side, float | None]) -> tuple[Side, str]:
     if policy != "newest":
         return policy, f"policy: {policy} wins"
-    invoiced, keap = updated["invoiced"], updated["keap"]
-    if invoiced is None or keap is None or invoiced == keap:
-        return priority, f"newest: tie or unknown time, priority {priority} wins"
+    if updated["invoiced"] is None or updated["keap"] is None:
+        return priority, f"newest: unknown time, priority {priority} wins"
+    # Invoiced times are whole seconds, Keap's milliseconds: compared in whole seconds, or a Keap edit early in a
+    # second would beat an Invoiced edit later in the same second.
+    invoiced, keap = math.floor(updated["invoiced"]), math.floor(updated["keap"])
+    if invoiced == keap:
+        return priority, f"newest: both updated in the same second, priority {priority} wins"
     later: Side = "invoiced" if invoiced > keap else "keap"
     return later, f"newest: {later} was updated later"
 
