@@ -17,12 +17,19 @@ if TYPE_CHECKING:
     from invoiced_keap.flows import FieldRule
 
 
+# Turkish writes i/İ and ı/I: casefold turns İ into "i" + a combining dot above, and I into "i", so the dotted and the
+# dotless i both fold to a plain "i" ("ÇİFTÇİ" == "Çiftçi", "HALI" == "Halı"). Other marks stay ("Çiftçi" != "Ciftci").
+DOTLESS_I = str.maketrans({"\u0131": "i"})
+DOT_ABOVE = "\u0307"
+
+
 def normalise_name(name: object) -> str | None:
-    """A company or product name as compared for matching: NFKC, casefolded, punctuation removed, whitespace
-    collapsed ("ACME,  Inc." == "Acme Inc"). Legal suffixes stay: "Acme Ltd" (UK) is not "Acme Inc" (US)."""
+    """A company or product name as compared for matching: NFKC, casefolded (the Turkish i's folded to one),
+    punctuation removed, whitespace collapsed ("ACME,  Inc." == "Acme Inc"). Legal suffixes stay: "Acme Ltd" (UK) is
+    not "Acme Inc" (US)."""
     if not isinstance(name, str):
         return None
-    folded = unicodedata.normalize("NFKC", name).casefold()
+    folded = unicodedata.normalize("NFKC", name).casefold().replace("i" + DOT_ABOVE, "i").translate(DOTLESS_I)
     kept = "".join(char for char in folded if not unicodedata.category(char).startswith("P"))
     return " ".join(kept.split()) or None
 
