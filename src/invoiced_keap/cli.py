@@ -39,7 +39,7 @@ from invoiced_keap.flows import CATALOGUE, Flow
 from invoiced_keap.logs import LogFormat, configure_logging
 from invoiced_keap.state import Store
 from invoiced_keap.state.models import AuditEntry, ConflictRow, Failure, Link, LossyCarryRow, ReviewItem
-from invoiced_keap.state.views import record_history, search_links, status_view
+from invoiced_keap.state.views import explain_view, search_links, status_view
 from invoiced_keap.server.quota import QuotaWatchingPacer
 from invoiced_keap.server.service import Service
 from invoiced_keap.verify import FlowCheck, Listings, check_flow, read_listings, repair, stored
@@ -376,27 +376,48 @@ def conflicts(ctx: typer.Context, flow: str | None = OneFlowOption, as_json: boo
 
 
 @app.command()
-def explain(ctx: typer.Context, record_id: str = typer.Argument(..., help="An Invoiced or Keap record id."),
-            as_json: bool = JsonOption) -> None:
-    """The history of one record: its links, the writes, conflicts, values carried with loss and failures. Exit 1
-    when nothing is known about it."""
+def explain(
+    ctx: typer.Context,
+    reference: str = typer.Argument(..., help="A record: invoiced:customer:ID, invoiced:item:ID, keap:company:ID, "
+                                              "keap:contact:ID, keap:product:ID, or a bare ID (see --flow, --side)."),
+    flow: str | None = typer.Option(None, "--flow", help=f"A bare ID's flow ({', '.join(CATALOGUE)})."),
+    side: str | None = typer.Option(None, "--side", help="A bare ID's side (invoiced or keap)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """The history of one record: its links, the writes, conflicts, values carried with loss, failures and review
+    items. Exit 1 when nothing is known about it, or when a bare ID means records of several flows or sides
+    (they are listed)."""
     with _session(ctx).store() as store:
-        history = record_history(store, record_id)
-    sections = {
+        try:
+            found = explain_view(store, reference, flow=flow, side=side)
+        except ValueError as error:
+            raise SettingError(f"explain: {error}") from None
+    if found.ambiguous:
+        if as_json:
+            console.print_json({"matches": [str(match) for match in found.matches]})
+        else:
+            console.print_table(f"{reference} may mean", ["reference"], [(str(match),) for match in found.matches])
+        console.error(f"explain: {reference} names {len(found.matches)} records; give one reference above, or --flow/--side")
+        raise typer.Exit(1)
+    history = found.history
+    sections = {} if history is None else {
         "links": [_link_row(link) for link in history.links],
         "writes": [_write_row(entry) for entry in history.writes],
         "conflicts": [_conflict_row(conflict) for conflict in history.conflicts],
         "lossy": [_lossy_row(note) for note in history.lossy],
         "failures": [_failure_row(failure) for failure in history.failures],
+        "review": [_review_row(item) for item in history.review_items],
     }
     if as_json:
-        console.print_json(sections)
-    elif history.empty:
-        console.note(f"Nothing is known about {record_id}.")
+        console.print_json({"record": None if history is None else str(history.record), **sections})
+    elif not found.known:
+        console.note(f"Nothing is known about {reference}.")
     else:
+        assert history is not None
+        console.note(f"{history.record}  {history.name or ''}".rstrip())
         for title, rows in sections.items():
             console.print_rows(title.capitalize(), rows)
-    if history.empty:
+    if not found.known:
         raise typer.Exit(1)
 
 

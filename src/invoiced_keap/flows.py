@@ -37,6 +37,8 @@ from invoiced_keap.keys import MatchKey, contact_identity, email_key, emails_key
 from invoiced_keap.mapping import KeapPlace, Mapped, Record, Side
 
 SIDES: tuple[Side, Side] = ("invoiced", "keap")
+NAME_RULE = "name"
+"""The rule of a record's name: a shadow's value under it is the name the state knows."""
 Value = Any  # str | None | dict[str, str | None]
 
 
@@ -270,6 +272,16 @@ class Flow:
 
     def rule(self, name: str) -> FieldRule:
         return next(rule for rule in self.rules if rule.name == name)
+
+    def record_type(self, side: Side) -> str:
+        """What a record reference calls the flow's records of `side` (`invoiced:customer:2`, `keap:company:1`):
+        the Invoiced resource, or the Keap object as its hooks name it."""
+        return self.invoiced.name if side == "invoiced" else self.keap.hook_object
+
+    def name_of(self, side: Side, record: Record) -> str | None:
+        """A record's name for people, read from `side`'s raw fields by the flow's name rule (synced or create-only)."""
+        rule = next((rule for rule in (*self.rules, *self.create_rules) if rule.name == NAME_RULE), None)
+        return None if rule is None else rule.value(side, record)
 
     @property
     def create_only_rules(self) -> tuple[FieldRule, ...]:

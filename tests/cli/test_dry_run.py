@@ -49,10 +49,10 @@ def test_long_values_are_cut_in_the_plan_and_explain_and_whole_in_json(connected
     assert max(len(line) for line in planned.stdout.splitlines()) < 1_000
     assert connected("sync", "--flow", "companies").exit_code == 0
     customer_id = str(next(iter(invoiced[0].customers)))
-    shown = connected("explain", customer_id)
+    shown = connected("explain", f"invoiced:customer:{customer_id}")
     assert shown.exit_code == 0 and "…" in shown.stdout
     assert shown.stdout.count("N") < 1_000  # each place the note shows (shadows, writes) holds 120 characters of it
-    whole = json.loads(connected("explain", customer_id, "--json").stdout)
+    whole = json.loads(connected("explain", f"invoiced:customer:{customer_id}", "--json").stdout)
     assert whole["links"][0]["shadows"]["invoiced"]["notes"] == LONG_NOTE
 
 

@@ -11,7 +11,7 @@ from invoiced_keap.connectors.pacing import RateLimits
 from invoiced_keap.engine.options import FlowOptions, SyncOptions
 from invoiced_keap.engine.run import Syncer
 from invoiced_keap.flows import CATALOGUE
-from invoiced_keap.state.views import record_history, status_view
+from invoiced_keap.state.views import RecordRef, record_history, status_view
 from invoiced_keap.verify import FlowCheck, check_flow, read_listings, repair, stored
 from tests.engine.conftest import FAST_RETRIES, World
 from tests.support import API_KEY
@@ -39,7 +39,7 @@ async def test_a_cut_given_name_is_noted_and_never_written_back_after_a_family_n
 
     console.print_run_report(first, show_plan=False)  # what `sync` prints
     assert f"lossy    keap:{keap_id}" in capsys.readouterr().out
-    history = record_history(world.store, str(person_id))
+    history = record_history(world.store, RecordRef("invoiced", "customer", str(person_id)))
     assert [(n.side, n.field, n.source_value, n.sent_value) for n in history.lossy] == [
         ("keap", "given_name", GIVEN, GIVEN[:40])]
     check = await verify(world, "contacts")
@@ -54,7 +54,7 @@ async def test_a_cut_given_name_is_noted_and_never_written_back_after_a_family_n
     world.keap_edit("contacts", keap_id, {"given_name": "Alexandra"})  # the given name itself, edited in Keap
     await world.sync()
     assert customer(world, person_id)["name"] == "Alexandra Jones"
-    assert record_history(world.store, str(person_id)).lossy == []  # carried exactly now: the note is gone
+    assert record_history(world.store, RecordRef("invoiced", "customer", str(person_id))).lossy == []  # carried exactly now: the note is gone
     world.reset_stats()
     await world.sync()
     assert world.writes() == {}
@@ -148,7 +148,7 @@ async def test_a_name_conflict_never_writes_a_cut_part_over_the_part_nobody_edit
     assert [a.fields["winner"] for a in report.flows["contacts"].actions if a.verb == "conflict"] == ["keap"]
     assert customer(world, person_id)["name"] == f"Bartholomew {family}"  # the family name kept whole
     assert world.keap_record("contacts", keap_id)["family_name"] == family[:40]
-    assert [(n.side, n.field) for n in record_history(world.store, str(person_id)).lossy] == [("keap", "family_name")]
+    assert [(n.side, n.field) for n in record_history(world.store, RecordRef("invoiced", "customer", str(person_id))).lossy] == [("keap", "family_name")]
 
 
 async def test_a_value_invoiced_holds_cut_is_lossy_in_verify_and_repair_never_writes_it_back(world: World) -> None:
@@ -161,7 +161,7 @@ async def test_a_value_invoiced_holds_cut_is_lossy_in_verify_and_repair_never_wr
     world.keap_edit("contacts", keap_id, {"family_name": family})
     await world.sync()
     assert customer(world, person_id)["name"] == f"{given} {family}"[:255]  # Invoiced's 255: the family name cut
-    assert ("invoiced", "name") in {(n.side, n.field) for n in record_history(world.store, str(person_id)).lossy}
+    assert ("invoiced", "name") in {(n.side, n.field) for n in record_history(world.store, RecordRef("invoiced", "customer", str(person_id))).lossy}
 
     check = await verify(world, "contacts")
     assert check.agrees and check.drifted == [] and check.pending == []

@@ -1,4 +1,4 @@
-"""The service's one Starlette app: webhook receivers, status page, `/metrics` and `/healthz`."""
+"""The service's one Starlette app: webhook receivers, status and explain pages, `/metrics` and `/healthz`."""
 
 from __future__ import annotations
 
@@ -57,6 +57,7 @@ def create_app(
         Route("/", status.show, methods=["GET"]),
         Route("/status", status.show, methods=["GET"], name="status"),
         Route("/status", status.sign_in, methods=["POST"]),
+        Route("/explain/{reference:path}", status.explain, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]

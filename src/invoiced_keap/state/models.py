@@ -142,6 +142,10 @@ class Link(Base):
         """This link's shadow of `side`; None until that side has been read or written."""
         return next((shadow for shadow in self.shadows if shadow.side == side), None)
 
+    def record_id(self, side: Side) -> str:
+        """The id of this link's record of `side`."""
+        return self.invoiced_id if side == "invoiced" else self.keap_id
+
 
 class ShadowRow(Base):
     __tablename__ = "shadows"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Engine, Select, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Engine, Select, delete, func, insert, literal, select, update
 from sqlalchemy.orm import QueryableAttribute, Session, selectinload
 
 from invoiced_keap.flows import Shadow, Side
@@ -141,6 +141,28 @@ class Queries:
         )
         with self._session() as session:
             return list(session.scalars(query))
+
+    def links_by_id(self, link_ids: Iterable[int]) -> dict[int, Link]:
+        """Links (active or closed) with their shadows, by id: the pairs that conflicts and lossy notes name."""
+        found: dict[int, Link] = {}
+        with self._session() as session:
+            for chunk in _chunks(list(dict.fromkeys(link_ids)), IN_CLAUSE_CHUNK):
+                for link in session.scalars(select(Link).where(Link.id.in_(chunk)).options(selectinload(Link.shadows))):
+                    found[link.id] = link
+        return found
+
+    def record_places(self, record_id: str) -> set[tuple[str, Side]]:
+        """(flow, side) of every link, write, failure and review item that names `record_id`: the records a
+        bare id may mean (`explain`)."""
+        queries = [
+            select(Link.flow, literal("invoiced")).where(Link.invoiced_id == record_id),
+            select(Link.flow, literal("keap")).where(Link.keap_id == record_id),
+            select(AuditEntry.flow, AuditEntry.side).where(AuditEntry.record_id == record_id),
+            select(Failure.flow, Failure.side).where(Failure.record_id == record_id),
+            select(ReviewItem.flow, literal("invoiced")).where(ReviewItem.invoiced_id == record_id),
+        ]
+        with self._session() as session:
+            return {(flow, side) for query in queries for flow, side in session.execute(query.distinct())}
 
     def active_link_ids(self, flow: str) -> dict[str, str]:
         """invoiced id -> keap id for every active link of `flow`: two columns, streamed."""
@@ -540,11 +562,14 @@ class Queries:
             return item
 
     def review_items(
-        self, flow: str | None = None, *, include_resolved: bool = False
+        self, flow: str | None = None, *, include_resolved: bool = False, invoiced_id: str | None = None
     ) -> list[ReviewItem]:
+        """Open review items (or all), optionally only those of one Invoiced record."""
         query = select(ReviewItem).order_by(ReviewItem.id)
         if not include_resolved:
             query = query.where(ReviewItem.resolution.is_(None))
+        if invoiced_id is not None:
+            query = query.where(ReviewItem.invoiced_id == invoiced_id)
         with self._session() as session:
             return list(session.scalars(_for_flow(query, ReviewItem.flow, flow)))
 
