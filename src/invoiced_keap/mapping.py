@@ -30,7 +30,7 @@ from functools import cache, lru_cache
 from typing import Any, Literal, Mapping, NamedTuple
 
 import pycountry
-from babel.numbers import get_currency_precision, is_currency
+from babel.numbers import get_currency_precision
 from nameparser import HumanName
 
 Record = dict[str, Any]
@@ -347,11 +347,17 @@ def minor_units(amount: float | int | str | Decimal, currency: str) -> int:
     return int(scaled.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
+# The currencies a Keap account can price in: its e-commerce currency locale offers only these (Keap help "Billing
+# Settings"; /work/shared/reference/real-world-cases.md, case 1). Their minor units still come from CLDR (`minor_units`).
+KEAP_CURRENCIES = ("USD", "EUR", "GBP", "ZAR", "AUD", "CAD", "NZD")
+
+
 def currency_code(code: str) -> str:
-    """An ISO 4217 currency code, upper-cased; ValueError naming it when CLDR (Babel) does not know it."""
+    """The currency of a Keap account (`keap_currency`), upper-cased; ValueError naming it when no Keap account can
+    price in it."""
     upper = code.strip().upper()
-    if not is_currency(upper):
-        raise ValueError(f"{code!r} is not an ISO 4217 currency code (e.g. USD, EUR, GBP)")
+    if upper not in KEAP_CURRENCIES:
+        raise ValueError(f"{code!r} is not a currency a Keap account prices in; expected one of {', '.join(KEAP_CURRENCIES)}")
     return upper
 
 

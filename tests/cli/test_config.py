@@ -105,7 +105,9 @@ add = [{ name = "html", invoiced = "description", keap = "top_html" }]
         ("invoiced_api_url = 'api.invoiced.com'\n", "setting invoiced_api_url"),
         ("database_url = 'invoiced-keap.db'\n", "expected a SQLAlchemy URL"),
         ("[schedule]\npoll_interval = -5\n", "setting schedule.poll_interval: Input should be greater than 0"),
-        ("keap_currency = 'dollars'\n", "setting keap_currency: 'dollars' is not an ISO 4217 currency code"),
+        ("keap_currency = 'dollars'\n", "setting keap_currency: 'dollars' is not a currency a Keap account prices in"),
+        ("keap_currency = 'XAU'\n", "setting keap_currency: 'XAU' is not a currency a Keap account prices in; "
+                                    "expected one of USD, EUR, GBP, ZAR, AUD, CAD, NZD"),
     ],
 )
 def test_a_wrong_setting_is_one_line_naming_it(cli, monkeypatch, text: str, expected: str) -> None:

@@ -146,11 +146,16 @@ def test_a_price_is_in_keaps_one_currency_or_none(cost: float, currency: str, pr
     assert (reason is None and lossy == ()) or (reason in lossy[0].reason and lossy[0].source == f"{cost} {currency.upper()}")
 
 
-def test_a_jpy_account_prices_yen_in_yen() -> None:
+def test_a_yen_cost_is_priced_in_whole_yen() -> None:
     assert mapping.keap_price(1200, "jpy", "JPY") == (1200, ())
+
+
+@pytest.mark.parametrize("code", ["XYZ", "XAU", "XXX", "JPY", "dollars"])
+def test_a_keap_account_prices_only_in_its_billing_currencies(code: str) -> None:
+    assert [mapping.currency_code(c.lower()) for c in mapping.KEAP_CURRENCIES] == list(mapping.KEAP_CURRENCIES)
     assert mapping.currency_code(" eur ") == "EUR"
-    with pytest.raises(ValueError, match="'XYZ' is not an ISO 4217"):
-        mapping.currency_code("XYZ")
+    with pytest.raises(ValueError, match=f"{code!r} is not a currency a Keap account prices in; expected one of USD, EUR"):
+        mapping.currency_code(code)
 
 
 def test_blank_address_ignores_a_lone_country() -> None:

@@ -150,8 +150,8 @@ def test_a_rule_added_by_configuration_is_merged_without_touching_the_others() -
 
 
 def test_create_a_product_in_keap() -> None:
-    ramen = {"id": "ramen", "name": "Ramen bowl", "description": "ラーメン丼", "unit_cost": 1200, "currency": "jpy"}
-    created = plan_create(build_flows(keap_currency="JPY")["products"], "invoiced", ramen)
+    ramen = {"id": "ramen", "name": "Ramen bowl", "description": "ラーメン丼", "unit_cost": 12, "currency": "eur"}
+    created = plan_create(build_flows(keap_currency="EUR")["products"], "invoiced", ramen)
     assert created.target == "keap"
     assert created.fields == {"name": "Ramen bowl", "description": "ラーメン丼", "sku": "ramen", "price": 1200,
                               "short_description": "Ramen bowl"}
