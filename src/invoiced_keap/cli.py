@@ -249,8 +249,7 @@ def _failure_row(failure: Failure) -> dict[str, Any]:
             "operation": failure.operation, "attempts": failure.attempts, "message": failure.message,
             "field": failure.field, "first_seen": failure.first_seen, "next_retry_at": failure.next_retry_at,
             "resolved_at": failure.resolved_at,
-            "dismissed": None if failure.dismissed_at is None else failure.dismissed_reason or "yes",
-            "dismissed_at": failure.dismissed_at}
+            "dismissed_at": failure.dismissed_at, "dismissed_reason": failure.dismissed_reason}
 
 
 def _lossy_row(note: LossyCarryRow) -> dict[str, Any]:
@@ -337,7 +336,8 @@ def failures(ctx: typer.Context, flow: str | None = OneFlowOption, as_json: bool
     with session.store() as store:
         found = store.failures(flow)
     _show("Failures", [_failure_row(failure) for failure in found], as_json,
-          ["id", "flow", "side", "record_id", "operation", "attempts", "message", "field", "next_retry_at", "dismissed"])
+          ["id", "flow", "side", "record_id", "operation", "attempts", "message", "field", "next_retry_at", "dismissed_at",
+           "dismissed_reason"])
 
 
 @failures_app.command("dismiss")
@@ -346,11 +346,19 @@ def dismiss_failure(ctx: typer.Context, failure_id: int = typer.Argument(..., he
     """Set a failure aside: no retries, no exit code 2, until its source record changes (then it is tried again)."""
     with _session(ctx).store() as store:
         try:
-            failure = store.dismiss_failure(failure_id, reason)
+            failure, was_dismissed, reason_before = store.dismiss_failure(failure_id, reason)
         except LookupError as error:
             raise SettingError(f"failures dismiss: {error}") from None
-    console.note(f"Failure {failure.id} ({failure.flow} {failure.side} {failure.record_id}) dismissed until the record changes; "
+    about = f"Failure {failure.id} ({failure.flow} {failure.side} {failure.record_id})"
+    if was_dismissed:
+        console.note(f"{about} was dismissed already ({_reason(reason_before)}); its reason is now {_reason(reason)}.")
+        return
+    console.note(f"{about} dismissed ({_reason(reason)}) until the record changes; "
                  f"`invoiced-keap failures undismiss {failure.id}` undoes it.")
+
+
+def _reason(reason: str | None) -> str:
+    return "no reason given" if reason is None else f"reason: {reason!r}"
 
 
 @failures_app.command("undismiss")
@@ -358,10 +366,11 @@ def undismiss_failure(ctx: typer.Context, failure_id: int = typer.Argument(..., 
     """Undo `failures dismiss`: the failure is retried and counts again."""
     with _session(ctx).store() as store:
         try:
-            failure = store.undismiss_failure(failure_id)
+            failure, was_dismissed, _ = store.undismiss_failure(failure_id)
         except LookupError as error:
             raise SettingError(f"failures undismiss: {error}") from None
-    console.note(f"Failure {failure.id} ({failure.flow} {failure.side} {failure.record_id}) counts and is retried again.")
+    about = f"Failure {failure.id} ({failure.flow} {failure.side} {failure.record_id})"
+    console.note(f"{about} counts and is retried again." if was_dismissed else f"{about} was not dismissed; nothing changed.")
 
 
 @app.command()

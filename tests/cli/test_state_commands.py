@@ -66,6 +66,23 @@ def test_review_pick_records_the_decision_the_next_sync_links(cli) -> None:
         assert store.pick_decisions("companies") == {"14": "k-302"} and store.create_decisions("companies") == {}
 
 
+def test_dismiss_says_what_it_replaces_stores_no_reason_unless_given_and_undismiss_says_when_there_was_nothing(cli) -> None:
+    prepare(cli)
+    [failure] = json.loads(cli("failures", "--json").stdout)
+    about = f"Failure {failure['id']} (contacts invoiced 13)"
+
+    assert f"{about} dismissed (no reason given)" in cli("failures", "dismiss", str(failure["id"])).stdout
+    [row] = json.loads(cli("failures", "--json").stdout)
+    assert row["dismissed_at"] is not None and row["dismissed_reason"] is None  # no reason stored, not "yes"
+    again = cli("failures", "dismiss", str(failure["id"]), "--reason", "a walk-in")
+    assert f"{about} was dismissed already (no reason given); its reason is now reason: 'a walk-in'." in again.stdout
+    assert json.loads(cli("failures", "--json").stdout)[0]["dismissed_reason"] == "a walk-in"
+
+    assert f"{about} counts and is retried again." in cli("failures", "undismiss", str(failure["id"])).stdout
+    second = cli("failures", "undismiss", str(failure["id"]))
+    assert second.exit_code == 0 and f"{about} was not dismissed; nothing changed." in second.stdout
+
+
 def test_review_create_records_the_decision(cli) -> None:
     prepare(cli)
     assert cli("review", "14", "--create").exit_code == 0

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import ColumnElement, Engine, Select, delete, func, insert, literal, select, update
 from sqlalchemy.orm import QueryableAttribute, Session, selectinload
@@ -47,6 +47,14 @@ PICK_RESOLUTION = "linked "  # + the Keap id: a review item decided as "this can
 
 def pick_resolution(keap_id: str) -> str:
     return f"{PICK_RESOLUTION}{keap_id}"
+
+
+class Dismissal(NamedTuple):
+    """A failure whose dismissal was set or undone, and its dismissal before: whether it was dismissed, and why."""
+
+    failure: Failure
+    was_dismissed: bool
+    reason_before: str | None
 
 
 class LinkConflict(ValueError):
@@ -519,23 +527,24 @@ class Queries:
             session.flush()
             return failure
 
-    def dismiss_failure(self, failure_id: int, reason: str | None = None) -> Failure:
-        """Take an open failure out of retries and the exit code until its source changes (`failures dismiss`);
-        LookupError when there is no such open failure."""
+    def dismiss_failure(self, failure_id: int, reason: str | None = None) -> Dismissal:
+        """Take an open failure out of retries and the exit code until its source changes (`failures dismiss`),
+        with `reason` (or none) replacing an earlier dismissal's; LookupError when there is no such open failure."""
         return self._set_dismissal(failure_id, self.clock(), reason)
 
-    def undismiss_failure(self, failure_id: int) -> Failure:
+    def undismiss_failure(self, failure_id: int) -> Dismissal:
         """Undo `dismiss_failure`: the failure counts and is retried again."""
         return self._set_dismissal(failure_id, None, None)
 
-    def _set_dismissal(self, failure_id: int, at: datetime | None, reason: str | None) -> Failure:
+    def _set_dismissal(self, failure_id: int, at: datetime | None, reason: str | None) -> Dismissal:
         with self._session() as session:
             failure = session.scalar(select(Failure).where(Failure.id == failure_id, Failure.resolved_at.is_(None)))
             if failure is None:
                 raise LookupError(f"no open failure with id {failure_id}")
+            before = Dismissal(failure, failure.dismissed_at is not None, failure.dismissed_reason)
             failure.dismissed_at, failure.dismissed_reason = at, reason
             session.flush()
-            return failure
+            return before
 
     def retry_failures_now(self, flow: str | None = None) -> int:
         """Make every open failure no one dismissed due (the `retry` command); returns how many."""
