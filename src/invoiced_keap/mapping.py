@@ -84,6 +84,19 @@ def text(value: Any) -> str | None:
     return stripped or None
 
 
+def trimmed(record: Mapping[str, Any], fields: tuple[str, ...], side: Side) -> tuple[LossyCarry, ...]:
+    """Notes for the text `fields` of a source `record` whose value `text` changes on its way to `side`: surrounding
+    whitespace trimmed, or a value of only whitespace left out."""
+    notes = []
+    for field in fields:
+        value = record.get(field)
+        if isinstance(value, str) and value != value.strip():
+            sent = text(value)
+            reason = "surrounding whitespace trimmed" if sent else "left out: only whitespace"
+            notes.append(LossyCarry(side, field, value, sent, reason))
+    return tuple(notes)
+
+
 def truncate(value: str | None, limit: int, side: Side, field: str) -> tuple[str | None, tuple[LossyCarry, ...]]:
     """Cut `value` to `limit` characters, noting it when it had to be cut."""
     if value is None or len(value) <= limit:

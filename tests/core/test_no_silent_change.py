@@ -153,3 +153,30 @@ def test_sides_each_holding_a_cut_part_of_the_other_agree_and_a_repair_writes_no
     assert disagreements(CONTACTS, invoiced, keap) == []
     plan = plan_pair(CONTACTS, shadows, invoiced, keap, Policy(policy), repair=True)  # type: ignore[arg-type]
     assert (plan.invoiced_writes, plan.keap_writes) == ({}, {})
+
+
+COMPANIES = CATALOGUE["companies"]
+
+
+def test_a_create_notes_trimmed_whitespace_a_blank_name_and_an_address_of_only_a_country() -> None:
+    trimmed = plan_create(COMPANIES, "invoiced", {"id": 1, "name": "Line\nBreak\tCo  ", "state": "AZ", "country": "US"})
+    assert trimmed.fields["company_name"] == "Line\nBreak\tCo"
+    assert [(n.field, n.source, n.sent, n.reason) for n in trimmed.lossy] == [
+        ("name", "Line\nBreak\tCo  ", "Line\nBreak\tCo", "surrounding whitespace trimmed"),
+        ("address", {"line1": None, "line2": None, "city": None, "region": "US-AZ", "postal_code": None, "country": "US"},
+         None, "left out: no street, city or postal code")]
+    assert plan_create(COMPANIES, "invoiced", {"id": 1, "name": "Co", "country": "US"}).lossy == ()  # the account's country
+
+    blank = plan_create(COMPANIES, "invoiced", {"id": 2, "name": "   "})
+    assert blank.refusal == "company_name is required" and "company_name" not in blank.fields
+    assert [note.describe() for note in blank.lossy] == ["keap name: '   ' sent as None (left out: only whitespace)"]
+
+
+@given(st.text(st.sampled_from(" \t\n"), min_size=1, max_size=3), st.text(st.sampled_from(" \t\n"), max_size=3),
+       word, st.sampled_from(["invoiced", "keap"]))
+def test_whatever_a_create_trims_is_noted(before: str, after: str, name: str, source: str) -> None:
+    record = ({"id": 1, "name": f"{before}{name}{after}"} if source == "invoiced"
+              else {"id": "7", "company_name": f"{before}{name}{after}"})
+    created = plan_create(COMPANIES, source, record)  # type: ignore[arg-type]
+    [note] = created.lossy
+    assert (note.source, note.sent) == (f"{before}{name}{after}", name)

@@ -49,8 +49,8 @@ from dataclasses import dataclass, field, replace
 from itertools import product
 from typing import Any, Literal, Mapping, NamedTuple
 
-from invoiced_keap.flows import SIDES, FieldRule, Flow, Shadow, Side, Value, other_side
-from invoiced_keap.mapping import LossyCarry, Record, epoch_seconds
+from invoiced_keap.flows import SIDES, FieldRule, Flow, Shadow, Side, Value, is_blank, other_side
+from invoiced_keap.mapping import LossyCarry, Record, epoch_seconds, trimmed
 
 UPDATED_FIELD: dict[Side, str] = {"invoiced": "updated_at", "keap": "update_time"}
 
@@ -284,7 +284,10 @@ def plan_create(flow: Flow, source: Side, record: Record) -> CreatePlan:
     lossy: list[LossyCarry] = []
     for rule in (*flow.rules, *(flow.create_only_rules if target == "keap" else ())):
         value = rule.value(source, record)
+        lossy.extend(replace(note, rule=rule.name) for note in trimmed(record, _fields(rule, source), target))
         if rule.blank(value):
+            if _says_something(value):  # a region with no street: not sent, as no address is
+                lossy.append(LossyCarry(target, rule.name, value, None, "left out: no street, city or postal code", rule.name))
             continue
         mapped = rule.write(target, value, body)
         body.update(mapped.fields)
@@ -296,6 +299,16 @@ def plan_create(flow: Flow, source: Side, record: Record) -> CreatePlan:
     refusal = flow.keap_refusal(body) if target == "keap" else None
     shadows = {source: shadow_of(flow, source, record), target: shadow_of(flow, target, body)}
     return CreatePlan(target, body, tuple(lossy), LinkShadows(shadows["invoiced"], shadows["keap"]), refusal)
+
+
+def _says_something(value: Value) -> bool:
+    """A blank value (`rule.blank`) that holds more than a country: Invoiced fills in the account's country on every
+    customer, so a country alone is no one's data, and noting it would bury the notes that matter."""
+    return isinstance(value, Mapping) and not is_blank({key: part for key, part in value.items() if key != "country"})
+
+
+def _fields(rule: FieldRule, side: Side) -> tuple[str, ...]:
+    return rule.invoiced_fields if side == "invoiced" else rule.keap_fields
 
 
 def _without_nones(value: Any) -> Any:
