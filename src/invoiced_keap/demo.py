@@ -9,7 +9,9 @@ field edited on both sides, settled as a recorded conflict; and a summary table.
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,6 +98,7 @@ async def _edit_each_side(world: DemoWorld) -> None:
 async def _conflict(world: DemoWorld) -> None:
     initech_id, initech_keap_id = world.keap_id("companies", "Initech")
     await world.invoiced.update(CUSTOMER, initech_id, {"name": "Initech LLC"})
+    await asyncio.sleep(1 - time.time() % 1)  # `newest` compares whole seconds: the Keap edit is the later one
     await world.keap.update(COMPANIES, initech_keap_id, {"company_name": "Initech Incorporated"})
     console.note("Edited both sides: Initech is 'Initech LLC' in Invoiced and 'Initech Incorporated' in Keap")
     await world.sync("3. A conflict: the newest edit wins, and the conflict is recorded")

@@ -5,6 +5,7 @@ exits 0."""
 from __future__ import annotations
 
 import json
+import time
 
 from invoiced_keap.emulators.keap.resources import RESOURCES
 from invoiced_keap.engine.shadows import snapshot
@@ -17,6 +18,7 @@ def test_repair_settles_drift_that_sync_never_sees(connected, invoiced, keap) ->
     assert connected("sync").exit_code == 0
     with connected.store() as store:
         acme_keap = store.active_link_ids("companies")["1"]
+        time.sleep(1 - time.time() % 1)  # `newest` compares whole seconds: the drift lands in a later one than Invoiced's
         drifted = RESOURCES["companies"].update(keap[0].store, acme_keap, {"company_name": "Acme (typo)"}, None)
         store.upsert_link("companies", "1", acme_keap, keap=snapshot(build_flows()["companies"], "keap", drifted))
 
