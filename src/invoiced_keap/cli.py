@@ -148,7 +148,7 @@ def _run_engine(session: Session, flows: Sequence[str], work: EngineWork[T], *, 
                     options = compose.sync_options(settings, allow_mass_change=allow_mass_change)
                     syncer = Syncer(store, invoiced, keap, options, progress=lambda note: bars(f"{note.flow}: {note.step}", note.done, note.total))
                     result = await work(syncer, names)
-        for report in result if isinstance(result, tuple) else (result,):
+        for report in result if isinstance(result, (list, tuple)) else (result,):
             if isinstance(report, RunReport) and isinstance(report.cause, ApiError):
                 report.error = compose.explain_failure(settings, report.cause) or report.error
         return result
@@ -179,7 +179,7 @@ def sync(
     async def work(syncer: Syncer, names: list[str]) -> list[RunReport]:
         reports = [await syncer.sync(names, dry_run=dry_run)]
         due = names if full else [] if dry_run else syncer.store.reconcile_due(names, every)
-        if due:
+        if due and not reports[0].error:  # a pass the APIs refused (credentials, quota) is not followed by scans
             reports.append(await syncer.reconcile(due, dry_run=dry_run))
         return reports
 

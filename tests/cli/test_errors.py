@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
 from tests.cli.conftest import INVOICED_KEY, KEAP_KEY
 
 
@@ -92,3 +94,17 @@ def test_version(cli) -> None:
     result = cli("--version")
     assert result.exit_code == 0
     assert result.stdout.startswith("invoiced-keap ")
+
+
+@pytest.mark.parametrize(("variable", "value", "expected"), [
+    ("KEAP_API_KEY", "KeapAK-wrong-key-2222", "Keap refused the credentials (401"),
+    ("INVOICED_API_KEY", "inv-wrong-key-3333", "Invoiced refused the credentials (401"),
+])
+def test_sync_checks_credentials_with_its_first_reads_and_names_the_setting(connected, monkeypatch, variable, value, expected) -> None:
+    monkeypatch.setenv(variable, value)
+    result = connected("sync")
+    assert result.exit_code == 1
+    output = result.output + result.stderr
+    assert expected in output and f"check {variable}" in output
+    assert value not in output
+    assert result.output.count("API calls:") == 1  # one report: no reconcile (full scans) after a refused pass
