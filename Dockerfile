@@ -27,5 +27,5 @@ EXPOSE 8780
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request as u; u.urlopen(f\"http://127.0.0.1:{os.environ['INVOICED_KEAP_PORT']}/healthz\", timeout=5)"]
-ENTRYPOINT ["invoiced-keap", "--log-format", "json"]
+ENTRYPOINT ["invoiced-keap", "--log-format", "json", "--log-level", "INFO"]
 CMD ["run"]

@@ -222,12 +222,15 @@ def run(ctx: typer.Context, flow: list[str] | None = FlowOption) -> None:
         await check_credentials(settings)
         with session.store() as store:
             async with open_invoiced(settings) as invoiced, open_keap(settings, pacer=QuotaWatchingPacer) as keap:
-                try:
-                    service = Service(Syncer(store, invoiced, keap, compose.sync_options(settings)), flows, settings)
-                except OSError as error:
-                    raise SettingError(f"cannot listen on {settings.server_host}:{settings.server_port}: {error.strerror}") from None
-                console.note(f"invoiced-keap: serving on {service.url} (status page, /metrics, /healthz); SIGTERM or Ctrl-C stops")
-                await service.run_until_signalled()
+                with console.progress_bars() as bars:
+                    syncer = Syncer(store, invoiced, keap, compose.sync_options(settings),
+                                    progress=lambda note: bars(f"{note.flow}: {note.step}", note.done, note.total))
+                    try:
+                        service = Service(syncer, flows, settings)
+                    except OSError as error:
+                        raise SettingError(f"cannot listen on {settings.server_host}:{settings.server_port}: {error.strerror}") from None
+                    console.note(f"invoiced-keap: serving on {service.url} (status page, /metrics, /healthz); SIGTERM or Ctrl-C stops")
+                    await service.run_until_signalled()
         console.note("invoiced-keap: stopped")
 
     asyncio.run(serve())

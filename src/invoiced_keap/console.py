@@ -63,16 +63,22 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def cell(value: Any) -> str:
-    """A value as a table shows it: times to the second, JSON for structures, nothing for None, long texts cut
-    (`report.shortened`; `--json` shows them whole)."""
+def cell(value: Any, *, record_value: bool = False) -> str:
+    """A value as a table shows it: times to the second, JSON for structures, nothing for None. A record's value
+    (a structure, or a text in a value column) is cut when long (`report.shortened`; `--json` shows it whole);
+    messages and reasons never are."""
     if value is None:
         return ""
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, dict | list):
         return json.dumps(shortened(value), ensure_ascii=False, default=str)
-    return str(shortened(value))
+    return str(shortened(value) if record_value else value)
+
+
+def _holds_record_values(column: str) -> bool:
+    """Whether a table column shows record values ("Invoiced value", "keap value"), which `cell` cuts."""
+    return column.lower().endswith("value")
 
 
 def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, empty: str = "none") -> None:
@@ -83,8 +89,9 @@ def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]
     table = Table(title=title, title_justify="left", show_lines=False)
     for column in columns:
         table.add_column(column, overflow="fold")
+    cut = [_holds_record_values(column) for column in columns]
     for row in rows:
-        table.add_row(*(escape(cell(value)) for value in row))
+        table.add_row(*(escape(cell(value, record_value=values)) for value, values in zip(row, cut, strict=True)))
     out.print(table)
 
 
@@ -115,8 +122,9 @@ class CountingProgress:
 
 
 class ProgressLines:
-    """The same counters without a terminal: every `PROGRESS_EVERY` seconds a `progress` line for each step
-    that is unfinished or moved since the last line, from a thread, so a step that waits still shows."""
+    """The same counters without a terminal: every `PROGRESS_EVERY` seconds (`tick`) a `progress` line for each
+    step that moved since the last line, and for the step in hand (the last one updated) while it is unfinished, so
+    a step that waits still shows; a step that finished, or that a later step followed, is printed once."""
 
     def __init__(self) -> None:
         self.steps: dict[str, tuple[int, int | None]] = {}
@@ -127,16 +135,21 @@ class ProgressLines:
 
     def __call__(self, name: str, done: int, total: int | None = None) -> None:
         with self.lock:
+            self.steps.pop(name, None)  # the last key is the step in hand
             self.steps[name] = (done, total)
 
     def run(self) -> None:
         while not self.stop.wait(PROGRESS_EVERY):
-            with self.lock:
-                due = {name: state for name, state in self.steps.items()
-                       if self.shown.get(name) != state or state[1] is None or state[0] < state[1]}
-                self.shown.update(due)
-            for name, (done, total) in due.items():
-                log_event(self.logger, "progress", step=name, done=done, total=total)
+            self.tick()
+
+    def tick(self) -> None:
+        with self.lock:
+            in_hand = next(reversed(self.steps), None)
+            due = {name: (done, total) for name, (done, total) in self.steps.items()
+                   if self.shown.get(name) != (done, total) or (name == in_hand and total is not None and done < total)}
+            self.shown.update(due)
+        for name, (done, total) in due.items():
+            log_event(self.logger, "progress", step=name, done=done, total=total)
 
 
 @contextmanager
@@ -167,7 +180,9 @@ def progress_bars() -> Iterator[CountingProgress | ProgressLines]:
 
 
 def print_run_report(report: RunReport, *, show_plan: bool) -> None:
-    """A pass's counts per flow, its API calls, and (for a dry run) the plan, one action a line."""
+    """A pass's counts per flow (a table titled by the pass's kind), its API calls, and (for a dry run) the plan,
+    one action a line."""
+    kind = report.kind.replace("_", " ")
     if show_plan:
         for line in report.plan_lines() or ["nothing to do"]:
             out.print(Text(line), soft_wrap=True)
@@ -175,7 +190,8 @@ def print_run_report(report: RunReport, *, show_plan: bool) -> None:
     rows: list[tuple[Any, ...]] = [(counter, *(flow.counts.get(counter, 0) for flow in report.flows.values())) for counter in counters]
     if any(flow.error for flow in report.flows.values()):
         rows.append(("stopped because", *(flow.error for flow in report.flows.values())))
-    print_table("Dry run: what a pass would do" if report.dry_run else "Sync", ["", *report.flows], rows, empty="nothing read")
+    print_table(f"Dry run: what a {kind} would do" if report.dry_run else kind.capitalize(), ["", *report.flows], rows,
+                empty="nothing read")
     if not show_plan:
         lossy = [action.line() for flow in report.flows.values() for action in flow.actions if action.verb in ("lossy", "refuse")]
         for line in lossy:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from invoiced_keap.connectors.errors import QuotaExhausted
+from invoiced_keap.connectors.errors import CallAbandoned, QuotaExhausted
 from invoiced_keap.connectors.pacing import (
     DAY,
     KEAP_PAT_LIMITS,
@@ -192,3 +192,34 @@ async def test_used_up_budget_without_expiry_waits_for_our_own_window_not_a_whol
     pacer.observe(numbers[-1], [ServerBudget("product-throttle", 0, resets_in=60.0, window=60.0)])
     async with pacer.turn():
         assert time.now == pytest.approx(60.0)  # the first call is a minute old, not 20 + 60 s
+
+
+async def test_a_call_waiting_for_its_turn_is_abandoned_on_stop_and_none_starts_after() -> None:
+    """Keap's minute budget spent (production limits): the next call would wait most of a minute; `stop()`
+    abandons it at once (nothing was sent), and a call asked for after the stop never starts."""
+    now = [0.0]
+    slept = asyncio.Event()
+
+    async def sleep_until_cancelled(seconds: float) -> None:  # a real wait of `seconds`, never over by itself
+        slept.set()
+        await asyncio.Event().wait()
+
+    pacer = Pacer(KEAP_PAT_LIMITS, clock=lambda: now[0], sleep=sleep_until_cancelled)
+    for second in range(24):  # 240 calls in 24 s: the per-minute window is full until second 60
+        now[0] = float(second)
+        for _ in range(10):
+            async with pacer.turn():
+                pass
+    waiting = asyncio.create_task(_take_turn(pacer))
+    await slept.wait()
+    pacer.stop()
+    with pytest.raises(CallAbandoned):
+        await asyncio.wait_for(waiting, timeout=30)
+    assert pacer.calls_sent == 240
+    with pytest.raises(CallAbandoned):
+        await _take_turn(pacer)
+
+
+async def _take_turn(pacer: Pacer) -> None:
+    async with pacer.turn():
+        pass

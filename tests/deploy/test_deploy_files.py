@@ -5,6 +5,7 @@ its tool is missing."""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
@@ -100,3 +101,38 @@ def test_the_image_builds_and_run_in_it_answers_healthz(tmp_path: Path) -> None:
                 time.sleep(0.5)
         finally:
             subprocess.run([docker, "rm", "-f", name], capture_output=True)
+
+
+@pytest.mark.parametrize("where", ["image", "unit", "cron"])
+def test_they_log_what_the_sync_does(where: str) -> None:
+    """JSON at INFO: the pass, write and progress events (at the default WARNING level nothing is logged)."""
+    command = commands()[where]
+    assert "--log-level" in command and command[command.index("--log-level") + 1] == "INFO", command
+
+
+def test_the_cron_line_syncs_with_nothing_but_the_documented_env_file(tmp_path: Path) -> None:
+    """cron's environment is nearly empty: `env -i` and the line's own command, with the paths moved under
+    `tmp_path`; the secrets come only from the env file as README writes it."""
+    invoiced, keap = InvoicedEmulator(api_key=API_KEY), KeapEmulator(api_key=API_KEY)
+    invoiced.seed({"customers": [{"name": "Acme", "type": "company"}]})
+    moved = {"/opt/invoiced-keap/bin/invoiced-keap": str(TOOLS / "invoiced-keap"), "/var/lib/": f"{tmp_path}/var/lib/",
+             "/var/log/": f"{tmp_path}/var/log/", "/etc/invoiced-keap/": f"{tmp_path}/etc/invoiced-keap/"}
+    cron_line = next(line for line in CRON.read_text().splitlines() if line and not line.startswith("#"))
+    minute, hour, day, month, weekday, user, command = cron_line.split(maxsplit=6)
+    assert user == "invoiced-keap"
+    for path, there in moved.items():
+        command = command.replace(path, there)
+    for directory in ("var/lib/invoiced-keap", "var/log/invoiced-keap", "etc/invoiced-keap"):
+        (tmp_path / directory).mkdir(parents=True)
+    (tmp_path / "etc/invoiced-keap/invoiced-keap.toml").write_text('flows = ["companies"]\nkeap_hooks = false\n')
+    with BackgroundServer(invoiced.asgi()) as invoiced_server, BackgroundServer(keap.asgi()) as keap_server:
+        (tmp_path / "etc/invoiced-keap/env").write_text(
+            f"INVOICED_API_KEY={API_KEY}\nINVOICED_API_URL={invoiced_server.url}\n"
+            f"KEAP_API_KEY={API_KEY}\nKEAP_API_URL={keap_server.url}/crm/rest\n")
+        result = subprocess.run(["env", "-i", "/bin/sh", "-c", command], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert [record["company_name"] for record in keap.store.records("companies")] == ["Acme"]
+    log = (tmp_path / "var/log/invoiced-keap/sync.log").read_text().splitlines()
+    events = [json.loads(line).get("event") for line in log if line.startswith("{")]  # stdout's tables go there too
+    assert "pass.finished" in events and "create" in events, log
+    assert (tmp_path / "var/lib/invoiced-keap/invoiced-keap.db").exists()

@@ -51,6 +51,24 @@ def test_a_flow_is_unhealthy_after_a_failed_pass_or_without_a_recent_success() -
     assert set(health.verdict(1_301.0).reasons) == {"companies", "contacts"}
 
 
+def test_a_pass_in_hand_that_makes_progress_keeps_its_flow_healthy_until_it_stalls() -> None:
+    health = FlowHealth(["companies"], max_age=180.0, started=1_000.0)  # poll_interval 60 s, as by default
+    for minute in range(1, 41):  # a 40-minute first pass committing a batch a minute
+        health.progressed("companies", at=1_000.0 + 60 * minute)
+        assert health.verdict(1_000.0 + 60 * minute + 30).healthy
+    stalled = health.verdict(1_000.0 + 60 * 40 + 181)
+    assert "none made progress" in stalled.reasons["companies"]
+
+
+def test_writes_that_met_an_outage_after_their_retries_make_the_flow_unhealthy() -> None:
+    health = FlowHealth(["contacts"], max_age=180.0, started=1_000.0)
+    outage = FlowReport("contacts", unavailable="Keap answered 503 after 1 attempt")
+    health.record(RunReport(1, False, {"contacts": outage}), ["contacts"], at=1_010.0)
+    assert health.verdict(1_011.0).reasons == {"contacts": "last pass failed: Keap answered 503 after 1 attempt"}
+    health.record(RunReport(2, False, {"contacts": FlowReport("contacts")}), ["contacts"], at=1_070.0)
+    assert health.verdict(1_071.0).healthy
+
+
 def eventually(condition: Callable[[], Any], what: str, timeout: float = 120.0) -> Any:
     deadline = time.monotonic() + timeout
     while not (result := condition()):
@@ -74,7 +92,7 @@ def service(tmp_path: Path) -> Iterator[dict[str, Any]]:
                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         try:
             url = process.stdout.readline().split("serving on ")[1].split()[0]  # type: ignore[union-attr]
-            yield {"url": url, "keap": keap, "keap_url": keap_server.url, "database_url": database_url, "env": env}
+            yield {"url": url, "invoiced": invoiced, "keap": keap, "keap_url": keap_server.url, "database_url": database_url, "env": env}
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=60)
@@ -130,3 +148,16 @@ def test_healthz_goes_503_with_the_reason_and_back_to_200(service: dict[str, Any
     eventually(lambda: unhealthy_because(service, "503"), "503 while Keap answers 503")
     faults(service, error_rate=0.0)
     eventually(lambda: healthz(url).status_code == 200, "200 after Keap recovers")
+
+
+def test_healthz_names_keaps_answer_and_the_attempts_while_keap_answers_503(service: dict[str, Any]) -> None:
+    """A new Invoiced customer while Keap answers 503 to everything: the flow is unhealthy saying what Keap answered
+    after how many attempts; the next good pass makes it healthy."""
+    url = service["url"]
+    eventually(lambda: 'invoiced_keap_last_success_timestamp_seconds{flow="companies"}' in httpx.get(f"{url}/metrics").text,
+               "a first good pass")
+    faults(service, error_rate=1.0, error_status=503)
+    service["invoiced"].seed({"customers": [{"name": "Globex", "type": "company"}]})
+    eventually(lambda: unhealthy_because(service, "Keap answered 503 after"), "503 while Keap answers 503", timeout=180)
+    faults(service, error_rate=0.0)
+    eventually(lambda: healthz(url).status_code == 200, "200 after a good pass", timeout=180)

@@ -147,3 +147,11 @@ def test_keap_calls_are_counted_per_job_and_shown_on_the_status_page(store: Stor
     assert metrics.calls_by_job("keap") == {"poll": 2, "sync_ids": 1, "other": 1}
     page = render_status(status_view(store, ["companies"]), None, None, metrics.calls_by_job("keap"))
     assert "other 1, poll 2, sync_ids 1" in page
+
+
+def test_state_gauges_read_zero_for_every_configured_flow_with_none(store: Store) -> None:
+    store.record_failure("contacts", "invoiced", "13", "create", "Contact must contain an email address")
+    samples = samples_of(Metrics(store, ["companies", "contacts", "products"]))
+    for gauge in ("invoiced_keap_open_failures", "invoiced_keap_open_review_items", "invoiced_keap_lossy_carries"):
+        assert samples[(gauge, (("flow", "companies"),))] == 0 and samples[(gauge, (("flow", "products"),))] == 0
+    assert samples[("invoiced_keap_open_failures", (("flow", "contacts"),))] == 1

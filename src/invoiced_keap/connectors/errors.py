@@ -56,7 +56,13 @@ class TransientError(ApiError):
     ) -> None:
         self.retry_after = retry_after
         self.may_have_been_processed = may_have_been_processed
+        self.system, self.attempts = "the API", 1  # who answered, how many times it was asked (set by the client)
         super().__init__(message, **context)
+
+    def outage(self) -> str:
+        """What the error says once the retries are spent ("Keap answered 503 after 6 attempts"), for health."""
+        answer = self.status if self.status is not None else self.message
+        return f"{self.system} answered {answer} after {self.attempts} attempt{'s' if self.attempts != 1 else ''}"
 
 
 class RecordRejected(ApiError):
@@ -73,6 +79,10 @@ class FatalError(ApiError):
 
 class AuthenticationFailed(FatalError):
     """401: the key or token was refused."""
+
+
+class CallAbandoned(Exception):
+    """A call given up before it was sent, because the work was asked to stop (`Pacer.stop`); not an API error."""
 
 
 class QuotaExhausted(FatalError):

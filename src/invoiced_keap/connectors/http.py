@@ -225,13 +225,15 @@ class ApiClient(AsyncClosing):
 
     Use as `async with ApiClient(...) as api:` (or call `aclose()`). `auth` should be a
     `redaction.SecretHeaders` so the credential is registered for redaction. `pacer` replaces the one
-    built from `limits` (a test clock, or one pacer shared by clients using the same key).
+    built from `limits` (a test clock, or one pacer shared by clients using the same key). `system` names the
+    API in what a `TransientError` says after the retries (`TransientError.outage`).
     """
 
     def __init__(
         self,
         base_url: str,
         *,
+        system: str = "the API",
         auth: httpx.Auth | None = None,
         headers: Mapping[str, str] | None = None,
         limits: RateLimits = RateLimits(),
@@ -241,6 +243,7 @@ class ApiClient(AsyncClosing):
         listeners: Sequence[Callable[[RequestEvent], None]] = (),
         pacer: Pacer | None = None,
     ) -> None:
+        self.system = system
         self.pacer = pacer or Pacer(limits, max_wait=retry.max_wait)
         connections = self.pacer.limits.max_in_flight or 100
         self._http = httpx.AsyncClient(
@@ -284,18 +287,24 @@ class ApiClient(AsyncClosing):
         hook = partial(_should_retry, retry_safe, self.retry.max_wait)
         policy = self.retry
         response: httpx.Response | None = None
-        async for attempt in stamina.retry_context(
-            on=hook,
-            attempts=policy.attempts,
-            timeout=policy.timeout,
-            wait_initial=policy.wait_initial,
-            wait_max=policy.wait_max,
-            wait_jitter=policy.wait_jitter,
-        ):
-            with attempt:
-                response = await self._attempt(
-                    method, path, endpoint, attempt.num, params=params, json=json, headers=send_headers
-                )
+        tried = 0
+        try:
+            async for attempt in stamina.retry_context(
+                on=hook,
+                attempts=policy.attempts,
+                timeout=policy.timeout,
+                wait_initial=policy.wait_initial,
+                wait_max=policy.wait_max,
+                wait_jitter=policy.wait_jitter,
+            ):
+                with attempt:
+                    tried = attempt.num
+                    response = await self._attempt(
+                        method, path, endpoint, attempt.num, params=params, json=json, headers=send_headers
+                    )
+        except TransientError as error:
+            error.system, error.attempts = self.system, tried
+            raise
         assert response is not None  # stamina either returned after a successful attempt or raised
         return response
 

@@ -234,6 +234,7 @@ class InvoicedConnector(AsyncClosing):
     ) -> None:
         self.api = ApiClient(
             base_url,
+            system="Invoiced",
             auth=SecretHeaders.basic(api_key),
             headers={"User-Agent": USER_AGENT},
             limits=limits,

@@ -216,7 +216,7 @@ class KeapConnector(AsyncClosing):
             self.auth, default_limits = KeapOAuth(credentials, clock=clock), KEAP_OAUTH_LIMITS
         self.page_size = page_size
         self.api = ApiClient(
-            base_url, auth=self.auth, limits=default_limits if limits is None else limits, retry=retry, listeners=listeners, pacer=pacer
+            base_url, system="Keap", auth=self.auth, limits=default_limits if limits is None else limits, retry=retry, listeners=listeners, pacer=pacer
         )
 
     @property

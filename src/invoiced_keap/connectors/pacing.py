@@ -10,7 +10,8 @@ Two sources of truth are combined, and the stricter one wins:
   after it are subtracted.
 
 A wait longer than `max_wait` means a long quota (the day's) is used up: `QuotaExhausted` is raised
-with the time it resets, so a run stops cleanly instead of sleeping for hours. Hand-written rather
+with the time it resets, so a run stops cleanly instead of sleeping for hours. After `stop()` a call still
+waiting for its turn is abandoned (`CallAbandoned`: nothing was sent); calls already sent finish. Hand-written rather
 than taken from a rate-limit library because none of them merges server-reported budgets.
 """
 
@@ -25,7 +26,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcon
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from invoiced_keap.connectors.errors import QuotaExhausted
+from invoiced_keap.connectors.errors import CallAbandoned, QuotaExhausted
 
 SECOND, MINUTE, DAY = 1.0, 60.0, 86_400.0
 TIME_UNITS = {"second": SECOND, "minute": MINUTE, "hour": 3_600.0, "day": DAY}
@@ -191,6 +192,11 @@ class Pacer:
         self._budgets: dict[str, _Budget] = {}
         self._turns = asyncio.Lock()
         self._in_flight = asyncio.Semaphore(limits.max_in_flight) if limits.max_in_flight else None
+        self._stopped = asyncio.Event()
+
+    def stop(self) -> None:
+        """Abandon every call waiting for its turn, now and from here on (a graceful stop: nothing was sent yet)."""
+        self._stopped.set()
 
     @asynccontextmanager
     async def turn(self) -> AsyncIterator[int]:
@@ -217,11 +223,13 @@ class Pacer:
             )
 
     async def _wait_for_budget(self) -> tuple[int, _Call]:
-        while (wait := self._wait_needed(self.clock())) > 0:
+        while (wait := self._wait_needed(self.clock())) > 0 or self._stopped.is_set():
+            if self._stopped.is_set():
+                raise CallAbandoned("stopped on request before its turn came; nothing was sent")
             if wait > self.max_wait:
                 resume_at = datetime.fromtimestamp(self.wall_clock() + wait, UTC)
                 raise QuotaExhausted("rate limit quota used up", resume_at=resume_at)
-            await self.sleep(wait)
+            await self._sleep_unless_stopped(wait)
         call = _Call(self.clock())
         for window in self._windows:
             window.record(call)
@@ -229,6 +237,14 @@ class Pacer:
             budget.remaining -= 1
         self.calls_sent += 1
         return self.calls_sent, call
+
+    async def _sleep_unless_stopped(self, seconds: float) -> None:
+        sleeping, stopping = asyncio.ensure_future(self.sleep(seconds)), asyncio.ensure_future(self._stopped.wait())
+        try:
+            await asyncio.wait({sleeping, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeping.cancel()
+            stopping.cancel()
 
     def _wait_needed(self, now: float) -> float:
         self._budgets = {name: budget for name, budget in self._budgets.items() if budget.resets_at > now}

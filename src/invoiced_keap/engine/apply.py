@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from invoiced_keap.connectors.errors import ApiError, FatalError, NotFound, RecordRejected, TransientError
+from invoiced_keap.connectors.errors import ApiError, CallAbandoned, FatalError, NotFound, RecordRejected, TransientError
 from invoiced_keap.connectors.invoiced import InvoicedConnector
 from invoiced_keap.connectors.keap import KeapConnector
 from invoiced_keap.engine.options import DeletesPolicy
@@ -205,6 +205,8 @@ class Applier:
                     await step(item)
                 except FatalError as error:
                     fatal.append(error)
+                except CallAbandoned:
+                    return  # stopping: nothing of it was sent, `should_stop` ends the pass below
 
         async with asyncio.TaskGroup() as group:
             for item in work:
@@ -227,6 +229,8 @@ class Applier:
         except NotFound:
             raise
         except (RecordRejected, TransientError) as error:
+            if isinstance(error, TransientError):
+                self.report.unavailable = error.outage()
             message = refusal_message(system, error, payload)
             self.report.add(Action(self.flow.name, "fail", source, source_id, {"operation": operation, "error": message}))
             self._fail(source, source_id, operation, message, payload, source_record, error.field)

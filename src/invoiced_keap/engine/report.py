@@ -83,13 +83,15 @@ COUNTED = {"update": "updated.{side}", "create": "created.{side}", "delete": "de
 class FlowReport:
     """Counters of one flow's pass; `counts` keys are `read.invoiced`, `created.keap`, `linked`, ...
 
-    `error` is set when the pass stopped early (fatal API error, circuit breaker, flow lock held).
+    `error` is set when the pass stopped early (fatal API error, circuit breaker, flow lock held); `unavailable`
+    when a system kept answering 5xx or timing out after the retries, though the pass went on (its writes failed).
     """
 
     flow: str
     counts: Counter[str] = field(default_factory=Counter)
     actions: list[Action] = field(default_factory=list)
     error: str | None = None
+    unavailable: str | None = None
 
     def add(self, action: Action, **about: Any) -> None:
         """Note an action the pass did (a write once it went through), count it (`COUNTED`) and log it;
@@ -103,7 +105,7 @@ class FlowReport:
 
 @dataclass
 class RunReport:
-    """A pass over some flows. `api_calls` counts calls per system; `open_failures` / `open_review` are
+    """A pass of `kind` (`sync`, `sync_ids`, `reconcile`, `relink`) over some flows. `api_calls` counts calls per system; `open_failures` / `open_review` are
     the lists' sizes after the pass (what the exit code reflects); `cause` is the API error that ended the
     pass, if one did (its message is `error`)."""
 
@@ -115,6 +117,7 @@ class RunReport:
     open_review: int = 0
     error: str | None = None
     cause: Exception | None = None
+    kind: str = "sync"
 
     @property
     def exit_code(self) -> int:

@@ -30,7 +30,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import ExitStack
 
-from invoiced_keap.connectors.errors import ApiError
+from invoiced_keap.connectors.errors import ApiError, CallAbandoned
 from invoiced_keap.connectors.invoiced import InvoicedConnector
 from invoiced_keap.connectors.keap import KeapConnector
 from invoiced_keap.engine.apply import Applier, PassStopped
@@ -71,14 +71,18 @@ class Syncer:
         self.options = options or SyncOptions()
         self.progress = progress
         self.planner = Planner(store, invoiced, keap, dict(self.options.flows),
-                               {name: self.options.flow_options(name) for name in self.options.flows}, progress)
+                               {name: self.options.flow_options(name) for name in self.options.flows},
+                               lambda note: self.progress(note))  # `progress` may be replaced (the service watches it)
         self._leases: list[FlowLease] = []
         self.stop_requested = False
 
     # --- entry points ------------------------------------------------------------------------------
     def request_stop(self) -> None:
-        """Start no further record; the pass in hand commits what it did and ends (see the module docstring)."""
+        """Start no further record, and abandon calls still waiting for their turn under the pacers (nothing of
+        them was sent); the pass in hand commits what it did and ends (see the module docstring)."""
         self.stop_requested = True
+        self.invoiced.api.pacer.stop()
+        self.keap.api.pacer.stop()
 
     async def sync(self, flows: Iterable[str] | None = None, *, dry_run: bool = False, read_keap: bool = True) -> RunReport:
         """One pass over `flows` (all by default); `dry_run` plans and prints, and writes nothing; without
@@ -171,7 +175,7 @@ class Syncer:
         and a `pass.finished` event frame it."""
         chosen = self._flows(flows)
         run_id = None if dry_run else self.store.start_run([flow.name for flow in chosen], dry_run=False).id
-        report = RunReport(run_id, dry_run)
+        report = RunReport(run_id, dry_run, kind=kind)
         calls_before, started = self._calls(), time.monotonic()
         log_event(logger, "pass.started", kind=kind, run_id=run_id, flows=[flow.name for flow in chosen], dry_run=dry_run)
         try:
@@ -181,7 +185,7 @@ class Syncer:
                     await work(held, report)
         except PASS_ENDING as error:
             report.error, report.cause = str(error), error
-        except PassStopped:
+        except (PassStopped, CallAbandoned):
             report.error = "stopped on request before the end; the next pass carries on"
         self._finish(report, calls_before)
         log_event(logger, "pass.finished", logging.WARNING if report.exit_code == 1 else logging.INFO, kind=kind,

@@ -1,9 +1,11 @@
 """What `/healthz` says: per flow, did its last pass fail, and has one succeeded recently enough.
 
-`FlowHealth` is fed every pass's report; `verdict(now)` is pure over what it holds: a flow is unhealthy
-when its last pass stopped with an error (a held lock, refused credentials, an unreachable API, the
-quota), or when no pass has succeeded within `max_age` (3 × `poll_interval`) of the last success or of
-the start. Times are wall-clock seconds, as `/metrics` exposes them.
+`FlowHealth` is fed every pass's report and the progress of the pass in hand; `verdict(now)` is pure over
+what it holds: a flow is unhealthy when its last pass stopped with an error (a held lock, refused
+credentials, an unreachable API, the quota) or met a system that kept answering 5xx after the retries, or
+when within `max_age` (3 × `poll_interval`) of the last success, the last progress or the start no pass
+succeeded and none made progress (a long first pass that commits batches stays healthy). Times are
+wall-clock seconds, as `/metrics` exposes them.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from invoiced_keap.connectors.errors import TransientError
 from invoiced_keap.engine.report import RunReport
 
 
@@ -32,6 +35,11 @@ class FlowHealth:
     started: float
     last_success: dict[str, float] = field(default_factory=dict)
     last_error: dict[str, str] = field(default_factory=dict)
+    last_progress: dict[str, float] = field(default_factory=dict)
+
+    def progressed(self, flow: str, at: float) -> None:
+        """The pass in hand made progress on `flow` (a committed batch, a step's count) at `at`."""
+        self.last_progress[flow] = at
 
     def record(self, report: RunReport, flows: Iterable[str], at: float) -> None:
         """A pass over `flows` ended at `at`: each one failed with its own error or the pass's, or succeeded."""
@@ -39,7 +47,8 @@ class FlowHealth:
             return
         for flow in flows:
             flow_report = report.flows.get(flow)
-            error = (flow_report.error if flow_report else None) or report.error
+            error = (flow_report.error if flow_report else None) or _outage_or(report.error, report.cause) or (
+                flow_report.unavailable if flow_report else None)
             if error:
                 self.last_error[flow] = error
             else:
@@ -51,7 +60,12 @@ class FlowHealth:
         for flow in self.flows:
             if flow in self.last_error:
                 reasons[flow] = f"last pass failed: {self.last_error[flow]}"
-            elif now - self.last_success.get(flow, self.started) > self.max_age:
+            elif now - max(self.last_success.get(flow, self.started), self.last_progress.get(flow, self.started)) > self.max_age:
                 since = "since the start" if flow not in self.last_success else f"for {now - self.last_success[flow]:.0f} s"
-                reasons[flow] = f"no pass succeeded {since} (more than {self.max_age:.0f} s)"
+                reasons[flow] = f"no pass succeeded {since} and none made progress (more than {self.max_age:.0f} s)"
         return Verdict(not reasons, reasons)
+
+
+def _outage_or(error: str | None, cause: Exception | None) -> str | None:
+    """A pass ended by a read still failing after its retries says so as an outage; other errors as they are."""
+    return f"{cause.outage()}: {error}" if isinstance(cause, TransientError) else error

@@ -9,7 +9,7 @@ by `StateCollector`, so the numbers agree with the status page and survive resta
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -30,10 +30,11 @@ PASS_BUCKETS = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
 
 class StateCollector(Collector):
-    """Gauges read from the state store on each scrape."""
+    """Gauges read from the state store on each scrape; each configured flow reads 0 where it has none."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, flows: Iterable[str]) -> None:
         self.store = store
+        self.flows = set(flows)
 
     def collect(self) -> Iterator[Metric]:
         counts = self.store.status_counts()
@@ -44,8 +45,8 @@ class StateCollector(Collector):
             ("lossy_carries", "Values carried with loss, noted on active links, per flow", counts.lossy_carries),
         ):
             family = GaugeMetricFamily(f"{PREFIX}_{name}", documentation, labels=["flow"])
-            for flow, value in sorted(per_flow.items()):
-                family.add_metric([flow], value)
+            for flow in sorted(self.flows | set(per_flow)):
+                family.add_metric([flow], per_flow.get(flow, 0))
             yield family
         yield GaugeMetricFamily(f"{PREFIX}_conflicts", "Conflicts recorded so far", value=counts.conflicts)
         yield GaugeMetricFamily(f"{PREFIX}_open_intents", "Creates begun and not yet confirmed", value=counts.open_intents)
@@ -54,7 +55,7 @@ class StateCollector(Collector):
 class Metrics:
     """The service's metric objects; `exposition()` is what `/metrics` serves."""
 
-    def __init__(self, store: Store | None = None) -> None:
+    def __init__(self, store: Store | None = None, flows: Iterable[str] = ()) -> None:
         self.registry = CollectorRegistry()
         registry = self.registry
         self.passes = Counter(f"{PREFIX}_passes", "Sync passes per flow and result", ["flow", "result"], registry=registry)
@@ -98,7 +99,7 @@ class Metrics:
             registry=registry,
         )
         if store is not None:
-            registry.register(StateCollector(store))
+            registry.register(StateCollector(store, flows))
 
     def record_run(self, report: RunReport, kind: str, seconds: float, last_success: Mapping[str, float]) -> None:
         """Count a pass's reads, writes, failures and conflicts, per flow, and its duration; set the flows'

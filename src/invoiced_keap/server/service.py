@@ -7,7 +7,7 @@ database remembers it, is `full_scan_interval` old. Polling is the safety net fo
 missed. Across processes the engine's flow locks keep two workers off one flow; a pass that finds its
 flow locked is skipped and tried again at the next poll, which comes sooner after a failure
 (`RETRY_FAILED_PASS`). `/healthz` answers 503 while a flow's last
-pass failed or none succeeded within 3 × `poll_interval` (`health.FlowHealth`).
+pass failed or none succeeded or made progress within 3 × `poll_interval` (`health.FlowHealth`).
 
 SIGTERM and SIGINT set `stop` and ask the engine to stop (`Syncer.request_stop`): the records in hand
 finish and are committed, no further record starts, the web server closes, and `run` returns normally
@@ -31,7 +31,7 @@ import uvicorn
 from invoiced_keap.config import Settings, revealed
 from invoiced_keap.connectors.errors import ApiError
 from invoiced_keap.connectors.redaction import register_secret
-from invoiced_keap.engine.report import RunReport
+from invoiced_keap.engine.report import Progress, RunReport
 from invoiced_keap.engine.run import Syncer
 from invoiced_keap.flows import Flow
 from invoiced_keap.server.app import ServerSettings, create_app
@@ -80,7 +80,7 @@ class Service:
         # the hook token is in URLs we log; none of these may reach a log line
         register_secret(self.hook_token, *settings.secrets())
         self.queue = DirtyQueue(settings.schedule.webhook_debounce)
-        self.metrics = Metrics(syncer.store)
+        self.metrics = Metrics(syncer.store, self.flows)
         self.metrics.watch_keap_quota(self.keap_quota)
         syncer.invoiced.api.listeners.append(self.metrics.api_listener("invoiced"))
         syncer.keap.api.listeners.append(self.metrics.api_listener("keap"))
@@ -88,6 +88,8 @@ class Service:
         self.hooks_verified = False  # every Keap hook we need answered Verified at the last check
         self.keap_polled = -float("inf")  # monotonic time of the last poll that read Keap
         self.flow_health = FlowHealth(list(self.flows), HEALTHY_POLLS * settings.schedule.poll_interval, time.time())
+        self.shown_progress = syncer.progress
+        syncer.progress = self.progressed
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.socket.bind((settings.server_host, settings.server_port))
@@ -105,6 +107,11 @@ class Service:
         """Known when the Keap connector was opened with a `QuotaWatchingPacer`."""
         pacer = self.syncer.keap.api.pacer
         return pacer.quota_remaining if isinstance(pacer, QuotaWatchingPacer) else None
+
+    def progressed(self, note: Progress) -> None:
+        """The engine's progress: a pass that makes progress keeps its flow healthy; then shown as before."""
+        self.flow_health.progressed(note.flow, time.time())
+        self.shown_progress(note)
 
     def health(self) -> dict[str, object]:
         return {**self.flow_health.verdict(time.time()).as_json(), "pending_ids": self.queue.pending()}
