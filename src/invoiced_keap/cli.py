@@ -144,9 +144,9 @@ def _run_engine(session: Session, flows: Sequence[str], work: EngineWork[T], *, 
     async def run() -> T:
         with session.store(dry_run=dry_run) as store:
             async with open_invoiced(settings) as invoiced, open_keap(settings) as keap:
-                with console.progress_bars() as bars:
+                with console.pass_progress() as progress:
                     options = compose.sync_options(settings, allow_mass_change=allow_mass_change)
-                    syncer = Syncer(store, invoiced, keap, options, progress=lambda note: bars(f"{note.flow}: {note.step}", note.done, note.total))
+                    syncer = Syncer(store, invoiced, keap, options, progress=progress)
                     result = await work(syncer, names)
         for report in result if isinstance(result, (list, tuple)) else (result,):
             if isinstance(report, RunReport) and isinstance(report.cause, ApiError):
@@ -222,9 +222,8 @@ def run(ctx: typer.Context, flow: list[str] | None = FlowOption) -> None:
         await check_credentials(settings)
         with session.store() as store:
             async with open_invoiced(settings) as invoiced, open_keap(settings, pacer=QuotaWatchingPacer) as keap:
-                with console.progress_bars() as bars:
-                    syncer = Syncer(store, invoiced, keap, compose.sync_options(settings),
-                                    progress=lambda note: bars(f"{note.flow}: {note.step}", note.done, note.total))
+                with console.pass_progress() as progress:
+                    syncer = Syncer(store, invoiced, keap, compose.sync_options(settings), progress=progress)
                     try:
                         service = Service(syncer, flows, settings)
                     except OSError as error:

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from invoiced_keap.engine.report import RunReport, shortened
+from invoiced_keap.engine.report import ProgressHook, RunReport, shortened
 from invoiced_keap.logs import PROGRESS, log_event
 
 out = Console()
@@ -150,6 +150,13 @@ class ProgressLines:
             self.shown.update(due)
         for name, (done, total) in due.items():
             log_event(self.logger, "progress", step=name, done=done, total=total)
+
+
+@contextmanager
+def pass_progress() -> Iterator[ProgressHook]:
+    """The engine's progress hook, drawn as `progress_bars` while the block runs."""
+    with progress_bars() as bars:
+        yield lambda note: bars(f"{note.flow}: {note.step}", note.done, note.total)
 
 
 @contextmanager
