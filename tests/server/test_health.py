@@ -69,6 +69,27 @@ def test_writes_that_met_an_outage_after_their_retries_make_the_flow_unhealthy()
     assert health.verdict(1_071.0).healthy
 
 
+def test_a_breaker_stop_is_held_until_a_reconcile_passes_or_its_deletes_are_applied() -> None:
+    health = FlowHealth(["contacts"], max_age=180.0, started=1_000.0)
+    message = "contacts: circuit breaker: 50 of 250 links would be deleted or unlinked (limit 25)"
+    stopped = FlowReport("contacts", error=message, held=message)
+    health.record(RunReport(1, False, {"contacts": stopped}), ["contacts"], at=1_010.0, kind="sync_ids")
+    assert health.verdict(1_011.0).reasons == {"contacts": f"last pass failed: {message}"}
+
+    health.record(RunReport(2, False, {"contacts": FlowReport("contacts")}), ["contacts"], at=1_070.0)  # a quiet poll
+    assert health.verdict(1_071.0).reasons == {"contacts": f"changes held back: {message}"}
+
+    again = FlowReport("contacts", error=message, held=message)  # the reconcile finds the same deletes
+    health.record(RunReport(3, False, {"contacts": again}), ["contacts"], at=1_100.0, kind="reconcile")
+    health.record(RunReport(4, False, {"contacts": FlowReport("contacts")}), ["contacts"], at=1_130.0)
+    assert "changes held back" in health.verdict(1_131.0).reasons["contacts"]
+
+    applied = FlowReport("contacts")
+    applied.counts["unlinked"] = 50  # `sync --allow-mass-change` let them through
+    health.record(RunReport(5, False, {"contacts": applied}), ["contacts"], at=1_160.0)
+    assert health.verdict(1_161.0).healthy
+
+
 def eventually(condition: Callable[[], Any], what: str, timeout: float = 120.0) -> Any:
     deadline = time.monotonic() + timeout
     while not (result := condition()):

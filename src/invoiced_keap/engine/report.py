@@ -83,14 +83,16 @@ COUNTED = {"update": "updated.{side}", "create": "created.{side}", "delete": "de
 class FlowReport:
     """Counters of one flow's pass; `counts` keys are `read.invoiced`, `created.keap`, `linked`, ...
 
-    `error` is set when the pass stopped early (fatal API error, circuit breaker, flow lock held); `unavailable`
-    when a system kept answering 5xx or timing out after the retries, though the pass went on (its writes failed).
+    `error` is set when the pass stopped early (fatal API error, circuit breaker, flow lock held); `held` too when
+    it was the circuit breaker; `unavailable` when a system kept answering 5xx or timing out after the retries,
+    though the pass went on (its writes failed).
     """
 
     flow: str
     counts: Counter[str] = field(default_factory=Counter)
     actions: list[Action] = field(default_factory=list)
     error: str | None = None
+    held: str | None = None
     unavailable: str | None = None
 
     def add(self, action: Action, **about: Any) -> None:

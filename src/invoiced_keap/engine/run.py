@@ -225,7 +225,7 @@ class Syncer:
             if plan.moves:  # closed by a type change: counted as unlinks of the flow they leave (see `deletes`)
                 self._check_breaker(plan.moves[0].flow, links=plan.moved_from_links, deletes=len(plan.moves), updates=0)
         except CircuitBreakerTripped as error:
-            flow_report.error = str(error)
+            flow_report.error = flow_report.held = str(error)
             return False
         if dry_run:
             flow_report.actions = plan.actions()

@@ -2,8 +2,10 @@
 
 `FlowHealth` is fed every pass's report and the progress of the pass in hand; `verdict(now)` is pure over
 what it holds: a flow is unhealthy when its last pass stopped with an error (a held lock, refused
-credentials, an unreachable API, the quota) or met a system that kept answering 5xx after the retries, or
-when within `max_age` (3 × `poll_interval`) of the last success, the last progress or the start no pass
+credentials, an unreachable API, the quota) or met a system that kept answering 5xx after the retries, while
+the circuit breaker holds changes of it back (until a reconcile of the flow passes the breaker, or a pass applies
+unlinks or deletes of it: a later quiet poll does not see the held deletes, so it does not clear the hold), or when
+within `max_age` (3 × `poll_interval`) of the last success, the last progress or the start no pass
 succeeded and none made progress (a long first pass that commits batches stays healthy). Times are
 wall-clock seconds, as `/metrics` exposes them.
 """
@@ -36,17 +38,23 @@ class FlowHealth:
     last_success: dict[str, float] = field(default_factory=dict)
     last_error: dict[str, str] = field(default_factory=dict)
     last_progress: dict[str, float] = field(default_factory=dict)
+    held: dict[str, str] = field(default_factory=dict)  # flow -> the circuit breaker's message
 
     def progressed(self, flow: str, at: float) -> None:
         """The pass in hand made progress on `flow` (a committed batch, a step's count) at `at`."""
         self.last_progress[flow] = at
 
-    def record(self, report: RunReport, flows: Iterable[str], at: float) -> None:
-        """A pass over `flows` ended at `at`: each one failed with its own error or the pass's, or succeeded."""
+    def record(self, report: RunReport, flows: Iterable[str], at: float, kind: str = "sync") -> None:
+        """A pass of `kind` over `flows` ended at `at`: each one failed with its own error or the pass's, or
+        succeeded; a breaker stop is held (see the module docstring)."""
         if report.dry_run:
             return
         for flow in flows:
             flow_report = report.flows.get(flow)
+            if flow_report and flow_report.held:
+                self.held[flow] = flow_report.held
+            elif flow_report and not report.error and (kind == "reconcile" or flow_report.counts["unlinked"]):
+                self.held.pop(flow, None)
             error = (flow_report.error if flow_report else None) or _outage_or(report.error, report.cause) or (
                 flow_report.unavailable if flow_report else None)
             if error:
@@ -60,6 +68,8 @@ class FlowHealth:
         for flow in self.flows:
             if flow in self.last_error:
                 reasons[flow] = f"last pass failed: {self.last_error[flow]}"
+            elif flow in self.held:
+                reasons[flow] = f"changes held back: {self.held[flow]}"
             elif now - max(self.last_success.get(flow, self.started), self.last_progress.get(flow, self.started)) > self.max_age:
                 since = "since the start" if flow not in self.last_success else f"for {now - self.last_success[flow]:.0f} s"
                 reasons[flow] = f"no pass succeeded {since} and none made progress (more than {self.max_age:.0f} s)"

@@ -275,5 +275,5 @@ class Service:
 
     def _finished(self, report: RunReport, kind: str, flows: list[str], started: float) -> None:
         """A pass ended: health and metrics learn how each of its flows did (the engine logged it)."""
-        self.flow_health.record(report, flows, time.time())
+        self.flow_health.record(report, flows, time.time(), kind)
         self.metrics.record_run(report, kind, time.monotonic() - started, self.flow_health.last_success)
