@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import connectors
+import memory
 import planning
 import propagation
 import sync
@@ -43,6 +44,7 @@ class Sizes:
     pairs: int = 30_000
     links: int = 100_000
     edits: int = 200
+    memory: tuple[int, ...] = (2_000, 10_000)
 
     def command(self, script: str, **options: Any) -> str:
         flags = " ".join(f"--{name.replace('_', '-')} {value}" for name, value in options.items())
@@ -50,7 +52,7 @@ class Sizes:
 
 
 QUICK = Sizes(sync=(300,), changes=10, reads=500, real_time_seconds=2.0, virtual_calls=300, pairs=1_000,
-              links=3_000, edits=20)
+              links=3_000, edits=20, memory=(300,))
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -125,12 +127,25 @@ def planning_section(sizes: Sizes) -> str:
         [f"state database (SQLite) holding {memory['links']:,} links with both shadows", f"{memory['state_file_mb']} MB"],
     ]
     command = sizes.command("planning.py", pairs=sizes.pairs, links=sizes.links)
-    return ("## Planning speed and the memory of 100,000 links\n\n"
-            "Planning is the pure core alone (no I/O). Memory is what a pass holds for that many links: the id map "
-            "every pass loads for the circuit breaker, and planning every pair from its stored records in pages of "
-            "1000, as a pass where every record changed does (here the pairs are unchanged, so plans are empty; the closest honest measure of the state + planning "
-            "path without 100,000 records in the emulators); tracemalloc's peak, so Python objects only, not the "
-            "interpreter itself.\n\n" + table(["figure", "value"], rows) + f"\n\nReproduce: `{command}`")
+    return ("## Planning speed, and the planner's memory over 100,000 stored links\n\n"
+            "Planning is the pure core alone (no I/O). The memory figure is the id map every pass loads for the "
+            "circuit breaker plus planning every stored pair in pages of 1000 (tracemalloc's peak: Python objects "
+            "only). A real pass does not stream like this yet: it holds every changed record and pair plan at once; "
+            "see *Peak memory of sync passes* for what whole passes take.\n\n"
+            + table(["figure", "value"], rows) + f"\n\nReproduce: `{command}`")
+
+
+def memory_section(sizes: Sizes) -> str:
+    rows = []
+    for run in (memory.measure(size) for size in sizes.memory):
+        for kind, result in run["passes"].items():
+            rows.append([f"{run['records']:,}", kind.replace("_", " "), result["peak_rss_mb"], json.dumps(result["calls"])])
+    command = sizes.command("memory.py", sizes=",".join(map(str, sizes.memory)))
+    return ("## Peak memory of sync passes\n\n"
+            "Whole-process peak resident memory (the kernel's `VmHWM`) of one pass of the companies flow, each pass in a child "
+            "process of its own (interpreter and imports included, about 75 MB); the emulators run in another. "
+            "*All changed*: every linked Keap company renamed, the pass allowed past the breaker.\n\n"
+            + table(["records", "pass", "peak RSS MB", "API calls"], rows) + f"\n\nReproduce: `{command}`")
 
 
 def propagation_section(sizes: Sizes) -> str:
@@ -164,7 +179,7 @@ def chaos_section(_: Sizes) -> str:
 
 
 SECTIONS: list[Callable[[Sizes], str]] = [
-    sync_section, reads_section, rate_limit_section, planning_section, propagation_section, chaos_section,
+    sync_section, reads_section, rate_limit_section, planning_section, memory_section, propagation_section, chaos_section,
 ]
 
 
