@@ -146,9 +146,7 @@ class FlowPlan:
         for pair in self.new_pairs:
             invoiced_id, keap_id = str(pair.invoiced["id"]), str(pair.keap["id"])
             actions.append(Action(name, "link", "keap", keap_id, {"invoiced_id": invoiced_id}))
-            actions += conflict_actions(name, invoiced_id, keap_id, pair.plan)
-            actions += [Action(name, "update", side, invoiced_id if side == "invoiced" else keap_id, pair.plan.writes(side))
-                        for side in ("invoiced", "keap") if pair.plan.writes(side)]
+            actions += plan_actions(name, invoiced_id, keap_id, pair.plan)
             actions += lossy_actions(name, invoiced_id, keap_id, pair.plan.lossy)
             actions += stamp_actions(self.flow, pair.invoiced, keap_id)
         for create in self.creates:
@@ -202,11 +200,16 @@ def refusal_action(flow: str, create: Create) -> Action:
     return Action(flow, "refuse", create.source, str(create.record["id"]), {"operation": "create", "reason": reason})
 
 
+def plan_actions(flow: str, invoiced_id: str, keap_id: str, plan: PairPlan) -> list[Action]:
+    """A pair plan's conflicts, then its writes."""
+    ids = {"invoiced": invoiced_id, "keap": keap_id}
+    return conflict_actions(flow, invoiced_id, keap_id, plan) + [
+        Action(flow, "update", side, ids[side], plan.writes(side)) for side in ("invoiced", "keap") if plan.writes(side)]
+
+
 def pair_actions(flow: str, work: PairWork) -> list[Action]:
     """A linked pair's conflicts, then its writes."""
-    ids = {"invoiced": work.link.invoiced_id, "keap": work.link.keap_id}
-    return conflict_actions(flow, work.link.invoiced_id, work.link.keap_id, work.plan) + [
-        Action(flow, "update", side, ids[side], work.plan.writes(side)) for side in ("invoiced", "keap") if work.plan.writes(side)]
+    return plan_actions(flow, work.link.invoiced_id, work.link.keap_id, work.plan)
 
 
 def removal_actions(flow: str, policy: DeletesPolicy, removal: Removal) -> list[Action]:
@@ -240,7 +243,7 @@ def refused_again(plan: FlowPlan, work: PairWork) -> bool:
     read again without a change of its own must not send a refused write again; `retry` makes it due)."""
     ids = {"invoiced": work.link.invoiced_id, "keap": work.link.keap_id}
     for side in ("invoiced", "keap"):
-        source: Side = "keap" if side == "invoiced" else "invoiced"
+        source = other_side(side)
         writes = work.plan.writes(side)
         if writes and plan.refused.get((source, ids[source], "update")) == writes:
             plan.waiting.append((source, ids[source]))
