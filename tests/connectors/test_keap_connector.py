@@ -83,7 +83,7 @@ async def test_companies_incremental_read_includes_same_millisecond_edits(
         second = await keap.changes(COMPANIES, watermark, fields=FLOWS["companies"].keap_fields)
 
     # every record is at the watermark's millisecond or later, so all five come back, with the edits
-    by_id = {record["id"]: record for record in second.records}
+    by_id = {record["id"]: record for record in second.records.values()}
     assert by_id[ids[2]]["company_name"] == "Renamed"
     assert by_id[ids[4]]["company_name"] == "Later"
     assert second.watermark == datetime.fromtimestamp(int(manual_clock.now), UTC)  # that second is still open
@@ -105,9 +105,9 @@ async def test_contacts_incremental_read_skips_older_records_and_moves_the_water
         changes = await keap.changes(CONTACTS, baseline.watermark, fields=FLOWS["contacts"].keap_fields)
 
     # the record updated at the watermark's very millisecond comes back too (at/after, never strictly after)
-    assert sorted(record["id"] for record in changes.records) == sorted([old[3], old[7], *new])
+    assert sorted(record["id"] for record in changes.records.values()) == sorted([old[3], old[7], *new])
     assert changes.watermark == updated_at(edited)
-    assert [record["given_name"] for record in changes.records if record["id"] == old[7]] == ["Edited"]
+    assert [record["given_name"] for record in changes.records.values() if record["id"] == old[7]] == ["Edited"]
 
 
 async def test_an_edit_between_pages_of_an_incremental_read_loses_nothing(
@@ -128,7 +128,7 @@ async def test_an_edit_between_pages_of_an_incremental_read_loses_nothing(
         changes = await keap.changes(CONTACTS, before, fields=FLOWS["contacts"].keap_fields)
 
     assert edited
-    assert sorted(record["id"] for record in changes.records) == sorted(ids)
+    assert sorted(record["id"] for record in changes.records.values()) == sorted(ids)
 
 
 async def test_a_record_edited_after_its_page_was_read_is_caught_by_the_next_read(
@@ -155,7 +155,7 @@ async def test_a_record_edited_after_its_page_was_read_is_caught_by_the_next_rea
         second = await keap.changes(COMPANIES, first.watermark, fields=FLOWS["companies"].keap_fields)
 
     # the first read saw ids[1] before its edit; the watermark must not have jumped past that edit
-    assert ids[1] in {record["id"] for record in second.records}
+    assert ids[1] in {record["id"] for record in second.records.values()}
 
 
 async def test_products_newest_first_stop_paging_at_the_watermark(
@@ -175,10 +175,10 @@ async def test_products_newest_first_stop_paging_at_the_watermark(
         manual_clock.advance(3600)
         idle = await keap.changes(PRODUCTS, datetime.fromtimestamp(manual_clock.now, UTC), fields=FLOWS["products"].keap_fields)
 
-    assert sorted(record["id"] for record in changes.records) == sorted([*ids[:3], ids[10]])
+    assert sorted(record["id"] for record in changes.records.values()) == sorted([*ids[:3], ids[10]])
     assert changes.watermark == datetime.fromtimestamp(manual_clock.now - 3600, UTC)
     assert keap.stats.requests["GET /crm/rest/v2/products"] == 5 + 1 + 1  # one page each: it already held older ones
-    assert idle.records == [] and idle.watermark == datetime.fromtimestamp(manual_clock.now, UTC)
+    assert idle.records == {} and idle.watermark == datetime.fromtimestamp(manual_clock.now, UTC)
 
 
 async def test_update_sends_only_changed_fields_and_merges_owned_slots(keap_server: BackgroundServer, keap: KeapConnector) -> None:

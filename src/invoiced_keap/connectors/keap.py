@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -133,9 +133,10 @@ OBJECTS = {keap_object.name: keap_object for keap_object in (COMPANIES, CONTACTS
 
 @dataclass(frozen=True)
 class Changes:
-    """Records updated at or after the watermark, and the watermark to store next: where the next read starts."""
+    """Records updated at or after the watermark, by id (text), and the watermark to store next: where the next
+    read starts."""
 
-    records: list[Record]
+    records: Mapping[str, Record]
     watermark: datetime | None
 
 
@@ -243,11 +244,14 @@ class KeapConnector(AsyncClosing):
             for record in page.records:
                 yield record
 
-    async def changes(self, keap_object: KeapObject, watermark: datetime | None, *, fields: Sequence[str]) -> Changes:
+    async def changes(self, keap_object: KeapObject, watermark: datetime | None, *, fields: Sequence[str],
+                      into: MutableMapping[str, Record] | None = None) -> Changes:
         """Records updated at or after `watermark` (all records when there is no watermark), with `fields` and
-        `update_time`, and where the next read starts: just after the newest `update_time` read when that
-        instant was over before the read began (by the server's `Date`), else at that instant, so that only
-        records of an instant still open are read twice (the engine's shadows make them no-ops)."""
+        `update_time`, put `into` a mapping by id (a new dict by default; the engine passes a disk spool), and where
+        the next read starts: just after the newest `update_time` read when that instant was over before the read
+        began (by the server's `Date`), else at that instant, so that only records of an instant still open are
+        read twice (the engine's shadows make them no-ops). A record on two pages (edited during the read) is kept
+        in its newer version."""
         if "update_time" not in fields:
             fields = [*fields, "update_time"]  # the watermark is made of it
         params = _fields_param(keap_object, fields)
@@ -255,24 +259,27 @@ class KeapConnector(AsyncClosing):
             params["filter"] = f"{keap_object.since_filter}=={keap_time(watermark)}"
         if keap_object.change_order:
             params["order_by"] = keap_object.change_order
-        newest: dict[str, Record] = {}
+        records: MutableMapping[str, Record] = {} if into is None else into
+        reached: datetime | None = None
         began: datetime | None = None
         async with aclosing(self.pages(keap_object, params)) as pages:
             async for page in pages:
                 began = began or page.served_at
                 fresh = [record for record in page.records if watermark is None or not _older(record, watermark)]
                 for record in fresh:
-                    if _newer(record, newest.get(record["id"])):
-                        newest[record["id"]] = record
+                    record_id = str(record["id"])
+                    if record_id not in records or _newer(record, records[record_id]):
+                        records[record_id] = record
+                    moment = updated_at(record)
+                    if moment is not None and (reached is None or moment > reached):
+                        reached = moment
                 if keap_object.newest_first and len(fresh) < len(page.records):
                     break  # newest first: the rest is older than the watermark
-        times = [moment for record in newest.values() if (moment := updated_at(record)) is not None]
-        reached = max(times, default=None)
         if reached is not None and began is not None:
             # an instant over before the read began was read whole; one still open (or edited after its page was
             # read, past `began`) is read again
             reached = reached + ONE_MILLISECOND if reached < began else began
-        return Changes(list(newest.values()), max(filter(None, (reached, watermark)), default=None))
+        return Changes(records, max(filter(None, (reached, watermark)), default=None))
 
     async def by_ids(self, keap_object: KeapObject, ids: Sequence[str], *, fields: Sequence[str] | None = None) -> dict[str, Record]:
         """The records of `ids` that exist, by id, in listings of `IDS_PER_CALL` ids (the object's `ids_filter`);

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -32,6 +32,7 @@ from invoiced_keap.connectors.keap import KeapConnector
 from invoiced_keap.engine.options import DeletesPolicy
 from invoiced_keap.engine.plan import UPDATED_FIELD, PairPlan
 from invoiced_keap.engine.planner import (
+    Batches,
     Create,
     FlowPlan,
     MovedTwin,
@@ -54,11 +55,6 @@ from invoiced_keap.state.models import Intent, Link
 
 T = TypeVar("T")
 StateChange = Callable[[Transaction], object]
-
-
-def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def side_id(side: Side, invoiced_id: str, keap_id: str) -> str:
@@ -152,8 +148,8 @@ class Applier:
             self.pending.append(lambda tx, i=invoiced_id, r=resolution: tx.resolve_review_item(self.flow.name, i, r))
         await self._batches("links", plan.new_pairs, self.link_pair)
         for source in SIDES:
-            creates = [create for create in plan.creates if create.source == source]
-            await self._batches("creates", creates, self.create_twin, before=self._open_intents)
+            if source in plan.creates:
+                await self._batches("creates", plan.creates[source], self.create_twin, before=self._open_intents)
         if plan.keap_unlinked:
             self.report.counts["unlinked.keap"] += plan.keap_unlinked
         self.commit()
@@ -163,14 +159,17 @@ class Applier:
         return Applier(flow, self.store, self.invoiced, self.keap, self.report, self.run_id, self.deletes,
                        self.concurrency, self.batch_size, self.should_stop, self.on_batch)
 
-    async def _batches(self, step: str, work: Sequence[T], each: Callable[[T], Awaitable[object]],
+    async def _batches(self, step: str, work: Batches[Any, T], each: Callable[[T], Awaitable[object]],
                        before: Callable[[Sequence[T]], object] | None = None) -> None:
-        for done, batch in enumerate(chunks(work, self.batch_size)):
+        """Build, run and commit `work` a batch at a time (a pass holds one batch of records and plans)."""
+        done = 0
+        async for batch in work.batches(self.batch_size):
             if before is not None:
                 before(batch)
             await self.each(batch, each)
             await self.commit_and_stamp()
-            self.on_batch(Progress(self.flow.name, step, min((done + 1) * self.batch_size, len(work)), len(work)))
+            done = min(done + self.batch_size, len(work))
+            self.on_batch(Progress(self.flow.name, step, done, len(work)))
 
     # --- plumbing --------------------------------------------------------------------------------
     def commit(self) -> None:

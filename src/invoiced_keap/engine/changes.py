@@ -21,7 +21,7 @@ poll (changes) or reconcile (deletes). No watermark moves: polling stays the saf
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -30,6 +30,7 @@ from invoiced_keap.connectors.errors import NotFound
 from invoiced_keap.connectors.invoiced import InvoicedConnector, Resource, UpdatedWatermark, removed_record_id
 from invoiced_keap.connectors.keap import KeapConnector
 from invoiced_keap.engine.report import Progress, ProgressHook, no_progress
+from invoiced_keap.engine.spool import RecordSpool
 from invoiced_keap.flows import Flow, flow_of
 from invoiced_keap.mapping import Record
 from invoiced_keap.state import Store
@@ -44,16 +45,35 @@ GETS_IN_FLIGHT = 4
 class FlowChanges:
     """One flow's share of a pass's reads: changed records by id per side, believed removals, new marks.
 
-    `removed_keap` is filled only by a read by id (a GET that answered 404); a pass finds Keap deletes
-    through a reconcile."""
+    A poll's records are spooled to disk (`spool.RecordSpool`; `close()` removes them), a read by id's are
+    few and kept in dicts; the planner may add a spooled full Keap listing to match against (`listing`). `removed_keap` is filled only by a read by id (a GET that answered 404); a pass
+    finds Keap deletes through a reconcile."""
 
     flow: str
-    invoiced: dict[str, Record] = field(default_factory=dict)
-    keap: dict[str, Record] = field(default_factory=dict)
+    invoiced: MutableMapping[str, Record] = field(default_factory=dict)
+    keap: MutableMapping[str, Record] = field(default_factory=dict)
     removed_invoiced: set[str] = field(default_factory=set)
     removed_keap: set[str] = field(default_factory=set)
     keap_full: bool = False
     watermarks: dict[str, str] = field(default_factory=dict)
+    listing: RecordSpool | None = None  # a full Keap listing the planner read to match against (`spool_listing`)
+
+    @classmethod
+    def spooled(cls, flow: str) -> FlowChanges:
+        return cls(flow, RecordSpool(), RecordSpool())
+
+    def spool_listing(self) -> RecordSpool:
+        """A new spool for a full Keap listing, closed with the rest (`close`)."""
+        if self.listing is not None:
+            self.listing.close()
+        self.listing = RecordSpool()
+        return self.listing
+
+    def close(self) -> None:
+        """Remove the spooled records (the pass is done with them)."""
+        for records in (self.invoiced, self.keap, self.listing):
+            if isinstance(records, RecordSpool):
+                records.close()
 
 
 def _updated_mark(text: str | None) -> UpdatedWatermark | None:
@@ -81,19 +101,25 @@ async def read_changes(
     progress: ProgressHook = no_progress, *, read_keap: bool = True,
 ) -> dict[str, FlowChanges]:
     """Everything changed since each flow's marks (see the module docstring). Without `read_keap` the Keap side
-    is not read (its marks stay): what Keap's hooks deliver is synced by id, and polling Keap is a safety net."""
-    changes = {flow.name: FlowChanges(flow.name) for flow in flows}
+    is not read (its marks stay): what Keap's hooks deliver is synced by id, and polling Keap is a safety net.
+    The caller closes the answers (`FlowChanges.close`)."""
+    changes = {flow.name: FlowChanges.spooled(flow.name) for flow in flows}
     by_resource: dict[str, list[Flow]] = {}
     for flow in flows:
         by_resource.setdefault(flow.invoiced.name, []).append(flow)
-    for sharing in by_resource.values():
-        resource = sharing[0].invoiced
-        await _read_invoiced(store, invoiced, resource, sharing, changes, progress)
-        if resource.removal_events:
-            await _read_removals(store, invoiced, resource, sharing, changes)
-    for flow in flows if read_keap else ():
-        await _read_keap(store, keap, flow, changes[flow.name])
-        progress(Progress(flow.name, f"read keap {flow.keap.name}", len(changes[flow.name].keap)))
+    try:
+        for sharing in by_resource.values():
+            resource = sharing[0].invoiced
+            await _read_invoiced(store, invoiced, resource, sharing, changes, progress)
+            if resource.removal_events:
+                await _read_removals(store, invoiced, resource, sharing, changes)
+        for flow in flows if read_keap else ():
+            await _read_keap(store, keap, flow, changes[flow.name])
+            progress(Progress(flow.name, f"read keap {flow.keap.name}", len(changes[flow.name].keap)))
+    except BaseException:
+        for flow_changes in changes.values():
+            flow_changes.close()
+        raise
     return changes
 
 
@@ -139,8 +165,8 @@ async def _read_removals(
 
 async def _read_keap(store: Store, keap: KeapConnector, flow: Flow, target: FlowChanges) -> None:
     text = store.get_watermark(flow.mark("keap"))
-    read = await keap.changes(flow.keap, datetime.fromisoformat(text) if text else None, fields=flow.keap_fields)
-    target.keap.update((str(record["id"]), record) for record in read.records)
+    read = await keap.changes(flow.keap, datetime.fromisoformat(text) if text else None, fields=flow.keap_fields,
+                              into=target.keap)
     target.keap_full = text is None
     if read.watermark is not None:
         target.watermarks[flow.mark("keap")] = read.watermark.isoformat()

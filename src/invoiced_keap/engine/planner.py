@@ -6,27 +6,61 @@ to the state. The plan lists, per flow: pair plans of linked pairs, links closed
 last sync of their old pairs: `carried`), believed removals, matched pairs to link, creates, review items,
 intents and failures to close, and the watermarks to commit; `counts()` and `actions()` print it. The
 breaker judges it (`deletes.check_breaker`), `sync --dry-run` prints it, `apply.Applier` consumes it.
+
+A plan streams: its pairs, new pairs and creates are kept as ids (`Batches`), and each batch of records and pair
+plans is built from the pass's spooled reads when it is reached, so a pass holds one batch at a time whatever
+its size. The planner sweeps the pairs once up front for what the breaker counts (`updates`) and for the writes
+that wait for their retry (`waiting`); building a batch again gives the same plans (a record fetched for a pair
+is kept for the pass).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Generic, TypeVar
 
 from invoiced_keap.connectors.errors import NotFound
 from invoiced_keap.connectors.invoiced import InvoicedConnector
 from invoiced_keap.connectors.keap import KeapConnector
 from invoiced_keap.engine.changes import FlowChanges, get_record
-from invoiced_keap.engine.match import build_index, match_all, match_key_of
+from invoiced_keap.engine.match import build_index, match_all
 from invoiced_keap.engine.options import DeletesPolicy, FlowOptions
 from invoiced_keap.engine.plan import CreatePlan, PairPlan, plan_create, plan_pair
 from invoiced_keap.engine.report import COUNTED, Action, Progress, ProgressHook, no_progress
 from invoiced_keap.engine.shadows import link_shadows, stored_record
-from invoiced_keap.flows import Flow, Side, flow_of, other_side
+from invoiced_keap.flows import SIDES, Flow, Side, flow_of, other_side
 from invoiced_keap.mapping import LossyCarry, Record
 from invoiced_keap.state import Store
 from invoiced_keap.state.models import Link
+
+
+K = TypeVar("K")
+T = TypeVar("T")
+PLAN_BATCH = 500
+"""Pairs planned at a time by the planner's counting sweep and by `FlowPlan.actions`."""
+
+
+@dataclass(frozen=True)
+class Batches(Generic[K, T]):
+    """Work of a plan kept as keys; the items of a batch of keys are built (`build`) when the batch is reached."""
+
+    keys: Sequence[K] = ()
+    build: Callable[[Sequence[K]], Awaitable[list[T]]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    async def batches(self, size: int) -> AsyncIterator[list[T]]:
+        for start in range(0, len(self.keys), size):
+            assert self.build is not None, "keys without a build"
+            yield await self.build(self.keys[start : start + size])
+
+    async def items(self, size: int = PLAN_BATCH) -> AsyncIterator[T]:
+        async for batch in self.batches(size):
+            for item in batch:
+                yield item
 
 
 @dataclass(frozen=True)
@@ -46,6 +80,15 @@ class NewPair:
     invoiced: Record
     keap: Record
     plan: PairPlan
+
+
+@dataclass(frozen=True, slots=True)
+class CreateKey:
+    """What a plan keeps of a create until its batch is built: the source record and its intent's match key."""
+
+    source: Side
+    record_id: str
+    intent_key: str | None
 
 
 @dataclass(frozen=True)
@@ -88,21 +131,23 @@ class FlowPlan:
     """One flow's pass, planned (see the module docstring). `links` is the flow's active links when planned;
     `moved_from` / `moved_from_links` the flow the `moves` leave and its links (for the breaker); `refused` the
     payloads of the flow's open failures whose retry is not due, by (side, record id, operation), and `waiting`
-    the records whose write would send one of them again unchanged (left out of the plan until due)."""
+    the records whose write would send one of them again unchanged (left out of the plan until due). `pairs`,
+    `new_pairs` and `creates` (by source side) are `Batches`; `updates` is counted when planned."""
 
     flow: Flow
     deletes: DeletesPolicy
     links: int
     read: dict[Side, int] = field(default_factory=dict)
-    pairs: list[PairWork] = field(default_factory=list)
+    pairs: Batches[int, PairWork] = field(default_factory=Batches)
+    updates: int = 0
     carried_flow: Flow | None = None
     carried: list[PairWork] = field(default_factory=list)
     moves: list[Link] = field(default_factory=list)
     moved_from_links: int = 0
     removals: list[Removal] = field(default_factory=list)
     moved_twins: list[MovedTwin] = field(default_factory=list)
-    new_pairs: list[NewPair] = field(default_factory=list)
-    creates: list[Create] = field(default_factory=list)
+    new_pairs: Batches[tuple[str, str], NewPair] = field(default_factory=Batches)
+    creates: dict[Side, Batches[CreateKey, Create]] = field(default_factory=dict)
     reviews: list[Review] = field(default_factory=list)
     settled_reviews: list[tuple[str, str]] = field(default_factory=list)
     closed_intents: list[tuple[Side, str]] = field(default_factory=list)
@@ -115,16 +160,11 @@ class FlowPlan:
     watermarks: dict[str, str] = field(default_factory=dict)
 
     @property
-    def updates(self) -> int:
-        """Linked pairs the plan writes to (what the breaker's update limit counts)."""
-        return sum(1 for work in self.pairs if work.plan.write_count)
-
-    @property
     def deletes_counted(self) -> int:
         """Believed removals the breaker's delete limit counts (none when the policy ignores them)."""
         return 0 if self.deletes == "ignore" else len(self.removals)
 
-    def actions(self) -> list[Action]:
+    async def actions(self) -> list[Action]:
         """The plan as printable actions, in the order they are applied (`Action.line()`)."""
         name = self.flow.name
         actions: list[Action] = []
@@ -137,19 +177,19 @@ class FlowPlan:
         for moved in self.moved_twins:
             if moved.twin is not None:
                 actions.append(Action(name, "unlink", "invoiced", str(moved.record["id"]), {"keap_id": str(moved.twin["id"]), "reason": moved.reason}))
-        for work in self.pairs:
+        async for work in self.pairs.items():
             actions += pair_actions(name, work) + lossy_actions(name, work.link.invoiced_id, work.link.keap_id, work.plan.lossy)
             if work.link.invoiced_id in self.unstamped:
                 actions += stamp_actions(self.flow, work.invoiced, work.link.keap_id)
         for review in self.reviews:
             actions.append(Action(name, "review", "invoiced", review.invoiced_id, {"candidates": list(review.candidates)}))
-        for pair in self.new_pairs:
+        async for pair in self.new_pairs.items():
             invoiced_id, keap_id = str(pair.invoiced["id"]), str(pair.keap["id"])
             actions.append(Action(name, "link", "keap", keap_id, {"invoiced_id": invoiced_id}))
             actions += plan_actions(name, invoiced_id, keap_id, pair.plan)
             actions += lossy_actions(name, invoiced_id, keap_id, pair.plan.lossy)
             actions += stamp_actions(self.flow, pair.invoiced, keap_id)
-        for create in self.creates:
+        for create in [create for creates in self.creates.values() async for create in creates.items()]:
             source_id = str(create.record["id"])
             if create.plan.refusal:
                 actions.append(refusal_action(name, create))
@@ -161,10 +201,10 @@ class FlowPlan:
                 actions += stamp_actions(self.flow, create.record, None)
         return actions
 
-    def counts(self) -> Counter[str]:
-        """What the plan would do, counted as a pass's report counts what it did."""
+    async def counts(self, actions: Iterable[Action] | None = None) -> Counter[str]:
+        """What the plan would do (its `actions`, found if not given), counted as a pass's report counts what it did."""
         counts: Counter[str] = Counter({f"read.{side}": n for side, n in self.read.items()})
-        for action in self.actions():
+        for action in await self.actions() if actions is None else actions:
             counts[COUNTED[action.verb].format(side=action.side)] += 1
         if self.deletes == "ignore":
             counts["deletes_ignored"] += len(self.removals)
@@ -238,22 +278,17 @@ def create_body(flow: Flow, create: Create) -> Record:
     return body
 
 
-def refused_again(plan: FlowPlan, work: PairWork) -> bool:
-    """A write the other system refused, planned again unchanged before its retry is due: it waits (a record
-    read again without a change of its own must not send a refused write again; `retry` makes it due)."""
+def refused_again(refused: Mapping[tuple[str, str, str], object], work: PairWork) -> tuple[Side, str] | None:
+    """The source record of a write the other system refused, planned again unchanged before its retry is due
+    (`FlowPlan.refused`): it waits (a record read again without a change of its own must not send a refused
+    write again; `retry` makes it due). None when the pair's writes are not such a write."""
     ids = {"invoiced": work.link.invoiced_id, "keap": work.link.keap_id}
-    for side in ("invoiced", "keap"):
+    for side in SIDES:
         source = other_side(side)
         writes = work.plan.writes(side)
-        if writes and plan.refused.get((source, ids[source], "update")) == writes:
-            plan.waiting.append((source, ids[source]))
-            return True
-    return False
-
-
-def intent_key(flow: Flow, record: Record) -> str | None:
-    key = match_key_of(flow, record)
-    return f"{key[0]}:{key[1]}" if key else None
+        if writes and refused.get((source, ids[source], "update")) == writes:
+            return source, ids[source]
+    return None
 
 
 @dataclass
@@ -273,7 +308,7 @@ class Planner:
         store, name = self.store, flow.name
         changes = read[name]
         options = self.options[name]
-        plan = FlowPlan(flow, options.deletes, links=len(store.active_link_ids(name)), watermarks=dict(changes.watermarks))
+        plan = FlowPlan(flow, options.deletes, links=store.count_links(name), watermarks=dict(changes.watermarks))
         failures = store.failures(name)
         plan.open_failures = {(failure.side, failure.record_id) for failure in failures}
         plan.unstamped = {failure.record_id for failure in failures if failure.operation == "stamp"}
@@ -286,48 +321,72 @@ class Planner:
 
         plan.moves, old_flow = self._moved_links(flow, changes)
         if old_flow is not None:
-            plan.moved_from_links = len(store.active_link_ids(old_flow.name))
+            plan.moved_from_links = store.count_links(old_flow.name)
         removed: dict[int, Removal] = {
             link.id: Removal(link, "invoiced", "deleted or merged in Invoiced")
             for link in store.find_links(name, "invoiced", changes.removed_invoiced).values()}
         for link in store.find_links(name, "keap", changes.removed_keap).values():
             removed.setdefault(link.id, Removal(link, "keap", "not found in Keap (404)"))
         plan.removals = list(removed.values())
-        by_invoiced = store.find_links(name, "invoiced", [i for i in changes.invoiced if i not in changes.removed_invoiced])
-        by_keap = store.find_links(name, "keap", changes.keap)
-        pairs = {link.id: link for link in (*by_invoiced.values(), *by_keap.values()) if link.id not in removed}
+        by_invoiced = store.link_ids_of(name, "invoiced", [i for i in changes.invoiced if i not in changes.removed_invoiced])
+        by_keap = store.link_ids_of(name, "keap", changes.keap)
         if old_flow is not None:
             await self._carry_over(flow, old_flow, plan, read)
-        plan.pairs = [work for work in [await self._plan_pair(flow, link, changes, repair) for link in pairs.values()]
-                      if not refused_again(plan, work)]
+        pair_ids = [link_id for link_id in dict.fromkeys([*by_invoiced.values(), *by_keap.values()]) if link_id not in removed]
+        plan.pairs = await self._pairs(flow, changes, pair_ids, plan, repair)
 
-        unlinked = [record for record_id, record in changes.invoiced.items()
+        unlinked = [record_id for record_id in changes.invoiced
                     if record_id not in by_invoiced and record_id not in changes.removed_invoiced]
-        claimed = {link.keap_id for link in by_keap.values()}
+        claimed = set(by_keap)
         if unlinked or moved_sources:
-            listing = (list(changes.keap.values()) if changes.keap_full
-                       else [record async for record in self.keap.list_all(flow.keap, fields=flow.keap_fields)])
-            linked = store.active_link_ids(name).values()
+            listing = changes.keap if changes.keap_full else await self._listing(flow, changes)
+            linked = set(store.active_link_ids(name).values())
             if moved_sources:
                 plan.moved_twins = self._moved_twins(flow, listing, linked, moved_sources)
             if unlinked:
-                claimed |= self._match(flow, listing, linked, unlinked, plan)
-        unlinked_keap = [record for record_id, record in changes.keap.items() if record_id not in claimed]
-        still = store.find_links(name, "keap", [str(record["id"]) for record in unlinked_keap])
-        unlinked_keap = [record for record in unlinked_keap if str(record["id"]) not in still]
+                claimed |= self._match(flow, changes, listing, linked, unlinked, plan)
+        unlinked_keap = [record_id for record_id in changes.keap if record_id not in claimed]
+        still = store.link_ids_of(name, "keap", unlinked_keap)
+        unlinked_keap = [record_id for record_id in unlinked_keap if record_id not in still]
         if options.create_in_invoiced:
-            plan.creates += [Create("keap", record, plan_create(flow, "keap", record), None) for record in unlinked_keap]
+            plan.creates["keap"] = self._creates(flow, changes.keap, [CreateKey("keap", record_id, None) for record_id in unlinked_keap])
         else:
             plan.keap_unlinked = len(unlinked_keap)
         return plan
 
     # --- linked pairs --------------------------------------------------------------------------------
-    async def _plan_pair(self, flow: Flow, link: Link, changes: FlowChanges, repair: bool = False) -> PairWork:
-        """The pair's plan: changed records as read, the other side from its stored record (or a GET)."""
+    async def _pairs(self, flow: Flow, changes: FlowChanges, link_ids: list[int], plan: FlowPlan, repair: bool) -> Batches[int, PairWork]:
+        """The linked pairs to plan, as batches; swept once here for `plan.updates` and `plan.waiting`."""
+        fetched: dict[tuple[Side, str], Record] = {}
+
+        async def planned(ids: Sequence[int]) -> list[PairWork]:
+            links = self.store.links_by_id(ids)
+            return [await self._plan_pair(flow, links[link_id], changes, repair, fetched) for link_id in ids]
+
+        async def build(ids: Sequence[int]) -> list[PairWork]:
+            return [work for work in await planned(ids) if refused_again(plan.refused, work) is None]
+
+        async for work in Batches(link_ids, planned).items():
+            waiting = refused_again(plan.refused, work)
+            if waiting is not None:
+                plan.waiting.append(waiting)
+            elif work.plan.write_count:
+                plan.updates += 1
+        return Batches(link_ids, build)
+
+    async def _plan_pair(self, flow: Flow, link: Link, changes: FlowChanges, repair: bool = False,
+                         fetched: MutableMapping[tuple[Side, str], Record] | None = None) -> PairWork:
+        """The pair's plan: changed records as read, the other side from its stored record (or a GET, kept in
+        `fetched` for the pass)."""
+        fetched = {} if fetched is None else fetched
         current: dict[Side, Record] = {}
         for side, changed, record_id in (("invoiced", changes.invoiced, link.invoiced_id), ("keap", changes.keap, link.keap_id)):
             record = changed.get(record_id) or stored_record(link, side)
-            current[side] = record if record is not None else await get_record(flow, self.invoiced, self.keap, side, record_id)
+            if record is None:
+                if (side, record_id) not in fetched:
+                    fetched[(side, record_id)] = await get_record(flow, self.invoiced, self.keap, side, record_id)
+                record = fetched[(side, record_id)]
+            current[side] = record
         pair = plan_pair(flow, link_shadows(link), current["invoiced"], current["keap"], self.options[flow.name].policy,
                          repair=repair)
         return PairWork(link, current["invoiced"], current["keap"], pair)
@@ -400,34 +459,40 @@ class Planner:
                 records[intent.source_id] = record
         return moved
 
-    def _moved_twins(self, flow: Flow, listing: list[Record], linked: Iterable[str], moved: list[Record]) -> list[MovedTwin]:
+    def _moved_twins(self, flow: Flow, listing: Mapping[str, Record], linked: Iterable[str], moved: list[Record]) -> list[MovedTwin]:
         """Creates cut short whose source then moved to another flow: the twin one may have made is found as an
         adoption would find it, and kept as a link the type change closed (known, not a duplicate, and left
         alone, like the twin of a linked customer that moved); the intents close either way."""
-        index = build_index(flow, listing, linked)
-        by_id = {str(record["id"]): record for record in listing}
+        index = build_index(flow, listing.values(), linked)
         found = []
         for record, decision in zip(moved, match_all(index, moved, adopting={str(r["id"]) for r in moved}), strict=True):
-            twin = by_id[decision.keap_id] if decision.action == "link" and decision.keap_id else None
+            twin = listing[decision.keap_id] if decision.action == "link" and decision.keap_id else None
             found.append(MovedTwin(record, twin, f"type changed: customer {record['id']} moved to {flow_of(flow.invoiced, record, self.flows)}"))
         return found
 
-    # --- matching ------------------------------------------------------------------------------------
-    def _match(self, flow: Flow, listing: list[Record], linked: Iterable[str], unlinked: list[Record], plan: FlowPlan) -> set[str]:
-        """Link, review or create each unlinked Invoiced record; answers the Keap ids they claim."""
+    # --- matching and creates ------------------------------------------------------------------------
+    async def _listing(self, flow: Flow, changes: FlowChanges) -> Mapping[str, Record]:
+        """Every Keap record of the flow (one bulk listing, spooled with the pass's reads): what matching indexes."""
+        listing = changes.spool_listing()
+        async for record in self.keap.list_all(flow.keap, fields=flow.keap_fields):
+            listing[str(record["id"])] = record
+        return listing
+
+    def _match(self, flow: Flow, changes: FlowChanges, listing: Mapping[str, Record], linked: Iterable[str],
+               unlinked: list[str], plan: FlowPlan) -> set[str]:
+        """Link, review or create each unlinked Invoiced record (by id); answers the Keap ids they claim."""
         name = flow.name
-        index = build_index(flow, listing, linked)
-        by_id = {str(record["id"]): record for record in listing}
+        index = build_index(flow, listing.values(), linked)
         adopting = {intent.source_id for intent in self.store.intents(name) if intent.source_side == "invoiced"}
-        decisions = match_all(index, unlinked, adopting=adopting, rejected=self.store.create_decisions(name),
-                              picked=self.store.pick_decisions(name))
+        decisions = match_all(index, (changes.invoiced[record_id] for record_id in unlinked), adopting=adopting,
+                              rejected=self.store.create_decisions(name), picked=self.store.pick_decisions(name))
         self.progress(Progress(name, "matched", len(decisions), len(unlinked)))
-        records = {str(record["id"]): record for record in unlinked}
         in_review = {item.invoiced_id for item in self.store.review_items(name)}
         policy = self.options[name].policy
         claimed: set[str] = set()
+        pairs: list[tuple[str, str]] = []
+        creates: list[CreateKey] = []
         for decision in decisions:
-            record = records[decision.invoiced_id]
             if decision.action == "review":
                 claimed.update(decision.candidates)
                 reason = (f"{len(decision.candidates)} Keap records match {decision.key[0]} {decision.key[1]!r}"
@@ -439,13 +504,30 @@ class Planner:
             if decision.action == "link":
                 assert decision.keap_id is not None
                 claimed.add(decision.keap_id)
-                keap_record = by_id[decision.keap_id]
-                plan.new_pairs.append(NewPair(record, keap_record, plan_pair(flow, None, record, keap_record, policy)))
+                pairs.append((decision.invoiced_id, decision.keap_id))
+                continue
+            key = CreateKey("invoiced", decision.invoiced_id, f"{decision.key[0]}:{decision.key[1]}" if decision.key else None)
+            refused = plan.refused.get(("invoiced", key.record_id, "create"))
+            if refused is not None and refused == create_body(flow, self._create(flow, changes.invoiced, key)):
+                plan.waiting.append(("invoiced", key.record_id))
             else:
-                create = Create("invoiced", record, plan_create(flow, "invoiced", record), intent_key(flow, record))
-                if plan.refused.get(("invoiced", str(record["id"]), "create")) == create_body(flow, create):
-                    plan.waiting.append(("invoiced", str(record["id"])))
-                else:
-                    plan.creates.append(create)
+                creates.append(key)
+
+        async def new_pairs(keys: Sequence[tuple[str, str]]) -> list[NewPair]:
+            built = [(changes.invoiced[invoiced_id], listing[keap_id]) for invoiced_id, keap_id in keys]
+            return [NewPair(invoiced, keap, plan_pair(flow, None, invoiced, keap, policy)) for invoiced, keap in built]
+
+        plan.new_pairs = Batches(pairs, new_pairs)
+        plan.creates["invoiced"] = self._creates(flow, changes.invoiced, creates)
         return claimed
 
+    @staticmethod
+    def _create(flow: Flow, records: Mapping[str, Record], key: CreateKey) -> Create:
+        record = records[key.record_id]
+        return Create(key.source, record, plan_create(flow, key.source, record), key.intent_key)
+
+    def _creates(self, flow: Flow, records: Mapping[str, Record], keys: list[CreateKey]) -> Batches[CreateKey, Create]:
+        async def build(batch: Sequence[CreateKey]) -> list[Create]:
+            return [self._create(flow, records, key) for key in batch]
+
+        return Batches(keys, build)

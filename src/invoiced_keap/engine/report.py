@@ -21,6 +21,9 @@ logger = logging.getLogger("invoiced_keap.events")
 EXIT_SYNCED = 0
 EXIT_NOT_RUN = 1
 EXIT_NEEDS_ATTENTION = 2
+ACTIONS_KEPT = 1_000
+"""A pass's report keeps this many actions of each verb (a pass of 100,000 writes would hold them all); every
+action is counted (`FlowReport.counts`, `FlowReport.done`) and logged as an event, kept or not."""
 SHOWN_CHARS = 120
 """A value longer than this is cut in printed lines and tables (`shortened`); JSON output keeps it whole."""
 
@@ -85,20 +88,28 @@ class FlowReport:
 
     `error` is set when the pass stopped early (fatal API error, circuit breaker, flow lock held); `held` too when
     it was the circuit breaker; `unavailable` when a system kept answering 5xx or timing out after the retries,
-    though the pass went on (its writes failed).
+    though the pass went on (its writes failed). `actions` keeps the first `ACTIONS_KEPT` of each verb (all of a
+    dry run's plan); `done` counts every action by (verb, side); `left_out` how many `actions` does not show.
     """
 
     flow: str
     counts: Counter[str] = field(default_factory=Counter)
     actions: list[Action] = field(default_factory=list)
+    done: Counter[tuple[str, str]] = field(default_factory=Counter)
     error: str | None = None
     held: str | None = None
     unavailable: str | None = None
 
+    @property
+    def left_out(self) -> int:
+        return sum(self.done.values()) - len(self.actions) if self.done else 0
+
     def add(self, action: Action, **about: Any) -> None:
         """Note an action the pass did (a write once it went through), count it (`COUNTED`) and log it;
         `about` adds to the event what the action does not carry (a created record's id)."""
-        self.actions.append(action)
+        if sum(count for (verb, _), count in self.done.items() if verb == action.verb) < ACTIONS_KEPT:
+            self.actions.append(action)
+        self.done[(action.verb, action.side)] += 1
         self.counts[COUNTED[action.verb].format(side=action.side)] += 1
         log_event(logger, "refused" if action.verb in ("fail", "refuse") else action.verb,
                   logging.WARNING if action.verb in ("fail", "refuse", "lossy") else logging.INFO,

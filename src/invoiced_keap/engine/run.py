@@ -209,12 +209,17 @@ class Syncer:
 
     async def _plan_and_apply(self, flows: list[Flow], changes: dict[str, FlowChanges], report: RunReport,
                               *, dry_run: bool = False, repair: bool = False) -> None:
-        for flow in flows:
-            plan = await self.planner.plan(flow, changes, repair=repair)
-            if await self._judge_and_apply(plan, report, dry_run=dry_run) and not dry_run and plan.watermarks:
-                with self.store.transaction() as tx:
-                    for mark, value in plan.watermarks.items():
-                        tx.set_watermark(mark, value)
+        """Plan, judge and apply each flow in turn, then remove what the pass spooled (`FlowChanges.close`)."""
+        try:
+            for flow in flows:
+                plan = await self.planner.plan(flow, changes, repair=repair)
+                if await self._judge_and_apply(plan, report, dry_run=dry_run) and not dry_run and plan.watermarks:
+                    with self.store.transaction() as tx:
+                        for mark, value in plan.watermarks.items():
+                            tx.set_watermark(mark, value)
+        finally:
+            for flow_changes in changes.values():
+                flow_changes.close()
 
     async def _judge_and_apply(self, plan: FlowPlan, report: RunReport, *, dry_run: bool) -> bool:
         """Breaker, then print (dry run) or apply; False when the breaker stopped the flow."""
@@ -228,8 +233,8 @@ class Syncer:
             flow_report.error = flow_report.held = str(error)
             return False
         if dry_run:
-            flow_report.actions = plan.actions()
-            flow_report.counts = plan.counts()
+            flow_report.actions = await plan.actions()
+            flow_report.counts = await plan.counts(flow_report.actions)
             return True
         options = self.options.flow_options(name)
         applier = Applier(plan.flow, self.store, self.invoiced, self.keap, flow_report, report.run_id, options.deletes,

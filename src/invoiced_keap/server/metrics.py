@@ -114,13 +114,13 @@ class Metrics:
             self.passes.labels(flow, result).inc()
             for side in ("invoiced", "keap"):
                 self.records_read.labels(flow, side).inc(flow_report.counts.get(f"read.{side}", 0))
-            for action in flow_report.actions:
-                if action.verb in WRITE_VERBS:
-                    self.records_written.labels(flow, action.side, action.verb).inc()
-                elif action.verb == "fail":
-                    self.failures.labels(flow).inc()
-                elif action.verb == "conflict":
-                    self.conflicts_resolved.labels(flow).inc()
+            for (verb, side), count in flow_report.done.items():
+                if verb in WRITE_VERBS:
+                    self.records_written.labels(flow, side, verb).inc(count)
+                elif verb == "fail":
+                    self.failures.labels(flow).inc(count)
+                elif verb == "conflict":
+                    self.conflicts_resolved.labels(flow).inc(count)
 
     def delivered(self, source: str, outcome: str, **about: Any) -> None:
         """A webhook or hook delivery answered: counted, and logged as a `webhook` event."""

@@ -138,6 +138,23 @@ class Queries:
                     found[link.invoiced_id if column is Link.invoiced_id else link.keap_id] = link
         return found
 
+    def link_ids_of(self, flow: str, side: Side, record_ids: Iterable[str]) -> dict[str, int]:
+        """The active link id of each record of `side` in `flow` that has one, keyed by that record's id: what a
+        plan keeps of many pairs (their links and shadows are loaded a batch at a time, `links_by_id`)."""
+        column = Link.invoiced_id if side == "invoiced" else Link.keap_id
+        found: dict[str, int] = {}
+        with self._session() as session:
+            for chunk in _chunks(list(dict.fromkeys(record_ids)), IN_CLAUSE_CHUNK):
+                query = select(column, Link.id).where(Link.flow == flow, Link.status == LinkStatus.ACTIVE, column.in_(chunk))
+                found.update((record_id, link_id) for record_id, link_id in session.execute(query))
+        return found
+
+    def count_links(self, flow: str) -> int:
+        """How many active links `flow` has."""
+        with self._session() as session:
+            return session.scalar(select(func.count()).select_from(Link).where(
+                Link.flow == flow, Link.status == LinkStatus.ACTIVE)) or 0
+
     def links_of_record(self, record_id: str) -> list[Link]:
         """Every link, active or closed, of any flow, whose Invoiced or Keap id is `record_id`, oldest
         first: what `explain` shows (a closed link says why it ended)."""
