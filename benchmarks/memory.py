@@ -1,11 +1,13 @@
 """Peak memory of sync passes (whole process: the kernel's peak resident set, `VmHWM`), per kind of pass and size.
 
-    python benchmarks/memory.py [--sizes 2000,10000] [--json PATH|-]
+    python benchmarks/memory.py [--sizes 2000,10000] [--databases sqlite,postgresql] [--json PATH|-]
 
 N Invoiced companies are synced into an empty Keap (initial), then come the echo pass (it reads back the id
 stamps), an idle pass, and a pass after every linked Keap company was renamed (all changed). Each pass runs in a
 child process of its own and reports that process's peak resident memory, so a figure is one pass's, imports and
-connections included; the emulators run in another process. State is an SQLite file in a temporary directory.
+connections included; the emulators run in another process. State is an SQLite file in a temporary directory,
+or a fresh schema of the PostgreSQL server at `--postgres-url` (default: $INVOICED_KEAP_TEST_POSTGRES_URL), dropped
+afterwards.
 """
 
 from __future__ import annotations
@@ -13,45 +15,33 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import create_engine, text
+
+from invoiced_keap.state.database import normalise_url
 
 from harness import KEY, EmulatorUrls, emulators_apart, machine
 
-PASS = """
-import asyncio, json, re, sys
-from invoiced_keap.connectors.invoiced import InvoicedConnector
-from invoiced_keap.connectors.keap import KeapConnector
-from invoiced_keap.connectors.keap_auth import ApiKey
-from invoiced_keap.connectors.pacing import RateLimits
-from invoiced_keap.engine.options import SyncOptions
-from invoiced_keap.engine.run import Syncer
-from invoiced_keap.state import Store
-
-async def main(invoiced_url, keap_url, database_url):
-    with Store(database_url) as store:
-        store.migrate()
-        async with InvoicedConnector(sys.argv[4], invoiced_url) as invoiced, \\
-                KeapConnector(ApiKey(sys.argv[4]), keap_url, limits=RateLimits()) as keap:
-            report = await Syncer(store, invoiced, keap, SyncOptions(allow_mass_change=True)).sync(["companies"])
-    # VmHWM: this process's own peak RSS (ru_maxrss would carry over a larger parent's peak across fork and exec)
-    peak = int(re.search(r"VmHWM:\s+(\d+) kB", open("/proc/self/status").read()).group(1)) / 1024
-    print(json.dumps({"peak_rss_mb": round(peak, 1), "calls": report.api_calls, "counts": report.counts()["companies"],
-                      "exit_code": report.exit_code, "error": report.error}))
-
-asyncio.run(main(*sys.argv[1:4]))
-"""
+ONE_PASS = Path(__file__).with_name("one_pass.py")
 
 
 def one_pass(urls: EmulatorUrls, database_url: str) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-c", PASS, urls.invoiced, urls.keap_api, database_url, KEY],
+    """One pass of the companies flow in a child process (`one_pass.py`): its peak memory, calls and counts."""
+    done = subprocess.run([sys.executable, str(ONE_PASS), urls.invoiced, urls.keap_api, database_url, KEY, "companies"],
                           capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.splitlines()[-1])
+    answer: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    answer["counts"] = answer["counts"]["companies"]
+    return answer
 
 
 async def rename_every_company(urls: EmulatorUrls) -> int:
@@ -79,23 +69,46 @@ async def rename_every_company(urls: EmulatorUrls) -> int:
         return len(ids)
 
 
-def measure(size: int) -> dict[str, Any]:
+@contextmanager
+def state_database(kind: str, postgres_url: str | None) -> Iterator[str]:
+    """A fresh state database of `kind` (sqlite, postgresql), removed afterwards."""
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory() as directory:
+            yield f"sqlite:///{Path(directory) / 'state.db'}"
+        return
+    if not postgres_url:
+        raise SystemExit("postgresql: give --postgres-url or set INVOICED_KEAP_TEST_POSTGRES_URL")
+    server, schema = normalise_url(postgres_url), f"bench_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield server.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def measure(size: int, database: str, postgres_url: str | None) -> dict[str, Any]:
     seed = {"customers": [{"name": f"Company {n}", "type": "company", "email": f"c{n}@example.com"} for n in range(size)]}
-    with tempfile.TemporaryDirectory() as directory, emulators_apart(seed) as urls:
-        database_url = f"sqlite:///{Path(directory) / 'state.db'}"
+    with state_database(database, postgres_url) as database_url, emulators_apart(seed) as urls:
         passes = {kind: one_pass(urls, database_url) for kind in ("initial", "echo", "idle")}
         renamed = asyncio.run(rename_every_company(urls))
         passes["all_changed"] = one_pass(urls, database_url)
         assert passes["all_changed"]["counts"].get("updated.invoiced") == renamed, passes["all_changed"]
-    return {"records": size, "passes": passes}
+    return {"records": size, "database": database, "passes": passes}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="2000,10000", help="comma-separated record counts")
+    parser.add_argument("--databases", default="sqlite", help="comma-separated: sqlite, postgresql")
+    parser.add_argument("--postgres-url", default=os.environ.get("INVOICED_KEAP_TEST_POSTGRES_URL"))
     parser.add_argument("--json", default="-", help="where to write the JSON results (- for stdout)")
     args = parser.parse_args()
-    results = {"machine": machine(), "runs": [measure(int(size)) for size in args.sizes.split(",")]}
+    results = {"machine": machine(), "runs": [measure(int(size), database, args.postgres_url)
+                                                    for database in args.databases.split(",") for size in args.sizes.split(",")]}
     text = json.dumps(results, indent=2)
     if args.json == "-":
         print(text)

@@ -1,0 +1,73 @@
+"""A pass's peak memory does not grow with the number of pairs it changes (issue: API economy and memory).
+
+For each size, N linked companies (linked by `relink` from the Keap ids stamped in Invoiced, then read once)
+are renamed in Keap, and one pass carries every rename to Invoiced in a child process of its own
+(`benchmarks/one_pass.py`: the kernel's peak resident set of that process). Between 2,000 and 10,000 changed
+pairs the peak may grow by what does scale with N, the ids the plan keeps, and not by the records or plans:
+before passes streamed it grew by about 100 MB over that range.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from invoiced_keap.connectors.invoiced import InvoicedConnector
+from invoiced_keap.connectors.keap import KeapConnector
+from invoiced_keap.connectors.keap_auth import ApiKey
+from invoiced_keap.connectors.pacing import RateLimits
+from invoiced_keap.emulators.invoiced import InvoicedEmulator
+from invoiced_keap.emulators.keap import KeapEmulator
+from invoiced_keap.emulators.keap.resources import RESOURCES
+from invoiced_keap.emulators.serve import BackgroundServer
+from invoiced_keap.engine.run import Syncer
+from invoiced_keap.state import Store
+from tests.support import API_KEY
+
+ONE_PASS = Path(__file__).parents[2] / "benchmarks" / "one_pass.py"
+SIZES = (2_000, 10_000)
+GROWTH_BOUND_MB = 30.0  # generous: ids of 8,000 more pairs take a few MB; the records and plans took 100 MB
+
+
+async def link_companies(invoiced_url: str, keap_url: str, database_url: str) -> None:
+    """Rebuild the links from the stamps, then one pass that reads both sides whole (no mark yet) and writes nothing."""
+    with Store(database_url) as store:
+        store.migrate()
+        async with InvoicedConnector(API_KEY, invoiced_url) as invoiced, \
+                KeapConnector(ApiKey(API_KEY), keap_url, limits=RateLimits()) as keap:
+            syncer = Syncer(store, invoiced, keap)
+            relinked = await syncer.relink(["companies"])
+            first = await syncer.sync(["companies"])
+    assert relinked.flows["companies"].counts["linked"] > 0
+    assert first.exit_code == 0 and not any(key.startswith(("updated", "created")) for key in first.flows["companies"].counts)
+
+
+def peak_of_a_pass_changing(size: int, directory: Path) -> float:
+    invoiced, keap = InvoicedEmulator(api_key=API_KEY, random_seed=1), KeapEmulator(api_key=API_KEY, random_seed=1)
+    invoiced.faults.rate_limit = keap.faults.rate_limit = None
+    keap_ids = keap.seed({"companies": [{"company_name": f"Company {n}"} for n in range(size)]})["companies"]
+    invoiced.seed({"customers": [{"name": f"Company {n}", "type": "company", "metadata": {"keap_company_id": str(keap_id)}}
+                                 for n, keap_id in enumerate(keap_ids)]})
+    database_url = f"sqlite:///{directory / f'state-{size}.db'}"
+    with BackgroundServer(invoiced.asgi()) as invoiced_server, BackgroundServer(keap.asgi()) as keap_server:
+        keap_url = f"{keap_server.url}/crm/rest"
+        asyncio.run(link_companies(invoiced_server.url, keap_url, database_url))
+        for keap_id in keap_ids:  # a Keap user renames every company
+            RESOURCES["companies"].update(keap.store, str(keap_id), {"company_name": f"Renamed {keap_id}"}, None)
+        done = subprocess.run([sys.executable, str(ONE_PASS), invoiced_server.url, keap_url, database_url, API_KEY, "companies"],
+                              capture_output=True, text=True, check=True)
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["exit_code"] == 0, result
+    assert result["counts"]["companies"]["updated.invoiced"] == size, result
+    assert {customer["name"] for customer in invoiced.customers.values()} == {f"Renamed {keap_id}" for keap_id in keap_ids}
+    return float(result["peak_rss_mb"])
+
+
+def test_peak_memory_of_a_pass_does_not_grow_with_the_pairs_it_changes(tmp_path: Path) -> None:
+    peaks = {size: peak_of_a_pass_changing(size, tmp_path) for size in SIZES}
+
+    small, large = peaks[SIZES[0]], peaks[SIZES[1]]
+    assert large - small <= GROWTH_BOUND_MB, f"peak RSS {small} MB at {SIZES[0]:,} changed pairs, {large} MB at {SIZES[1]:,}"
