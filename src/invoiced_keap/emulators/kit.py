@@ -42,6 +42,23 @@ class Faults:
             setattr(self, key, value)
 
 
+class AdjustableClock:
+    """An emulator's clock that tests can move forward: the clock it was given, plus an offset.
+
+    Every part of an emulator must read this one object (not the clock it wraps) for `advance` to move them all.
+    """
+
+    def __init__(self, base: Callable[[], float]) -> None:
+        self.base = base
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return self.base() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
 class DroppedConnection(Exception):
     """Raised mid-response so the server closes the connection: the client sees a dropped link."""
 
