@@ -1,8 +1,9 @@
 """The Invoiced emulator and its HTTP edge: generic list/get/create/update/delete routes over `RESOURCES`.
 
 State lives in an `Account` (`store.py`), the rules in the resource declarations (`resources.py`). Python-level
-access for tests and the demo: `customers` (id -> record), `items` (id -> latest version, archived ones
-included; see `archived_item_ids`), `events`, `webhooks`, `deliveries`, and the customer and item helpers.
+access for tests and the demo: `customers`, `contacts`, `invoices`, `payments` (id -> record), `items` (id ->
+latest version, archived ones included; see `archived_item_ids`), `events`, `webhooks`, `deliveries`, the helpers
+below (the same operations as the routes, events included), and `advance_clock` to move the account's clock.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from functools import partial
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -26,16 +28,17 @@ from invoiced_keap.emulators.invoiced import gate, webhooks
 from invoiced_keap.emulators.invoiced.errors import API_HEADERS, ApiError, api_error_response, error_response
 from invoiced_keap.emulators.invoiced.gate import ApiKeyAuth, ConcurrencyLimiter, Idempotency
 from invoiced_keap.emulators.invoiced.listing import page_response
-from invoiced_keap.emulators.invoiced.resources import RESOURCES, Action, Resource
+from invoiced_keap.emulators.invoiced.resources import RESOURCES, Action, Resource, View, catch_up
 from invoiced_keap.emulators.invoiced.store import Account
-from invoiced_keap.emulators.kit import Emulator
+from invoiced_keap.emulators.kit import AdjustableClock, Emulator
 from invoiced_keap.mapping import Record
 
 
 DEFAULT_MAX_IN_FLIGHT = 20
 DEFAULT_WEBHOOK_RETRY_DELAYS = (0.2, 0.5, 1.0)
 SEEDED = ("customers", "items")
-CUSTOMERS, ITEMS = RESOURCES["customers"], RESOURCES["items"]
+CUSTOMERS, CONTACTS, ITEMS = RESOURCES["customers"], RESOURCES["contacts"], RESOURCES["items"]
+INVOICES, PAYMENTS = RESOURCES["invoices"], RESOURCES["payments"]
 
 
 def _json(record: Record, status: int = 200) -> JSONResponse:
@@ -60,32 +63,43 @@ async def _body(request: Request) -> Record:
 
 
 def resource_routes(account: Account, resource: Resource) -> list[BaseRoute]:
-    """The routes of one resource, under each of its paths; a record's routes find it before reading a body."""
+    """The routes of one resource, under each of its paths; a record's routes find it before reading a body.
+
+    A nested resource's paths carry its parent's id (`parent_id`), which every operation is given."""
+
+    def found(request: Request) -> Record:
+        return resource.get(account, request.path_params["id"], request.path_params.get("parent_id"))
 
     async def list_records(request: Request) -> Response:
-        return page_response(request, resource.list(account, request.query_params))
+        return page_response(request, resource.list(account, request.query_params, request.path_params.get("parent_id")))
 
     async def create_record(request: Request) -> Response:
-        return _json(resource.create(account, await _body(request)), 201)
+        return _json(resource.create(account, await _body(request), request.path_params.get("parent_id")), 201)
 
     async def get_record(request: Request) -> Response:
-        return _json(resource.get(account, request.path_params["id"]))
+        return _json(found(request))
 
     async def update_record(request: Request) -> Response:
-        record = resource.get(account, request.path_params["id"])
+        record = found(request)
         return _json(resource.update(account, record, await _body(request)))
 
     async def delete_record(request: Request) -> Response:
-        resource.delete(account, resource.get(account, request.path_params["id"]))
+        resource.delete(account, found(request))
         return _no_content()
 
     def acting(action: Action) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         async def act(request: Request) -> Response:
-            record = resource.get(account, request.path_params["id"])
+            record = found(request)
             action(account, record, await _body(request))
             return _no_content()
 
         return act
+
+    def viewing(view: View) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        async def show(request: Request) -> Response:
+            return _json(view(account, found(request), request.query_params))
+
+        return show
 
     routes: list[BaseRoute] = []
     for path in resource.paths:
@@ -100,6 +114,8 @@ def resource_routes(account: Account, resource: Resource) -> list[BaseRoute]:
             routes.append(Route(record_path, delete_record, methods=["DELETE"]))
         routes.extend(Route(f"{record_path}/{name}", acting(action), methods=["POST"])
                       for name, action in resource.actions.items())
+        routes.extend(Route(f"{record_path}/{name}", viewing(view), methods=["GET"])
+                      for name, view in resource.views.items())
     return routes
 
 
@@ -115,14 +131,18 @@ class InvoicedEmulator(Emulator):
         clock: Callable[[], float] = time.time,
         webhook_retry_delays: Sequence[float] = DEFAULT_WEBHOOK_RETRY_DELAYS,
     ) -> None:
-        super().__init__(random_seed=random_seed, clock=clock)
+        self.adjustable_clock = AdjustableClock(clock)  # every part reads it, so `advance_clock` moves them all
+        super().__init__(random_seed=random_seed, clock=self.adjustable_clock)
         self.api_key = api_key
         self.webhook_retry_delays = tuple(webhook_retry_delays)
         self.limiter = ConcurrencyLimiter(self._max_in_flight)
-        self.idempotency = Idempotency(clock)
-        self.account = Account(clock, self.random)
+        self.idempotency = Idempotency(self.adjustable_clock)
+        self.account = Account(self.adjustable_clock, self.random)
         self.account.listeners.append(self._deliver)
         self.customers = self.account.tables["customers"]
+        self.contacts = self.account.contacts
+        self.invoices = self.account.invoices
+        self.payments = self.account.tables["payments"]
         self.items = self.account.tables["items"]
         self.webhooks = self.account.tables["webhooks"]
         self.archived_item_ids = self.account.archived_item_ids
@@ -132,8 +152,14 @@ class InvoicedEmulator(Emulator):
 
     @property
     def events(self) -> list[Record]:
-        """The event log, oldest first."""
+        """The event log, oldest first (with what the clock's passing did, as an API read would see it)."""
+        catch_up(self.account)
         return list(self.account.tables["events"].values())
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the account's clock forward: record times, `Date` headers, idempotency expiry, and due dates (an
+        open invoice whose due date the clock passes is past due from the next operation on)."""
+        self.adjustable_clock.advance(seconds)
 
     # --- kit hooks ---------------------------------------------------------------------------
     def reset_data(self) -> None:
@@ -198,6 +224,46 @@ class InvoicedEmulator(Emulator):
 
     def customer(self, customer_id: int | str) -> Record:
         return CUSTOMERS.get(self.account, customer_id)
+
+    def create_contact(self, customer_id: int | str, body: Record) -> Record:
+        return CONTACTS.create(self.account, body, customer_id)
+
+    def update_contact(self, customer_id: int | str, contact_id: int | str, body: Record) -> Record:
+        return CONTACTS.update(self.account, self.contact(customer_id, contact_id), body)
+
+    def delete_contact(self, customer_id: int | str, contact_id: int | str) -> None:
+        CONTACTS.delete(self.account, self.contact(customer_id, contact_id))
+
+    def contact(self, customer_id: int | str, contact_id: int | str) -> Record:
+        return CONTACTS.get(self.account, contact_id, customer_id)
+
+    def customer_contacts(self, customer_id: int | str) -> list[Record]:
+        """The customer's contacts in id order, as `GET /customers/{id}/contacts` lists them."""
+        return CONTACTS.list(self.account, QueryParams(), customer_id)
+
+    def customer_balance(self, customer_id: int | str, currency: str | None = None) -> Record:
+        """`GET /customers/{id}/balance` (the client's `customer.balance()`)."""
+        query = QueryParams({} if currency is None else {"currency": currency})
+        return CUSTOMERS.views["balance"](self.account, self.customer(customer_id), query)
+
+    def create_invoice(self, body: Record) -> Record:
+        return INVOICES.create(self.account, body)
+
+    def update_invoice(self, invoice_id: int | str, body: Record) -> Record:
+        return INVOICES.update(self.account, self.invoice(invoice_id), body)
+
+    def delete_invoice(self, invoice_id: int | str) -> None:
+        INVOICES.delete(self.account, self.invoice(invoice_id))
+
+    def invoice(self, invoice_id: int | str) -> Record:
+        return INVOICES.get(self.account, invoice_id)
+
+    def create_payment(self, body: Record) -> Record:
+        """A payment; its `applied_to` invoices are paid down (with their `invoice.updated`/`invoice.paid` events)."""
+        return PAYMENTS.create(self.account, body)
+
+    def payment(self, payment_id: int | str) -> Record:
+        return PAYMENTS.get(self.account, payment_id)
 
     def create_item(self, body: Record) -> Record:
         return ITEMS.create(self.account, body)

@@ -7,13 +7,9 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from starlette.datastructures import QueryParams
-
 from invoiced_keap.emulators.invoiced import fields
 from invoiced_keap.emulators.invoiced.errors import ApiError
-from invoiced_keap.emulators.invoiced.listing import int_param
 from invoiced_keap.emulators.invoiced.store import Account, numeric_key
-from invoiced_keap.emulators.table import Table
 from invoiced_keap.mapping import Record
 
 
@@ -69,9 +65,7 @@ NORMALISERS: dict[str, Normaliser] = {
 
 def _validated(body: Record) -> Record:
     """Writable fields of `body`, normalised; read-only ones are refused, unknown ones ignored (warn mode)."""
-    for name in body:
-        if name in MASS_ASSIGNMENT_BLOCKED:
-            raise ApiError(400, f"Mass assignment of {name} on Customer is not allowed")
+    fields.refuse_read_only(body, MASS_ASSIGNMENT_BLOCKED, "Customer")
     return {name: NORMALISERS[name](value) for name, value in body.items() if name in NORMALISERS}
 
 
@@ -95,20 +89,14 @@ def updated_customer(record: Record, body: Record, *, now: int) -> tuple[Record,
     return record, {}
 
 
-def check_number_free(number: str, customers: Table, own_id: int | None = None) -> None:
-    if customers.holder("number", number) not in (None, own_id):
-        raise ApiError(400, f"The given customer number has already been taken: {number}", "number")
-
-
 # --- hooks on an account ------------------------------------------------------------------------------
 def create(account: Account, body: Record) -> Record:
     """A new customer with its id, and the next free generated number when the body has none."""
     record = new_customer(body, now=account.now())
     table = account.tables["customers"]
     if record["number"] is None:
-        numbers = map(NUMBER_FORMAT.format, account.counters["numbers"])
-        record["number"] = next(number for number in numbers if table.holder("number", number) is None)
-    check_number_free(record["number"], table)
+        record["number"] = fields.next_free_number(NUMBER_FORMAT, account.counters["numbers"], table)
+    fields.check_number_free("customer", record["number"], table)
     record["id"] = account.next_id("customers")
     return record
 
@@ -116,24 +104,39 @@ def create(account: Account, body: Record) -> Record:
 def update(account: Account, record: Record, body: Record) -> tuple[Record, Record]:
     changed, previous = updated_customer(record, body, now=account.now())
     if "number" in previous:
-        check_number_free(changed["number"], account.tables["customers"], record["id"])
+        fields.check_number_free("customer", changed["number"], account.tables["customers"], record["id"])
     return changed, previous
 
 
-def scope(_: Account, records: list[Record], query: QueryParams) -> list[Record]:
-    """`updated_after` and `updated_before`, both strict."""
-    if (after := int_param(query, "updated_after")) is not None:
-        records = [record for record in records if record["updated_at"] > after]
-    if (before := int_param(query, "updated_before")) is not None:
-        records = [record for record in records if record["updated_at"] < before]
-    return records
+def delete(account: Account, record: Record) -> None:
+    """A customer with invoices stays (the server refuses customers with transactions); otherwise it goes, and its
+    contacts go with it. Inference: without `contact.deleted` events, as a database cascade would (the
+    `customer.deleted` event is the only signal; the real Customer model deletes no contacts itself)."""
+    if account.invoices.group(record["id"]):
+        raise ApiError(400, "Customers with transactions cannot be deleted")
+    account.tables["customers"].pop(record["id"])
+    for contact_id in list(account.contacts.group(record["id"])):
+        account.contacts.pop(contact_id)
+
+
+def _hand_over(account: Account, merged_id: int, survivor_id: int) -> None:
+    """The merged customer's contacts, invoices and payments now belong to the survivor: rewritten in place, as the
+    server's CustomerMerger does with one UPDATE per table (no events, no new `updated_at`)."""
+    for contact in list(account.contacts.group(merged_id).values()):
+        account.contacts.put(contact["id"], {**contact, "customer": survivor_id, "customer_id": survivor_id})
+    for invoice in list(account.invoices.group(merged_id).values()):
+        account.invoices.put(invoice["id"], {**invoice, "customer": survivor_id})
+    payments = account.tables["payments"]
+    for payment in [payment for payment in payments.values() if payment["customer"] == merged_id]:
+        payments.put(payment["id"], {**payment, "customer": survivor_id})
 
 
 def merge(account: Account, survivor: Record, body: Record) -> None:
     """`POST /customers/{survivor}/merge` with `{"customer": merged}`: fold the merged customer in.
 
     The merged customer disappears without a `customer.deleted` event; the survivor gets `customer.merged`
-    with `original_customer` (the merged record) in the object data, and inherits its event history.
+    with `original_customer` (the merged record) in the object data, and inherits its event history, its contacts,
+    invoices and payments.
     """
     merged_id = body.get("customer")
     table = account.tables["customers"]
@@ -144,6 +147,7 @@ def merge(account: Account, survivor: Record, body: Record) -> None:
         raise ApiError(500, "A customer cannot be merged into itself.")
     if not (survivor["active"] and merged["active"]):
         raise ApiError(400, "Inactive customers cannot be merged")
+    _hand_over(account, merged["id"], survivor["id"])
     table.pop(merged["id"])
     account.move_events(("customer", str(merged["id"])), ("customer", str(survivor["id"])))
     account.emit("customer.merged", survivor, extra={"original_customer": merged})

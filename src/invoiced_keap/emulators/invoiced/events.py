@@ -1,9 +1,14 @@
 """The event log's rules: `{id, object, type, timestamp, data: {object, previous?}}`, listed newest first,
-selected by subject (`related_to`), object type and date."""
+selected by subject (`related_to`), object type and date.
+
+An event relates to its own object and to the objects that object belongs to (a contact's or an invoice's
+customer, the invoices a payment was applied to): the real EventAssociations rows, so `related_to=customer,7`
+finds the events of customer 7's contacts, invoices and payments too."""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from starlette.datastructures import QueryParams
@@ -16,6 +21,7 @@ if TYPE_CHECKING:  # the account imports this module to write events
     from invoiced_keap.emulators.invoiced.store import Account
 
 Subject = tuple[str, str]  # (object type, id as text), the real EventAssociations row
+Subjects = tuple[Subject, ...]  # an event's own object first, then the objects it relates to
 
 FILTERABLE = frozenset({"type", "id", "timestamp"})
 
@@ -36,6 +42,16 @@ def subject_of(event: Record) -> Subject:
     return (str(obj["object"]), str(obj["id"]))
 
 
+def subjects_of(event: Record, related: Iterable[Subject] = ()) -> Subjects:
+    """The event's own subject, then the related ones, each once."""
+    return tuple(dict.fromkeys((subject_of(event), *related)))
+
+
+def moved(subjects: Subjects, old: Subject, new: Subject) -> Subjects:
+    """`subjects` with `old` replaced by `new` (a merge hands the merged customer's events to the survivor)."""
+    return tuple(dict.fromkeys(new if subject == old else subject for subject in subjects))
+
+
 def related_subject(query: QueryParams) -> Subject | None:
     """`related_to=customer,1234`."""
     raw = query.get("related_to")
@@ -48,15 +64,15 @@ def related_subject(query: QueryParams) -> Subject | None:
 
 
 def scope(account: Account, records: list[Record], query: QueryParams) -> list[Record]:
-    """`related_to` and `type` (the object type) by the account's event subjects; dates inclusive.
+    """`related_to` (any subject of the event) and `type` (its own object's type); dates inclusive.
 
     (`filter[type]`, the event type, is an ordinary filter.)
     """
     subjects = account.event_subjects
     if (related := related_subject(query)) is not None:
-        records = [event for event in records if subjects[event["id"]] == related]
+        records = [event for event in records if related in subjects[event["id"]]]
     if object_type := query.get("type"):
-        records = [event for event in records if subjects[event["id"]][0] == object_type]
+        records = [event for event in records if subjects[event["id"]][0][0] == object_type]
     if (start := int_param(query, "start_date")) is not None:
         records = [event for event in records if event["timestamp"] >= start]
     if (end := int_param(query, "end_date")) is not None:

@@ -1,14 +1,16 @@
-"""Field validation shared by customers and items: messages follow the real server's templates."""
+"""Field validation shared by the resources: messages follow the real server's templates."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Hashable, Iterator
 from typing import Any
 
 import pycountry
 from email_validator import EmailNotValidError, validate_email
 
 from invoiced_keap.emulators.invoiced.errors import ApiError
+from invoiced_keap.emulators.table import Table
 
 METADATA_MAX_KEYS = 10
 METADATA_MAX_KEY_LENGTH = 40
@@ -38,6 +40,13 @@ def language(field: str, value: Any) -> str | None:
     """ISO 639-1: exactly two letters, stored lower-case."""
     text = string(field, value, 2, 2, nullable=True)
     return None if text is None else text.lower()
+
+
+def refuse_read_only(body: dict[str, Any], blocked: frozenset[str], noun: str) -> None:
+    """A body naming a field the server computes or stamps itself is refused as mass assignment."""
+    for name in body:
+        if name in blocked:
+            raise ApiError(400, f"Mass assignment of {name} on {noun} is not allowed")
 
 
 def required(field: str, value: Any) -> Any:
@@ -70,6 +79,16 @@ def number(field: str, value: Any, *, nullable: bool) -> float | int | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return value
     raise ApiError(400, f"{title(field)} only allows numbers", field)
+
+
+def timestamp(field: str, value: Any, *, nullable: bool) -> int | None:
+    """UNIX seconds; a whole float is taken as its integer."""
+    value = blank_to_none(value)
+    if value is None and nullable:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool) and value == int(value):
+        return int(value)
+    raise ApiError(400, f"{title(field)} only allows timestamps", field)
 
 
 def choice(field: str, value: Any, choices: tuple[str, ...]) -> str:
@@ -134,6 +153,17 @@ def metadata(value: Any) -> dict[str, Any]:
                 "metadata",
             )
     return dict(value)
+
+
+def next_free_number(number_format: str, counter: Iterator[int], numbers: Table) -> str:
+    """The next generated number (`CUST-0001`, `INV-0001`) that no record of `numbers` holds."""
+    return next(number for number in map(number_format.format, counter) if numbers.holder("number", number) is None)
+
+
+def check_number_free(noun: str, number: str, numbers: Table, own_id: Hashable | None = None) -> None:
+    """Numbers are unique within a kind of record: a number another record holds is refused."""
+    if numbers.holder("number", number) not in (None, own_id):
+        raise ApiError(400, f"The given {noun} number has already been taken: {number}", "number")
 
 
 def changes(old: dict[str, Any], new: dict[str, Any], ignored: frozenset[str]) -> dict[str, Any]:

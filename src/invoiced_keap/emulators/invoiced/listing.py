@@ -79,6 +79,15 @@ def int_param(query: QueryParams, name: str) -> int | None:
         raise ApiError(400, f"Invalid value for {name}: {raw}", "query") from None
 
 
+def updated_window(_: object, records: list[Record], query: QueryParams) -> list[Record]:
+    """A resource scope: `updated_after` and `updated_before`, both strict (the server's UpdatedFilterTrait)."""
+    if (after := int_param(query, "updated_after")) is not None:
+        records = [record for record in records if record["updated_at"] > after]
+    if (before := int_param(query, "updated_before")) is not None:
+        records = [record for record in records if record["updated_at"] < before]
+    return records
+
+
 def _sort_key(field: str) -> Any:
     def key(record: Record) -> tuple[bool, Any]:
         value = record.get(field)
