@@ -1,7 +1,8 @@
 """Regenerate `schemas.json` from Keap's v2 OpenAPI spec: `python extract.py path/to/keap-rest-v2.openapi.yml`.
 
-Keeps the response schemas of the companies, contacts and products operations the emulator serves, with
-every component schema they reference (transitively), so tests can validate responses without the full spec.
+Keeps the request and response schemas of the operations the emulator serves (companies, contacts and
+products; the company and contact custom field models; tags, tag categories and tag applications), with every
+component schema they reference (transitively), so tests can check bodies and responses without the full spec.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ OPERATIONS = [
     "listCompanies", "createCompany", "getCompany", "updateCompany", "deleteCompany",
     "listContacts", "createContact", "getContact", "updateContact", "deleteContact",
     "listProducts", "createProduct", "getProduct", "updateProduct", "deleteProduct",
+    "retrieveCompanyCustomFieldModel", "createCompanyCustomField", "retrieveContactModel", "createContactCustomField",
+    "listTags", "createTag", "getTag", "listTagCategories", "createTagCategory",
+    "applyTags", "removeTags", "listContactsWithTagId", "listCompaniesForTagId",
+    "addTagToCompany", "removeTagFromCompany", "listTagsForCompany", "listTagsForContact",
 ]  # fmt: skip
 OUTPUT = Path(__file__).with_name("schemas.json")
 
@@ -36,9 +41,11 @@ def extract(spec: dict[str, Any]) -> dict[str, Any]:
     for path, methods in spec["paths"].items():
         for method, operation in methods.items():
             if isinstance(operation, dict) and operation.get("operationId") in OPERATIONS:
+                request = references(operation.get("requestBody", {}))
                 operations[operation["operationId"]] = {
                     "method": method.upper(),
                     "path": path,
+                    **({"request": request[0]} if request else {}),
                     **{
                         status: (references(response.get("content", {})) or [None])[0]
                         for status, response in operation["responses"].items()

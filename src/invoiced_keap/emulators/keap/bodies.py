@@ -20,6 +20,12 @@ PhoneSlot = Literal["PHONE1", "PHONE2", "PHONE3", "PHONE4", "PHONE5"]
 FaxSlot = Literal["FAX1", "FAX2"]
 AddressSlot = Literal["BILLING", "SHIPPING", "OTHER"]
 SocialAccountType = Literal["FACEBOOK", "LINKED_IN", "TWITTER", "INSTAGRAM", "SNAPCHAT", "YOUTUBE", "PINTEREST"]
+# `CreateCustomFieldRequest.field_type` and `CustomFieldMetaData.field_type` (v1 spells them Currency, WholeNumber, ...)
+FieldType = Literal[
+    "CURRENCY", "DATE", "DATE_TIME", "DAY_OF_WEEK", "DECIMAL_NUMBER", "DRILLDOWN", "DROPDOWN", "EMAIL", "LIST_BOX",
+    "MONTH", "NAME", "PERCENT", "PHONE_NUMBER", "RADIO", "SOCIAL_SECURITY_NUMBER", "STATE", "TEXT", "TEXT_AREA",
+    "USER", "USER_LIST_BOX", "WEBSITE", "WHOLE_NUMBER", "YEAR", "YES_NO",
+]  # fmt: skip
 SourceType = Literal[
     "API", "APPOINTMENT", "FORM_API_HOSTED", "FORM_API_INTERNAL", "IMPORT", "INTERNAL_FORM", "LANDING_PAGE",
     "MANUAL", "OTHER", "UNKNOWN", "WEBFORM",
@@ -268,6 +274,53 @@ class UpdateProductRequest(ProductFields):
     is_package: bool | None = None
     needs_digital_delivery: bool | None = None
     delivery_description: str | None = None
+
+
+class CustomFieldOptionRequest(Body):
+    """`CreateCustomFieldOptionRequest`."""
+
+    label: str
+
+
+class CreateCustomFieldRequest(Body):
+    """`CreateCustomFieldRequest`: `label` and `field_type` are required."""
+
+    label: str
+    field_type: FieldType
+    options: list[CustomFieldOptionRequest] | None = None
+    group_id: str | None = None
+    user_group_id: str | None = None
+
+
+class CategoryReference(Body):
+    id: str
+
+
+class TagRequest(Body):
+    """`CreateUpdateTagRequest` (the spec requires nothing; a create without a name is refused)."""
+
+    name: str | None = None
+    description: str | None = None
+    category: CategoryReference | None = None
+
+
+class TagCategoryRequest(Body):
+    """`CreateUpdateTagCategoryRequest`."""
+
+    name: str | None = None
+    description: str | None = None
+
+
+class ApplyRemoveTagRequest(Body):
+    """`ApplyRemoveTagRequest`: `contact_ids` is required and its items unique."""
+
+    contact_ids: list[str]
+
+    @model_validator(mode="after")
+    def _unique(self) -> ApplyRemoveTagRequest:
+        if len(set(self.contact_ids)) != len(self.contact_ids):
+            raise ValueError("contact_ids: each id may appear only once")
+        return self
 
 
 def parse_body(model: type[Body], body: Any) -> dict[str, Any]:

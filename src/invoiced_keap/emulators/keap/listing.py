@@ -34,10 +34,15 @@ COMPARISONS: dict[str, Callable[[int, int], bool]] = {
 
 @dataclass(frozen=True)
 class FilterField:
-    """How one filter name reads a record: `values` gives the record's candidate values for it."""
+    """How one filter name reads a record: `values` gives the record's candidate values for it.
+
+    With `none`, the value `NONE` matches records without a value ("To search for null or empty fields use
+    `filter==NONE`", as the tag listings document it).
+    """
 
     kind: FilterKind
     values: Callable[[Record], Iterable[Any]]
+    none: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,8 @@ def parse_time(name: str, value: str) -> datetime:
 def matches(record: Record, condition: Condition, spec: FilterField) -> bool:
     values = [value for value in spec.values(record) if value is not None]
     wanted = condition.value
+    if spec.none and wanted == "NONE":
+        return not values
     if spec.kind == "number":
         return any(COMPARISONS[condition.op](int(value), int(wanted)) for value in values)
     if spec.kind == "id_list":
@@ -154,3 +161,21 @@ def page(records: list[Record], page_size: int, page_token: str | None) -> tuple
     start = decode_token(page_token)
     end = start + page_size
     return records[start:end], encode_token(end) if end < len(records) else ""
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """A list call's `filter`, `order_by`, `page_size` and `page_token`, for listings built on the fly."""
+
+    filter_text: str | None = None
+    order_by: str | None = None
+    page_size: int = DEFAULT_PAGE_SIZE
+    page_token: str | None = None
+
+    def run(
+        self, rows: Iterable[Record], filters: dict[str, FilterField], order_keys: dict[str, Callable[[Record], Any]]
+    ) -> tuple[list[Record], str]:
+        """The page of `rows` (each with an `id`) the query selects, and the next page's token."""
+        conditions = parse_filter(self.filter_text, filters)
+        chosen = sort_records(apply_filter(rows, conditions, filters), self.order_by, order_keys)
+        return page(chosen, self.page_size, self.page_token)

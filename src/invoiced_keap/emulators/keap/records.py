@@ -2,50 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable
-from functools import wraps
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from invoiced_keap.emulators.keap.errors import KeapError
+from invoiced_keap.emulators.keap.edge import V2_PREFIX, answering_errors, json_body, repeated_or_comma
 from invoiced_keap.emulators.keap.listing import parse_page_size
-from invoiced_keap.emulators.keap.resources import RESOURCES, Resource, create_contact, select
+from invoiced_keap.emulators.keap.resources import RESOURCES, Resource, create_contact
 from invoiced_keap.emulators.keap.store import RecordStore
-
-V2_PREFIX = "/crm/rest/v2"
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-def answering_errors(handler: Handler) -> Handler:
-    """Turn a `KeapError` raised anywhere below into Keap's error body."""
-
-    @wraps(handler)
-    async def wrapper(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except KeapError as error:
-            return error.response()
-
-    return wrapper
-
-
-def repeated_or_comma(request: Request, name: str) -> list[str] | None:
-    """`a=x&a=y` and `a=x,y` alike (the SDK repeats `update_mask` and comma-joins `fields`)."""
-    raw = request.query_params.getlist(name)
-    if not raw:
-        return None
-    return [item.strip() for value in raw for item in value.split(",") if item.strip()]
-
-
-async def json_body(request: Request) -> Any:
-    try:
-        return json.loads(await request.body() or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise KeapError(400, "Request body is not valid JSON") from None
 
 
 def resource_routes(store: RecordStore, resource: Resource) -> list[Route]:
@@ -73,7 +37,7 @@ def resource_routes(store: RecordStore, resource: Resource) -> list[Route]:
             record, created = create_contact(store, body, request.query_params.get("duplicate_option"))
         else:
             record, created = resource.create(store, body), True
-        return JSONResponse(select(record, repeated_or_comma(request, "fields")), status_code=201 if created else 200)
+        return JSONResponse(resource.chosen(store, record, repeated_or_comma(request, "fields")), status_code=201 if created else 200)
 
     @answering_errors
     async def get_record(request: Request) -> Response:
@@ -84,7 +48,7 @@ def resource_routes(store: RecordStore, resource: Resource) -> list[Route]:
     async def update_record(request: Request) -> Response:
         record_id = request.path_params[id_param]
         record = resource.update(store, record_id, await json_body(request), repeated_or_comma(request, "update_mask"))
-        return JSONResponse(select(record, repeated_or_comma(request, "fields")))
+        return JSONResponse(resource.chosen(store, record, repeated_or_comma(request, "fields")))
 
     @answering_errors
     async def delete_record(request: Request) -> Response:

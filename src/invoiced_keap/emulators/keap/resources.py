@@ -24,6 +24,10 @@ from invoiced_keap.emulators.keap.store import Record, RecordStore
 READ_ONLY = frozenset({"id", "create_time", "update_time", "account_id", "created_by", "last_updated_by", "groups"})
 INVENTORY_UPDATES = ("inventory_limit", "out_of_stock_enabled", "email_for_inventory_notifications")
 CURRENCY = "USD"  # an emulated account bills in one currency, as a Keap account does
+# properties made of a record's tags: contacts' `tag_ids`, and `groups`, the spec's "Comma-delimited list of tag IDs"
+# (described on companies; taken to mean the same on contacts [inference]). They are shown only when named in
+# `fields` [inference: the spec lists them among the properties `fields` may name].
+TAG_PROPERTIES = {"companies": frozenset({"groups"}), "contacts": frozenset({"tag_ids", "groups"})}
 
 
 def one(path: str) -> Callable[[Record], Iterable[Any]]:
@@ -71,16 +75,16 @@ class Resource:
 
     # --- operations ------------------------------------------------------------------------
     def create(self, store: RecordStore, body: Any) -> Record:
-        values = parse_body(self.create_model, body)
+        values = self.with_custom_fields(store, parse_body(self.create_model, body))
         self.check_create(store, values)
         return self.render(store, store.insert(self.collection, {**self.defaults, **values}))
 
     def get(self, store: RecordStore, record_id: str, fields: list[str] | None = None) -> Record:
-        return select(self.render(store, self.stored(store, record_id)), fields)
+        return self.chosen(store, self.render(store, self.stored(store, record_id)), fields)
 
     def update(self, store: RecordStore, record_id: str, body: Any, mask: list[str] | None) -> Record:
         current = self.stored(store, record_id)
-        values = parse_body(self.update_model, body)
+        values = self.with_custom_fields(store, parse_body(self.update_model, body))
         self.check_references(store, values)
         return self.render(store, store.replace(self.collection, self.merged(current, values, mask)))
 
@@ -108,7 +112,12 @@ class Resource:
         rendered = [self.render(store, record) for record in records]  # new objects: `chosen` is the store's
         if fields is None:
             return [strip(record, self.hidden_in_list) for record in rendered], next_token
-        return [select(record, fields) for record in rendered], next_token
+        return [self.chosen(store, record, fields) for record in rendered], next_token
+
+    def model(self, store: RecordStore) -> Record:
+        """`ObjectModel`: the object's custom fields, and the properties shown only when named in `fields`."""
+        optional = self.hidden_in_list | TAG_PROPERTIES.get(self.collection, frozenset())
+        return {"custom_fields": store.custom_fields.listed(self.collection), "optional_properties": sorted(optional)}
 
     # --- rules -----------------------------------------------------------------------------
     def stored(self, store: RecordStore, record_id: str) -> Record:
@@ -151,6 +160,13 @@ class Resource:
             raise KeapError(400, "Contact must contain at least one email address, phone number or address")
         self.check_references(store, values)
 
+    def with_custom_fields(self, store: RecordStore, values: Record) -> Record:
+        """Custom field values checked against the object's model, in their stored form; like the other arrays
+        they replace the record's values wholesale (the spec says so for contacts; companies alike [inference])."""
+        if values.get("custom_fields") is None:
+            return values
+        return {**values, "custom_fields": store.custom_fields.checked(self.collection, values["custom_fields"])}
+
     def check_references(self, store: RecordStore, values: Record) -> None:
         company = values.get("company")
         if company and store.get("companies", company["id"]) is None:
@@ -165,6 +181,12 @@ class Resource:
             company = store.get("companies", shown["company"]["id"])
             shown["company"] = {"id": shown["company"]["id"], "company_name": (company or {}).get("company_name")}
         return without_nulls(shown)
+
+    def chosen(self, store: RecordStore, record: Record, fields: list[str] | None) -> Record:
+        """A rendered record cut to `fields` (None: as it is), with the tag properties `fields` names."""
+        if fields is None:
+            return record
+        return select({**record, **tag_properties(store, self.collection, record["id"], fields)}, fields)
 
 
 DUPLICATE_KEYS: dict[str, Callable[[Record], Any]] = {
@@ -232,6 +254,13 @@ def strip(record: Record, hidden: frozenset[str]) -> Record:
         if child and isinstance(shown.get(parent), dict):
             shown[parent] = strip(shown[parent], frozenset({child}))
     return shown
+
+
+def tag_properties(store: RecordStore, collection: str, record_id: str, fields: list[str]) -> Record:
+    wanted = TAG_PROPERTIES.get(collection, frozenset()) & set(fields)
+    tag_ids = sorted(store.tags_of(collection, record_id), key=int) if wanted else []
+    values = {"tag_ids": tag_ids, "groups": ",".join(tag_ids) or None}
+    return {name: values[name] for name in wanted if values[name] is not None}
 
 
 def select(record: Record, fields: list[str] | None) -> Record:
