@@ -296,8 +296,8 @@ class Flow:
         used |= {name for key in (*self.match_keys, *self.adoption_keys) for name in key.keap_fields}
         return tuple(sorted(used | {"update_time"}))
 
-    def mark(self, stream: Literal["invoiced", "removals", "keap"]) -> str:
-        """The watermark name of one of the flow's reads: `companies.invoiced`, `companies.removals`, `companies.keap`."""
+    def mark(self, stream: Literal["invoiced", "events", "keap"]) -> str:
+        """The watermark name of one of the flow's reads: `companies.invoiced`, `companies.events`, `companies.keap`."""
         return f"{self.name}.{stream}"
 
     def check(self) -> None:

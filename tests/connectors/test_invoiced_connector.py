@@ -22,7 +22,7 @@ from invoiced_keap.connectors.invoiced import (
     ITEM,
     InvoicedConnector,
     UpdatedWatermark,
-    removed_record_id,
+    removed_customer_id,
 )
 from invoiced_keap.connectors.pacing import RateLimits
 from invoiced_keap.emulators.invoiced import InvoicedEmulator
@@ -219,34 +219,34 @@ async def test_archived_items_are_listed_apart_from_live_ones(
     assert ids(await collect(invoiced.archived(ITEM))) == ["gone-1", "gone-2"]
 
 
-async def test_customer_removal_events_since_a_cursor(
+async def test_events_since_a_cursor_one_listing_of_every_type(
     invoiced: InvoicedConnector, invoiced_emulator: InvoicedEmulator
 ) -> None:
     a, b, c, d, e = add_customers(invoiced_emulator, 5)
+    start = await invoiced.events(None)  # no cursor: where the events stand, none of them
+    assert start.events == [] and start.cursor == max(event["id"] for event in invoiced_emulator.events)
+
     invoiced_emulator.delete_customer(a)
     invoiced_emulator.merge_customers(b, c)
     invoiced_emulator.update_customer(d, {"email": "d@example.com"})
+    since_start = await invoiced.events(start.cursor)
+    assert [(event["type"], removed_customer_id(event)) for event in since_start.events] == [
+        ("customer.deleted", str(a)), ("customer.merged", str(c)), ("customer.updated", None)]
+    assert since_start.cursor == since_start.events[-1]["id"]
 
-    everything = await invoiced.removals(CUSTOMER, None)
-    assert [(event["type"], removed_record_id(event)) for event in everything.events] == [
-        ("customer.deleted", a),
-        ("customer.merged", c),
-    ]
-    assert everything.cursor == everything.events[-1]["id"]
-
-    for _ in range(120):  # more than a page of older events behind the cursor
+    for _ in range(120):  # more than a page of events behind the cursor
         invoiced_emulator.delete_customer(add_customers(invoiced_emulator, 1)[0])
-    middle = await invoiced.removals(CUSTOMER, None)
+    middle = await invoiced.events(None)
     invoiced_emulator.delete_customer(e)
     invoiced_emulator.merge_customers(b, d)
     calls_before = invoiced_emulator.requests["GET /events"]
 
-    since_middle = await invoiced.removals(CUSTOMER, middle.cursor)
+    since_middle = await invoiced.events(middle.cursor)
 
-    assert [removed_record_id(event) for event in since_middle.events] == [e, d]
+    assert [removed_customer_id(event) for event in since_middle.events] == [str(e), str(d)]
     assert since_middle.cursor == max(event["id"] for event in invoiced_emulator.events)
-    assert invoiced_emulator.requests["GET /events"] - calls_before == 2  # one page per event type
-    idle = await invoiced.removals(CUSTOMER, since_middle.cursor)
+    assert invoiced_emulator.requests["GET /events"] - calls_before == 1  # one page of every type
+    idle = await invoiced.events(since_middle.cursor)
     assert idle.events == [] and idle.cursor == since_middle.cursor
 
 

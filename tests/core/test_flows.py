@@ -138,7 +138,7 @@ def test_product_create_fields() -> None:
 
 def test_a_second_flow_on_a_keap_object_keeps_its_own_marks() -> None:
     people = replace(CATALOGUE["contacts"], name="company_contacts")
-    marks = {flow.mark(stream) for flow in (CATALOGUE["contacts"], people) for stream in ("invoiced", "removals", "keap")}
+    marks = {flow.mark(stream) for flow in (CATALOGUE["contacts"], people) for stream in ("invoiced", "events", "keap")}
     assert len(marks) == 6
     assert people.keap == CATALOGUE["contacts"].keap and people.keap_fields == CATALOGUE["contacts"].keap_fields
 

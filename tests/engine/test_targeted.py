@@ -43,7 +43,7 @@ def reads(world: World) -> Counter[str]:
 
 
 def marks(world: World) -> dict[str, str | None]:
-    streams = ("companies.invoiced", "companies.removals", "companies.keap", "contacts.keap", "products.invoiced")
+    streams = ("companies.invoiced", "companies.events", "companies.keap", "contacts.keap", "products.invoiced")
     return {stream: world.store.get_watermark(stream) for stream in streams}
 
 

@@ -1,4 +1,4 @@
-"""The Invoiced connector: customers, items and customer delete/merge events over Invoiced's REST API.
+"""The Invoiced connector: customers, items and the account's event listing over Invoiced's REST API.
 
 Reads return the API's own JSON dicts, one async iterator per stream, each stream declared in a few
 attributes (`Stream`). Writes carry an `Idempotency-Key`, so the HTTP layer may repeat them after a lost
@@ -61,7 +61,8 @@ class Resource:
     """A record type, declared: its endpoint (`/customers/{id}`), the listing of every live record (by id:
     records created mid-read land on later pages, so offset paging skips none), the incremental listing
     (`updated_after` filterable, or else `newest_first` with paging stopped at the watermark), how a
-    delete shows: `removal_events` (one listing per event type, newest first) or an `archived` listing, and
+    delete shows: `removed_by` (the record id an event of the shared event listing says is gone) or an
+    `archived` listing, and
     `text_fields`: the writable fields it takes as free text (no format, enum, reference or object: what a
     configured `add` rule may map; API.md sections 2 and 3)."""
 
@@ -71,7 +72,7 @@ class Resource:
     changes: Stream
     text_fields: frozenset[str]
     newest_first: bool = False
-    removal_events: tuple[Stream, ...] = ()
+    removed_by: Callable[[Record], str | None] | None = None
     archived: Stream | None = None
 
 
@@ -82,8 +83,7 @@ CUSTOMER = Resource(
     changes=Stream("/customers", {"sort": "updated_at asc,id asc"}),
     text_fields=frozenset({"name", "attention_to", "address1", "address2", "city", "state", "postal_code", "phone", "notes",
                            "tax_id", "avalara_entity_use_code", "avalara_exemption_number"}),
-    # A merge deletes the merged customer without a `customer.deleted` event (see `removed_record_id`).
-    removal_events=tuple(Stream("/events", {"filter[type]": kind}) for kind in ("customer.deleted", "customer.merged")),
+    removed_by=lambda event: removed_customer_id(event),
 )
 # The API ignores `updated_after` for items; archiving leaves `updated_at` alone and makes no event.
 ITEM = Resource(
@@ -94,6 +94,9 @@ ITEM = Resource(
     newest_first=True,
     archived=Stream("/items", {"archived": 1, "sort": "id asc"}),
 )
+
+
+EVENTS = Stream("/events")  # newest first (id desc), API.md section 6
 
 
 @dataclass(frozen=True)
@@ -200,13 +203,13 @@ class EventBatch:
     cursor: int | None
 
 
-def removed_record_id(event: Record) -> int:
-    """The record a removal event says is gone: the deleted one, or for `customer.merged` the customer merged
-    into the survivor."""
+def removed_customer_id(event: Record) -> str | None:
+    """The customer an event says is gone: the deleted one, or for `customer.merged` the customer merged into the
+    survivor (a merge deletes it without a `customer.deleted` event: API.md section 6); None for other events."""
     customer = event["data"]["object"]
     if event["type"] == "customer.merged":
-        return int(customer["original_customer"]["id"])
-    return int(customer["id"])
+        return str(customer["original_customer"]["id"])
+    return str(customer["id"]) if event["type"] == "customer.deleted" else None
 
 
 def merged_metadata(existing: Mapping[str, Any], updates: Mapping[str, Any]) -> Record:
@@ -283,17 +286,19 @@ class InvoicedConnector(AsyncClosing):
         query = {} if since is None else {"updated_after": since.updated_at if since.complete else since.updated_at - 1}
         return ChangedRecords(self.pages(resource.changes, query), since, newest_first=False)
 
-    async def removals(self, resource: Resource, after_event_id: int | None) -> EventBatch:
-        """The resource's removal events with ids above the cursor (all when None), oldest first.
-        Events come newest first, so each listing stops paging at the first event at or below the cursor."""
+    async def events(self, after_event_id: int | None) -> EventBatch:
+        """Every event with an id above the cursor, oldest first: one listing of all types, newest first, paged
+        until the cursor (an idle account costs one call). Without a cursor, where the account's events stand
+        now: the newest id and no events (a first read lists every record, so no older event adds anything)."""
         found: list[Record] = []
-        for stream in resource.removal_events:
-            async with aclosing(self.read(stream)) as events:
-                async for event in events:
-                    if after_event_id is not None and event["id"] <= after_event_id:
-                        break
-                    found.append(event)
-        found.sort(key=lambda event: event["id"])
+        async with aclosing(self.read(EVENTS, {"per_page": 1} if after_event_id is None else None)) as events:
+            async for event in events:
+                if after_event_id is None:
+                    return EventBatch([], int(event["id"]))
+                if event["id"] <= after_event_id:
+                    break
+                found.append(event)
+        found.reverse()
         return EventBatch(found, found[-1]["id"] if found else after_event_id)
 
     async def get(self, resource: Resource, record_id: int | str) -> Record:

@@ -1,7 +1,7 @@
 """Reading what changed since each flow's watermarks, and routing it to the flows. Reads only: no state is written.
 
-Each flow keeps three watermarks (`Flow.mark`): `<flow>.invoiced` (records updated since), `<flow>.removals`
-(the last removal event handled) and `<flow>.keap` (the newest Keap `update_time` read). Flows that share an
+Each flow keeps three watermarks (`Flow.mark`): `<flow>.invoiced` (records updated since), `<flow>.events`
+(the last Invoiced event handled: one listing of the account's events per pass serves every flow) and `<flow>.keap` (the newest Keap `update_time` read). Flows that share an
 Invoiced resource (companies and contacts share customers) share its reads: each listing is read once per
 pass from the oldest of their marks, each record goes to the flow that owns it now (`flows.flow_of`), and
 each flow drops what its own mark already covers. The new marks are only handed back (`FlowChanges.watermarks`);
@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Literal
 
 from invoiced_keap.connectors.errors import NotFound
-from invoiced_keap.connectors.invoiced import InvoicedConnector, Resource, UpdatedWatermark, removed_record_id
+from invoiced_keap.connectors.invoiced import InvoicedConnector, Resource, UpdatedWatermark
 from invoiced_keap.connectors.keap import KeapConnector
 from invoiced_keap.engine.report import Progress, ProgressHook, no_progress
 from invoiced_keap.engine.spool import RecordSpool
@@ -108,11 +108,9 @@ async def read_changes(
     for flow in flows:
         by_resource.setdefault(flow.invoiced.name, []).append(flow)
     try:
+        await _read_events(store, invoiced, [flow for flow in flows if flow.invoiced.removed_by], changes)
         for sharing in by_resource.values():
-            resource = sharing[0].invoiced
-            await _read_invoiced(store, invoiced, resource, sharing, changes, progress)
-            if resource.removal_events:
-                await _read_removals(store, invoiced, resource, sharing, changes)
+            await _read_invoiced(store, invoiced, sharing[0].invoiced, sharing, changes, progress)
         for flow in flows if read_keap else ():
             await _read_keap(store, keap, flow, changes[flow.name])
             progress(Progress(flow.name, f"read keap {flow.keap.name}", len(changes[flow.name].keap)))
@@ -147,20 +145,24 @@ async def _read_invoiced(
             changes[flow.name].watermarks[flow.mark("invoiced")] = reached.to_text()
 
 
-async def _read_removals(
-    store: Store, invoiced: InvoicedConnector, resource: Resource, sharing: list[Flow], changes: dict[str, FlowChanges]
-) -> None:
-    cursors = {flow.name: store.get_watermark(flow.mark("removals")) for flow in sharing}
+async def _read_events(store: Store, invoiced: InvoicedConnector, flows: Sequence[Flow], changes: dict[str, FlowChanges]) -> None:
+    """One listing of the account's events for every flow that takes them, from the oldest of their cursors;
+    each flow takes the events above its own cursor (a flow without one starts from the newest event)."""
+    if not flows:
+        return
+    cursors = {flow.name: store.get_watermark(flow.mark("events")) for flow in flows}
     known = [int(cursor) for cursor in cursors.values() if cursor]
-    batch = await invoiced.removals(resource, min(known) if len(known) == len(cursors) else None)
-    for flow in sharing:
+    batch = await invoiced.events(min(known) if known else None)
+    for flow in flows:
         own = int(cursors[flow.name]) if cursors[flow.name] else None
-        for event in batch.events:
-            if own is None or event["id"] > own:
-                changes[flow.name].removed_invoiced.add(str(removed_record_id(event)))
+        assert flow.invoiced.removed_by is not None
+        for event in batch.events if own is not None else ():
+            removed = flow.invoiced.removed_by(event) if event["id"] > own else None
+            if removed is not None:
+                changes[flow.name].removed_invoiced.add(removed)
         newest = max(filter(None, (own, batch.cursor)), default=None)
         if newest is not None:
-            changes[flow.name].watermarks[flow.mark("removals")] = str(newest)
+            changes[flow.name].watermarks[flow.mark("events")] = str(newest)
 
 
 async def _read_keap(store: Store, keap: KeapConnector, flow: Flow, target: FlowChanges) -> None:
