@@ -98,17 +98,20 @@ def _earliest(marks: Sequence[UpdatedWatermark | None]) -> UpdatedWatermark | No
 
 async def read_changes(
     store: Store, invoiced: InvoicedConnector, keap: KeapConnector, flows: Sequence[Flow],
-    progress: ProgressHook = no_progress, *, read_keap: bool = True,
+    progress: ProgressHook = no_progress, *, read_keap: bool = True, events: PassEvents | None = None,
 ) -> dict[str, FlowChanges]:
     """Everything changed since each flow's marks (see the module docstring). Without `read_keap` the Keap side
     is not read (its marks stay): what Keap's hooks deliver is synced by id, and polling Keap is a safety net.
-    The caller closes the answers (`FlowChanges.close`)."""
+    `events`: the pass's event listing if the caller read it already (`read_events`), else read here. The caller
+    closes the answers (`FlowChanges.close`)."""
     changes = {flow.name: FlowChanges.spooled(flow.name) for flow in flows}
     by_resource: dict[str, list[Flow]] = {}
     for flow in flows:
         by_resource.setdefault(flow.invoiced.name, []).append(flow)
     try:
-        await _read_events(store, invoiced, [flow for flow in flows if flow.invoiced.removed_by], changes)
+        if events is None:
+            events = await read_events(store, invoiced, event_marks(flows))
+        _take_events(store, flows, events, changes)
         for sharing in by_resource.values():
             await _read_invoiced(store, invoiced, sharing[0].invoiced, sharing, changes, progress)
         for flow in flows if read_keap else ():
@@ -145,24 +148,53 @@ async def _read_invoiced(
             changes[flow.name].watermarks[flow.mark("invoiced")] = reached.to_text()
 
 
-async def _read_events(store: Store, invoiced: InvoicedConnector, flows: Sequence[Flow], changes: dict[str, FlowChanges]) -> None:
-    """One listing of the account's events for every flow that takes them, from the oldest of their cursors;
-    each flow takes the events above its own cursor (a flow without one starts from the newest event)."""
-    if not flows:
-        return
-    cursors = {flow.name: store.get_watermark(flow.mark("events")) for flow in flows}
-    known = [int(cursor) for cursor in cursors.values() if cursor]
+@dataclass(frozen=True)
+class PassEvents:
+    """The account's events a pass read once for everyone who takes them (flows' removals, a company's people,
+    what a customer owes): every event above the oldest of their cursors, oldest first, and the newest event id."""
+
+    events: list[Record]
+    newest: int | None
+
+    def since(self, cursor: str | None) -> list[Record]:
+        """The events above `cursor`; none without one (a first read lists every record instead)."""
+        return [] if cursor is None else [event for event in self.events if event["id"] > int(cursor)]
+
+    def mark(self, cursor: str | None) -> str | None:
+        """The cursor to commit once the events above `cursor` are handled."""
+        newest = max(filter(None, (int(cursor) if cursor else None, self.newest)), default=None)
+        return None if newest is None else str(newest)
+
+
+async def read_events(store: Store, invoiced: InvoicedConnector, marks: Iterable[str]) -> PassEvents:
+    """One listing of the account's events from the oldest of the cursors `marks` (a cursor not yet set reads only
+    where the events stand); no call when nobody takes events."""
+    cursors = [store.get_watermark(mark) for mark in marks]
+    if not cursors:
+        return PassEvents([], None)
+    known = [int(cursor) for cursor in cursors if cursor]
     batch = await invoiced.events(min(known) if known else None)
+    return PassEvents(batch.events, batch.cursor)
+
+
+def event_marks(flows: Iterable[Flow]) -> list[str]:
+    """The event cursors of the flows that take events."""
+    return [flow.mark("events") for flow in flows if flow.invoiced.removed_by]
+
+
+def _take_events(store: Store, flows: Sequence[Flow], events: PassEvents, changes: dict[str, FlowChanges]) -> None:
+    """Each flow's removals from the events above its own cursor, and its new cursor."""
     for flow in flows:
-        own = int(cursors[flow.name]) if cursors[flow.name] else None
-        assert flow.invoiced.removed_by is not None
-        for event in batch.events if own is not None else ():
-            removed = flow.invoiced.removed_by(event) if event["id"] > own else None
+        if flow.invoiced.removed_by is None:
+            continue
+        cursor = store.get_watermark(flow.mark("events"))
+        for event in events.since(cursor):
+            removed = flow.invoiced.removed_by(event)
             if removed is not None:
                 changes[flow.name].removed_invoiced.add(removed)
-        newest = max(filter(None, (own, batch.cursor)), default=None)
-        if newest is not None:
-            changes[flow.name].watermarks[flow.mark("events")] = str(newest)
+        mark = events.mark(cursor)
+        if mark is not None:
+            changes[flow.name].watermarks[flow.mark("events")] = mark
 
 
 async def _read_keap(store: Store, keap: KeapConnector, flow: Flow, target: FlowChanges) -> None:
