@@ -1,0 +1,311 @@
+"""What a customer owes, as Keap custom field values and a tag: the pure part (no I/O).
+
+    figures = owed(open_invoices, now, last_payment)                 # from Invoiced's records
+    wanted = keap_values(figures, options, keap_currency)            # label -> content, and the tag
+    change = decide(wanted, written)                                 # None: nothing to write
+
+A customer's `Figures` are read from its open invoices (issued, not paid, closed or a draft, dated up to now, as
+Invoiced's balance counts them: `GET /customers/{id}/balance`'s `total_outstanding`) and its latest payment:
+the outstanding balance and the amount past due per currency (ISO 4217), the due date of the oldest invoice past
+due (Invoiced's own `status`), the number of open invoices and the date of the last payment.
+
+In Keap they become custom field values (`keap_values`). An amount in the account's currency (`keap_currency`,
+the one currency a Keap account works in) goes to a CURRENCY field under the configured label; an amount in
+another currency goes to a DECIMAL_NUMBER field whose label names the currency, "Invoiced balance (EUR)": nothing
+is converted, and Keap would show a CURRENCY field's amount with the account's symbol. Days past due are whole
+days from the oldest past-due invoice's due date to the day the figures were read (UTC, Invoiced's clock). The tag is wanted while anything is past due.
+
+`decide` compares what is wanted with what was last written to the same Keap record: a zero, an empty date and
+a field never written mean the same ("nothing owed"), so a customer with nothing to show costs no write; a
+label written before and not wanted now (a currency no longer owed in) is cleared. The tag is applied when
+wanted and not known to be on, and removed only where this sync put it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Annotated, Any, Literal
+
+from annotated_types import MaxLen
+from babel.numbers import get_currency_precision
+
+from invoiced_keap.mapping import Record
+
+Figure = Literal["balance", "past_due", "days_past_due", "open_invoices", "last_payment"]
+FIGURES: tuple[Figure, ...] = ("balance", "past_due", "days_past_due", "open_invoices", "last_payment")
+MONEY: frozenset[Figure] = frozenset({"balance", "past_due"})
+DEFAULT_LABELS: dict[Figure, str] = {
+    "balance": "Invoiced balance",
+    "past_due": "Invoiced past due",
+    "days_past_due": "Invoiced days past due",
+    "open_invoices": "Invoiced open invoices",
+    "last_payment": "Invoiced last payment",
+}
+FIELD_TYPES: dict[Figure, str] = {
+    "balance": "CURRENCY", "past_due": "CURRENCY", "days_past_due": "WHOLE_NUMBER", "open_invoices": "WHOLE_NUMBER",
+    "last_payment": "DATE",
+}
+FOREIGN_MONEY_TYPE = "DECIMAL_NUMBER"  # an amount in another currency than the account's: no currency symbol
+DEFAULT_TAG = "Invoiced: past due"
+TAG_NAME_LIMIT = 255  # Keap keeps "up to 255 characters" of a tag name; a longer one could never be found again
+EVENT_OBJECTS = frozenset({"invoice", "payment", "credit_note"})
+"""The event objects whose events name a customer whose figures may have changed."""
+PAYMENT_OBJECTS = frozenset({"payment"})
+"""The event objects that may change a customer's last payment."""
+
+Content = int | float | str | None
+Values = dict[str, Content]
+
+
+@dataclass(frozen=True)
+class ReceivablesOptions:
+    """`[receivables]`: whether the figures are written (`enabled`), which (`fields`, of `FIGURES`), under which
+    labels (`labels`, per figure; the rest keep `DEFAULT_LABELS`), and the tag applied while something is past due
+    (`tag`; empty: no tag)."""
+
+    enabled: bool = True
+    fields: tuple[Figure, ...] = FIGURES
+    labels: Mapping[Figure, str] = field(default_factory=dict)
+    tag: Annotated[str, MaxLen(TAG_NAME_LIMIT)] = DEFAULT_TAG
+
+    def __post_init__(self) -> None:
+        if len(set(self.fields)) != len(self.fields):
+            raise ValueError(f"fields: a figure is named twice in {list(self.fields)}")
+        for figure, label in self.labels.items():
+            if not label.strip():
+                raise ValueError(f"labels.{figure}: a label cannot be blank")
+        seen: dict[str, str] = {}
+        for figure in self.fields:
+            label = self.label(figure)
+            if label.casefold() in seen:
+                raise ValueError(f"labels: {seen[label.casefold()]} and {figure} share the label {label!r}; "
+                                 "Keap custom field labels are unique")
+            seen[label.casefold()] = figure
+
+    def label(self, figure: Figure) -> str:
+        return self.labels.get(figure, DEFAULT_LABELS[figure]).strip()
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What one customer owes (see the module docstring). Amounts by upper-case ISO 4217 code, as decimal text."""
+
+    as_of: str  # ISO date (UTC) of Invoiced's clock when they were read: days past due count to it
+    balances: dict[str, str] = field(default_factory=dict)
+    past_due: dict[str, str] = field(default_factory=dict)
+    oldest_past_due: str | None = None  # ISO date: the due date of the oldest invoice past due
+    open_invoices: int = 0
+    last_payment: str | None = None  # ISO date
+
+    def to_json(self) -> Record:
+        return {"as_of": self.as_of, "balances": self.balances, "past_due": self.past_due,
+                "oldest_past_due": self.oldest_past_due, "open_invoices": self.open_invoices,
+                "last_payment": self.last_payment}
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> Figures:
+        return cls(value["as_of"], dict(value["balances"]), dict(value["past_due"]), value["oldest_past_due"],
+                   int(value["open_invoices"]), value["last_payment"])
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What a Keap record should show: custom field values by label, with each label's field type, and whether
+    the tag should be on."""
+
+    values: Values
+    types: dict[str, str]
+    tagged: bool
+
+
+@dataclass(frozen=True)
+class Written:
+    """What was last written to a Keap record: values by label, and the tag (None: never set by us)."""
+
+    values: Values = field(default_factory=dict)
+    tagged: bool | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    """A write to one Keap record: the values to set (None clears a field) and the tag to apply (True) or remove
+    (False); None where nothing changes."""
+
+    values: Values
+    tag: bool | None
+
+
+def utc_date(epoch: int | float) -> date:
+    return datetime.fromtimestamp(epoch, UTC).date()
+
+
+def is_open(invoice: Record, now: int | float) -> bool:
+    """Issued (no draft), unpaid, not closed, and dated up to now: what Invoiced's balance counts."""
+    return not (invoice.get("draft") or invoice.get("paid") or invoice.get("closed")) and (invoice.get("date") or 0) <= now
+
+
+def money(amount: Decimal, currency: str) -> str:
+    """`amount` rounded to the currency's smallest unit (CLDR via Babel), as decimal text."""
+    exponent = Decimal(1).scaleb(-get_currency_precision(currency))
+    return str(amount.quantize(exponent, rounding=ROUND_HALF_UP))
+
+
+def payment_date(payment: Record | None) -> str | None:
+    """The ISO date (UTC) of a payment, None without one."""
+    return utc_date(payment["date"]).isoformat() if payment and payment.get("date") else None
+
+
+def owed(invoices: Iterable[Record], now: int | float, last_payment: str | None) -> Figures:
+    """A customer's figures at `now` (Invoiced's clock, epoch seconds) from its invoices (those not open are left
+    out) and the date of its last payment."""
+    balances: dict[str, Decimal] = {}
+    past_due: dict[str, Decimal] = {}
+    oldest: int | None = None
+    count = 0
+    for invoice in invoices:
+        if not is_open(invoice, now):
+            continue
+        count += 1
+        currency = str(invoice["currency"]).upper()
+        balance = Decimal(str(invoice.get("balance") or 0))
+        balances[currency] = balances.get(currency, Decimal(0)) + balance
+        if invoice.get("status") == "past_due":
+            past_due[currency] = past_due.get(currency, Decimal(0)) + balance
+            due = invoice.get("due_date")
+            if due and (oldest is None or due < oldest):
+                oldest = int(due)
+    return Figures(
+        as_of=utc_date(now).isoformat(),
+        balances={currency: money(amount, currency) for currency, amount in sorted(balances.items())},
+        past_due={currency: money(amount, currency) for currency, amount in sorted(past_due.items())},
+        oldest_past_due=utc_date(oldest).isoformat() if oldest is not None else None,
+        open_invoices=count,
+        last_payment=last_payment,
+    )
+
+
+def labelled(label: str, currency: str, keap_currency: str) -> str:
+    """A money field's label: as configured in the account's currency, else naming the currency."""
+    return label if currency == keap_currency else f"{label} ({currency})"
+
+
+def _amount(text: str) -> int | float:
+    value = Decimal(text)
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+def keap_values(figures: Figures, options: ReceivablesOptions, keap_currency: str) -> Wanted:
+    """The custom field values (by label) and the tag a Keap record should show for `figures`."""
+    values: Values = {}
+    types: dict[str, str] = {}
+    for figure in options.fields:
+        label = options.label(figure)
+        if figure in MONEY:
+            amounts = figures.balances if figure == "balance" else figures.past_due
+            for currency in sorted({keap_currency, *amounts}):
+                name = labelled(label, currency, keap_currency)
+                values[name] = _amount(amounts.get(currency, "0"))
+                types[name] = FIELD_TYPES[figure] if currency == keap_currency else FOREIGN_MONEY_TYPE
+            continue
+        types[label] = FIELD_TYPES[figure]
+        if figure == "days_past_due":
+            oldest = figures.oldest_past_due
+            days = (date.fromisoformat(figures.as_of) - date.fromisoformat(oldest)).days if oldest else 0
+            values[label] = max(0, days)
+        elif figure == "open_invoices":
+            values[label] = figures.open_invoices
+        else:
+            values[label] = figures.last_payment
+    owes_late = any(Decimal(amount) > 0 for amount in figures.past_due.values())
+    return Wanted(values, types, tagged=owes_late and bool(options.tag))
+
+
+def _blank(content: Content) -> bool:
+    """Nothing to show: a field left empty and a zero mean the same to a reader of the record."""
+    return content is None or content == 0 or content == ""
+
+
+def _same(left: Content, right: Content) -> bool:
+    return (_blank(left) and _blank(right)) or left == right
+
+
+def decide(wanted: Wanted, written: Written | None) -> Change | None:
+    """The write that brings a Keap record from `written` (None: nothing written to this record) to `wanted`."""
+    before = written or Written()
+    labels = sorted(set(wanted.values) | set(before.values))
+    values = {label: wanted.values.get(label) for label in labels
+              if not _same(wanted.values.get(label), before.values.get(label))}
+    tag: bool | None = None
+    if wanted.tagged and before.tagged is not True:
+        tag = True
+    elif not wanted.tagged and before.tagged is True:
+        tag = False
+    return Change(values, tag) if values or tag is not None else None
+
+
+def after(written: Written | None, change: Change, *, values_written: bool, tag_written: bool) -> Written:
+    """What a record holds once the parts of `change` that went through (`values_written`, `tag_written`) did."""
+    before = written or Written()
+    values = dict(before.values)
+    if values_written:
+        values.update(change.values)
+    values = {label: content for label, content in values.items() if content is not None}
+    tagged = change.tag if tag_written and change.tag is not None else before.tagged
+    return Written(values, tagged)
+
+
+def merged_custom_fields(current: Sequence[Record], ours: Mapping[str, Content]) -> list[Record]:
+    """A record's `custom_fields` with our fields (by id) set to `ours` (None: left out, which clears it) and every
+    other field kept as it is: Keap replaces the whole array on a PATCH ("any item not listed here will be
+    removed")."""
+    kept = [dict(value) for value in current if str(value.get("id")) not in ours]
+    mine = [{"id": field_id, "content": content} for field_id, content in ours.items() if content is not None]
+    return sorted([*kept, *mine], key=lambda value: str(value["id"]))
+
+
+def customer_named(event: Record) -> str | None:
+    """The customer an invoice, payment or credit note event names (its object's `customer`: an id, or the
+    customer record as event objects embed it); None for other events."""
+    if event.get("type", "").split(".")[0] not in EVENT_OBJECTS:
+        return None
+    customer = (event.get("data") or {}).get("object", {}).get("customer")
+    if isinstance(customer, Mapping):
+        customer = customer.get("id")
+    return None if customer is None else str(customer)
+
+
+@dataclass(frozen=True)
+class Named:
+    """The customers a pass's events name: whose figures to read again (`changed`), of which the payments too
+    (`paid`), and which are gone (`removed`)."""
+
+    changed: set[str] = field(default_factory=set)
+    paid: set[str] = field(default_factory=set)
+    removed: set[str] = field(default_factory=set)
+
+
+def named_by(events: Iterable[Record], removed_by: Any) -> Named:
+    """Sort `events` (oldest first) into `Named`; `removed_by(event)` is the customer an event says is gone (a
+    delete, or the loser of a merge, whose invoices and payments the survivor takes: the survivor is changed)."""
+    named = Named()
+    for event in events:
+        gone = removed_by(event)
+        if gone is not None:
+            named.removed.add(gone)
+            named.changed.discard(gone)
+            if event.get("type") == "customer.merged":
+                survivor = str(event["data"]["object"]["id"])
+                named.changed.add(survivor)
+                named.paid.add(survivor)
+            continue
+        customer = customer_named(event)
+        if customer is None:
+            continue
+        named.changed.add(customer)
+        if event["type"].split(".")[0] in PAYMENT_OBJECTS:
+            named.paid.add(customer)
+    named.paid.intersection_update(named.changed)
+    return named

@@ -1,0 +1,147 @@
+"""The pure part of what customers owe (`engine.receivables`): figures from invoices, Keap values, what to write."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from invoiced_keap.connectors.invoiced import removed_customer_id
+from invoiced_keap.engine.receivables import (
+    Change, Figures, ReceivablesOptions, Written, after, decide, keap_values, merged_custom_fields, named_by, owed,
+)
+
+NOW = int(datetime(2025, 6, 4, 12, tzinfo=UTC).timestamp())
+DAY = 86_400
+OPTIONS = ReceivablesOptions()
+
+cents = st.decimals(min_value=0, max_value=10_000, places=2).map(float)
+invoices = st.lists(st.one_of(  # amounts in each currency's smallest unit, as Invoiced keeps them
+    st.fixed_dictionaries({"currency": st.sampled_from(["usd", "eur"]), "balance": cents}),
+    st.fixed_dictionaries({"currency": st.just("jpy"), "balance": st.integers(min_value=0, max_value=10**7)}),
+).flatmap(lambda money: st.fixed_dictionaries({
+    "currency": st.just(money["currency"]), "balance": st.just(money["balance"]),
+    "status": st.sampled_from(["not_sent", "sent", "past_due", "paid", "draft"]),
+    "due_date": st.integers(min_value=NOW - 90 * DAY, max_value=NOW + 90 * DAY),
+    "date": st.integers(min_value=NOW - 120 * DAY, max_value=NOW + 5 * DAY),
+    "draft": st.booleans(), "paid": st.booleans(), "closed": st.booleans(),
+})), max_size=8)
+payment_dates = st.none() | st.dates().map(lambda day: day.isoformat())
+
+
+def figures_of(records: list[dict], last_payment: str | None = None) -> Figures:
+    return owed(records, NOW, last_payment)
+
+
+@given(invoices, payment_dates)
+def test_written_figures_need_no_second_write(records: list[dict], last_payment: str | None) -> None:
+    wanted = keap_values(figures_of(records, last_payment), OPTIONS, "USD")
+    change = decide(wanted, None)
+    written = after(None, change, values_written=True, tag_written=True) if change else None
+    assert decide(wanted, written) is None
+
+
+@given(invoices, invoices, payment_dates)
+def test_a_change_brings_any_record_to_what_is_wanted(first: list[dict], second: list[dict], paid: str | None) -> None:
+    before = keap_values(figures_of(first), OPTIONS, "USD")
+    held = after(None, decide(before, None) or Change({}, None), values_written=True, tag_written=True)
+    wanted = keap_values(figures_of(second, paid), OPTIONS, "USD")
+    change = decide(wanted, held)
+    now = after(held, change, values_written=True, tag_written=True) if change else held
+    assert decide(wanted, now) is None
+    assert {label: value for label, value in now.values.items() if value} == \
+           {label: value for label, value in wanted.values.items() if value}
+
+
+@given(invoices)
+def test_figures_count_only_open_invoices_in_any_order(records: list[dict]) -> None:
+    open_ones = [r for r in records if not (r["draft"] or r["paid"] or r["closed"]) and r["date"] <= NOW]
+    figures = figures_of(records)
+    assert figures == figures_of(list(reversed(records))) == figures_of(open_ones)
+    assert figures.open_invoices == len(open_ones)
+    for currency, total in figures.balances.items():
+        assert Decimal(total) == sum(Decimal(str(r["balance"])) for r in open_ones if r["currency"].upper() == currency)
+    assert set(figures.past_due) <= set(figures.balances)
+
+
+def test_keap_values_in_the_account_currency_and_naming_others() -> None:
+    figures = figures_of([
+        {"currency": "usd", "balance": 100.5, "status": "past_due", "due_date": NOW - 12 * DAY, "date": NOW - 40 * DAY},
+        {"currency": "eur", "balance": 20, "status": "not_sent", "due_date": NOW + DAY, "date": NOW - DAY},
+        {"currency": "usd", "balance": 50, "status": "past_due", "due_date": NOW - 2 * DAY, "date": NOW - 30 * DAY},
+    ], "2025-05-01")
+    wanted = keap_values(figures, OPTIONS, "USD")
+    assert wanted.values == {"Invoiced balance": 150.5, "Invoiced balance (EUR)": 20, "Invoiced past due": 150.5,
+                             "Invoiced days past due": 12, "Invoiced open invoices": 3,
+                             "Invoiced last payment": "2025-05-01"}
+    assert wanted.types["Invoiced balance (EUR)"] == "DECIMAL_NUMBER" and wanted.types["Invoiced balance"] == "CURRENCY"
+    assert wanted.tagged
+
+
+def test_amounts_round_to_the_currency_smallest_unit() -> None:
+    figures = figures_of([{"currency": "jpy", "balance": 1000.4, "status": "sent", "due_date": NOW, "date": NOW},
+                          {"currency": "usd", "balance": 0.1, "status": "sent", "due_date": NOW, "date": NOW},
+                          {"currency": "usd", "balance": 0.2, "status": "sent", "due_date": NOW, "date": NOW}])
+    assert figures.balances == {"JPY": "1000", "USD": "0.30"}
+    assert keap_values(figures, OPTIONS, "USD").values["Invoiced balance"] == 0.3
+
+
+def test_nothing_owed_and_nothing_written_is_no_write() -> None:
+    assert decide(keap_values(figures_of([]), OPTIONS, "USD"), None) is None
+
+
+def test_a_currency_no_longer_owed_in_is_cleared_and_the_tag_removed_only_where_we_put_it() -> None:
+    held = Written({"Invoiced balance (EUR)": 20, "Invoiced balance": 5}, tagged=True)
+    change = decide(keap_values(figures_of([]), OPTIONS, "USD"), held)
+    assert change == Change({"Invoiced balance": 0, "Invoiced balance (EUR)": None}, tag=False)
+    assert decide(keap_values(figures_of([]), OPTIONS, "USD"), Written({}, tagged=None)) is None
+
+
+def test_no_tag_configured_means_no_tag() -> None:
+    late = [{"currency": "usd", "balance": 1, "status": "past_due", "due_date": NOW - DAY, "date": NOW - DAY}]
+    assert not keap_values(figures_of(late), ReceivablesOptions(tag=""), "USD").tagged
+
+
+def test_a_failed_write_keeps_what_was_there() -> None:
+    held = Written({"Invoiced balance": 5}, tagged=False)
+    change = Change({"Invoiced balance": 7}, tag=True)
+    assert after(held, change, values_written=False, tag_written=True) == Written({"Invoiced balance": 5}, tagged=True)
+    assert after(held, change, values_written=True, tag_written=False) == Written({"Invoiced balance": 7}, tagged=False)
+
+
+def test_merged_custom_fields_keep_the_record_s_other_values() -> None:
+    current = [{"id": "3", "content": "Dana"}, {"id": "7", "content": 5}, {"id": "8", "content": 1}]
+    assert merged_custom_fields(current, {"7": 9, "8": None, "9": "2025-01-02"}) == [
+        {"id": "3", "content": "Dana"}, {"id": "7", "content": 9}, {"id": "9", "content": "2025-01-02"}]
+
+
+def event(kind: str, obj: dict) -> dict:
+    return {"id": 1, "type": kind, "data": {"object": obj}}
+
+
+def test_events_name_the_customers_whose_figures_to_read() -> None:
+    named = named_by([
+        event("invoice.created", {"id": 1, "customer": {"id": 7, "name": "Acme"}}),
+        event("payment.created", {"id": 2, "customer": 8}),
+        event("customer.updated", {"id": 9}),
+        event("credit_note.created", {"id": 3, "customer": 10}),
+        event("customer.merged", {"id": 11, "original_customer": {"id": 12}}),
+        event("invoice.updated", {"id": 4, "customer": 13}),
+        event("customer.deleted", {"id": 13}),
+    ], removed_customer_id)
+    assert named.changed == {"7", "8", "10", "11"}
+    assert named.paid == {"8", "11"}
+    assert named.removed == {"12", "13"}
+
+
+@pytest.mark.parametrize(("settings", "problem"), [
+    ({"fields": ("balance", "balance")}, "fields: a figure is named twice"),
+    ({"labels": {"balance": "  "}}, "labels.balance: a label cannot be blank"),
+    ({"labels": {"balance": "invoiced PAST due"}}, "labels: balance and past_due share the label"),
+])
+def test_options_refuse_what_keap_could_not_hold(settings: dict, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        ReceivablesOptions(**settings)
