@@ -1,4 +1,5 @@
-"""The Invoiced connector: customers, items and the account's event listing over Invoiced's REST API.
+"""The Invoiced connector: customers, items, the account's event listing, and what a customer owes (its open
+invoices, its latest payment) over Invoiced's REST API.
 
 Reads return the API's own JSON dicts, one async iterator per stream, each stream declared in a few
 attributes (`Stream`). Writes carry an `Idempotency-Key`, so the HTTP layer may repeat them after a lost
@@ -97,6 +98,9 @@ ITEM = Resource(
 
 
 EVENTS = Stream("/events")  # newest first (id desc), API.md section 6
+# Open: issued (no draft), unpaid and not closed (a paid invoice is closed too); `filter[...]` takes 1/0 for booleans
+OPEN_INVOICES = Stream("/invoices", {"filter[draft]": 0, "filter[paid]": 0, "filter[closed]": 0, "sort": "id asc"})
+LATEST_PAYMENT = Stream("/payments", {"filter[voided]": 0, "sort": "date desc,id desc", "per_page": 1})
 
 
 @dataclass(frozen=True)
@@ -304,6 +308,18 @@ class InvoicedConnector(AsyncClosing):
     async def get(self, resource: Resource, record_id: int | str) -> Record:
         response = await self.api.request("GET", f"{resource.path}/{{id}}", path_params={"id": record_id})
         return dict(response.json())
+
+    def open_invoices(self, customer_id: int | str | None = None) -> AsyncGenerator[Page, None]:
+        """The pages of open invoices of one customer (100 a page), or of the whole account (None); each page's
+        `served_at` is Invoiced's clock, which says what is past due."""
+        return self.pages(OPEN_INVOICES, None if customer_id is None else {"filter[customer]": customer_id})
+
+    async def latest_payment(self, customer_id: int | str) -> Record | None:
+        """A customer's payment of the latest `date` that is not voided (one call), or None."""
+        async with aclosing(self.pages(LATEST_PAYMENT, {"filter[customer]": customer_id})) as pages:
+            async for page in pages:
+                return page.records[0] if page.records else None
+        return None
 
     # --- writes ---------------------------------------------------------------------------------
     async def create(self, resource: Resource, body: Record, *, idempotency_key: str | None = None) -> Record:

@@ -1,4 +1,5 @@
-"""Keap API: REST v2 companies, contacts and products (bulk and incremental reads, writes) and v1 REST hooks.
+"""Keap API: REST v2 companies, contacts and products (bulk and incremental reads, writes), their custom field
+models and tags, and v1 REST hooks.
 
 Calls are Keap's scarce resource (a key gets 240 a minute), so listings ask for 1000 records a page
 and only the fields the flows use, incremental reads ask only for what changed since a watermark,
@@ -129,6 +130,9 @@ PRODUCTS = KeapObject(
     takes_fields=False,
 )
 OBJECTS = {keap_object.name: keap_object for keap_object in (COMPANIES, CONTACTS, PRODUCTS)}
+# Tags are listed like the records (`list_all(TAGS)`); v1 hooks call them contact groups. No flow syncs them.
+TAGS = KeapObject("tags", "contactGroup", frozenset({"category", "create_time", "description", "id", "name", "update_time"}),
+                  frozenset({"description", "name"}), takes_fields=False)
 
 
 @dataclass(frozen=True)
@@ -335,6 +339,34 @@ class KeapConnector(AsyncClosing):
         except NotFound:
             return False
         return True
+
+    # --- custom fields and tags ------------------------------------------------------------------
+    async def custom_fields(self, keap_object: KeapObject) -> list[Record]:
+        """The object's custom field definitions (`GET /v2/{object}/model`: id, label, field_type, ...)."""
+        response = await self.api.request("GET", f"{keap_object.path}/model")
+        return list(response.json().get("custom_fields") or [])
+
+    async def create_custom_field(self, keap_object: KeapObject, label: str, field_type: str) -> Record:
+        """A new custom field on the object's default tab; not repeated after a 5xx (the caller finds it by label)."""
+        response = await self.api.request("POST", f"{keap_object.path}/model/customFields",
+                                          json={"label": label, "field_type": field_type})
+        return dict(response.json())
+
+    async def create_tag(self, name: str, description: str) -> Record:
+        response = await self.api.request("POST", TAGS.path, json={"name": name, "description": description})
+        return dict(response.json())
+
+    async def tag_contacts(self, tag_id: str, contact_ids: Sequence[str], *, applied: bool) -> None:
+        """Apply the tag to (or remove it from) contacts, `IDS_PER_CALL` a call (applying it again is harmless)."""
+        action = "applyTags" if applied else "removeTags"
+        for start in range(0, len(contact_ids), IDS_PER_CALL):
+            await self.api.request("POST", f"{TAGS.path}/{{tag_id}}/contacts:{action}", path_params={"tag_id": tag_id},
+                                   json={"contact_ids": list(contact_ids[start : start + IDS_PER_CALL])}, retry_safe=True)
+
+    async def tag_company(self, company_id: str, tag_id: str, *, applied: bool) -> None:
+        """Apply the tag to (POST) or remove it from (DELETE) one company: v2 has no call for several."""
+        await self.api.request("POST" if applied else "DELETE", "/v2/companies/{id}/tags/{tag_id}",
+                               path_params={"id": company_id, "tag_id": tag_id}, retry_safe=True)
 
     # --- v1 REST hooks ---------------------------------------------------------------------------
     async def hook_event_keys(self) -> list[str]:
