@@ -22,6 +22,8 @@ TABLES = {
     "audit_log",
     "flow_locks",
     "reconciles",
+    "keap_definitions",
+    "receivables",
 }
 
 

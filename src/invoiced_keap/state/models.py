@@ -21,6 +21,11 @@ Tables (all names plural, one idea each):
   survives restarts and serves cron-style `sync` as well as `run`.
 - `flow_locks`: who holds each flow's lock and since when (the lock itself is an OS file lock on
   SQLite, an advisory lock on PostgreSQL: see `locks`).
+- `keap_definitions`: what the sync made (or found) in Keap's setup, by object and name: its custom fields
+  (`companies`/`contacts`, by label, with the field type) and its tag (`tags`, by name), with Keap's id.
+- `receivables`: per Invoiced customer, what it owes as last read (`figures`), when (`computed_at`), whether
+  the Keap record still has to be told (`pending`), and what was last written there (the record, its values
+  by label, the tag), so unchanged figures write nothing.
 
 No credentials are ever stored. Timestamps are timezone-aware UTC in Python on every backend.
 """
@@ -31,7 +36,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, MetaData, String, Text, text
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, MetaData, String, Text, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -298,3 +303,29 @@ class FlowLock(Base):
     flow: Mapped[str] = mapped_column(String(32), primary_key=True)
     owner: Mapped[str] = mapped_column(Text)
     acquired_at: Mapped[datetime]
+
+
+class KeapDefinition(Base):
+    __tablename__ = "keap_definitions"
+
+    keap_object: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    keap_id: Mapped[str] = mapped_column(String(64))
+    field_type: Mapped[str | None] = mapped_column(String(32))
+    found_at: Mapped[datetime]
+
+
+class Receivable(Base):
+    __tablename__ = "receivables"
+    __table_args__ = (Index(None, "open_invoices", "computed_at"), Index(None, "pending"))
+
+    customer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    figures: Mapped[dict[str, Any]]
+    open_invoices: Mapped[int]
+    computed_at: Mapped[datetime]
+    pending: Mapped[bool] = mapped_column(Boolean)
+    written_flow: Mapped[str | None] = mapped_column(String(32))
+    written_keap_id: Mapped[str | None] = mapped_column(String(64))
+    written: Mapped[dict[str, Any] | None]
+    tagged: Mapped[bool | None] = mapped_column(Boolean)
+    written_at: Mapped[datetime | None]

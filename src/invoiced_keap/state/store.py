@@ -21,6 +21,7 @@ from invoiced_keap.flows import Shadow, Side
 from invoiced_keap.mapping import LossyCarry
 from invoiced_keap.state.database import create_state_engine, upgrade_to_head
 from invoiced_keap.state.locks import FlowLease, FlowLocks
+from invoiced_keap.state.receivables import ReceivableQueries
 from invoiced_keap.state.models import (
     AuditEntry,
     AuditOperation,
@@ -113,7 +114,7 @@ class StatusCounts:
     last_run: Run | None
 
 
-class Queries:
+class Queries(ReceivableQueries):
     """Every query; subclasses decide which transaction `_session()` gives."""
 
     clock: Callable[[], datetime]

@@ -1,0 +1,120 @@
+"""The state of what customers owe in Keap: the custom fields and tag the sync made or found (`keap_definitions`),
+and per customer the figures as last read and what was last written to its Keap record (`receivables`).
+
+A mixin of `store.Queries`: each method runs in the store's own transaction or in the one a `Transaction` holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.orm import Session
+
+from invoiced_keap.state.models import Failure, KeapDefinition, Link, LinkStatus, Receivable
+
+
+@dataclass(frozen=True)
+class Definition:
+    keap_id: str
+    field_type: str | None
+
+
+@dataclass(frozen=True)
+class Target:
+    """A customer whose Keap record is to be told what it owes: its row, and its active link now."""
+
+    receivable: Receivable
+    flow: str
+    keap_id: str
+
+    @property
+    def same_record(self) -> bool:
+        """The values written (if any) went to this very record."""
+        row = self.receivable
+        return (row.written_flow, row.written_keap_id) == (self.flow, self.keap_id)
+
+
+class ReceivableQueries:
+    _session: Callable[[], AbstractContextManager[Session]]
+    clock: Callable[[], datetime]
+
+    # --- what the sync made in Keap ----------------------------------------------------------------
+    def definitions(self, keap_object: str) -> dict[str, Definition]:
+        """Names (labels, or the tag's name) -> Keap id and field type, for one object (`tags` for tags)."""
+        with self._session() as session:
+            rows = session.scalars(select(KeapDefinition).where(KeapDefinition.keap_object == keap_object))
+            return {row.name: Definition(row.keap_id, row.field_type) for row in rows}
+
+    def put_definition(self, keap_object: str, name: str, keap_id: str, field_type: str | None = None) -> None:
+        with self._session() as session:
+            session.merge(KeapDefinition(keap_object=keap_object, name=name, keap_id=keap_id, field_type=field_type,
+                                         found_at=self.clock()))
+
+    def forget_definitions(self, keap_object: str) -> None:
+        """Keap refused a write naming them: find them again (or make them) before the next one."""
+        with self._session() as session:
+            session.execute(delete(KeapDefinition).where(KeapDefinition.keap_object == keap_object))
+
+    # --- what customers owe ----------------------------------------------------------------------------
+    def receivables(self, customer_ids: Iterable[str]) -> dict[str, Receivable]:
+        wanted = list(customer_ids)
+        found: dict[str, Receivable] = {}
+        with self._session() as session:
+            for start in range(0, len(wanted), 500):
+                query = select(Receivable).where(Receivable.customer_id.in_(wanted[start : start + 500]))
+                found.update((row.customer_id, row) for row in session.scalars(query))
+        return found
+
+    def put_figures(self, customer_id: str, figures: Mapping[str, Any], open_invoices: int, *, pending: bool) -> None:
+        """The customer's figures as read now; `pending`: its Keap record has yet to be told."""
+        with self._session() as session:
+            row = session.get(Receivable, customer_id)
+            if row is None:
+                row = Receivable(customer_id=customer_id)
+                session.add(row)
+            row.figures, row.open_invoices, row.computed_at, row.pending = dict(figures), open_invoices, self.clock(), pending
+
+    def drop_receivables(self, customer_ids: Iterable[str]) -> None:
+        gone = list(customer_ids)
+        with self._session() as session:
+            session.execute(delete(Receivable).where(Receivable.customer_id.in_(gone)))
+
+    def receivables_due(self, every: timedelta) -> list[str]:
+        """Customers with open invoices whose figures were read `every` ago or longer (aging moves with time)."""
+        with self._session() as session:
+            query = select(Receivable.customer_id).where(Receivable.open_invoices > 0,
+                                                         Receivable.computed_at <= self.clock() - every)
+            return list(session.scalars(query.order_by(Receivable.computed_at)))
+
+    def receivables_to_write(self, flows: Sequence[str]) -> list[Target]:
+        """Customers linked in one of `flows` whose Keap record has yet to be told: figures not written yet, or
+        written to another record (the link appeared or moved since)."""
+        on_link = and_(Link.invoiced_id == Receivable.customer_id, Link.status == LinkStatus.ACTIVE, Link.flow.in_(flows))
+        stale = or_(Receivable.pending.is_(True), Receivable.written_flow.is_(None), Receivable.written_flow != Link.flow,
+                    Receivable.written_keap_id != Link.keap_id)
+        with self._session() as session:
+            rows = session.execute(select(Receivable, Link.flow, Link.keap_id).join(Link, on_link).where(stale)
+                                   .order_by(Receivable.customer_id))
+            return [Target(row, flow, keap_id) for row, flow, keap_id in rows]
+
+    def mark_written(self, customer_id: str, flow: str, keap_id: str, values: Mapping[str, Any],
+                     tagged: bool | None, *, done: bool) -> None:
+        """What the customer's Keap record holds now; `done`: everything wanted went through (no longer pending)."""
+        with self._session() as session:
+            row = session.get(Receivable, customer_id)
+            if row is None:
+                return
+            row.written_flow, row.written_keap_id, row.written, row.tagged = flow, keap_id, dict(values), tagged
+            row.written_at, row.pending = self.clock(), not done
+
+    def resolve_operation_failures(self, flow: str, record_id: str, operation: str) -> None:
+        """Resolve the Keap record's open failures of one operation (the others stay open)."""
+        with self._session() as session:
+            session.execute(update(Failure).where(Failure.flow == flow, Failure.side == "keap", Failure.record_id == record_id,
+                                                  Failure.operation == operation, Failure.resolved_at.is_(None))
+                            .values(resolved_at=self.clock()))
