@@ -42,6 +42,7 @@ from invoiced_keap.state.models import AuditEntry, ConflictRow, Failure, Link, L
 from invoiced_keap.state.views import explain_view, search_links, status_view
 from invoiced_keap.server.quota import QuotaWatchingPacer
 from invoiced_keap.server.service import Service
+from invoiced_keap.engine.changes import ParentTwins
 from invoiced_keap.verify import FlowCheck, Listings, check_flow, read_listings, repair, stored
 
 
@@ -497,11 +498,12 @@ def _check_flows(session: Session, chosen: dict[str, Flow]) -> list[FlowCheck]:
     settings = session.settings()
     with session.store() as store:
         state = {name: stored(store, name) for name in chosen}
+        parents = {name: ParentTwins.load(store, item.parent) for name, item in chosen.items() if item.parent}
 
     async def read() -> Listings:
         async with open_invoiced(settings) as invoiced, open_keap(settings) as keap:
             with console.progress_bars() as bars:
-                return await read_listings(invoiced, keap, chosen.values(), bars)
+                return await read_listings(invoiced, keap, chosen.values(), bars, parents)
 
     listings = asyncio.run(read())
     return [

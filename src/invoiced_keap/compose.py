@@ -40,7 +40,7 @@ class CannotConnect(Exception):
 def sync_options(settings: Settings, *, allow_mass_change: bool = False) -> SyncOptions:
     """The engine's options: every catalogued flow as configured (a pass picks its flows), the breaker."""
     return SyncOptions(settings.profile, settings.flow, settings.breaker, allow_mass_change=allow_mass_change,
-                       keap_currency=settings.keap_currency)
+                       keap_currency=settings.keap_currency, receivables=settings.receivables)
 
 
 def selected_flows(settings: Settings, names: Sequence[str] = ()) -> dict[str, Flow]:

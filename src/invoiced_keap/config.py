@@ -43,7 +43,8 @@ from invoiced_keap.connectors.keap_auth import AUTHORIZE_URL, DEFAULT_TOKEN_URL
 from invoiced_keap.connectors.pacing import INVOICED_LIMITS, KEAP_OAUTH_LIMITS, KEAP_PAT_LIMITS, RateLimits
 from invoiced_keap.engine.options import Breaker, DeletesPolicy, FlowOptions, SyncOptions
 from invoiced_keap.engine.plan import PolicyName
-from invoiced_keap.flows import CATALOGUE, PROFILES, Side
+from invoiced_keap.engine.receivables import ReceivablesOptions
+from invoiced_keap.flows import CATALOGUE, PROFILES, Side, profile_flows
 from invoiced_keap.mapping import currency_code
 
 DEFAULT_CONFIG_FILE = Path("invoiced-keap.toml")
@@ -148,7 +149,7 @@ class Settings(BaseSettings):
 
     profile: ProfileName = "default"
     keap_currency: Annotated[str, AfterValidator(currency_code)] = "USD"
-    flows: list[FlowName] = Field(default_factory=lambda: list(CATALOGUE))
+    flows: list[FlowName] = Field(default_factory=lambda: profile_flows("default"))  # unset: the profile's
     create_in_invoiced: list[FlowName] = Field(default_factory=list)
     conflicts: PolicyName = "newest"
     priority: Side = "invoiced"
@@ -157,6 +158,7 @@ class Settings(BaseSettings):
     breaker: Breaker = Breaker()
     rate_limits: RateLimitSettings = RateLimitSettings()
     schedule: Schedule = Schedule()
+    receivables: ReceivablesOptions = ReceivablesOptions()
 
     @classmethod
     def settings_customise_sources(
@@ -191,6 +193,14 @@ class Settings(BaseSettings):
         if "://" not in value:
             raise ValueError("expected a SQLAlchemy URL such as sqlite:///invoiced-keap.db or postgresql://user@host/db")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flows_of_the_profile(cls, data: Any) -> Any:
+        """Without `flows`, the profile's (`flows.profile_flows`)."""
+        if isinstance(data, dict) and "flows" not in data and data.get("profile", "default") in PROFILES:
+            return {**data, "flows": profile_flows(data.get("profile", "default"))}
+        return data
 
     @field_validator("flows")
     @classmethod

@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Literal, Mapping, NamedTuple, Sequence
 
 from invoiced_keap import mapping
-from invoiced_keap.connectors.invoiced import CUSTOMER, ITEM, Resource
+from invoiced_keap.connectors.invoiced import CONTACT, CUSTOMER, ITEM, Resource
 from invoiced_keap.connectors.keap import COMPANIES, CONTACTS, PRODUCTS, KeapObject
 from invoiced_keap.keys import MatchKey, contact_identity, email_key, emails_key, name_key, sku_key
 from invoiced_keap.mapping import KeapPlace, Mapped, Record, Side
@@ -78,7 +78,9 @@ class FieldRule:
     """One field group: a set of Invoiced fields <-> a set of top-level Keap fields.
 
     `required` marks a value that neither system accepts empty (names): a clear is never written,
-    it is reported instead. `blank` says when a value is empty for "an empty value never wins".
+    it is reported instead. `blank` says when a value is empty for "an empty value never wins". `one_way`
+    names the only side the value comes from (it wins every merge and conflict); the other side's edits of it
+    are noted as lossy carries and never written back.
     """
 
     name: str
@@ -92,6 +94,8 @@ class FieldRule:
     blank: Callable[[Value], bool] = is_blank
     parts: Callable[[Value], dict[str, Value]] = whole
     join: Callable[[Mapping[str, Value]], Value] = from_parts
+    one_way: Side | None = None
+    one_way_reason: str = ""
 
     def value(self, side: Side, record: Record) -> Value:
         return self.invoiced_value(record) if side == "invoiced" else self.keap_value(record)
@@ -190,6 +194,27 @@ def person_name_rule() -> FieldRule:
     )
 
 
+def parent_rule(name: str, parent_field: str, keap_field: str, reason: str) -> FieldRule:
+    """The Keap record a record hangs under (a contact's `company`) <- the Keap twin of its Invoiced parent (the
+    `parent_field` the engine adds from the parent flow's link, `ParentLink`). One way: the Invoiced parent is
+    set on create and never changes, so a Keap user's move or detach is noted (`reason`), not carried back."""
+
+    def keap_id(record: Record) -> Value:
+        return mapping.text(str((record.get(keap_field) or {}).get("id") or "")) if record.get(keap_field) else None
+
+    return FieldRule(
+        name=name,
+        invoiced_fields=(parent_field,),
+        keap_fields=(keap_field,),
+        invoiced_value=lambda record: mapping.text(record.get(parent_field)),
+        keap_value=keap_id,
+        invoiced_write=lambda value, _: Mapped({}),
+        keap_write=lambda value, _: Mapped({keap_field: {"id": value} if value else None}),
+        one_way="invoiced",
+        one_way_reason=reason,
+    )
+
+
 # --- create-only fields ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -240,6 +265,21 @@ class KeapNeeds(NamedTuple):
 
 
 @dataclass(frozen=True)
+class ParentLink:
+    """A flow whose Invoiced records live under records of another flow (a company customer's contacts): the
+    parent `flow`, the field of a child that names its Invoiced parent (`invoiced_parent`) and of a Keap child
+    that names its Keap parent (`keap_parent`, an `{id}` object), and the fields the engine adds to each child
+    from the parent flow's links: the Keap twin of the Invoiced parent (`keap_twin`), the Invoiced twin of the
+    Keap parent (`invoiced_twin`)."""
+
+    flow: str
+    invoiced_parent: str
+    keap_parent: str
+    keap_twin: str
+    invoiced_twin: str
+
+
+@dataclass(frozen=True)
 class Flow:
     """One flow, declared (see the module docstring). `adoption_keys` find, besides the match keys, the twin a
     create cut short may have made (`match.decide(adopting=True)`); `metadata_key` is the Invoiced metadata key
@@ -248,7 +288,10 @@ class Flow:
     `keap_needs`: what a Keap create needs (Keap's documented rules); a create without it is refused before it
     is sent (`keap_refusal`). `create_rules`: the rules a Keap create carries even where the flow syncs none
     of them (`create_only_rules`: a link-only profile still makes a twin Keap accepts and a person recognises);
-    `keap_create` / `invoiced_create`: the create-only extras of each target side."""
+    `keap_create` / `invoiced_create`: the create-only extras of each target side. `parent`: the flow whose
+    links a nested flow's records hang under (`ParentLink`). `keap_belongs`: which unlinked Keap records of
+    the object are the flow's to match or create from (two flows may share a Keap object), read with
+    `keap_belongs_fields`."""
 
     name: str
     invoiced: Resource
@@ -262,6 +305,9 @@ class Flow:
     keap_create: CreateExtras = CreateExtras()
     invoiced_create: CreateExtras = CreateExtras()
     keap_needs: KeapNeeds | None = None
+    parent: ParentLink | None = None
+    keap_belongs: Callable[[Record], bool] = lambda _: True
+    keap_belongs_fields: tuple[str, ...] = ()
 
     def keap_refusal(self, body: Record) -> str | None:
         """Keap's own refusal of a create `body` that has none of the `keap_needs` fields, or None."""
@@ -294,10 +340,11 @@ class Flow:
         """The Keap fields a read asks for: every field a rule or key uses, and the update time."""
         used = {name for rule in self.rules for name in rule.keap_fields}
         used |= {name for key in (*self.match_keys, *self.adoption_keys) for name in key.keap_fields}
-        return tuple(sorted(used | {"update_time"}))
+        return tuple(sorted(used | set(self.keap_belongs_fields) | {"update_time"}))
 
-    def mark(self, stream: Literal["invoiced", "events", "keap"]) -> str:
-        """The watermark name of one of the flow's reads: `companies.invoiced`, `companies.events`, `companies.keap`."""
+    def mark(self, stream: Literal["invoiced", "events", "keap", "parents"]) -> str:
+        """The watermark name of one of the flow's reads: `companies.invoiced`, `companies.events`, `companies.keap`;
+        a nested flow's `<flow>.parents`: the newest parent link whose children it has read."""
         return f"{self.name}.{stream}"
 
     def check(self) -> None:
@@ -340,6 +387,15 @@ CONTACT_EMAIL_RULE = place_text_rule("email", "email", CONTACT_EMAIL, "email", m
 CONTACT_PHONE_RULE = place_text_rule("phone", "phone", CONTACT_PHONE, "number", mapping.PHONE1_LIMIT)
 PRODUCT_NAME = text_rule("name", "name", "name", required=True)
 CONTACT_ADDRESS_RULE = address_rule(CONTACT_ADDRESS)
+COMPANY_OF_CONTACT = ParentLink("companies", invoiced_parent="customer", keap_parent="company",
+                                keap_twin="keap_company_id", invoiced_twin="invoiced_customer_id")
+CONTACT_COMPANY_RULE = parent_rule(
+    "company", COMPANY_OF_CONTACT.keap_twin, COMPANY_OF_CONTACT.keap_parent,
+    "an Invoiced contact cannot move to another customer; the Keap contact's company was changed in Keap and is left so")
+
+
+def _keap_parent(contact: Record) -> str | None:
+    return str((contact.get("company") or {}).get("id") or "") or None
 
 CATALOGUE: dict[str, Flow] = {
     "companies": Flow(
@@ -375,6 +431,8 @@ CATALOGUE: dict[str, Flow] = {
         match_keys=(emails_key("email", "email", "email_addresses"),),
         adoption_keys=(contact_identity("name+phone", CONTACT_NAME, CONTACT_PHONE_RULE),
                        contact_identity("name+street", CONTACT_NAME, CONTACT_ADDRESS_RULE)),
+        keap_belongs=lambda contact: not _keap_parent(contact),  # a Keap contact of a company is a company's person
+        keap_belongs_fields=("company",),
     ),
     "products": Flow(
         name="products", invoiced=ITEM, keap=PRODUCTS, metadata_key=None,  # the item id travels as the sku
@@ -389,12 +447,42 @@ CATALOGUE: dict[str, Flow] = {
         ),
         match_keys=(sku_key(), name_key("name", "name", "name")),
     ),
+    "company_contacts": Flow(
+        name="company_contacts", invoiced=CONTACT, keap=CONTACTS, metadata_key=None,  # Invoiced contacts have no metadata
+        belongs=lambda contact: bool(contact.get(COMPANY_OF_CONTACT.keap_twin)),  # under a customer with a Keap company
+        parent=COMPANY_OF_CONTACT,
+        invoiced_create=CreateExtras(frozenset({"customer"}), lambda contact: Mapped(
+            {"customer": contact[COMPANY_OF_CONTACT.invoiced_twin]} if contact.get(COMPANY_OF_CONTACT.invoiced_twin) else {})),
+        keap_needs=KeapNeeds(("email_addresses", "phone_numbers", "addresses"),
+                             "Contact must contain at least one email address, phone number or address"),
+        create_rules=(CONTACT_NAME, CONTACT_EMAIL_RULE, CONTACT_PHONE_RULE, CONTACT_COMPANY_RULE),
+        rules=(
+            CONTACT_NAME,
+            CONTACT_EMAIL_RULE,
+            CONTACT_PHONE_RULE,
+            text_rule("title", "title", "job_title"),
+            CONTACT_ADDRESS_RULE,
+            CONTACT_COMPANY_RULE,
+        ),
+        match_keys=(emails_key("email", "email", "email_addresses"),),
+        adoption_keys=(contact_identity("name+phone", CONTACT_NAME, CONTACT_PHONE_RULE),
+                       contact_identity("name+street", CONTACT_NAME, CONTACT_ADDRESS_RULE)),
+        keap_belongs=lambda contact: bool(_keap_parent(contact)),
+        keap_belongs_fields=("company",),
+    ),
 }
 
 PROFILES: dict[str, dict[str, tuple[str, ...]]] = {
     "spec": {"companies": ("name",), "contacts": (), "products": ("name", "description")},
     "default": {name: tuple(rule.name for rule in flow.rules) for name, flow in CATALOGUE.items()},
 }
+"""A profile's rules per flow; the flows it names are the ones it runs unless `flows` is configured (a flow it
+leaves out, configured on, syncs its catalogue rules)."""
+
+
+def profile_flows(profile: str) -> list[str]:
+    """The flows a profile runs by default, in catalogue order (`spec` leaves out `company_contacts`)."""
+    return [name for name in CATALOGUE if name in PROFILES[profile]]
 
 RuleSpec = str | Mapping[str, object]
 Overrides = Mapping[str, Mapping[str, Sequence[RuleSpec]]]
@@ -441,7 +529,7 @@ def build_flows(profile: str = "default", overrides: Overrides | None = None, ke
     flows = {}
     for name, flow in CATALOGUE.items():
         override = overrides.get(name, {})
-        rules = [flow.rule(rule_name) for rule_name in PROFILES[profile].get(name, ())]
+        rules = [flow.rule(rule_name) for rule_name in PROFILES[profile].get(name, PROFILES["default"][name])]
         rules += [_rule_from_config(flow, spec) for spec in override.get("add", ())]
         dropped = set(override.get("drop", ()))
         rules = [rule for rule in rules if rule.name not in dropped]

@@ -21,12 +21,13 @@ default), which a normal pass never sees, as neither side is dirty.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from invoiced_keap.connectors.invoiced import InvoicedConnector
 from invoiced_keap.connectors.keap import KeapConnector
+from invoiced_keap.engine.changes import ParentTwins, every_record
 from invoiced_keap.engine.plan import LinkShadows, disagreements
 from invoiced_keap.engine.report import RunReport
 from invoiced_keap.engine.run import Syncer
@@ -202,7 +203,8 @@ def check_flow(
         without_twin=[record_id for record_id in unlinked if record_id not in state.dismissed],
         dismissed={record_id: state.dismissed[record_id] for record_id in unlinked if record_id in state.dismissed},
         gone=gone,
-        keap_unlinked=sorted(set(keap) - linked_keap, key=_id_order),
+        keap_unlinked=sorted((keap_id for keap_id, record in keap.items() if keap_id not in linked_keap and flow.keap_belongs(record)),
+                             key=_id_order),
         keap_unlinked_matter=keap_unlinked_matter,
     )
 
@@ -220,8 +222,9 @@ def _id_order(record_id: str) -> tuple[int, str]:
 
 @dataclass(frozen=True)
 class Listings:
-    """Everything verify reads: every Invoiced record of each resource the flows use (by resource name) and
-    the Keap records of each flow (with the fields its rules and keys read)."""
+    """Everything verify reads: every Invoiced record of each resource the flows use (by resource name; a nested
+    flow's under every linked parent, `changes.every_record`) and the Keap records of each flow (with the fields
+    its rules and keys read; a nested flow's with their parent's Invoiced twin)."""
 
     invoiced: dict[str, list[Record]]
     keap: dict[str, list[Record]]
@@ -234,10 +237,18 @@ class Listings:
 
 
 async def read_listings(
-    invoiced: InvoicedConnector, keap: KeapConnector, flows: Iterable[Flow], progress: Progress = lambda *_: None
+    invoiced: InvoicedConnector, keap: KeapConnector, flows: Iterable[Flow], progress: Progress = lambda *_: None,
+    parents: Mapping[str, ParentTwins] | None = None,
 ) -> Listings:
-    """One full listing per Invoiced resource and per flow's Keap object, read concurrently."""
+    """One full listing per Invoiced resource and per flow's Keap object, read concurrently; `parents`: each nested
+    flow's parent links (`changes.ParentTwins`)."""
     flows = list(flows)
+    parents = parents or {}
+
+    async def keap_records(flow: Flow) -> AsyncIterator[Record]:
+        twins = parents.get(flow.name)
+        async for record in keap.list_all(flow.keap, fields=flow.keap_fields):
+            yield twins.of("keap", record) if twins else record
 
     async def collect(name: str, records: AsyncIterator[Record]) -> list[Record]:
         collected = []
@@ -246,10 +257,11 @@ async def read_listings(
             progress(name, len(collected))
         return collected
 
-    resources = {flow.invoiced.name: flow.invoiced for flow in flows}
+    resources = {flow.invoiced.name: flow for flow in flows}
     tasks = {
-        **{f"invoiced {name}": collect(f"Invoiced {name}s", invoiced.all(resource)) for name, resource in resources.items()},
-        **{f"keap {flow.name}": collect(f"Keap {flow.name}", keap.list_all(flow.keap, fields=flow.keap_fields)) for flow in flows},
+        **{f"invoiced {name}": collect(f"Invoiced {name}s", every_record(invoiced, flow, parents.get(flow.name)))
+           for name, flow in resources.items()},
+        **{f"keap {flow.name}": collect(f"Keap {flow.name}", keap_records(flow)) for flow in flows},
     }
     results = dict(zip(tasks, await asyncio.gather(*tasks.values()), strict=True))
     return Listings(

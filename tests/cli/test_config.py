@@ -23,7 +23,7 @@ def write(directory: Path, text: str) -> Path:
 
 def test_defaults_without_a_file(cli) -> None:
     settings = load_settings()
-    assert list(selected_flows(settings)) == ["companies", "contacts", "products"]
+    assert list(selected_flows(settings)) == ["companies", "contacts", "products", "company_contacts"]
     assert settings.flow["contacts"].policy == Policy("newest", "invoiced", {})
     assert settings.flow["products"].deletes == "unlink"
     assert sync_options(settings).breaker == Breaker()
@@ -95,8 +95,8 @@ add = [{ name = "html", invoiced = "description", keap = "top_html" }]
          "setting flow.companies: rule 'n': keap = 'company_name' is already mapped by rule 'name'"),
         ("[flow.products]\nadd = [{name = 'sku', invoiced = 'id', keap = 'sku'}]\n",
          "setting flow.products.add: invoiced = 'id' is no free-text field of an Invoiced item"),
-        ("[flow.invoices]\ndeletes = 'ignore'\n", "setting flow.invoices.[key]: expected one of companies, contacts, products"),
-        ("flows = ['companies', 'invoices']\n", "setting flows.1: expected one of companies, contacts, products (got 'invoices')"),
+        ("[flow.invoices]\ndeletes = 'ignore'\n", "setting flow.invoices.[key]: expected one of companies, contacts, products, company_contacts"),
+        ("flows = ['companies', 'invoices']\n", "setting flows.1: expected one of companies, contacts, products, company_contacts (got 'invoices')"),
         ("[flow.companies]\ncolour = 'blue'\n", "unknown setting 'flow.companies.colour'"),
         ("[breaker]\nmin_deletes = -1\n", "setting breaker.min_deletes: Input should be greater than or equal to 0"),
         ("[flow.products]\ndeletes = 'shred'\n", "setting flow.products.deletes: Input should be 'unlink', 'propagate' or 'ignore'"),

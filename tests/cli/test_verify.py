@@ -56,7 +56,7 @@ def test_verify_reports_drift_orphans_and_gone_links(connected, invoiced, keap) 
     assert result.exit_code == 2, result.stderr
     report = json.loads(result.stdout)
     assert report["agrees"] is False
-    companies, contacts, products = report["flows"]
+    companies, contacts, products, people_of_companies = report["flows"]
     assert companies["linked_pairs"] == 2
     assert companies["agreeing_pairs_by_rule"] == {"name": 1, "email": 2, "phone": 2, "address": 2}
     assert companies["drifted"] == [{
@@ -68,6 +68,7 @@ def test_verify_reports_drift_orphans_and_gone_links(connected, invoiced, keap) 
     assert companies["keap_unlinked"] == [str(keap_ids["companies"][2])]
     assert contacts["agrees"] is True and contacts["linked_pairs"] == 1
     assert products["agrees"] is True and products["agreeing_pairs_by_rule"] == {"name": 1, "description": 1}
+    assert people_of_companies["agrees"] is True and people_of_companies["linked_pairs"] == 0
 
 
 def test_verify_reads_in_bulk_and_exits_0_when_the_chosen_flows_agree(connected, invoiced, keap) -> None:

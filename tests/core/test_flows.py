@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from invoiced_keap.connectors.invoiced import CUSTOMER, ITEM
-from invoiced_keap.flows import CATALOGUE, FieldRule, build_flows, flow_of
+from invoiced_keap.flows import CATALOGUE, FieldRule, build_flows, flow_of, profile_flows
 from invoiced_keap.mapping import Mapped, Record
 
 
@@ -38,18 +38,24 @@ def rule_names(profile: str, overrides: dict | None = None) -> dict[str, list[st
     return {name: [rule.name for rule in flow.rules] for name, flow in build_flows(profile, overrides).items()}
 
 
+PEOPLE_OF_COMPANIES = ["name", "email", "phone", "title", "address", "company"]
+
+
 def test_profiles() -> None:
-    assert rule_names("spec") == {"companies": ["name"], "contacts": [], "products": ["name", "description"]}
+    assert rule_names("spec") == {"companies": ["name"], "contacts": [], "products": ["name", "description"],
+                                  "company_contacts": PEOPLE_OF_COMPANIES}  # built if configured on; not run by default
+    assert profile_flows("spec") == ["companies", "contacts", "products"]
     assert rule_names("default") == {"companies": ["name", "email", "phone", "address"],
                                      "contacts": ["name", "email", "phone", "address"],
-                                     "products": ["name", "description"]}
+                                     "products": ["name", "description"], "company_contacts": PEOPLE_OF_COMPANIES}
+    assert profile_flows("default") == ["companies", "contacts", "products", "company_contacts"]
 
 
 def test_configuration_adds_and_drops_rules() -> None:
     overrides = {"companies": {"drop": ["phone"], "add": [{"name": "website", "invoiced": "attention_to", "keap": "website"}]},
                  "contacts": {"add": ["email"]}}
     assert rule_names("spec", overrides) == {"companies": ["name", "website"], "contacts": ["email"],
-                                             "products": ["name", "description"]}
+                                             "products": ["name", "description"], "company_contacts": PEOPLE_OF_COMPANIES}
     website = build_flows("spec", overrides)["companies"].rule("website")
     assert to_keap(website, {"attention_to": " acme.example "}).fields == {"website": "acme.example"}
 

@@ -73,7 +73,8 @@ async def test_initial_sync_links_existing_keap_records_instead_of_creating(worl
 
     report = await world.sync()
 
-    assert {flow: r.counts["linked"] for flow, r in report.flows.items()} == {"companies": 1, "contacts": 1, "products": 1}
+    assert {flow: r.counts["linked"] for flow, r in report.flows.items()} == {"companies": 1, "contacts": 1, "products": 1,
+                                                                                        "company_contacts": 0}
     assert [len(world.keap_records(c)) for c in ("companies", "contacts", "products")] == [1, 1, 1]
     [company] = world.keap_records("companies")
     assert company["company_name"] == "Acme, Inc."  # both had a name: Invoiced wins on a first link

@@ -16,6 +16,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import httpx
 
@@ -63,7 +64,8 @@ class Resource:
     records created mid-read land on later pages, so offset paging skips none), the incremental listing
     (`updated_after` filterable, or else `newest_first` with paging stopped at the watermark), how a
     delete shows: `removed_by` (the record id an event of the shared event listing says is gone) or an
-    `archived` listing, and
+    `archived` listing, `parent`: the field naming the record a nested resource lives under (its path has
+    `{parent}`; `record_path`, `as_read`), and
     `text_fields`: the writable fields it takes as free text (no format, enum, reference or object: what a
     configured `add` rule may map; API.md sections 2 and 3)."""
 
@@ -75,6 +77,21 @@ class Resource:
     newest_first: bool = False
     removed_by: Callable[[Record], str | None] | None = None
     archived: Stream | None = None
+    parent: str | None = None
+
+    def record_path(self, record_id: int | str) -> tuple[str, dict[str, str]]:
+        """The path template of one record and its values. A nested resource's record ids are `parent/id`."""
+        if self.parent is None:
+            return f"{self.path}/{{id}}", {"id": str(record_id)}
+        parent, _, own = str(record_id).partition("/")
+        return f"{self.path}/{{id}}", {"parent": parent, "id": own}
+
+    def as_read(self, record: Record) -> Record:
+        """A record as the engine takes it: a nested one's id made `parent/id` (its own id is unique only under
+        its parent in the API's paths)."""
+        if self.parent is None:
+            return record
+        return {**record, "id": f"{record[self.parent]}/{record['id']}"}
 
 
 # `id` breaks ties within Invoiced's 1-second timestamps, so page boundaries are stable.
@@ -97,10 +114,29 @@ ITEM = Resource(
 )
 
 
+# A customer's people. The API lists them per customer only; `customer` is set on create and never changes (the
+# server's Contact model), so `customer/id` names a contact for its life. They carry no metadata.
+CONTACT = Resource(
+    "contact", "/customers/{parent}/contacts",
+    listing=Stream("/customers/{parent}/contacts", {"sort": "id asc"}),
+    changes=Stream("/customers/{parent}/contacts", {"sort": "id asc"}),
+    text_fields=frozenset({"name", "title", "phone", "department", "address1", "address2", "city", "state", "postal_code"}),
+    removed_by=lambda event: (f"{contact_parent(event)}/{event['data']['object']['id']}"
+                              if event["type"] == "contact.deleted" else None),
+    parent="customer",
+)
 EVENTS = Stream("/events")  # newest first (id desc), API.md section 6
 # Open: issued (no draft), unpaid and not closed (a paid invoice is closed too); `filter[...]` takes 1/0 for booleans
 OPEN_INVOICES = Stream("/invoices", {"filter[draft]": 0, "filter[paid]": 0, "filter[closed]": 0, "sort": "id asc"})
 LATEST_PAYMENT = Stream("/payments", {"filter[voided]": 0, "sort": "date desc,id desc", "per_page": 1})
+
+
+def contact_parent(event: Record) -> str | None:
+    """The customer a contact event is about (the contact's `customer`: an id, or the customer embedded)."""
+    if not event["type"].startswith("contact."):
+        return None
+    customer = event["data"]["object"].get("customer")
+    return str(customer["id"] if isinstance(customer, Mapping) else customer)
 
 
 @dataclass(frozen=True)
@@ -305,9 +341,16 @@ class InvoicedConnector(AsyncClosing):
         found.reverse()
         return EventBatch(found, found[-1]["id"] if found else after_event_id)
 
+    def children(self, resource: Resource, parent_id: str) -> AsyncIterator[Record]:
+        """Every record of a nested resource under one parent (a customer's contacts), ids made `parent/id`."""
+        assert resource.parent is not None, f"{resource.name}s are not nested"
+        stream = Stream(resource.listing.path.format(parent=quote(parent_id, safe="")), resource.listing.query)
+        return (resource.as_read(record) async for record in self.read(stream))
+
     async def get(self, resource: Resource, record_id: int | str) -> Record:
-        response = await self.api.request("GET", f"{resource.path}/{{id}}", path_params={"id": record_id})
-        return dict(response.json())
+        path, values = resource.record_path(record_id)
+        response = await self.api.request("GET", path, path_params=values)
+        return resource.as_read(dict(response.json()))
 
     def open_invoices(self, customer_id: int | str | None = None) -> AsyncGenerator[Page, None]:
         """The pages of open invoices of one customer (100 a page), or of the whole account (None); each page's
@@ -325,29 +368,30 @@ class InvoicedConnector(AsyncClosing):
     async def create(self, resource: Resource, body: Record, *, idempotency_key: str | None = None) -> Record:
         """Create a record. Pass a key derived from the persisted intent so a retry after a crash is replayed
         by Invoiced (for 24 h) instead of making a twin; without one, a fresh key still covers in-call retries."""
+        path, values = resource.path, {}
+        if resource.parent is not None:
+            values = {"parent": str(body[resource.parent])}
         response = await self.api.request(
-            "POST", resource.path, json=body, idempotency_key=idempotency_key or new_idempotency_key()
+            "POST", path, path_params=values or None, json=body, idempotency_key=idempotency_key or new_idempotency_key()
         )
-        return dict(response.json())
+        return resource.as_read(dict(response.json()))
 
     async def update(
         self, resource: Resource, record_id: int | str, changes: Record, *, idempotency_key: str | None = None
     ) -> Record:
         """PATCH the given fields (a partial update, except `metadata`, which is replaced whole)."""
+        path, values = resource.record_path(record_id)
         response = await self.api.request(
-            "PATCH",
-            f"{resource.path}/{{id}}",
-            path_params={"id": record_id},
-            json=changes,
-            idempotency_key=idempotency_key or new_idempotency_key(),
+            "PATCH", path, path_params=values, json=changes, idempotency_key=idempotency_key or new_idempotency_key()
         )
-        return dict(response.json())
+        return resource.as_read(dict(response.json()))
 
     async def delete(self, resource: Resource, record_id: int | str) -> bool:
         """True when this call deleted the record, False when it was already gone (e.g. the first attempt of a
         retried DELETE went through). Invoiced refuses idempotency keys on DELETE; none is needed."""
         try:
-            await self.api.request("DELETE", f"{resource.path}/{{id}}", path_params={"id": record_id})
+            path, values = resource.record_path(record_id)
+            await self.api.request("DELETE", path, path_params=values)
         except NotFound:
             return False
         return True

@@ -21,17 +21,18 @@ poll (changes) or reconcile (deletes). No watermark moves: polling stays the saf
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
 from invoiced_keap.connectors.errors import NotFound
-from invoiced_keap.connectors.invoiced import InvoicedConnector, Resource, UpdatedWatermark
-from invoiced_keap.connectors.keap import KeapConnector
+from invoiced_keap.connectors.invoiced import InvoicedConnector, Resource, UpdatedWatermark, contact_parent
+from invoiced_keap.connectors.keap import KeapConnector, updated_at
 from invoiced_keap.engine.report import Progress, ProgressHook, no_progress
 from invoiced_keap.engine.spool import RecordSpool
-from invoiced_keap.flows import Flow, flow_of
+from invoiced_keap.flows import Flow, ParentLink, Side, flow_of
 from invoiced_keap.mapping import Record
 from invoiced_keap.state import Store
 
@@ -39,6 +40,29 @@ READ_NOTE_EVERY = 100
 GETS_PER_READ = 50
 """At most this many linked Keap ids a bulk read did not return are checked by GET per `read_ids`."""
 GETS_IN_FLIGHT = 4
+
+
+@dataclass(frozen=True)
+class ParentTwins:
+    """A nested flow's parent links both ways (`flows.ParentLink`: a contact's customer and its Keap company),
+    loaded once per pass, and what it adds to the flow's records: the Keap twin of an Invoiced record's parent,
+    the Invoiced twin of a Keap record's parent (None where the parent is not linked)."""
+
+    link: ParentLink
+    keap_of: Mapping[str, str]  # Invoiced parent id -> Keap parent id
+    invoiced_of: Mapping[str, str]
+
+    @classmethod
+    def load(cls, store: Store, link: ParentLink) -> ParentTwins:
+        keap_of = store.active_link_ids(link.flow)
+        return cls(link, keap_of, {keap_id: invoiced_id for invoiced_id, keap_id in keap_of.items()})
+
+    def of(self, side: Side, record: Record) -> Record:
+        """`record` with its parent's twin added (`keap_twin` on an Invoiced record, `invoiced_twin` on a Keap one)."""
+        if side == "invoiced":
+            return {**record, self.link.keap_twin: self.keap_of.get(str(record.get(self.link.invoiced_parent)))}
+        parent = str((record.get(self.link.keap_parent) or {}).get("id") or "")
+        return {**record, self.link.invoiced_twin: self.invoiced_of.get(parent)}
 
 
 @dataclass
@@ -57,6 +81,8 @@ class FlowChanges:
     keap_full: bool = False
     watermarks: dict[str, str] = field(default_factory=dict)
     listing: RecordSpool | None = None  # a full Keap listing the planner read to match against (`spool_listing`)
+    parents: ParentTwins | None = None  # a nested flow's parent links (`read_children`, `read_ids`)
+    removal_reasons: dict[str, str] = field(default_factory=dict)  # why, where a removal is not a delete event
 
     @classmethod
     def spooled(cls, flow: str) -> FlowChanges:
@@ -107,16 +133,21 @@ async def read_changes(
     changes = {flow.name: FlowChanges.spooled(flow.name) for flow in flows}
     by_resource: dict[str, list[Flow]] = {}
     for flow in flows:
-        by_resource.setdefault(flow.invoiced.name, []).append(flow)
+        if flow.parent is None:  # a nested flow's records are read once its parent flow is done (`read_children`)
+            by_resource.setdefault(flow.invoiced.name, []).append(flow)
     try:
         if events is None:
             events = await read_events(store, invoiced, event_marks(flows))
         _take_events(store, flows, events, changes)
         for sharing in by_resource.values():
             await _read_invoiced(store, invoiced, sharing[0].invoiced, sharing, changes, progress)
+        by_object: dict[str, list[Flow]] = {}
         for flow in flows if read_keap else ():
-            await _read_keap(store, keap, flow, changes[flow.name])
-            progress(Progress(flow.name, f"read keap {flow.keap.name}", len(changes[flow.name].keap)))
+            by_object.setdefault(flow.keap.name, []).append(flow)
+        for sharing in by_object.values():
+            await _read_keap(store, keap, sharing, changes)
+            for flow in sharing:
+                progress(Progress(flow.name, f"read keap {flow.keap.name}", len(changes[flow.name].keap)))
     except BaseException:
         for flow_changes in changes.values():
             flow_changes.close()
@@ -197,20 +228,84 @@ def _take_events(store: Store, flows: Sequence[Flow], events: PassEvents, change
             changes[flow.name].watermarks[flow.mark("events")] = mark
 
 
-async def _read_keap(store: Store, keap: KeapConnector, flow: Flow, target: FlowChanges) -> None:
-    text = store.get_watermark(flow.mark("keap"))
-    read = await keap.changes(flow.keap, datetime.fromisoformat(text) if text else None, fields=flow.keap_fields,
-                              into=target.keap)
-    target.keap_full = text is None
-    if read.watermark is not None:
-        target.watermarks[flow.mark("keap")] = read.watermark.isoformat()
+async def _read_keap(store: Store, keap: KeapConnector, sharing: list[Flow], changes: dict[str, FlowChanges]) -> None:
+    """One incremental read of a Keap object for every flow on it (contacts: people and the people of companies),
+    from the oldest of their marks with the fields of all; each flow takes what its own mark does not cover."""
+    marks = {flow.name: store.get_watermark(flow.mark("keap")) for flow in sharing}
+    since = {name: datetime.fromisoformat(text) if text else None for name, text in marks.items()}
+    earliest = None if None in since.values() else min(moment for moment in since.values() if moment is not None)
+    fields = sorted({name for flow in sharing for name in flow.keap_fields})
+    only = changes[sharing[0].name] if len(sharing) == 1 else None
+    with nullcontext(only.keap) if only else RecordSpool() as records:
+        read = await keap.changes(sharing[0].keap, earliest, fields=fields, into=records)
+        for flow in sharing if only is None else ():
+            own = since[flow.name]
+            for record_id, record in records.items():
+                if own is None or (updated_at(record) or own) >= own:
+                    changes[flow.name].keap[record_id] = record
+    for flow in sharing:
+        changes[flow.name].keap_full = marks[flow.name] is None
+        reached = max(filter(None, (read.watermark, since[flow.name])), default=None)
+        if reached is not None:
+            changes[flow.name].watermarks[flow.mark("keap")] = reached.isoformat()
 
 
-async def get_record(flow: Flow, invoiced: InvoicedConnector, keap: KeapConnector, side: str, record_id: str) -> Record:
-    """One record of the flow by id, with the Keap fields the flow reads; NotFound when it is gone."""
+async def read_children(store: Store, invoiced: InvoicedConnector, flow: Flow, changes: FlowChanges, events: PassEvents) -> None:
+    """A nested flow's Invoiced records (a company customer's contacts), read once the parent flow's pass is done:
+    the children of every parent an event of the flow's names (`contact.*`), and of every parent linked since the
+    flow's `parents` mark (all of them at first: a customer linked as a company brings its people along). The
+    children of a parent that lost its link (deleted, merged, a person now) are believed removed. Each record
+    gets its parent's Keap twin (`ParentTwins`), the Keap records their parent's Invoiced twin."""
+    link = flow.parent
+    assert link is not None, f"{flow.name} is not nested"
+    twins = changes.parents = ParentTwins.load(store, link)
+    for record_id, record in list(changes.keap.items()):
+        changes.keap[record_id] = twins.of("keap", record)
+    cursor = store.get_watermark(flow.mark("events"))
+    named = {parent for event in events.since(cursor) if (parent := event_parent(event)) is not None}
+    mark = store.get_watermark(flow.mark("parents"))
+    linked_since = store.links_since(link.flow, int(mark) if mark else 0)
+    wanted = sorted({parent for parent in named if parent in twins.keap_of} | {invoiced_id for _, invoiced_id in linked_since},
+                    key=lambda parent: (len(parent), parent))
+    for parent in wanted:
+        async for record in invoiced.children(flow.invoiced, parent):
+            changes.invoiced[str(record["id"])] = twins.of("invoiced", record)
+    orphans = store.links_under(flow.name, [parent for parent in named if parent not in twins.keap_of])
+    for record_id in orphans:
+        changes.removed_invoiced.add(record_id)
+        changes.removal_reasons[record_id] = f"its customer {record_id.partition('/')[0]} has no Keap company any more"
+    newest = max((link_id for link_id, _ in linked_since), default=None)
+    if newest is not None:
+        changes.watermarks[flow.mark("parents")] = str(newest)
+
+
+async def every_record(invoiced: InvoicedConnector, flow: Flow, parents: ParentTwins | None = None) -> AsyncIterator[Record]:
+    """Every live Invoiced record of a flow's resource (`verify`, `relink`): its full listing, or for a nested flow
+    the children of every linked parent (one listing each), with their parent's Keap twin."""
+    if flow.parent is None:
+        async for record in invoiced.all(flow.invoiced):
+            yield record
+        return
+    assert parents is not None, f"{flow.name}: a nested flow's records need its parent links"
+    for parent in sorted(parents.keap_of, key=lambda parent: (len(parent), parent)):
+        async for record in invoiced.children(flow.invoiced, parent):
+            yield parents.of("invoiced", record)
+
+
+def event_parent(event: Record) -> str | None:
+    """The customer an event is about: a contact's customer, or the customer of a customer event."""
+    return contact_parent(event) or (str(event["data"]["object"]["id"]) if event["type"].startswith("customer.") else None)
+
+
+async def get_record(flow: Flow, invoiced: InvoicedConnector, keap: KeapConnector, side: Side, record_id: str,
+                     parents: ParentTwins | None = None) -> Record:
+    """One record of the flow by id, with the Keap fields the flow reads, and its parent's twin for a nested flow
+    (`parents`); NotFound when it is gone."""
     if side == "invoiced":
-        return await invoiced.get(flow.invoiced, record_id)
-    return await keap.get(flow.keap, record_id, fields=flow.keap_fields)
+        record = await invoiced.get(flow.invoiced, record_id)
+    else:
+        record = await keap.get(flow.keap, record_id, fields=flow.keap_fields)
+    return parents.of(side, record) if parents is not None else record
 
 
 async def read_ids(
@@ -229,18 +324,20 @@ async def read_ids(
     `removed_invoiced` are deletes the caller already trusts (a signed Invoiced event). A record another flow
     owns now is left out: the webhook that named it named that flow too. Keap ids: see the module docstring."""
     changes = FlowChanges(flow.name, removed_invoiced={str(record_id) for record_id in removed_invoiced})
+    parents = changes.parents = ParentTwins.load(store, flow.parent) if flow.parent else None
     wanted = sorted({str(record_id) for record_id in invoiced_ids} - changes.removed_invoiced)
-    got = await _get_each(wanted, lambda one: invoiced.get(flow.invoiced, one), should_stop)
+    got = await _get_each(wanted, lambda one: get_record(flow, invoiced, keap, "invoiced", one, parents), should_stop)
     for record_id, record in zip(wanted, got, strict=True):
         if record is None:
             changes.removed_invoiced.add(record_id)
         elif record is not False and flow.belongs(record):
             changes.invoiced[record_id] = record
     wanted = sorted({str(record_id) for record_id in keap_ids})
-    changes.keap.update(await keap.by_ids(flow.keap, wanted, fields=flow.keap_fields))
+    found = await keap.by_ids(flow.keap, wanted, fields=flow.keap_fields)
+    changes.keap.update((record_id, parents.of("keap", record) if parents else record) for record_id, record in found.items())
     linked = store.find_links(flow.name, "keap", [record_id for record_id in wanted if record_id not in changes.keap])
     checked = sorted(linked)[:GETS_PER_READ]
-    got = await _get_each(checked, lambda one: keap.get(flow.keap, one, fields=flow.keap_fields), should_stop)
+    got = await _get_each(checked, lambda one: get_record(flow, invoiced, keap, "keap", one, parents), should_stop)
     changes.keap.update((record_id, record) for record_id, record in zip(checked, got, strict=True)
                         if record is not None and record is not False)
     changes.removed_keap.update(record_id for record_id, record in zip(checked, got, strict=True) if record is None)

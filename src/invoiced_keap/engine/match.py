@@ -6,7 +6,8 @@ email, products by sku (the item id our creates set) then normalised name. The f
 yields candidates decides: exactly one candidate -> `link`; several -> `review` (with the candidate ids;
 nothing is linked or created); none under any key -> `create`. Keap records already linked are not
 candidates, and when two Invoiced records of one batch would link to the same Keap record, both go to
-review instead.
+review instead. A Keap record linked in another flow on the same object (`taken`: a contact linked to a
+person customer, met by a company's person with its email) goes to review, never a second link.
 
 `MatchDecision.key` is the `(kind, normalised value)` that decided, or for a create the first key
 available: the pass stores it with the create intent to adopt a twin found after a crash.
@@ -41,18 +42,22 @@ def _keys(flow: Flow, adopting: bool = True) -> tuple[MatchKey, ...]:
 
 @dataclass(frozen=True)
 class KeapIndex:
-    """Unlinked Keap record ids by match key: `{(kind, normalised value): (keap_id, ...)}`; `ids`: all of them."""
+    """Unlinked Keap record ids by match key: `{(kind, normalised value): (keap_id, ...)}`; `ids`: all of them;
+    `taken`: those linked in another flow on the same Keap object (a match on one goes to review, never links)."""
 
     flow: Flow
     ids_by_key: Mapping[Key, tuple[str, ...]]
     ids: frozenset[str] = frozenset()
+    taken: frozenset[str] = frozenset()
 
     def candidates(self, key: Key) -> tuple[str, ...]:
         return self.ids_by_key.get(key, ())
 
 
-def build_index(flow: Flow, keap_records: Iterable[Record], linked_keap_ids: Iterable[str] = ()) -> KeapIndex:
-    """Index one bulk listing of a flow's Keap records, leaving out those already linked."""
+def build_index(flow: Flow, keap_records: Iterable[Record], linked_keap_ids: Iterable[str] = (),
+                taken: Collection[str] = ()) -> KeapIndex:
+    """Index one bulk listing of a flow's Keap records, leaving out those already linked (in the flow); `taken`
+    are linked in another flow on the object."""
     linked = {str(keap_id) for keap_id in linked_keap_ids}
     ids_by_key: dict[Key, list[str]] = defaultdict(list)
     unlinked: set[str] = set()
@@ -64,7 +69,8 @@ def build_index(flow: Flow, keap_records: Iterable[Record], linked_keap_ids: Ite
         for match_key in _keys(flow):
             for value in dict.fromkeys(match_key.keap_keys(record)):
                 ids_by_key[(match_key.kind, value)].append(keap_id)
-    return KeapIndex(flow, {key: tuple(dict.fromkeys(ids)) for key, ids in ids_by_key.items()}, frozenset(unlinked))
+    return KeapIndex(flow, {key: tuple(dict.fromkeys(ids)) for key, ids in ids_by_key.items()}, frozenset(unlinked),
+                     frozenset(taken) & frozenset(unlinked))
 
 
 @dataclass(frozen=True)
@@ -89,13 +95,13 @@ def decide(index: KeapIndex, invoiced_record: Record, *, adopting: bool = False,
     """Link, review or create for one unlinked Invoiced record (see the module docstring for
     `adopting`, `rejected` and `picked`)."""
     invoiced_id = str(invoiced_record["id"])
-    if picked is not None and picked in index.ids:
+    if picked is not None and picked in index.ids and picked not in index.taken:
         return MatchDecision(invoiced_id, "link", picked, (picked,), ("picked", picked))
     for match_key in _keys(index.flow, adopting):
         for value in match_key.invoiced_keys(invoiced_record):
             key = (match_key.kind, value)
             candidates = tuple(keap_id for keap_id in index.candidates(key) if keap_id not in rejected)
-            if len(candidates) == 1:
+            if len(candidates) == 1 and candidates[0] not in index.taken:
                 return MatchDecision(invoiced_id, "link", candidates[0], candidates, key)
             if candidates:
                 return MatchDecision(invoiced_id, "review", None, candidates, key)
@@ -127,7 +133,8 @@ def relink_pairs(flow: Flow, invoiced_records: Iterable[Record], keap_records: I
                  linked_keap_ids: Collection[str] = ()) -> list[tuple[Record, Record]]:
     """Pairs to link again after the state was lost: by the Keap id stamped in the Invoiced record's metadata, or,
     for a flow without a stamp, by its first match key when exactly one Keap record has it (a product by its sku,
-    which our creates set to the item id). Keap records already linked are left out."""
+    which our creates set to the item id; a person of a company by email, among the contacts of its company). Keap
+    records already linked (in any flow on the object) are left out."""
     keap_by_id = {str(record["id"]): record for record in keap_records if str(record["id"]) not in linked_keap_ids}
     if flow.metadata_key is not None:
         stamped = ((record, str((record.get("metadata") or {}).get(flow.metadata_key) or "")) for record in invoiced_records)
@@ -140,5 +147,9 @@ def relink_pairs(flow: Flow, invoiced_records: Iterable[Record], keap_records: I
                 by_key[value].append(record)
         found = ((record, [twin for value in key.invoiced_keys(record) for twin in by_key.get(value, ())]) for record in invoiced_records)
         pairs = [(record, twins[0]) for record, twins in found if len(twins) == 1]
+    if flow.parent is not None:  # under the same parent: a company's person relinks only to a contact of its company
+        parent = flow.parent
+        pairs = [(invoiced, keap) for invoiced, keap in pairs
+                 if invoiced.get(parent.keap_twin) and str((keap.get(parent.keap_parent) or {}).get("id")) == invoiced[parent.keap_twin]]
     claims = Counter(str(keap["id"]) for _, keap in pairs)
     return [(invoiced, keap) for invoiced, keap in pairs if claims[str(keap["id"])] == 1]

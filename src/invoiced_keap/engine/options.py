@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from annotated_types import Ge, Gt, Le
 
 from invoiced_keap.engine.plan import Policy, PolicyName
+from invoiced_keap.engine.receivables import ReceivablesOptions
 from invoiced_keap.flows import Flow, RuleSpec, Side, build_flows
 
 DeletesPolicy = Literal["unlink", "propagate", "ignore"]
@@ -71,7 +72,7 @@ class SyncOptions:
     `flows` are the mapping `profile`'s flows with each flow's `add`/`drop` applied, products priced in
     `keap_currency` (ISO 4217: the one currency the Keap account prices in; its API does not say); `concurrency`
     bounds the writes in flight per flow (the HTTP layer paces below that); `batch_size` is how many
-    records share one state transaction.
+    records share one state transaction; `receivables`: what customers owe, written to their Keap records.
     """
 
     profile: str = "default"
@@ -81,6 +82,7 @@ class SyncOptions:
     concurrency: int = 8
     batch_size: int = 200
     keap_currency: str = "USD"
+    receivables: ReceivablesOptions = ReceivablesOptions()
 
     @cached_property
     def flows(self) -> dict[str, Flow]:

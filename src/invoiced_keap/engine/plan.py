@@ -37,6 +37,9 @@ Rules, per field group:
   past to compare against).
 - After a link exists, a deliberate clear propagates, except for required fields (names), where it
   is noted as a lossy carry instead of being sent to an API that would reject it.
+- A one-way group (`FieldRule.one_way`: a contact's company, from its Invoiced customer) takes its source side's
+  value in every merge and conflict; the source side is never written: the other side's edit is noted as a
+  lossy carry to it.
 - `repair` (`verify --repair`): a group that differs on both sides while both equal their shadows (drift:
   an edit behind the engine's back, a lost write) is settled by the policy, with update times for `newest`,
   as a conflict; a lossy copy is no drift (`disagreements`).
@@ -158,7 +161,9 @@ def _decide(rule: FieldRule, records: Mapping[Side, Record], values: Mapping[Sid
             return None  # two empty values agree: nothing to send (a country alone is not sent either)
         if len(blank) == 1:
             return _Decision(_both(values[other_side(blank[0])]))
-        if rule.name in drifted:
+        if rule.one_way is not None:
+            side, reason = rule.one_way, f"{rule.one_way} is the only source of {rule.name}"
+        elif rule.name in drifted:
             side, reason = _winner(policy.for_group(rule.name), policy.priority, updated)
             reason = f"repair: {reason}"
         else:
@@ -173,7 +178,8 @@ def _decide(rule: FieldRule, records: Mapping[Side, Record], values: Mapping[Sid
         return None
     if len(dirty) == 1:
         return _Decision(_merged(rule, dirty[0], records, values, before), changed=dirty)
-    side, reason = _winner(policy.for_group(rule.name), policy.priority, updated)
+    side, reason = ((rule.one_way, f"{rule.one_way} is the only source of {rule.name}") if rule.one_way is not None
+                    else _winner(policy.for_group(rule.name), policy.priority, updated))
     if not dirty:
         reason = f"repair of drift: {reason}"
     conflict = Conflict(rule.name, values["invoiced"], values["keap"], side, reason)
@@ -253,6 +259,11 @@ def plan_pair(flow: Flow, link_shadows: LinkShadows | None, invoiced_record: Rec
         for side in SIDES:
             if values[side] == decision.values[side]:
                 continue
+            if side == rule.one_way:  # the source side of a one-way group is never written: noted instead
+                carried.append((side, rule.name))
+                noted.add(side)
+                lossy.append(LossyCarry(side, rule.name, decision.values[side], None, rule.one_way_reason, rule.name))
+                continue
             mapped = rule.write(side, decision.values[side], working[side])
             carried.append((side, rule.name))
             noted.add(side)
@@ -283,6 +294,8 @@ def plan_create(flow: Flow, source: Side, record: Record) -> CreatePlan:
     body: dict[str, Any] = {}
     lossy: list[LossyCarry] = []
     for rule in (*flow.rules, *(flow.create_only_rules if target == "keap" else ())):
+        if rule.one_way == target:  # carried only from that side (the parent of a Keap-born contact: an extra)
+            continue
         value = rule.value(source, record)
         lossy.extend(replace(note, rule=rule.name) for note in trimmed(record, _fields(rule, source), target))
         if rule.blank(value):

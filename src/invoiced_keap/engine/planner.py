@@ -323,7 +323,7 @@ class Planner:
         if old_flow is not None:
             plan.moved_from_links = store.count_links(old_flow.name)
         removed: dict[int, Removal] = {
-            link.id: Removal(link, "invoiced", "deleted or merged in Invoiced")
+            link.id: Removal(link, "invoiced", changes.removal_reasons.get(link.invoiced_id, "deleted or merged in Invoiced"))
             for link in store.find_links(name, "invoiced", changes.removed_invoiced).values()}
         for link in store.find_links(name, "keap", changes.removed_keap).values():
             removed.setdefault(link.id, Removal(link, "keap", "not found in Keap (404)"))
@@ -338,15 +338,19 @@ class Planner:
         unlinked = [record_id for record_id in changes.invoiced
                     if record_id not in by_invoiced and record_id not in changes.removed_invoiced]
         claimed = set(by_keap)
+        sharing = [other.name for other in self.flows.values() if other.keap == flow.keap and other.name != name]
         if unlinked or moved_sources:
             listing = changes.keap if changes.keap_full else await self._listing(flow, changes)
-            linked = set(store.active_link_ids(name).values())
+            freed = {removal.link.keap_id for removal in plan.removals} if options.deletes == "unlink" else set()
+            linked = set(store.active_link_ids(name).values()) - freed  # a twin unlinked first may be matched again
+            taken = {keap_id: other for other in sharing for keap_id in store.active_link_ids(other).values()}
             if moved_sources:
                 plan.moved_twins = self._moved_twins(flow, listing, linked, moved_sources)
             if unlinked:
-                claimed |= self._match(flow, changes, listing, linked, unlinked, plan)
-        unlinked_keap = [record_id for record_id in changes.keap if record_id not in claimed]
-        still = store.link_ids_of(name, "keap", unlinked_keap)
+                claimed |= self._match(flow, changes, listing, linked, taken, unlinked, plan)
+        unlinked_keap = [record_id for record_id, record in changes.keap.items()
+                         if record_id not in claimed and flow.keap_belongs(record)]
+        still = store.link_ids_of([name, *sharing], "keap", unlinked_keap)
         unlinked_keap = [record_id for record_id in unlinked_keap if record_id not in still]
         if options.create_in_invoiced:
             plan.creates["keap"] = self._creates(flow, changes.keap, [CreateKey("keap", record_id, None) for record_id in unlinked_keap])
@@ -384,7 +388,8 @@ class Planner:
             record = changed.get(record_id) or stored_record(link, side)
             if record is None:
                 if (side, record_id) not in fetched:
-                    fetched[(side, record_id)] = await get_record(flow, self.invoiced, self.keap, side, record_id)
+                    fetched[(side, record_id)] = await get_record(flow, self.invoiced, self.keap, side, record_id,
+                                                                  changes.parents)
                 record = fetched[(side, record_id)]
             current[side] = record
         pair = plan_pair(flow, link_shadows(link), current["invoiced"], current["keap"], self.options[flow.name].policy,
@@ -427,7 +432,8 @@ class Planner:
             if failure.record_id in records:
                 continue
             try:
-                record: Record | None = await get_record(flow, self.invoiced, self.keap, side, failure.record_id)
+                record: Record | None = await get_record(flow, self.invoiced, self.keap, side, failure.record_id,
+                                                         changes.parents)
             except NotFound:
                 record = None
             if record is None or (side == "invoiced" and not flow.belongs(record)):
@@ -448,7 +454,8 @@ class Planner:
                 plan.closed_intents.append((source, intent.source_id))
                 continue
             try:
-                record: Record | None = await get_record(flow, self.invoiced, self.keap, source, intent.source_id)
+                record: Record | None = await get_record(flow, self.invoiced, self.keap, source, intent.source_id,
+                                                         changes.parents)
             except NotFound:
                 record = None
             if record is None:
@@ -479,10 +486,12 @@ class Planner:
         return listing
 
     def _match(self, flow: Flow, changes: FlowChanges, listing: Mapping[str, Record], linked: Iterable[str],
-               unlinked: list[str], plan: FlowPlan) -> set[str]:
-        """Link, review or create each unlinked Invoiced record (by id); answers the Keap ids they claim."""
+               taken: Mapping[str, str], unlinked: list[str], plan: FlowPlan) -> set[str]:
+        """Link, review or create each unlinked Invoiced record (by id); answers the Keap ids they claim. A Keap
+        record linked in another flow on its object (`taken`: Keap id -> flow) is never linked again: a record
+        that would match it goes to review."""
         name = flow.name
-        index = build_index(flow, listing.values(), linked)
+        index = build_index(flow, listing.values(), linked, taken)
         adopting = {intent.source_id for intent in self.store.intents(name) if intent.source_side == "invoiced"}
         decisions = match_all(index, (changes.invoiced[record_id] for record_id in unlinked), adopting=adopting,
                               rejected=self.store.create_decisions(name), picked=self.store.pick_decisions(name))
@@ -497,6 +506,8 @@ class Planner:
                 claimed.update(decision.candidates)
                 reason = (f"{len(decision.candidates)} Keap records match {decision.key[0]} {decision.key[1]!r}"
                           if decision.key else "ambiguous")
+                reason += "".join(f"; Keap {flow.keap.hook_object} {keap_id} is linked in flow {taken[keap_id]}"
+                                  for keap_id in decision.candidates if keap_id in taken)
                 plan.reviews.append(Review(decision.invoiced_id, decision.candidates, reason))
                 continue
             if decision.invoiced_id in in_review:

@@ -32,7 +32,8 @@ SHOWN_CHARS = 120
 class Action:
     """One write (or state change) the pass made or plans: `create`, `update`, `delete`, `link`,
     `unlink`, `review`, `stamp` (metadata), `conflict`, `fail`, `lossy` (a value carried with loss to `side`),
-    `refuse` (a create Keap's documented rules refuse, not sent), on `side`'s record."""
+    `refuse` (a create Keap's documented rules refuse, not sent), `tag` / `untag` (a Keap tag applied or removed),
+    on `side`'s record."""
 
     flow: str
     verb: str
@@ -78,7 +79,7 @@ VALUE_VERBS = frozenset({"create", "update", "stamp"})
 
 COUNTED = {"update": "updated.{side}", "create": "created.{side}", "delete": "deleted.{side}", "link": "linked",
            "unlink": "unlinked", "review": "review", "stamp": "stamped", "conflict": "conflicts", "fail": "failed",
-           "lossy": "lossy.{side}", "refuse": "refused"}
+           "lossy": "lossy.{side}", "refuse": "refused", "tag": "tagged", "untag": "untagged"}
 """The report counter of each action verb."""
 
 

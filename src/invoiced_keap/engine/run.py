@@ -1,7 +1,7 @@
 """The pass skeleton: under the flows' locks, read, plan each flow, let the breaker judge the plan, apply it.
 
     syncer = Syncer(store, invoiced, keap, SyncOptions(...), progress=hook)
-    report = await syncer.sync(["companies"], dry_run=False)    # RunReport; report.exit_code
+    report = await syncer.sync(["companies"], dry_run=False)    # RunReport; report.exit_code (then what customers owe)
     await syncer.retry()       # every open failure due now, then a pass
     await syncer.reconcile()   # full id scans for deletes without hooks (own schedule, e.g. daily)
     await syncer.relink()      # rebuild links from the Keap ids stamped in Invoiced metadata (products: by sku)
@@ -34,10 +34,21 @@ from invoiced_keap.connectors.errors import ApiError, CallAbandoned
 from invoiced_keap.connectors.invoiced import InvoicedConnector
 from invoiced_keap.connectors.keap import KeapConnector
 from invoiced_keap.engine.apply import Applier, PassStopped
-from invoiced_keap.engine.changes import FlowChanges, read_changes, read_ids
+from invoiced_keap.engine.changes import (
+    FlowChanges,
+    ParentTwins,
+    PassEvents,
+    event_marks,
+    every_record,
+    read_changes,
+    read_children,
+    read_events,
+    read_ids,
+)
 from invoiced_keap.engine.deletes import CircuitBreakerTripped, check_breaker, find_gone
 from invoiced_keap.engine.match import relink_pairs
 from invoiced_keap.engine.options import SyncOptions
+from invoiced_keap.engine.owed import OwedStep
 from invoiced_keap.engine.planner import FlowPlan, Planner, Removal
 from invoiced_keap.engine.report import FlowReport, Progress, ProgressHook, RunReport, no_progress, planned
 from invoiced_keap.engine.shadows import snapshot
@@ -89,8 +100,13 @@ class Syncer:
         `read_keap` only Invoiced's changes are read (`changes.read_changes`)."""
 
         async def work(held: list[Flow], report: RunReport) -> None:
-            changes = await read_changes(self.store, self.invoiced, self.keap, held, self.progress, read_keap=read_keap)
-            await self._plan_and_apply(held, changes, report, dry_run=dry_run)
+            owed = OwedStep(self.store, self.invoiced, self.keap, self.options.receivables, self.options.keap_currency,
+                            concurrency=self.options.concurrency, batch_size=self.options.batch_size)
+            events = await read_events(self.store, self.invoiced, [*event_marks(held), *owed.marks(held)])
+            changes = await read_changes(self.store, self.invoiced, self.keap, held, self.progress, read_keap=read_keap,
+                                         events=events)
+            await self._plan_and_apply(held, changes, report, dry_run=dry_run, events=events)
+            await owed.run(held, events, report, dry_run=dry_run)
 
         return await self._pass("sync", flows, work, dry_run=dry_run)
 
@@ -154,14 +170,17 @@ class Syncer:
         async def work(held: list[Flow], report: RunReport) -> None:
             listings: dict[str, list[Record]] = {}
             for flow in held:
+                parents = ParentTwins.load(self.store, flow.parent) if flow.parent else None
                 if flow.invoiced.name not in listings:
-                    listings[flow.invoiced.name] = [record async for record in self.invoiced.all(flow.invoiced)]
+                    listings[flow.invoiced.name] = [record async for record in every_record(self.invoiced, flow, parents)]
                 records = [record for record in listings[flow.invoiced.name] if flow.belongs(record)]
                 linked = self.store.active_link_ids(flow.name)
                 unlinked = [record for record in records if str(record["id"]) not in linked]
                 keap_records = ([record async for record in self.keap.list_all(flow.keap, fields=flow.keap_fields)]
                                 if unlinked else [])
-                pairs = relink_pairs(flow, unlinked, keap_records, set(linked.values()))
+                taken = {keap_id for other in self.options.flows.values() if other.keap == flow.keap
+                         for keap_id in self.store.active_link_ids(other.name).values()}
+                pairs = relink_pairs(flow, unlinked, keap_records, taken)
                 self.store.add_links(flow.name, [NewLink(str(invoiced["id"]), str(keap["id"]), snapshot(flow, "invoiced", invoiced),
                                                          snapshot(flow, "keap", keap)) for invoiced, keap in pairs])
                 report.flows[flow.name] = FlowReport(flow.name)
@@ -208,10 +227,13 @@ class Syncer:
         return [flow for flow in flows if flow in held]
 
     async def _plan_and_apply(self, flows: list[Flow], changes: dict[str, FlowChanges], report: RunReport,
-                              *, dry_run: bool = False, repair: bool = False) -> None:
-        """Plan, judge and apply each flow in turn, then remove what the pass spooled (`FlowChanges.close`)."""
+                              *, dry_run: bool = False, repair: bool = False, events: PassEvents | None = None) -> None:
+        """Plan, judge and apply each flow in turn (a nested flow reads its records once its parent flow is done:
+        `read_children`), then remove what the pass spooled (`FlowChanges.close`)."""
         try:
             for flow in flows:
+                if flow.parent is not None and events is not None:
+                    await read_children(self.store, self.invoiced, flow, changes[flow.name], events)
                 plan = await self.planner.plan(flow, changes, repair=repair)
                 if await self._judge_and_apply(plan, report, dry_run=dry_run) and not dry_run and plan.watermarks:
                     with self.store.transaction() as tx:
@@ -249,11 +271,11 @@ class Syncer:
                       allowed=self.options.allow_mass_change)
 
     def _flows(self, names: Iterable[str] | None) -> list[Flow]:
-        chosen = list(self.options.flows) if names is None else list(dict.fromkeys(names))
-        unknown = set(chosen) - set(self.options.flows)
+        chosen = set(self.options.flows) if names is None else set(names)
+        unknown = chosen - set(self.options.flows)
         if unknown:
             raise ValueError(f"unknown flow(s): {sorted(unknown)}; expected {sorted(self.options.flows)}")
-        return [self.options.flows[name] for name in chosen]
+        return [flow for name, flow in self.options.flows.items() if name in chosen]  # catalogue order: parents first
 
     def _batch_done(self, progress: Progress) -> None:
         """After each committed batch: check the flow locks still hold and tell the progress hook."""

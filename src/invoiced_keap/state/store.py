@@ -139,15 +139,35 @@ class Queries(ReceivableQueries):
                     found[link.invoiced_id if column is Link.invoiced_id else link.keap_id] = link
         return found
 
-    def link_ids_of(self, flow: str, side: Side, record_ids: Iterable[str]) -> dict[str, int]:
-        """The active link id of each record of `side` in `flow` that has one, keyed by that record's id: what a
-        plan keeps of many pairs (their links and shadows are loaded a batch at a time, `links_by_id`)."""
+    def link_ids_of(self, flow: str | Sequence[str], side: Side, record_ids: Iterable[str]) -> dict[str, int]:
+        """The active link id of each record of `side` in `flow` (or any of several flows) that has one, keyed by
+        that record's id: what a plan keeps of many pairs (their links and shadows are loaded a batch at a time,
+        `links_by_id`)."""
         column = Link.invoiced_id if side == "invoiced" else Link.keap_id
+        flows = [flow] if isinstance(flow, str) else list(flow)
         found: dict[str, int] = {}
         with self._session() as session:
             for chunk in _chunks(list(dict.fromkeys(record_ids)), IN_CLAUSE_CHUNK):
-                query = select(column, Link.id).where(Link.flow == flow, Link.status == LinkStatus.ACTIVE, column.in_(chunk))
+                query = select(column, Link.id).where(Link.flow.in_(flows), Link.status == LinkStatus.ACTIVE, column.in_(chunk))
                 found.update((record_id, link_id) for record_id, link_id in session.execute(query))
+        return found
+
+    def links_since(self, flow: str, after_link_id: int) -> list[tuple[int, str]]:
+        """(link id, Invoiced id) of the active links of `flow` made after `after_link_id`, oldest first: the
+        parents a nested flow has not read the children of yet (link ids only grow)."""
+        query = select(Link.id, Link.invoiced_id).where(
+            Link.flow == flow, Link.status == LinkStatus.ACTIVE, Link.id > after_link_id).order_by(Link.id)
+        with self._session() as session:
+            return [(link_id, invoiced_id) for link_id, invoiced_id in session.execute(query)]
+
+    def links_under(self, flow: str, parent_ids: Iterable[str]) -> list[str]:
+        """The Invoiced ids of `flow`'s active links whose record lives under one of `parent_ids` (`parent/id`)."""
+        found: list[str] = []
+        with self._session() as session:
+            for parent in dict.fromkeys(parent_ids):
+                query = select(Link.invoiced_id).where(Link.flow == flow, Link.status == LinkStatus.ACTIVE,
+                                                       Link.invoiced_id.startswith(f"{parent}/", autoescape=True))
+                found += session.scalars(query)
         return found
 
     def count_links(self, flow: str) -> int:

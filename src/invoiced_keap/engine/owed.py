@@ -1,0 +1,391 @@
+"""The pass's step that tells Keap what customers owe: the imperative shell around `engine.receivables`.
+
+    step = OwedStep(store, invoiced, keap, options.receivables, options.keap_currency, concurrency=8)
+    await step.run(held_flows, pass_events, report, dry_run=False)
+
+Once the flows of a pass are applied, for the customer flows it holds (organisations -> Keap companies, people ->
+Keap contacts: the flows whose Invoiced resource is the customer):
+
+1. **Who.** The customers the pass's events name since the step's own cursor (`receivables.events`; invoice,
+   payment and credit note events name their customer; a merge names the survivor, a delete drops the customer),
+   and the customers with open invoices whose figures were read a day ago or longer (aging moves with time; a
+   customer with nothing open has nothing to age). Without a cursor (the first pass, or the feature just turned
+   on) the account's open invoices are listed once (100 a page) and every customer with one is named: customers
+   with nothing open get their figures with their next invoice or payment event.
+2. **Read.** Per customer named, one listing of its open invoices (one page per 100) and, where a payment event
+   named it (or nothing is known of it yet), its latest payment: `receivables.owed` makes its figures. The figures
+   and the cursor commit together; a customer whose figures differ from what its Keap record was last told is
+   marked pending.
+3. **Write.** The pending customers linked in a held flow, and those whose link appeared or moved since their
+   figures were written (`Store.receivables_to_write`), minus those whose last refusal is not due for a retry:
+   `receivables.decide` says what changes. The custom fields and the tag are found by name, or made, the first time
+   they are needed (their ids are kept in the state; a refusal forgets them, so the next write looks again). The
+   record's custom values are read first (Keap replaces the whole array on a PATCH; contacts: one listing per 100
+   ids, companies: one GET each), then one PATCH with `update_mask=custom_fields` where they differ; the tag goes
+   on or off with one call per company, or one per 100 contacts. What went through commits per batch, with an audit
+   entry; a refusal becomes a failure of the record (operation `receivables`) with Keap's words, and the rest goes
+   on.
+
+An idle pass (no event, nothing due, nothing pending) makes no call: the events come from the pass's one listing.
+A dry run reads the figures and reports what it would write, and writes nothing (state included).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from invoiced_keap.connectors.errors import ApiError, NotFound, RecordRejected, TransientError
+from invoiced_keap.connectors.invoiced import CUSTOMER, InvoicedConnector, removed_customer_id
+from invoiced_keap.connectors.keap import CONTACTS, TAGS, KeapConnector, KeapObject
+from invoiced_keap.engine.apply import refusal_message
+from invoiced_keap.engine.changes import PassEvents
+from invoiced_keap.engine.receivables import (
+    Change, Figures, ReceivablesOptions, Wanted, Written, after, decide, keap_values, merged_custom_fields, named_by,
+    owed, payment_date,
+)
+from invoiced_keap.engine.report import Action, FlowReport, RunReport
+from invoiced_keap.flows import Flow
+from invoiced_keap.mapping import Record
+from invoiced_keap.state import AuditNote, AuditOperation, Store
+from invoiced_keap.state.models import Receivable
+
+STEP = "receivables"
+"""The step's name: its report entry (a column next to the flows') and its failures' operation."""
+CURSOR = "receivables.events"
+RECOMPUTE_EVERY = timedelta(days=1)
+TAG_DESCRIPTION = "Applied by invoiced-keap while the customer has invoices past due in Invoiced"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One Keap record to tell: whose (customer), where (flow and Keap id), what it should show, what it was last
+    told (None: nothing, or that went to another record), and the change."""
+
+    customer_id: str
+    flow: Flow
+    keap_id: str
+    wanted: Wanted
+    written: Written | None
+    change: Change
+
+
+@dataclass
+class Outcome:
+    """What of a job's change went through."""
+
+    values_written: bool = False
+    tag_written: bool = False
+
+    def done(self, change: Change) -> bool:
+        return (self.values_written or not change.values) and (self.tag_written or change.tag is None)
+
+
+def written_to(row: Receivable | None, flow: str, keap_id: str) -> Written | None:
+    """What a customer's row says was written to this very record (None: nothing, or to another record)."""
+    if row is None or (row.written_flow, row.written_keap_id) != (flow, keap_id):
+        return None
+    return Written(dict(row.written or {}), row.tagged)
+
+
+class OwedStep:
+    """See the module docstring."""
+
+    def __init__(self, store: Store, invoiced: InvoicedConnector, keap: KeapConnector, options: ReceivablesOptions,
+                 keap_currency: str, *, concurrency: int = 8, batch_size: int = 200) -> None:
+        self.store, self.invoiced, self.keap = store, invoiced, keap
+        self.options, self.keap_currency = options, keap_currency
+        self.concurrency, self.batch_size = concurrency, batch_size
+        self.report = FlowReport(STEP)
+        self.run_id: int | None = None
+
+    # --- the step ----------------------------------------------------------------------------------
+    def takes_part(self, flows: Iterable[Flow]) -> list[Flow]:
+        """The customer flows of `flows` (none while the step is turned off)."""
+        return [flow for flow in flows if flow.invoiced is CUSTOMER] if self.options.enabled else []
+
+    def marks(self, flows: Iterable[Flow]) -> list[str]:
+        """The step's event cursor, for the pass's one event listing, when it takes part."""
+        return [CURSOR] if self.takes_part(flows) else []
+
+    async def run(self, flows: Sequence[Flow], events: PassEvents, report: RunReport, *, dry_run: bool) -> None:
+        customer_flows = self.takes_part(flows)
+        if not customer_flows:
+            return
+        self.run_id = report.run_id
+        try:
+            figures = await self._read(events, dry_run=dry_run)
+            jobs = self._jobs(customer_flows, figures, dry_run=dry_run)
+            for start in range(0, len(jobs), self.batch_size):
+                batch = jobs[start : start + self.batch_size]
+                if dry_run:
+                    for job in batch:
+                        self._report_change(job, Outcome(True, True))
+                else:
+                    await self._write(batch)
+        finally:
+            if self.report.done or self.report.counts or self.report.error:
+                report.flows[STEP] = self.report
+
+    # --- 1 and 2: who, and what they owe ------------------------------------------------------------------
+    async def _read(self, events: PassEvents, *, dry_run: bool) -> dict[str, Figures]:
+        """The figures of the customers to read now (see the module docstring), stored with the cursor."""
+        cursor = self.store.get_watermark(CURSOR)
+        listed: dict[str, list[Record]] = {}
+        now: float | None = None
+        if cursor is None:
+            async for page in self.invoiced.open_invoices():
+                now = now or _epoch(page.served_at)
+                for invoice in page.records:
+                    listed.setdefault(str(invoice["customer"]), []).append(invoice)
+            changed, paid, removed = set(listed), set(listed), set()
+        else:
+            named = named_by(events.since(cursor), removed_customer_id)
+            changed, paid, removed = named.changed, named.paid, named.removed
+        changed |= set(self.store.receivables_due(RECOMPUTE_EVERY)) - removed
+        known = self.store.receivables(changed)
+        paid |= changed - set(known)
+        order = sorted(changed)
+        found = await _each(order, self.concurrency, lambda customer_id: self._figures(
+            customer_id, listed.get(customer_id), now, customer_id in paid, known.get(customer_id)))
+        figures = dict(zip(order, found, strict=True))
+        if figures:
+            self.report.counts["read.invoiced"] += len(figures)
+        mark = events.mark(cursor)
+        if dry_run:
+            return figures
+        with self.store.transaction() as tx:
+            tx.drop_receivables(removed)
+            for customer_id, owes in figures.items():
+                row = known.get(customer_id)
+                last = written_to(row, row.written_flow or "", row.written_keap_id or "") if row is not None else None
+                tx.put_figures(customer_id, owes.to_json(), owes.open_invoices,
+                               pending=decide(self._wanted(owes), last) is not None)
+            tx.set_watermark(CURSOR, mark or "0")  # "0": the account had no event yet; all of them are new
+        return figures
+
+    async def _figures(self, customer_id: str, invoices: list[Record] | None, now: float | None, read_payment: bool,
+                       row: Receivable | None) -> Figures:
+        if invoices is None:
+            invoices = []
+            async for page in self.invoiced.open_invoices(customer_id):
+                now = now or _epoch(page.served_at)
+                invoices.extend(page.records)
+        if read_payment:
+            last_payment = payment_date(await self.invoiced.latest_payment(customer_id))
+        else:
+            last_payment = Figures.from_json(row.figures).last_payment if row is not None else None
+        return owed(invoices, now or time.time(), last_payment)
+
+    def _wanted(self, figures: Figures) -> Wanted:
+        return keap_values(figures, self.options, self.keap_currency)
+
+    # --- 3: what to write where --------------------------------------------------------------------------
+    def _jobs(self, flows: Sequence[Flow], figures: dict[str, Figures], *, dry_run: bool) -> list[Job]:
+        """The records to tell: the customers `Store.receivables_to_write` names (a dry run, which stored nothing,
+        adds the customers just read, on their links), less those waiting for a retry, less those with no change
+        (whose rows are settled on the way)."""
+        by_name = {flow.name: flow for flow in flows}
+        places = {target.receivable.customer_id: (target.flow, target.keap_id, target.receivable)
+                  for target in self.store.receivables_to_write(list(by_name))}
+        if dry_run:
+            known = self.store.receivables(figures)
+            for flow in flows:
+                for customer_id, link in self.store.find_links(flow.name, "invoiced", list(figures)).items():
+                    places.setdefault(customer_id, (flow.name, link.keap_id, known.get(customer_id)))
+        waiting = self._waiting(by_name) if places else set()
+        jobs = []
+        for customer_id, (flow, keap_id, row) in sorted(places.items()):
+            if (flow, keap_id) in waiting:
+                continue
+            owes = figures.get(customer_id) or Figures.from_json(row.figures)  # type: ignore[union-attr]
+            wanted, written = self._wanted(owes), written_to(row, flow, keap_id)
+            change = decide(wanted, written)
+            if change is not None:
+                jobs.append(Job(customer_id, by_name[flow], keap_id, wanted, written, change))
+            elif not dry_run:
+                held = written or Written()
+                self.store.mark_written(customer_id, flow, keap_id, held.values, held.tagged, done=True)
+        return jobs
+
+    def _waiting(self, flows: Iterable[str]) -> set[tuple[str, str]]:
+        """(flow, Keap id) of the records whose last refusal is dismissed or not due for a retry yet."""
+        now = self.store.clock()
+        return {(failure.flow, failure.record_id) for name in flows for failure in self.store.failures(name)
+                if failure.operation == STEP and (failure.dismissed_at is not None or failure.next_retry_at > now)}
+
+    # --- 3: writing --------------------------------------------------------------------------------------------
+    async def _write(self, jobs: list[Job]) -> None:
+        """One batch: the definitions it needs, the records' custom values, the PATCHes and the tags, then one
+        commit of what went through (rows, failures, audit entries)."""
+        objects = {job.flow.keap.name: job.flow.keap for job in jobs}
+        field_ids = {name: await self._fields(keap_object, [job for job in jobs if job.flow.keap is keap_object])
+                     for name, keap_object in objects.items()}
+        tag_id = await self._tag() if any(job.change.tag is not None for job in jobs) else None
+        pending: list[Callable[[Any], None]] = []
+        current = await self._contacts_custom_fields([job for job in jobs if job.change.values])
+        outcomes = await _each(jobs, self.concurrency, lambda job: self._write_one(
+            job, field_ids[job.flow.keap.name], current, tag_id, pending))
+        if tag_id is not None:
+            await self._tag_contacts([(job, outcome) for job, outcome in zip(jobs, outcomes, strict=True)
+                                      if job.flow.keap is CONTACTS and job.change.tag is not None], tag_id, pending)
+        audits = []
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            if not (outcome.values_written or outcome.tag_written):
+                continue
+            now = after(job.written, job.change, values_written=outcome.values_written, tag_written=outcome.tag_written)
+            done = outcome.done(job.change)
+            pending.append(lambda tx, job=job, now=now, done=done: tx.mark_written(
+                job.customer_id, job.flow.name, job.keap_id, now.values, now.tagged, done=done))
+            if done:
+                pending.append(lambda tx, job=job: tx.resolve_operation_failures(job.flow.name, job.keap_id, STEP))
+            before = job.written or Written()
+            audits.append(AuditNote(job.flow.name, "keap", job.keap_id, AuditOperation.UPDATE,
+                                    {"custom_fields": before.values, "tagged": before.tagged},
+                                    {"custom_fields": now.values, "tagged": now.tagged}, self.run_id))
+            self._report_change(job, outcome)
+        with self.store.transaction() as tx:
+            for change in pending:
+                change(tx)
+            tx.append_audits(audits)
+
+    async def _fields(self, keap_object: KeapObject, jobs: list[Job]) -> dict[str, str] | None:
+        """Label -> custom field id for every label `jobs` write: as kept, else found by label (the object's model
+        read once) or made; None when Keap refused (the jobs wait; the step reports the error)."""
+        types = {label: kind for job in jobs if job.change.values for label, kind in job.wanted.types.items()}
+        cleared = {label for job in jobs for label in job.change.values if label not in types}
+        known = {name: definition.keap_id for name, definition in self.store.definitions(keap_object.name).items()}
+        missing = [label for label in [*types, *cleared] if label not in known]
+        if not missing:
+            return known
+        try:
+            model = {field["label"].casefold(): field for field in await self.keap.custom_fields(keap_object)}
+            for label in missing:
+                field = model.get(label.casefold())
+                if field is None and label in types:
+                    field = await self.keap.create_custom_field(keap_object, label, types[label])
+                    self.report.add(Action(STEP, "create", "keap", str(field["id"]),
+                                           {"custom_field": label, "field_type": types[label], "object": keap_object.name}))
+                if field is not None:
+                    self.store.put_definition(keap_object.name, label, str(field["id"]), field.get("field_type"))
+                    known[label] = str(field["id"])
+        except (RecordRejected, TransientError) as error:
+            self.report.error = f"Keap refused the {keap_object.name} custom fields: {error.message}"
+            return None
+        return known
+
+    async def _tag(self) -> str | None:
+        """The tag's id: as kept, else found by name among the account's tags, else made; None when Keap refused."""
+        name = self.options.tag
+        known = self.store.definitions(TAGS.name).get(name)
+        if known is not None:
+            return known.keap_id
+        try:
+            tag_id = None
+            async for tag in self.keap.list_all(TAGS):
+                if tag.get("name") == name:
+                    tag_id = str(tag["id"])
+                    break
+            if tag_id is None:
+                tag_id = str((await self.keap.create_tag(name, TAG_DESCRIPTION))["id"])
+                self.report.add(Action(STEP, "create", "keap", tag_id, {"tag": name}))
+        except (RecordRejected, TransientError) as error:
+            self.report.error = f"Keap refused the tag {name!r}: {error.message}"
+            return None
+        self.store.put_definition(TAGS.name, name, tag_id)
+        return tag_id
+
+    async def _contacts_custom_fields(self, jobs: list[Job]) -> dict[str, list[Record]]:
+        """Keap id -> custom values now, for the contacts of `jobs` (one listing per 100 ids); companies are read
+        one by one (`_patch`: v2 lists companies by no id)."""
+        contacts = [job.keap_id for job in jobs if job.flow.keap is CONTACTS]
+        if not contacts:
+            return {}
+        found = await self.keap.by_ids(CONTACTS, contacts, fields=["custom_fields"])
+        return {record_id: list(record.get("custom_fields") or []) for record_id, record in found.items()}
+
+    async def _write_one(self, job: Job, field_ids: dict[str, str] | None, current: dict[str, list[Record]],
+                         tag_id: str | None, pending: list[Callable[[Any], None]]) -> Outcome:
+        """The record's custom values (all of ours: what is wanted, and clears), and a company's tag."""
+        outcome = Outcome()
+        if job.change.values and field_ids is not None:
+            ours = {field_ids[label]: content for label, content in {**job.change.values, **job.wanted.values}.items()}
+            error = await self._guarded(job, {"custom_fields": ours}, pending, self._patch(job, ours, current))
+            outcome.values_written = error is None
+            if isinstance(error, RecordRejected) and not isinstance(error, NotFound):
+                self.store.forget_definitions(job.flow.keap.name)  # a field may be gone: look again next time
+        if job.change.tag is not None and tag_id is not None and job.flow.keap is not CONTACTS:
+            error = await self._guarded(job, {"tag": self.options.tag, "applied": job.change.tag}, pending,
+                                        self.keap.tag_company(job.keap_id, tag_id, applied=job.change.tag))
+            outcome.tag_written = error is None
+        return outcome
+
+    async def _patch(self, job: Job, ours: dict[str, Any], current: dict[str, list[Record]]) -> None:
+        """Read a company's custom values (a contact's were read in bulk), merge ours in, PATCH where they differ."""
+        values = current.get(job.keap_id)
+        if values is None:
+            record = await self.keap.get(job.flow.keap, job.keap_id, fields=["custom_fields"])
+            values = list(record.get("custom_fields") or [])
+        merged = merged_custom_fields(values, ours)
+        await self.keap.update(job.flow.keap, job.keap_id, {"custom_fields": merged}, current={"custom_fields": values})
+
+    async def _tag_contacts(self, jobs: list[tuple[Job, Outcome]], tag_id: str, pending: list[Callable[[Any], None]]) -> None:
+        """The tag applied to, or removed from, the batch's contacts: one call per 100 of each."""
+        for applied in (True, False):
+            chosen = [(job, outcome) for job, outcome in jobs if job.change.tag is applied]
+            if not chosen:
+                continue
+            try:
+                await self.keap.tag_contacts(tag_id, [job.keap_id for job, _ in chosen], applied=applied)
+            except (RecordRejected, TransientError) as error:
+                for job, _ in chosen:
+                    self._fail(job, {"tag": self.options.tag, "applied": applied}, error, pending)
+                continue
+            for _, outcome in chosen:
+                outcome.tag_written = True
+
+    async def _guarded(self, job: Job, payload: Record, pending: list[Callable[[Any], None]],
+                       call: Awaitable[Any]) -> ApiError | None:
+        """None when `call` went through; else its error, its failure queued for the record."""
+        try:
+            await call
+        except (RecordRejected, TransientError) as error:
+            self._fail(job, payload, error, pending)
+            return error
+        return None
+
+    def _fail(self, job: Job, payload: Record, error: ApiError, pending: list[Callable[[Any], None]]) -> None:
+        if isinstance(error, TransientError):
+            self.report.unavailable = error.outage()
+        message = refusal_message("keap", error, payload)
+        self.report.add(Action(STEP, "fail", "keap", job.keap_id, {"operation": STEP, "error": message}))
+        pending.append(lambda tx: tx.record_failure(job.flow.name, "keap", job.keap_id, STEP, message,
+                                                    field=error.field, payload=payload))
+
+    def _report_change(self, job: Job, outcome: Outcome) -> None:
+        about = {"customer": job.customer_id, "object": job.flow.keap.name}
+        if job.change.values and outcome.values_written:
+            self.report.add(Action(STEP, "update", "keap", job.keap_id, dict(job.change.values)), **about)
+        if job.change.tag is not None and outcome.tag_written:
+            self.report.add(Action(STEP, "tag" if job.change.tag else "untag", "keap", job.keap_id,
+                                   {"tag": self.options.tag}), **about)
+
+
+def _epoch(moment: datetime | None) -> float | None:
+    return moment.timestamp() if moment is not None else None
+
+
+async def _each(items: Iterable[T], limit: int, work: Callable[[T], Awaitable[Any]]) -> list[Any]:
+    """`work` on each item, at most `limit` at a time; the answers in the items' order."""
+    turns = asyncio.Semaphore(limit)
+
+    async def one(item: T) -> Any:
+        async with turns:
+            return await work(item)
+
+    return list(await asyncio.gather(*(one(item) for item in items)))

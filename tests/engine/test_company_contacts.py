@@ -1,0 +1,166 @@
+"""The people of organisation customers become Keap contacts of their company (flow `company_contacts`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from invoiced_keap.engine.options import FlowOptions, SyncOptions
+from tests.engine.conftest import World
+
+
+def seed_company_with_two_people(world: World) -> dict[str, Any]:
+    acme = world.invoiced.create_customer({"name": "Acme", "type": "company", "email": "ar@acme.example"})
+    ann = world.invoiced.create_contact(acme["id"], {"name": "Ann Lee", "email": "ann@acme.example", "title": "CFO",
+                                                     "phone": "+1 555 0101"})
+    bob = world.invoiced.create_contact(acme["id"], {"name": "Bob Stone", "email": "bob@acme.example"})
+    return {"acme": acme, "ann": ann, "bob": bob}
+
+
+def keap_contact(world: World, invoiced_contact: dict[str, Any]) -> dict[str, Any]:
+    keap_id = world.link_of("company_contacts", f"{invoiced_contact['customer']}/{invoiced_contact['id']}")
+    return world.keap_record("contacts", keap_id)
+
+
+async def test_people_of_a_company_arrive_attached_to_its_keap_company(world: World) -> None:
+    seeded = seed_company_with_two_people(world)
+
+    report = await world.sync()
+
+    assert report.exit_code == 0, report.flows["company_contacts"].actions
+    company_id = world.link_of("companies", seeded["acme"]["id"])
+    ann, bob = keap_contact(world, seeded["ann"]), keap_contact(world, seeded["bob"])
+    assert (ann["given_name"], ann["family_name"], ann["job_title"]) == ("Ann", "Lee", "CFO")
+    assert ann["email_addresses"][0]["email"] == "ann@acme.example" and ann["phone_numbers"][0]["number"] == "+1 555 0101"
+    assert str(ann["company"]["id"]) == company_id and str(bob["company"]["id"]) == company_id
+    assert len(world.keap_records("contacts")) == 2
+    assert report.flows["company_contacts"].counts["created.keap"] == 2
+
+
+async def test_edits_reach_the_other_side_both_ways_and_an_idle_pass_adds_no_call(world: World) -> None:
+    seeded = seed_company_with_two_people(world)
+    await world.sync()
+    await world.sync()  # the echo of the first pass's writes
+    world.reset_stats()
+    idle = await world.sync()
+    assert idle.api_calls == {"invoiced": 3, "keap": 3} and world.writes() == {}  # the floor: no call of its own
+
+    world.invoiced.update_contact(seeded["acme"]["id"], seeded["ann"]["id"], {"title": "CEO"})
+    bob_keap = keap_contact(world, seeded["bob"])
+    world.keap_edit("contacts", str(bob_keap["id"]), {"phone_numbers": [{"field": "PHONE1", "number": "+1 555 0199"}]})
+    world.reset_stats()
+    report = await world.sync()
+
+    assert report.exit_code == 0
+    assert keap_contact(world, seeded["ann"])["job_title"] == "CEO"
+    assert world.invoiced.contact(seeded["acme"]["id"], seeded["bob"]["id"])["phone"] == "+1 555 0199"
+    counts = report.flows["company_contacts"].counts
+    assert (counts["updated.keap"], counts["updated.invoiced"]) == (1, 1)
+    # one listing of Acme's people (its contact event named it), one PATCH each way
+    assert world.invoiced.requests["GET /customers/{parent_id}/contacts"] == 1
+    again = await world.sync()
+    assert sum(again.counts()["company_contacts"].get(key, 0) for key in ("updated.keap", "updated.invoiced")) == 0
+
+
+async def test_a_person_already_in_keap_by_email_is_linked_not_duplicated(world: World) -> None:
+    world.keap.seed({"contacts": [{"given_name": "Ann", "family_name": "Lee",
+                                   "email_addresses": [{"email": "ANN@acme.example", "field": "EMAIL1"}]}]})
+    seeded = seed_company_with_two_people(world)
+
+    report = await world.sync()
+
+    assert report.flows["company_contacts"].counts["linked"] == 1
+    assert len(world.keap_records("contacts")) == 2  # Ann linked, Bob created
+    ann = keap_contact(world, seeded["ann"])
+    assert ann["id"] == 1 or str(ann["id"]) == "1"
+    assert str(ann["company"]["id"]) == world.link_of("companies", seeded["acme"]["id"])  # attached on link
+    assert ann["job_title"] == "CFO"
+
+
+async def test_a_keap_contact_linked_to_a_person_customer_is_not_taken(world: World) -> None:
+    jane = world.invoiced.create_customer({"name": "Jane Cooper", "type": "person", "email": "jane@example.com"})
+    await world.sync()
+    jane_keap = world.link_of("contacts", jane["id"])
+    acme = world.invoiced.create_customer({"name": "Acme", "type": "company"})
+    world.invoiced.create_contact(acme["id"], {"name": "Jane Cooper", "email": "jane@example.com"})
+
+    report = await world.sync()
+
+    [item] = world.store.review_items("company_contacts")
+    assert item.candidate_ids == [jane_keap] and "linked in flow contacts" in item.reason
+    assert len(world.keap_records("contacts")) == 1  # no duplicate, no second link
+    assert world.store.active_link_ids("company_contacts") == {}
+    assert report.exit_code == 2
+
+
+async def test_a_contact_moved_to_another_customer_moves_to_the_other_keap_company(world: World) -> None:
+    acme = world.invoiced.create_customer({"name": "Acme", "type": "company"})
+    globex = world.invoiced.create_customer({"name": "Globex", "type": "company"})
+    ann = world.invoiced.create_contact(acme["id"], {"name": "Ann Lee", "email": "ann@example.com"})
+    await world.sync()
+    keap_id = world.link_of("company_contacts", f"{acme['id']}/{ann['id']}")
+
+    # Invoiced keeps a contact's customer for life: a move is the person removed from one and added to the other
+    world.invoiced.delete_contact(acme["id"], ann["id"])
+    moved = world.invoiced.create_contact(globex["id"], {"name": "Ann Lee", "email": "ann@example.com"})
+    report = await world.sync()
+
+    assert report.exit_code == 0, report.flows["company_contacts"].actions
+    assert world.link_of("company_contacts", f"{globex['id']}/{moved['id']}") == keap_id  # the same Keap contact
+    assert str(world.keap_record("contacts", keap_id)["company"]["id"]) == world.link_of("companies", globex["id"])
+    assert len(world.keap_records("contacts")) == 1
+
+
+async def test_a_customer_deleted_or_now_a_person_closes_its_peoples_links(world: World) -> None:
+    acme = world.invoiced.create_customer({"name": "Acme", "type": "company"})
+    globex = world.invoiced.create_customer({"name": "Globex", "type": "company"})
+    world.invoiced.create_contact(acme["id"], {"name": "Ann Lee", "email": "ann@example.com"})
+    world.invoiced.create_contact(globex["id"], {"name": "Bob Stone", "email": "bob@example.com"})
+    await world.sync()
+
+    world.invoiced.delete_customer(acme["id"])
+    world.invoiced.update_customer(globex["id"], {"type": "person"})
+    options = SyncOptions(allow_mass_change=True)
+    report = await world.sync(options)
+
+    assert world.store.active_link_ids("company_contacts") == {}
+    reasons = sorted(a.fields["reason"] for a in report.flows["company_contacts"].actions if a.verb == "unlink")
+    assert reasons == [f"its customer {acme['id']} has no Keap company any more",
+                       f"its customer {globex['id']} has no Keap company any more"]
+    assert len(world.keap_records("contacts")) >= 2  # unlinked, not deleted (deletes policy "unlink")
+
+
+async def test_a_keap_contact_detached_from_its_company_is_reported_not_deleted(world: World) -> None:
+    seeded = seed_company_with_two_people(world)
+    await world.sync()
+    ann_keap = keap_contact(world, seeded["ann"])
+    world.keap_edit("contacts", str(ann_keap["id"]), {"company": None})
+    world.reset_stats()
+
+    report = await world.sync()
+
+    [note] = [a for a in report.flows["company_contacts"].actions if a.verb == "lossy"]
+    assert note.side == "invoiced" and note.fields["field"] == "company" and "cannot move" in note.fields["reason"]
+    assert world.keap_record("contacts", str(ann_keap["id"])).get("company") is None  # left as the Keap user made it
+    assert world.invoiced.contact(seeded["acme"]["id"], seeded["ann"]["id"])["name"] == "Ann Lee"  # not deleted
+    assert world.writes() == {}
+    assert world.store.active_link_ids("company_contacts")  # still linked
+
+
+async def test_keap_born_people_of_a_linked_company_reach_invoiced_only_when_configured(world: World) -> None:
+    acme = world.invoiced.create_customer({"name": "Acme", "type": "company"})
+    await world.sync()
+    company_id = world.link_of("companies", acme["id"])
+    world.keap.seed({"contacts": [{"given_name": "Cy", "family_name": "Young", "company": {"id": company_id},
+                                   "email_addresses": [{"email": "cy@acme.example", "field": "EMAIL1"}]}]})
+
+    off = await world.sync()
+    assert world.invoiced.customer_contacts(acme["id"]) == [] and off.flows["company_contacts"].counts["unlinked.keap"] == 1
+    assert off.flows["contacts"].counts.get("unlinked.keap", 0) == 0  # a company's person is no person customer
+
+    on = await world.sync(SyncOptions(per_flow={"company_contacts": FlowOptions(create_in_invoiced=True),
+                                                "contacts": FlowOptions(create_in_invoiced=True)}))
+
+    [cy] = world.invoiced.customer_contacts(acme["id"])
+    assert (cy["name"], cy["email"]) == ("Cy Young", "cy@acme.example")
+    assert on.flows["company_contacts"].counts["created.invoiced"] == 1
+    assert [c["name"] for c in world.invoiced.customers.values()] == ["Acme"]  # no person customer made of Cy

@@ -1,0 +1,287 @@
+"""What a customer owes, in Keap (issue 15): figures in custom fields and a past-due tag on the linked company or
+contact, driven by Invoiced's events, over HTTP against both emulators, at production defaults.
+
+Figures are checked against what the official `invoiced` client's `customer.balance()` reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import invoiced
+import pytest
+
+from invoiced_keap.engine.options import SyncOptions
+from invoiced_keap.engine.receivables import ReceivablesOptions
+from invoiced_keap.state import Store
+from tests.engine.conftest import World
+from tests.support import API_KEY, ManualClock
+
+DAY = 86_400
+TAG = "Invoiced: past due"
+LABELS = ["Invoiced balance", "Invoiced past due", "Invoiced days past due", "Invoiced open invoices",
+          "Invoiced last payment"]
+
+
+@pytest.fixture
+def store(state_url: str, world_clock: ManualClock) -> Iterator[Store]:
+    """The state on the world's clock, so that a day can pass (the daily recompute)."""
+    with Store(state_url, clock=lambda: datetime.fromtimestamp(world_clock(), UTC)) as store:
+        store.migrate()
+        yield store
+
+
+def official(world: World) -> invoiced.Client:
+    client = invoiced.Client(API_KEY)
+    client.api_url = world.invoiced_server.url  # 3.0.0 takes no base URL argument; it reads this attribute
+    return client
+
+
+def today(world: World) -> str:
+    return datetime.fromtimestamp(world.clock(), UTC).date().isoformat()
+
+
+def tag_id(world: World) -> str:
+    tags = [tag for tag in world.keap.store.records("tags") if tag["name"] == TAG]
+    assert len(tags) == 1
+    return str(tags[0]["id"])
+
+
+async def linked_pair(world: World) -> tuple[int, int]:
+    """An organisation and a person, synced (linked to a Keap company and contact); their Invoiced ids."""
+    acme = world.invoiced.create_customer({"name": "Acme Ltd", "type": "company"})
+    jane = world.invoiced.create_customer({"name": "Jane Cooper", "type": "person", "email": "jane@example.com"})
+    assert (await world.sync()).exit_code == 0
+    return acme["id"], jane["id"]
+
+
+def past_due_invoice(world: World, customer: int, amount: float, *, days_late: int = 10, **extra: Any) -> dict[str, Any]:
+    now = int(world.clock())
+    return world.invoiced.create_invoice({
+        "customer": customer, "date": now - (days_late + 30) * DAY, "due_date": now - days_late * DAY,
+        "items": [{"name": "Consulting", "quantity": 1, "unit_cost": amount}], **extra})
+
+
+async def test_a_past_due_invoice_puts_the_figures_and_the_tag_on_the_linked_company_and_contact(world: World) -> None:
+    acme, jane = await linked_pair(world)
+    past_due_invoice(world, acme, 120.5, days_late=10)
+    world.invoiced.create_invoice({"customer": acme, "payment_terms": "NET 30",
+                                   "items": [{"name": "Support", "quantity": 2, "unit_cost": 40}]})  # open, not yet due
+    past_due_invoice(world, jane, 99.99, days_late=3)
+
+    report = await world.sync()
+
+    assert report.exit_code == 0
+    company, contact = world.link_of("companies", acme), world.link_of("contacts", jane)
+    assert world.keap.custom_values("companies", company) == {
+        "Invoiced balance": 200.5, "Invoiced past due": 120.5, "Invoiced days past due": 10, "Invoiced open invoices": 2}
+    assert world.keap.custom_values("contacts", contact) == {
+        "Invoiced balance": 99.99, "Invoiced past due": 99.99, "Invoiced days past due": 3, "Invoiced open invoices": 1}
+    assert world.keap.tag_ids("companies", company) == [tag_id(world)]
+    assert world.keap.tag_ids("contacts", contact) == [tag_id(world)]
+    client = official(world)
+    for customer, values in ((acme, world.keap.custom_values("companies", company)),
+                             (jane, world.keap.custom_values("contacts", contact))):
+        balance = client.Customer.retrieve(customer).balance()
+        assert (balance["currency"], balance["total_outstanding"], balance["past_due"]) == (
+            "usd", values["Invoiced balance"], values["Invoiced past due"] > 0)
+    assert report.flows["receivables"].counts["updated.keap"] == 2
+    assert report.flows["receivables"].counts["tagged"] == 2
+
+
+async def test_a_payment_that_settles_it_removes_the_tag_and_updates_the_figures(world: World) -> None:
+    acme, jane = await linked_pair(world)
+    invoice = past_due_invoice(world, jane, 250)
+    await world.sync()
+    contact = world.link_of("contacts", jane)
+    assert world.keap.tag_ids("contacts", contact) == [tag_id(world)]
+
+    world.invoiced.create_payment({"customer": jane, "amount": 250,
+                                   "applied_to": [{"type": "invoice", "invoice": invoice["id"], "amount": 250}]})
+    report = await world.sync()
+
+    assert report.exit_code == 0
+    assert world.keap.tag_ids("contacts", contact) == []
+    assert world.keap.custom_values("contacts", contact) == {
+        "Invoiced balance": 0, "Invoiced past due": 0, "Invoiced days past due": 0, "Invoiced open invoices": 0,
+        "Invoiced last payment": today(world)}
+    assert official(world).Customer.retrieve(jane).balance()["total_outstanding"] == 0
+    assert report.flows["receivables"].counts["untagged"] == 1
+
+
+async def test_a_partial_payment_keeps_the_tag_and_lowers_the_figures(world: World) -> None:
+    acme, _ = await linked_pair(world)
+    invoice = past_due_invoice(world, acme, 300)
+    await world.sync()
+    world.invoiced.create_payment({"customer": acme, "amount": 100,
+                                   "applied_to": [{"type": "invoice", "invoice": invoice["id"], "amount": 100}]})
+    await world.sync()
+
+    company = world.link_of("companies", acme)
+    values = world.keap.custom_values("companies", company)
+    assert (values["Invoiced balance"], values["Invoiced past due"], values["Invoiced last payment"]) == (200, 200, today(world))
+    assert official(world).Customer.retrieve(acme).balance()["total_outstanding"] == 200
+    assert world.keap.tag_ids("companies", company) == [tag_id(world)]
+
+
+def step_calls(world: World) -> dict[str, int]:
+    """The calls of the step's own endpoints (the figures' reads, custom fields, tags) since `reset_stats`."""
+    mine = ("/invoices", "/payments", "/model", "/tags", "/balance")
+    requests = {**world.invoiced.requests, **world.keap.requests}
+    return {key: count for key, count in requests.items() if any(part in key for part in mine)}
+
+
+async def test_nothing_is_written_when_nothing_changed(world: World) -> None:
+    acme, jane = await linked_pair(world)
+    invoice = past_due_invoice(world, acme, 80)
+    await world.sync()
+    world.reset_stats()
+    after_writes = await world.sync()  # the flows read the records the step tagged and wrote: shadows, no echo
+    assert world.writes() == {}
+    assert step_calls(world) == {}
+    assert "receivables" not in after_writes.flows
+
+    world.invoiced.update_invoice(invoice["id"], {"notes": "Called on Monday"})  # an event, same figures
+    world.reset_stats()
+    report = await world.sync()
+
+    assert world.writes() == {}
+    assert step_calls(world) == {"GET /invoices": 1}  # the customer's open invoices, read again: nothing changed
+    assert report.flows["receivables"].counts == {"read.invoiced": 1}
+
+
+async def test_a_customer_without_a_keap_twin_gets_its_figures_when_the_link_appears(world: World) -> None:
+    bob = world.invoiced.create_customer({"name": "Bob Nobody", "type": "person"})  # Keap refuses a bare contact
+    past_due_invoice(world, bob["id"], 45, days_late=5)
+    first = await world.sync()
+    assert first.exit_code == 2 and world.store.active_link_ids("contacts") == {}
+
+    world.invoiced.update_customer(bob["id"], {"email": "bob@example.com"})
+    await world.sync()
+
+    contact = world.link_of("contacts", bob["id"])
+    assert world.keap.custom_values("contacts", contact) == {
+        "Invoiced balance": 45, "Invoiced past due": 45, "Invoiced days past due": 5, "Invoiced open invoices": 1}
+    assert world.keap.tag_ids("contacts", contact) == [tag_id(world)]
+
+
+async def test_the_custom_fields_and_the_tag_are_created_once(world: World) -> None:
+    acme, jane = await linked_pair(world)
+    past_due_invoice(world, acme, 10)
+    await world.sync()
+    past_due_invoice(world, jane, 20)
+    other = world.invoiced.create_customer({"name": "Globex", "type": "company"})
+    past_due_invoice(world, other["id"], 30)
+    await world.sync()
+    await world.sync()
+
+    for collection in ("companies", "contacts"):
+        fields = world.keap.custom_fields(collection)
+        assert sorted(field["label"] for field in fields) == sorted(LABELS)
+        assert {field["label"]: field["field_type"] for field in fields} == {
+            "Invoiced balance": "CURRENCY", "Invoiced past due": "CURRENCY", "Invoiced days past due": "WHOLE_NUMBER",
+            "Invoiced open invoices": "WHOLE_NUMBER", "Invoiced last payment": "DATE"}
+    tag_id(world)  # exactly one tag of that name
+
+
+async def test_fields_and_a_tag_that_exist_already_are_used_not_made_again(world: World) -> None:
+    world.keap.create_custom_field("companies", "invoiced BALANCE", "CURRENCY")
+    existing = world.keap.create_tag(TAG)
+    acme, _ = await linked_pair(world)
+    past_due_invoice(world, acme, 10)
+    await world.sync()
+
+    company = world.link_of("companies", acme)
+    assert world.keap.custom_values("companies", company)["invoiced BALANCE"] == 10
+    assert world.keap.tag_ids("companies", company) == [str(existing["id"])]
+    assert len(world.keap.custom_fields("companies")) == len(LABELS)
+
+
+async def test_other_custom_values_of_the_record_are_kept(world: World) -> None:
+    acme, _ = await linked_pair(world)
+    company = world.link_of("companies", acme)
+    theirs = world.keap.create_custom_field("companies", "Account manager", "TEXT")
+    world.keap_edit("companies", company, {"custom_fields": [{"id": theirs["id"], "content": "Dana"}]})
+    past_due_invoice(world, acme, 10)
+    await world.sync()
+
+    assert world.keap.custom_values("companies", company)["Account manager"] == "Dana"
+
+
+async def test_an_invoice_in_another_currency_goes_to_fields_naming_it(world: World) -> None:
+    acme, _ = await linked_pair(world)
+    past_due_invoice(world, acme, 70, currency="eur")
+    past_due_invoice(world, acme, 30)
+    await world.sync()
+
+    company = world.link_of("companies", acme)
+    assert world.keap.custom_values("companies", company) == {
+        "Invoiced balance": 30, "Invoiced balance (EUR)": 70, "Invoiced past due": 30, "Invoiced past due (EUR)": 70,
+        "Invoiced days past due": 10, "Invoiced open invoices": 2}
+    types = {field["label"]: field["field_type"] for field in world.keap.custom_fields("companies")}
+    assert (types["Invoiced balance (EUR)"], types["Invoiced balance"]) == ("DECIMAL_NUMBER", "CURRENCY")
+    client = official(world)
+    assert client.Customer.retrieve(acme).balance()["total_outstanding"] == 30  # the customer's currency (USD)
+    in_euros = client.request("GET", f"/customers/{acme}/balance", {"currency": "eur"})["body"]  # balance(), in EUR
+    assert in_euros["total_outstanding"] == 70
+
+
+async def test_aging_is_recomputed_daily_for_customers_with_open_invoices_only(world: World) -> None:
+    acme, jane = await linked_pair(world)
+    past_due_invoice(world, acme, 60, days_late=2)
+    paid = past_due_invoice(world, jane, 15)
+    world.invoiced.create_payment({"customer": jane, "amount": 15,
+                                   "applied_to": [{"type": "invoice", "invoice": paid["id"], "amount": 15}]})
+    await world.sync()
+    company = world.link_of("companies", acme)
+    assert world.keap.custom_values("companies", company)["Invoiced days past due"] == 2
+
+    world.clock.advance(DAY)
+    world.reset_stats()
+    report = await world.sync()
+
+    assert world.keap.custom_values("companies", company)["Invoiced days past due"] == 3
+    assert report.flows["receivables"].counts["read.invoiced"] == 1  # Acme only: Jane has nothing open
+    assert world.writes() == {"PATCH /crm/rest/v2/companies/{company_id}": 1}
+    assert step_calls(world) == {"GET /invoices": 1}  # Acme's open invoices (its last payment is known)
+
+
+async def test_turned_off_it_reads_and_writes_nothing(world: World) -> None:
+    options = SyncOptions(receivables=ReceivablesOptions(enabled=False))
+    acme = world.invoiced.create_customer({"name": "Acme Ltd", "type": "company"})
+    await world.sync(options)
+    past_due_invoice(world, acme["id"], 10)
+    world.reset_stats()
+    report = await world.sync(options)
+
+    assert "receivables" not in report.flows
+    assert world.writes() == {}
+    assert world.keap.custom_fields("companies") == []
+
+
+async def test_chosen_fields_labels_and_tag(world: World) -> None:
+    options = SyncOptions(receivables=ReceivablesOptions(fields=("past_due", "days_past_due"),
+                                                         labels={"past_due": "Overdue"}, tag="Chase"))
+    acme = world.invoiced.create_customer({"name": "Acme Ltd", "type": "company"})
+    await world.sync(options)
+    past_due_invoice(world, acme["id"], 10)
+    await world.sync(options)
+
+    company = world.link_of("companies", acme["id"])
+    assert world.keap.custom_values("companies", company) == {"Overdue": 10, "Invoiced days past due": 10}
+    assert [tag["name"] for tag in world.keap.store.records("tags")] == ["Chase"]
+
+
+async def test_a_dry_run_reads_the_figures_and_writes_nothing(world: World) -> None:
+    acme, _ = await linked_pair(world)
+    past_due_invoice(world, acme, 10)
+    world.reset_stats()
+    report = await world.sync(dry_run=True)
+
+    assert world.writes() == {}
+    verbs = sorted(action.verb for action in report.flows["receivables"].actions)
+    assert verbs == ["tag", "update"]
+    real = await world.sync()
+    assert real.flows["receivables"].counts["updated.keap"] == 1
