@@ -146,6 +146,18 @@ async def test_an_invoiced_edit_reaches_keap_without_a_poll(running: Running) ->
     await eventually(lambda: running.company_names() == ["Acme Ltd", "Globex"])
 
 
+async def test_a_company_customers_person_and_its_edits_reach_keap_without_a_poll(running: Running) -> None:
+    acme = customer_id(running, "Acme")
+    ann = running.invoiced.create_contact(acme, {"name": "Ann Lee", "email": "ann@acme.example"})
+    await eventually(lambda: [r.get("given_name") for r in running.keap.store.records("contacts")] == ["Ann"])
+    [person] = running.keap.store.records("contacts")
+    [company] = [r for r in running.keap.store.records("companies") if r["company_name"] == "Acme"]
+    assert str(person["company"]["id"]) == str(company["id"])
+
+    running.invoiced.update_contact(acme, ann["id"], {"title": "CFO"})
+    await eventually(lambda: [r.get("job_title") for r in running.keap.store.records("contacts")] == ["CFO"])
+
+
 async def test_a_keap_edit_reaches_invoiced_without_a_poll(running: Running) -> None:
     async with httpx.AsyncClient(base_url=running.keap_url, headers={"X-Keap-API-Key": API_KEY}) as keap:
         [globex] = [r for r in running.keap.store.records("companies") if r["company_name"] == "Globex"]

@@ -3,7 +3,8 @@
 Invoiced signs each delivery with `X-Invoiced-Signature`, the lower-case hex HMAC-SHA256 of the raw
 body keyed with the webhook's secret. Anything without a valid signature is answered 401 and changes
 nothing. Deliveries can repeat (Invoiced retries hourly), so event ids already handled are answered
-200 and skipped. Items have no events in Invoiced, so only customers are marked here; polling covers items.
+200 and skipped. Items have no events in Invoiced, so customers and their people (contacts, as `customer/id`) are
+marked here; polling covers items.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from invoiced_keap.connectors.invoiced import CUSTOMER
-from invoiced_keap.flows import flow_of
+from invoiced_keap.connectors.invoiced import CONTACT, CUSTOMER
+from invoiced_keap.flows import CATALOGUE, flow_of
 from invoiced_keap.server.debounce import DirtyQueue
 from invoiced_keap.server.metrics import Metrics
 
@@ -93,6 +94,20 @@ class InvoicedWebhookReceiver:
             marked |= self._mark_customer(customer, removed=True)
         if event_type == "customer.merged":
             marked |= self._mark_customer(customer.get("original_customer") or {}, removed=True)
+        if event_type.startswith("contact."):
+            marked |= self._mark_contact(event_type, customer)
+        return marked
+
+    def _mark_contact(self, event_type: str, contact: dict[str, Any]) -> bool:
+        """A company customer's person: marked in the flows of Invoiced contacts, by its `customer/id`."""
+        parent = contact.get("customer")
+        parent_id = parent.get("id") if isinstance(parent, dict) else parent
+        if "id" not in contact or parent_id is None:
+            return False
+        marked = False
+        for flow in (name for name, flow in CATALOGUE.items() if flow.invoiced == CONTACT and name in self.flows):
+            self.queue.mark(flow, "invoiced", [f"{parent_id}/{contact['id']}"], removed=event_type == "contact.deleted")
+            marked = True
         return marked
 
     def _mark_customer(self, customer: dict[str, Any], *, removed: bool) -> bool:
