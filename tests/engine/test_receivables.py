@@ -285,3 +285,24 @@ async def test_a_dry_run_reads_the_figures_and_writes_nothing(world: World) -> N
     assert verbs == ["tag", "update"]
     real = await world.sync()
     assert real.flows["receivables"].counts["updated.keap"] == 1
+
+
+async def test_a_keap_refusal_is_a_failure_with_keap_s_words_and_the_pass_goes_on(world: World) -> None:
+    world.keap.create_custom_field("contacts", "Invoiced open invoices", "DATE")  # someone's field, of another type
+    acme, jane = await linked_pair(world)
+    past_due_invoice(world, acme, 10)
+    past_due_invoice(world, jane, 20)
+    report = await world.sync()
+
+    assert report.exit_code == 2
+    contact, company = world.link_of("contacts", jane), world.link_of("companies", acme)
+    [failure] = world.store.failures("contacts")
+    assert (failure.side, failure.record_id, failure.operation) == ("keap", contact, "receivables")
+    assert "needs a date as YYYY-MM-DD" in failure.message and "Invoiced open invoices" in failure.message
+    assert world.keap.custom_values("contacts", contact) == {}
+    assert world.keap.tag_ids("contacts", contact) == [tag_id(world)]  # the tag is its own call
+    assert world.keap.custom_values("companies", company)["Invoiced balance"] == 10
+
+    world.reset_stats()
+    await world.sync()  # the retry is not due yet: nothing is tried again
+    assert world.writes() == {}

@@ -45,7 +45,7 @@ from invoiced_keap.connectors.keap import CONTACTS, TAGS, KeapConnector, KeapObj
 from invoiced_keap.engine.apply import refusal_message
 from invoiced_keap.engine.changes import PassEvents
 from invoiced_keap.engine.receivables import (
-    Change, Figures, ReceivablesOptions, Wanted, Written, after, decide, keap_values, merged_custom_fields, named_by,
+    OPERATION, Change, Figures, ReceivablesOptions, Wanted, Written, after, decide, keap_values, merged_custom_fields, named_by,
     owed, payment_date,
 )
 from invoiced_keap.engine.report import Action, FlowReport, RunReport
@@ -54,7 +54,7 @@ from invoiced_keap.mapping import Record
 from invoiced_keap.state import AuditNote, AuditOperation, Store
 from invoiced_keap.state.models import Receivable
 
-STEP = "receivables"
+STEP = OPERATION
 """The step's name: its report entry (a column next to the flows') and its failures' operation."""
 CURSOR = "receivables.events"
 RECOMPUTE_EVERY = timedelta(days=1)

@@ -28,6 +28,7 @@ from invoiced_keap.engine.changes import FlowChanges, get_record
 from invoiced_keap.engine.match import build_index, match_all
 from invoiced_keap.engine.options import DeletesPolicy, FlowOptions
 from invoiced_keap.engine.plan import CreatePlan, PairPlan, plan_create, plan_pair
+from invoiced_keap.engine.receivables import OPERATION
 from invoiced_keap.engine.report import COUNTED, Action, Progress, ProgressHook, no_progress
 from invoiced_keap.engine.shadows import link_shadows, stored_record
 from invoiced_keap.flows import SIDES, Flow, Side, flow_of, other_side
@@ -309,7 +310,7 @@ class Planner:
         changes = read[name]
         options = self.options[name]
         plan = FlowPlan(flow, options.deletes, links=store.count_links(name), watermarks=dict(changes.watermarks))
-        failures = store.failures(name)
+        failures = [failure for failure in store.failures(name) if failure.operation != OPERATION]  # not the flow's
         plan.open_failures = {(failure.side, failure.record_id) for failure in failures}
         plan.unstamped = {failure.record_id for failure in failures if failure.operation == "stamp"}
         now = store.clock()
@@ -427,6 +428,8 @@ class Planner:
         """Bring the source records of the flow's failures due for a retry into the pass; a source that is gone,
         or that another flow owns now (whose pass syncs it), resolves its failure."""
         for failure in self.store.failures_due(flow.name):
+            if failure.operation == OPERATION:
+                continue  # what a customer owes is written by its own step (`engine.owed`)
             side: Side = "keap" if failure.side == "keap" else "invoiced"
             records = changes.invoiced if side == "invoiced" else changes.keap
             if failure.record_id in records:

@@ -56,6 +56,9 @@ EVENT_OBJECTS = frozenset({"invoice", "payment", "credit_note"})
 PAYMENT_OBJECTS = frozenset({"payment"})
 """The event objects that may change a customer's last payment."""
 
+OPERATION = "receivables"
+"""The operation of the failures of these writes, kept with the record's flow (`planner` leaves them to the step)."""
+
 Content = int | float | str | None
 Values = dict[str, Content]
 
