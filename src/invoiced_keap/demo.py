@@ -2,8 +2,8 @@
 
 Both emulators run in-process on free loopback ports with the sample account (`emulators.sample`),
 and the state lives in a temporary SQLite file. The script: the first sync (the existing Globex and
-Jane Cooper are matched, the rest created, the person with no email/phone/address rejected by Keap
-into the failures list); an edit on each side, synced and read back from the other side; the same
+Jane Cooper are matched, the rest created, Acme Corporation's two people made Keap contacts of its Keap
+company, the person with no email/phone/address rejected by Keap into the failures list); an edit on each side, synced and read back from the other side; the same
 field edited on both sides, settled as a recorded conflict; and a summary table.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from invoiced_keap import console
 from invoiced_keap.connectors.invoiced import CUSTOMER, ITEM, InvoicedConnector
-from invoiced_keap.connectors.keap import COMPANIES, PRODUCTS, KeapConnector
+from invoiced_keap.connectors.keap import COMPANIES, CONTACTS, PRODUCTS, KeapConnector
 from invoiced_keap.connectors.keap_auth import ApiKey
 from invoiced_keap.emulators.invoiced import InvoicedEmulator
 from invoiced_keap.emulators.keap import KeapEmulator
@@ -29,6 +29,10 @@ from invoiced_keap.engine.run import Syncer
 from invoiced_keap.flows import CATALOGUE
 from invoiced_keap.state import Store
 
+ACME_PEOPLE = (
+    {"name": "Dana Whitfield", "title": "Accounts payable", "email": "dana.whitfield@acme.example", "phone": "+1 555 0101"},
+    {"name": "Omar Haddad", "title": "CFO", "email": "omar.haddad@acme.example"},
+)
 INVOICED_KEY = "demo-invoiced-key"
 KEAP_KEY = "demo-keap-key"
 
@@ -62,6 +66,9 @@ async def run_demo() -> None:
     keap_emulator = KeapEmulator(api_key=KEAP_KEY, hook_batch_delay=0.1, hook_retry_delays=(0.1,))
     invoiced_emulator.seed(INVOICED_SAMPLE)
     keap_emulator.seed(KEAP_SAMPLE)
+    acme = next(customer for customer in invoiced_emulator.customers.values() if customer["name"] == "Acme Corporation")
+    for person in ACME_PEOPLE:
+        invoiced_emulator.create_contact(acme["id"], person)
     with (
         tempfile.TemporaryDirectory(prefix="invoiced-keap-demo-") as directory,
         BackgroundServer(invoiced_emulator.asgi()) as invoiced_server,
@@ -76,9 +83,23 @@ async def run_demo() -> None:
         ):
             world = DemoWorld(store, invoiced, keap, Syncer(store, invoiced, keap, SyncOptions()))
             await world.sync("1. First sync: match what exists, create the rest")
+            await _people_of_acme(world, acme["id"])
             await _edit_each_side(world)
             await _conflict(world)
         _summary(store)
+
+
+async def _people_of_acme(world: DemoWorld, acme_id: int) -> None:
+    """The people of a company customer, as Keap contacts of its Keap company (flow company_contacts)."""
+    companies = dict(world.store.active_link_ids("companies"))
+    rows = []
+    for invoiced_id, keap_id in world.store.active_link_ids("company_contacts").items():
+        if invoiced_id.partition("/")[0] == str(acme_id):
+            person = await world.keap.get(CONTACTS, keap_id, fields=CATALOGUE["company_contacts"].keap_fields)
+            rows.append((invoiced_id, keap_id, f"{person.get('given_name')} {person.get('family_name')}",
+                         person.get("job_title"), (person.get("company") or {}).get("id")))
+    console.print_table(f"Acme Corporation's people in Keap (its Keap company is {companies[str(acme_id)]})",
+                        ["Invoiced contact", "Keap contact", "name", "job title", "Keap company"], rows)
 
 
 async def _edit_each_side(world: DemoWorld) -> None:

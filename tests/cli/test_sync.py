@@ -71,6 +71,8 @@ def test_demo_runs_offline_and_exits_0(cli) -> None:
     assert "description: Blue widget, 12 cm" in result.stdout
     assert "Initech Incorporated" in result.stdout and "newest: keap" in result.stdout
     assert "Contact must contain at least one email" in result.stdout
+    assert "Acme Corporation's people in Keap" in result.stdout
+    assert "Dana Whitfield" in result.stdout and "Omar Haddad" in result.stdout
     assert "Summary" in result.stdout
 
 

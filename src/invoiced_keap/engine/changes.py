@@ -261,8 +261,7 @@ async def read_children(store: Store, invoiced: InvoicedConnector, flow: Flow, c
     twins = changes.parents = ParentTwins.load(store, link)
     for record_id, record in list(changes.keap.items()):
         changes.keap[record_id] = twins.of("keap", record)
-    cursor = store.get_watermark(flow.mark("events"))
-    named = {parent for event in events.since(cursor) if (parent := event_parent(event)) is not None}
+    named, touched = parents_named(events.since(store.get_watermark(flow.mark("events"))))
     mark = store.get_watermark(flow.mark("parents"))
     linked_since = store.links_since(link.flow, int(mark) if mark else 0)
     wanted = sorted({parent for parent in named if parent in twins.keap_of} | {invoiced_id for _, invoiced_id in linked_since},
@@ -270,7 +269,7 @@ async def read_children(store: Store, invoiced: InvoicedConnector, flow: Flow, c
     for parent in wanted:
         async for record in invoiced.children(flow.invoiced, parent):
             changes.invoiced[str(record["id"])] = twins.of("invoiced", record)
-    orphans = store.links_under(flow.name, [parent for parent in named if parent not in twins.keap_of])
+    orphans = store.links_under(flow.name, [parent for parent in named | touched if parent not in twins.keap_of])
     for record_id in orphans:
         changes.removed_invoiced.add(record_id)
         changes.removal_reasons[record_id] = f"its customer {record_id.partition('/')[0]} has no Keap company any more"
@@ -292,9 +291,21 @@ async def every_record(invoiced: InvoicedConnector, flow: Flow, parents: ParentT
             yield parents.of("invoiced", record)
 
 
-def event_parent(event: Record) -> str | None:
-    """The customer an event is about: a contact's customer, or the customer of a customer event."""
-    return contact_parent(event) or (str(event["data"]["object"]["id"]) if event["type"].startswith("customer.") else None)
+def parents_named(events: Iterable[Record]) -> tuple[set[str], set[str]]:
+    """The customers whose people to read again (a contact event's customer; a merge's survivor, which takes the
+    merged customer's people without contact events) and the customers only to check for a lost link (any other
+    customer event: deleted, merged away, a person now)."""
+    named: set[str] = set()
+    touched: set[str] = set()
+    for event in events:
+        if (parent := contact_parent(event)) is not None:
+            named.add(parent)
+        elif event["type"] == "customer.merged":
+            named.add(str(event["data"]["object"]["id"]))
+            touched.add(str(event["data"]["object"]["original_customer"]["id"]))
+        elif event["type"].startswith("customer."):
+            touched.add(str(event["data"]["object"]["id"]))
+    return named, touched
 
 
 async def get_record(flow: Flow, invoiced: InvoicedConnector, keap: KeapConnector, side: Side, record_id: str,
