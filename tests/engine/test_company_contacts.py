@@ -164,3 +164,19 @@ async def test_keap_born_people_of_a_linked_company_reach_invoiced_only_when_con
     assert (cy["name"], cy["email"]) == ("Cy Young", "cy@acme.example")
     assert on.flows["company_contacts"].counts["created.invoiced"] == 1
     assert [c["name"] for c in world.invoiced.customers.values()] == ["Acme"]  # no person customer made of Cy
+
+
+async def test_a_merge_moves_the_merged_customers_people_to_the_survivors_keap_company(world: World) -> None:
+    acme = world.invoiced.create_customer({"name": "Acme", "type": "company"})
+    globex = world.invoiced.create_customer({"name": "Globex", "type": "company"})
+    ann = world.invoiced.create_contact(globex["id"], {"name": "Ann Lee", "email": "ann@example.com"})
+    await world.sync()
+    keap_id = world.link_of("company_contacts", f"{globex['id']}/{ann['id']}")
+
+    world.invoiced.merge_customers(acme["id"], globex["id"])  # Globex into Acme: its people go along, no contact event
+    report = await world.sync()
+
+    assert report.exit_code == 0, report.flows["company_contacts"].actions
+    assert world.store.active_link_ids("company_contacts") == {f"{acme['id']}/{ann['id']}": keap_id}
+    assert str(world.keap_record("contacts", keap_id)["company"]["id"]) == world.link_of("companies", acme["id"])
+    assert len(world.keap_records("contacts")) == 1
