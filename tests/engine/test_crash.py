@@ -118,7 +118,8 @@ def test_a_sync_killed_as_keap_makes_a_record_holds_up_no_later_sync(world: Worl
         passes.append(subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         assert passes[0].wait(timeout=60) == -signal.SIGKILL
         with Store(database_url) as store:
-            assert len(store.intents()) >= 1 and len(world.keap_records("companies")) == 1  # killed mid-create
+            # killed mid-create: creates already in flight may have landed too (they are sent concurrently)
+            assert len(store.intents()) >= 1 and 1 <= len(world.keap_records("companies")) <= 8
 
         passes.append(subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
         output = passes[1].communicate(timeout=120)[0].decode()
