@@ -200,14 +200,24 @@ async def test_fields_and_a_tag_that_exist_already_are_used_not_made_again(world
 
 
 async def test_other_custom_values_of_the_record_are_kept(world: World) -> None:
-    acme, _ = await linked_pair(world)
-    company = world.link_of("companies", acme)
-    theirs = world.keap.create_custom_field("companies", "Account manager", "TEXT")
-    world.keap_edit("companies", company, {"custom_fields": [{"id": theirs["id"], "content": "Dana"}]})
+    acme, jane = await linked_pair(world)
+    company, contact = world.link_of("companies", acme), world.link_of("contacts", jane)
+    assert company == contact  # ids of two objects: each record keeps its own values
+    manager = world.keap.create_custom_field("companies", "Account manager", "TEXT")
+    nickname = world.keap.create_custom_field("contacts", "Nickname", "TEXT")
+    world.keap_edit("companies", company, {"custom_fields": [{"id": manager["id"], "content": "Dana"}]})
+    world.keap_edit("contacts", contact, {"custom_fields": [{"id": nickname["id"], "content": "JC"}]})
     past_due_invoice(world, acme, 10)
-    await world.sync()
+    past_due_invoice(world, jane, 20)
+    report = await world.sync()
 
-    assert world.keap.custom_values("companies", company)["Account manager"] == "Dana"
+    assert report.exit_code == 0
+    assert world.keap.custom_values("companies", company) == {
+        "Account manager": "Dana", "Invoiced balance": 10, "Invoiced past due": 10, "Invoiced days past due": 10,
+        "Invoiced open invoices": 1}
+    assert world.keap.custom_values("contacts", contact) == {
+        "Nickname": "JC", "Invoiced balance": 20, "Invoiced past due": 20, "Invoiced days past due": 10,
+        "Invoiced open invoices": 1}
 
 
 async def test_an_invoice_in_another_currency_goes_to_fields_naming_it(world: World) -> None:
@@ -306,3 +316,37 @@ async def test_a_keap_refusal_is_a_failure_with_keap_s_words_and_the_pass_goes_o
     world.reset_stats()
     await world.sync()  # the retry is not due yet: nothing is tried again
     assert world.writes() == {}
+
+
+async def test_the_calls_of_a_pass_with_affected_customers(world: World) -> None:
+    """Per customer an event names: one read of its open invoices (and of its latest payment the first time, or
+    after a payment event); per Keap record whose figures changed: one PATCH, a company's custom values read first
+    (a GET) and its tag one call, contacts' values read and tagged 100 a call. Setup calls happen once."""
+    n = 3
+    companies = [world.invoiced.create_customer({"name": f"Company {i}", "type": "company"})["id"] for i in range(n)]
+    people = [world.invoiced.create_customer({"name": f"Person {i}", "type": "person", "email": f"p{i}@example.com"})["id"]
+              for i in range(n)]
+    await world.sync()
+    await world.sync()
+    for customer in companies + people:
+        past_due_invoice(world, customer, 100)
+    world.reset_stats()
+    await world.sync()
+    assert step_calls(world) == {"GET /invoices": 2 * n, "GET /payments": 2 * n,
+                                 "GET /crm/rest/v2/companies/model": 1, "POST /crm/rest/v2/companies/model/customFields": 5,
+                                 "GET /crm/rest/v2/contacts/model": 1, "POST /crm/rest/v2/contacts/model/customFields": 5,
+                                 "GET /crm/rest/v2/tags": 1, "POST /crm/rest/v2/tags": 1,
+                                 "POST /crm/rest/v2/companies/{company_id}/tags/{tag_id}": n,
+                                 "POST /crm/rest/v2/tags/{tag_id}/contacts:applyTags": 1}
+    assert {key: count for key, count in world.keap.requests.items() if "{" in key} == {
+        "GET /crm/rest/v2/companies/{company_id}": n, "PATCH /crm/rest/v2/companies/{company_id}": n,
+        "PATCH /crm/rest/v2/contacts/{contact_id}": n, "POST /crm/rest/v2/companies/{company_id}/tags/{tag_id}": n,
+        "POST /crm/rest/v2/tags/{tag_id}/contacts:applyTags": 1}
+
+    for customer in companies + people:
+        past_due_invoice(world, customer, 50)
+    world.reset_stats()
+    await world.sync()
+    assert step_calls(world) == {"GET /invoices": 2 * n}
+    assert world.writes() == {"PATCH /crm/rest/v2/companies/{company_id}": n, "PATCH /crm/rest/v2/contacts/{contact_id}": n}
+    assert world.keap.requests["GET /crm/rest/v2/contacts"] == 2  # the flow's read, and the contacts' values

@@ -327,7 +327,7 @@ class OwedStep:
 
     async def _patch(self, job: Job, ours: dict[str, Any], current: dict[str, list[Record]]) -> None:
         """Read a company's custom values (a contact's were read in bulk), merge ours in, PATCH where they differ."""
-        values = current.get(job.keap_id)
+        values = current.get(job.keap_id) if job.flow.keap is CONTACTS else None  # ids are unique per object only
         if values is None:
             record = await self.keap.get(job.flow.keap, job.keap_id, fields=["custom_fields"])
             values = list(record.get("custom_fields") or [])
