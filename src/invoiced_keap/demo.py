@@ -4,7 +4,8 @@ Both emulators run in-process on free loopback ports with the sample account (`e
 and the state lives in a temporary SQLite file. The script: the first sync (the existing Globex and
 Jane Cooper are matched, the rest created, Acme Corporation's two people made Keap contacts of its Keap
 company, the person with no email/phone/address rejected by Keap into the failures list); an edit on each side, synced and read back from the other side; the same
-field edited on both sides, settled as a recorded conflict; and a summary table.
+field edited on both sides, settled as a recorded conflict; an invoice going past due in Invoiced, and its figures
+and the past-due tag appearing on the Keap company; and a summary table.
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ async def run_demo() -> None:
             await _people_of_acme(world, acme["id"])
             await _edit_each_side(world)
             await _conflict(world)
+            await _past_due(world, invoiced_emulator, keap_emulator)
         _summary(store)
 
 
@@ -128,8 +130,24 @@ async def _conflict(world: DemoWorld) -> None:
                          for c in world.store.conflicts()])
 
 
+async def _past_due(world: DemoWorld, invoiced_emulator: InvoicedEmulator, keap_emulator: KeapEmulator) -> None:
+    """What a customer owes, in Keap: an invoice goes past due in Invoiced (its clock moves on), the next sync puts the
+    figures and the tag on the linked Keap company."""
+    acme_id, acme_keap_id = world.keap_id("companies", "Acme Corporation")
+    invoice = invoiced_emulator.create_invoice({"customer": acme_id, "payment_terms": "NET 14",
+                                                "items": [{"name": "Widget", "quantity": 12, "unit_cost": 37.5}]})
+    console.note(f"Invoiced: invoice {invoice['number']} to Acme Corporation, {invoice['total']} USD, due in 14 days")
+    invoiced_emulator.advance_clock(20 * 86_400)
+    console.note(f"Twenty days later in Invoiced, {invoice['number']} is {invoiced_emulator.invoice(invoice['id'])['status']}")
+    await world.sync("4. An invoice goes past due: its figures and a tag on the Keap company")
+    tags = {str(tag["id"]): tag["name"] for tag in keap_emulator.store.records("tags")}
+    console.print_table(f"Keap company {acme_keap_id} (Acme Corporation)", ["custom field or tag", "value"],
+                        [*keap_emulator.custom_values("companies", acme_keap_id).items(),
+                         *(("tag", tags[tag_id]) for tag_id in keap_emulator.tag_ids("companies", acme_keap_id))])
+
+
 def _summary(store: Store) -> None:
-    console.out.rule("4. Where things stand")
+    console.out.rule("5. Where things stand")
     console.print_table("Rejected records wait in the failures list (retried later, or with `retry`)",
                         ["flow", "record", "message"],
                         [(f.flow, f"{f.side} {f.record_id}", f.message) for f in store.failures()])

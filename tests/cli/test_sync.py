@@ -73,6 +73,8 @@ def test_demo_runs_offline_and_exits_0(cli) -> None:
     assert "Contact must contain at least one email" in result.stdout
     assert "Acme Corporation's people in Keap" in result.stdout
     assert "Dana Whitfield" in result.stdout and "Omar Haddad" in result.stdout
+    assert "INV-0001 is past_due" in result.stdout and "Invoiced: past due" in result.stdout
+    assert "Invoiced days past due" in result.stdout
     assert "Summary" in result.stdout
 
 
