@@ -86,7 +86,7 @@ class Outcome:
         return (self.values_written or not change.values) and (self.tag_written or change.tag is None)
 
 
-def written_to(row: Receivable | None, flow: str, keap_id: str) -> Written | None:
+def written_to(row: Receivable | None, flow: str | None, keap_id: str | None) -> Written | None:
     """What a customer's row says was written to this very record (None: nothing, or to another record)."""
     if row is None or (row.written_flow, row.written_keap_id) != (flow, keap_id):
         return None
@@ -163,7 +163,7 @@ class OwedStep:
             tx.drop_receivables(removed)
             for customer_id, owes in figures.items():
                 row = known.get(customer_id)
-                last = written_to(row, row.written_flow or "", row.written_keap_id or "") if row is not None else None
+                last = written_to(row, row.written_flow, row.written_keap_id) if row and row.written_flow else None
                 tx.put_figures(customer_id, owes.to_json(), owes.open_invoices,
                                pending=decide(self._wanted(owes), last) is not None)
             tx.set_watermark(CURSOR, mark or "0")  # "0": the account had no event yet; all of them are new

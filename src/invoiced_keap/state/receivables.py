@@ -32,12 +32,6 @@ class Target:
     flow: str
     keap_id: str
 
-    @property
-    def same_record(self) -> bool:
-        """The values written (if any) went to this very record."""
-        row = self.receivable
-        return (row.written_flow, row.written_keap_id) == (self.flow, self.keap_id)
-
 
 class ReceivableQueries:
     _session: Callable[[], AbstractContextManager[Session]]
