@@ -460,14 +460,15 @@ CATALOGUE: dict[str, Flow] = {
             CONTACT_NAME,
             CONTACT_EMAIL_RULE,
             CONTACT_PHONE_RULE,
-            text_rule("title", "title", "job_title"),
+            text_rule("title", "title", "job_title", keap_limit=mapping.JOB_TITLE_LIMIT),
             CONTACT_ADDRESS_RULE,
             CONTACT_COMPANY_RULE,
         ),
         match_keys=(emails_key("email", "email", "email_addresses"),),
         adoption_keys=(contact_identity("name+phone", CONTACT_NAME, CONTACT_PHONE_RULE),
                        contact_identity("name+street", CONTACT_NAME, CONTACT_ADDRESS_RULE)),
-        keap_belongs=lambda contact: bool(_keap_parent(contact)),
+        # a Keap contact of a linked company (its Invoiced twin added by the engine); of an unlinked one: no one's
+        keap_belongs=lambda contact: bool(contact.get(COMPANY_OF_CONTACT.invoiced_twin)),
         keap_belongs_fields=("company",),
     ),
 }

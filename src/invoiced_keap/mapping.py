@@ -45,6 +45,7 @@ GIVEN_NAME_LIMIT = 40
 FAMILY_NAME_LIMIT = 40
 EMAIL1_LIMIT = 75
 PHONE1_LIMIT = 40
+JOB_TITLE_LIMIT = 255  # v2 UpdateContactRequest.job_title maxLength
 BILLING_ADDRESS_LIMITS = {"line1": 75, "line2": 75, "locality": 50, "region": 50, "zip_code": 15, "postal_code": 15}
 # Invoiced customer names are 1-255 characters.
 INVOICED_NAME_LIMIT = 255

@@ -180,3 +180,49 @@ async def test_a_merge_moves_the_merged_customers_people_to_the_survivors_keap_c
     assert world.store.active_link_ids("company_contacts") == {f"{acme['id']}/{ann['id']}": keap_id}
     assert str(world.keap_record("contacts", keap_id)["company"]["id"]) == world.link_of("companies", acme["id"])
     assert len(world.keap_records("contacts")) == 1
+
+
+async def test_a_keap_person_of_an_unlinked_company_is_no_ones_even_with_create_in_invoiced(world: World) -> None:
+    acme = world.invoiced.create_customer({"name": "Acme", "type": "company"})
+    await world.sync()
+    [stray] = world.keap.seed({"companies": [{"company_name": "Unlinked Co"}]})["companies"]
+    world.keap.seed({"contacts": [{"given_name": "Cy", "family_name": "Young", "company": {"id": str(stray)},
+                                   "email_addresses": [{"email": "cy@unlinked.example", "field": "EMAIL1"}]}]})
+    creating = SyncOptions(per_flow={name: FlowOptions(create_in_invoiced=True) for name in ("company_contacts", "contacts")})
+
+    report = await world.sync(creating)
+
+    assert report.exit_code == 0 and report.error is None
+    assert world.invoiced.customer_contacts(acme["id"]) == [] and world.store.intents() == []
+    assert [c["name"] for c in world.invoiced.customers.values()] == ["Acme"]
+    world.reset_stats()
+    assert (await world.sync(creating)).api_calls == {"invoiced": 3, "keap": 3}  # nothing left behind to re-read
+
+
+async def test_a_person_customer_and_a_company_person_new_in_one_pass_share_one_keap_contact(world: World) -> None:
+    bob = world.invoiced.create_customer({"name": "Bob Stone", "type": "person", "email": "bob@example.com"})
+    acme = world.invoiced.create_customer({"name": "Acme", "type": "company"})
+    world.invoiced.create_contact(acme["id"], {"name": "Bob Stone", "email": "bob@example.com"})
+
+    report = await world.sync()  # the contacts flow makes Bob's Keap contact before the company's people are planned
+
+    assert [c["email_addresses"][0]["email"] for c in world.keap_records("contacts")] == ["bob@example.com"]
+    [item] = world.store.review_items("company_contacts")
+    assert item.candidate_ids == [world.link_of("contacts", bob["id"])] and report.exit_code == 2
+
+
+async def test_a_title_longer_than_keap_holds_is_cut_with_a_note_and_the_rest_goes(world: World) -> None:
+    acme = world.invoiced.create_customer({"name": "Acme", "type": "company"})
+    ann = world.invoiced.create_contact(acme["id"], {"name": "Ann Lee", "email": "ann@example.com", "title": "T" * 300})
+
+    report = await world.sync()
+
+    assert report.exit_code == 0
+    person = keap_contact(world, ann)
+    assert person["job_title"] == "T" * 255
+    [note] = [a for a in report.flows["company_contacts"].actions if a.verb == "lossy"]
+    assert note.fields["field"] == "job_title" and "255" in note.fields["reason"]
+    world.invoiced.update_contact(acme["id"], ann["id"], {"title": "T" * 301, "phone": "+1 555 0101"})
+    await world.sync()
+    assert keap_contact(world, ann)["phone_numbers"][0]["number"] == "+1 555 0101"
+    assert world.invoiced.contact(acme["id"], ann["id"])["title"] == "T" * 301  # the cut copy never flows back

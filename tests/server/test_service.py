@@ -259,3 +259,16 @@ def test_a_signal_stops_the_service_cleanly_with_status_zero(
     assert out.strip() == "stopped"
     if in_flight:  # stopped mid-pass: what was in hand finished, the rest waits for the next run
         assert 0 < len(list(keap_emulator.store.records("companies"))) < 40
+
+
+async def test_a_pass_that_crashes_makes_its_flows_unhealthy_until_one_succeeds(running: Running) -> None:
+    async def crashing_pass() -> None:
+        raise KeyError("customer")  # what any bug in a pass looks like to the service
+
+    await running.service._guarded(crashing_pass(), ["companies"])
+    async with httpx.AsyncClient(base_url=running.service.url) as client:
+        unhealthy = await client.get("/healthz")
+        assert unhealthy.status_code == 503
+        assert "the pass crashed: KeyError" in unhealthy.json()["reasons"]["companies"]
+        await running.service.poll()
+        assert (await client.get("/healthz")).status_code == 200

@@ -329,6 +329,8 @@ class Planner:
         for link in store.find_links(name, "keap", changes.removed_keap).values():
             removed.setdefault(link.id, Removal(link, "keap", "not found in Keap (404)"))
         plan.removals = list(removed.values())
+        freed = {removal.link.keap_id for removal in plan.removals} if options.deletes == "unlink" else set()
+        await self._add_freed_reviews(flow, changes, freed)
         by_invoiced = store.link_ids_of(name, "invoiced", [i for i in changes.invoiced if i not in changes.removed_invoiced])
         by_keap = store.link_ids_of(name, "keap", changes.keap)
         if old_flow is not None:
@@ -341,10 +343,14 @@ class Planner:
         claimed = set(by_keap)
         sharing = [other.name for other in self.flows.values() if other.keap == flow.keap and other.name != name]
         if unlinked or moved_sources:
-            listing = changes.keap if changes.keap_full else await self._listing(flow, changes)
-            freed = {removal.link.keap_id for removal in plan.removals} if options.deletes == "unlink" else set()
             linked = set(store.active_link_ids(name).values()) - freed  # a twin unlinked first may be matched again
             taken = {keap_id: other for other in sharing for keap_id in store.active_link_ids(other).values()}
+            # the pass's own full read is the listing, unless a flow on the same object has made records since
+            fresh = changes.keap_full and all(keap_id in changes.keap for keap_id in taken)
+            listing = changes.keap if fresh else await self._listing(flow, changes)
+            if flow.parent is not None:  # a person moved between parents: its delete may not be seen yet
+                taken.update(dict.fromkeys(linked, name))
+                linked = set()
             if moved_sources:
                 plan.moved_twins = self._moved_twins(flow, listing, linked, moved_sources)
             if unlinked:
@@ -423,6 +429,20 @@ class Planner:
             if work.plan.invoiced_writes and link.invoiced_id in customers:
                 customers[link.invoiced_id] = {**customers[link.invoiced_id], **work.plan.invoiced_writes}
 
+    # --- failures, intents and review ---------------------------------------------------------------
+    async def _add_freed_reviews(self, flow: Flow, changes: FlowChanges, freed: set[str]) -> None:
+        """Bring the records of review items that wait for a Keap record this plan unlinks (a person whose move
+        was seen before its delete) into the pass, to be matched again."""
+        for item in self.store.review_items(flow.name) if freed else ():
+            if freed.isdisjoint(item.candidate_ids) or item.invoiced_id in changes.invoiced:
+                continue
+            try:
+                record = await get_record(flow, self.invoiced, self.keap, "invoiced", item.invoiced_id, changes.parents)
+            except NotFound:
+                continue
+            if flow.belongs(record):
+                changes.invoiced[item.invoiced_id] = record
+
     # --- failures and intents ------------------------------------------------------------------------
     async def _add_due_failures(self, flow: Flow, changes: FlowChanges, plan: FlowPlan) -> None:
         """Bring the source records of the flow's failures due for a retry into the pass; a source that is gone,
@@ -461,7 +481,7 @@ class Planner:
                                                          changes.parents)
             except NotFound:
                 record = None
-            if record is None:
+            if record is None or (source == "keap" and not flow.keap_belongs(record)):
                 plan.closed_intents.append((source, intent.source_id))
             elif source == "invoiced" and not flow.belongs(record):
                 moved.append(record)

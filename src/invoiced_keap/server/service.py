@@ -22,7 +22,7 @@ import secrets
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -198,13 +198,14 @@ class Service:
                 if stop.is_set():
                     break
                 if batch.done():
-                    await self._guarded(self.sync_batch(batch.result()))
+                    marked = batch.result()
+                    await self._guarded(self.sync_batch(marked), marked.flows())
                     batch = None
                 elif time.monotonic() >= next_poll:
-                    await self._guarded(self.poll())
+                    await self._guarded(self.poll(), self.flows)
                     due = self.syncer.store.reconcile_due(self.flows, timedelta(seconds=schedule.full_scan_interval))
                     if due and not stop.is_set():
-                        await self._guarded(self.reconcile(due))
+                        await self._guarded(self.reconcile(due), due)
                     next_poll = time.monotonic() + schedule.poll_interval
                 next_poll = min(next_poll, time.monotonic() + self._retry_in())
         finally:
@@ -220,12 +221,15 @@ class Service:
         self.failed_jobs += 1
         return RETRY_FAILED_PASS * 2 ** min(self.failed_jobs - 1, 16)
 
-    async def _guarded(self, job: Awaitable[object]) -> None:
-        """A job that fails is logged; the service goes on (polling retries what it missed)."""
+    async def _guarded(self, job: Awaitable[object], flows: Iterable[str]) -> None:
+        """A job that fails is logged and makes its flows unhealthy until one of their passes succeeds; the service
+        goes on (polling retries what it missed)."""
         try:
             await job
-        except Exception:
+        except Exception as error:
             logger.exception("sync job failed; the next poll retries")
+            for flow in flows:
+                self.flow_health.last_error[flow] = f"the pass crashed: {type(error).__name__}: {error}"
 
     # --- jobs ----------------------------------------------------------------------------------
     def keap_poll_due(self, now: float) -> bool:
