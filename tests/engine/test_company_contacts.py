@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from invoiced_keap.engine.options import FlowOptions, SyncOptions
+from invoiced_keap.engine.review import ReviewRefused, pick
 from tests.engine.conftest import World
 
 
@@ -226,3 +229,16 @@ async def test_a_title_longer_than_keap_holds_is_cut_with_a_note_and_the_rest_go
     await world.sync()
     assert keap_contact(world, ann)["phone_numbers"][0]["number"] == "+1 555 0101"
     assert world.invoiced.contact(acme["id"], ann["id"])["title"] == "T" * 301  # the cut copy never flows back
+
+
+async def test_a_pick_of_a_keap_contact_linked_in_the_other_flow_is_refused(world: World) -> None:
+    jane = world.invoiced.create_customer({"name": "Jane Cooper", "type": "person", "email": "jane@example.com"})
+    await world.sync()
+    acme = world.invoiced.create_customer({"name": "Acme", "type": "company"})
+    person = world.invoiced.create_contact(acme["id"], {"name": "Jane Cooper", "email": "jane@example.com"})
+    await world.sync()
+    taken = world.link_of("contacts", jane["id"])
+
+    with pytest.raises(ReviewRefused, match=f"Keap contact {taken} is linked in flow contacts"):
+        pick(world.store, f"{acme['id']}/{person['id']}", taken)
+    assert world.store.review_items("company_contacts")  # still waiting for a decision

@@ -8,6 +8,7 @@ Invoiced metadata for `relink`), or makes the create, its candidates ruled out.
 
 from __future__ import annotations
 
+from invoiced_keap.flows import CATALOGUE
 from invoiced_keap.state import Store
 from invoiced_keap.state.models import ReviewItem
 from invoiced_keap.state.store import CREATE_RESOLUTION, pick_resolution
@@ -32,6 +33,11 @@ def pick(store: Store, invoiced_id: str, keap_id: str, flow: str | None = None) 
     item = open_item(store, invoiced_id, flow)
     if keap_id not in item.candidate_ids:
         raise ReviewRefused(f"--pick {keap_id}: not a candidate of Invoiced {invoiced_id}; expected one of {item.candidate_ids}")
+    sharing = [name for name, flow_of_object in CATALOGUE.items() if flow_of_object.keap == CATALOGUE[item.flow].keap]
+    holder = next((name for name in sharing if keap_id in store.link_ids_of(name, "keap", [keap_id])), None)
+    if holder is not None:
+        raise ReviewRefused(f"--pick {keap_id}: Keap {CATALOGUE[item.flow].keap.hook_object} {keap_id} is linked in flow "
+                            f"{holder}; a Keap record has one link (unlink it there first, or --create)")
     with store.transaction() as tx:
         tx.resolve_review_item(item.flow, invoiced_id, pick_resolution(keap_id))
         tx.open_intent(item.flow, "invoiced", invoiced_id, None)
