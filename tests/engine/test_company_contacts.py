@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from invoiced_keap.engine.options import FlowOptions, SyncOptions
 from invoiced_keap.engine.review import ReviewRefused, pick
+from invoiced_keap.state import Store
 from tests.engine.conftest import World
 
 
@@ -242,3 +244,41 @@ async def test_a_pick_of_a_keap_contact_linked_in_the_other_flow_is_refused(worl
     with pytest.raises(ReviewRefused, match=f"Keap contact {taken} is linked in flow contacts"):
         pick(world.store, f"{acme['id']}/{person['id']}", taken)
     assert world.store.review_items("company_contacts")  # still waiting for a decision
+
+
+async def test_a_person_with_no_email_keeps_its_keap_contact_through_a_type_round_trip_and_a_merge(world: World) -> None:
+    acme = world.invoiced.create_customer({"name": "Acme", "type": "company"})
+    globex = world.invoiced.create_customer({"name": "Globex", "type": "company"})
+    gus = world.invoiced.create_contact(acme["id"], {"name": "Gus Hale", "phone": "+1 555 0177"})
+    await world.sync()
+    keap_id = world.link_of("company_contacts", f"{acme['id']}/{gus['id']}")
+
+    world.invoiced.update_customer(acme["id"], {"type": "person"})
+    await world.sync(SyncOptions(allow_mass_change=True))
+    world.invoiced.update_customer(acme["id"], {"type": "company"})
+    await world.sync(SyncOptions(allow_mass_change=True))
+    assert world.link_of("company_contacts", f"{acme['id']}/{gus['id']}") == keap_id  # its Keap contact again
+
+    world.invoiced.merge_customers(globex["id"], acme["id"])  # Acme into Globex: Gus keeps his contact id
+    report = await world.sync(SyncOptions(allow_mass_change=True))
+
+    assert report.exit_code in (0, 2) and not world.store.failures("company_contacts")  # Acme as a person had no
+    assert world.link_of("company_contacts", f"{globex['id']}/{gus['id']}") == keap_id  # email: its own refusal
+    assert str(world.keap_record("contacts", keap_id)["company"]["id"]) == world.link_of("companies", globex["id"])
+    assert [c["given_name"] for c in world.keap_records("contacts")] == ["Gus"]
+
+
+async def test_relink_finds_a_person_with_no_email_by_name_and_phone_within_its_company(world: World, tmp_path: Path) -> None:
+    acme = world.invoiced.create_customer({"name": "Acme", "type": "company"})
+    gus = world.invoiced.create_contact(acme["id"], {"name": "Gus Hale", "phone": "+1 555 0177"})
+    await world.sync()
+    keap_id = world.link_of("company_contacts", f"{acme['id']}/{gus['id']}")
+    world.store = Store(f"sqlite:///{tmp_path}/lost.db")  # the state database is lost: a new, empty one
+    world.store.migrate()
+
+    await world.syncer_call("relink", flows=["companies"])
+    await world.syncer_call("relink", flows=["company_contacts"])
+    report = await world.sync()
+
+    assert world.link_of("company_contacts", f"{acme['id']}/{gus['id']}") == keap_id
+    assert len(world.keap_records("contacts")) == 1 and report.flows["company_contacts"].counts.get("created.keap", 0) == 0

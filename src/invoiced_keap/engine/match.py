@@ -133,23 +133,34 @@ def relink_pairs(flow: Flow, invoiced_records: Iterable[Record], keap_records: I
                  linked_keap_ids: Collection[str] = ()) -> list[tuple[Record, Record]]:
     """Pairs to link again after the state was lost: by the Keap id stamped in the Invoiced record's metadata, or,
     for a flow without a stamp, by its first match key when exactly one Keap record has it (a product by its sku,
-    which our creates set to the item id; a person of a company by email, among the contacts of its company). Keap
-    records already linked (in any flow on the object) are left out."""
+    which our creates set to the item id; a person of a company by email, else by name and phone or street, among
+    the contacts of its company). Keap records already linked (in any flow on the object) are left out."""
     keap_by_id = {str(record["id"]): record for record in keap_records if str(record["id"]) not in linked_keap_ids}
     if flow.metadata_key is not None:
         stamped = ((record, str((record.get("metadata") or {}).get(flow.metadata_key) or "")) for record in invoiced_records)
         pairs = [(record, keap_by_id[keap_id]) for record, keap_id in stamped if keap_id in keap_by_id]
     else:
-        key = flow.match_keys[0]
-        by_key: dict[str, list[Record]] = defaultdict(list)
+        keys = (flow.match_keys[0], *(flow.adoption_keys if flow.parent is not None else ()))
+        indexes: list[dict[str, list[Record]]] = [defaultdict(list) for _ in keys]
         for record in keap_by_id.values():
-            for value in key.keap_keys(record):
-                by_key[value].append(record)
-        found = ((record, [twin for value in key.invoiced_keys(record) for twin in by_key.get(value, ())]) for record in invoiced_records)
-        pairs = [(record, twins[0]) for record, twins in found if len(twins) == 1]
-    if flow.parent is not None:  # under the same parent: a company's person relinks only to a contact of its company
-        parent = flow.parent
-        pairs = [(invoiced, keap) for invoiced, keap in pairs
-                 if invoiced.get(parent.keap_twin) and str((keap.get(parent.keap_parent) or {}).get("id")) == invoiced[parent.keap_twin]]
+            for key, index in zip(keys, indexes, strict=True):
+                for value in key.keap_keys(record):
+                    index[value].append(record)
+        pairs = []
+        for record in invoiced_records:
+            for key, index in zip(keys, indexes, strict=True):
+                twins = [twin for value in key.invoiced_keys(record) for twin in index.get(value, ())
+                         if _same_parent(flow, record, twin)]
+                if twins:
+                    pairs += [(record, twins[0])] if len(twins) == 1 else []
+                    break
     claims = Counter(str(keap["id"]) for _, keap in pairs)
     return [(invoiced, keap) for invoiced, keap in pairs if claims[str(keap["id"])] == 1]
+
+
+def _same_parent(flow: Flow, invoiced: Record, keap: Record) -> bool:
+    """For a nested flow, whether the Keap record hangs under the Keap twin of the Invoiced record's parent."""
+    parent = flow.parent
+    if parent is None:
+        return True
+    return bool(invoiced.get(parent.keap_twin)) and str((keap.get(parent.keap_parent) or {}).get("id")) == invoiced[parent.keap_twin]

@@ -516,8 +516,9 @@ class Planner:
         name = flow.name
         index = build_index(flow, listing.values(), linked, taken)
         adopting = {intent.source_id for intent in self.store.intents(name) if intent.source_side == "invoiced"}
+        picked = {**self._former_twins(flow, unlinked, taken), **self.store.pick_decisions(name)}
         decisions = match_all(index, (changes.invoiced[record_id] for record_id in unlinked), adopting=adopting,
-                              rejected=self.store.create_decisions(name), picked=self.store.pick_decisions(name))
+                              rejected=self.store.create_decisions(name), picked=picked)
         self.progress(Progress(name, "matched", len(decisions), len(unlinked)))
         in_review = {item.invoiced_id for item in self.store.review_items(name)}
         policy = self.options[name].policy
@@ -554,6 +555,16 @@ class Planner:
         plan.new_pairs = Batches(pairs, new_pairs)
         plan.creates["invoiced"] = self._creates(flow, changes.invoiced, creates)
         return claimed
+
+    def _former_twins(self, flow: Flow, unlinked: list[str], taken: Mapping[str, str]) -> dict[str, str]:
+        """For a nested flow, the Keap twin each unlinked record had before (its link closed when its parent lost its
+        Keap company, or under the customer a merge took it from: a contact keeps its own id), while no flow links
+        it: taken again as if picked, so a person with no email is not made twice."""
+        if flow.parent is None or not unlinked:
+            return {}
+        former = {invoiced_id.rpartition("/")[2]: keap_id for invoiced_id, keap_id in self.store.closed_twins(flow.name).items()}
+        twins = {record_id: former[own] for record_id in unlinked if (own := record_id.rpartition("/")[2]) in former}
+        return {record_id: keap_id for record_id, keap_id in twins.items() if keap_id not in taken}
 
     @staticmethod
     def _create(flow: Flow, records: Mapping[str, Record], key: CreateKey) -> Create:

@@ -170,6 +170,12 @@ class Queries(ReceivableQueries):
                 found += session.scalars(query)
         return found
 
+    def closed_twins(self, flow: str) -> dict[str, str]:
+        """Invoiced id -> the Keap id of its latest closed link in `flow` (the twin a record had before)."""
+        query = select(Link.invoiced_id, Link.keap_id).where(Link.flow == flow, Link.status != LinkStatus.ACTIVE).order_by(Link.id)
+        with self._session() as session:
+            return {invoiced_id: keap_id for invoiced_id, keap_id in session.execute(query)}
+
     def count_links(self, flow: str) -> int:
         """How many active links `flow` has."""
         with self._session() as session:
