@@ -282,3 +282,19 @@ async def test_relink_finds_a_person_with_no_email_by_name_and_phone_within_its_
 
     assert world.link_of("company_contacts", f"{acme['id']}/{gus['id']}") == keap_id
     assert len(world.keap_records("contacts")) == 1 and report.flows["company_contacts"].counts.get("created.keap", 0) == 0
+
+
+async def test_a_review_waiting_for_a_link_in_the_other_flow_settles_once_that_link_closes(world: World) -> None:
+    smith = world.invoiced.create_customer({"name": "Smith Plumbing", "type": "company", "email": "joe@smith.example"})
+    world.invoiced.create_contact(smith["id"], {"name": "Joe Smith", "email": "joe@smith.example"})
+    await world.sync()
+    joe_keap = [c for c in world.keap_records("contacts") if c["given_name"] == "Joe"][0]
+
+    world.invoiced.update_customer(smith["id"], {"type": "person"})  # Joe's Keap contact is the person's now
+    first = await world.sync(SyncOptions(allow_mass_change=True))
+    assert [item.candidate_ids for item in world.store.review_items("contacts")] == [[str(joe_keap["id"])]]
+    assert first.exit_code == 2
+    second = await world.sync(SyncOptions(allow_mass_change=True))
+
+    assert world.link_of("contacts", smith["id"]) == str(joe_keap["id"]) and world.store.review_items() == []
+    assert second.exit_code == 0

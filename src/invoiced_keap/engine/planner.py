@@ -39,6 +39,8 @@ from invoiced_keap.state.models import Link
 
 K = TypeVar("K")
 T = TypeVar("T")
+LINKED_ELSEWHERE = "is linked in flow"
+"""How a review item's reason says a candidate is linked already (the item comes back once it is not)."""
 PLAN_BATCH = 500
 """Pairs planned at a time by the planner's counting sweep and by `FlowPlan.actions`."""
 
@@ -330,7 +332,8 @@ class Planner:
             removed.setdefault(link.id, Removal(link, "keap", "not found in Keap (404)"))
         plan.removals = list(removed.values())
         freed = {removal.link.keap_id for removal in plan.removals} if options.deletes == "unlink" else set()
-        await self._add_freed_reviews(flow, changes, freed)
+        sharing = [other.name for other in self.flows.values() if other.keap == flow.keap and other.name != name]
+        await self._add_freed_reviews(flow, changes, freed, sharing)
         by_invoiced = store.link_ids_of(name, "invoiced", [i for i in changes.invoiced if i not in changes.removed_invoiced])
         by_keap = store.link_ids_of(name, "keap", changes.keap)
         if old_flow is not None:
@@ -341,7 +344,6 @@ class Planner:
         unlinked = [record_id for record_id in changes.invoiced
                     if record_id not in by_invoiced and record_id not in changes.removed_invoiced]
         claimed = set(by_keap)
-        sharing = [other.name for other in self.flows.values() if other.keap == flow.keap and other.name != name]
         if unlinked or moved_sources:
             linked = set(store.active_link_ids(name).values()) - freed  # a twin unlinked first may be matched again
             taken = {keap_id: other for other in sharing for keap_id in store.active_link_ids(other).values()}
@@ -430,11 +432,15 @@ class Planner:
                 customers[link.invoiced_id] = {**customers[link.invoiced_id], **work.plan.invoiced_writes}
 
     # --- failures, intents and review ---------------------------------------------------------------
-    async def _add_freed_reviews(self, flow: Flow, changes: FlowChanges, freed: set[str]) -> None:
-        """Bring the records of review items that wait for a Keap record this plan unlinks (a person whose move
-        was seen before its delete) into the pass, to be matched again."""
-        for item in self.store.review_items(flow.name) if freed else ():
-            if freed.isdisjoint(item.candidate_ids) or item.invoiced_id in changes.invoiced:
+    async def _add_freed_reviews(self, flow: Flow, changes: FlowChanges, freed: set[str], sharing: list[str]) -> None:
+        """Bring into the pass, to be matched again, the records of review items that wait for a Keap record to be
+        unlinked: by this plan (a person whose move was seen before its delete), or since (linked in another flow,
+        whose link has closed: a company turned into a person)."""
+        for item in self.store.review_items(flow.name):
+            if item.invoiced_id in changes.invoiced:
+                continue
+            released = LINKED_ELSEWHERE in item.reason and not self.store.link_ids_of([flow.name, *sharing], "keap", item.candidate_ids)
+            if freed.isdisjoint(item.candidate_ids) and not released:
                 continue
             try:
                 record = await get_record(flow, self.invoiced, self.keap, "invoiced", item.invoiced_id, changes.parents)
@@ -530,7 +536,7 @@ class Planner:
                 claimed.update(decision.candidates)
                 reason = (f"{len(decision.candidates)} Keap records match {decision.key[0]} {decision.key[1]!r}"
                           if decision.key else "ambiguous")
-                reason += "".join(f"; Keap {flow.keap.hook_object} {keap_id} is linked in flow {taken[keap_id]}"
+                reason += "".join(f"; Keap {flow.keap.hook_object} {keap_id} {LINKED_ELSEWHERE} {taken[keap_id]}"
                                   for keap_id in decision.candidates if keap_id in taken)
                 plan.reviews.append(Review(decision.invoiced_id, decision.candidates, reason))
                 continue
