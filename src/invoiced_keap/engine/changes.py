@@ -83,6 +83,7 @@ class FlowChanges:
     listing: RecordSpool | None = None  # a full Keap listing the planner read to match against (`spool_listing`)
     parents: ParentTwins | None = None  # a nested flow's parent links (`read_children`, `read_ids`)
     removal_reasons: dict[str, str] = field(default_factory=dict)  # why, where a removal is not a delete event
+    elsewhere: set[str] = field(default_factory=set)  # Invoiced ids read this pass that another flow owns now
 
     @classmethod
     def spooled(cls, flow: str) -> FlowChanges:
@@ -172,6 +173,8 @@ async def _read_invoiced(
         own_mark = marks.get(owner) if owner else None
         if owner is not None and not (own_mark and own_mark.covers(record)):
             changes[owner].invoiced[str(record["id"])] = record
+            for other in owners.keys() - {owner}:
+                changes[other].elsewhere.add(str(record["id"]))
     progress(Progress(label, step, count))
     for flow in sharing:
         reached = _later(marks[flow.name], read.watermark)

@@ -338,7 +338,9 @@ class Planner:
         by_keap = store.link_ids_of(name, "keap", changes.keap)
         if old_flow is not None:
             await self._carry_over(flow, old_flow, plan, read)
-        pair_ids = [link_id for link_id in dict.fromkeys([*by_invoiced.values(), *by_keap.values()]) if link_id not in removed]
+        gone_elsewhere = set(store.link_ids_of(name, "invoiced", changes.elsewhere).values())  # synced by their new flow
+        pair_ids = [link_id for link_id in dict.fromkeys([*by_invoiced.values(), *by_keap.values()])
+                    if link_id not in removed and link_id not in gone_elsewhere]
         plan.pairs = await self._pairs(flow, changes, pair_ids, plan, repair)
 
         unlinked = [record_id for record_id in changes.invoiced
