@@ -17,13 +17,14 @@ from typing import Any
 
 from sqlalchemy import select
 
+from invoiced_keap.connectors.invoiced import CONTACT
 from invoiced_keap.emulators.invoiced import InvoicedEmulator
 from invoiced_keap.emulators.keap import KeapEmulator
 from invoiced_keap.emulators.keap.resources import RESOURCES
 from invoiced_keap.state import Store
-from invoiced_keap.state.models import AuditEntry, AuditOperation, Link, LinkStatus, Run
-from tests.chaos.checker import ConflictRow, LinkRow, Snapshot, Verdict, WriteRow, check
-from tests.chaos.world import KEAP_COLLECTIONS, ChaosWorld, Served
+from invoiced_keap.state.models import AuditEntry, AuditOperation, Link, LinkStatus, LossyCarryRow, Run
+from tests.chaos.checker import ConflictRow, LinkRow, LossyRow, Snapshot, Verdict, WriteRow, check
+from tests.chaos.world import KEAP_OBJECTS, ChaosWorld, Served
 
 PASS_TIMEOUT = 120.0
 EDIT_GAP = 0.15  # mean seconds between two user edits
@@ -133,13 +134,14 @@ def snapshot(world: ChaosWorld) -> Snapshot:
     """Both emulators' records (read on their own loops) and every row of the state the checker needs."""
     invoiced: InvoicedEmulator = world.invoiced_emulator
     keap: KeapEmulator = world.keap_emulator
-    customers, items = world.invoiced.call(lambda: (
+    customers, items, contacts = world.invoiced.call(lambda: (
         {str(c["id"]): dict(c) for c in invoiced.customers.values()},
         {item_id: dict(i) for item_id, i in invoiced.items.items() if item_id not in invoiced.archived_item_ids},
+        {str(contact["id"]): contact for contact in (CONTACT.as_read(dict(c)) for c in invoiced.contacts.values())},
     ))
     keap_records = world.keap.call(lambda: {
-        flow: {str(r["id"]): RESOURCES[collection].get(keap.store, str(r["id"])) for r in keap.store.records(collection)}
-        for flow, collection in KEAP_COLLECTIONS.items()
+        collection: {str(r["id"]): RESOURCES[collection].get(keap.store, str(r["id"])) for r in keap.store.records(collection)}
+        for collection in KEAP_OBJECTS
     })
     with Store(world.database_url) as store:
         with store.transaction() as tx:
@@ -148,12 +150,14 @@ def snapshot(world: ChaosWorld) -> Snapshot:
             updates = list(tx.session.scalars(select(AuditEntry).where(AuditEntry.operation == AuditOperation.UPDATE)))
             unlinks = list(tx.session.scalars(select(AuditEntry).where(AuditEntry.operation == AuditOperation.UNLINK)
                                               .order_by(AuditEntry.id)))
+            lossy = list(tx.session.scalars(select(LossyCarryRow)))
         by_id = {link.id: link for link in links}
         closing_pass_started = {(entry.flow, entry.record_id, (entry.before or {}).get("keap_id")): runs[entry.run_id]
                                 for entry in unlinks if entry.run_id in runs}
         return Snapshot(
             customers=customers,
             items=items,
+            contacts=contacts,
             keap=keap_records,
             links=[LinkRow(link.flow, link.invoiced_id, link.keap_id, link.status == LinkStatus.ACTIVE, link.closed_reason,
                            None if link.status == LinkStatus.ACTIVE
@@ -165,5 +169,8 @@ def snapshot(world: ChaosWorld) -> Snapshot:
                        for c in store.conflicts(limit=1_000_000)],
             writes=[WriteRow(entry.flow, entry.side, entry.record_id, frozenset(entry.after or {}),  # type: ignore[arg-type]
                              runs[entry.run_id], entry.created_at) for entry in updates if entry.run_id in runs],
-            intents=len(store.intents()),
+            intents=len(intents := store.intents()),
+            intent_sources={(intent.flow, intent.source_side, intent.source_id) for intent in intents},  # type: ignore[misc]
+            lossy={LossyRow(note.flow, by_id[note.link_id].invoiced_id, by_id[note.link_id].keap_id, note.side, note.field_group)  # type: ignore[arg-type]
+                   for note in lossy if note.link_id in by_id},
         )

@@ -1,10 +1,11 @@
-"""Chaos: random edits on both sides of all three flows race sync passes under 5xx, 429 storms, latency, dropped
+"""Chaos: random edits on both sides of every flow race sync passes under 5xx, 429 storms, latency, dropped
 connections and SIGKILLs; once the faults stop, at most two clean passes converge (see `checker` for what that means).
 
 CI size by default; the long run: `INVOICED_KEAP_CHAOS_EDITS=1000 INVOICED_KEAP_CHAOS_RESULTS=benchmarks/results/chaos.json
 .venv/bin/python -m pytest tests/chaos/test_chaos.py` (`INVOICED_KEAP_CHAOS_SEED` picks another run).
-The run directory (state database, one log per pass, `edits.jsonl`: every user edit with its time) is named in a
-failure's message; `INVOICED_KEAP_CHAOS_DIR=path` puts it there instead of pytest's temporary directory.
+The run directory (state database, one log per pass, `edits.jsonl`: every user edit with its time, `journal.log`:
+what each random action did: edits, creates, deletes, moves, type changes) is named in a failure's message;
+`INVOICED_KEAP_CHAOS_DIR=path` puts it there instead of pytest's temporary directory.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def keep_edits(world: ChaosWorld, run_dir: Path) -> None:
     with open(run_dir / "edits.jsonl", "w") as log:
         for edit in world.edits:
             log.write(json.dumps({**asdict(edit), "at": edit.at.isoformat()}) + "\n")
+    (run_dir / "journal.log").write_text("".join(f"{line}\n" for line in world.journal))
 
 
 def test_chaos_run_converges_in_at_most_two_clean_passes(tmp_path: Path) -> None:

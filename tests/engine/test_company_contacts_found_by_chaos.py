@@ -50,3 +50,4 @@ async def test_a_person_moved_while_a_pass_lists_the_new_customers_people_keeps_
     [moved] = [contact for contact in invoiced.customer_contacts(globex["id"]) if contact["name"] == "Ann Lee"]
     assert [str(c["id"]) for c in world.keap_records("contacts") if c["email_addresses"][0]["email"] == "ann@example.com"] == [keap_id]
     assert world.link_of("company_contacts", f"{globex['id']}/{moved['id']}") == keap_id
+    assert world.store.review_items("company_contacts") == []
