@@ -14,7 +14,7 @@ from datetime import timedelta
 from pydantic import HttpUrl
 
 from invoiced_keap.config import Settings, SettingError, revealed
-from invoiced_keap.connectors.errors import ApiError, AuthenticationFailed
+from invoiced_keap.connectors.errors import ApiError, AuthenticationFailed, QuotaExhausted
 from invoiced_keap.connectors.http import RetryPolicy
 from invoiced_keap.connectors.invoiced import InvoicedConnector
 from invoiced_keap.connectors.keap import KeapConnector
@@ -138,8 +138,8 @@ def explain_failure(settings: Settings, error: ApiError) -> str | None:
     and the setting to look at, as `check_credentials` does); None for any other error."""
     if not isinstance(error, AuthenticationFailed) and error.status is not None:
         return None
-    if (error.url or "").startswith(base_url(settings.keap_api_url)):
-        return _explain("Keap", _keap_key_setting(settings), "KEAP_API_URL", error)
+    if isinstance(error, QuotaExhausted) or (error.url or "").startswith(base_url(settings.keap_api_url)):
+        return _explain("Keap", _keap_key_setting(settings), "KEAP_API_URL", error)  # only Keap has a daily quota
     return _explain("Invoiced", "INVOICED_API_KEY", "INVOICED_API_URL", error)
 
 
@@ -167,6 +167,8 @@ async def check_credentials(settings: Settings) -> None:
 def _explain(system: str, key_setting: str, url_setting: str, error: ApiError) -> str:
     if isinstance(error, AuthenticationFailed):
         return f"{system} refused the credentials ({error.status or 'no token'}: {error.message}); check {key_setting}"
+    if isinstance(error, QuotaExhausted):
+        return f"{system} answered that the rate limit quota is used up ({error}); the sync waits for it (check {key_setting} and {url_setting})"
     if error.status is None:
         return f"{system} could not be reached ({error}); check {url_setting}"
     return f"{system} answered the credential check with {error.status}: {error.message}; check {url_setting}"

@@ -108,3 +108,20 @@ def test_sync_checks_credentials_with_its_first_reads_and_names_the_setting(conn
     assert expected in output and f"check {variable}" in output
     assert value not in output
     assert result.output.count("API calls:") == 1  # one report: no reconcile (full scans) after a refused pass
+
+
+def test_keap_s_used_up_quota_names_keap_and_its_settings(monkeypatch) -> None:
+    """The pacer's `QuotaExhausted` carries no URL: it is Keap's (Invoiced has no daily quota), never Invoiced's."""
+    from datetime import UTC, datetime
+
+    from invoiced_keap.compose import explain_failure
+    from invoiced_keap.config import Settings
+    from invoiced_keap.connectors.errors import QuotaExhausted
+
+    monkeypatch.setenv("INVOICED_API_KEY", INVOICED_KEY)
+    monkeypatch.setenv("KEAP_API_KEY", KEAP_KEY)
+    error = QuotaExhausted("rate limit quota used up", resume_at=datetime(2026, 12, 1, tzinfo=UTC))
+    message = explain_failure(Settings(), error)
+    assert message is not None and message.startswith("Keap ")
+    assert "Invoiced" not in message and "INVOICED_API_URL" not in message
+    assert "KEAP_API_KEY" in message and "KEAP_API_URL" in message
