@@ -13,6 +13,8 @@ from typing import Any
 import invoiced
 import pytest
 
+from invoiced_keap.emulators.keap.custom_fields import CustomFieldModels
+from invoiced_keap.emulators.keap.errors import KeapError
 from invoiced_keap.engine.options import SyncOptions
 from invoiced_keap.engine.receivables import ReceivablesOptions
 from invoiced_keap.state import Store
@@ -297,9 +299,17 @@ async def test_a_dry_run_reads_the_figures_and_writes_nothing(world: World) -> N
     assert real.flows["receivables"].counts["updated.keap"] == 1
 
 
-async def test_a_keap_refusal_is_a_failure_with_keap_s_words_and_the_pass_goes_on(world: World) -> None:
-    world.keap.create_custom_field("contacts", "Invoiced open invoices", "DATE")  # someone's field, of another type
+async def test_a_keap_refusal_is_a_failure_with_keap_s_words_and_the_pass_goes_on(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     acme, jane = await linked_pair(world)
+    checked = CustomFieldModels.checked
+
+    def refuse_contacts(self: CustomFieldModels, collection: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if collection == "contacts" and items:
+            raise KeapError(400, "custom_fields.0.content: Invoiced open invoices needs a date as YYYY-MM-DD")
+        return checked(self, collection, items)
+
+    monkeypatch.setattr(CustomFieldModels, "checked", refuse_contacts)
     past_due_invoice(world, acme, 10)
     past_due_invoice(world, jane, 20)
     report = await world.sync()
@@ -316,6 +326,98 @@ async def test_a_keap_refusal_is_a_failure_with_keap_s_words_and_the_pass_goes_o
     world.reset_stats()
     await world.sync()  # the retry is not due yet: nothing is tried again
     assert world.writes() == {}
+
+    past_due_invoice(world, jane, 5)  # its source changed: tried at once, not after the backoff
+    monkeypatch.setattr(CustomFieldModels, "checked", checked)
+    report = await world.sync()
+    assert world.keap.custom_values("contacts", contact)["Invoiced balance"] == 25
+    assert world.store.failures("contacts") == []
+
+
+async def test_a_same_named_field_of_another_type_is_left_alone_and_ours_is_made_apart(world: World) -> None:
+    theirs = world.keap.create_custom_field("companies", "Invoiced balance", "TEXT")
+    world.keap.create_custom_field("contacts", "Invoiced past due", "DATE")
+    acme, jane = await linked_pair(world)
+    past_due_invoice(world, acme, 100)
+    past_due_invoice(world, jane, 40)
+    report = await world.sync()
+
+    assert report.exit_code == 0, report
+    company, contact = world.link_of("companies", acme), world.link_of("contacts", jane)
+    assert world.keap.custom_values("companies", company) == {
+        "Invoiced balance (invoiced-keap)": 100, "Invoiced past due": 100, "Invoiced days past due": 10,
+        "Invoiced open invoices": 1}
+    assert world.keap.custom_values("contacts", contact) == {
+        "Invoiced balance": 40, "Invoiced past due (invoiced-keap)": 40, "Invoiced days past due": 10,
+        "Invoiced open invoices": 1}
+    assert [field["field_type"] for field in world.keap.custom_fields("companies")
+            if field["id"] == theirs["id"]] == ["TEXT"]
+
+
+async def test_a_tag_deleted_in_keap_is_made_again_in_the_same_pass(world: World) -> None:
+    acme, jane = await linked_pair(world)
+    past_due_invoice(world, acme, 10)
+    await world.sync()
+    world.keap.delete_tag(tag_id(world))
+    past_due_invoice(world, jane, 20)
+    other = world.invoiced.create_customer({"name": "Other Ltd", "type": "company"})
+    await world.sync()
+    past_due_invoice(world, other["id"], 30)
+    report = await world.sync()
+
+    assert report.exit_code == 0, report
+    assert world.store.failures("contacts") == [] and world.store.failures("companies") == []
+    assert world.keap.tag_ids("contacts", world.link_of("contacts", jane)) == [tag_id(world)]
+    assert world.keap.tag_ids("companies", world.link_of("companies", other["id"])) == [tag_id(world)]
+
+
+async def test_a_custom_field_deleted_in_keap_is_made_again_in_the_same_pass(world: World) -> None:
+    acme, jane = await linked_pair(world)
+    past_due_invoice(world, jane, 20)
+    await world.sync()
+    [balance] = [field for field in world.keap.custom_fields("contacts") if field["label"] == "Invoiced balance"]
+    world.keap.delete_custom_field("contacts", balance["id"])
+    past_due_invoice(world, jane, 5)
+    report = await world.sync()
+
+    assert report.exit_code == 0, report
+    assert world.store.failures("contacts") == []
+    assert world.keap.custom_values("contacts", world.link_of("contacts", jane)) == {
+        "Invoiced balance": 25, "Invoiced past due": 25, "Invoiced days past due": 10, "Invoiced open invoices": 2}
+
+
+async def test_no_tag_makes_no_tag_call_and_takes_off_the_tags_the_sync_put_on(world: World) -> None:
+    acme, jane = await linked_pair(world)
+    past_due_invoice(world, acme, 10)
+    past_due_invoice(world, jane, 20)
+    await world.sync()
+    the_tag = tag_id(world)
+    company, contact = world.link_of("companies", acme), world.link_of("contacts", jane)
+    assert world.keap.tag_ids("companies", company) == [the_tag]
+
+    options = SyncOptions(receivables=ReceivablesOptions(tag=""))
+    world.reset_stats()
+    report = await world.sync(options)  # turned off: the sync's own tag comes off, without looking for a tag
+    assert report.exit_code == 0, report
+    assert world.keap.tag_ids("companies", company) == [] and world.keap.tag_ids("contacts", contact) == []
+    assert not any(key.endswith("/v2/tags") for key in world.keap.requests)
+
+    past_due_invoice(world, acme, 5)
+    world.reset_stats()
+    report = await world.sync(options)
+    assert report.exit_code == 0, report
+    assert world.keap.custom_values("companies", company)["Invoiced balance"] == 15
+    assert not any("tags" in key for key in world.keap.requests)
+
+    world.reset_stats()
+    await world.sync(options)  # idle: no Keap call of the step
+    assert step_calls(world) == {}
+
+
+def test_a_blank_tag_is_refused_naming_the_setting() -> None:
+    with pytest.raises(ValueError, match="tag"):
+        ReceivablesOptions(tag="   ")
+    assert ReceivablesOptions(tag="").tag == ""
 
 
 async def test_the_calls_of_a_pass_with_affected_customers(world: World) -> None:

@@ -18,8 +18,12 @@ Keap contacts: the flows whose Invoiced resource is the customer):
    marked pending.
 3. **Write.** The pending customers linked in a held flow, and those whose link appeared or moved since their
    figures were written (`Store.receivables_to_write`), minus those whose last refusal is not due for a retry:
-   `receivables.decide` says what changes. The custom fields and the tag are found by name, or made, the first time
-   they are needed (their ids are kept in the state; a refusal forgets them, so the next write looks again). The
+   `receivables.decide` says what changes (a customer an event of this pass names is retried at once; a change of
+   the settings, `ReceivablesOptions.fingerprint`, marks every customer pending). The custom fields and the tag are found by name, or made, the first time
+   they are needed (their ids are kept in the state; a same-named field of another type is left alone, ours made
+   as "<label> (invoiced-keap)"; when Keap refuses a write, they are looked for again, made again when deleted in
+   Keap, and the write is tried once more in the same pass; with `tag = ""` no tag is looked for, and the tags the
+   sync kept ids of come off where it put them). The
    record's custom values are read first (Keap replaces the whole array on a PATCH; contacts: one listing per 100
    ids, companies: one GET each), then one PATCH with `update_mask=custom_fields` where they differ; the tag goes
    on or off with one call per company, or one per 100 contacts. What went through commits per batch, with an audit
@@ -57,6 +61,11 @@ from invoiced_keap.state.models import Receivable
 STEP = OPERATION
 """The step's name: its report entry (a column next to the flows') and its failures' operation."""
 CURSOR = "receivables.events"
+SETTINGS = "receivables.settings"
+"""The settings the written values and tag were made with (`ReceivablesOptions.fingerprint`): a change marks every
+customer's record to be looked at again (labels switched, the tag turned off, another account currency)."""
+OWN_SUFFIX = " (invoiced-keap)"
+"""Appended to a label whose same-named Keap field is of another type (someone else's field): ours is made apart."""
 RECOMPUTE_EVERY = timedelta(days=1)
 TAG_DESCRIPTION = "Applied by invoiced-keap while the customer has invoices past due in Invoiced"
 T = TypeVar("T")
@@ -103,6 +112,10 @@ class OwedStep:
         self.concurrency, self.batch_size = concurrency, batch_size
         self.report = FlowReport(STEP)
         self.run_id: int | None = None
+        self.named: set[str] = set()  # customers the pass's events name: their source changed, retried at once
+        self._tags_again: dict[tuple[str, bool], asyncio.Future[str | None]] = {}
+        self._fields_again: dict[str, asyncio.Future[dict[str, str] | None]] = {}
+        self._batch: list[Job] = []
 
     # --- the step ----------------------------------------------------------------------------------
     def takes_part(self, flows: Iterable[Flow]) -> list[Flow]:
@@ -147,6 +160,7 @@ class OwedStep:
         else:
             named = named_by(events.since(cursor), removed_customer_id)
             changed, paid, removed = named.changed, named.paid, named.removed
+            self.named = set(named.changed)
         changed |= set(self.store.receivables_due(RECOMPUTE_EVERY)) - removed
         known = self.store.receivables(changed)
         paid |= changed - set(known)
@@ -159,7 +173,12 @@ class OwedStep:
         mark = events.mark(cursor)
         if dry_run:
             return figures
+        settings = self.options.fingerprint(self.keap_currency)
+        settings_changed = self.store.get_watermark(SETTINGS) != settings
         with self.store.transaction() as tx:
+            if settings_changed:
+                tx.mark_all_pending()
+                tx.set_watermark(SETTINGS, settings)
             tx.drop_receivables(removed)
             for customer_id, owes in figures.items():
                 row = known.get(customer_id)
@@ -198,7 +217,8 @@ class OwedStep:
             for flow in flows:
                 for customer_id, link in self.store.find_links(flow.name, "invoiced", list(figures)).items():
                     places.setdefault(customer_id, (flow.name, link.keap_id, known.get(customer_id)))
-        waiting = self._waiting(by_name) if places else set()
+        waiting = self._waiting(by_name, {(flow, keap_id) for customer_id, (flow, keap_id, _) in places.items()
+                                          if customer_id in self.named}) if places else set()
         jobs = []
         for customer_id, (flow, keap_id, row) in sorted(places.items()):
             if (flow, keap_id) in waiting:
@@ -213,27 +233,29 @@ class OwedStep:
                 self.store.mark_written(customer_id, flow, keap_id, held.values, held.tagged, done=True)
         return jobs
 
-    def _waiting(self, flows: Iterable[str]) -> set[tuple[str, str]]:
-        """(flow, Keap id) of the records whose last refusal is dismissed or not due for a retry yet."""
+    def _waiting(self, flows: Iterable[str], changed: set[tuple[str, str]]) -> set[tuple[str, str]]:
+        """(flow, Keap id) of the records whose last refusal is dismissed or not due for a retry yet; a record whose
+        customer an event of this pass names (`changed`: its source changed) is tried at once unless dismissed."""
         now = self.store.clock()
         return {(failure.flow, failure.record_id) for name in flows for failure in self.store.failures(name)
-                if failure.operation == STEP and (failure.dismissed_at is not None or failure.next_retry_at > now)}
+                if failure.operation == STEP and (failure.dismissed_at is not None or (
+                    failure.next_retry_at > now and (failure.flow, failure.record_id) not in changed))}
 
     # --- 3: writing --------------------------------------------------------------------------------------------
     async def _write(self, jobs: list[Job]) -> None:
         """One batch: the definitions it needs, the records' custom values, the PATCHes and the tags, then one
         commit of what went through (rows, failures, audit entries)."""
+        self._batch, self._fields_again, self._tags_again = jobs, {}, {}
         objects = {job.flow.keap.name: job.flow.keap for job in jobs}
         field_ids = {name: await self._fields(keap_object, [job for job in jobs if job.flow.keap is keap_object])
                      for name, keap_object in objects.items()}
-        tag_id = await self._tag() if any(job.change.tag is not None for job in jobs) else None
+        tag_ids = await self._tag_ids({job.change.tag for job in jobs if job.change.tag is not None})
         pending: list[Callable[[Any], None]] = []
         current = await self._contacts_custom_fields([job for job in jobs if job.change.values])
         outcomes = await _each(jobs, self.concurrency, lambda job: self._write_one(
-            job, field_ids[job.flow.keap.name], current, tag_id, pending))
-        if tag_id is not None:
-            await self._tag_contacts([(job, outcome) for job, outcome in zip(jobs, outcomes, strict=True)
-                                      if job.flow.keap is CONTACTS and job.change.tag is not None], tag_id, pending)
+            job, field_ids[job.flow.keap.name], current, tag_ids, pending))
+        await self._tag_contacts([(job, outcome) for job, outcome in zip(jobs, outcomes, strict=True)
+                                  if job.flow.keap is CONTACTS and job.change.tag is not None], tag_ids, pending)
         audits = []
         for job, outcome in zip(jobs, outcomes, strict=True):
             if not (outcome.values_written or outcome.tag_written):
@@ -259,18 +281,29 @@ class OwedStep:
         read once) or made; None when Keap refused (the jobs wait; the step reports the error)."""
         types = {label: kind for job in jobs if job.change.values for label, kind in job.wanted.types.items()}
         cleared = {label for job in jobs for label in job.change.values if label not in types}
-        known = {name: definition.keap_id for name, definition in self.store.definitions(keap_object.name).items()}
+        definitions = self.store.definitions(keap_object.name)
+        known = {name: definition.keap_id for name, definition in definitions.items()
+                 if name not in types or definition.field_type in (None, types[name])}
         missing = [label for label in [*types, *cleared] if label not in known]
         if not missing:
             return known
         try:
             model = {field["label"].casefold(): field for field in await self.keap.custom_fields(keap_object)}
             for label in missing:
-                field = model.get(label.casefold())
-                if field is None and label in types:
-                    field = await self.keap.create_custom_field(keap_object, label, types[label])
+                kind = types.get(label)
+                field, name = None, label
+                for name in (label, label + OWN_SUFFIX) if kind else (label + OWN_SUFFIX, label):
+                    field = model.get(name.casefold())
+                    if field is None or kind is None or field.get("field_type") == kind:
+                        break
+                if field is not None and kind is not None and field.get("field_type") != kind:
+                    self.report.error = (f"Keap's {keap_object.name} custom fields {label!r} and {name!r} are "
+                                         f"{field.get('field_type')} fields, {kind} needed: {label!r} is not written")
+                    continue
+                if field is None and kind is not None:
+                    field = await self.keap.create_custom_field(keap_object, name, kind)
                     self.report.add(Action(STEP, "create", "keap", str(field["id"]),
-                                           {"custom_field": label, "field_type": types[label], "object": keap_object.name}))
+                                           {"custom_field": name, "field_type": kind, "object": keap_object.name}))
                 if field is not None:
                     self.store.put_definition(keap_object.name, label, str(field["id"]), field.get("field_type"))
                     known[label] = str(field["id"])
@@ -279,9 +312,27 @@ class OwedStep:
             return None
         return known
 
-    async def _tag(self) -> str | None:
-        """The tag's id: as kept, else found by name among the account's tags, else made; None when Keap refused."""
-        name = self.options.tag
+    async def _tag_ids(self, changes: set[bool]) -> dict[bool, list[str] | None]:
+        """The tags to apply (True) and to remove (False), for the changes a batch makes: the configured tag (found
+        or made when needed; None when Keap refused); with no tag configured (`tag = ""`), removals take off every
+        tag this sync kept an id of (its own, put on before the tag was turned off), with no call to find it."""
+        ids: dict[bool, list[str] | None] = {True: [], False: []}
+        if not changes:
+            return ids
+        if not self.options.tag:
+            ids[False] = sorted({definition.keap_id for definition in self.store.definitions(TAGS.name).values()})
+            return ids
+        tag_id = await self._tag()
+        for applied in changes:
+            ids[applied] = [tag_id] if tag_id is not None else None
+        return ids
+
+    async def _tag(self, name: str | None = None, *, create: bool = True) -> str | None:
+        """The tag's id: as kept, else found by name among the account's tags, else made (with `create`); None
+        when Keap refused (or it is not there and not to be made)."""
+        name = name or self.options.tag
+        if not name:
+            return None
         known = self.store.definitions(TAGS.name).get(name)
         if known is not None:
             return known.keap_id
@@ -291,6 +342,8 @@ class OwedStep:
                 if tag.get("name") == name:
                     tag_id = str(tag["id"])
                     break
+            if tag_id is None and not create:
+                return None
             if tag_id is None:
                 tag_id = str((await self.keap.create_tag(name, TAG_DESCRIPTION))["id"])
                 self.report.add(Action(STEP, "create", "keap", tag_id, {"tag": name}))
@@ -299,6 +352,42 @@ class OwedStep:
             return None
         self.store.put_definition(TAGS.name, name, tag_id)
         return tag_id
+
+    async def _tag_again(self, old_id: str, *, create: bool) -> str | None:
+        """After Keap refused a call naming tag `old_id` (deleted in Keap?): its id found again by name, or made
+        (with `create`), once per batch however many calls were refused."""
+        key = (old_id, create)
+        if key not in self._tags_again:
+            async def find() -> str | None:
+                names = [name for name, found in self.store.definitions(TAGS.name).items() if found.keap_id == old_id]
+                self.store.forget_definitions(TAGS.name, names)
+                name = names[0] if names else self.options.tag
+                return await self._tag(name, create=create)
+            self._tags_again[key] = asyncio.ensure_future(find())
+        return await self._tags_again[key]
+
+    async def _tagged(self, tag_id: str, applied: bool, call: Callable[[str], Awaitable[Any]]) -> None:
+        """`call(tag_id)`; when Keap refuses it, the tag is looked for again (made again to apply it) and, when
+        its id changed, the call is made once more; a tag to remove that is gone is on no record."""
+        try:
+            await call(tag_id)
+            return
+        except RecordRejected:
+            again = await self._tag_again(tag_id, create=applied)
+            if again is None and not applied:
+                return
+            if again is None or again == tag_id:
+                raise
+        await call(again)
+
+    async def _fields_refound(self, keap_object: KeapObject) -> dict[str, str] | None:
+        """After Keap refused custom values (a field deleted in Keap?): the object's fields found again by label
+        (made when missing), once per batch."""
+        if keap_object.name not in self._fields_again:
+            self.store.forget_definitions(keap_object.name)
+            self._fields_again[keap_object.name] = asyncio.ensure_future(
+                self._fields(keap_object, [job for job in self._batch if job.flow.keap is keap_object]))
+        return await self._fields_again[keap_object.name]
 
     async def _contacts_custom_fields(self, jobs: list[Job]) -> dict[str, list[Record]]:
         """Keap id -> custom values now, for the contacts of `jobs` (one listing per 100 ids); companies are read
@@ -310,18 +399,40 @@ class OwedStep:
         return {record_id: list(record.get("custom_fields") or []) for record_id, record in found.items()}
 
     async def _write_one(self, job: Job, field_ids: dict[str, str] | None, current: dict[str, list[Record]],
-                         tag_id: str | None, pending: list[Callable[[Any], None]]) -> Outcome:
-        """The record's custom values (all of ours: what is wanted, and clears), and a company's tag."""
+                         tag_ids: dict[bool, list[str] | None], pending: list[Callable[[Any], None]]) -> Outcome:
+        """The record's custom values (all of ours: what is wanted, and clears), and a company's tag. Values Keap
+        refuses (other than for a missing record) are tried once more with the fields found again, when that
+        finds other ids (a field deleted in Keap is made again)."""
         outcome = Outcome()
         if job.change.values and field_ids is not None:
-            ours = {field_ids[label]: content for label, content in {**job.change.values, **job.wanted.values}.items()}
-            error = await self._guarded(job, {"custom_fields": ours}, pending, self._patch(job, ours, current))
+            values = {**job.change.values, **job.wanted.values}
+
+            async def patch() -> None:
+                ours = {field_ids[label]: content for label, content in values.items() if label in field_ids}
+                try:
+                    await self._patch(job, ours, current)
+                    return
+                except RecordRejected as error:
+                    if isinstance(error, NotFound):
+                        raise
+                    fresh = await self._fields_refound(job.flow.keap)
+                    again = {fresh[label]: content for label, content in values.items() if fresh and label in fresh}
+                    if not fresh or again == ours:
+                        raise
+                await self._patch(job, again, current)
+
+            error = await self._guarded(job, {"custom_fields": values}, pending, patch())
             outcome.values_written = error is None
-            if isinstance(error, RecordRejected) and not isinstance(error, NotFound):
-                self.store.forget_definitions(job.flow.keap.name)  # a field may be gone: look again next time
-        if job.change.tag is not None and tag_id is not None and job.flow.keap is not CONTACTS:
-            error = await self._guarded(job, {"tag": self.options.tag, "applied": job.change.tag}, pending,
-                                        self.keap.tag_company(job.keap_id, tag_id, applied=job.change.tag))
+        ids = tag_ids[job.change.tag] if job.change.tag is not None else None
+        if ids is not None and job.flow.keap is not CONTACTS:
+            applied = bool(job.change.tag)
+
+            async def tag() -> None:
+                for tag_id in ids:
+                    await self._tagged(tag_id, applied, lambda tag_id: self.keap.tag_company(
+                        job.keap_id, tag_id, applied=applied))
+
+            error = await self._guarded(job, {"tag": self.options.tag, "applied": applied}, pending, tag())
             outcome.tag_written = error is None
         return outcome
 
@@ -334,14 +445,19 @@ class OwedStep:
         merged = merged_custom_fields(values, ours)
         await self.keap.update(job.flow.keap, job.keap_id, {"custom_fields": merged}, current={"custom_fields": values})
 
-    async def _tag_contacts(self, jobs: list[tuple[Job, Outcome]], tag_id: str, pending: list[Callable[[Any], None]]) -> None:
+    async def _tag_contacts(self, jobs: list[tuple[Job, Outcome]], tag_ids: dict[bool, list[str] | None],
+                            pending: list[Callable[[Any], None]]) -> None:
         """The tag applied to, or removed from, the batch's contacts: one call per 100 of each."""
         for applied in (True, False):
             chosen = [(job, outcome) for job, outcome in jobs if job.change.tag is applied]
-            if not chosen:
+            ids = tag_ids[applied]
+            if not chosen or ids is None:
                 continue
+            contact_ids = [job.keap_id for job, _ in chosen]
             try:
-                await self.keap.tag_contacts(tag_id, [job.keap_id for job, _ in chosen], applied=applied)
+                for tag_id in ids:
+                    await self._tagged(tag_id, applied, lambda tag_id, applied=applied: self.keap.tag_contacts(
+                        tag_id, contact_ids, applied=applied))
             except (RecordRejected, TransientError) as error:
                 for job, _ in chosen:
                     self._fail(job, {"tag": self.options.tag, "applied": applied}, error, pending)
@@ -373,7 +489,7 @@ class OwedStep:
             self.report.add(Action(STEP, "update", "keap", job.keap_id, dict(job.change.values)), **about)
         if job.change.tag is not None and outcome.tag_written:
             self.report.add(Action(STEP, "tag" if job.change.tag else "untag", "keap", job.keap_id,
-                                   {"tag": self.options.tag}), **about)
+                                   {"tag": self.options.tag or "(turned off)"}), **about)
 
 
 def _epoch(moment: datetime | None) -> float | None:

@@ -23,6 +23,8 @@ wanted and not known to be on, and removed only where this sync put it.
 
 from __future__ import annotations
 
+import json
+
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -75,6 +77,8 @@ class ReceivablesOptions:
     tag: Annotated[str, MaxLen(TAG_NAME_LIMIT)] = DEFAULT_TAG
 
     def __post_init__(self) -> None:
+        if self.tag and not self.tag.strip():
+            raise ValueError('tag: a tag name cannot be blank; set tag = "" for no tag')
         if len(set(self.fields)) != len(self.fields):
             raise ValueError(f"fields: a figure is named twice in {list(self.fields)}")
         for figure, label in self.labels.items():
@@ -90,6 +94,12 @@ class ReceivablesOptions:
 
     def label(self, figure: Figure) -> str:
         return self.labels.get(figure, DEFAULT_LABELS[figure]).strip()
+
+    def fingerprint(self, keap_currency: str) -> str:
+        """What decides the values and tag written (fields, labels, tag, currency): when it changes, every record
+        is looked at again."""
+        return json.dumps({"fields": [[figure, self.label(figure)] for figure in self.fields], "tag": self.tag.strip(),
+                           "currency": keap_currency}, sort_keys=True)
 
 
 @dataclass(frozen=True)

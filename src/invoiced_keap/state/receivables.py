@@ -49,10 +49,13 @@ class ReceivableQueries:
             session.merge(KeapDefinition(keap_object=keap_object, name=name, keap_id=keap_id, field_type=field_type,
                                          found_at=self.clock()))
 
-    def forget_definitions(self, keap_object: str) -> None:
-        """Keap refused a write naming them: find them again (or make them) before the next one."""
+    def forget_definitions(self, keap_object: str, names: Iterable[str] | None = None) -> None:
+        """Keap refused a write naming them (all of the object's, or `names`): find them again (or make them)."""
+        query = delete(KeapDefinition).where(KeapDefinition.keap_object == keap_object)
+        if names is not None:
+            query = query.where(KeapDefinition.name.in_(list(names)))
         with self._session() as session:
-            session.execute(delete(KeapDefinition).where(KeapDefinition.keap_object == keap_object))
+            session.execute(query)
 
     # --- what customers owe ----------------------------------------------------------------------------
     def receivables(self, customer_ids: Iterable[str]) -> dict[str, Receivable]:
@@ -72,6 +75,11 @@ class ReceivableQueries:
                 row = Receivable(customer_id=customer_id)
                 session.add(row)
             row.figures, row.open_invoices, row.computed_at, row.pending = dict(figures), open_invoices, self.clock(), pending
+
+    def mark_all_pending(self) -> None:
+        """Every customer's Keap record is to be told again (the settings of what is written changed)."""
+        with self._session() as session:
+            session.execute(update(Receivable).values(pending=True))
 
     def drop_receivables(self, customer_ids: Iterable[str]) -> None:
         gone = list(customer_ids)

@@ -109,6 +109,23 @@ class KeapEmulator(Emulator):
         record = RESOURCES[collection].get(self.store, record_id)
         return {labels[value["id"]]: value["content"] for value in record.get("custom_fields") or []}
 
+    def delete_custom_field(self, collection: str, field_id: str) -> None:
+        """Delete a custom field as a Keap user would in the web app (v2 has no call for it): its values go too."""
+        del self.store.custom_fields.fields[collection][str(field_id)]
+        table = self.store.table(collection)
+        for key in list(table):
+            record = table[key]
+            if any(str(value.get("id")) == str(field_id) for value in record.get("custom_fields") or []):
+                kept = [value for value in record["custom_fields"] if str(value.get("id")) != str(field_id)]
+                table.put(key, {**record, "custom_fields": kept})
+
+    def delete_tag(self, tag_id: str) -> None:
+        """Delete a tag as a Keap user would in the web app: it comes off every record."""
+        self.store.table("tags").pop(str(tag_id))
+        for applied in self.store.applied_tags.values():
+            for tag_ids in applied.values():
+                tag_ids.pop(str(tag_id), None)
+
     def create_tag(self, name: str, description: str | None = None, category_id: str | None = None) -> dict[str, Any]:
         """A new tag (`Tag`), as `POST /v2/tags` makes it."""
         body: dict[str, Any] = {"name": name, "description": description}
