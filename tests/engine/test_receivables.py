@@ -452,3 +452,22 @@ async def test_the_calls_of_a_pass_with_affected_customers(world: World) -> None
     assert step_calls(world) == {"GET /invoices": 2 * n}
     assert world.writes() == {"PATCH /crm/rest/v2/companies/{company_id}": n, "PATCH /crm/rest/v2/contacts/{contact_id}": n}
     assert world.keap.requests["GET /crm/rest/v2/contacts"] == 2  # the flow's read, and the contacts' values
+
+
+async def test_a_record_the_link_left_loses_the_figures_and_tag_the_sync_put_there(world: World) -> None:
+    """A type change moves the customer to a Keap contact: its old Keap company does not show the debt twice."""
+    acme, _ = await linked_pair(world)
+    past_due_invoice(world, acme, 70)
+    await world.sync()
+    company = world.link_of("companies", acme)
+    assert world.keap.tag_ids("companies", company) == [tag_id(world)]
+
+    world.invoiced.update_customer(acme, {"type": "person", "email": "acme@example.com"})
+    report = await world.sync()
+
+    assert report.exit_code == 0, report
+    contact = world.link_of("contacts", acme)
+    assert world.keap.custom_values("contacts", contact)["Invoiced past due"] == 70
+    assert world.keap.tag_ids("contacts", contact) == [tag_id(world)]
+    assert world.keap.custom_values("companies", company) == {}
+    assert world.keap.tag_ids("companies", company) == []

@@ -82,6 +82,7 @@ class Job:
     wanted: Wanted
     written: Written | None
     change: Change
+    left: bool = False  # a record the customer's link left (a merge, a type change): what the sync wrote is taken off
 
 
 @dataclass
@@ -224,6 +225,14 @@ class OwedStep:
             if (flow, keap_id) in waiting:
                 continue
             owes = figures.get(customer_id) or Figures.from_json(row.figures)  # type: ignore[union-attr]
+            if (row is not None and row.written_flow in by_name and row.written_keap_id
+                    and (row.written_flow, row.written_keap_id) != (flow, keap_id)):
+                old = Written(dict(row.written or {}), row.tagged)
+                nothing = Wanted({}, {}, False)
+                clear = decide(nothing, old)
+                if clear is not None:
+                    jobs.append(Job(customer_id, by_name[row.written_flow], row.written_keap_id, nothing, old, clear,
+                                    left=True))
             wanted, written = self._wanted(owes), written_to(row, flow, keap_id)
             change = decide(wanted, written)
             if change is not None:
@@ -262,9 +271,10 @@ class OwedStep:
                 continue
             now = after(job.written, job.change, values_written=outcome.values_written, tag_written=outcome.tag_written)
             done = outcome.done(job.change)
-            pending.append(lambda tx, job=job, now=now, done=done: tx.mark_written(
-                job.customer_id, job.flow.name, job.keap_id, now.values, now.tagged, done=done))
-            if done:
+            if not job.left:
+                pending.append(lambda tx, job=job, now=now, done=done: tx.mark_written(
+                    job.customer_id, job.flow.name, job.keap_id, now.values, now.tagged, done=done))
+            if done and not job.left:
                 pending.append(lambda tx, job=job: tx.resolve_operation_failures(job.flow.name, job.keap_id, STEP))
             before = job.written or Written()
             audits.append(AuditNote(job.flow.name, "keap", job.keap_id, AuditOperation.UPDATE,
@@ -476,12 +486,15 @@ class OwedStep:
         return None
 
     def _fail(self, job: Job, payload: Record, error: ApiError, pending: list[Callable[[Any], None]]) -> None:
+        if job.left and isinstance(error, NotFound):
+            return  # the record the link left is gone: nothing of ours is on it
         if isinstance(error, TransientError):
             self.report.unavailable = error.outage()
         message = refusal_message("keap", error, payload)
         self.report.add(Action(STEP, "fail", "keap", job.keap_id, {"operation": STEP, "error": message}))
-        pending.append(lambda tx: tx.record_failure(job.flow.name, "keap", job.keap_id, STEP, message,
-                                                    field=error.field, payload=payload))
+        if not job.left:  # a record the link left is tried once: no failure that nothing would retry
+            pending.append(lambda tx: tx.record_failure(job.flow.name, "keap", job.keap_id, STEP, message,
+                                                        field=error.field, payload=payload))
 
     def _report_change(self, job: Job, outcome: Outcome) -> None:
         about = {"customer": job.customer_id, "object": job.flow.keap.name}
