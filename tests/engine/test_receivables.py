@@ -471,3 +471,25 @@ async def test_a_record_the_link_left_loses_the_figures_and_tag_the_sync_put_the
     assert world.keap.tag_ids("contacts", contact) == [tag_id(world)]
     assert world.keap.custom_values("companies", company) == {}
     assert world.keap.tag_ids("companies", company) == []
+
+
+async def test_a_failure_on_a_keap_record_no_longer_linked_is_resolved(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    acme, jane = await linked_pair(world)
+    checked = CustomFieldModels.checked
+
+    def refuse_contacts(self: CustomFieldModels, collection: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if collection == "contacts" and items:
+            raise KeapError(400, "custom_fields.0.content: refused")
+        return checked(self, collection, items)
+
+    monkeypatch.setattr(CustomFieldModels, "checked", refuse_contacts)
+    past_due_invoice(world, jane, 20)
+    await world.sync()
+    contact = world.link_of("contacts", jane)
+    assert [failure.record_id for failure in world.store.failures("contacts")] == [contact]
+
+    world.keap.store.delete("contacts", contact)  # deleted in Keap; the reconcile closes the link
+    await world.syncer_call("reconcile", flows=["contacts"])
+    assert contact not in world.store.active_link_ids("contacts")
+    await world.sync()
+    assert [failure.record_id for failure in world.store.failures("contacts") if failure.operation == "receivables"] == []

@@ -133,6 +133,8 @@ class OwedStep:
             return
         self.run_id = report.run_id
         try:
+            if not dry_run:
+                self._settle_unlinked(customer_flows)
             figures = await self._read(events, dry_run=dry_run)
             jobs = self._jobs(customer_flows, figures, dry_run=dry_run)
             for start in range(0, len(jobs), self.batch_size):
@@ -145,6 +147,18 @@ class OwedStep:
         finally:
             if self.report.done or self.report.counts or self.report.error:
                 report.flows[STEP] = self.report
+
+    def _settle_unlinked(self, flows: Sequence[Flow]) -> None:
+        """Resolve the step's open failures on Keap records no longer linked (deleted in Keap, unlinked): nothing
+        will write there again (state reads only: no call)."""
+        for flow in flows:
+            failing = [failure.record_id for failure in self.store.failures(flow.name)
+                       if failure.operation == STEP and failure.side == "keap"]
+            if not failing:
+                continue
+            linked = self.store.find_links(flow.name, "keap", failing)
+            for record_id in sorted(set(failing) - set(linked)):
+                self.store.resolve_operation_failures(flow.name, record_id, STEP)
 
     # --- 1 and 2: who, and what they owe ------------------------------------------------------------------
     async def _read(self, events: PassEvents, *, dry_run: bool) -> dict[str, Figures]:
