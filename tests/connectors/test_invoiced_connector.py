@@ -233,6 +233,9 @@ async def test_events_since_a_cursor_one_listing_of_every_type(
     assert [(event["type"], removed_customer_id(event)) for event in since_start.events] == [
         ("customer.deleted", str(a)), ("customer.merged", str(c)), ("customer.updated", None)]
     assert since_start.cursor == since_start.events[-1]["id"]
+    # kept as skeletons: a pass of id stamps makes an event per customer, each with the whole customer
+    assert since_start.events[1]["data"] == {"object": {"id": b, "object": "customer", "original_customer": {"id": c}}}
+    assert since_start.events[2]["data"]["object"] == {"id": d, "object": "customer"}
 
     for _ in range(120):  # more than a page of events behind the cursor
         invoiced_emulator.delete_customer(add_customers(invoiced_emulator, 1)[0])

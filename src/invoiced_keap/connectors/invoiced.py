@@ -243,6 +243,21 @@ class EventBatch:
     cursor: int | None
 
 
+def event_skeleton(event: Record) -> Record:
+    """What the sync takes from an event, in the event's own shape: its id, type and time, and of its object the id,
+    the object type, the customer it belongs to (an id, or `{id}` where the customer is embedded) and a merge's
+    `original_customer` id."""
+    obj = event.get("data", {}).get("object") or {}
+    kept: Record = {key: obj[key] for key in ("id", "object") if key in obj}
+    if isinstance(obj.get("customer"), Mapping):
+        kept["customer"] = {"id": obj["customer"].get("id")}
+    elif "customer" in obj:
+        kept["customer"] = obj["customer"]
+    if isinstance(obj.get("original_customer"), Mapping):
+        kept["original_customer"] = {"id": obj["original_customer"].get("id")}
+    return {"id": event["id"], "type": event["type"], "timestamp": event.get("timestamp"), "data": {"object": kept}}
+
+
 def removed_customer_id(event: Record) -> str | None:
     """The customer an event says is gone: the deleted one, or for `customer.merged` the customer merged into the
     survivor (a merge deletes it without a `customer.deleted` event: API.md section 6); None for other events."""
@@ -329,7 +344,9 @@ class InvoicedConnector(AsyncClosing):
     async def events(self, after_event_id: int | None) -> EventBatch:
         """Every event with an id above the cursor, oldest first: one listing of all types, newest first, paged
         until the cursor (an idle account costs one call). Without a cursor, where the account's events stand
-        now: the newest id and no events (a first read lists every record, so no older event adds anything)."""
+        now: the newest id and no events (a first read lists every record, so no older event adds anything).
+        Each event is kept as its skeleton (`event_skeleton`): a pass of stamps makes one event per customer, each
+        carrying the whole customer."""
         found: list[Record] = []
         async with aclosing(self.read(EVENTS, {"per_page": 1} if after_event_id is None else None)) as events:
             async for event in events:
@@ -337,7 +354,7 @@ class InvoicedConnector(AsyncClosing):
                     return EventBatch([], int(event["id"]))
                 if event["id"] <= after_event_id:
                     break
-                found.append(event)
+                found.append(event_skeleton(event))
         found.reverse()
         return EventBatch(found, found[-1]["id"] if found else after_event_id)
 
