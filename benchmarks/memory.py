@@ -19,16 +19,14 @@ import os
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine, text
 
-from invoiced_keap.state.database import normalise_url
+from invoiced_keap.state.database import fresh_schema
 
 from harness import KEY, EmulatorUrls, emulators_apart, machine
 
@@ -78,16 +76,8 @@ def state_database(kind: str, postgres_url: str | None) -> Iterator[str]:
         return
     if not postgres_url:
         raise SystemExit("postgresql: give --postgres-url or set INVOICED_KEAP_TEST_POSTGRES_URL")
-    server, schema = normalise_url(postgres_url), f"bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield server.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with fresh_schema(postgres_url, "bench") as url:
+        yield url
 
 
 def measure(size: int, database: str, postgres_url: str | None) -> dict[str, Any]:

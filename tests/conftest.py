@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
-from sqlalchemy import create_engine, text
 
 from invoiced_keap.emulators.serve import BackgroundServer
-from invoiced_keap.state.database import normalise_url
+from invoiced_keap.state.database import fresh_schema
 from tests.support import API_KEY, ManualClock
 
 POSTGRES_URL_VARIABLE = "INVOICED_KEAP_TEST_POSTGRES_URL"
@@ -41,17 +39,8 @@ def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/state.db"
         return
-    server = normalise_url(request.getfixturevalue("postgres_url"))
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield server.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with fresh_schema(request.getfixturevalue("postgres_url"), "test") as url:
+        yield url
 
 
 @pytest.fixture

@@ -8,13 +8,16 @@ read-to-write upgrade. PostgreSQL goes through psycopg 3 whatever the URL's driv
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -75,3 +78,19 @@ def upgrade_to_head(engine: Engine) -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+@contextmanager
+def fresh_schema(server_url: str | URL, prefix: str = "scratch") -> Iterator[str]:
+    """A new, empty schema on the PostgreSQL server at `server_url`, as a state URL that uses it; dropped with
+    everything in it on exit (tests and benchmarks)."""
+    server, schema = normalise_url(server_url), f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield server.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
