@@ -1,13 +1,18 @@
 """Run the benchmarks and write docs/BENCHMARKS.md: every figure with the command that reproduces it.
 
-    python benchmarks/report.py [--out docs/BENCHMARKS.md] [--quick]
+    python benchmarks/report.py [--out docs/BENCHMARKS.md] [--quick] [--postgres-url URL]
 
-Sections: API calls of sync passes (initial, echo, idle, incremental) against the least they could cost and
-against a full-scan reader, for N = 1,000 and 10,000 (`sync.py`); reads of 10,000 records per record type
-(`connectors.py`); the achieved share of Keap's rate limit (`connectors.py`); planning records/s and the
-memory of 100,000 links (`planning.py`); propagation p50/p95 with webhooks (`propagation.py`); and the
+Sections: a summary of the figures at the largest size; API calls of sync passes (initial, echo, idle, idle
+without reading Keap, incremental, reconcile) against the least they could cost and against a full-scan
+reader, for N = 1,000, 10,000 and 100,000 (`sync.py`); the Keap quota share of an idle day of `run` with and
+without Keap's hooks at 10,000 and 100,000 links, from those measured calls and a measured hook check
+(`quota.py`); reads of 10,000 records per record type (`connectors.py`); the achieved share of Keap's rate
+limit (`connectors.py`); a paced initial sync against the physical limit (`paced.py`); planning records/s
+and the planner's memory over 100,000 links (`planning.py`); whole-process peak memory of each kind of pass
+at 10,000 and 100,000 records on SQLite and PostgreSQL (`memory.py`; PostgreSQL at `--postgres-url`,
+default $INVOICED_KEAP_TEST_POSTGRES_URL); propagation p50/p95 with webhooks (`propagation.py`); and the
 chaos long run's figures from `benchmarks/results/*.json` when a long run wrote them (tests/chaos).
-About 10 minutes on a 2-core machine; `--quick` runs small sizes to check the script itself.
+About an hour on a 2-core machine; `--quick` runs small sizes to check the script itself.
 A section that cannot be measured says so and why; it never shows a figure it did not measure.
 """
 
@@ -15,18 +20,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
+import os
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import connectors
 import memory
+import paced
 import planning
 import propagation
+import quota
 import sync
 from harness import machine
 
@@ -34,25 +43,45 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 
 
+MEMORY_GOAL_MB = 200
+
+
 @dataclass(frozen=True)
 class Sizes:
-    sync: tuple[int, ...] = (1_000, 10_000)
+    sync: tuple[int, ...] = (1_000, 10_000, 100_000)
+    quota: tuple[int, ...] = (10_000, 100_000)  # each one of `sync` (the same measured passes)
     changes: int = 50
     reads: int = 10_000
     real_time_seconds: float = 15.0
     virtual_calls: int = 1_200
+    paced: int = 1_000
     pairs: int = 30_000
     links: int = 100_000
     edits: int = 200
-    memory: tuple[int, ...] = (2_000, 10_000)
+    memory: tuple[int, ...] = (10_000, 100_000)
+    databases: tuple[str, ...] = ("sqlite", "postgresql")
+    postgres_url: str | None = None
 
     def command(self, script: str, **options: Any) -> str:
         flags = " ".join(f"--{name.replace('_', '-')} {value}" for name, value in options.items())
         return f"python benchmarks/{script} {flags}".rstrip()
 
 
-QUICK = Sizes(sync=(300,), changes=10, reads=500, real_time_seconds=2.0, virtual_calls=300, pairs=1_000,
-              links=3_000, edits=20, memory=(300,))
+QUICK = Sizes(sync=(300, 600), quota=(300, 600), changes=10, reads=500, real_time_seconds=2.0, virtual_calls=300,
+              paced=300, pairs=1_000, links=3_000, edits=20, memory=(300, 600))
+
+FIGURES: dict[str, Any] = {}
+"""What the sections measured, for the summary (a section that failed leaves its part out)."""
+
+
+@functools.cache
+def sync_run(size: int, changes: int) -> dict[str, Any]:
+    """`sync.py`'s passes at `size`, measured once for the sync and quota sections."""
+    return asyncio.run(sync.measure(size, changes))
+
+
+def goal(met: bool) -> str:
+    return "met" if met else "**NOT met**"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -62,29 +91,73 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def sync_section(sizes: Sizes) -> str:
-    parts = []
+    parts, idle_rows = [], []
     for size in sizes.sync:
-        result = asyncio.run(sync.measure(size, sizes.changes))
+        try:
+            result = sync_run(size, sizes.changes)
+        except Exception as error:  # one size failing leaves the others' figures standing
+            parts.append(f"**N = {size:,}**: not measured, the benchmark failed with `{error!r}`.")
+            continue
         rows = []
         for name in sync.PASSES:
             row = result[name]
-            label = f"incremental, {sizes.changes} changes" if name == "incremental" else name
-            rows.append([label, row["keap_calls"], row["keap_minimum"], row["keap_full_scan"], row["invoiced_calls"],
-                         row["invoiced_full_scan"], f"{row['keap_writes']} / {row['invoiced_writes']}", row["seconds"]])
+            rows.append([sync.label(name, sizes.changes), row["keap_calls"], row["keap_minimum"], row["keap_full_scan"],
+                         row["invoiced_calls"], row["invoiced_full_scan"], f"{row['keap_writes']} / {row['invoiced_writes']}",
+                         row["seconds"]])
+        failed = [name for name in sync.PASSES if result[name]["exit_code"] != 0]
         parts.append(f"**N = {size:,}** (a third companies, a third contacts, a third products); initial sync "
-                     f"{result['records_per_second']} records/s.\n\n" + table(
+                     f"{result['records_per_second']} records/s."
+                     + (f" **Passes that exited non-zero: {', '.join(failed)}.**" if failed else "") + "\n\n" + table(
                          ["pass", "Keap calls", "Keap minimum", "Keap full-scan", "Invoiced calls", "Invoiced full-scan",
                           "writes Keap / Invoiced", "seconds"], rows))
+        idle_rows.append([f"{size:,}", *(f"{result[name]['keap_calls']} / {result[name]['invoiced_calls']}"
+                                         for name in ("idle", "idle_without_keap", "echo", "reconcile"))])
+        FIGURES.setdefault("sync", {})[size] = result
     command = sizes.command("sync.py", sizes=",".join(map(str, sizes.sync)), changes=sizes.changes)
     return "\n\n".join([
         "## API calls of sync passes\n\n"
         "Keap calls are the scarce resource. *Keap minimum*: one read per Keap stream plus the Keap writes the pass "
-        "cannot avoid (a create per record at first, one per change made in Invoiced later). *Full-scan*: what a "
-        "reader that lists every record of both sides each pass (Sesam's public connector) costs, plus the same "
-        "writes. The initial sync also stamps each new Keap id into the Invoiced record's metadata (one Invoiced "
-        "write per record: links can be rebuilt if the state database is lost). Emulators in a child process, "
-        "rate limits lifted, no pacing: these are calls and our own speed, not waiting.",
+        "cannot avoid (a create per record at first, one per change made in Invoiced later); for a reconcile, one "
+        "listing page per 1,000 linked records of each Keap object. *Full-scan*: what a reader that lists every "
+        "record of both sides each pass (Sesam's public connector) costs, plus the same writes. The initial sync "
+        "also stamps each new Keap id into the Invoiced record's metadata (one Invoiced write per record: links can "
+        "be rebuilt if the state database is lost). *Idle, Keap not read*: the pass `run` makes between its Keap "
+        "polls while Keap's hooks are verified (`read_keap=False`). *Reconcile*: the daily full id scans that find "
+        "deletes no event or hook reported (`Syncer.reconcile`). Emulators in a child process, rate limits lifted, "
+        "no pacing: these are calls and our own speed, not waiting.\n\n"
+        "Idle and echo calls by size (Keap / Invoiced):\n\n"
+        + table(["links", "idle pass", "idle, Keap not read", "echo pass", "reconcile"], idle_rows),
         *parts, f"Reproduce: `{command}`"])
+
+
+def quota_section(sizes: Sizes) -> str:
+    check = asyncio.run(quota.hook_check_calls())
+    days = [quota.idle_day(sync_run(size, sizes.changes), check["calls_per_check"]) for size in sizes.quota]
+    FIGURES["quota"] = {day["records"]: day for day in days}
+    schedule = days[0]["schedule"]
+    rows = []
+    for day in days:
+        for mode, title in (("with_hooks", "hooks verified"), ("without_hooks", "hooks off")):
+            figures = day[mode]
+            parts = " + ".join(f"{times:,.0f} × {calls}" for times, calls in figures["parts"].values())
+            rows.append([f"{day['records']:,}", title, " + ".join(figures["parts"]), parts, f"{figures['calls']:,}",
+                         f"{figures['share']:.2%}", f"≤ {figures['goal']:.0%}: {goal(figures['met'])}"])
+    command = sizes.command("quota.py", sizes=",".join(map(str, sizes.quota)))
+    return ("## Keap quota of an idle day\n\n"
+            f"Keap calls of a day of `invoiced-keap run` in which nothing changes, as a share of a personal access "
+            f"token's {days[0]['quota_per_day']:,} calls a day. Measured: the Keap calls of each pass in *API calls of "
+            f"sync passes* above (an idle poll that reads Keap, one that does not, a reconcile of every flow) and of "
+            f"one hook check ({check['calls_per_check']} Keap call{'' if check['calls_per_check'] == 1 else 's'}: `ensure_hooks` with all {check['hooks']} hooks "
+            f"Verified, against the Keap emulator). Read from the code: a poll every {schedule['poll_interval']:.0f} s "
+            f"(`Schedule.poll_interval`), Keap read only every {schedule['keap_poll_interval']:.0f} s while its hooks "
+            f"are verified (`Schedule.keap_poll_interval`), a hook check every {schedule['hook_check_interval']:.0f} s "
+            f"(`service.HOOK_CHECK_INTERVAL`), a reconcile every {schedule['full_scan_interval']:.0f} s "
+            f"(`Schedule.full_scan_interval`). *Hooks off* is `keap_hooks = false`: every poll reads Keap and no "
+            f"hooks are checked (hooks that stay unverified are polled the same, plus their checks' re-verify "
+            f"attempts).\n\n"
+            + table(["links", "Keap hooks", "jobs", "times a day × Keap calls", "Keap calls a day", "share of quota",
+                     "goal"], rows)
+            + f"\n\nReproduce: `{command}` (it runs `sync.py`'s passes at those sizes)")
 
 
 def reads_section(sizes: Sizes) -> str:
@@ -117,6 +190,29 @@ def rate_limit_section(sizes: Sizes) -> str:
             f"\n\nReproduce: `{command}` (its read figures at 100 records are a by-product)")
 
 
+def paced_section(sizes: Sizes) -> str:
+    result = asyncio.run(paced.paced_initial_sync(sizes.paced))
+    FIGURES["paced"] = result
+    limits = result["limits"]
+    rows = [[f"{result['records']:,}", result["keap_calls"], f"{result['emulator_minutes']:.3f}",
+             f"{result['minimum_minutes']:.3f}", f"{result['ratio']:.3f}", f"{result['earliest_minutes']:.3f}",
+             f"{result['ratio_to_earliest']:.3f}", json.dumps(result["statuses"])]]
+    failed = "" if result["exit_code"] == 0 else f" **The pass exited {result['exit_code']}.**"
+    command = sizes.command("paced.py", records=sizes.paced)
+    return ("## Paced initial sync against the physical limit\n\n"
+            f"An initial sync of {result['records']:,} Invoiced records (a third organisations, persons, items) into an "
+            f"empty Keap that enforces a personal access token's limits ({limits['per_second']}/s, "
+            f"{limits['per_minute']}/min, {limits['per_day']:,}/day), the Keap connector paced at the same limits as "
+            "in production, all on emulator time: the clock moves only when the pacer sleeps, once the calls in "
+            "flight are answered, so our own processing and the network take none of it. *Physical minimum*: the "
+            "pass's Keap calls at 240 a minute. *Ratio*: emulator minutes taken over that minimum; 1 means the pass "
+            "ran at the limit (the first minute's 240 calls go in a 24 s burst, so a pass can end slightly under "
+            "it). *Earliest*: when the last call may go at the soonest under both limits (whole minutes of 240 "
+            f"calls, the rest at 10 a second), and the ratio to that.{failed}\n\n"
+            + table(["records", "Keap calls", "emulator minutes", "physical minimum (calls / 240) min", "ratio",
+                     "earliest min", "ratio to earliest", "Keap statuses"], rows) + f"\n\nReproduce: `{command}`")
+
+
 def planning_section(sizes: Sizes) -> str:
     result = planning.measure(sizes.pairs, sizes.links)
     plan, memory = result["planning"], result["memory"]
@@ -130,22 +226,54 @@ def planning_section(sizes: Sizes) -> str:
     return ("## Planning speed, and the planner's memory over 100,000 stored links\n\n"
             "Planning is the pure core alone (no I/O). The memory figure is the id map every pass loads for the "
             "circuit breaker plus planning every stored pair in pages of 1000 (tracemalloc's peak: Python objects "
-            "only). A real pass does not stream like this yet: it holds every changed record and pair plan at once; "
-            "see *Peak memory of sync passes* for what whole passes take.\n\n"
+            "only). A real pass streams in the same way: the records it reads are spooled to a temporary SQLite "
+            "database on disk and its plans are built a batch at a time; see *Peak memory of sync passes* for what "
+            "whole passes take, interpreter, connections and HTTP included.\n\n"
             + table(["figure", "value"], rows) + f"\n\nReproduce: `{command}`")
 
 
 def memory_section(sizes: Sizes) -> str:
-    rows = []
-    for run in (memory.measure(size) for size in sizes.memory):
-        for kind, result in run["passes"].items():
-            rows.append([f"{run['records']:,}", kind.replace("_", " "), result["peak_rss_mb"], json.dumps(result["calls"])])
-    command = sizes.command("memory.py", sizes=",".join(map(str, sizes.memory)))
+    rows, notes, peaks = [], [], {}
+    for database in sizes.databases:
+        for size in sizes.memory:
+            if database == "postgresql" and not sizes.postgres_url:
+                notes.append(f"{database} at {size:,}: not measured, no PostgreSQL server given (`--postgres-url` or "
+                             "$INVOICED_KEAP_TEST_POSTGRES_URL).")
+                continue
+            try:
+                run = memory.measure(size, database, sizes.postgres_url)
+            except Exception as error:  # one database or size failing leaves the others' figures standing
+                notes.append(f"{database} at {size:,}: not measured, the benchmark failed with `{error!r}`"
+                             + (f": `{error.stderr.strip().splitlines()[-1]}`" if getattr(error, "stderr", None) else "")
+                             + ".")
+                continue
+            for kind, result in run["passes"].items():
+                peak = result["peak_rss_mb"]
+                peaks[(database, size, kind)] = peak
+                rows.append([f"{size:,}", database, kind.replace("_", " "), peak, goal(peak <= MEMORY_GOAL_MB),
+                             json.dumps(result["calls"])])
+    FIGURES["memory"] = peaks
+    largest = max(sizes.memory)
+    at_largest = {key: peak for key, peak in peaks.items() if key[1] == largest}
+    verdict = (f"Goal: every pass at {largest:,} records ≤ {MEMORY_GOAL_MB} MB on "
+               f"{' and '.join(sizes.databases)}: "
+               + (goal(all(peak <= MEMORY_GOAL_MB for peak in at_largest.values()))
+                  if len(at_largest) == 4 * len(sizes.databases) else "not established (figures missing)")
+               + (f", highest {max(at_largest.values())} MB." if at_largest else "."))
+    command = sizes.command("memory.py", sizes=",".join(map(str, sizes.memory)), databases=",".join(sizes.databases))
     return ("## Peak memory of sync passes\n\n"
-            "Whole-process peak resident memory (the kernel's `VmHWM`) of one pass of the companies flow, each pass in a child "
-            "process of its own (interpreter and imports included, about 75 MB); the emulators run in another. "
-            "*All changed*: every linked Keap company renamed, the pass allowed past the breaker.\n\n"
-            + table(["records", "pass", "peak RSS MB", "API calls"], rows) + f"\n\nReproduce: `{command}`")
+            "Whole-process peak resident memory (the kernel's `VmHWM`, not tracemalloc) of one pass of the companies "
+            "flow, each pass in a child process of its own (`one_pass.py`: interpreter and imports included, about "
+            "75 MB); the emulators run in another. Passes stream: the records a pass reads are spooled to a "
+            "temporary SQLite database on disk, and its pairs, new pairs and creates are planned a batch at a time. "
+            "*Initial*: N Invoiced companies synced into an empty Keap. *Echo*: the pass after it, reading back the "
+            "id stamps and the Keap records created. *All changed*: every linked Keap company renamed, the pass "
+            "allowed past the breaker (N Invoiced updates). State in SQLite (a file in a temporary directory) or "
+            "PostgreSQL (a fresh schema, dropped afterwards).\n\n"
+            + verdict + "\n\n"
+            + table(["records", "database", "pass", "peak RSS MB", f"≤ {MEMORY_GOAL_MB} MB", "API calls"], rows)
+            + "".join(f"\n\n{note}" for note in notes)
+            + f"\n\nReproduce: `{command}` (PostgreSQL at `--postgres-url`, default $INVOICED_KEAP_TEST_POSTGRES_URL)")
 
 
 def propagation_section(sizes: Sizes) -> str:
@@ -178,8 +306,48 @@ def chaos_section(_: Sizes) -> str:
     return "\n\n".join(parts)
 
 
+def summary(sizes: Sizes) -> str:
+    """The figures the report exists for, copied from the sections below (never re-measured)."""
+    parts = ["## Summary\n\nThe headline figures, copied from the sections below (measured by this run)."]
+    if "sync" in FIGURES:
+        parts.append(table(["links", "idle pass: Keap / Invoiced calls", "echo pass: Keap / Invoiced calls"], [
+            [f"{size:,}", f"{result['idle']['keap_calls']} / {result['idle']['invoiced_calls']}",
+             f"{result['echo']['keap_calls']} / {result['echo']['invoiced_calls']}"]
+            for size, result in FIGURES["sync"].items()]))
+    if FIGURES.get("memory"):
+        kinds = list(dict.fromkeys(kind for _, _, kind in FIGURES["memory"]))
+        runs = list(dict.fromkeys((database, size) for database, size, _ in FIGURES["memory"]))
+        parts.append(f"Peak RSS (MB, whole process) of each pass; goal ≤ {MEMORY_GOAL_MB} MB:\n\n" + table(
+            ["records", "database", *(kind.replace("_", " ") for kind in kinds)],
+            [[f"{size:,}", database, *(cell(FIGURES["memory"].get((database, size, kind))) for kind in kinds)]
+             for database, size in sorted(runs, key=lambda run: (run[1], run[0]))]))
+    if "quota" in FIGURES:
+        parts.append("Keap quota of an idle day (share of a personal access token's day):\n\n" + table(
+            ["links", "hooks verified (goal ≤ 2 %)", "hooks off (goal ≤ 15 %)"],
+            [[f"{size:,}", *(f"{day[mode]['calls']:,} calls, {day[mode]['share']:.2%}: {goal(day[mode]['met'])}"
+                             for mode in ("with_hooks", "without_hooks"))] for size, day in FIGURES["quota"].items()]))
+    if "paced" in FIGURES:
+        result = FIGURES["paced"]
+        parts.append(f"Paced initial sync of {result['records']:,} records: {result['keap_calls']:,} Keap calls in "
+                     f"{result['emulator_minutes']:.3f} emulator minutes against a physical minimum of "
+                     f"{result['minimum_minutes']:.3f} (calls / 240 per minute): ratio {result['ratio']:.3f} "
+                     f"({result['ratio_to_earliest']:.3f} of the earliest its last call could go, "
+                     f"{result['earliest_minutes']:.3f} min).")
+    missing = [name for name in ("sync", "quota", "paced", "memory") if not FIGURES.get(name)]
+    if missing:
+        parts.append(f"Not in this summary because their section failed: {', '.join(missing)}.")
+    return "\n\n".join(parts)
+
+
+def cell(peak: float | None) -> str:
+    if peak is None:
+        return "not measured"
+    return f"{peak}" if peak <= MEMORY_GOAL_MB else f"**{peak} (over)**"
+
+
 SECTIONS: list[Callable[[Sizes], str]] = [
-    sync_section, reads_section, rate_limit_section, planning_section, memory_section, propagation_section, chaos_section,
+    sync_section, quota_section, reads_section, rate_limit_section, paced_section, planning_section, memory_section,
+    propagation_section, chaos_section,
 ]
 
 
@@ -196,8 +364,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "docs" / "BENCHMARKS.md"))
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the script (not for the docs)")
+    parser.add_argument("--postgres-url", default=os.environ.get("INVOICED_KEAP_TEST_POSTGRES_URL"),
+                        help="PostgreSQL server for the memory section (a fresh schema per run)")
     arguments = parser.parse_args()
-    sizes = QUICK if arguments.quick else Sizes()
+    sizes = replace(QUICK if arguments.quick else Sizes(), postgres_url=arguments.postgres_url)
     started = time.monotonic()
     sections = []
     for section in SECTIONS:
@@ -213,7 +383,7 @@ def main() -> None:
         "figures, copied from their result files); each section names the command that reproduces it. Timings "
         "depend on the machine and its load; call counts do not."
     )
-    Path(arguments.out).write_text("\n\n".join([header, *sections]) + "\n")
+    Path(arguments.out).write_text("\n\n".join([header, summary(sizes), *sections]) + "\n")
     print(f"wrote {arguments.out}")
 
 

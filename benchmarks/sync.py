@@ -5,7 +5,9 @@ could cost in Keap calls and against a full-scan reader (`fullscan.py`, what Ses
 
 N Invoiced records (a third organisations, a third persons, a third items) are synced into an empty Keap
 (initial), then come the echo pass (reads back what the initial sync wrote, must write nothing), an idle
-pass, and an incremental pass after `--changes` edits of linked companies, half in Invoiced, half in Keap.
+pass, an idle pass that does not read Keap (what `run` polls between its Keap polls while Keap's hooks are
+verified), an incremental pass after `--changes` edits of linked companies, half in Invoiced, half in Keap,
+and a reconcile of every flow (the daily full id scans, `Syncer.reconcile`; nothing is gone).
 Keap calls are the scarce resource (10/s, 240/min, 30,000/day for a key). The least a pass can cost is one
 read per Keap stream plus one write per record to create, or per Invoiced change to carry over. A full-scan pass costs a listing of everything on both sides plus the same writes.
 The emulators run in a child process with rate limits lifted and the connectors do not pace: this
@@ -40,7 +42,7 @@ from invoiced_keap.state import Store
 
 IDLE_GOAL = 8
 CHANGES = 50
-PASSES = ("initial", "echo", "idle", "incremental")
+PASSES = ("initial", "echo", "idle", "idle_without_keap", "incremental", "reconcile")
 WRITE_METHODS = {"POST", "PATCH", "PUT", "DELETE"}
 
 
@@ -56,11 +58,28 @@ def account(size: int) -> dict[str, list[dict[str, Any]]]:
     }
 
 
+def label(name: str, changes: int) -> str:
+    """How a pass is named in a table."""
+    return {"idle_without_keap": "idle, Keap not read (hooks verified)", "incremental": f"incremental, {changes} changes",
+            "reconcile": "reconcile (full id scans)"}.get(name, name)
+
+
 def keap_minimum(name: str, size: int, changes: int) -> int:
     """One read per Keap stream (Keap starts empty, and a pass's reads fit a page) plus the Keap writes the
-    pass cannot avoid: a create per record at first, one per change made in Invoiced later."""
+    pass cannot avoid: a create per record at first, one per change made in Invoiced later. A pass that does
+    not read Keap needs none; a reconcile needs every linked id of each object, a page per 1,000."""
+    if name == "idle_without_keap":
+        return 0
+    if name == "reconcile":
+        return sum(math.ceil(count / 1000) for count in per_object(size))
     needed = {"initial": size, "incremental": math.ceil(changes / 2)}.get(name, 0)
     return len(OBJECTS) + needed
+
+
+def per_object(size: int) -> tuple[int, int, int]:
+    """Records of each Keap object (companies, contacts, products) in `account(size)`."""
+    third = size // 3
+    return third, third, size - 2 * third
 
 
 @asynccontextmanager
@@ -74,10 +93,12 @@ def writes(requests: dict[str, int]) -> int:
     return sum(count for endpoint, count in requests.items() if endpoint.split()[0] in WRITE_METHODS)
 
 
-async def one_pass(urls: EmulatorUrls, store: Store) -> dict[str, Any]:
+async def one_pass(urls: EmulatorUrls, store: Store, name: str = "idle") -> dict[str, Any]:
+    """The pass `name` of `PASSES`: a sync (without reading Keap for `idle_without_keap`), or a reconcile."""
     async with connectors(urls) as (invoiced, keap):
+        syncer = Syncer(store, invoiced, keap)
         started = time.perf_counter()
-        report = await Syncer(store, invoiced, keap).sync()
+        report = await (syncer.reconcile() if name == "reconcile" else syncer.sync(read_keap=name != "idle_without_keap"))
         elapsed = time.perf_counter() - started
         return {"keap_calls": report.api_calls["keap"], "invoiced_calls": report.api_calls["invoiced"],
                 "keap_writes": writes(keap.stats.requests), "invoiced_writes": writes(invoiced.calls.requests),
@@ -104,14 +125,14 @@ async def measure(size: int, changes: int = CHANGES) -> dict[str, Any]:
             if name == "incremental":
                 await edit_companies(urls, store, changes)
             await asyncio.sleep(1.1)  # Invoiced timestamps have 1 s resolution: each pass starts in a new second
-            result[name] = await one_pass(urls, store)
+            result[name] = await one_pass(urls, store, name)
         async with connectors(urls) as (invoiced, keap):
             scan = await full_scan_calls(invoiced, keap)
     result["records_per_second"] = round(size / result["initial"]["seconds"], 1)
     for name in PASSES:
         row = result[name]
         row["keap_minimum"] = keap_minimum(name, size, changes)
-        row["keap_full_scan"] = scan["keap"] + row["keap_writes"]
+        row["keap_full_scan"] = (0 if name == "idle_without_keap" else scan["keap"]) + row["keap_writes"]
         row["invoiced_full_scan"] = scan["invoiced"] + row["invoiced_writes"]
     return result
 
@@ -123,8 +144,7 @@ def table(result: dict[str, Any]) -> Table:
         grid.add_column(column, justify="left" if column == "pass" else "right")
     for name in PASSES:
         row = result[name]
-        label = f"incremental, {result['changes']} changes" if name == "incremental" else name
-        grid.add_row(label, str(row["keap_calls"]), str(row["keap_minimum"]), str(row["keap_full_scan"]),
+        grid.add_row(label(name, result["changes"]), str(row["keap_calls"]), str(row["keap_minimum"]), str(row["keap_full_scan"]),
                      str(row["invoiced_calls"]), str(row["invoiced_full_scan"]),
                      f"{row['keap_writes']}/{row['invoiced_writes']}", str(row["seconds"]))
     return grid
