@@ -101,7 +101,10 @@ def test_review_create_makes_a_new_keap_record_on_the_next_sync(connected, invoi
 
 
 def api_calls(invoiced, keap) -> int:
-    return sum(httpx.get(f"{server[1].url}/_emulator/stats").json()["total"] for server in (invoiced, keap))
+    """Calls the servers answered. A 429 is left out: Keap's spike limit (10 a second, a window no header reports)
+    can refuse the first reads of a pass started in the same second another process's pass ended; it is retried."""
+    stats = [httpx.get(f"{server[1].url}/_emulator/stats").json() for server in (invoiced, keap)]
+    return sum(server["total"] - server["status"].get("429", 0) for server in stats)
 
 
 def test_an_idle_sync_costs_the_floor_of_calls_credentials_included(connected, invoiced, keap) -> None:

@@ -22,7 +22,15 @@ from keap_core_v2_client import (
 )
 from keap_core_v2_client.exceptions import BadRequestException, NotFoundException
 
+from invoiced_keap.emulators.keap import KeapEmulator
 from invoiced_keap.emulators.serve import BackgroundServer
+from tests.support import API_KEY, ManualClock
+
+
+@pytest.fixture
+def keap_emulator(manual_clock: ManualClock) -> KeapEmulator:
+    """Times move only when a test says so: "updated since the edit" then means exactly the records edited."""
+    return KeapEmulator(api_key=API_KEY, random_seed=1, clock=manual_clock)
 
 
 @pytest.fixture
@@ -34,7 +42,7 @@ def sdk(keap_server: BackgroundServer) -> Iterator[ApiClient]:
         yield client
 
 
-def test_companies_through_the_sdk(sdk: ApiClient) -> None:
+def test_companies_through_the_sdk(sdk: ApiClient, manual_clock: ManualClock) -> None:
     api = CompanyApi(sdk)
     created = [
         api.create_company(CreateCompanyRequest(company_name=f"Firm {n}", email_address=EmailAddress(email=f"f{n}@x.example", field="EMAIL1")))
@@ -43,6 +51,7 @@ def test_companies_through_the_sdk(sdk: ApiClient) -> None:
     assert [company.id for company in created] == ["1", "2", "3", "4", "5"]
     assert created[0].create_time and created[0].create_time.endswith("Z")
 
+    manual_clock.advance(1)
     updated = api.update_company("2", UpdateCompanyRequest(company_name="Renamed", notes="not masked"), update_mask=["company_name"])
     assert updated.company_name == "Renamed" and updated.notes is None
     fetched = api.get_company("2", fields=["company_name", "email_address"])
@@ -64,7 +73,7 @@ def test_companies_through_the_sdk(sdk: ApiClient) -> None:
         api.get_company("2")
 
 
-def test_contacts_through_the_sdk(sdk: ApiClient) -> None:
+def test_contacts_through_the_sdk(sdk: ApiClient, manual_clock: ManualClock) -> None:
     api = ContactApi(sdk)
     for n in range(4):
         api.create_contact(CreateUpdateContactRequest(given_name=f"Person{n}", email_addresses=[EmailAddressRequest(email=f"p{n}@x.example", field="EMAIL1")]))
@@ -72,6 +81,7 @@ def test_contacts_through_the_sdk(sdk: ApiClient) -> None:
         api.create_contact(CreateUpdateContactRequest(given_name="No channels"))
     assert "email address" in str(rejected.value.body)
 
+    manual_clock.advance(1)
     patched = api.update_contact("3", CreateUpdateContactRequest(family_name="Smith", given_name="Ignored"), update_mask=["family_name"])
     assert (patched.given_name, patched.family_name) == ("Person2", "Smith")
     assert api.get_contact("3").family_name == "Smith"
