@@ -20,6 +20,7 @@ from invoiced_keap.connectors.http import RetryPolicy
 from invoiced_keap.connectors.invoiced import (
     CUSTOMER,
     ITEM,
+    Event,
     InvoicedConnector,
     UpdatedWatermark,
     removed_customer_id,
@@ -230,12 +231,12 @@ async def test_events_since_a_cursor_one_listing_of_every_type(
     invoiced_emulator.merge_customers(b, c)
     invoiced_emulator.update_customer(d, {"email": "d@example.com"})
     since_start = await invoiced.events(start.cursor)
-    assert [(event["type"], removed_customer_id(event)) for event in since_start.events] == [
+    assert [(event.type, removed_customer_id(event)) for event in since_start.events] == [
         ("customer.deleted", str(a)), ("customer.merged", str(c)), ("customer.updated", None)]
-    assert since_start.cursor == since_start.events[-1]["id"]
-    # kept as skeletons: a pass of id stamps makes an event per customer, each with the whole customer
-    assert since_start.events[1]["data"] == {"object": {"id": b, "object": "customer", "original_customer": {"id": c}}}
-    assert since_start.events[2]["data"]["object"] == {"id": d, "object": "customer"}
+    assert since_start.cursor == since_start.events[-1].id
+    # kept small: a pass of id stamps makes an event per customer, each with the whole customer
+    assert since_start.events[1] == Event(since_start.events[1].id, "customer.merged", str(b), None, str(c))
+    assert since_start.events[2] == Event(since_start.events[2].id, "customer.updated", str(d))
 
     for _ in range(120):  # more than a page of events behind the cursor
         invoiced_emulator.delete_customer(add_customers(invoiced_emulator, 1)[0])

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from invoiced_keap.connectors.invoiced import removed_customer_id
+from invoiced_keap.connectors.invoiced import Event, removed_customer_id
 from invoiced_keap.engine.receivables import (
     Change, Figures, ReceivablesOptions, Written, after, decide, keap_values, merged_custom_fields, named_by, owed,
 )
@@ -118,8 +118,8 @@ def test_merged_custom_fields_keep_the_record_s_other_values() -> None:
         {"id": "3", "content": "Dana"}, {"id": "7", "content": 9}, {"id": "9", "content": "2025-01-02"}]
 
 
-def event(kind: str, obj: dict) -> dict:
-    return {"id": 1, "type": kind, "data": {"object": obj}}
+def event(kind: str, obj: dict) -> Event:
+    return Event.of({"id": 1, "type": kind, "data": {"object": obj}})
 
 
 def test_events_name_the_customers_whose_figures_to_read() -> None:

@@ -10,6 +10,7 @@ retries with backoff, the error classes in `errors`, secret redaction); `calls` 
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import aclosing
@@ -75,7 +76,7 @@ class Resource:
     changes: Stream
     text_fields: frozenset[str]
     newest_first: bool = False
-    removed_by: Callable[[Record], str | None] | None = None
+    removed_by: Callable[[Event], str | None] | None = None
     archived: Stream | None = None
     parent: str | None = None
 
@@ -121,8 +122,7 @@ CONTACT = Resource(
     listing=Stream("/customers/{parent}/contacts", {"sort": "id asc"}),
     changes=Stream("/customers/{parent}/contacts", {"sort": "id asc"}),
     text_fields=frozenset({"name", "title", "phone", "department", "address1", "address2", "city", "state", "postal_code"}),
-    removed_by=lambda event: (f"{contact_parent(event)}/{event['data']['object']['id']}"
-                              if event["type"] == "contact.deleted" else None),
+    removed_by=lambda event: f"{event.customer}/{event.object_id}" if event.type == "contact.deleted" else None,
     parent="customer",
 )
 EVENTS = Stream("/events")  # newest first (id desc), API.md section 6
@@ -131,12 +131,9 @@ OPEN_INVOICES = Stream("/invoices", {"filter[draft]": 0, "filter[paid]": 0, "fil
 LATEST_PAYMENT = Stream("/payments", {"filter[voided]": 0, "sort": "date desc,id desc", "per_page": 1})
 
 
-def contact_parent(event: Record) -> str | None:
-    """The customer a contact event is about (the contact's `customer`: an id, or the customer embedded)."""
-    if not event["type"].startswith("contact."):
-        return None
-    customer = event["data"]["object"].get("customer")
-    return str(customer["id"] if isinstance(customer, Mapping) else customer)
+def contact_parent(event: Event) -> str | None:
+    """The customer a contact event is about."""
+    return event.customer if event.kind == "contact" else None
 
 
 @dataclass(frozen=True)
@@ -239,32 +236,49 @@ def _second(moment: datetime | None) -> int | None:
 class EventBatch:
     """Events after a cursor, oldest first, and the cursor to commit once they are handled (the newest id)."""
 
-    events: list[Record]
+    events: list[Event]
     cursor: int | None
 
 
-def event_skeleton(event: Record) -> Record:
-    """What the sync takes from an event, in the event's own shape: its id, type and time, and of its object the id,
-    the object type, the customer it belongs to (an id, or `{id}` where the customer is embedded) and a merge's
-    `original_customer` id."""
-    obj = event.get("data", {}).get("object") or {}
-    kept: Record = {key: obj[key] for key in ("id", "object") if key in obj}
-    if isinstance(obj.get("customer"), Mapping):
-        kept["customer"] = {"id": obj["customer"].get("id")}
-    elif "customer" in obj:
-        kept["customer"] = obj["customer"]
-    if isinstance(obj.get("original_customer"), Mapping):
-        kept["original_customer"] = {"id": obj["original_customer"].get("id")}
-    return {"id": event["id"], "type": event["type"], "timestamp": event.get("timestamp"), "data": {"object": kept}}
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One Invoiced event as the sync keeps it: its id, type (`customer.merged`), the id of its object (text), the
+    customer the object belongs to (text; an invoice's, payment's or contact's `customer`, an id or the customer
+    embedded; None on a customer event) and a merge's `original_customer` id. About 200 bytes, where the event
+    itself carries its whole object: the pass after a first sync reads one event per stamped customer."""
+
+    id: int
+    type: str
+    object_id: str | None = None
+    customer: str | None = None
+    original_customer: str | None = None
+
+    @classmethod
+    def of(cls, event: Record) -> Event:
+        """From an event as the API lists it (`{id, type, data: {object}}`, API.md section 6)."""
+        obj = (event.get("data") or {}).get("object") or {}
+        return cls(int(event["id"]), sys.intern(str(event["type"])), _text_id(obj.get("id")), _text_id(obj.get("customer")),
+                   _text_id(obj.get("original_customer")))
+
+    @property
+    def kind(self) -> str:
+        """The object type the event is about: `customer`, `contact`, `invoice`, ..."""
+        return self.type.partition(".")[0]
 
 
-def removed_customer_id(event: Record) -> str | None:
+def _text_id(value: Any) -> str | None:
+    """An id as text, from an id or an embedded record (`{id, ...}`)."""
+    if isinstance(value, Mapping):
+        value = value.get("id")
+    return None if value is None else str(value)
+
+
+def removed_customer_id(event: Event) -> str | None:
     """The customer an event says is gone: the deleted one, or for `customer.merged` the customer merged into the
     survivor (a merge deletes it without a `customer.deleted` event: API.md section 6); None for other events."""
-    customer = event["data"]["object"]
-    if event["type"] == "customer.merged":
-        return str(customer["original_customer"]["id"])
-    return str(customer["id"]) if event["type"] == "customer.deleted" else None
+    if event.type == "customer.merged":
+        return event.original_customer
+    return event.object_id if event.type == "customer.deleted" else None
 
 
 def merged_metadata(existing: Mapping[str, Any], updates: Mapping[str, Any]) -> Record:
@@ -345,18 +359,18 @@ class InvoicedConnector(AsyncClosing):
         """Every event with an id above the cursor, oldest first: one listing of all types, newest first, paged
         until the cursor (an idle account costs one call). Without a cursor, where the account's events stand
         now: the newest id and no events (a first read lists every record, so no older event adds anything).
-        Each event is kept as its skeleton (`event_skeleton`): a pass of stamps makes one event per customer, each
-        carrying the whole customer."""
-        found: list[Record] = []
+        Each event is kept as an `Event`: a pass of stamps makes one event per customer, each carrying the whole
+        customer."""
+        found: list[Event] = []
         async with aclosing(self.read(EVENTS, {"per_page": 1} if after_event_id is None else None)) as events:
             async for event in events:
                 if after_event_id is None:
                     return EventBatch([], int(event["id"]))
                 if event["id"] <= after_event_id:
                     break
-                found.append(event_skeleton(event))
+                found.append(Event.of(event))
         found.reverse()
-        return EventBatch(found, found[-1]["id"] if found else after_event_id)
+        return EventBatch(found, found[-1].id if found else after_event_id)
 
     def children(self, resource: Resource, parent_id: str) -> AsyncIterator[Record]:
         """Every record of a nested resource under one parent (a customer's contacts), ids made `parent/id`."""

@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import Literal
 
 from invoiced_keap.connectors.errors import NotFound
-from invoiced_keap.connectors.invoiced import InvoicedConnector, Resource, UpdatedWatermark, contact_parent
+from invoiced_keap.connectors.invoiced import Event, InvoicedConnector, Resource, UpdatedWatermark, contact_parent
 from invoiced_keap.connectors.keap import KeapConnector, updated_at
 from invoiced_keap.engine.report import Progress, ProgressHook, no_progress
 from invoiced_keap.engine.spool import RecordSpool
@@ -187,12 +187,12 @@ class PassEvents:
     """The account's events a pass read once for everyone who takes them (flows' removals, a company's people,
     what a customer owes): every event above the oldest of their cursors, oldest first, and the newest event id."""
 
-    events: list[Record]
+    events: list[Event]
     newest: int | None
 
-    def since(self, cursor: str | None) -> list[Record]:
+    def since(self, cursor: str | None) -> list[Event]:
         """The events above `cursor`; none without one (a first read lists every record instead)."""
-        return [] if cursor is None else [event for event in self.events if event["id"] > int(cursor)]
+        return [] if cursor is None else [event for event in self.events if event.id > int(cursor)]
 
     def mark(self, cursor: str | None) -> str | None:
         """The cursor to commit once the events above `cursor` are handled."""
@@ -294,7 +294,7 @@ async def every_record(invoiced: InvoicedConnector, flow: Flow, parents: ParentT
             yield parents.of("invoiced", record)
 
 
-def parents_named(events: Iterable[Record]) -> tuple[set[str], set[str]]:
+def parents_named(events: Iterable[Event]) -> tuple[set[str], set[str]]:
     """The customers whose people to read again (a contact event's customer; a merge's survivor, which takes the
     merged customer's people without contact events) and the customers only to check for a lost link (any other
     customer event: deleted, merged away, a person now)."""
@@ -303,11 +303,11 @@ def parents_named(events: Iterable[Record]) -> tuple[set[str], set[str]]:
     for event in events:
         if (parent := contact_parent(event)) is not None:
             named.add(parent)
-        elif event["type"] == "customer.merged":
-            named.add(str(event["data"]["object"]["id"]))
-            touched.add(str(event["data"]["object"]["original_customer"]["id"]))
-        elif event["type"].startswith("customer."):
-            touched.add(str(event["data"]["object"]["id"]))
+        elif event.type == "customer.merged" and event.object_id and event.original_customer:
+            named.add(event.object_id)
+            touched.add(event.original_customer)
+        elif event.kind == "customer" and event.object_id:
+            touched.add(event.object_id)
     return named, touched
 
 

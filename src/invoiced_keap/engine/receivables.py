@@ -25,16 +25,19 @@ from __future__ import annotations
 
 import json
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from annotated_types import MaxLen
 from babel.numbers import get_currency_precision
 
 from invoiced_keap.mapping import Record
+
+if TYPE_CHECKING:
+    from invoiced_keap.connectors.invoiced import Event
 
 Figure = Literal["balance", "past_due", "days_past_due", "open_invoices", "last_payment"]
 FIGURES: tuple[Figure, ...] = ("balance", "past_due", "days_past_due", "open_invoices", "last_payment")
@@ -279,15 +282,9 @@ def merged_custom_fields(current: Sequence[Record], ours: Mapping[str, Content])
     return sorted([*kept, *mine], key=lambda value: str(value["id"]))
 
 
-def customer_named(event: Record) -> str | None:
-    """The customer an invoice, payment or credit note event names (its object's `customer`: an id, or the
-    customer record as event objects embed it); None for other events."""
-    if event.get("type", "").split(".")[0] not in EVENT_OBJECTS:
-        return None
-    customer = (event.get("data") or {}).get("object", {}).get("customer")
-    if isinstance(customer, Mapping):
-        customer = customer.get("id")
-    return None if customer is None else str(customer)
+def customer_named(event: Event) -> str | None:
+    """The customer an invoice, payment or credit note event names; None for other events."""
+    return event.customer if event.kind in EVENT_OBJECTS else None
 
 
 @dataclass(frozen=True)
@@ -300,7 +297,7 @@ class Named:
     removed: set[str] = field(default_factory=set)
 
 
-def named_by(events: Iterable[Record], removed_by: Any) -> Named:
+def named_by(events: Iterable[Event], removed_by: Callable[[Event], str | None]) -> Named:
     """Sort `events` (oldest first) into `Named`; `removed_by(event)` is the customer an event says is gone (a
     delete, or the loser of a merge, whose invoices and payments the survivor takes: the survivor is changed)."""
     named = Named()
@@ -309,16 +306,15 @@ def named_by(events: Iterable[Record], removed_by: Any) -> Named:
         if gone is not None:
             named.removed.add(gone)
             named.changed.discard(gone)
-            if event.get("type") == "customer.merged":
-                survivor = str(event["data"]["object"]["id"])
-                named.changed.add(survivor)
-                named.paid.add(survivor)
+            if event.type == "customer.merged" and event.object_id:
+                named.changed.add(event.object_id)
+                named.paid.add(event.object_id)
             continue
         customer = customer_named(event)
         if customer is None:
             continue
         named.changed.add(customer)
-        if event["type"].split(".")[0] in PAYMENT_OBJECTS:
+        if event.kind in PAYMENT_OBJECTS:
             named.paid.add(customer)
     named.paid.intersection_update(named.changed)
     return named
