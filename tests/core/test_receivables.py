@@ -112,6 +112,30 @@ def test_a_failed_write_keeps_what_was_there() -> None:
     assert after(held, change, values_written=True, tag_written=False) == Written({"Invoiced balance": 7}, tagged=False)
 
 
+def test_a_tag_put_on_under_a_former_name_comes_off_and_the_configured_one_goes_on() -> None:
+    late = [{"currency": "usd", "balance": 1, "status": "past_due", "due_date": NOW - DAY, "date": NOW - DAY}]
+    chase = ReceivablesOptions(tag="Chase")
+    held = after(None, decide(keap_values(figures_of(late), OPTIONS, "USD"), None) or Change({}, None),
+                 values_written=True, tag_written=True)
+    assert (held.tagged, held.tag) == (True, "Invoiced: past due")
+    assert decide(keap_values(figures_of(late), OPTIONS, "USD"), held) is None
+
+    renamed = decide(keap_values(figures_of(late), chase, "USD"), held)
+    assert renamed == Change({}, tag=True, untag="Invoiced: past due", tag_name="Chase")
+    assert after(held, renamed, values_written=True, tag_written=True, untag_written=True) == Written(
+        held.values, tagged=True, tag="Chase")
+    assert after(held, renamed, values_written=True, tag_written=False, untag_written=True) == Written(
+        held.values, tagged=False)
+    assert after(held, renamed, values_written=True, tag_written=False) == held  # the former tag is still on
+
+    settled = decide(keap_values(figures_of([]), chase, "USD"), held)  # nothing past due: only the former one comes off
+    assert (settled.tag, settled.untag) == (None, "Invoiced: past due")  # type: ignore[union-attr]
+    turned_off = decide(keap_values(figures_of(late), ReceivablesOptions(tag=""), "USD"), held)
+    assert (turned_off.tag, turned_off.untag) == (None, "Invoiced: past due")  # type: ignore[union-attr]
+    legacy = Written(held.values, tagged=True)  # tagged before names were kept: the configured tag
+    assert decide(keap_values(figures_of(late), OPTIONS, "USD"), legacy) is None
+
+
 def test_merged_custom_fields_keep_the_record_s_other_values() -> None:
     current = [{"id": "3", "content": "Dana"}, {"id": "7", "content": 5}, {"id": "8", "content": 1}]
     assert merged_custom_fields(current, {"7": 9, "8": None, "9": "2025-01-02"}) == [

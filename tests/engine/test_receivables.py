@@ -15,7 +15,7 @@ import pytest
 
 from invoiced_keap.emulators.keap.custom_fields import CustomFieldModels
 from invoiced_keap.emulators.keap.errors import KeapError
-from invoiced_keap.engine.options import SyncOptions
+from invoiced_keap.engine.options import FlowOptions, SyncOptions
 from invoiced_keap.engine.receivables import ReceivablesOptions
 from invoiced_keap.state import Store
 from tests.engine.conftest import World
@@ -493,3 +493,128 @@ async def test_a_failure_on_a_keap_record_no_longer_linked_is_resolved(world: Wo
     assert contact not in world.store.active_link_ids("contacts")
     await world.sync()
     assert [failure.record_id for failure in world.store.failures("contacts") if failure.operation == "receivables"] == []
+
+
+def tag_named(world: World, name: str) -> str:
+    [found] = [str(tag["id"]) for tag in world.keap.store.records("tags") if tag["name"] == name]
+    return found
+
+
+async def test_a_renamed_tag_comes_off_the_records_the_sync_tagged_and_the_new_one_goes_on(world: World) -> None:
+    acme, jane = await linked_pair(world)
+    past_due_invoice(world, acme, 10)
+    invoice = past_due_invoice(world, jane, 20)
+    initech = world.invoiced.create_customer({"name": "Initech", "type": "company"})["id"]
+    await world.sync()
+    old = tag_id(world)
+    company, contact, theirs = (world.link_of("companies", acme), world.link_of("contacts", jane),
+                                world.link_of("companies", initech))
+    world.keap.apply_tag("companies", theirs, old)  # a Keap user's own use of the old tag: not the sync's to take off
+
+    renamed = SyncOptions(receivables=ReceivablesOptions(tag="Chase"))
+    world.reset_stats()
+    report = await world.sync(renamed)
+
+    assert report.exit_code == 0, report
+    new = tag_named(world, "Chase")
+    assert world.keap.tag_ids("companies", company) == [new]
+    assert world.keap.tag_ids("contacts", contact) == [new]
+    assert world.keap.tag_ids("companies", theirs) == [old]
+    counts = report.flows["receivables"].counts
+    assert (counts["untagged"], counts["tagged"]) == (2, 2)
+    assert {key: count for key, count in world.writes().items() if "tags" in key} == {
+        "POST /crm/rest/v2/tags": 1,  # "Chase" made once
+        "DELETE /crm/rest/v2/companies/{company_id}/tags/{tag_id}": 1, "POST /crm/rest/v2/companies/{company_id}/tags/{tag_id}": 1,
+        "POST /crm/rest/v2/tags/{tag_id}/contacts:removeTags": 1, "POST /crm/rest/v2/tags/{tag_id}/contacts:applyTags": 1}
+
+    world.reset_stats()
+    await world.sync(renamed)  # done once: nothing is written again
+    assert world.writes() == {}
+
+    world.invoiced.create_payment({"customer": jane, "amount": 20,
+                                   "applied_to": [{"type": "invoice", "invoice": invoice["id"], "amount": 20}]})
+    await world.sync(renamed)  # settled: the new tag comes off where the sync put it
+    assert world.keap.tag_ids("contacts", contact) == []
+    assert world.keap.tag_ids("companies", company) == [new]
+
+
+async def test_a_tag_renamed_while_nothing_is_past_due_only_takes_the_old_one_off_where_it_still_is(world: World) -> None:
+    acme, _ = await linked_pair(world)
+    past_due_invoice(world, acme, 10)
+    await world.sync()
+    company = world.link_of("companies", acme)
+    world.keap.delete_tag(tag_id(world))  # deleted in Keap: on no record now
+
+    report = await world.sync(SyncOptions(receivables=ReceivablesOptions(tag="Chase")))
+
+    assert report.exit_code == 0, report
+    assert world.keap.tag_ids("companies", company) == [tag_named(world, "Chase")]
+    assert world.store.failures("companies") == []
+
+
+async def deleted_with_what_it_owes(world: World, deletes: str) -> tuple[int, str, str]:
+    """Acme (its invoice past due) and Jane synced, their figures and tag written; then Acme's invoice and Acme are
+    deleted in Invoiced (Invoiced refuses to delete a customer with transactions) and a pass runs with the
+    companies flow's deletes policy."""
+    acme, jane = await linked_pair(world)
+    invoice = past_due_invoice(world, acme, 70)
+    past_due_invoice(world, jane, 5)
+    await world.sync()
+    company = world.link_of("companies", acme)
+    assert world.keap.tag_ids("companies", company) == [tag_id(world)]
+    world.invoiced.delete_invoice(invoice["id"])
+    world.invoiced.delete_customer(acme)
+    world.reset_stats()
+    report = await world.sync(SyncOptions(per_flow={"companies": FlowOptions(deletes=deletes)}))  # type: ignore[arg-type]
+    assert report.exit_code == 0, report
+    assert world.store.failures("companies") == []
+    return acme, company, world.link_of("contacts", jane)
+
+
+async def test_a_customer_deleted_and_unlinked_leaves_no_figures_or_tag_on_its_keap_record(world: World) -> None:
+    acme, company, contact = await deleted_with_what_it_owes(world, "unlink")
+
+    assert company in {record["id"] for record in world.keap_records("companies")}  # unlink keeps the record
+    assert world.keap.custom_values("companies", company) == {}
+    assert world.keap.tag_ids("companies", company) == []
+    assert world.keap.custom_values("contacts", contact)["Invoiced balance"] == 5  # the others stay
+    assert world.store.receivables([str(acme)]) == {}
+    world.reset_stats()
+    await world.sync()
+    assert world.writes() == {}
+
+
+async def test_a_customer_deleted_with_deletes_ignore_leaves_its_keap_record_as_it_was(world: World) -> None:
+    _, company, _ = await deleted_with_what_it_owes(world, "ignore")
+
+    assert world.keap.custom_values("companies", company)["Invoiced past due"] == 70
+    assert world.keap.tag_ids("companies", company) == [tag_id(world)]
+    assert {key for key in world.writes() if "compan" in key} == set()
+
+
+async def test_a_customer_deleted_with_deletes_propagate_costs_no_failure(world: World) -> None:
+    acme, company, _ = await deleted_with_what_it_owes(world, "propagate")
+
+    assert company not in {record["id"] for record in world.keap_records("companies")}
+    assert world.store.receivables([str(acme)]) == {}
+    world.reset_stats()
+    await world.sync()
+    assert world.writes() == {}
+
+
+async def test_a_merged_customer_s_record_is_cleared_and_the_survivor_s_shows_both_debts(world: World) -> None:
+    acme, _ = await linked_pair(world)
+    globex = world.invoiced.create_customer({"name": "Globex", "type": "company"})["id"]
+    past_due_invoice(world, acme, 30)
+    past_due_invoice(world, globex, 12)
+    await world.sync()
+    kept, merged = world.link_of("companies", acme), world.link_of("companies", globex)
+
+    world.invoiced.merge_customers(acme, globex)
+    report = await world.sync()
+
+    assert report.exit_code == 0, report
+    assert world.keap.custom_values("companies", kept)["Invoiced past due"] == 42
+    assert world.keap.custom_values("companies", merged) == {}
+    assert world.keap.tag_ids("companies", merged) == []
+    assert official(world).Customer.retrieve(acme).balance()["total_outstanding"] == 42

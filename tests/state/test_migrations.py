@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import json
+
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from invoiced_keap.state import Store
 from invoiced_keap.state.database import alembic_config
@@ -58,3 +60,21 @@ def test_downgrade_removes_everything_and_upgrade_restores_it(store: Store) -> N
     assert table_names(store) == {"alembic_version"}
     store.migrate()
     assert table_names(store) == TABLES | {"alembic_version"}
+
+
+def test_records_tagged_before_tag_names_were_kept_get_the_tag_configured_then(store: Store) -> None:
+    """0008: `receivables.tag` is filled from the settings watermark, so a later rename takes that tag off."""
+    config = alembic_config()
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0007")
+        connection.execute(text("INSERT INTO watermarks (stream, value, updated_at) VALUES "
+                                "('receivables.settings', :value, CURRENT_TIMESTAMP)"),
+                           {"value": json.dumps({"fields": [], "tag": "Chase", "currency": "USD"})})
+        for customer, tagged in (("1", True), ("2", False), ("3", None)):
+            connection.execute(text("INSERT INTO receivables (customer_id, figures, open_invoices, computed_at, pending, "
+                                    "tagged) VALUES (:customer, '{}', 0, CURRENT_TIMESTAMP, false, :tagged)"),
+                               {"customer": customer, "tagged": tagged})
+        command.upgrade(config, "head")
+    assert {customer: row.tag for customer, row in store.receivables(["1", "2", "3"]).items()} == {
+        "1": "Chase", "2": None, "3": None}

@@ -7,7 +7,8 @@ Once the flows of a pass are applied, for the customer flows it holds (organisat
 Keap contacts: the flows whose Invoiced resource is the customer):
 
 1. **Who.** The customers the pass's events name since the step's own cursor (`receivables.events`; invoice,
-   payment and credit note events name their customer; a merge names the survivor, a delete drops the customer),
+   payment and credit note events name their customer; a merge names the survivor; a customer deleted or merged
+   away is read no more, its row kept only while its Keap record has yet to be cleared),
    and the customers with open invoices whose figures were read a day ago or longer (aging moves with time; a
    customer with nothing open has nothing to age). Without a cursor (the first pass, or the feature just turned
    on) the account's open invoices are listed once (100 a page) and every customer with one is named: customers
@@ -23,12 +24,26 @@ Keap contacts: the flows whose Invoiced resource is the customer):
    they are needed (their ids are kept in the state; a same-named field of another type is left alone, ours made
    as "<label> (invoiced-keap)"; when Keap refuses a write, they are looked for again, made again when deleted in
    Keap, and the write is tried once more in the same pass; with `tag = ""` no tag is looked for, and the tags the
-   sync kept ids of come off where it put them). The
-   record's custom values are read first (Keap replaces the whole array on a PATCH; contacts: one listing per 100
-   ids, companies: one GET each), then one PATCH with `update_mask=custom_fields` where they differ; the tag goes
-   on or off with one call per company, or one per 100 contacts. What went through commits per batch, with an audit
-   entry; a refusal becomes a failure of the record (operation `receivables`) with Keap's words, and the rest goes
-   on.
+   sync kept ids of come off where it put them). The record's custom values are read first (Keap replaces the
+   whole array on a PATCH; contacts: one listing per 100 ids, companies: one GET each), then one PATCH with
+   `update_mask=custom_fields` where they differ; the tag goes on or off with one call per company, or one per
+   100 contacts. A tag the sync put on under a former name (the setting renamed; the state keeps each record's
+   tag name) comes off first, the same way, and the configured one goes on once it has. What went through
+   commits per batch, with an audit entry; a refusal becomes a failure of the record (operation `receivables`)
+   with Keap's words, and the rest goes on.
+4. **Records left.** A record the customer's link left for another (a type change, a merge) and a record whose
+   customer has no link any more (deleted or merged away in Invoiced and unlinked by the deletes policy
+   `unlink`: `Store.receivables_unlinked`) are cleared of the sync's values and tag, once: a refusal is
+   reported, not kept as a failure; a record gone (404) has nothing to clear. With deletes `ignore` the link
+   stays, and the record is left as it is.
+
+Keap writes per record: one PATCH of its custom values, and a company's tag one more call (two on a renamed tag):
+the v2 spec offers no single write for both (`UpdateCompanyRequest` and `CreateUpdateContactRequest` have no
+`tag_ids` or `groups` property, though the `update_mask` enums list them among read-only names like `id` and
+`create_time`; tags go on through `POST /v2/companies/{company_id}/tags/{tag_id}` and
+`POST /v2/tags/{tag_id}/contacts:applyTags` only), and no partial write of custom values (`custom_fields` is one
+property of the mask: the array sent replaces the record's, "Any item not listed here will be removed if it
+already exists").
 
 An idle pass (no event, nothing due, nothing pending) makes no call: the events come from the pass's one listing.
 A dry run reads the figures and reports what it would write, and writes nothing (state included).
@@ -38,7 +53,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -83,6 +98,7 @@ class Job:
     written: Written | None
     change: Change
     left: bool = False  # a record the customer's link left (a merge, a type change): what the sync wrote is taken off
+    unlinked: bool = False  # a left record the customer has no link for now: the row forgets it once tried
 
 
 @dataclass
@@ -91,16 +107,29 @@ class Outcome:
 
     values_written: bool = False
     tag_written: bool = False
+    untag_written: bool = False
+    gone: bool = False  # the record is not in Keap (404): nothing of ours is on it
+    transient: bool = False  # a call failed for a while (an outage, the quota): to be tried again
+    failed: bool = False  # the last bulk tag call for this record was refused
+
+    def note(self, error: ApiError | None) -> None:
+        """What a failed call says of the record: gone (404), or to be tried again (a transient error)."""
+        self.gone = self.gone or isinstance(error, NotFound)
+        self.transient = self.transient or isinstance(error, TransientError)
 
     def done(self, change: Change) -> bool:
-        return (self.values_written or not change.values) and (self.tag_written or change.tag is None)
+        return ((self.values_written or not change.values) and (self.tag_written or change.tag is None)
+                and (self.untag_written or change.untag is None))
+
+    def wrote(self) -> bool:
+        return self.values_written or self.tag_written or self.untag_written
 
 
 def written_to(row: Receivable | None, flow: str | None, keap_id: str | None) -> Written | None:
     """What a customer's row says was written to this very record (None: nothing, or to another record)."""
     if row is None or (row.written_flow, row.written_keap_id) != (flow, keap_id):
         return None
-    return Written(dict(row.written or {}), row.tagged)
+    return Written(dict(row.written or {}), row.tagged, row.tag)
 
 
 class OwedStep:
@@ -114,6 +143,7 @@ class OwedStep:
         self.report = FlowReport(STEP)
         self.run_id: int | None = None
         self.named: set[str] = set()  # customers the pass's events name: their source changed, retried at once
+        self.removed: set[str] = set()  # customers the pass's events say are gone (deleted, merged away)
         self._tags_again: dict[tuple[str, bool], asyncio.Future[str | None]] = {}
         self._fields_again: dict[str, asyncio.Future[dict[str, str] | None]] = {}
         self._batch: list[Job] = []
@@ -175,7 +205,7 @@ class OwedStep:
         else:
             named = named_by(events.since(cursor), removed_customer_id)
             changed, paid, removed = named.changed, named.paid, named.removed
-            self.named = set(named.changed)
+            self.named, self.removed = set(named.changed), set(removed)
         changed |= set(self.store.receivables_due(RECOMPUTE_EVERY)) - removed
         known = self.store.receivables(changed)
         paid |= changed - set(known)
@@ -194,7 +224,7 @@ class OwedStep:
             if settings_changed:
                 tx.mark_all_pending()
                 tx.set_watermark(SETTINGS, settings)
-            tx.drop_receivables(removed)
+            tx.forget_customers(removed)
             for customer_id, owes in figures.items():
                 row = known.get(customer_id)
                 last = written_to(row, row.written_flow, row.written_keap_id) if row and row.written_flow else None
@@ -223,8 +253,10 @@ class OwedStep:
     def _jobs(self, flows: Sequence[Flow], figures: dict[str, Figures], *, dry_run: bool) -> list[Job]:
         """The records to tell: the customers `Store.receivables_to_write` names (a dry run, which stored nothing,
         adds the customers just read, on their links), less those waiting for a retry, less those with no change
-        (whose rows are settled on the way)."""
+        (whose rows are settled on the way); and the records of customers whose link closed with no new one
+        (`Store.receivables_unlinked`), cleared of what the sync wrote."""
         by_name = {flow.name: flow for flow in flows}
+        jobs = self._unlinked_jobs(by_name, dry_run=dry_run)
         places = {target.receivable.customer_id: (target.flow, target.keap_id, target.receivable)
                   for target in self.store.receivables_to_write(list(by_name))}
         if dry_run:
@@ -234,14 +266,13 @@ class OwedStep:
                     places.setdefault(customer_id, (flow.name, link.keap_id, known.get(customer_id)))
         waiting = self._waiting(by_name, {(flow, keap_id) for customer_id, (flow, keap_id, _) in places.items()
                                           if customer_id in self.named}) if places else set()
-        jobs = []
         for customer_id, (flow, keap_id, row) in sorted(places.items()):
             if (flow, keap_id) in waiting:
                 continue
             owes = figures.get(customer_id) or Figures.from_json(row.figures)  # type: ignore[union-attr]
             if (row is not None and row.written_flow in by_name and row.written_keap_id
                     and (row.written_flow, row.written_keap_id) != (flow, keap_id)):
-                old = Written(dict(row.written or {}), row.tagged)
+                old = Written(dict(row.written or {}), row.tagged, row.tag)
                 nothing = Wanted({}, {}, False)
                 clear = decide(nothing, old)
                 if clear is not None:
@@ -253,7 +284,26 @@ class OwedStep:
                 jobs.append(Job(customer_id, by_name[flow], keap_id, wanted, written, change))
             elif not dry_run:
                 held = written or Written()
-                self.store.mark_written(customer_id, flow, keap_id, held.values, held.tagged, done=True)
+                self.store.mark_written(customer_id, flow, keap_id, held.values, held.tagged, done=True, tag=held.tag)
+        return jobs
+
+    def _unlinked_jobs(self, flows: Mapping[str, Flow], *, dry_run: bool) -> list[Job]:
+        """A Keap record whose customer's link closed with no new one (the customer deleted in Invoiced and its
+        link dropped by the deletes policy `unlink`, a record unlinked) is no longer anyone's twin: the sync's
+        values are cleared and its tag taken off, once. With deletes `ignore` the link stays, and so does what
+        was written; a record deleted (`propagate`, or in Keap) answers 404: nothing to clear."""
+        jobs = []
+        nothing = Wanted({}, {}, False)
+        for row in self.store.receivables_unlinked(list(flows)):
+            old = Written(dict(row.written or {}), row.tagged, row.tag)
+            clear = decide(nothing, old)
+            flow = flows[row.written_flow]  # type: ignore[index]
+            if clear is None:
+                if not dry_run:
+                    self.store.forget_written(row.customer_id)
+                continue
+            jobs.append(Job(row.customer_id, flow, row.written_keap_id, nothing, old, clear,  # type: ignore[arg-type]
+                            left=True, unlinked=True))
         return jobs
 
     def _waiting(self, flows: Iterable[str], changed: set[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -273,27 +323,37 @@ class OwedStep:
         field_ids = {name: await self._fields(keap_object, [job for job in jobs if job.flow.keap is keap_object])
                      for name, keap_object in objects.items()}
         tag_ids = await self._tag_ids({job.change.tag for job in jobs if job.change.tag is not None})
+        former_ids = await self._former_tag_ids({job.change.untag for job in jobs if job.change.untag is not None})
         pending: list[Callable[[Any], None]] = []
         current = await self._contacts_custom_fields([job for job in jobs if job.change.values])
         outcomes = await _each(jobs, self.concurrency, lambda job: self._write_one(
-            job, field_ids[job.flow.keap.name], current, tag_ids, pending))
+            job, field_ids[job.flow.keap.name], current, tag_ids, former_ids, pending))
         await self._tag_contacts([(job, outcome) for job, outcome in zip(jobs, outcomes, strict=True)
-                                  if job.flow.keap is CONTACTS and job.change.tag is not None], tag_ids, pending)
+                                  if job.flow.keap is CONTACTS and not outcome.gone], tag_ids, former_ids, pending)
         audits = []
         for job, outcome in zip(jobs, outcomes, strict=True):
-            if not (outcome.values_written or outcome.tag_written):
-                continue
-            now = after(job.written, job.change, values_written=outcome.values_written, tag_written=outcome.tag_written)
+            now = after(job.written, job.change, values_written=outcome.values_written, tag_written=outcome.tag_written,
+                        untag_written=outcome.untag_written)
             done = outcome.done(job.change)
+            if job.unlinked and (outcome.transient and not outcome.gone):
+                if outcome.wrote():  # what went through is not sent again; the rest is tried by the next pass
+                    pending.append(lambda tx, job=job, now=now: tx.mark_written(
+                        job.customer_id, job.flow.name, job.keap_id, now.values, now.tagged, done=False, tag=now.tag))
+            elif job.unlinked:  # tried once: cleared, gone, or refused (reported)
+                pending.append(lambda tx, job=job: tx.forget_written(job.customer_id))
+                if job.customer_id in self.removed:
+                    pending.append(lambda tx, job=job: tx.drop_receivables([job.customer_id]))
+            if not outcome.wrote():
+                continue
             if not job.left:
                 pending.append(lambda tx, job=job, now=now, done=done: tx.mark_written(
-                    job.customer_id, job.flow.name, job.keap_id, now.values, now.tagged, done=done))
+                    job.customer_id, job.flow.name, job.keap_id, now.values, now.tagged, done=done, tag=now.tag))
             if done and not job.left:
                 pending.append(lambda tx, job=job: tx.resolve_operation_failures(job.flow.name, job.keap_id, STEP))
             before = job.written or Written()
             audits.append(AuditNote(job.flow.name, "keap", job.keap_id, AuditOperation.UPDATE,
-                                    {"custom_fields": before.values, "tagged": before.tagged},
-                                    {"custom_fields": now.values, "tagged": now.tagged}, self.run_id))
+                                    {"custom_fields": before.values, "tagged": before.tagged, "tag": before.tag},
+                                    {"custom_fields": now.values, "tagged": now.tagged, "tag": now.tag}, self.run_id))
             self._report_change(job, outcome)
         with self.store.transaction() as tx:
             for change in pending:
@@ -351,29 +411,47 @@ class OwedStep:
             ids[applied] = [tag_id] if tag_id is not None else None
         return ids
 
+    async def _former_tag_ids(self, names: set[str]) -> dict[str, list[str] | None]:
+        """The ids of tags the sync put on records under former names (to take off): as kept, else found by name
+        (never made; [] when Keap has no such tag: it is on no record); None when Keap refused (the jobs wait)."""
+        ids: dict[str, list[str] | None] = {}
+        for name in sorted(names):
+            try:
+                tag_id = await self._find_tag(name, create=False)
+            except (RecordRejected, TransientError) as error:
+                self.report.error = f"Keap refused the tag {name!r}: {error.message}"
+                ids[name] = None
+                continue
+            ids[name] = [tag_id] if tag_id is not None else []
+        return ids
+
     async def _tag(self, name: str | None = None, *, create: bool = True) -> str | None:
         """The tag's id: as kept, else found by name among the account's tags, else made (with `create`); None
         when Keap refused (or it is not there and not to be made)."""
         name = name or self.options.tag
         if not name:
             return None
-        known = self.store.definitions(TAGS.name).get(name)
-        if known is not None:
-            return known.keap_id
         try:
-            tag_id = None
-            async for tag in self.keap.list_all(TAGS):
-                if tag.get("name") == name:
-                    tag_id = str(tag["id"])
-                    break
-            if tag_id is None and not create:
-                return None
-            if tag_id is None:
-                tag_id = str((await self.keap.create_tag(name, TAG_DESCRIPTION))["id"])
-                self.report.add(Action(STEP, "create", "keap", tag_id, {"tag": name}))
+            return await self._find_tag(name, create=create)
         except (RecordRejected, TransientError) as error:
             self.report.error = f"Keap refused the tag {name!r}: {error.message}"
             return None
+
+    async def _find_tag(self, name: str, *, create: bool) -> str | None:
+        """`_tag`, with Keap's refusal raised."""
+        known = self.store.definitions(TAGS.name).get(name)
+        if known is not None:
+            return known.keap_id
+        tag_id = None
+        async for tag in self.keap.list_all(TAGS):
+            if tag.get("name") == name:
+                tag_id = str(tag["id"])
+                break
+        if tag_id is None and not create:
+            return None
+        if tag_id is None:
+            tag_id = str((await self.keap.create_tag(name, TAG_DESCRIPTION))["id"])
+            self.report.add(Action(STEP, "create", "keap", tag_id, {"tag": name}))
         self.store.put_definition(TAGS.name, name, tag_id)
         return tag_id
 
@@ -423,10 +501,12 @@ class OwedStep:
         return {record_id: list(record.get("custom_fields") or []) for record_id, record in found.items()}
 
     async def _write_one(self, job: Job, field_ids: dict[str, str] | None, current: dict[str, list[Record]],
-                         tag_ids: dict[bool, list[str] | None], pending: list[Callable[[Any], None]]) -> Outcome:
-        """The record's custom values (all of ours: what is wanted, and clears), and a company's tag. Values Keap
-        refuses (other than for a missing record) are tried once more with the fields found again, when that
-        finds other ids (a field deleted in Keap is made again)."""
+                         tag_ids: dict[bool, list[str] | None], former_ids: dict[str, list[str] | None],
+                         pending: list[Callable[[Any], None]]) -> Outcome:
+        """The record's custom values (all of ours: what is wanted, and clears), and a company's tags (a former
+        one off first; the configured one waits until it is). Values Keap refuses (other than for a missing
+        record) are tried once more with the fields found again, when that finds other ids (a field deleted in
+        Keap is made again)."""
         outcome = Outcome()
         if job.change.values and field_ids is not None:
             values = {**job.change.values, **job.wanted.values}
@@ -447,8 +527,25 @@ class OwedStep:
 
             error = await self._guarded(job, {"custom_fields": values}, pending, patch())
             outcome.values_written = error is None
+            outcome.note(error)
+        if job.flow.keap is CONTACTS or outcome.gone:
+            return outcome
+        if job.change.untag is not None:
+            former = self._untagging(job, tag_ids, former_ids)
+            if former is not None:
+
+                async def untag() -> None:
+                    for tag_id in former:
+                        await self._tagged(tag_id, False, lambda tag_id: self.keap.tag_company(
+                            job.keap_id, tag_id, applied=False))
+
+                error = await self._guarded(job, {"tag": job.change.untag, "applied": False}, pending, untag())
+                outcome.untag_written = error is None
+                outcome.note(error)
+            if not outcome.untag_written:
+                return outcome
         ids = tag_ids[job.change.tag] if job.change.tag is not None else None
-        if ids is not None and job.flow.keap is not CONTACTS:
+        if ids is not None:
             applied = bool(job.change.tag)
 
             async def tag() -> None:
@@ -458,7 +555,19 @@ class OwedStep:
 
             error = await self._guarded(job, {"tag": self.options.tag, "applied": applied}, pending, tag())
             outcome.tag_written = error is None
+            outcome.note(error)
         return outcome
+
+    @staticmethod
+    def _untagging(job: Job, tag_ids: dict[bool, list[str] | None],
+                   former_ids: dict[str, list[str] | None]) -> list[str] | None:
+        """The ids of the former tag to take off the job's record (None: Keap refused finding it); one that is the
+        configured tag's own id (renamed in Keap, then in the settings) stays where the tag is to be on."""
+        found = former_ids.get(job.change.untag) if job.change.untag is not None else None
+        if found is None:
+            return None
+        keep = set(tag_ids.get(True) or []) if job.change.tag else set()
+        return [tag_id for tag_id in found if tag_id not in keep]
 
     async def _patch(self, job: Job, ours: dict[str, Any], current: dict[str, list[Record]]) -> None:
         """Read a company's custom values (a contact's were read in bulk), merge ours in, PATCH where they differ."""
@@ -470,24 +579,43 @@ class OwedStep:
         await self.keap.update(job.flow.keap, job.keap_id, {"custom_fields": merged}, current={"custom_fields": values})
 
     async def _tag_contacts(self, jobs: list[tuple[Job, Outcome]], tag_ids: dict[bool, list[str] | None],
-                            pending: list[Callable[[Any], None]]) -> None:
-        """The tag applied to, or removed from, the batch's contacts: one call per 100 of each."""
+                            former_ids: dict[str, list[str] | None], pending: list[Callable[[Any], None]]) -> None:
+        """The batch's contacts' tags: a former tag taken off first, then the configured one applied or removed
+        (where no former tag is still on), one call per tag per 100 contacts."""
+        groups: dict[tuple[str, tuple[str, ...]], list[tuple[Job, Outcome]]] = {}
+        for job, outcome in jobs:
+            former = self._untagging(job, tag_ids, former_ids) if job.change.untag is not None else None
+            if job.change.untag is not None and former is not None:
+                groups.setdefault((job.change.untag, tuple(former)), []).append((job, outcome))
+        for (name, former), chosen in groups.items():
+            await self._contacts_tagged(chosen, list(former), False, {"tag": name, "applied": False}, pending)
+            for _, outcome in chosen:
+                outcome.untag_written = outcome.untag_written or not outcome.failed
         for applied in (True, False):
-            chosen = [(job, outcome) for job, outcome in jobs if job.change.tag is applied]
+            chosen = [(job, outcome) for job, outcome in jobs if job.change.tag is applied
+                      and (job.change.untag is None or outcome.untag_written)]
             ids = tag_ids[applied]
             if not chosen or ids is None:
                 continue
-            contact_ids = [job.keap_id for job, _ in chosen]
-            try:
-                for tag_id in ids:
-                    await self._tagged(tag_id, applied, lambda tag_id, applied=applied: self.keap.tag_contacts(
-                        tag_id, contact_ids, applied=applied))
-            except (RecordRejected, TransientError) as error:
-                for job, _ in chosen:
-                    self._fail(job, {"tag": self.options.tag, "applied": applied}, error, pending)
-                continue
+            await self._contacts_tagged(chosen, ids, applied, {"tag": self.options.tag, "applied": applied}, pending)
             for _, outcome in chosen:
-                outcome.tag_written = True
+                outcome.tag_written = outcome.tag_written or not outcome.failed
+
+    async def _contacts_tagged(self, chosen: list[tuple[Job, Outcome]], ids: list[str], applied: bool, payload: Record,
+                               pending: list[Callable[[Any], None]]) -> None:
+        """Tags `ids` applied to (or removed from) the contacts of `chosen`; a refusal fails them all (`failed`)."""
+        for _, outcome in chosen:
+            outcome.failed = False
+        contact_ids = [job.keap_id for job, _ in chosen]
+        try:
+            for tag_id in ids:
+                await self._tagged(tag_id, applied, lambda tag_id: self.keap.tag_contacts(
+                    tag_id, contact_ids, applied=applied))
+        except (RecordRejected, TransientError) as error:
+            for job, outcome in chosen:
+                self._fail(job, payload, error, pending)
+                outcome.failed = True
+                outcome.note(error)
 
     async def _guarded(self, job: Job, payload: Record, pending: list[Callable[[Any], None]],
                        call: Awaitable[Any]) -> ApiError | None:
@@ -514,6 +642,8 @@ class OwedStep:
         about = {"customer": job.customer_id, "object": job.flow.keap.name}
         if job.change.values and outcome.values_written:
             self.report.add(Action(STEP, "update", "keap", job.keap_id, dict(job.change.values)), **about)
+        if job.change.untag is not None and outcome.untag_written:
+            self.report.add(Action(STEP, "untag", "keap", job.keap_id, {"tag": job.change.untag}), **about)
         if job.change.tag is not None and outcome.tag_written:
             self.report.add(Action(STEP, "tag" if job.change.tag else "untag", "keap", job.keap_id,
                                    {"tag": self.options.tag or "(turned off)"}), **about)

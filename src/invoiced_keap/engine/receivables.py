@@ -18,7 +18,8 @@ days from the oldest past-due invoice's due date to the day the figures were rea
 `decide` compares what is wanted with what was last written to the same Keap record: a zero, an empty date and
 a field never written mean the same ("nothing owed"), so a customer with nothing to show costs no write; a
 label written before and not wanted now (a currency no longer owed in) is cleared. The tag is applied when
-wanted and not known to be on, and removed only where this sync put it.
+wanted and not known to be on, and removed only where this sync put it; a tag the sync put on under another name
+(the setting renamed, or turned off) is taken off (`Change.untag`), and the configured one applied where wanted.
 """
 
 from __future__ import annotations
@@ -129,29 +130,35 @@ class Figures:
 
 @dataclass(frozen=True)
 class Wanted:
-    """What a Keap record should show: custom field values by label, with each label's field type, and whether
-    the tag should be on."""
+    """What a Keap record should show: custom field values by label, with each label's field type, whether the
+    tag should be on, and the tag's name (`ReceivablesOptions.tag`; "": no tag)."""
 
     values: Values
     types: dict[str, str]
     tagged: bool
+    tag: str = ""
 
 
 @dataclass(frozen=True)
 class Written:
-    """What was last written to a Keap record: values by label, and the tag (None: never set by us)."""
+    """What was last written to a Keap record: values by label, the tag (None: never set by us) and, when the sync
+    put it on, its name (None on records tagged before names were kept: the tag configured then)."""
 
     values: Values = field(default_factory=dict)
     tagged: bool | None = None
+    tag: str | None = None
 
 
 @dataclass(frozen=True)
 class Change:
-    """A write to one Keap record: the values to set (None clears a field) and the tag to apply (True) or remove
-    (False); None where nothing changes."""
+    """A write to one Keap record: the values to set (None clears a field), the tag to apply (True, named
+    `tag_name`) or remove (False), None where nothing changes; and `untag`, the name of a tag the sync put on the
+    record under a former setting, to take off first."""
 
     values: Values
     tag: bool | None
+    untag: str | None = None
+    tag_name: str | None = None
 
 
 def utc_date(epoch: int | float) -> date:
@@ -236,7 +243,7 @@ def keap_values(figures: Figures, options: ReceivablesOptions, keap_currency: st
         else:
             values[label] = figures.last_payment
     owes_late = any(Decimal(amount) > 0 for amount in figures.past_due.values())
-    return Wanted(values, types, tagged=owes_late and bool(options.tag))
+    return Wanted(values, types, tagged=owes_late and bool(options.tag), tag=options.tag)
 
 
 def _blank(content: Content) -> bool:
@@ -249,28 +256,40 @@ def _same(left: Content, right: Content) -> bool:
 
 
 def decide(wanted: Wanted, written: Written | None) -> Change | None:
-    """The write that brings a Keap record from `written` (None: nothing written to this record) to `wanted`."""
+    """The write that brings a Keap record from `written` (None: nothing written to this record) to `wanted`. A
+    tag the sync put on under another name than `wanted.tag` (renamed, or turned off) is taken off (`untag`); a
+    record tagged before names were kept holds the configured tag."""
     before = written or Written()
     labels = sorted(set(wanted.values) | set(before.values))
     values = {label: wanted.values.get(label) for label in labels
               if not _same(wanted.values.get(label), before.values.get(label))}
+    former = before.tag if before.tagged is True and before.tag is not None and before.tag != wanted.tag else None
+    on = before.tagged is True and former is None
     tag: bool | None = None
-    if wanted.tagged and before.tagged is not True:
+    if wanted.tagged and not on:
         tag = True
-    elif not wanted.tagged and before.tagged is True:
+    elif not wanted.tagged and on:
         tag = False
-    return Change(values, tag) if values or tag is not None else None
+    if not values and tag is None and former is None:
+        return None
+    return Change(values, tag, untag=former, tag_name=wanted.tag if tag else None)
 
 
-def after(written: Written | None, change: Change, *, values_written: bool, tag_written: bool) -> Written:
-    """What a record holds once the parts of `change` that went through (`values_written`, `tag_written`) did."""
+def after(written: Written | None, change: Change, *, values_written: bool, tag_written: bool,
+          untag_written: bool = False) -> Written:
+    """What a record holds once the parts of `change` that went through (`values_written`, `tag_written`,
+    `untag_written`) did."""
     before = written or Written()
     values = dict(before.values)
     if values_written:
         values.update(change.values)
     values = {label: content for label, content in values.items() if content is not None}
-    tagged = change.tag if tag_written and change.tag is not None else before.tagged
-    return Written(values, tagged)
+    tagged, tag = before.tagged, before.tag
+    if change.untag is not None and untag_written:
+        tagged, tag = False, None
+    if change.tag is not None and tag_written:
+        tagged, tag = change.tag, change.tag_name if change.tag else None
+    return Written(values, tagged, tag)
 
 
 def merged_custom_fields(current: Sequence[Record], ours: Mapping[str, Content]) -> list[Record]:

@@ -25,7 +25,7 @@ Tables (all names plural, one idea each):
   (`companies`/`contacts`, by label, with the field type) and its tag (`tags`, by name), with Keap's id.
 - `receivables`: per Invoiced customer, what it owes as last read (`figures`), when (`computed_at`), whether
   the Keap record still has to be told (`pending`), and what was last written there (the record, its values
-  by label, the tag), so unchanged figures write nothing.
+  by label, the tag and its name), so unchanged figures write nothing and a renamed tag comes off where it was put.
 
 No credentials are ever stored. Timestamps are timezone-aware UTC in Python on every backend.
 """
@@ -328,4 +328,5 @@ class Receivable(Base):
     written_keap_id: Mapped[str | None] = mapped_column(String(64))
     written: Mapped[dict[str, Any] | None]
     tagged: Mapped[bool | None] = mapped_column(Boolean)
+    tag: Mapped[str | None] = mapped_column(String(255))  # the name of the tag the sync put on (tagged), as configured then
     written_at: Mapped[datetime | None]

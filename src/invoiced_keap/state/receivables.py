@@ -105,14 +105,52 @@ class ReceivableQueries:
             return [Target(row, flow, keap_id) for row, flow, keap_id in rows]
 
     def mark_written(self, customer_id: str, flow: str, keap_id: str, values: Mapping[str, Any],
-                     tagged: bool | None, *, done: bool) -> None:
-        """What the customer's Keap record holds now; `done`: everything wanted went through (no longer pending)."""
+                     tagged: bool | None, *, done: bool, tag: str | None = None) -> None:
+        """What the customer's Keap record holds now (`tag`: the name of the tag the sync put on, when `tagged`);
+        `done`: everything wanted went through (no longer pending)."""
         with self._session() as session:
             row = session.get(Receivable, customer_id)
             if row is None:
                 return
             row.written_flow, row.written_keap_id, row.written, row.tagged = flow, keap_id, dict(values), tagged
+            row.tag = tag if tagged else None
             row.written_at, row.pending = self.clock(), not done
+
+    def receivables_unlinked(self, flows: Sequence[str]) -> list[Receivable]:
+        """Customers whose values were written to a Keap record of one of `flows` and who have no active link in
+        any of `flows` now (the link closed with no new one: a customer deleted in Invoiced and unlinked, a
+        record unlinked), unless that record is linked to another customer now (it is that one's to write)."""
+        linked = select(Link.id).where(Link.invoiced_id == Receivable.customer_id, Link.status == LinkStatus.ACTIVE,
+                                       Link.flow.in_(flows))
+        taken = select(Link.id).where(Link.flow == Receivable.written_flow, Link.keap_id == Receivable.written_keap_id,
+                                      Link.status == LinkStatus.ACTIVE)
+        with self._session() as session:
+            query = select(Receivable).where(Receivable.written_flow.in_(flows), Receivable.written_keap_id.is_not(None),
+                                             ~linked.exists(), ~taken.exists())
+            return list(session.scalars(query.order_by(Receivable.customer_id)))
+
+    def forget_written(self, customer_id: str) -> None:
+        """Nothing of the sync's is on a Keap record for the customer any more (its values cleared, or the record
+        gone): the next record it is linked to is written whole."""
+        with self._session() as session:
+            row = session.get(Receivable, customer_id)
+            if row is None:
+                return
+            row.written_flow = row.written_keap_id = row.written = row.tagged = row.tag = None
+            row.written_at = self.clock()
+
+    def forget_customers(self, customer_ids: Iterable[str]) -> None:
+        """Customers gone from Invoiced (deleted, merged away): their rows go, except where something was written to a
+        Keap record, which stays (nothing open, so never read again) until that record is cleared once its link
+        closes (`receivables_unlinked`); a record whose link stays (deletes `ignore`) is left as it is."""
+        gone = list(customer_ids)
+        with self._session() as session:
+            for start in range(0, len(gone), 500):
+                chunk = gone[start : start + 500]
+                session.execute(delete(Receivable).where(Receivable.customer_id.in_(chunk),
+                                                         Receivable.written_keap_id.is_(None)))
+                session.execute(update(Receivable).where(Receivable.customer_id.in_(chunk))
+                                .values(open_invoices=0, pending=False))
 
     def resolve_operation_failures(self, flow: str, record_id: str, operation: str) -> None:
         """Resolve the Keap record's open failures of one operation (the others stay open)."""
