@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import heapq
+import itertools
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from invoiced_keap.connectors.pacing import Pacer, RateLimits
+
 API_KEY = "test"
 
 
@@ -16,3 +26,57 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+class VirtualTime:
+    """Sleeps on a `ManualClock` shared by several concurrent API clients (two processes on one Keap key, in
+    one test): a sleeper wakes when the clock reaches its time, and the clock jumps to the earliest wake-up
+    only while no call is on the wire, so each call reaches the emulator at the moment its pacer meant.
+
+    Run `drive()` as a task next to the clients; give each client `pacer(limits)`.
+    """
+
+    def __init__(self, clock: ManualClock) -> None:
+        self.clock = clock
+        self.in_flight = 0
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self.clock.now + seconds, next(self._order), woken))
+        await woken
+
+    async def drive(self) -> None:
+        while True:
+            await asyncio.sleep(0.002)
+            while self._sleepers and self._sleepers[0][2].done():
+                heapq.heappop(self._sleepers)
+            if self.in_flight or not self._sleepers:
+                continue
+            self.clock.now = max(self.clock.now, self._sleepers[0][0])
+            while self._sleepers and self._sleepers[0][0] <= self.clock.now:
+                _, _, woken = heapq.heappop(self._sleepers)
+                if not woken.done():
+                    woken.set_result(None)
+
+    def pacer(self, limits: "RateLimits", **options: Any) -> "Pacer":
+        """A pacer on this virtual time that tells the driver when its calls are on the wire."""
+        from invoiced_keap.connectors.pacing import Pacer
+
+        virtual = self
+
+        class TrackedPacer(Pacer):
+            @contextlib.asynccontextmanager
+            async def turn(self) -> AsyncIterator[int]:
+                async with super().turn() as call_number:
+                    virtual.in_flight += 1
+                    try:
+                        yield call_number
+                    finally:
+                        virtual.in_flight -= 1
+
+        return TrackedPacer(limits, clock=self.clock, wall_clock=self.clock, sleep=self.sleep, **options)

@@ -128,6 +128,41 @@ async def test_server_budget_counts_calls_sent_after_the_reported_one() -> None:
         assert time.now == pytest.approx(30.0)
 
 
+async def test_server_budget_counts_earlier_calls_still_on_their_way() -> None:
+    """Answers come back out of order: the server counted call 3 before calls 1 and 2 arrived, so its "2 left"
+    does not include them; with both still unanswered, none is left (found by two processes on one key)."""
+    time = VirtualTime()
+    pacer = virtual_pacer(RateLimits(), time)
+    async with pacer.turn(), pacer.turn():
+        async with pacer.turn() as third:
+            pacer.observe(third, [ServerBudget("product-quota", 2, resets_in=30.0)])
+    async with pacer.turn():
+        assert time.now == pytest.approx(30.0)
+
+
+async def test_another_client_on_the_key_takes_its_part_of_the_per_second_limit() -> None:
+    """Keap's `-used` count of the key's minute grows by the other client's calls too: with as many calls of
+    theirs as ours, we go at half of Keap's 10 a second; once they stop, back to the full limit."""
+    time = VirtualTime()
+    pacer = virtual_pacer(KEAP_PAT_LIMITS, time)
+    used = 0
+
+    async def call(theirs: int) -> None:
+        nonlocal used
+        async with pacer.turn() as number:
+            used += 1 + theirs
+            pacer.observe(number, [ServerBudget("product-throttle", 240 - used, 60.0, window=60.0, used=used)])
+
+    for _ in range(20):
+        await call(theirs=1)
+        time.now += 0.5
+    assert pacer.per_second_limit() == 5
+    for _ in range(200):  # a sample of our calls with none of theirs
+        await call(theirs=0)
+        used = 0 if used > 200 else used
+    assert pacer.per_second_limit() == 10
+
+
 async def test_older_response_does_not_overwrite_newer_budget() -> None:
     time = VirtualTime()
     pacer = virtual_pacer(RateLimits(), time)

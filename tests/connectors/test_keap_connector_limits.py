@@ -77,7 +77,7 @@ async def test_listings_survive_a_429_storm(seeded: BackgroundServer) -> None:
 
     assert_each_record_once(read)
     _, statuses = emulator_stats(seeded)
-    assert statuses["429"] >= 10
+    assert statuses["429"] > 0  # it did run into the limit (a few times: each 429 halves its rate)
     assert statuses["200"] == 3 * PAGES_PER_STREAM
 
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from invoiced_keap.connectors.errors import TransientError
+from invoiced_keap.connectors.errors import QuotaExhausted
 from invoiced_keap.connectors.http import RequestEvent, RetryPolicy
 from invoiced_keap.connectors.keap import COMPANIES, KeapConnector
 from invoiced_keap.connectors.keap_auth import ApiKey
@@ -82,7 +82,7 @@ async def test_api_calls_and_429s_are_counted_per_system(keap_server: Background
     async with KeapConnector(
         ApiKey(API_KEY), f"{keap_server.url}/crm/rest", retry=retry, listeners=[metrics.api_listener("keap")]
     ) as keap:
-        with pytest.raises(TransientError):
+        with pytest.raises(QuotaExhausted, match="429 .* \\(3 times in a row\\); resume at"):  # never a record's failure
             await keap.get(COMPANIES, "1")
     assert metrics.api_calls.labels("keap", "other")._value.get() == 3
     assert metrics.api_rate_limited.labels("keap")._value.get() == 3

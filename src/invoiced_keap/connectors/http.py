@@ -11,13 +11,20 @@ Retry rule, so a create is never made twice:
 - 5xx, read timeouts and dropped connections are retried only when repeating the request is harmless:
   idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE), requests sent with an `Idempotency-Key`, or
   when the caller says so with `retry_safe=True` (e.g. a PATCH that sets absolute values).
-- `Retry-After` (seconds or an HTTP date) replaces the backoff when present; a wait longer than
-  `RetryPolicy.max_wait` is not slept through: a 429 then raises `QuotaExhausted` with the resume time.
+- `Retry-After` (seconds or an HTTP date) replaces the backoff when present.
+
+A 429 is never an error of the record: the server did not act, it only asked us to wait. The call is sent
+again once the window that refused it has passed (`Pacer.refused`: every call of the client waits for it),
+outside the attempts for other errors. When the wait is longer than `RetryPolicy.max_wait` (the day's quota),
+or 429s go on past `RetryPolicy.attempts` answers or `RetryPolicy.timeout` seconds for one call,
+`QuotaExhausted` is raised with the server's message and the time to resume: the pass stops cleanly and its
+records stay pending, to be carried by the next pass.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -169,11 +176,9 @@ def error_for_response(
         return AuthenticationFailed(message, **context)
     if status == 402:
         return FatalError(message, **context)
-    if status == 429:
+    if status == 429:  # only once `ApiClient` stopped waiting for the window (see the module docstring)
         wait = max([budget.resets_in for budget in budgets if budget.available <= 0] + [retry_after or 0.0])
-        if wait > max_wait:
-            return QuotaExhausted(message, resume_at=datetime.fromtimestamp(wall_now + wait, UTC), **context)
-        return TransientError(message, retry_after=retry_after, may_have_been_processed=False, **context)
+        return QuotaExhausted(message, resume_at=datetime.fromtimestamp(wall_now + wait, UTC), **context)
     if status == 408 or (status >= 500 and status != 501):
         return TransientError(message, retry_after=retry_after, **context)
     if status == 404:
@@ -311,27 +316,47 @@ class ApiClient(AsyncClosing):
     async def _attempt(
         self, method: str, path: str, endpoint: str, attempt: int, **send: Any
     ) -> httpx.Response:
-        async with self.pacer.turn() as call_number:
-            started = time.monotonic()
-            try:
-                response = await self._http.request(method, path, **send)
-            except httpx.TransportError as exc:
-                self._emit(endpoint, attempt, None, type(exc).__name__, started)
-                raise TransientError(
-                    f"{type(exc).__name__}: {scrub(str(exc))}",
-                    method=method,
-                    url=safe_url(exc.request.url),
-                    may_have_been_processed=not isinstance(exc, NEVER_SENT_ERRORS),
-                ) from exc
-            budgets = read_keap_budgets(response.headers, time.time())
-            self.pacer.observe(call_number, budgets)
-        self._emit(endpoint, attempt, response.status_code, None, started)
-        if response.status_code < 400:
-            return response
-        message, field = self.error_parser(response)
-        raise error_for_response(
-            response, message, field, budgets, max_wait=self.retry.max_wait, wall_now=time.time()
-        )
+        """One attempt: sent, and sent again after each 429 once its window passed (see the module docstring)."""
+        refusals, first_refusal = 0, 0.0
+        while True:
+            async with self.pacer.turn() as call_number:
+                started = time.monotonic()
+                try:
+                    response = await self._http.request(method, path, **send)
+                except httpx.TransportError as exc:
+                    self._emit(endpoint, attempt + refusals, None, type(exc).__name__, started)
+                    raise TransientError(
+                        f"{type(exc).__name__}: {scrub(str(exc))}",
+                        method=method,
+                        url=safe_url(exc.request.url),
+                        may_have_been_processed=not isinstance(exc, NEVER_SENT_ERRORS),
+                    ) from exc
+                budgets = read_keap_budgets(response.headers, self.pacer.wall_clock())
+                self.pacer.observe(call_number, budgets, counted=response.status_code != 429)
+            self._emit(endpoint, attempt + refusals, response.status_code, None, started)
+            if response.status_code < 400:
+                return response
+            message, field = self.error_parser(response)
+            if response.status_code != 429:
+                raise error_for_response(
+                    response, message, field, budgets, max_wait=self.retry.max_wait, wall_now=self.pacer.wall_clock()
+                )
+            refusals += 1
+            now = self.pacer.clock()
+            first_refusal = first_refusal if refusals > 1 else now
+            policy = self.retry
+            backoff = min(policy.wait_max, policy.wait_initial * 2 ** (refusals - 1)) + random.uniform(0, policy.wait_jitter)
+            retry_after = retry_after_seconds(response.headers, self.pacer.wall_clock())
+            wait = self.pacer.refused(budgets, retry_after, backoff)
+            given_up = wait > policy.max_wait or refusals >= policy.attempts or now + wait - first_refusal > policy.timeout
+            fields = {"method": method, "url": safe_url(response.request.url), "status": 429, "error": scrub(message)}
+            if given_up:
+                times = f" ({refusals} times in a row)" if refusals > 1 else ""
+                raise QuotaExhausted(
+                    f"{scrub(message)}{times}", resume_at=datetime.fromtimestamp(self.pacer.wall_clock() + wait, UTC),
+                    method=method, url=safe_url(response.request.url), status=429, field=field,
+                )
+            log_event(logger, "retry", logging.WARNING, **fields, attempt=attempt + refusals, wait=round(max(wait, 0.0), 2))
 
     def _emit(self, endpoint: str, attempt: int, status: int | None, error: str | None, started: float) -> None:
         elapsed = time.monotonic() - started

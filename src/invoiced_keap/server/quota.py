@@ -21,9 +21,9 @@ class QuotaWatchingPacer(Pacer):
         super().__init__(limits, **options)
         self.quota_remaining: int | None = None
 
-    def observe(self, call_number: int, budgets: Iterable[ServerBudget]) -> None:
+    def observe(self, call_number: int, budgets: Iterable[ServerBudget], *, counted: bool = True) -> None:
         budgets = list(budgets)
-        super().observe(call_number, budgets)
+        super().observe(call_number, budgets, counted=counted)
         for budget in budgets:
             if budget.name.startswith(DAILY_QUOTA):
                 self.quota_remaining = budget.available
