@@ -275,3 +275,21 @@ async def test_rest_hooks_lifecycle(keap: KeapConnector) -> None:
 
     await keap.delete_hook(unheard.key)
     assert await keap.list_hooks() == [heard]
+
+
+async def test_companies_near_each_other_are_read_by_one_listing_per_id_window(
+        keap_server: BackgroundServer, keap: KeapConnector) -> None:
+    """v2 lists companies by no id list, but `company_id` takes comparisons: ids less than a page apart share one
+    listing, each record with the fields asked for; an id alone in its window is left to its own GET."""
+    ids = seed(keap_server, companies=[company(number) for number in range(2_200)])["companies"]
+    alone = ids[1_100]
+    before, _ = emulator_stats(keap_server)
+
+    found = await keap.near_ids(COMPANIES, [ids[5], ids[0], alone, ids[2_150], ids[2_199]],
+                                fields=["company_name", "custom_fields"])
+
+    after, _ = emulator_stats(keap_server)
+    assert sorted(found, key=int) == [ids[0], ids[5], ids[2_150], ids[2_199]]
+    assert found[ids[2_150]]["company_name"] == "Company 2150"
+    assert after["GET /crm/rest/v2/companies"] - before["GET /crm/rest/v2/companies"] == 2
+    assert await keap.near_ids(CONTACTS, [ids[0], ids[1]], fields=["custom_fields"]) == {}  # contacts: `by_ids`

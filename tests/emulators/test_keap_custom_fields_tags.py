@@ -305,6 +305,20 @@ def test_tag_properties_are_shown_when_named(keap: httpx.Client) -> None:
     assert company.json() == {"id": "1", "company_name": "Acme"}  # no tags: no groups
 
 
+def test_tags_are_not_written_by_a_record_update(keap: httpx.Client) -> None:
+    """`UpdateCompanyRequest` and `CreateUpdateContactRequest` have no `groups` or `tag_ids` property (the
+    `update_mask` enums list them among read-only names such as `id`): a tag goes on by the tag calls only, so a
+    record's custom values and its tag are two writes."""
+    tag_id = tag(keap, "T")
+    company = created(keap, "companies", {"company_name": "Acme"})["id"]
+    contact = created(keap, "contacts", contact_body("a@x.example"))["id"]
+    assert_error(keap.patch(f"/v2/companies/{company}", params={"update_mask": "groups"}, json={"groups": tag_id}), 400, "groups")
+    assert_error(keap.patch(f"/v2/contacts/{contact}", params={"update_mask": "tag_ids"}, json={"tag_ids": [tag_id]}), 400, "tag_ids")
+    masked = keap.patch(f"/v2/companies/{company}", params={"update_mask": ["groups", "notes"], "fields": "groups,notes"},
+                        json={"notes": "n"})
+    assert masked.json() == {"id": company, "notes": "n"}  # a read-only name in the mask changes nothing
+
+
 def test_tagged_listings_filter_and_forget_deleted_records(keap: httpx.Client, manual_clock: ManualClock) -> None:
     tag_id = tag(keap, "T")
     ann = created(keap, "contacts", contact_body("ann@x.example", family_name="Lee"))["id"]

@@ -420,38 +420,62 @@ def test_a_blank_tag_is_refused_naming_the_setting() -> None:
     assert ReceivablesOptions(tag="").tag == ""
 
 
+def by_endpoint(requests: dict[str, int], *parts: str) -> dict[str, int]:
+    return {key: count for key, count in requests.items() if any(part in key for part in parts)}
+
+
 async def test_the_calls_of_a_pass_with_affected_customers(world: World) -> None:
-    """Per customer an event names: one read of its open invoices (and of its latest payment the first time, or
-    after a payment event); per Keap record whose figures changed: one PATCH, a company's custom values read first
-    (a GET) and its tag one call, contacts' values read and tagged 100 a call. Setup calls happen once."""
+    """The exact calls per affected customer, at production defaults. Invoiced: one read of its open invoices (one
+    page per 100), and one of its latest payment the first time its figures are read and after a payment event;
+    never the balance endpoint (it gives neither the amount past due, nor how late, nor the count). Keap, per
+    record whose figures changed: one PATCH, and for a company one tag call when the tag comes or goes (v2 has no
+    write that does both); its custom values read first, companies less than 1000 ids apart one listing, contacts
+    one listing per 100; contacts tagged 100 a call. Setup calls happen once."""
     n = 3
     companies = [world.invoiced.create_customer({"name": f"Company {i}", "type": "company"})["id"] for i in range(n)]
     people = [world.invoiced.create_customer({"name": f"Person {i}", "type": "person", "email": f"p{i}@example.com"})["id"]
               for i in range(n)]
     await world.sync()
     await world.sync()
-    for customer in companies + people:
-        past_due_invoice(world, customer, 100)
+    invoices = {customer: past_due_invoice(world, customer, 100) for customer in companies + people}
     world.reset_stats()
-    await world.sync()
+    await world.sync()  # first figures: invoices and the latest payment of each; the fields and the tag made
     assert step_calls(world) == {"GET /invoices": 2 * n, "GET /payments": 2 * n,
                                  "GET /crm/rest/v2/companies/model": 1, "POST /crm/rest/v2/companies/model/customFields": 5,
                                  "GET /crm/rest/v2/contacts/model": 1, "POST /crm/rest/v2/contacts/model/customFields": 5,
                                  "GET /crm/rest/v2/tags": 1, "POST /crm/rest/v2/tags": 1,
                                  "POST /crm/rest/v2/companies/{company_id}/tags/{tag_id}": n,
                                  "POST /crm/rest/v2/tags/{tag_id}/contacts:applyTags": 1}
-    assert {key: count for key, count in world.keap.requests.items() if "{" in key} == {
-        "GET /crm/rest/v2/companies/{company_id}": n, "PATCH /crm/rest/v2/companies/{company_id}": n,
-        "PATCH /crm/rest/v2/contacts/{contact_id}": n, "POST /crm/rest/v2/companies/{company_id}/tags/{tag_id}": n,
-        "POST /crm/rest/v2/tags/{tag_id}/contacts:applyTags": 1}
+    assert by_endpoint(world.keap.requests, "/companies", "/contacts") == {
+        "GET /crm/rest/v2/companies": 2, "GET /crm/rest/v2/contacts": 2,  # the flows' reads, and the values' reads
+        "GET /crm/rest/v2/companies/model": 1, "POST /crm/rest/v2/companies/model/customFields": 5,
+        "GET /crm/rest/v2/contacts/model": 1, "POST /crm/rest/v2/contacts/model/customFields": 5,
+        "PATCH /crm/rest/v2/companies/{company_id}": n, "PATCH /crm/rest/v2/contacts/{contact_id}": n,
+        "POST /crm/rest/v2/companies/{company_id}/tags/{tag_id}": n, "POST /crm/rest/v2/tags/{tag_id}/contacts:applyTags": 1}
 
-    for customer in companies + people:
-        past_due_invoice(world, customer, 50)
+    later = {customer: past_due_invoice(world, customer, 50) for customer in companies + people}
     world.reset_stats()
-    await world.sync()
-    assert step_calls(world) == {"GET /invoices": 2 * n}
+    await world.sync()  # an invoice event: one read each, one PATCH each
+    assert by_endpoint(world.invoiced.requests, "/invoices", "/payments", "/balance") == {"GET /invoices": 2 * n}
     assert world.writes() == {"PATCH /crm/rest/v2/companies/{company_id}": n, "PATCH /crm/rest/v2/contacts/{contact_id}": n}
-    assert world.keap.requests["GET /crm/rest/v2/contacts"] == 2  # the flow's read, and the contacts' values
+    assert (world.keap.requests["GET /crm/rest/v2/companies"], world.keap.requests["GET /crm/rest/v2/contacts"]) == (2, 2)
+
+    for customer, invoice in invoices.items():
+        world.invoiced.create_payment({"customer": customer, "amount": 150, "applied_to": [
+            {"type": "invoice", "invoice": invoice["id"], "amount": 100},
+            {"type": "invoice", "invoice": later[customer]["id"], "amount": 50}]})
+    world.reset_stats()
+    await world.sync()  # a payment event: the latest payment read too; nothing past due, so the tag comes off
+    assert by_endpoint(world.invoiced.requests, "/invoices", "/payments", "/balance") == {
+        "GET /invoices": 2 * n, "GET /payments": 2 * n}
+    assert world.writes() == {"PATCH /crm/rest/v2/companies/{company_id}": n, "PATCH /crm/rest/v2/contacts/{contact_id}": n,
+                              "DELETE /crm/rest/v2/companies/{company_id}/tags/{tag_id}": n,
+                              "POST /crm/rest/v2/tags/{tag_id}/contacts:removeTags": 1}
+    assert world.keap.custom_values("companies", world.link_of("companies", companies[0]))["Invoiced last payment"] == today(world)
+
+    world.reset_stats()
+    await world.sync()  # idle
+    assert step_calls(world) == {} and world.writes() == {}
 
 
 async def test_a_record_the_link_left_loses_the_figures_and_tag_the_sync_put_there(world: World) -> None:

@@ -55,7 +55,8 @@ class KeapObject:
     name), `text_properties` those of them a create or update takes as free text (a plain string, not an id,
     date, enum, object or array: what a configured `add` rule may map), `since_filter` / `change_order` how to
     read only what changed, `ids_filter` the filter that takes a comma-separated id list (None: read one by
-    one), `takes_fields` whether listings take `fields`."""
+    one), `id_filter` the filter that compares ids (`company_id>=5`: `near_ids`), `takes_fields` whether
+    listings take `fields`."""
 
     name: str
     hook_object: str
@@ -64,6 +65,7 @@ class KeapObject:
     since_filter: str | None = None
     change_order: str | None = None
     ids_filter: str | None = None
+    id_filter: str | None = None
     takes_fields: bool = True
 
     @property
@@ -97,6 +99,7 @@ COMPANIES = KeapObject(
     }),
     since_filter="since_time",
     change_order="id",
+    id_filter="company_id",  # listCompanies: "(Number) `company_id` - supports comparison operators"
 )
 CONTACTS = KeapObject(
     "contacts", "contact",
@@ -296,6 +299,33 @@ class KeapConnector(AsyncClosing):
             params = {**_fields_param(keap_object, fields), "filter": f"{keap_object.ids_filter}=={','.join(ids[start : start + IDS_PER_CALL])}"}
             async for page in self.pages(keap_object, params):
                 found.update((str(record["id"]), record) for record in page.records)
+        return found
+
+    async def near_ids(self, keap_object: KeapObject, ids: Sequence[str], *, fields: Sequence[str]) -> dict[str, Record]:
+        """The records of `ids` that share an id window with another of them, by id, for an object listed by no id
+        list but by an id comparison (`id_filter`; companies): ids less than a page apart share one listing,
+        `filter=company_id>=FIRST`, `order_by=id`, `page_size` the window's span (so its first page reaches
+        the window's last id whatever lies between), first page only. An id alone in its window is not read (a
+        GET costs the same call and carries less); an id missing from its window's answer may be gone: confirm
+        with `get`. Without an `id_filter`, nothing is read."""
+        found: dict[str, Record] = {}
+        numbers = sorted({int(record_id) for record_id in ids if record_id.isdigit()})
+        if keap_object.id_filter is None or not numbers:
+            return found
+        params = _fields_param(keap_object, fields)
+        start = 0
+        while start < len(numbers):
+            end = start
+            while end + 1 < len(numbers) and numbers[end + 1] - numbers[start] < self.page_size:
+                end += 1
+            if end > start:
+                window = {str(number) for number in numbers[start : end + 1]}
+                query = {**params, "filter": f"{keap_object.id_filter}>={numbers[start]}", "order_by": "id",
+                         "page_size": str(numbers[end] - numbers[start] + 1)}
+                response = await self.api.request("GET", keap_object.path, params=query)
+                found.update((str(record["id"]), record) for record in response.json().get(keap_object.name) or []
+                             if str(record["id"]) in window)
+            start = end + 1
         return found
 
     async def get(self, keap_object: KeapObject, record_id: str, *, fields: Sequence[str] | None = None) -> Record:

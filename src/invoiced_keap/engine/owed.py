@@ -14,7 +14,9 @@ Keap contacts: the flows whose Invoiced resource is the customer):
    on) the account's open invoices are listed once (100 a page) and every customer with one is named: customers
    with nothing open get their figures with their next invoice or payment event.
 2. **Read.** Per customer named, one listing of its open invoices (one page per 100) and, where a payment event
-   named it (or nothing is known of it yet), its latest payment: `receivables.owed` makes its figures. The figures
+   named it (or nothing is known of it yet), its latest payment: `receivables.owed` makes its figures. (Invoiced's
+   balance endpoint, `GET /customers/{id}/balance`, gives the outstanding total in one currency and whether
+   anything is past due, not the amount past due, the due dates or the count: it could only add a call.) The figures
    and the cursor commit together; a customer whose figures differ from what its Keap record was last told is
    marked pending.
 3. **Write.** The pending customers linked in a held flow, and those whose link appeared or moved since their
@@ -25,7 +27,9 @@ Keap contacts: the flows whose Invoiced resource is the customer):
    as "<label> (invoiced-keap)"; when Keap refuses a write, they are looked for again, made again when deleted in
    Keap, and the write is tried once more in the same pass; with `tag = ""` no tag is looked for, and the tags the
    sync kept ids of come off where it put them). The record's custom values are read first (Keap replaces the
-   whole array on a PATCH; contacts: one listing per 100 ids, companies: one GET each), then one PATCH with
+   whole array on a PATCH; contacts: one listing per 100 ids, companies: one listing per run of ids less than
+   1000 apart, a company alone in its run by one GET; the pass's own reads do not ask for `custom_fields` and
+   hold only records changed since their watermark), then one PATCH with
    `update_mask=custom_fields` where they differ; the tag goes on or off with one call per company, or one per
    100 contacts. A tag the sync put on under a former name (the setting renamed; the state keeps each record's
    tag name) comes off first, the same way, and the configured one goes on once it has. What went through
@@ -325,7 +329,7 @@ class OwedStep:
         tag_ids = await self._tag_ids({job.change.tag for job in jobs if job.change.tag is not None})
         former_ids = await self._former_tag_ids({job.change.untag for job in jobs if job.change.untag is not None})
         pending: list[Callable[[Any], None]] = []
-        current = await self._contacts_custom_fields([job for job in jobs if job.change.values])
+        current = await self._custom_values([job for job in jobs if job.change.values])
         outcomes = await _each(jobs, self.concurrency, lambda job: self._write_one(
             job, field_ids[job.flow.keap.name], current, tag_ids, former_ids, pending))
         await self._tag_contacts([(job, outcome) for job, outcome in zip(jobs, outcomes, strict=True)
@@ -491,16 +495,26 @@ class OwedStep:
                 self._fields(keap_object, [job for job in self._batch if job.flow.keap is keap_object]))
         return await self._fields_again[keap_object.name]
 
-    async def _contacts_custom_fields(self, jobs: list[Job]) -> dict[str, list[Record]]:
-        """Keap id -> custom values now, for the contacts of `jobs` (one listing per 100 ids); companies are read
-        one by one (`_patch`: v2 lists companies by no id)."""
-        contacts = [job.keap_id for job in jobs if job.flow.keap is CONTACTS]
-        if not contacts:
-            return {}
-        found = await self.keap.by_ids(CONTACTS, contacts, fields=["custom_fields"])
-        return {record_id: list(record.get("custom_fields") or []) for record_id, record in found.items()}
+    async def _custom_values(self, jobs: list[Job]) -> dict[tuple[str, str], list[Record]]:
+        """(object, Keap id) -> custom values now, for the records of `jobs`: contacts one listing per 100 ids;
+        companies, which v2 lists by no id list, one listing per window of ids less than 1000 apart
+        (`KeapConnector.near_ids`), and a company alone in its window by its own GET (`_patch`). Ids are unique
+        per object only."""
+        found: dict[tuple[str, str], list[Record]] = {}
+        for keap_object in {job.flow.keap.name: job.flow.keap for job in jobs}.values():
+            ids = sorted({job.keap_id for job in jobs if job.flow.keap is keap_object})
+            if keap_object.ids_filter is not None:
+                records = await self.keap.by_ids(keap_object, ids, fields=["custom_fields"])
+            else:
+                try:
+                    records = await self.keap.near_ids(keap_object, ids, fields=["custom_fields"])
+                except RecordRejected:
+                    records = {}  # an id window Keap will not list: each record is read by its GET
+            found.update(((keap_object.name, record_id), list(record.get("custom_fields") or []))
+                         for record_id, record in records.items())
+        return found
 
-    async def _write_one(self, job: Job, field_ids: dict[str, str] | None, current: dict[str, list[Record]],
+    async def _write_one(self, job: Job, field_ids: dict[str, str] | None, current: dict[tuple[str, str], list[Record]],
                          tag_ids: dict[bool, list[str] | None], former_ids: dict[str, list[str] | None],
                          pending: list[Callable[[Any], None]]) -> Outcome:
         """The record's custom values (all of ours: what is wanted, and clears), and a company's tags (a former
@@ -569,9 +583,10 @@ class OwedStep:
         keep = set(tag_ids.get(True) or []) if job.change.tag else set()
         return [tag_id for tag_id in found if tag_id not in keep]
 
-    async def _patch(self, job: Job, ours: dict[str, Any], current: dict[str, list[Record]]) -> None:
-        """Read a company's custom values (a contact's were read in bulk), merge ours in, PATCH where they differ."""
-        values = current.get(job.keap_id) if job.flow.keap is CONTACTS else None  # ids are unique per object only
+    async def _patch(self, job: Job, ours: dict[str, Any], current: dict[tuple[str, str], list[Record]]) -> None:
+        """The record's custom values as read in bulk (`_custom_values`; else read now, one GET), ours merged in,
+        PATCHed where they differ."""
+        values = current.get((job.flow.keap.name, job.keap_id))
         if values is None:
             record = await self.keap.get(job.flow.keap, job.keap_id, fields=["custom_fields"])
             values = list(record.get("custom_fields") or [])
