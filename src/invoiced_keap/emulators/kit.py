@@ -1,7 +1,11 @@
-"""What both emulators share: request stats, fault injection and the `/_emulator` control routes.
+"""What both emulators share: request stats, fault injection, test triggers and the `/_emulator` control routes.
 
 An emulator subclasses `Emulator`, supplies its API routes, its error body and its seeding, and is
 served by `Emulator.asgi()`. Requests under `/_emulator` are never counted, limited or faulted.
+
+A test trigger (`Emulator.after_request`) runs a test's action once, in the server's loop, right after the emulator
+answered the n-th request of a kind (`GET /customers`) and before it takes the next one: how a test makes an edit land
+between a client's read and its writes, over real HTTP (e.g. a user's edit while a pass runs).
 """
 
 from __future__ import annotations
@@ -59,6 +63,25 @@ class AdjustableClock:
         self.offset += seconds
 
 
+@dataclass
+class Trigger:
+    """A test's `action`, run once after the `nth` answered request counted as `request` (`GET /customers`)."""
+
+    request: str
+    action: Callable[[], object]
+    nth: int = 1
+    seen: int = 0
+    fired: bool = False
+
+    def answered(self, request: str) -> None:
+        if self.fired or request != self.request:
+            return
+        self.seen += 1
+        if self.seen >= self.nth:
+            self.fired = True
+            self.action()
+
+
 class DroppedConnection(Exception):
     """Raised mid-response so the server closes the connection: the client sees a dropped link."""
 
@@ -74,6 +97,7 @@ class Emulator:
         self.statuses: Counter[str] = Counter()
         self.faults = Faults(rate_limit=self.default_rate_limit)
         self.random = random.Random(random_seed)
+        self.triggers: list[Trigger] = []
 
     # --- to be supplied by each emulator -------------------------------------------------
     def api_routes(self) -> list[BaseRoute]:
@@ -95,6 +119,13 @@ class Emulator:
         return app
 
     # --- shared behaviour ------------------------------------------------------------------
+    def after_request(self, request: str, action: Callable[[], object], *, nth: int = 1) -> Trigger:
+        """Run `action` once, right after the `nth` answer to a request counted as `request` (`GET /customers`, as
+        in `requests`), before the next request is taken (see the module docstring); tests only."""
+        trigger = Trigger(request, action, nth)
+        self.triggers.append(trigger)
+        return trigger
+
     def reset(self) -> None:
         self.reset_data()
         self.requests.clear()
@@ -169,7 +200,8 @@ class _Dispatcher:
             await self.control(scope, receive, send)
             return
         emulator = self.emulator
-        emulator.requests[f"{scope['method']} {path_template(self.routes, scope)}"] += 1
+        request = f"{scope['method']} {path_template(self.routes, scope)}"
+        emulator.requests[request] += 1
 
         async def counting_send(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -188,3 +220,5 @@ class _Dispatcher:
             await emulator.error_response(faults.error_status)(scope, receive, counting_send)
             return
         await self.api(scope, receive, counting_send)
+        for trigger in list(emulator.triggers):
+            trigger.answered(request)
