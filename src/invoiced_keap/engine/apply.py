@@ -15,6 +15,11 @@ intent's idempotency key), then commits link + shadows + intent removal, then st
 Invoiced record's metadata (`flow.metadata_key`, merged; flows without one stamp nothing). A stamp the API refused keeps the record's failures
 open: each later sync of the pair stamps again, and only a stamp that is made resolves them (`unstamped`).
 The lossy carries of a write are reported and stored with the link (`record_lossy_carries`) once it went through.
+
+Writes over existing records go out in chunks of `reread.REREAD_EVERY`: before each, the records the chunk writes over
+are read again in bulk, and a pair whose record moved since it was planned is planned again from the fresh record
+(`refreshed`; an edit made while the pass ran is carried, or settled as a conflict, never overwritten unseen). Stamps
+are checked the same way before each batch of them (`commit_and_stamp`).
 """
 
 from __future__ import annotations
@@ -22,9 +27,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from invoiced_keap.connectors.errors import ApiError, CallAbandoned, FatalError, NotFound, RecordRejected, TransientError
 from invoiced_keap.connectors.invoiced import InvoicedConnector
@@ -47,6 +52,7 @@ from invoiced_keap.engine.planner import (
     removal_actions,
 )
 from invoiced_keap.engine.report import Action, FlowReport, Progress
+from invoiced_keap.engine.reread import REREAD_EVERY, Rereads
 from invoiced_keap.engine.shadows import after_write, snapshot, stored_record
 from invoiced_keap.flows import SIDES, Flow, Side, other_side
 from invoiced_keap.mapping import LossyCarry, Record
@@ -55,6 +61,22 @@ from invoiced_keap.state.models import Intent, Link
 
 T = TypeVar("T")
 StateChange = Callable[[Transaction], object]
+
+
+class Planned(Protocol):
+    """A pair to write (`PairWork`, `NewPair`): its records, its plan, and the same pair planned again."""
+
+    @property
+    def plan(self) -> PairPlan: ...
+
+    def record(self, side: Side) -> Record: ...
+
+    def record_id(self, side: Side) -> str: ...
+
+    def replanned(self, flow: Flow, fresh: Mapping[Side, Record]) -> Any: ...
+
+
+P = TypeVar("P", bound=Planned)
 
 
 def side_id(side: Side, invoiced_id: str, keap_id: str) -> str:
@@ -115,6 +137,7 @@ class Applier:
     audits: list[AuditNote] = field(default_factory=list)
     to_stamp: list[tuple[Record, str]] = field(default_factory=list)
     intents: dict[str, Intent] = field(default_factory=dict)  # opened for the batch of creates in hand, by source id
+    rereads: Rereads | None = None  # the records written over, read again before each chunk (`refreshed`)
 
     def __post_init__(self) -> None:
         self.limit = asyncio.Semaphore(self.concurrency)
@@ -123,6 +146,13 @@ class Applier:
     async def apply(self, plan: FlowPlan) -> None:
         """Carry out `plan` in its order: the carried pairs of moved links, moves, removals, linked pairs,
         reviews, new links, creates; each batch committed before the next starts."""
+        self.rereads = Rereads(self.flow, self.store, self.invoiced, self.keap, plan.watermarks)
+        try:
+            await self._apply(plan)
+        finally:
+            self.rereads.close()
+
+    async def _apply(self, plan: FlowPlan) -> None:
         self.open_failures, self.unstamped = set(plan.open_failures), set(plan.unstamped)
         self.report.counts.update({f"read.{side}": n for side, n in plan.read.items() if n})
         for side, record_id in plan.resolved_failures:
@@ -130,8 +160,11 @@ class Applier:
         self.closed_intents += plan.closed_intents
         if plan.carried_flow is not None and plan.carried:
             carry = self.sibling(plan.carried_flow)
-            carry.record_conflicts(plan.carried)
-            await carry.each(plan.carried, carry.sync_pair)
+            carry.rereads = Rereads(carry.flow, self.store, self.invoiced, self.keap)  # the old flow's own marks
+            try:
+                await carry._chunks(plan.carried, carry.sync_pair, before=carry.record_conflicts, refresh=carry.refreshed)
+            finally:
+                carry.rereads.close()
             carry.commit()
         for link in plan.moves:
             self.close(link, moved_reason(link, self.flow.name))
@@ -140,13 +173,13 @@ class Applier:
         for moved in plan.moved_twins:
             self.moved_twin(moved)
         self.commit()
-        await self._batches("pairs", plan.pairs, self.sync_pair, before=self.record_conflicts)
+        await self._batches("pairs", plan.pairs, self.sync_pair, before=self.record_conflicts, refresh=self.refreshed)
         for review in plan.reviews:
             self.report.add(Action(self.flow.name, "review", "invoiced", review.invoiced_id, {"candidates": list(review.candidates)}))
             self.pending.append(lambda tx, r=review: tx.add_review_item(self.flow.name, r.invoiced_id, r.candidates, r.reason))
         for invoiced_id, resolution in plan.settled_reviews:
             self.pending.append(lambda tx, i=invoiced_id, r=resolution: tx.resolve_review_item(self.flow.name, i, r))
-        await self._batches("links", plan.new_pairs, self.link_pair)
+        await self._batches("links", plan.new_pairs, self.link_pair, refresh=self.refreshed)
         for source in SIDES:
             if source in plan.creates:
                 await self._batches("creates", plan.creates[source], self.create_twin, before=self._open_intents)
@@ -160,16 +193,46 @@ class Applier:
                        self.concurrency, self.batch_size, self.should_stop, self.on_batch)
 
     async def _batches(self, step: str, work: Batches[Any, T], each: Callable[[T], Awaitable[object]],
-                       before: Callable[[Sequence[T]], object] | None = None) -> None:
+                       before: Callable[[Sequence[T]], object] | None = None,
+                       refresh: Callable[[Sequence[T]], Awaitable[Sequence[T]]] | None = None) -> None:
         """Build, run and commit `work` a batch at a time (a pass holds one batch of records and plans)."""
         done = 0
         async for batch in work.batches(self.batch_size):
-            if before is not None:
-                before(batch)
-            await self.each(batch, each)
+            await self._chunks(batch, each, before=before, refresh=refresh)
             await self.commit_and_stamp()
             done = min(done + self.batch_size, len(work))
             self.on_batch(Progress(self.flow.name, step, done, len(work)))
+
+    async def _chunks(self, batch: Sequence[T], each: Callable[[T], Awaitable[object]],
+                      before: Callable[[Sequence[T]], object] | None = None,
+                      refresh: Callable[[Sequence[T]], Awaitable[Sequence[T]]] | None = None) -> None:
+        """Run `each` over a batch; with `refresh`, a chunk of `REREAD_EVERY` at a time, each refreshed just before
+        its writes (`refreshed`)."""
+        size = REREAD_EVERY if refresh is not None else max(len(batch), 1)
+        for start in range(0, len(batch), size):
+            chunk = batch[start : start + size]
+            if refresh is not None:
+                chunk = await refresh(chunk)
+            if before is not None:
+                before(chunk)
+            await self.each(chunk, each)
+
+    async def refreshed(self, chunk: Sequence[P]) -> list[P]:
+        """The chunk, each pair whose record moved since it was planned planned again from the fresh record
+        (`reread`). Each side is read at most once a chunk, and only when the chunk writes to it: Invoiced first
+        when anything is written there (its read covers every pair that writes, to either side: a listing, or the
+        events), then Keap for the pairs that write to Keap, then Invoiced when a pair planned again from a fresh
+        Keap record now writes there. So every write goes over a record read just before the chunk."""
+        assert self.rereads is not None, "refreshed outside apply"
+        pairs = list(chunk)
+        done: set[Side] = set()
+        while (side := next((s for s in SIDES if s not in done and any(p.plan.writes(s) for p in pairs)), None)) is not None:
+            done.add(side)
+            targets = [p for p in pairs if (p.plan.write_count if side == "invoiced" else p.plan.writes(side))]
+            fresh = await self.rereads.moved(side, {p.record_id(side): p.record(side) for p in targets})
+            pairs = [p.replanned(self.flow, {side: fresh[p.record_id(side)]}) if p.record_id(side) in fresh else p
+                     for p in pairs]
+        return pairs
 
     # --- plumbing --------------------------------------------------------------------------------
     def commit(self) -> None:
@@ -407,8 +470,21 @@ class Applier:
         never names a link that was not stored, and a lost stamp is only a missing hint for `relink`."""
         self.commit()
         stamps, self.to_stamp = (self.to_stamp if self.flow.metadata_key else []), []
+        stamps = await self._fresh_stamps(stamps)
         await self.each(stamps, lambda stamp: self.stamp(*stamp))
         self.commit()
+
+    async def _fresh_stamps(self, stamps: list[tuple[Record, str]]) -> list[tuple[Record, str]]:
+        """The stamps with the Invoiced records that moved since they were read taken as they are now: a stamp
+        sends the whole metadata map, so it must merge into the map as it is (one bulk read, none when nothing
+        will be sent; a stored record without metadata is read by the stamp itself)."""
+        key = self.flow.metadata_key
+        planned = {str(record["id"]): record for record, keap_id in stamps
+                   if "metadata" in record and (record.get("metadata") or {}).get(key) != keap_id}
+        if not planned or self.rereads is None:
+            return stamps
+        fresh = await self.rereads.moved("invoiced", planned)
+        return [(fresh.get(str(record["id"]), record), keap_id) for record, keap_id in stamps]
 
     async def stamp(self, invoiced_record: Record, keap_id: str) -> None:
         """Record the Keap id in the Invoiced record's metadata, merged with its other keys; once it is there,

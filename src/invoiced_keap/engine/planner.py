@@ -27,7 +27,7 @@ from invoiced_keap.connectors.keap import KeapConnector
 from invoiced_keap.engine.changes import FlowChanges, get_record
 from invoiced_keap.engine.match import build_index, match_all
 from invoiced_keap.engine.options import DeletesPolicy, FlowOptions
-from invoiced_keap.engine.plan import CreatePlan, PairPlan, plan_create, plan_pair
+from invoiced_keap.engine.plan import CreatePlan, PairPlan, Policy, plan_create, plan_pair
 from invoiced_keap.engine.receivables import OPERATION
 from invoiced_keap.engine.report import COUNTED, Action, Progress, ProgressHook, no_progress
 from invoiced_keap.engine.shadows import link_shadows, stored_record
@@ -68,21 +68,53 @@ class Batches(Generic[K, T]):
 
 @dataclass(frozen=True)
 class PairWork:
-    """A linked pair with both sides' current records and its plan."""
+    """A linked pair with both sides' current records and its plan; `policy` and `repair` are what it was planned
+    with, `only` the one side it may write (the last sync of a moved link writes Invoiced only)."""
 
     link: Link
     invoiced: Record
     keap: Record
     plan: PairPlan
+    policy: Policy = Policy()
+    repair: bool = False
+    only: Side | None = None
+
+    def record(self, side: Side) -> Record:
+        return self.invoiced if side == "invoiced" else self.keap
+
+    def record_id(self, side: Side) -> str:
+        return self.link.invoiced_id if side == "invoiced" else self.link.keap_id
+
+    def replanned(self, flow: Flow, fresh: Mapping[Side, Record]) -> PairWork:
+        """The pair planned again, as the planner would, with `fresh` records for some sides (read again before
+        its writes: `apply.Applier.refreshed`)."""
+        records = {side: fresh.get(side, self.record(side)) for side in SIDES}
+        plan = plan_pair(flow, link_shadows(self.link), records["invoiced"], records["keap"], self.policy, repair=self.repair)
+        if self.only is not None:
+            plan = replace(plan, **{f"{other_side(self.only)}_writes": {}})
+        return replace(self, invoiced=records["invoiced"], keap=records["keap"], plan=plan)
 
 
 @dataclass(frozen=True)
 class NewPair:
-    """A matched (or adopted) pair to link, merged by `plan` (planned without shadows)."""
+    """A matched (or adopted) pair to link, merged by `plan` (planned without shadows, by `policy`)."""
 
     invoiced: Record
     keap: Record
     plan: PairPlan
+    policy: Policy = Policy()
+
+    def record(self, side: Side) -> Record:
+        return self.invoiced if side == "invoiced" else self.keap
+
+    def record_id(self, side: Side) -> str:
+        return str(self.record(side)["id"])
+
+    def replanned(self, flow: Flow, fresh: Mapping[Side, Record]) -> NewPair:
+        """The pair merged again with `fresh` records for some sides (see `PairWork.replanned`)."""
+        records = {side: fresh.get(side, self.record(side)) for side in SIDES}
+        return replace(self, invoiced=records["invoiced"], keap=records["keap"],
+                       plan=plan_pair(flow, None, records["invoiced"], records["keap"], self.policy))
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,54 +199,67 @@ class FlowPlan:
         """Believed removals the breaker's delete limit counts (none when the policy ignores them)."""
         return 0 if self.deletes == "ignore" else len(self.removals)
 
-    async def actions(self) -> list[Action]:
-        """The plan as printable actions, in the order they are applied (`Action.line()`)."""
+    async def actions(self) -> AsyncIterator[Action]:
+        """The plan as printable actions (`Action.line()`), in the order they are applied, built a batch at a time:
+        a plan of 100,000 creates is never held whole."""
         name = self.flow.name
-        actions: list[Action] = []
         if self.carried_flow is not None:
-            actions += [action for work in self.carried for action in pair_actions(self.carried_flow.name, work)]
-        actions += [Action(link.flow, "unlink", "invoiced", link.invoiced_id, {"keap_id": link.keap_id, "reason": moved_reason(link, name)})
-                    for link in self.moves]
+            for work in self.carried:
+                for action in pair_actions(self.carried_flow.name, work):
+                    yield action
+        for link in self.moves:
+            yield Action(link.flow, "unlink", "invoiced", link.invoiced_id, {"keap_id": link.keap_id, "reason": moved_reason(link, name)})
         for removal in self.removals:
-            actions += removal_actions(name, self.deletes, removal)
+            for action in removal_actions(name, self.deletes, removal):
+                yield action
         for moved in self.moved_twins:
             if moved.twin is not None:
-                actions.append(Action(name, "unlink", "invoiced", str(moved.record["id"]), {"keap_id": str(moved.twin["id"]), "reason": moved.reason}))
+                yield Action(name, "unlink", "invoiced", str(moved.record["id"]), {"keap_id": str(moved.twin["id"]), "reason": moved.reason})
         async for work in self.pairs.items():
-            actions += pair_actions(name, work) + lossy_actions(name, work.link.invoiced_id, work.link.keap_id, work.plan.lossy)
+            for action in pair_actions(name, work) + lossy_actions(name, work.link.invoiced_id, work.link.keap_id, work.plan.lossy):
+                yield action
             if work.link.invoiced_id in self.unstamped:
-                actions += stamp_actions(self.flow, work.invoiced, work.link.keap_id)
+                for action in stamp_actions(self.flow, work.invoiced, work.link.keap_id):
+                    yield action
         for review in self.reviews:
-            actions.append(Action(name, "review", "invoiced", review.invoiced_id, {"candidates": list(review.candidates)}))
+            yield Action(name, "review", "invoiced", review.invoiced_id, {"candidates": list(review.candidates)})
         async for pair in self.new_pairs.items():
             invoiced_id, keap_id = str(pair.invoiced["id"]), str(pair.keap["id"])
-            actions.append(Action(name, "link", "keap", keap_id, {"invoiced_id": invoiced_id}))
-            actions += plan_actions(name, invoiced_id, keap_id, pair.plan)
-            actions += lossy_actions(name, invoiced_id, keap_id, pair.plan.lossy)
-            actions += stamp_actions(self.flow, pair.invoiced, keap_id)
-        for create in [create for creates in self.creates.values() async for create in creates.items()]:
-            source_id = str(create.record["id"])
-            if create.plan.refusal:
-                actions.append(refusal_action(name, create))
-                continue
-            actions.append(Action(name, "create", other_side(create.source), None, create_body(self.flow, create)))
-            actions += lossy_actions(name, source_id if create.source == "invoiced" else None,
-                                     source_id if create.source == "keap" else None, create.plan.lossy)
-            if create.source == "invoiced":
-                actions += stamp_actions(self.flow, create.record, None)
-        return actions
+            yield Action(name, "link", "keap", keap_id, {"invoiced_id": invoiced_id})
+            for action in [*plan_actions(name, invoiced_id, keap_id, pair.plan), *lossy_actions(name, invoiced_id, keap_id, pair.plan.lossy),
+                           *stamp_actions(self.flow, pair.invoiced, keap_id)]:
+                yield action
+        for creates in self.creates.values():
+            async for create in creates.items():
+                for action in self._create_actions(create):
+                    yield action
 
-    async def counts(self, actions: Iterable[Action] | None = None) -> Counter[str]:
-        """What the plan would do (its `actions`, found if not given), counted as a pass's report counts what it did."""
+    def _create_actions(self, create: Create) -> list[Action]:
+        name, source_id = self.flow.name, str(create.record["id"])
+        if create.plan.refusal:
+            return [refusal_action(name, create)]
+        return [Action(name, "create", other_side(create.source), None, create_body(self.flow, create)),
+                *lossy_actions(name, source_id if create.source == "invoiced" else None,
+                               source_id if create.source == "keap" else None, create.plan.lossy),
+                *(stamp_actions(self.flow, create.record, None) if create.source == "invoiced" else [])]
+
+    def uncounted(self) -> Counter[str]:
+        """What the report counts besides the actions: records read, ignored deletes, unlinked Keap records, waiting
+        refusals."""
         counts: Counter[str] = Counter({f"read.{side}": n for side, n in self.read.items()})
-        for action in await self.actions() if actions is None else actions:
-            counts[COUNTED[action.verb].format(side=action.side)] += 1
         if self.deletes == "ignore":
             counts["deletes_ignored"] += len(self.removals)
         if self.keap_unlinked:
             counts["unlinked.keap"] += self.keap_unlinked
         if self.waiting:
             counts["waiting"] += len(self.waiting)
+        return counts
+
+    async def counts(self) -> Counter[str]:
+        """What the plan would do, counted as a pass's report counts what it did."""
+        counts = self.uncounted()
+        async for action in self.actions():
+            counts[COUNTED[action.verb].format(side=action.side)] += 1
         return +counts
 
 
@@ -403,9 +448,9 @@ class Planner:
                                                                   changes.parents)
                 record = fetched[(side, record_id)]
             current[side] = record
-        pair = plan_pair(flow, link_shadows(link), current["invoiced"], current["keap"], self.options[flow.name].policy,
-                         repair=repair)
-        return PairWork(link, current["invoiced"], current["keap"], pair)
+        policy = self.options[flow.name].policy
+        pair = plan_pair(flow, link_shadows(link), current["invoiced"], current["keap"], policy, repair=repair)
+        return PairWork(link, current["invoiced"], current["keap"], pair, policy, repair)
 
     def _moved_links(self, flow: Flow, changes: FlowChanges) -> tuple[list[Link], Flow | None]:
         """Links in another flow of the same Invoiced resource of records this flow owns now (a type change)."""
@@ -428,7 +473,7 @@ class Planner:
             if link.invoiced_id in customers:
                 pair.invoiced[link.invoiced_id] = customers[link.invoiced_id]
             work = await self._plan_pair(old, link, pair)
-            work = replace(work, plan=replace(work.plan, keap_writes={}))
+            work = replace(work, plan=replace(work.plan, keap_writes={}), only="invoiced")
             plan.carried.append(work)
             if work.plan.invoiced_writes and link.invoiced_id in customers:
                 customers[link.invoiced_id] = {**customers[link.invoiced_id], **work.plan.invoiced_writes}
@@ -558,7 +603,7 @@ class Planner:
 
         async def new_pairs(keys: Sequence[tuple[str, str]]) -> list[NewPair]:
             built = [(changes.invoiced[invoiced_id], listing[keap_id]) for invoiced_id, keap_id in keys]
-            return [NewPair(invoiced, keap, plan_pair(flow, None, invoiced, keap, policy)) for invoiced, keap in built]
+            return [NewPair(invoiced, keap, plan_pair(flow, None, invoiced, keap, policy), policy) for invoiced, keap in built]
 
         plan.new_pairs = Batches(pairs, new_pairs)
         plan.creates["invoiced"] = self._creates(flow, changes.invoiced, creates)
