@@ -642,3 +642,32 @@ async def test_a_merged_customer_s_record_is_cleared_and_the_survivor_s_shows_bo
     assert world.keap.custom_values("companies", merged) == {}
     assert world.keap.tag_ids("companies", merged) == []
     assert official(world).Customer.retrieve(acme).balance()["total_outstanding"] == 42
+
+
+async def test_a_clear_keap_could_not_take_for_a_while_is_tried_again_by_the_next_pass(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    checked = CustomFieldModels.checked
+
+    def unavailable(self: CustomFieldModels, collection: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if collection == "companies":
+            raise KeapError(503, "Service Unavailable")
+        return checked(self, collection, items)
+
+    acme, jane = await linked_pair(world)
+    invoice = past_due_invoice(world, acme, 70)
+    await world.sync()
+    company = world.link_of("companies", acme)
+    world.invoiced.delete_invoice(invoice["id"])
+    world.invoiced.delete_customer(acme)
+    monkeypatch.setattr(CustomFieldModels, "checked", unavailable)
+    await world.sync()
+    assert world.keap.custom_values("companies", company)["Invoiced past due"] == 70  # Keap was down for it
+    assert world.keap.tag_ids("companies", company) == []  # the tag call went through: not sent again
+
+    monkeypatch.setattr(CustomFieldModels, "checked", checked)
+    world.reset_stats()
+    report = await world.sync()
+    assert report.exit_code == 0, report
+    assert world.keap.custom_values("companies", company) == {}
+    assert world.writes() == {"PATCH /crm/rest/v2/companies/{company_id}": 1}
+    assert world.store.receivables([str(acme)]) == {}

@@ -38,8 +38,9 @@ Keap contacts: the flows whose Invoiced resource is the customer):
 4. **Records left.** A record the customer's link left for another (a type change, a merge) and a record whose
    customer has no link any more (deleted or merged away in Invoiced and unlinked by the deletes policy
    `unlink`: `Store.receivables_unlinked`) are cleared of the sync's values and tag, once: a refusal is
-   reported, not kept as a failure; a record gone (404) has nothing to clear. With deletes `ignore` the link
-   stays, and the record is left as it is.
+   reported, not kept as a failure; a record gone (404) has nothing to clear; what Keap could not take for a
+   while (or was not tried: the fields or tag not found) is tried by the next pass. With deletes `ignore` the
+   link stays, and the record is left as it is.
 
 Keap writes per record: one PATCH of its custom values, and a company's tag one more call (two on a renamed tag):
 the v2 spec offers no single write for both (`UpdateCompanyRequest` and `CreateUpdateContactRequest` have no
@@ -113,13 +114,13 @@ class Outcome:
     tag_written: bool = False
     untag_written: bool = False
     gone: bool = False  # the record is not in Keap (404): nothing of ours is on it
-    transient: bool = False  # a call failed for a while (an outage, the quota): to be tried again
+    refused: bool = False  # Keap refused a call for the record (not a 404; not for a while)
     failed: bool = False  # the last bulk tag call for this record was refused
 
     def note(self, error: ApiError | None) -> None:
-        """What a failed call says of the record: gone (404), or to be tried again (a transient error)."""
+        """What a failed call says of the record: gone (404), or refused."""
         self.gone = self.gone or isinstance(error, NotFound)
-        self.transient = self.transient or isinstance(error, TransientError)
+        self.refused = self.refused or (isinstance(error, RecordRejected) and not isinstance(error, NotFound))
 
     def done(self, change: Change) -> bool:
         return ((self.values_written or not change.values) and (self.tag_written or change.tag is None)
@@ -147,7 +148,6 @@ class OwedStep:
         self.report = FlowReport(STEP)
         self.run_id: int | None = None
         self.named: set[str] = set()  # customers the pass's events name: their source changed, retried at once
-        self.removed: set[str] = set()  # customers the pass's events say are gone (deleted, merged away)
         self._tags_again: dict[tuple[str, bool], asyncio.Future[str | None]] = {}
         self._fields_again: dict[str, asyncio.Future[dict[str, str] | None]] = {}
         self._batch: list[Job] = []
@@ -209,7 +209,7 @@ class OwedStep:
         else:
             named = named_by(events.since(cursor), removed_customer_id)
             changed, paid, removed = named.changed, named.paid, named.removed
-            self.named, self.removed = set(named.changed), set(removed)
+            self.named = set(named.changed)
         changed |= set(self.store.receivables_due(RECOMPUTE_EVERY)) - removed
         known = self.store.receivables(changed)
         paid |= changed - set(known)
@@ -339,14 +339,11 @@ class OwedStep:
             now = after(job.written, job.change, values_written=outcome.values_written, tag_written=outcome.tag_written,
                         untag_written=outcome.untag_written)
             done = outcome.done(job.change)
-            if job.unlinked and (outcome.transient and not outcome.gone):
-                if outcome.wrote():  # what went through is not sent again; the rest is tried by the next pass
-                    pending.append(lambda tx, job=job, now=now: tx.mark_written(
-                        job.customer_id, job.flow.name, job.keap_id, now.values, now.tagged, done=False, tag=now.tag))
-            elif job.unlinked:  # tried once: cleared, gone, or refused (reported)
+            if job.unlinked and (done or outcome.gone or outcome.refused):  # tried once: cleared, gone, or refused
                 pending.append(lambda tx, job=job: tx.forget_written(job.customer_id))
-                if job.customer_id in self.removed:
-                    pending.append(lambda tx, job=job: tx.drop_receivables([job.customer_id]))
+            elif job.unlinked and outcome.wrote():  # what went through is not sent again; the rest waits for a pass
+                pending.append(lambda tx, job=job, now=now: tx.mark_written(
+                    job.customer_id, job.flow.name, job.keap_id, now.values, now.tagged, done=False, tag=now.tag))
             if not outcome.wrote():
                 continue
             if not job.left:

@@ -18,6 +18,10 @@ from sqlalchemy.orm import Session
 from invoiced_keap.state.models import Failure, KeapDefinition, Link, LinkStatus, Receivable
 
 
+GONE = "gone"
+"""Set in the figures of a customer gone from Invoiced whose Keap record has yet to be cleared: its row goes then."""
+
+
 @dataclass(frozen=True)
 class Definition:
     keap_id: str
@@ -81,11 +85,6 @@ class ReceivableQueries:
         with self._session() as session:
             session.execute(update(Receivable).values(pending=True))
 
-    def drop_receivables(self, customer_ids: Iterable[str]) -> None:
-        gone = list(customer_ids)
-        with self._session() as session:
-            session.execute(delete(Receivable).where(Receivable.customer_id.in_(gone)))
-
     def receivables_due(self, every: timedelta) -> list[str]:
         """Customers with open invoices whose figures were read `every` ago or longer (aging moves with time)."""
         with self._session() as session:
@@ -131,10 +130,13 @@ class ReceivableQueries:
 
     def forget_written(self, customer_id: str) -> None:
         """Nothing of the sync's is on a Keap record for the customer any more (its values cleared, or the record
-        gone): the next record it is linked to is written whole."""
+        gone): the next record it is linked to is written whole; the row of a customer gone from Invoiced goes."""
         with self._session() as session:
             row = session.get(Receivable, customer_id)
             if row is None:
+                return
+            if (row.figures or {}).get(GONE):
+                session.delete(row)
                 return
             row.written_flow = row.written_keap_id = row.written = row.tagged = row.tag = None
             row.written_at = self.clock()
@@ -149,8 +151,8 @@ class ReceivableQueries:
                 chunk = gone[start : start + 500]
                 session.execute(delete(Receivable).where(Receivable.customer_id.in_(chunk),
                                                          Receivable.written_keap_id.is_(None)))
-                session.execute(update(Receivable).where(Receivable.customer_id.in_(chunk))
-                                .values(open_invoices=0, pending=False))
+                for row in session.scalars(select(Receivable).where(Receivable.customer_id.in_(chunk))):
+                    row.figures, row.open_invoices, row.pending = {**(row.figures or {}), GONE: True}, 0, False
 
     def resolve_operation_failures(self, flow: str, record_id: str, operation: str) -> None:
         """Resolve the Keap record's open failures of one operation (the others stay open)."""
