@@ -147,7 +147,8 @@ def _run_engine(session: Session, flows: Sequence[str], work: EngineWork[T], *, 
             async with open_invoiced(settings) as invoiced, open_keap(settings) as keap:
                 with console.pass_progress() as progress:
                     options = compose.sync_options(settings, allow_mass_change=allow_mass_change)
-                    syncer = Syncer(store, invoiced, keap, options, progress=progress)
+                    syncer = Syncer(store, invoiced, keap, options, progress=progress,
+                                    on_planned=console.print_planned if dry_run else None)
                     result = await work(syncer, names)
         for report in result if isinstance(result, (list, tuple)) else (result,):
             if isinstance(report, RunReport) and isinstance(report.cause, ApiError):

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from invoiced_keap.engine.report import ProgressHook, RunReport, shortened
+from invoiced_keap.engine.report import Action, ProgressHook, RunReport, shortened
 from invoiced_keap.logs import PROGRESS, log_event
 
 out = Console()
@@ -186,13 +186,17 @@ def progress_bars() -> Iterator[CountingProgress | ProgressLines]:
         yield CountingProgress(progress)
 
 
+def print_planned(action: Action) -> None:
+    """One action of a dry run's plan, as it is planned."""
+    out.print(Text(action.line()), soft_wrap=True)
+
+
 def print_run_report(report: RunReport, *, show_plan: bool) -> None:
-    """A pass's counts per flow (a table titled by the pass's kind), its API calls, and (for a dry run) the plan,
-    one action a line."""
+    """A pass's counts per flow (a table titled by the pass's kind) and its API calls. `show_plan`: the pass was a
+    dry run whose plan went out line by line as it was planned (`print_planned`)."""
     kind = report.kind.replace("_", " ")
-    if show_plan:
-        for line in report.plan_lines() or ["nothing to do"]:
-            out.print(Text(line), soft_wrap=True)
+    if show_plan and not any(flow.done for flow in report.flows.values()):
+        out.print("nothing to do")
     counters = sorted({counter for flow in report.flows.values() for counter in flow.counts})
     rows: list[tuple[Any, ...]] = [(counter, *(flow.counts.get(counter, 0) for flow in report.flows.values())) for counter in counters]
     if any(flow.error for flow in report.flows.values()):
@@ -204,7 +208,7 @@ def print_run_report(report: RunReport, *, show_plan: bool) -> None:
         for line in lossy:
             out.print(Text(line), soft_wrap=True)
     left_out = sum(flow.left_out for flow in report.flows.values())
-    if left_out:
+    if left_out and not show_plan:
         note(f"{left_out:,} more actions are counted above but not listed; each one is logged as an event (--log-level INFO; --log-format json for machines)")
     calls = ", ".join(f"{system} {count}" for system, count in report.api_calls.items())
     note(f"API calls: {calls or 'none'}   Open failures: {report.open_failures}   Waiting for review: {report.open_review}")

@@ -1,4 +1,5 @@
-"""A pass's peak memory does not grow with the number of pairs it changes (issue: API economy and memory).
+"""A pass's peak memory does not grow with the number of pairs it changes, nor a dry run's with its plan (issue:
+API economy and memory).
 
 For each size, N linked companies (linked by `relink` from the Keap ids stamped in Invoiced, then read once)
 are renamed in Keap, and one pass carries every rename to Invoiced in a child process of its own
@@ -71,3 +72,39 @@ def test_peak_memory_of_a_pass_does_not_grow_with_the_pairs_it_changes(tmp_path:
 
     small, large = peaks[SIZES[0]], peaks[SIZES[1]]
     assert large - small <= GROWTH_BOUND_MB, f"peak RSS {small} MB at {SIZES[0]:,} changed pairs, {large} MB at {SIZES[1]:,}"
+
+
+PEAK_OF_THE_CLI = """
+import re, sys
+from pathlib import Path
+from invoiced_keap.cli import app
+try:
+    app(sys.argv[1:])
+finally:
+    print(re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1), file=sys.stderr)
+"""
+
+
+def peak_of_a_first_dry_run(size: int, directory: Path) -> float:
+    """`invoiced-keap sync --dry-run` of N companies not yet in Keap, in a child process: its peak memory (MB)."""
+    invoiced = InvoicedEmulator(api_key=API_KEY, random_seed=1)
+    keap = KeapEmulator(api_key=API_KEY, random_seed=1)
+    invoiced.faults.rate_limit = keap.faults.rate_limit = None
+    invoiced.seed({"customers": [{"name": f"Company {n}", "type": "company", "email": f"c{n}@example.com"} for n in range(size)]})
+    with BackgroundServer(invoiced.asgi()) as invoiced_server, BackgroundServer(keap.asgi()) as keap_server:
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(directory), "INVOICED_API_KEY": API_KEY, "KEAP_API_KEY": API_KEY,
+               "INVOICED_API_URL": invoiced_server.url, "KEAP_API_URL": f"{keap_server.url}/crm/rest",
+               "INVOICED_KEAP_DATABASE_URL": f"sqlite:///{directory / f'dry-{size}.db'}"}
+        done = subprocess.run([sys.executable, "-c", PEAK_OF_THE_CLI, "sync", "--dry-run", "--flow", "companies"], env=env,
+                              cwd=directory, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "companies create   keap:(new)" in done.stdout and f'"company_name": "Company {size - 1}"' in done.stdout
+    assert len(keap.store.table("companies")) == 0  # a dry run writes nothing
+    return int(done.stderr.strip().splitlines()[-1]) / 1024
+
+
+def test_a_dry_run_of_a_first_sync_prints_its_plan_without_holding_it(tmp_path: Path) -> None:
+    peaks = {size: peak_of_a_first_dry_run(size, tmp_path) for size in SIZES}
+
+    small, large = peaks[SIZES[0]], peaks[SIZES[1]]
+    assert large - small <= GROWTH_BOUND_MB, f"peak RSS {small} MB at {SIZES[0]:,} planned creates, {large} MB at {SIZES[1]:,}"

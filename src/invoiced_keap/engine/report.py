@@ -11,7 +11,7 @@ import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from invoiced_keap.flows import Side
 from invoiced_keap.logs import log_event
@@ -69,9 +69,11 @@ def shortened(value: Any, limit: int = SHOWN_CHARS) -> Any:
     return value
 
 
-def planned(actions: Iterable[Action], verb: str) -> set[tuple[str, str, str | None]]:
-    """The records that actions of `verb` (`review`, `refuse`) put on a list, as (flow, side, record id)."""
-    return {(action.flow, action.side, action.record_id) for action in actions if action.verb == verb}
+ListedRecord = tuple[str, str, str | None]
+"""A record on the review or failures list: (flow, side, record id)."""
+
+LISTED = ("review", "refuse")
+"""The verbs whose actions put a record on a list (review, failures)."""
 
 
 VALUE_VERBS = frozenset({"create", "update", "stamp"})
@@ -89,14 +91,17 @@ class FlowReport:
 
     `error` is set when the pass stopped early (fatal API error, circuit breaker, flow lock held); `held` too when
     it was the circuit breaker; `unavailable` when a system kept answering 5xx or timing out after the retries,
-    though the pass went on (its writes failed). `actions` keeps the first `ACTIONS_KEPT` of each verb (all of a
-    dry run's plan); `done` counts every action by (verb, side); `left_out` how many `actions` does not show.
+    though the pass went on (its writes failed). `actions` keeps the first `ACTIONS_KEPT` of each verb (a dry run
+    hands every planned action to the engine's `on_planned` hook); `done` counts every action by (verb, side);
+    `left_out` how many `actions` does not show; `listed` the records a dry run would put on the review and
+    failures lists.
     """
 
     flow: str
     counts: Counter[str] = field(default_factory=Counter)
     actions: list[Action] = field(default_factory=list)
     done: Counter[tuple[str, str]] = field(default_factory=Counter)
+    listed: dict[str, set[ListedRecord]] = field(default_factory=lambda: {verb: set() for verb in LISTED})
     error: str | None = None
     held: str | None = None
     unavailable: str | None = None
@@ -108,13 +113,20 @@ class FlowReport:
     def add(self, action: Action, **about: Any) -> None:
         """Note an action the pass did (a write once it went through), count it (`COUNTED`) and log it;
         `about` adds to the event what the action does not carry (a created record's id)."""
+        self.note(action)
+        log_event(logger, "refused" if action.verb in ("fail", "refuse") else action.verb,
+                  logging.WARNING if action.verb in ("fail", "refuse", "lossy") else logging.INFO,
+                  **action.event_fields(), **about)
+
+    def note(self, action: Action) -> None:
+        """Count an action (done, or planned by a dry run) and keep it if fewer than `ACTIONS_KEPT` of its verb are
+        kept; a dry run's review and refusal records are remembered whole (`listed`), for the lists' sizes."""
         if sum(count for (verb, _), count in self.done.items() if verb == action.verb) < ACTIONS_KEPT:
             self.actions.append(action)
         self.done[(action.verb, action.side)] += 1
         self.counts[COUNTED[action.verb].format(side=action.side)] += 1
-        log_event(logger, "refused" if action.verb in ("fail", "refuse") else action.verb,
-                  logging.WARNING if action.verb in ("fail", "refuse", "lossy") else logging.INFO,
-                  **action.event_fields(), **about)
+        if action.verb in LISTED:
+            self.listed[action.verb].add((action.flow, action.side, action.record_id))
 
 
 @dataclass

@@ -50,7 +50,7 @@ from invoiced_keap.engine.match import relink_pairs
 from invoiced_keap.engine.options import SyncOptions
 from invoiced_keap.engine.owed import OwedStep
 from invoiced_keap.engine.planner import FlowPlan, Planner, Removal
-from invoiced_keap.engine.report import FlowReport, Progress, ProgressHook, RunReport, no_progress, planned
+from invoiced_keap.engine.report import Action, FlowReport, Progress, ProgressHook, RunReport, no_progress
 from invoiced_keap.engine.shadows import snapshot
 from invoiced_keap.flows import Flow
 from invoiced_keap.logs import log_event
@@ -75,12 +75,16 @@ class Syncer:
         options: SyncOptions | None = None,
         *,
         progress: ProgressHook = no_progress,
+        on_planned: Callable[[Action], None] | None = None,
     ) -> None:
+        """`on_planned` takes every action a dry run plans, in order, as it is planned (the CLI prints them: a plan
+        of 100,000 creates is never held whole); the report keeps the first of each verb either way."""
         self.store = store
         self.invoiced = invoiced
         self.keap = keap
         self.options = options or SyncOptions()
         self.progress = progress
+        self.on_planned = on_planned
         self.planner = Planner(store, invoiced, keap, dict(self.options.flows),
                                {name: self.options.flow_options(name) for name in self.options.flows},
                                lambda note: self.progress(note))  # `progress` may be replaced (the service watches it)
@@ -255,8 +259,11 @@ class Syncer:
             flow_report.error = flow_report.held = str(error)
             return False
         if dry_run:
-            flow_report.actions = await plan.actions()
-            flow_report.counts = await plan.counts(flow_report.actions)
+            flow_report.counts = +plan.uncounted()
+            async for action in plan.actions():
+                flow_report.note(action)
+                if self.on_planned is not None:
+                    self.on_planned(action)
             return True
         options = self.options.flow_options(name)
         applier = Applier(plan.flow, self.store, self.invoiced, self.keap, flow_report, report.run_id, options.deletes,
@@ -290,12 +297,11 @@ class Syncer:
         report.api_calls = {system: total - calls_before[system] for system, total in self._calls().items()}
         names = list(report.flows)
         if report.dry_run:  # nothing was written: the lists as the plan would leave them
-            actions = [action for flow in report.flows.values() for action in flow.actions]
             review = {(item.flow, "invoiced", item.invoiced_id) for item in self.store.review_items() if item.flow in names}
             failures = {(failure.flow, failure.side, failure.record_id) for failure in self.store.failures()
                         if failure.flow in names and failure.dismissed_at is None}
-            report.open_review = len(review | planned(actions, "review"))
-            report.open_failures = len(failures | planned(actions, "refuse"))
+            report.open_review = len(review.union(*(flow.listed["review"] for flow in report.flows.values())))
+            report.open_failures = len(failures.union(*(flow.listed["refuse"] for flow in report.flows.values())))
         else:
             status = self.store.status_counts()
             report.open_failures = sum(count for flow, count in status.open_failures.items() if flow in names)
