@@ -163,7 +163,7 @@ async def test_incremental_customers_read_a_second_still_open_again(
     assert second_read.watermark == UpdatedWatermark(open_second, frozenset({str(first), str(second), str(same_second)}))
 
 
-async def test_incremental_customer_watermark_follows_the_records_yielded(
+async def test_incremental_customer_watermark_moves_only_once_the_read_is_complete(
     invoiced: InvoicedConnector, invoiced_emulator: InvoicedEmulator, manual_clock: ManualClock
 ) -> None:
     for _ in range(3):
@@ -171,9 +171,69 @@ async def test_incremental_customer_watermark_follows_the_records_yielded(
         manual_clock.advance(1)
     read = invoiced.changed(CUSTOMER, None)
 
-    async for record in read:
-        assert read.watermark == UpdatedWatermark(record["updated_at"], frozenset({str(record["id"])}))
-        break
+    records = read.__aiter__()
+    await anext(records)
+    assert read.watermark is None  # in id order, what is left may be older or newer
+    rest = [record async for record in records]
+
+    assert read.watermark == UpdatedWatermark(rest[-1]["updated_at"], frozenset({str(rest[-1]["id"])}))
+
+
+async def test_an_edit_made_while_customers_are_paged_slips_no_record_past_a_page(
+    invoiced: InvoicedConnector, invoiced_emulator: InvoicedEmulator, manual_clock: ManualClock
+) -> None:
+    """Found by a tester: in `updated_at` order an edit of a record already read moved it to the end, and the
+    record at the next page's edge slipped back onto the page read, never to be read."""
+    changed = add_customers(invoiced_emulator, 150, "Changed")
+    manual_clock.advance(1)
+    invoiced_emulator.after_request("GET /customers", lambda: invoiced_emulator.update_customer(changed[0], {"email": "edited@example.com"}))
+
+    read = invoiced.changed(CUSTOMER, None)
+    first = await collect(read)
+
+    assert set(ids(first)) == set(changed)
+    manual_clock.advance(1)
+    again = await collect(invoiced.changed(CUSTOMER, read.watermark))  # the edit came after its page was read
+    assert [(record["id"], record["email"]) for record in again] == [(changed[0], "edited@example.com")]
+
+
+async def test_a_record_edited_after_the_read_began_is_read_again_though_a_later_page_is_newer(
+    invoiced: InvoicedConnector, invoiced_emulator: InvoicedEmulator, manual_clock: ManualClock
+) -> None:
+    """The mark stops at the second the read began: a record read on page 1 and edited after, while a record of
+    page 2 was edited later still, is not left behind the mark."""
+    first, *_, last = add_customers(invoiced_emulator, 150)
+    manual_clock.advance(10)
+
+    def edits() -> None:
+        invoiced_emulator.update_customer(first, {"email": "first@example.com"})
+        manual_clock.advance(5)
+        invoiced_emulator.update_customer(last, {"email": "last@example.com"})
+
+    invoiced_emulator.after_request("GET /customers", edits)
+    read = invoiced.changed(CUSTOMER, None)
+    assert len(await collect(read)) == 150
+    manual_clock.advance(1)
+
+    again = await collect(invoiced.changed(CUSTOMER, read.watermark))
+    assert {record["id"]: record["email"] for record in again} == {first: "first@example.com", last: "last@example.com"}
+
+
+async def test_a_customer_deleted_while_customers_are_paged_keeps_the_mark_where_it_was(
+    invoiced: InvoicedConnector, invoiced_emulator: InvoicedEmulator, manual_clock: ManualClock
+) -> None:
+    """A delete before the page cursor slips the record at the next page's edge back past it: the listing's
+    `X-Total-Count` shrank, so the mark stays and the next read returns that record."""
+    changed = add_customers(invoiced_emulator, 150)
+    manual_clock.advance(1)
+    invoiced_emulator.after_request("GET /customers", lambda: invoiced_emulator.delete_customer(changed[0]))
+
+    read = invoiced.changed(CUSTOMER, None)
+    first = ids(await collect(read))
+
+    assert changed[100] not in first  # slipped back onto the page already read
+    assert read.watermark is None
+    assert changed[100] in ids(await collect(invoiced.changed(CUSTOMER, read.watermark)))
 
 
 async def test_incremental_items_stop_paging_at_the_watermark(

@@ -199,10 +199,12 @@ def _should_retry(retry_safe: bool, max_wait: float, error: Exception) -> bool |
 
 @dataclass(frozen=True)
 class Page:
-    """One page of a listing, and the server's clock when it answered (`served_at`)."""
+    """One page of a listing, the server's clock when it answered (`served_at`) and, where the API says it, how
+    many records the whole listing holds at that moment (`total`: Invoiced's `X-Total-Count`)."""
 
     records: list[dict[str, Any]]
     served_at: datetime | None
+    total: int | None = None
 
 
 def served_at(response: httpx.Response) -> datetime | None:

@@ -95,11 +95,13 @@ class Resource:
         return {**record, "id": f"{record[self.parent]}/{record['id']}"}
 
 
-# `id` breaks ties within Invoiced's 1-second timestamps, so page boundaries are stable.
+# Pages are numbered (offsets), so listings go in id order: a record edited while its listing is read keeps its
+# place (in `updated_at` order it would move to the end and the record after it would slip back past the page
+# read, never to be read), one that starts to match pushes the rest forward (read twice, counted once).
 CUSTOMER = Resource(
     "customer", "/customers",
     listing=Stream("/customers", {"sort": "id asc"}),
-    changes=Stream("/customers", {"sort": "updated_at asc,id asc"}),
+    changes=Stream("/customers", {"sort": "id asc"}),
     text_fields=frozenset({"name", "attention_to", "address1", "address2", "city", "state", "postal_code", "phone", "notes",
                            "tax_id", "avalara_entity_use_code", "avalara_exemption_number"}),
     removed_by=lambda event: removed_customer_id(event),
@@ -187,9 +189,9 @@ class UpdatedWatermark:
 class ChangedRecords:
     """Records changed since a watermark, each (id, updated_at) once, as an async iterator.
 
-    `watermark` is what to commit after the records are processed: on an oldest-first stream it follows
-    the records yielded so far; on a newest-first stream it moves only when the read is complete, because
-    an unfinished read there has not reached the older changes yet.
+    `watermark` is what to commit after the records are processed. It moves only when the read is complete, and
+    not when the listing shrank while it was read (a page's `X-Total-Count` below the first's: a record deleted
+    before the page cursor slips one record back past it, unread): the next read starts from the same mark again.
     """
 
     def __init__(self, pages: AsyncGenerator[Page, None], since: UpdatedWatermark | None, *, newest_first: bool) -> None:
@@ -199,15 +201,25 @@ class ChangedRecords:
         self.complete = False
         self._reached = since
         self._began: int | None = None
+        self._totals: list[int] = []
+
+    @property
+    def shrank(self) -> bool:
+        """The listing lost records while it was read (deleted ones), so one may have slipped past a page unread."""
+        return any(total < self._totals[0] for total in self._totals[1:])
 
     @property
     def watermark(self) -> UpdatedWatermark | None:
-        """The mark to commit. Ids are only kept for a second that was over when the read began (the server's
-        `Date`): a record read in the second it changed may change again within it, keeping its `updated_at`,
-        so the next read must return that second's records again (the engine's shadows make them no-ops)."""
-        mark = self._reached if self.complete or not self.newest_first else self.since
+        """The mark to commit: no later than the second the read began (the server's `Date`), with no ids there.
+        A record edited once the read began may have been read before the edit, on an earlier page, while later
+        pages held records edited later still; and a record read in the second it changed may change again within
+        it, keeping its `updated_at`. So the next read returns every record of that second and after again (the
+        engine's shadows make them no-ops)."""
+        if not self.complete or self.shrank:
+            return self.since
+        mark = self._reached
         if mark is not None and mark is not self.since and self._began is not None and mark.updated_at >= self._began:
-            return UpdatedWatermark(mark.updated_at)
+            return UpdatedWatermark(self._began)
         return mark
 
     async def __aiter__(self) -> AsyncIterator[Record]:
@@ -215,6 +227,8 @@ class ChangedRecords:
         async with aclosing(self._pages) as pages:
             async for page in pages:
                 self._began = _second(page.served_at) if self._began is None else self._began
+                if page.total is not None:
+                    self._totals.append(page.total)
                 for record in page.records:
                     if self.newest_first and self.since is not None and self.since.before(record):
                         self.complete = True
@@ -226,6 +240,14 @@ class ChangedRecords:
                     self._reached = UpdatedWatermark.after(self._reached, record)
                     yield record
         self.complete = True
+
+
+def total_count(response: httpx.Response) -> int | None:
+    """`X-Total-Count`: how many records the listing holds (API.md section 1), None when absent or not a number."""
+    try:
+        return int(response.headers["x-total-count"])
+    except (KeyError, ValueError):
+        return None
 
 
 def _second(moment: datetime | None) -> int | None:
@@ -332,7 +354,7 @@ class InvoicedConnector(AsyncClosing):
         params: Query | None = {"per_page": PER_PAGE, **stream.query, **(query or {})}
         while params is not None:
             response = await self.api.request("GET", stream.path, params=params)
-            yield Page(response.json(), served_at(response))
+            yield Page(response.json(), served_at(response), total_count(response))
             params = stream.paginator.next_query(response)
 
     def all(self, resource: Resource) -> AsyncIterator[Record]:
