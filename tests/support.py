@@ -6,13 +6,34 @@ import asyncio
 import contextlib
 import heapq
 import itertools
-from collections.abc import AsyncIterator
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from invoiced_keap.connectors.pacing import Pacer, RateLimits
 
 API_KEY = "test"
+
+_PEAK_OF_THE_CLI = """
+import re, sys
+from pathlib import Path
+from invoiced_keap.cli import app
+try:
+    app(sys.argv[1:])
+finally:
+    print(re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1), file=sys.stderr)
+"""
+
+
+def cli_with_peak(args: list[str], env: Mapping[str, str], cwd: Path) -> tuple[subprocess.CompletedProcess[str], float]:
+    """`invoiced-keap ARGS` in a child process of its own, and that process's peak resident memory in MB (the
+    kernel's `VmHWM`: imports included, not inherited from this process as `ru_maxrss` would be)."""
+    done = subprocess.run([sys.executable, "-c", _PEAK_OF_THE_CLI, *args], env={"PATH": "/usr/bin:/bin", "HOME": str(cwd), **env},
+                          cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return done, int(done.stderr.strip().splitlines()[-1]) / 1024
 
 
 class ManualClock:

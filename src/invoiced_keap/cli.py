@@ -321,8 +321,11 @@ def links(
     session = _session(ctx)
     flow = _flow_filter(session.settings(), flow)
     with session.store() as store:
-        found = search_links(store, [flow] if flow else list(CATALOGUE), search)
-    _show("Links", [_link_row(link) for link in found], as_json, ["flow", "invoiced_id", "keap_id", "name", "linked_at"])
+        rows = (_link_row(link) for link in search_links(store, [flow] if flow else list(CATALOGUE), search))
+        if as_json:  # streamed: 100,000 links are never held at once
+            console.print_json_list(rows)
+        else:
+            console.print_rows("Links", list(rows), ["flow", "invoiced_id", "keap_id", "name", "linked_at"])
 
 
 failures_app = typer.Typer(cls=_StopsCleanly, invoke_without_command=True,

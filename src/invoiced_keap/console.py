@@ -57,6 +57,18 @@ def print_json(data: Any) -> None:
     out.file.flush()
 
 
+def print_json_list(items: Iterable[Any]) -> None:
+    """A JSON list on stdout written an item at a time, so a long listing is never held whole (same format as
+    `print_json` of the list)."""
+    first = True
+    for item in items:
+        text = json.dumps(item, indent=2, default=_jsonable, ensure_ascii=False).replace("\n", "\n  ")
+        out.file.write(("[\n  " if first else ",\n  ") + text)
+        first = False
+    out.file.write("[]\n" if first else "\n]\n")
+    out.file.flush()
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat(timespec="seconds")

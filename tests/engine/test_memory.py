@@ -1,5 +1,5 @@
-"""A pass's peak memory does not grow with the number of pairs it changes, nor a dry run's with its plan (issue:
-API economy and memory).
+"""A pass's peak memory does not grow with the number of pairs it changes, nor a dry run's with its plan, nor
+`links --json` with the links (issue: API economy and memory).
 
 For each size, N linked companies (linked by `relink` from the Keap ids stamped in Invoiced, then read once)
 are renamed in Keap, and one pass carries every rename to Invoiced in a child process of its own
@@ -25,8 +25,10 @@ from invoiced_keap.emulators.keap import KeapEmulator
 from invoiced_keap.emulators.keap.resources import RESOURCES
 from invoiced_keap.emulators.serve import BackgroundServer
 from invoiced_keap.engine.run import Syncer
+from invoiced_keap.flows import Shadow
 from invoiced_keap.state import Store
-from tests.support import API_KEY
+from invoiced_keap.state.store import NewLink
+from tests.support import API_KEY, cli_with_peak
 
 ONE_PASS = Path(__file__).parents[2] / "benchmarks" / "one_pass.py"
 SIZES = (2_000, 10_000)
@@ -74,17 +76,6 @@ def test_peak_memory_of_a_pass_does_not_grow_with_the_pairs_it_changes(tmp_path:
     assert large - small <= GROWTH_BOUND_MB, f"peak RSS {small} MB at {SIZES[0]:,} changed pairs, {large} MB at {SIZES[1]:,}"
 
 
-PEAK_OF_THE_CLI = """
-import re, sys
-from pathlib import Path
-from invoiced_keap.cli import app
-try:
-    app(sys.argv[1:])
-finally:
-    print(re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1), file=sys.stderr)
-"""
-
-
 def peak_of_a_first_dry_run(size: int, directory: Path) -> float:
     """`invoiced-keap sync --dry-run` of N companies not yet in Keap, in a child process: its peak memory (MB)."""
     invoiced = InvoicedEmulator(api_key=API_KEY, random_seed=1)
@@ -92,15 +83,13 @@ def peak_of_a_first_dry_run(size: int, directory: Path) -> float:
     invoiced.faults.rate_limit = keap.faults.rate_limit = None
     invoiced.seed({"customers": [{"name": f"Company {n}", "type": "company", "email": f"c{n}@example.com"} for n in range(size)]})
     with BackgroundServer(invoiced.asgi()) as invoiced_server, BackgroundServer(keap.asgi()) as keap_server:
-        env = {"PATH": "/usr/bin:/bin", "HOME": str(directory), "INVOICED_API_KEY": API_KEY, "KEAP_API_KEY": API_KEY,
-               "INVOICED_API_URL": invoiced_server.url, "KEAP_API_URL": f"{keap_server.url}/crm/rest",
-               "INVOICED_KEAP_DATABASE_URL": f"sqlite:///{directory / f'dry-{size}.db'}"}
-        done = subprocess.run([sys.executable, "-c", PEAK_OF_THE_CLI, "sync", "--dry-run", "--flow", "companies"], env=env,
-                              cwd=directory, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env = {"INVOICED_API_KEY": API_KEY, "KEAP_API_KEY": API_KEY, "INVOICED_API_URL": invoiced_server.url,
+               "KEAP_API_URL": f"{keap_server.url}/crm/rest", "INVOICED_KEAP_DATABASE_URL": f"sqlite:///{directory / f'dry-{size}.db'}"}
+        done, peak = cli_with_peak(["sync", "--dry-run", "--flow", "companies"], env, directory)
     assert done.returncode == 0, done.stderr
     assert "companies create   keap:(new)" in done.stdout and f'"company_name": "Company {size - 1}"' in done.stdout
     assert len(keap.store.table("companies")) == 0  # a dry run writes nothing
-    return int(done.stderr.strip().splitlines()[-1]) / 1024
+    return peak
 
 
 def test_a_dry_run_of_a_first_sync_prints_its_plan_without_holding_it(tmp_path: Path) -> None:
@@ -108,3 +97,24 @@ def test_a_dry_run_of_a_first_sync_prints_its_plan_without_holding_it(tmp_path: 
 
     small, large = peaks[SIZES[0]], peaks[SIZES[1]]
     assert large - small <= GROWTH_BOUND_MB, f"peak RSS {small} MB at {SIZES[0]:,} planned creates, {large} MB at {SIZES[1]:,}"
+
+
+def peak_of_listing_links(size: int, directory: Path) -> float:
+    """`invoiced-keap links --json` over N links with their shadows, in a child process: its peak memory (MB)."""
+    database_url = f"sqlite:///{directory / f'links-{size}.db'}"
+    with Store(database_url) as store:
+        store.migrate()
+        shadow = {"company_name": "A company with a name of some length", "email": "someone@example.com", "phone": "+1 555 0100"}
+        store.add_links("companies", [NewLink(str(n), str(n), invoiced=Shadow({**shadow, "n": n}), keap=Shadow({**shadow, "n": n}))
+                                      for n in range(size)])
+    done, peak = cli_with_peak(["links", "--json"], {"INVOICED_KEAP_DATABASE_URL": database_url}, directory)
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)) == size
+    return peak
+
+
+def test_listing_links_as_json_does_not_hold_them_all(tmp_path: Path) -> None:
+    peaks = {size: peak_of_listing_links(size, tmp_path) for size in SIZES}
+
+    small, large = peaks[SIZES[0]], peaks[SIZES[1]]
+    assert large - small <= GROWTH_BOUND_MB, f"peak RSS {small} MB at {SIZES[0]:,} links, {large} MB at {SIZES[1]:,}"

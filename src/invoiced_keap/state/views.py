@@ -247,19 +247,17 @@ def record_history(store: Store, record: RecordRef, flows: Mapping[str, Flow] = 
                          failures, review_items)
 
 
-def search_links(store: Store, flow_names: Sequence[str], text: str | None = None) -> list[Link]:
-    """The active links of the flows; with `text`, only those whose ids or last synced values contain
-    it (case-insensitively)."""
+def search_links(store: Store, flow_names: Sequence[str], text: str | None = None) -> Iterator[Link]:
+    """The active links of the flows, a keyset page at a time (`Store.iter_links`); with `text`, only those whose
+    ids or last synced values contain it (case-insensitively)."""
     needle = text.casefold() if text else None
-    found = []
     for flow in flow_names:
         for link in store.iter_links(flow):
             shadow = link.shadow("invoiced")
             values = shadow.field_values if shadow is not None else {}
             haystack = " ".join([link.invoiced_id, link.keap_id, *_texts(values)]).casefold()
             if needle is None or needle in haystack:
-                found.append(link)
-    return found
+                yield link
 
 
 def _texts(value: Any) -> Iterator[str]:
