@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,11 +26,15 @@ def test_run_serves_syncs_and_stops_on_sigterm_with_status_zero(
 ) -> None:
     invoiced[0].seed({"customers": [{"name": "Acme", "type": "company"}]})
     keap[0].faults.rate_limit = None
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     environment = {name: value for name, value in os.environ.items() if name not in SETTING_VARIABLES}
     environment.update({
         "INVOICED_API_KEY": INVOICED_KEY, "INVOICED_API_URL": invoiced[1].url,
         "KEAP_API_KEY": KEAP_KEY, "KEAP_API_URL": f"{keap[1].url}/crm/rest",
-        "INVOICED_KEAP_DATABASE_URL": f"sqlite:///{tmp_path / 'state.db'}", "INVOICED_KEAP_PORT": "0",
+        "INVOICED_KEAP_DATABASE_URL": f"sqlite:///{tmp_path / 'state.db'}", "INVOICED_KEAP_PORT": str(port),
+        "INVOICED_KEAP_PUBLIC_URL": f"http://127.0.0.1:{port}",  # where Keap's hooks reach it (here: loopback)
     })
     process = subprocess.Popen([sys.executable, "-m", "invoiced_keap", "run"], cwd=tmp_path, env=environment,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -52,6 +53,12 @@ async def settle(service: Service) -> None:
     await asyncio.sleep(2 * service.settings.schedule.webhook_debounce)
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @dataclass
 class Running:
     service: Service
@@ -87,8 +94,9 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
             syncer = Syncer(store, invoiced_api, keap_api)
             flows = build_flows()
             # a burst of 50 edits takes about 2 s here: well within the debounce's max_delay (10 x 0.5 s)
+            port = free_port()  # Keap's hooks need the address it reaches the service at (here: loopback)
             settings = Settings(
-                server_port=0, invoiced_webhook_secret=webhook["secret"],
+                server_port=port, public_url=f"http://127.0.0.1:{port}", invoiced_webhook_secret=webhook["secret"],
                 schedule=Schedule(poll_interval=NEVER, webhook_debounce=0.5),
             )
             service = Service(syncer, flows, settings)

@@ -30,6 +30,11 @@ RECEIVER_PATH = "/hooks/keap"
 ACTIONS = ("add", "edit", "delete")
 VERIFIED = "Verified"
 SOURCE = "keap"
+HOOK_CHECK_INTERVAL = 900.0
+"""Seconds between checks that our Keap hooks are still registered and Verified, while they are."""
+HOOK_BACKOFF_CAP = 86_400.0
+"""The longest wait between checks of hooks Keap cannot verify (the wait doubles from `HOOK_CHECK_INTERVAL`)."""
+OFF, VERIFIED_STATE, UNVERIFIED_STATE, ERROR_STATE = "off", "verified", "unverified", "error"
 
 
 def event_keys(flows: Iterable[Flow]) -> list[str]:
@@ -94,10 +99,12 @@ class HookReport:
 async def ensure_hooks(keap: KeapConnector, url: str, wanted: Iterable[str], *, ours_prefix: str) -> HookReport:
     """Make each wanted event key have one Verified subscription to `url`.
 
-    Called at start and then periodically: a subscription that went Unverified or Inactive (Keap gives up
-    after four failed deliveries) is re-verified, and re-created if that fails. Subscriptions under
+    Called at start and then periodically (`HookUpkeep`): a subscription that went Unverified or Inactive
+    (Keap gives up after four failed deliveries) is re-verified; a missing one is created. Subscriptions under
     `ours_prefix` that are not wanted (another token, a dropped flow, duplicates) are deleted. The
-    receiver must already be serving `url`, because Keap verifies during the call.
+    receiver must already be serving `url`, because Keap verifies during the call. Once one handshake
+    fails, the other hooks (the same URL) are not tried in this check: they are reported unverified, so a
+    receiver Keap cannot reach costs the listing and one call, not one or three per event key.
     """
     wanted = list(dict.fromkeys(wanted))
     existing = [hook for hook in await keap.list_hooks() if hook.hook_url.startswith(ours_prefix)]
@@ -113,15 +120,87 @@ async def ensure_hooks(keap: KeapConnector, url: str, wanted: Iterable[str], *, 
         hook = kept.get(event_key)
         if hook is not None and hook.status == VERIFIED:
             report.verified.append(event_key)
-            continue
-        if hook is not None:
+        elif report.unverified:
+            report.unverified.append(event_key)  # Keap could not reach the receiver a moment ago: nor now
+        elif hook is not None:
             hook = await keap.verify_hook(hook.key)
-            if hook.status == VERIFIED:
-                report.reverified.append(event_key)
-                continue
-            await keap.delete_hook(hook.key)
-        hook = await keap.create_hook(event_key, url)
-        (report.created if hook.status == VERIFIED else report.unverified).append(event_key)
-    if report.unverified:
-        logger.warning("Keap hooks not verified (is %s reachable from Keap?): %s", url, ", ".join(report.unverified))
+            (report.reverified if hook.status == VERIFIED else report.unverified).append(event_key)
+        else:
+            hook = await keap.create_hook(event_key, url)
+            (report.created if hook.status == VERIFIED else report.unverified).append(event_key)
     return report
+
+
+class HookUpkeep:
+    """Whether our Keap hooks work, why not, and when to check them again (for `run`, its status page, `/healthz`
+    and its log).
+
+    Without `public_url` no hook is registered at all: Keap (a cloud service) cannot reach this process's own
+    address, so every handshake would fail. While the hooks answer Verified they are checked every `interval`;
+    after a check that found them unverifiable (Keap's handshake to the receiver failed) or that Keap answered
+    with an error, the next waits twice as long as the last, up to `cap` (a day), and a check in that state costs
+    two calls (the listing and one handshake). The state and its reason are logged when they change, not on
+    every check.
+    """
+
+    def __init__(self, *, enabled: bool, public_url: str | None, receiver_url: str | None = None,
+                 interval: float = HOOK_CHECK_INTERVAL, cap: float = HOOK_BACKOFF_CAP) -> None:
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self.interval = interval
+        self.cap = cap
+        self.next_check = 0.0  # clock time of the next check due
+        self.failed_checks = 0
+        self.state = "unchecked"
+        self.reason: str | None = None
+        if not enabled:
+            self.state, self.reason = OFF, "keap_hooks = false: Keap is read by a poll every poll_interval"
+        elif not public_url:
+            where = f" (this service listens on {receiver_url})" if receiver_url else ""
+            self.state, self.reason = OFF, (
+                f"no public_url is configured{where}: Keap could not reach it to verify hooks, so none is registered "
+                "and Keap is read by a poll every poll_interval; set public_url (INVOICED_KEAP_PUBLIC_URL) to the "
+                "address Keap reaches this service at")
+        if self.state == OFF:
+            logger.warning("Keap hooks off: %s", self.reason)
+
+    @property
+    def verified(self) -> bool:
+        return self.state == VERIFIED_STATE
+
+    @property
+    def wanted(self) -> bool:
+        return self.state != OFF
+
+    def due(self, now: float) -> bool:
+        return self.wanted and now >= self.next_check
+
+    def checked(self, now: float, report: HookReport | None, error: str | None = None) -> None:
+        """The outcome of a check made at `now`: its report, or the error Keap answered with."""
+        if report is not None and not report.unverified:
+            state, reason = VERIFIED_STATE, None
+        elif report is not None:
+            state = UNVERIFIED_STATE
+            reason = (f"Keap could not verify the hooks at {self.public_url} ({', '.join(report.unverified)}): its "
+                      "handshake did not reach this service there; is public_url right and reachable from the internet?")
+        else:
+            state, reason = ERROR_STATE, f"Keap answered the hook check with an error: {error}"
+        self.failed_checks = 0 if state == VERIFIED_STATE else self.failed_checks + 1
+        wait = self.interval if state == VERIFIED_STATE else min(self.cap, self.interval * 2 ** (self.failed_checks - 1))
+        self.next_check = now + wait
+        if (state, reason) != (self.state, self.reason):
+            if state == VERIFIED_STATE:
+                logger.info("Keap hooks verified: Keap is read by a poll every keap_poll_interval; checked every %.0f s", wait)
+            else:
+                logger.warning("Keap hooks not working: %s; checking again in %.0f s (the wait doubles up to %.0f s while "
+                               "they fail), meanwhile Keap is read by a poll every poll_interval", reason, wait, self.cap)
+        else:
+            logger.debug("Keap hooks still %s; next check in %.0f s", state, wait)
+        self.state, self.reason = state, reason
+
+    def as_json(self, now: float) -> dict[str, object]:
+        answer: dict[str, object] = {"state": self.state}
+        if self.reason:
+            answer["reason"] = self.reason
+        if self.wanted:
+            answer["next_check_in_seconds"] = max(0, round(self.next_check - now))
+        return answer

@@ -37,7 +37,7 @@ from invoiced_keap.flows import Flow
 from invoiced_keap.server.app import ServerSettings, create_app
 from invoiced_keap.server.debounce import DirtyBatch, DirtyQueue
 from invoiced_keap.server.health import FlowHealth
-from invoiced_keap.server.keap_hooks import RECEIVER_PATH, ensure_hooks, event_keys, hook_url
+from invoiced_keap.server.keap_hooks import HOOK_CHECK_INTERVAL, RECEIVER_PATH, HookUpkeep, ensure_hooks, event_keys, hook_url
 from invoiced_keap.server.metrics import Metrics
 from invoiced_keap.server.quota import QuotaWatchingPacer
 
@@ -45,8 +45,8 @@ from invoiced_keap.server.quota import QuotaWatchingPacer
 logger = logging.getLogger(__name__)
 
 
-HOOK_CHECK_INTERVAL = 900.0
-"""Seconds between checks that our Keap hooks are still registered and active."""
+__all__ = ["HOOK_CHECK_INTERVAL", "Service"]
+
 HEALTHY_POLLS = 3
 """A flow with no successful pass within this many poll intervals is unhealthy."""
 RETRY_FAILED_PASS = 5.0
@@ -65,7 +65,7 @@ class Service:
     """The long-running sync around one `Syncer` (its store and connectors), as `settings` say: the
     server settings (`server_host`, `public_url`, the webhook secrets, `status_token`) and `[schedule]`.
     Without `invoiced_webhook_secret` the Invoiced receiver is off; `public_url` is how Keap reaches
-    its receiver (default: the bound address)."""
+    its receiver: without it no Keap hook is registered (`HookUpkeep` says why), and Keap is polled."""
 
     def __init__(self, syncer: Syncer, flows: Mapping[str, Flow], settings: Settings) -> None:
         self.syncer = syncer
@@ -85,7 +85,6 @@ class Service:
         syncer.invoiced.api.listeners.append(self.metrics.api_listener("invoiced"))
         syncer.keap.api.listeners.append(self.metrics.api_listener("keap"))
         self.failed_jobs = 0
-        self.hooks_verified = False  # every Keap hook we need answered Verified at the last check
         self.keap_polled = -float("inf")  # monotonic time of the last poll that read Keap
         self.flow_health = FlowHealth(list(self.flows), HEALTHY_POLLS * settings.schedule.poll_interval, time.time())
         self.shown_progress = syncer.progress
@@ -93,6 +92,9 @@ class Service:
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.socket.bind((settings.server_host, settings.server_port))
+        self.hook_clock: Callable[[], float] = time.monotonic
+        self.hook_upkeep = HookUpkeep(enabled=settings.keap_hooks, receiver_url=self.url,
+                                      public_url=str(settings.public_url) if settings.public_url else None)
 
     @property
     def url(self) -> str:
@@ -102,6 +104,15 @@ class Service:
     @property
     def public_url(self) -> str:
         return str(self.settings.public_url or self.url).rstrip("/")
+
+    @property
+    def hooks_verified(self) -> bool:
+        """Every Keap hook we need answered Verified at the last check."""
+        return self.hook_upkeep.verified
+
+    def keap_hooks(self) -> dict[str, object]:
+        """What the status page and `/healthz` say of the Keap hooks: state, reason, next check."""
+        return self.hook_upkeep.as_json(self.hook_clock())
 
     def keap_quota(self) -> int | None:
         """Known when the Keap connector was opened with a `QuotaWatchingPacer`."""
@@ -114,7 +125,10 @@ class Service:
         self.shown_progress(note)
 
     def health(self) -> dict[str, object]:
-        return {**self.flow_health.verdict(time.time()).as_json(), "pending_ids": self.queue.pending()}
+        """The verdict, the ids waiting, and the hooks' state (informative: polling covers for them, so hooks
+        that do not work leave the service healthy)."""
+        return {**self.flow_health.verdict(time.time()).as_json(), "pending_ids": self.queue.pending(),
+                "keap_hooks": self.keap_hooks()}
 
     # --- running -------------------------------------------------------------------------------
     async def run_until_signalled(self) -> None:
@@ -140,6 +154,7 @@ class Service:
             self.receivers,
             health=self.health,
             keap_quota=self.keap_quota,
+            keap_hooks=self.keap_hooks,
         )
         server = _Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off"))
         serving = asyncio.create_task(server.serve(sockets=[self.socket]))
@@ -150,9 +165,9 @@ class Service:
                     serving.result()  # raises why it could not start
                 await asyncio.sleep(0.01)
             logger.info("serving on %s (public %s)", self.url, self.public_url)
-            if settings.keap_hooks:
-                await self.check_hooks()
-                helpers.append(asyncio.create_task(self._every(HOOK_CHECK_INTERVAL, self.check_hooks, stop)))
+            if self.hook_upkeep.wanted:
+                await self.check_hooks()  # first: the worker's first poll then knows whether Keap's hooks work
+                helpers.append(asyncio.create_task(self.keep_hooks(stop)))
             await self._work(stop)
         finally:
             for helper in helpers:
@@ -162,7 +177,7 @@ class Service:
             self.socket.close()
 
     async def check_hooks(self) -> None:
-        """Register missing Keap hooks and revive Inactive ones; a Keap error is logged, never fatal."""
+        """Register missing Keap hooks and revive Inactive ones; a Keap error is noted (`hook_upkeep`), never fatal."""
         prefix = f"{self.public_url}{RECEIVER_PATH}/"
         try:
             with self.metrics.job_in_hand("hooks"):
@@ -173,15 +188,17 @@ class Service:
                     ours_prefix=prefix,
                 )
         except ApiError as error:
-            logger.warning("could not check Keap hooks: %s", error)
-            self.hooks_verified = False
+            self.hook_upkeep.checked(self.hook_clock(), None, str(error))
         else:
-            self.hooks_verified = not report.unverified
+            self.hook_upkeep.checked(self.hook_clock(), report)
 
-    async def _every(self, interval: float, job: Callable[[], Awaitable[None]], stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            await asyncio.sleep(interval)
-            await job()
+    async def keep_hooks(self, stop: asyncio.Event, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        """Check the Keap hooks whenever `hook_upkeep` says one is due (at once, then by its schedule), until `stop`;
+        nothing when hooks are off."""
+        while self.hook_upkeep.wanted and not stop.is_set():
+            if self.hook_upkeep.due(self.hook_clock()):
+                await self.check_hooks()
+            await sleep(max(0.0, self.hook_upkeep.next_check - self.hook_clock()))
 
     async def _work(self, stop: asyncio.Event) -> None:
         """The worker: whichever comes first of a settled dirty batch or a due poll, one at a time."""

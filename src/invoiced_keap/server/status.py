@@ -35,10 +35,10 @@ templates.filters["explain_path"] = explain_path
 
 
 def render_status(view: StatusView, keap_quota_remaining: int | None, health: Mapping[str, Any] | None = None,
-                  keap_calls: Mapping[str, int] | None = None) -> str:
+                  keap_calls: Mapping[str, int] | None = None, keap_hooks: Mapping[str, Any] | None = None) -> str:
     return templates.get_template("status.html").render(view=view, keap_quota_remaining=keap_quota_remaining,
                                                         health=health, keap_calls=keap_calls or {},
-                                                        refresh_seconds=REFRESH_SECONDS)
+                                                        keap_hooks=keap_hooks, refresh_seconds=REFRESH_SECONDS)
 
 
 def render_explanation(found: Explanation | None, problem: str | None = None) -> str:
@@ -58,8 +58,10 @@ class StatusPage:
         keap_quota: Callable[[], int | None] = lambda: None,
         health: Callable[[], Mapping[str, Any]] | None = None,
         keap_calls: Callable[[], Mapping[str, int]] = dict,
+        keap_hooks: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self.health = health
+        self.keap_hooks = keap_hooks
         self.keap_calls = keap_calls
         self.store = store
         self.flow_names = list(flow_names)
@@ -70,7 +72,8 @@ class StatusPage:
         if not self._allowed(request.cookies.get(COOKIE) or _bearer(request)):
             return self._ask_for_token(wrong=False, action="status")
         page = render_status(status_view(self.store, self.flow_names), self.keap_quota(),
-                             self.health() if self.health else None, self.keap_calls())
+                             self.health() if self.health else None, self.keap_calls(),
+                             self.keap_hooks() if self.keap_hooks else None)
         return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
     async def explain(self, request: Request) -> Response:
