@@ -100,6 +100,7 @@ class ServerBudget:
     resets_in: float
     window: float | None = None
     used: int | None = None
+    limit: int | None = None
 
 
 def read_keap_budgets(headers: Mapping[str, str], wall_now: float) -> list[ServerBudget]:
@@ -113,6 +114,7 @@ def read_keap_budgets(headers: Mapping[str, str], wall_now: float) -> list[Serve
         family = match["family"]
         parts = _split(headers, f"x-keap-{family}-available")
         used = _split(headers, f"x-keap-{family}-used")
+        limits = _split(headers, f"x-keap-{family}-limit")
         units = _split(headers, f"x-keap-{family}-time-unit")
         intervals = _split(headers, f"x-keap-{family}-interval")
         expiries = _split(headers, f"x-keap-{family}-expiry-time")
@@ -123,15 +125,18 @@ def read_keap_budgets(headers: Mapping[str, str], wall_now: float) -> list[Serve
             if available.lstrip("-").isdigit() and resets_in is not None:
                 label = f"{family}[{_at(units, index) or index}]" if len(parts) > 1 else family
                 inferred = None if (expiry and expiry.isdigit()) or window == DAY else window
-                spent = _at(used, index)
-                count = int(spent) if spent and spent.isdigit() else None
-                budgets.append(ServerBudget(label, int(available), resets_in, inferred, count))
+                spent, limit = _at(used, index), _at(limits, index)
+                budgets.append(ServerBudget(label, int(available), resets_in, inferred, _count(spent), _count(limit)))
     return budgets
 
 
 def _split(headers: Mapping[str, str], name: str) -> list[str]:
     value = headers.get(name)
     return [part.strip() for part in value.split("|")] if value else []
+
+
+def _count(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
 
 
 def _at(parts: list[str], index: int) -> str | None:

@@ -9,6 +9,8 @@ by `StateCollector`, so the numbers agree with the status page and survive resta
 from __future__ import annotations
 
 import logging
+import time
+from collections import Counter as CounterOf
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -24,6 +26,10 @@ from invoiced_keap.state import Store
 
 PREFIX = "invoiced_keap"
 WRITE_VERBS = frozenset({"create", "update", "delete", "stamp"})
+WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+READS_OF_JOB = {"poll": "polling reads", "sync_ids": "webhook reads", "reconcile": "reconcile reads"}
+CALL_KINDS = ("polling reads", "webhook reads", "reconcile reads", "other reads", "writes", "hooks upkeep")
+DAY = 86_400
 logger = logging.getLogger("invoiced_keap.events")
 PROPAGATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 PASS_BUCKETS = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
@@ -52,12 +58,70 @@ class StateCollector(Collector):
         yield GaugeMetricFamily(f"{PREFIX}_open_intents", "Creates begun and not yet confirmed", value=counts.open_intents)
 
 
-class Metrics:
-    """The service's metric objects; `exposition()` is what `/metrics` serves."""
+def call_kind(job: str, endpoint: str) -> str:
+    """What a call was spent on: hooks upkeep (every call of a hook check), writes (any other call that changes
+    something), or reads by the job that made them (polling, webhook-driven syncs, reconciles, other)."""
+    if job == "hooks":
+        return "hooks upkeep"
+    if endpoint.split(" ", 1)[0] in WRITE_METHODS:
+        return "writes"
+    return READS_OF_JOB.get(job, "other reads")
 
-    def __init__(self, store: Store | None = None, flows: Iterable[str] = ()) -> None:
+
+class DailyCalls:
+    """Calls per kind since 00:00 UTC, when Keap's daily quota starts afresh (`clock`: epoch seconds)."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.day = -1
+        self.counts: CounterOf[str] = CounterOf()
+
+    def add(self, kind: str) -> None:
+        self._roll()
+        self.counts[kind] += 1
+
+    def today(self) -> dict[str, int]:
+        self._roll()
+        return dict(self.counts)
+
+    def _roll(self) -> None:
+        day = int(self.clock() // DAY)
+        if day != self.day:
+            self.day = day
+            self.counts.clear()
+
+
+class KeapQuotaCollector(Collector):
+    """Keap's daily quota as last reported (absent until Keap has reported it), and our Keap calls today by kind."""
+
+    def __init__(self, calls_today: DailyCalls) -> None:
+        self.remaining: Callable[[], int | None] = lambda: None
+        self.calls_today = calls_today
+
+    def collect(self) -> Iterator[Metric]:
+        left = self.remaining()
+        if left is not None:
+            yield GaugeMetricFamily(f"{PREFIX}_keap_quota_remaining", "Keap calls left in the daily quota (last reported)",
+                                    value=left)
+        today = self.calls_today.today()
+        family = GaugeMetricFamily(f"{PREFIX}_keap_calls_today", "Keap calls sent since 00:00 UTC per kind "
+                                   "(polling reads, webhook reads, reconcile reads, other reads, writes, hooks upkeep)",
+                                   labels=["kind"])
+        for kind in CALL_KINDS:
+            family.add_metric([kind], today.get(kind, 0))
+        yield family
+
+
+class Metrics:
+    """The service's metric objects; `exposition()` is what `/metrics` serves. `clock` (epoch seconds) says when a
+    UTC day begins for the Keap calls counted per day."""
+
+    def __init__(self, store: Store | None = None, flows: Iterable[str] = (), clock: Callable[[], float] = time.time) -> None:
         self.registry = CollectorRegistry()
         registry = self.registry
+        self.keap_calls_today = DailyCalls(clock)
+        self.keap_quota = KeapQuotaCollector(self.keap_calls_today)
+        registry.register(self.keap_quota)
         self.passes = Counter(f"{PREFIX}_passes", "Sync passes per flow and result", ["flow", "result"], registry=registry)
         self.records_read = Counter(f"{PREFIX}_records_read", "Records read per flow and side", ["flow", "side"], registry=registry)
         self.records_written = Counter(
@@ -87,9 +151,6 @@ class Metrics:
             "Webhook deliveries per source and outcome (accepted, duplicate, ignored, rejected, handshake)",
             ["source", "outcome"],
             registry=registry,
-        )
-        self.keap_quota_remaining = Gauge(
-            f"{PREFIX}_keap_quota_remaining", "Keap calls left in the daily quota (last reported)", registry=registry
         )
         self.propagation_delay = Histogram(
             f"{PREFIX}_propagation_delay_seconds",
@@ -129,8 +190,8 @@ class Metrics:
                   source=source, outcome=outcome, **about)
 
     def watch_keap_quota(self, remaining: Callable[[], int | None]) -> None:
-        """Read the quota at scrape time (NaN until Keap has reported it)."""
-        self.keap_quota_remaining.set_function(lambda: float("nan") if (left := remaining()) is None else float(left))
+        """Read the quota at scrape time (the gauge is left out until Keap has reported it)."""
+        self.keap_quota.remaining = remaining
 
     def calls_by_job(self, system: str) -> dict[str, int]:
         """API calls to `system` since the start, per job (the status page's "spent by polling vs the rest")."""
@@ -152,6 +213,8 @@ class Metrics:
 
         def count(event: RequestEvent) -> None:
             self.api_calls.labels(system, self.job).inc()
+            if system == "keap":
+                self.keap_calls_today.add(call_kind(self.job, event.endpoint))
             if event.status == 429:
                 limited.inc()
 

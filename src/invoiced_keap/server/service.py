@@ -38,8 +38,8 @@ from invoiced_keap.server.app import ServerSettings, create_app
 from invoiced_keap.server.debounce import DirtyBatch, DirtyQueue
 from invoiced_keap.server.health import FlowHealth
 from invoiced_keap.server.keap_hooks import HOOK_CHECK_INTERVAL, RECEIVER_PATH, HookUpkeep, ensure_hooks, event_keys, hook_url
-from invoiced_keap.server.metrics import Metrics
-from invoiced_keap.server.quota import QuotaWatchingPacer
+from invoiced_keap.server.metrics import CALL_KINDS, Metrics
+from invoiced_keap.server.quota import QuotaWatchingPacer, keap_day
 
 
 logger = logging.getLogger(__name__)
@@ -114,6 +114,10 @@ class Service:
         """What the status page and `/healthz` say of the Keap hooks: state, reason, next check."""
         return self.hook_upkeep.as_json(self.hook_clock())
 
+    def keap_day(self) -> dict[str, object]:
+        """Keap calls today (UTC) by kind and their share of the daily quota, for the status page."""
+        return keap_day(self.metrics.keap_calls_today.today(), CALL_KINDS, self.syncer.keap.api.pacer)
+
     def keap_quota(self) -> int | None:
         """Known when the Keap connector was opened with a `QuotaWatchingPacer`."""
         pacer = self.syncer.keap.api.pacer
@@ -155,6 +159,7 @@ class Service:
             health=self.health,
             keap_quota=self.keap_quota,
             keap_hooks=self.keap_hooks,
+            keap_day=self.keap_day,
         )
         server = _Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off"))
         serving = asyncio.create_task(server.serve(sockets=[self.socket]))

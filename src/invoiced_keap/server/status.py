@@ -35,10 +35,12 @@ templates.filters["explain_path"] = explain_path
 
 
 def render_status(view: StatusView, keap_quota_remaining: int | None, health: Mapping[str, Any] | None = None,
-                  keap_calls: Mapping[str, int] | None = None, keap_hooks: Mapping[str, Any] | None = None) -> str:
+                  keap_calls: Mapping[str, int] | None = None, keap_hooks: Mapping[str, Any] | None = None,
+                  keap_day: Mapping[str, Any] | None = None) -> str:
     return templates.get_template("status.html").render(view=view, keap_quota_remaining=keap_quota_remaining,
                                                         health=health, keap_calls=keap_calls or {},
-                                                        keap_hooks=keap_hooks, refresh_seconds=REFRESH_SECONDS)
+                                                        keap_hooks=keap_hooks, keap_day=keap_day,
+                                                        refresh_seconds=REFRESH_SECONDS)
 
 
 def render_explanation(found: Explanation | None, problem: str | None = None) -> str:
@@ -59,9 +61,11 @@ class StatusPage:
         health: Callable[[], Mapping[str, Any]] | None = None,
         keap_calls: Callable[[], Mapping[str, int]] = dict,
         keap_hooks: Callable[[], Mapping[str, Any]] | None = None,
+        keap_day: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self.health = health
         self.keap_hooks = keap_hooks
+        self.keap_day = keap_day
         self.keap_calls = keap_calls
         self.store = store
         self.flow_names = list(flow_names)
@@ -73,7 +77,7 @@ class StatusPage:
             return self._ask_for_token(wrong=False, action="status")
         page = render_status(status_view(self.store, self.flow_names), self.keap_quota(),
                              self.health() if self.health else None, self.keap_calls(),
-                             self.keap_hooks() if self.keap_hooks else None)
+                             self.keap_hooks() if self.keap_hooks else None, self.keap_day() if self.keap_day else None)
         return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
     async def explain(self, request: Request) -> Response:
