@@ -37,6 +37,8 @@ def test_a_dry_run_without_a_state_database_creates_none_and_takes_no_lock(conne
     assert planned.exit_code == 0, planned.stdout + planned.stderr
     assert "companies create keap:(new)" in " ".join(planned.stdout.split())
     assert '"company_name": "Acme"' in planned.stdout  # the plan of a first sync
+    stamp = next(line for line in planned.stdout.splitlines() if " stamp " in line)
+    assert '{"keap_company_id": "(new)"}' in stamp and "null" not in stamp  # the id of the company to be created
     assert sorted(path.name for path in connected.directory.iterdir()) == before  # no state.db, no *.lock
 
 

@@ -114,8 +114,11 @@ def test_refused_and_unauthenticated_calls_are_not_counted(keap: httpx.Client) -
 
 
 def test_rate_limit_is_set_and_lifted_through_faults(keap: httpx.Client) -> None:
+    before = keap.get("/_emulator/faults")
+    assert before.status_code == 200 and before.json()["rate_limit"] == {"per_second": 10, "per_minute": 240, "per_day": 30000}
     settings = keap.post("/_emulator/faults", json={"rate_limit": {"per_minute": 3}}).json()
     assert settings["rate_limit"] == {"per_minute": 3}
+    assert keap.get("/_emulator/faults").json() == settings  # GET answers the faults in force
     assert [call(keap).status_code for _ in range(4)] == [200, 200, 200, 429]
 
     keap.post("/_emulator/faults", json={"rate_limit": None})

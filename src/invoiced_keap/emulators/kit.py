@@ -155,6 +155,9 @@ class Emulator:
             return JSONResponse({"ok": True})
 
         async def faults(request: Request) -> Response:
+            """GET: the faults in force; POST: change some of them, answer all of them."""
+            if request.method == "GET":
+                return JSONResponse(asdict(self.faults))
             try:
                 self.faults.update(await request.json())
             except (ValueError, TypeError) as exc:

@@ -54,7 +54,10 @@ class Action:
 
     def line(self) -> str:
         target = f"{self.side}:{self.record_id}" if self.record_id else f"{self.side}:(new)"
-        details = json.dumps(shortened(self.fields), sort_keys=True, default=str) if self.fields else ""
+        fields = self.fields
+        if self.verb == "stamp":  # a dry run's stamp of a twin yet to be created: its id is not known yet (JSON: null)
+            fields = {key: "(new)" if value is None else value for key, value in fields.items()}
+        details = json.dumps(shortened(fields), sort_keys=True, default=str) if fields else ""
         return f"{self.flow:<9} {self.verb:<8} {target:<24} {details}".rstrip()
 
 
