@@ -135,7 +135,8 @@ def open_keap(settings: Settings, retry: RetryPolicy = RetryPolicy(), *, pacer: 
 
 def explain_failure(settings: Settings, error: ApiError) -> str | None:
     """The line to show for a pass that ended on refused credentials or an unreachable API (naming the system
-    and the setting to look at, as `check_credentials` does); None for any other error."""
+    and the setting to look at, as `check_credentials` does), or on Keap's used-up daily quota (when it resumes:
+    no setting is wrong); None for any other error."""
     if not isinstance(error, AuthenticationFailed) and error.status is not None:
         return None
     if isinstance(error, QuotaExhausted) or (error.url or "").startswith(base_url(settings.keap_api_url)):
@@ -168,7 +169,7 @@ def _explain(system: str, key_setting: str, url_setting: str, error: ApiError) -
     if isinstance(error, AuthenticationFailed):
         return f"{system} refused the credentials ({error.status or 'no token'}: {error.message}); check {key_setting}"
     if isinstance(error, QuotaExhausted):
-        return f"{system} answered that the rate limit quota is used up ({error}); the sync waits for it (check {key_setting} and {url_setting})"
+        return f"{system} answered that the rate limit quota is used up ({error}); the sync waits for it"
     if error.status is None:
         return f"{system} could not be reached ({error}); check {url_setting}"
     return f"{system} answered the credential check with {error.status}: {error.message}; check {url_setting}"

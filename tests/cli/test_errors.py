@@ -110,8 +110,9 @@ def test_sync_checks_credentials_with_its_first_reads_and_names_the_setting(conn
     assert result.output.count("API calls:") == 1  # one report: no reconcile (full scans) after a refused pass
 
 
-def test_keap_s_used_up_quota_names_keap_and_its_settings(monkeypatch) -> None:
-    """The pacer's `QuotaExhausted` carries no URL: it is Keap's (Invoiced has no daily quota), never Invoiced's."""
+def test_keap_s_used_up_quota_names_keap_and_when_it_resumes_not_the_credentials(monkeypatch) -> None:
+    """The pacer's `QuotaExhausted` carries no URL: it is Keap's (Invoiced has no daily quota), never Invoiced's; a
+    used-up quota is no wrong setting, so no credential or URL setting is named (issue 15)."""
     from datetime import UTC, datetime
 
     from invoiced_keap.compose import explain_failure
@@ -124,4 +125,5 @@ def test_keap_s_used_up_quota_names_keap_and_its_settings(monkeypatch) -> None:
     message = explain_failure(Settings(), error)
     assert message is not None and message.startswith("Keap ")
     assert "Invoiced" not in message and "INVOICED_API_URL" not in message
-    assert "KEAP_API_KEY" in message and "KEAP_API_URL" in message
+    assert "resume at 2026-12-01T00:00:00+00:00" in message and "the sync waits for it" in message
+    assert "KEAP_API_KEY" not in message and "KEAP_API_URL" not in message and "check" not in message
