@@ -23,6 +23,7 @@ from invoiced_keap.emulators.serve import BackgroundServer
 from invoiced_keap.engine.report import FlowReport, RunReport
 from invoiced_keap.server.health import FlowHealth
 from invoiced_keap.server.keap_hooks import RECEIVER_PATH
+from invoiced_keap.server.service import next_job
 from tests.support import API_KEY
 
 HOOK_TOKEN = "hook-token-for-the-health-test"
@@ -58,6 +59,31 @@ def test_a_pass_in_hand_that_makes_progress_keeps_its_flow_healthy_until_it_stal
         assert health.verdict(1_000.0 + 60 * minute + 30).healthy
     stalled = health.verdict(1_000.0 + 60 * 40 + 181)
     assert "none made progress" in stalled.reasons["companies"]
+
+
+def test_flows_waiting_behind_another_flows_long_job_stay_healthy_while_it_makes_progress() -> None:
+    """Found by a tester: a webhook burst worked for minutes on one flow turned /healthz red for the others."""
+    health = FlowHealth(["companies", "contacts", "products"], max_age=180.0, started=1_000.0)
+    health.record(RunReport(1, False, {name: FlowReport(name) for name in health.flows}), health.flows, at=1_010.0)
+    for minute in range(1, 21):  # a 20-minute job of webhook ids on contacts: no poll of the others meanwhile
+        health.progressed("contacts", at=1_010.0 + 60 * minute)
+        assert health.verdict(1_010.0 + 60 * minute + 30).healthy
+    stalled = health.verdict(1_010.0 + 60 * 20 + 181)
+    assert set(stalled.reasons) == {"companies", "contacts", "products"}
+
+    health.record(RunReport(2, False, {"products": FlowReport("products", error="Keap: 401 refused")}), ["products"], at=2_300.0)
+    health.progressed("contacts", at=2_310.0)
+    assert health.verdict(2_311.0).reasons == {"products": "last pass failed: Keap: 401 refused"}  # a failure shows
+
+
+@pytest.mark.parametrize(("poll_due", "batch_ready", "job"), [
+    (True, True, "poll"),  # a stream of webhook batches does not hold back the poll
+    (True, False, "poll"),
+    (False, True, "batch"),
+    (False, False, None),
+])
+def test_a_due_poll_goes_before_a_ready_webhook_batch(poll_due: bool, batch_ready: bool, job: str | None) -> None:
+    assert next_job(poll_due=poll_due, batch_ready=batch_ready) == job
 
 
 def test_writes_that_met_an_outage_after_their_retries_make_the_flow_unhealthy() -> None:

@@ -35,7 +35,7 @@ HOOK_CALLS = ("/crm/rest/v1/hooks",)
 async def day_of_checks(service: Service) -> ManualClock:
     """`run`'s hook upkeep loop for a day of the manual clock: each sleep moves the clock instead of waiting."""
     clock = ManualClock(0.0)
-    service.hook_clock = clock
+    service.clock = clock
     service.hook_upkeep.next_check = 0.0
     stop = asyncio.Event()
 

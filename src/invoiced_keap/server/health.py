@@ -6,7 +6,8 @@ credentials, an unreachable API, the quota) or met a system that kept answering 
 the circuit breaker holds changes of it back (until a reconcile of the flow passes the breaker, or a pass applies
 unlinks or deletes of it: a later quiet poll does not see the held deletes, so it does not clear the hold), or when
 within `max_age` (3 × `poll_interval`) of the last success, the last progress or the start no pass
-succeeded and none made progress (a long first pass that commits batches stays healthy). Times are
+succeeded and none made progress (a long first pass that commits batches stays healthy, and so do the flows whose
+poll waits for a long job of another flow, such as a webhook burst's, while that job makes progress). Times are
 wall-clock seconds, as `/metrics` exposes them.
 """
 
@@ -39,10 +40,13 @@ class FlowHealth:
     last_error: dict[str, str] = field(default_factory=dict)
     last_progress: dict[str, float] = field(default_factory=dict)
     held: dict[str, str] = field(default_factory=dict)  # flow -> the circuit breaker's message
+    worker_progress: float | None = None  # the last progress of any job: flows waiting behind it are not stalled
 
     def progressed(self, flow: str, at: float) -> None:
-        """The pass in hand made progress on `flow` (a committed batch, a step's count) at `at`."""
+        """The job in hand made progress on `flow` (a committed batch, a step's count; a label naming several
+        flows) at `at`: that flow is not stalled, nor is a flow whose poll waits for the job to end."""
         self.last_progress[flow] = at
+        self.worker_progress = at
 
     def record(self, report: RunReport, flows: Iterable[str], at: float, kind: str = "sync") -> None:
         """A pass of `kind` over `flows` ended at `at`: each one failed with its own error or the pass's, or
@@ -70,7 +74,8 @@ class FlowHealth:
                 reasons[flow] = f"last pass failed: {self.last_error[flow]}"
             elif flow in self.held:
                 reasons[flow] = f"changes held back: {self.held[flow]}"
-            elif now - max(self.last_success.get(flow, self.started), self.last_progress.get(flow, self.started)) > self.max_age:
+            elif now - max(self.last_success.get(flow, self.started), self.last_progress.get(flow, self.started),
+                           self.worker_progress or self.started) > self.max_age:
                 since = "since the start" if flow not in self.last_success else f"for {now - self.last_success[flow]:.0f} s"
                 reasons[flow] = f"no pass succeeded {since} and none made progress (more than {self.max_age:.0f} s)"
         return Verdict(not reasons, reasons)

@@ -25,6 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import Literal
 
 import uvicorn
 
@@ -51,6 +52,14 @@ HEALTHY_POLLS = 3
 """A flow with no successful pass within this many poll intervals is unhealthy."""
 RETRY_FAILED_PASS = 5.0
 """Seconds to the next poll after a failed pass, doubling while passes keep failing, at most `poll_interval`."""
+
+
+def next_job(*, poll_due: bool, batch_ready: bool) -> Literal["poll", "batch"] | None:
+    """What the worker does next: a due poll goes before a ready webhook batch, so a stream of batches (a burst on
+    one flow) never holds back the poll, the safety net of every flow; else the batch; else nothing yet."""
+    if poll_due:
+        return "poll"
+    return "batch" if batch_ready else None
 
 
 class _Server(uvicorn.Server):
@@ -92,7 +101,7 @@ class Service:
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.socket.bind((settings.server_host, settings.server_port))
-        self.hook_clock: Callable[[], float] = time.monotonic
+        self.clock: Callable[[], float] = time.monotonic  # when polls and hook checks are due
         self.hook_upkeep = HookUpkeep(enabled=settings.keap_hooks, receiver_url=self.url,
                                       public_url=str(settings.public_url) if settings.public_url else None)
 
@@ -112,7 +121,7 @@ class Service:
 
     def keap_hooks(self) -> dict[str, object]:
         """What the status page and `/healthz` say of the Keap hooks: state, reason, next check."""
-        return self.hook_upkeep.as_json(self.hook_clock())
+        return self.hook_upkeep.as_json(self.clock())
 
     def keap_day(self) -> dict[str, object]:
         """Keap calls today (UTC) by kind and their share of the daily quota, for the status page."""
@@ -193,43 +202,44 @@ class Service:
                     ours_prefix=prefix,
                 )
         except ApiError as error:
-            self.hook_upkeep.checked(self.hook_clock(), None, str(error))
+            self.hook_upkeep.checked(self.clock(), None, str(error))
         else:
-            self.hook_upkeep.checked(self.hook_clock(), report)
+            self.hook_upkeep.checked(self.clock(), report)
 
     async def keep_hooks(self, stop: asyncio.Event, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         """Check the Keap hooks whenever `hook_upkeep` says one is due (at once, then by its schedule), until `stop`;
         nothing when hooks are off."""
         while self.hook_upkeep.wanted and not stop.is_set():
-            if self.hook_upkeep.due(self.hook_clock()):
+            if self.hook_upkeep.due(self.clock()):
                 await self.check_hooks()
-            await sleep(max(0.0, self.hook_upkeep.next_check - self.hook_clock()))
+            await sleep(max(0.0, self.hook_upkeep.next_check - self.clock()))
 
     async def _work(self, stop: asyncio.Event) -> None:
         """The worker: whichever comes first of a settled dirty batch or a due poll, one at a time."""
         schedule = self.settings.schedule
-        next_poll = time.monotonic()
+        next_poll = self.clock()
         batch: asyncio.Task[DirtyBatch] | None = None
         stopping = asyncio.create_task(stop.wait())
         stopping.add_done_callback(lambda done: done.cancelled() or self.syncer.request_stop())
         try:
             while not stop.is_set():
                 batch = batch or asyncio.create_task(self.queue.next_batch())
-                wait = max(0.0, next_poll - time.monotonic())
+                wait = max(0.0, next_poll - self.clock())
                 await asyncio.wait({batch, stopping}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
                 if stop.is_set():
                     break
-                if batch.done():
-                    marked = batch.result()
-                    await self._guarded(self.sync_batch(marked), marked.flows())
-                    batch = None
-                elif time.monotonic() >= next_poll:
+                job = next_job(poll_due=self.clock() >= next_poll, batch_ready=batch.done())
+                if job == "poll":
                     await self._guarded(self.poll(), self.flows)
                     due = self.syncer.store.reconcile_due(self.flows, timedelta(seconds=schedule.full_scan_interval))
                     if due and not stop.is_set():
                         await self._guarded(self.reconcile(due), due)
-                    next_poll = time.monotonic() + schedule.poll_interval
-                next_poll = min(next_poll, time.monotonic() + self._retry_in())
+                    next_poll = self.clock() + schedule.poll_interval
+                elif job == "batch":
+                    marked = batch.result()
+                    await self._guarded(self.sync_batch(marked), marked.flows())
+                    batch = None
+                next_poll = min(next_poll, self.clock() + self._retry_in())
         finally:
             stopping.cancel()
             if batch is not None:
@@ -261,12 +271,12 @@ class Service:
         return now >= self.keap_polled + (schedule.keap_poll_interval if self.hooks_verified else schedule.poll_interval)
 
     async def poll(self) -> RunReport:
-        started = time.monotonic()
-        read_keap = self.keap_poll_due(started)
+        started, now = time.monotonic(), self.clock()
+        read_keap = self.keap_poll_due(now)
         with self.metrics.job_in_hand("poll"):
             report = await self.syncer.sync(list(self.flows), read_keap=read_keap)
         if read_keap and not report.error:
-            self.keap_polled = started
+            self.keap_polled = now
         self._finished(report, "sync", list(self.flows), started)
         return report
 
