@@ -105,6 +105,8 @@ add = [{ name = "html", invoiced = "description", keap = "top_html" }]
         ("invoiced_api_url = 'api.invoiced.com'\n", "setting invoiced_api_url"),
         ("database_url = 'invoiced-keap.db'\n", "expected a SQLAlchemy URL"),
         ("[schedule]\npoll_interval = -5\n", "setting schedule.poll_interval: Input should be greater than 0"),
+        ("[receivables.labels]\npast_due = 'Invoiced balance (EUR)'\n",
+         "setting receivables: labels.past_due: 'Invoiced balance (EUR)' is a label the sync may write for balance"),
         ("keap_currency = 'dollars'\n", "setting keap_currency: 'dollars' is not a currency a Keap account prices in"),
         ("keap_currency = 'XAU'\n", "setting keap_currency: 'XAU' is not a currency a Keap account prices in; "
                                     "expected one of USD, EUR, GBP, ZAR, AUD, CAD, NZD"),

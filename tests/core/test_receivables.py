@@ -169,3 +169,45 @@ def test_events_name_the_customers_whose_figures_to_read() -> None:
 def test_options_refuse_what_keap_could_not_hold(settings: dict, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         ReceivablesOptions(**settings)
+
+
+@pytest.mark.parametrize(("labels", "problem"), [
+    ({"past_due": "Invoiced balance (EUR)"}, "labels.past_due: 'Invoiced balance \\(EUR\\)' is a label the sync may write for balance"),
+    ({"past_due": "invoiced BALANCE (bhd)"}, "labels.past_due: 'invoiced BALANCE \\(bhd\\)' is a label the sync may write for balance"),
+    ({"open_invoices": "Invoiced past due (JPY) (invoiced-keap)"}, "labels.open_invoices: .* for past_due"),
+    ({"days_past_due": "Invoiced open invoices (invoiced-keap)"}, "labels.days_past_due: .* for open_invoices"),
+    ({"balance": "Overdue (invoiced-keap)", "past_due": "Overdue"}, "labels.balance: 'Overdue \\(invoiced-keap\\)' .* for past_due"),
+    ({"balance": "Due", "past_due": "Due (CHF)"}, "labels.past_due: 'Due \\(CHF\\)' is a label the sync may write for balance"),
+])
+def test_a_label_the_sync_may_write_for_another_figure_is_refused_naming_it(labels: dict, problem: str) -> None:
+    """Issue 15: past_due = "Invoiced balance (EUR)" passed the check, and a customer owing EUR 500 not yet due and
+    USD 70 past due had Keap's 'Invoiced balance (EUR)' set to 70."""
+    with pytest.raises(ValueError, match=problem):
+        ReceivablesOptions(labels=labels)
+
+
+def test_labels_that_only_look_like_a_currency_form_are_kept() -> None:
+    options = ReceivablesOptions(labels={"past_due": "Invoiced balance (old)", "days_past_due": "Invoiced past due days"})
+    assert options.label("past_due") == "Invoiced balance (old)"  # OLD is no ISO 4217 code
+    assert ReceivablesOptions(fields=("past_due",), labels={"past_due": "Invoiced balance (EUR)"}).fields == ("past_due",)
+
+
+label_texts = st.text(st.sampled_from("ab (E)UR-invoicedkp"), min_size=1, max_size=24).filter(lambda text: text.strip())
+
+
+@given(st.dictionaries(st.sampled_from(["balance", "past_due", "days_past_due", "open_invoices"]), label_texts),
+       st.dictionaries(st.sampled_from(["EUR", "USD", "GBP", "BHD"]), cents, min_size=1),
+       st.dictionaries(st.sampled_from(["EUR", "USD", "GBP", "BHD"]), cents))
+def test_options_the_check_lets_through_never_write_two_figures_to_one_label(
+        labels: dict, balances: dict, past_due: dict) -> None:
+    try:
+        options = ReceivablesOptions(labels=labels)
+    except ValueError:
+        return
+    figures = Figures("2025-06-04", {code: str(amount) for code, amount in balances.items()},
+                      {code: str(amount) for code, amount in past_due.items()}, None, 1, None)
+    wanted = keap_values(figures, options, "USD")
+    folded = [label.casefold() for label in wanted.values]
+    assert len(folded) == len(set(folded))
+    own = [label + " (invoiced-keap)" for label in folded]
+    assert not set(own) & set(folded)

@@ -69,7 +69,7 @@ from invoiced_keap.connectors.keap import CONTACTS, TAGS, KeapConnector, KeapObj
 from invoiced_keap.engine.apply import refusal_message
 from invoiced_keap.engine.changes import PassEvents
 from invoiced_keap.engine.receivables import (
-    OPERATION, Change, Figures, ReceivablesOptions, Wanted, Written, after, decide, keap_values, merged_custom_fields, named_by,
+    OPERATION, OWN_SUFFIX, Change, Figures, ReceivablesOptions, Wanted, Written, after, decide, keap_values, merged_custom_fields, named_by,
     owed, payment_date,
 )
 from invoiced_keap.engine.report import Action, FlowReport, RunReport
@@ -84,8 +84,6 @@ CURSOR = "receivables.events"
 SETTINGS = "receivables.settings"
 """The settings the written values and tag were made with (`ReceivablesOptions.fingerprint`): a change marks every
 customer's record to be looked at again (labels switched, the tag turned off, another account currency)."""
-OWN_SUFFIX = " (invoiced-keap)"
-"""Appended to a label whose same-named Keap field is of another type (someone else's field): ours is made apart."""
 RECOMPUTE_EVERY = timedelta(days=1)
 TAG_DESCRIPTION = "Applied by invoiced-keap while the customer has invoices past due in Invoiced"
 T = TypeVar("T")

@@ -33,7 +33,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from annotated_types import MaxLen
-from babel.numbers import get_currency_precision
+from babel.numbers import get_currency_precision, list_currencies
 
 from invoiced_keap.mapping import Record
 
@@ -61,6 +61,11 @@ EVENT_OBJECTS = frozenset({"invoice", "payment", "credit_note"})
 """The event objects whose events name a customer whose figures may have changed."""
 PAYMENT_OBJECTS = frozenset({"payment"})
 """The event objects that may change a customer's last payment."""
+
+OWN_SUFFIX = " (invoiced-keap)"
+"""Appended to a label whose same-named Keap field is of another type (someone else's field): ours is made apart."""
+CURRENCY_CODES = frozenset(code.casefold() for code in list_currencies())
+"""ISO 4217 codes (CLDR via Babel, historic ones included): what "<label> (<code>)" may name."""
 
 OPERATION = "receivables"
 """The operation of the failures of these writes, kept with the record's flow (`planner` leaves them to the step)."""
@@ -95,6 +100,30 @@ class ReceivablesOptions:
                 raise ValueError(f"labels: {seen[label.casefold()]} and {figure} share the label {label!r}; "
                                  "Keap custom field labels are unique")
             seen[label.casefold()] = figure
+        for figure in self.fields:
+            for other in self.fields:
+                if other != figure and self.may_write(other, self.label(figure)):
+                    raise ValueError(
+                        f"labels.{figure}: {self.label(figure)!r} is a label the sync may write for {other} "
+                        f"({self._forms(other)}); two figures cannot share a Keap field: choose another label")
+
+    def may_write(self, figure: Figure, label: str) -> bool:
+        """Whether `label` (or it with `OWN_SUFFIX`) is one the sync may write `figure` under, ignoring case: its
+        label, for an amount its label naming any ISO 4217 currency ("Invoiced balance (EUR)"), and either with
+        `OWN_SUFFIX` (ours made apart from someone's same-named field of another type)."""
+        own, base = self.label(figure).casefold(), label.strip().casefold()
+        for name in (base, base.removesuffix(OWN_SUFFIX.casefold())):
+            if name == own:
+                return True
+            if figure in MONEY and name.startswith(own + " (") and name.endswith(")"):
+                if name[len(own) + 2 : -1] in CURRENCY_CODES:
+                    return True
+        return False
+
+    def _forms(self, figure: Figure) -> str:
+        label = self.label(figure)
+        money = f"{label!r}, {label + ' (EUR)'!r} and any other currency code, " if figure in MONEY else f"{label!r}, "
+        return f"{money}each also with {OWN_SUFFIX.strip()!r}"
 
     def label(self, figure: Figure) -> str:
         return self.labels.get(figure, DEFAULT_LABELS[figure]).strip()
@@ -230,9 +259,11 @@ def keap_values(figures: Figures, options: ReceivablesOptions, keap_currency: st
             amounts = figures.balances if figure == "balance" else figures.past_due
             for currency in sorted({keap_currency, *amounts}):
                 name = labelled(label, currency, keap_currency)
+                _unshared(values, name)
                 values[name] = _amount(amounts.get(currency, "0"))
                 types[name] = FIELD_TYPES[figure] if currency == keap_currency else FOREIGN_MONEY_TYPE
             continue
+        _unshared(values, label)
         types[label] = FIELD_TYPES[figure]
         if figure == "days_past_due":
             oldest = figures.oldest_past_due
@@ -244,6 +275,12 @@ def keap_values(figures: Figures, options: ReceivablesOptions, keap_currency: st
             values[label] = figures.last_payment
     owes_late = any(Decimal(amount) > 0 for amount in figures.past_due.values())
     return Wanted(values, types, tagged=owes_late and bool(options.tag), tag=options.tag)
+
+
+def _unshared(values: Values, label: str) -> None:
+    """Two figures never go to one label (the settings check refuses labels that could; this keeps it so)."""
+    if any(name.casefold() == label.casefold() for name in values):
+        raise ValueError(f"receivables: two figures would be written to the Keap field {label!r}; check [receivables.labels]")
 
 
 def _blank(content: Content) -> bool:
