@@ -32,6 +32,12 @@ from tests.support import API_KEY, ManualClock
 
 FAST_RETRIES = RetryPolicy(attempts=4, timeout=20.0, wait_initial=0.01, wait_max=0.05, wait_jitter=0.01, max_wait=1.0)
 WRITE_METHODS = ("POST", "PATCH", "PUT", "DELETE")
+ONE_OF_EACH = {
+    "customers": [{"name": "Acme", "type": "company", "email": "ar@acme.example"},
+                  {"name": "Jane Cooper", "type": "person", "email": "jane@example.com"}],
+    "items": [{"id": "widget", "name": "Widget", "description": "Blue", "unit_cost": 5, "currency": "usd"}],
+}
+"""An Invoiced seed with one record of each flow: a company (customer 1), a person (customer 2) and an item."""
 
 
 @dataclass

@@ -7,16 +7,12 @@ from collections import Counter
 import pytest
 
 from invoiced_keap.engine.options import FlowOptions, SyncOptions
-from tests.engine.conftest import World
+from tests.engine.conftest import ONE_OF_EACH, World
 
 
 async def linked_world(world: World) -> dict[str, str]:
     """One company, one contact (with an EMAIL2 we do not own) and one item, synced and settled."""
-    world.invoiced.seed({
-        "customers": [{"name": "Acme", "type": "company", "email": "ar@acme.example"},
-                      {"name": "Jane Cooper", "type": "person", "email": "jane@example.com"}],
-        "items": [{"id": "widget", "name": "Widget", "description": "Blue", "unit_cost": 5, "currency": "usd"}],
-    })
+    world.invoiced.seed(ONE_OF_EACH)
     await world.sync()
     await world.sync()
     ids = {"company": world.link_of("companies", 1), "contact": world.link_of("contacts", 2), "product": world.link_of("products", "widget")}

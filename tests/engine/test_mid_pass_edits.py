@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from invoiced_keap.engine.options import FlowOptions, SyncOptions
-from tests.engine.conftest import World
+from tests.engine.conftest import ONE_OF_EACH, World
 
 KEAP_COMPANIES, KEAP_CONTACTS, KEAP_PRODUCTS = ("GET /crm/rest/v2/companies", "GET /crm/rest/v2/contacts",
                                                 "GET /crm/rest/v2/products")
@@ -23,11 +23,7 @@ KEAP_COMPANIES, KEAP_CONTACTS, KEAP_PRODUCTS = ("GET /crm/rest/v2/companies", "G
 
 async def settled(world: World) -> dict[str, str]:
     """A company, a person and an item, linked and settled; then the counters start afresh."""
-    world.invoiced.seed({
-        "customers": [{"name": "Acme", "type": "company", "email": "ar@acme.example"},
-                      {"name": "Jane Cooper", "type": "person", "email": "jane@example.com"}],
-        "items": [{"id": "widget", "name": "Widget", "description": "Blue", "unit_cost": 5, "currency": "usd"}],
-    })
+    world.invoiced.seed(ONE_OF_EACH)
     await world.sync()
     await world.sync()
     world.reset_stats()

@@ -55,6 +55,15 @@ class SharedKey:
                                   listeners=[self.note_refusal]) as keap:
                 return await Syncer(store, invoiced, keap, SyncOptions()).sync(flows)
 
+    async def one_process(self, flows: list[str]) -> RunReport:
+        """One pass alone on the virtual time."""
+        time = VirtualTime(self.clock)
+        driver = asyncio.create_task(time.drive())
+        try:
+            return await self.pass_of(flows, time)
+        finally:
+            driver.cancel()
+
     async def two_processes(self, first: list[str], second: list[str], second_after: float = 0.0) -> tuple[RunReport, RunReport]:
         """Both passes at once, the second starting `second_after` seconds (emulator time) after the first."""
         time = VirtualTime(self.clock)
@@ -158,12 +167,7 @@ async def test_a_second_process_that_used_up_the_minute_is_waited_out_not_record
     shared.clock.now = now
     shared.keap.rate_limiter.windows[(subject, "per_minute")] = (window_index("per_minute", now), PAT_LIMITS["per_minute"])
 
-    time = VirtualTime(shared.clock)
-    driver = asyncio.create_task(time.drive())
-    try:
-        report = await shared.pass_of(["companies"], time)
-    finally:
-        driver.cancel()
+    report = await shared.one_process(["companies"])
 
     assert report.error is None and report.exit_code == 0, report.error
     with Store(shared.state_url) as store:
@@ -179,12 +183,7 @@ async def test_a_spent_day_stops_the_pass_cleanly_with_keaps_message_and_leaves_
     day = window_index("per_day", shared.clock.now)
     shared.keap.rate_limiter.windows[(subject, "per_day")] = (day, PAT_LIMITS["per_day"] - 20)
 
-    time = VirtualTime(shared.clock)
-    driver = asyncio.create_task(time.drive())
-    try:
-        report = await shared.pass_of(["companies"], time)
-    finally:
-        driver.cancel()
+    report = await shared.one_process(["companies"])
 
     assert report.exit_code == 1
     assert report.error is not None and "quota" in report.error.lower() and "resume at" in report.error, report.error
