@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from invoiced_keap.connectors.invoiced import Event, removed_customer_id
 from invoiced_keap.engine.receivables import (
-    Change, Figures, ReceivablesOptions, Written, after, decide, keap_values, merged_custom_fields, named_by, owed,
+    Change, Figures, ReceivablesOptions, Wanted, Written, after, decide, keap_values, merged_custom_fields, named_by, owed,
 )
 
 NOW = int(datetime(2025, 6, 4, 12, tzinfo=UTC).timestamp())
@@ -96,7 +96,8 @@ def test_nothing_owed_and_nothing_written_is_no_write() -> None:
 def test_a_currency_no_longer_owed_in_is_cleared_and_the_tag_removed_only_where_we_put_it() -> None:
     held = Written({"Invoiced balance (EUR)": 20, "Invoiced balance": 5}, tagged=True)
     change = decide(keap_values(figures_of([]), OPTIONS, "USD"), held)
-    assert change == Change({"Invoiced balance": 0, "Invoiced balance (EUR)": None}, tag=False)
+    assert change == Change({"Invoiced balance": 0, "Invoiced balance (EUR)": None, "Invoiced days past due": 0,
+                             "Invoiced open invoices": 0, "Invoiced past due": 0}, tag=False)
     assert decide(keap_values(figures_of([]), OPTIONS, "USD"), Written({}, tagged=None)) is None
 
 
@@ -211,3 +212,31 @@ def test_options_the_check_lets_through_never_write_two_figures_to_one_label(
     assert len(folded) == len(set(folded))
     own = [label + " (invoiced-keap)" for label in folded]
     assert not set(own) & set(folded)
+
+
+@given(invoices, payment_dates, invoices)
+def test_what_a_write_sends_is_kept_exactly_and_a_clear_takes_all_of_it_off(
+        records: list[dict], paid: str | None, later: list[dict]) -> None:
+    """A zero is a value written (issue 15: zeros sent were not kept, so clears left them in Keap)."""
+    wanted = keap_values(figures_of(records, paid), OPTIONS, "USD")
+    change = decide(wanted, None)
+    if change is None:
+        assert all(not value for value in wanted.values.values())
+        return
+    held = after(None, change, values_written=True, tag_written=True, sent=change.sent(wanted))
+    assert held.values == {label: value for label, value in wanted.values.items() if value is not None}
+    assert decide(wanted, held) is None
+    cleared = decide(keap_values(figures_of([]), ReceivablesOptions(fields=()), "USD"), held)
+    assert cleared is not None and cleared.values == dict.fromkeys(held.values)
+    next_wanted = keap_values(figures_of(later), OPTIONS, "USD")
+    again = decide(next_wanted, held)
+    now = after(held, again, values_written=True, tag_written=True, sent=again.sent(next_wanted)) if again else held
+    assert now.values == {label: value for label, value in next_wanted.values.items() if value is not None}
+
+
+def test_a_zero_is_not_a_blank() -> None:
+    assert decide(Wanted({"Invoiced past due": None}, {}, False), Written({"Invoiced past due": 0})) == Change(
+        {"Invoiced past due": None}, None)
+    assert decide(Wanted({"Invoiced past due": 0}, {}, False), Written({"Invoiced balance": 3})) == Change(
+        {"Invoiced balance": None, "Invoiced past due": 0}, None)
+    assert decide(Wanted({"Invoiced past due": 0.0}, {}, False), Written({"Invoiced past due": 0})) is None

@@ -671,3 +671,47 @@ async def test_a_clear_keap_could_not_take_for_a_while_is_tried_again_by_the_nex
     assert world.keap.custom_values("companies", company) == {}
     assert world.writes() == {"PATCH /crm/rest/v2/companies/{company_id}": 1}
     assert world.store.receivables([str(acme)]) == {}
+
+
+def not_yet_due_invoice(world: World, customer: int, amount: float, **extra: Any) -> dict[str, Any]:
+    return world.invoiced.create_invoice({"customer": customer, "payment_terms": "NET 30",
+                                          "items": [{"name": "Support", "quantity": 1, "unit_cost": amount}], **extra})
+
+
+async def test_zeros_written_are_cleared_from_the_record_a_type_change_left(world: World) -> None:
+    """Issue 15: a zero written (nothing past due yet) was not kept in the state, so the clear of the record a type
+    change left kept 'Invoiced past due': 0 and 'Invoiced days past due': 0 there."""
+    acme, _ = await linked_pair(world)
+    not_yet_due_invoice(world, acme, 40)
+    await world.sync()
+    company = world.link_of("companies", acme)
+    assert world.keap.custom_values("companies", company) == {
+        "Invoiced balance": 40, "Invoiced past due": 0, "Invoiced days past due": 0, "Invoiced open invoices": 1}
+    assert world.store.receivables([str(acme)])[str(acme)].written == world.keap.custom_values("companies", company)
+
+    world.invoiced.update_customer(acme, {"type": "person", "email": "acme@example.com"})
+    report = await world.sync()
+
+    assert report.exit_code == 0, report
+    assert world.keap.custom_values("companies", company) == {}
+    assert world.keap.custom_values("contacts", world.link_of("contacts", acme)) == {
+        "Invoiced balance": 40, "Invoiced past due": 0, "Invoiced days past due": 0, "Invoiced open invoices": 1}
+
+
+@pytest.mark.parametrize("settings", [
+    ReceivablesOptions(fields=("balance", "open_invoices")),  # fields turned off
+    ReceivablesOptions(labels={"past_due": "Overdue", "days_past_due": "Days overdue"}),  # labels renamed
+])
+async def test_zeros_written_under_labels_no_longer_written_are_cleared(world: World, settings: ReceivablesOptions) -> None:
+    acme, _ = await linked_pair(world)
+    not_yet_due_invoice(world, acme, 40)
+    await world.sync()
+    company = world.link_of("companies", acme)
+
+    report = await world.sync(SyncOptions(receivables=settings))
+
+    assert report.exit_code == 0, report
+    values = world.keap.custom_values("companies", company)
+    assert "Invoiced past due" not in values and "Invoiced days past due" not in values
+    assert values["Invoiced balance"] == 40
+    assert world.store.receivables([str(acme)])[str(acme)].written == values

@@ -65,7 +65,7 @@ from typing import Any, TypeVar
 
 from invoiced_keap.connectors.errors import ApiError, NotFound, RecordRejected, TransientError
 from invoiced_keap.connectors.invoiced import CUSTOMER, InvoicedConnector, removed_customer_id
-from invoiced_keap.connectors.keap import CONTACTS, TAGS, KeapConnector, KeapObject
+from invoiced_keap.connectors.keap import CONTACTS, TAGS, KeapConnector, KeapObject, changed_fields
 from invoiced_keap.engine.apply import refusal_message
 from invoiced_keap.engine.changes import PassEvents
 from invoiced_keap.engine.receivables import (
@@ -108,7 +108,9 @@ class Job:
 class Outcome:
     """What of a job's change went through."""
 
-    values_written: bool = False
+    values_written: bool = False  # the record holds the values sent (written now, or Keap had them already)
+    values_sent: bool = False  # a PATCH went through (Keap did not hold them all already)
+    sent: dict[str, Any] | None = None  # the values the write covered, by label (None clears)
     tag_written: bool = False
     untag_written: bool = False
     gone: bool = False  # the record is not in Keap (404): nothing of ours is on it
@@ -126,6 +128,10 @@ class Outcome:
 
     def wrote(self) -> bool:
         return self.values_written or self.tag_written or self.untag_written
+
+    def sent_any(self) -> bool:
+        """Whether a write went through (a PATCH Keap accepted, a tag call): what is audited and counted."""
+        return self.values_sent or self.tag_written or self.untag_written
 
 
 def written_to(row: Receivable | None, flow: str | None, keap_id: str | None) -> Written | None:
@@ -173,7 +179,7 @@ class OwedStep:
                 batch = jobs[start : start + self.batch_size]
                 if dry_run:
                     for job in batch:
-                        self._report_change(job, Outcome(True, True))
+                        self._report_change(job, Outcome(values_written=True, values_sent=True, tag_written=True))
                 else:
                     await self._write(batch)
         finally:
@@ -335,7 +341,7 @@ class OwedStep:
         audits = []
         for job, outcome in zip(jobs, outcomes, strict=True):
             now = after(job.written, job.change, values_written=outcome.values_written, tag_written=outcome.tag_written,
-                        untag_written=outcome.untag_written)
+                        untag_written=outcome.untag_written, sent=outcome.sent)
             done = outcome.done(job.change)
             if job.unlinked and (done or outcome.gone or outcome.refused):  # tried once: cleared, gone, or refused
                 pending.append(lambda tx, job=job: tx.forget_written(job.customer_id))
@@ -349,6 +355,8 @@ class OwedStep:
                     job.customer_id, job.flow.name, job.keap_id, now.values, now.tagged, done=done, tag=now.tag))
             if done and not job.left:
                 pending.append(lambda tx, job=job: tx.resolve_operation_failures(job.flow.name, job.keap_id, STEP))
+            if not outcome.sent_any():
+                continue  # Keap held it all already: nothing was written, nothing to report
             before = job.written or Written()
             audits.append(AuditNote(job.flow.name, "keap", job.keap_id, AuditOperation.UPDATE,
                                     {"custom_fields": before.values, "tagged": before.tagged, "tag": before.tag},
@@ -518,12 +526,15 @@ class OwedStep:
         Keap is made again)."""
         outcome = Outcome()
         if job.change.values and field_ids is not None:
-            values = {**job.change.values, **job.wanted.values}
+            # every field of ours not wanted is cleared too: a label written under former settings, or before the
+            # state kept every value written (Keap is read first: a clear of what is not there costs nothing)
+            values = {**dict.fromkeys(field_ids), **job.change.sent(job.wanted)}
 
             async def patch() -> None:
                 ours = {field_ids[label]: content for label, content in values.items() if label in field_ids}
                 try:
-                    await self._patch(job, ours, current)
+                    outcome.values_sent = await self._patch(job, ours, current)
+                    outcome.sent = {label: content for label, content in values.items() if label in field_ids}
                     return
                 except RecordRejected as error:
                     if isinstance(error, NotFound):
@@ -532,7 +543,8 @@ class OwedStep:
                     again = {fresh[label]: content for label, content in values.items() if fresh and label in fresh}
                     if not fresh or again == ours:
                         raise
-                await self._patch(job, again, current)
+                outcome.values_sent = await self._patch(job, again, current)
+                outcome.sent = {label: content for label, content in values.items() if label in fresh}
 
             error = await self._guarded(job, {"custom_fields": values}, pending, patch())
             outcome.values_written = error is None
@@ -578,15 +590,19 @@ class OwedStep:
         keep = set(tag_ids.get(True) or []) if job.change.tag else set()
         return [tag_id for tag_id in found if tag_id not in keep]
 
-    async def _patch(self, job: Job, ours: dict[str, Any], current: dict[tuple[str, str], list[Record]]) -> None:
+    async def _patch(self, job: Job, ours: dict[str, Any], current: dict[tuple[str, str], list[Record]]) -> bool:
         """The record's custom values as read in bulk (`_custom_values`; else read now, one GET), ours merged in,
-        PATCHed where they differ."""
+        PATCHed where they differ; whether a PATCH was sent (False: Keap held them all already)."""
         values = current.get((job.flow.keap.name, job.keap_id))
         if values is None:
             record = await self.keap.get(job.flow.keap, job.keap_id, fields=["custom_fields"])
             values = list(record.get("custom_fields") or [])
         merged = merged_custom_fields(values, ours)
+        if not changed_fields({"custom_fields": merged}, {"custom_fields": values}):
+            return False
         await self.keap.update(job.flow.keap, job.keap_id, {"custom_fields": merged}, current={"custom_fields": values})
+        current[(job.flow.keap.name, job.keap_id)] = merged  # a second try (fields found again) reads no more
+        return True
 
     async def _tag_contacts(self, jobs: list[tuple[Job, Outcome]], tag_ids: dict[bool, list[str] | None],
                             former_ids: dict[str, list[str] | None], pending: list[Callable[[Any], None]]) -> None:
@@ -650,7 +666,7 @@ class OwedStep:
 
     def _report_change(self, job: Job, outcome: Outcome) -> None:
         about = {"customer": job.customer_id, "object": job.flow.keap.name}
-        if job.change.values and outcome.values_written:
+        if job.change.values and outcome.values_sent:
             self.report.add(Action(STEP, "update", "keap", job.keap_id, dict(job.change.values)), **about)
         if job.change.untag is not None and outcome.untag_written:
             self.report.add(Action(STEP, "untag", "keap", job.keap_id, {"tag": job.change.untag}), **about)

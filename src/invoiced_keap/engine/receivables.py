@@ -15,9 +15,10 @@ another currency goes to a DECIMAL_NUMBER field whose label names the currency, 
 is converted, and Keap would show a CURRENCY field's amount with the account's symbol. Days past due are whole
 days from the oldest past-due invoice's due date to the day the figures were read (UTC, Invoiced's clock). The tag is wanted while anything is past due.
 
-`decide` compares what is wanted with what was last written to the same Keap record: a zero, an empty date and
-a field never written mean the same ("nothing owed"), so a customer with nothing to show costs no write; a
-label written before and not wanted now (a currency no longer owed in) is cleared. The tag is applied when
+`decide` compares what is wanted with what was last written to the same Keap record, exactly: a zero is a value
+written (and kept in the state as such), distinct from a field left blank; only a record nothing was ever written to
+and a customer with nothing to show (every figure zero or blank) cost no write. A label written before and not
+wanted now (a currency no longer owed in, a figure turned off or relabelled) is cleared. The tag is applied when
 wanted and not known to be on, and removed only where this sync put it; a tag the sync put on under another name
 (the setting renamed, or turned off) is taken off (`Change.untag`), and the configured one applied where wanted.
 """
@@ -189,6 +190,11 @@ class Change:
     untag: str | None = None
     tag_name: str | None = None
 
+    def sent(self, wanted: Wanted) -> Values:
+        """What a write of the values sends: every wanted value (a PATCH replaces the record's array, so all of ours
+        go), and the clears."""
+        return {**self.values, **wanted.values}
+
 
 def utc_date(epoch: int | float) -> date:
     return datetime.fromtimestamp(epoch, UTC).date()
@@ -284,12 +290,20 @@ def _unshared(values: Values, label: str) -> None:
 
 
 def _blank(content: Content) -> bool:
-    """Nothing to show: a field left empty and a zero mean the same to a reader of the record."""
+    """Nothing to show: a zero or an empty field (the economy of a record nothing was written to)."""
     return content is None or content == 0 or content == ""
 
 
-def _same(left: Content, right: Content) -> bool:
-    return (_blank(left) and _blank(right)) or left == right
+def same_content(left: Any, right: Any) -> bool:
+    """Whether two contents of one field are the same value: exactly, a zero is not a blank; numbers by value (Keap
+    may answer 10.0 for 10), an empty text as no value."""
+    left, right = (None if value == "" else value for value in (left, right))
+    if left is None or right is None:
+        return left is right
+    numbers = all(isinstance(value, int | float) and not isinstance(value, bool) for value in (left, right))
+    if numbers:
+        return Decimal(str(left)) == Decimal(str(right))
+    return bool(left == right)
 
 
 def decide(wanted: Wanted, written: Written | None) -> Change | None:
@@ -299,7 +313,9 @@ def decide(wanted: Wanted, written: Written | None) -> Change | None:
     before = written or Written()
     labels = sorted(set(wanted.values) | set(before.values))
     values = {label: wanted.values.get(label) for label in labels
-              if not _same(wanted.values.get(label), before.values.get(label))}
+              if not same_content(wanted.values.get(label), before.values.get(label))}
+    if not before.values and all(_blank(content) for content in values.values()):
+        values = {}  # nothing written there yet, nothing to show: a blank field says as much
     former = before.tag if before.tagged is True and before.tag is not None and before.tag != wanted.tag else None
     on = before.tagged is True and former is None
     tag: bool | None = None
@@ -313,13 +329,14 @@ def decide(wanted: Wanted, written: Written | None) -> Change | None:
 
 
 def after(written: Written | None, change: Change, *, values_written: bool, tag_written: bool,
-          untag_written: bool = False) -> Written:
+          untag_written: bool = False, sent: Values | None = None) -> Written:
     """What a record holds once the parts of `change` that went through (`values_written`, `tag_written`,
-    `untag_written`) did."""
+    `untag_written`) did; `sent`: the values the write sent (`Change.sent`, by label: None cleared), else the
+    change's."""
     before = written or Written()
     values = dict(before.values)
     if values_written:
-        values.update(change.values)
+        values.update(change.values if sent is None else sent)
     values = {label: content for label, content in values.items() if content is not None}
     tagged, tag = before.tagged, before.tag
     if change.untag is not None and untag_written:
