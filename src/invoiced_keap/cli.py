@@ -498,10 +498,10 @@ def verify(
 
 
 def _check_flows(session: Session, chosen: dict[str, Flow]) -> list[FlowCheck]:
-    """Read both sides in bulk and check each chosen flow against its stored state."""
+    """Read both sides in bulk, spooled to disk, and check each chosen flow against its stored state, whose links
+    are read a page at a time as the check walks them (`verify.stored`)."""
     settings = session.settings()
     with session.store() as store:
-        state = {name: stored(store, name) for name in chosen}
         parents = {name: ParentTwins.load(store, item.parent) for name, item in chosen.items() if item.parent}
 
     async def read() -> Listings:
@@ -509,13 +509,13 @@ def _check_flows(session: Session, chosen: dict[str, Flow]) -> list[FlowCheck]:
             with console.progress_bars() as bars:
                 return await read_listings(invoiced, keap, chosen.values(), bars, parents)
 
-    listings = asyncio.run(read())
-    return [
-        check_flow(item, listings.invoiced_records(item), listings.keap[name], state[name],
-                   invoiced_ids_anywhere=listings.invoiced_ids(item),
-                   keap_unlinked_matter=settings.flow[name].create_in_invoiced)
-        for name, item in chosen.items()
-    ]
+    with asyncio.run(read()) as listings, session.store() as store:
+        return [
+            check_flow(item, listings.invoiced_records(item), listings.keap[name], stored(store, name),
+                       invoiced_ids_anywhere=listings.invoiced_ids(item),
+                       keap_unlinked_matter=settings.flow[name].create_in_invoiced)
+            for name, item in chosen.items()
+        ]
 
 
 def _print_checks(checks: Sequence[FlowCheck]) -> None:

@@ -1,7 +1,9 @@
 """`verify`: the specification as an executable checklist. Do the linked pairs agree, field rule by field rule?
 
-Both sides are read in bulk (Invoiced 100 a page, Keap 1000 a page; never one call per record) and
-paired by the store's active links. Per flow the report gives, per field rule, how many linked
+Both sides are read in bulk (Invoiced 100 a page, Keap 1000 a page; never one call per record), spooled to disk
+by id (`engine.spool.RecordSpool`), and paired by the store's active links, read with their shadows a page at a
+time (`Store.iter_links`): what verify holds grows with the ids and the differences it finds, not with the records,
+links or shadows. Per flow the report gives, per field rule, how many linked
 pairs agree and how many are carried with loss, and each pair rule whose values differ, with both values, in one
 of three categories: *lossy* (one side holds the other's value as far as it can: cut to Keap's limits, a region or
 phone left out; `engine.plan.disagreements` agrees, the values do not; with the sync's notes of the pair, also
@@ -21,9 +23,10 @@ default), which a normal pass never sees, as neither side is dirty.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from itertools import islice
+from typing import Any, TypeVar
 
 from invoiced_keap.connectors.invoiced import InvoicedConnector
 from invoiced_keap.connectors.keap import KeapConnector
@@ -32,6 +35,7 @@ from invoiced_keap.engine.plan import LinkShadows, disagreements
 from invoiced_keap.engine.report import RunReport
 from invoiced_keap.engine.run import Syncer
 from invoiced_keap.engine.shadows import link_shadows
+from invoiced_keap.engine.spool import RecordSpool
 from invoiced_keap.flows import Flow, Value
 from invoiced_keap.mapping import LossyCarry, Record
 from invoiced_keap.state import Store
@@ -58,28 +62,56 @@ class Drift:
 
 
 @dataclass(frozen=True)
-class Stored:
-    """What the state database knows of a flow's pairs: its links (Invoiced id -> Keap id) with their shadows and
-    lossy notes by Invoiced id, and the Invoiced records whose failure is dismissed, with the reason given."""
+class StoredPair:
+    """One active link as verify compares it: its ids, its shadows as the planner takes them (None until both sides
+    have one) and its lossy notes, newest first."""
 
-    links: dict[str, str]
-    shadows: dict[str, LinkShadows | None] = field(default_factory=dict)
-    notes: dict[str, list[LossyCarry]] = field(default_factory=dict)
+    invoiced_id: str
+    keap_id: str
+    shadows: LinkShadows | None = None
+    notes: tuple[LossyCarry, ...] = ()
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What the state database knows of a flow's pairs: its links (`StoredPair`s, in any order: `stored` reads them
+    from the database a page at a time each time they are iterated, never all at once) and the Invoiced records whose
+    failure is dismissed, with the reason given."""
+
+    pairs: Iterable[StoredPair]
     dismissed: dict[str, str | None] = field(default_factory=dict)
 
 
+LINK_PAGE = 1000
+"""Links (with their shadows and lossy notes) `stored` reads from the database at a time."""
+
+
+@dataclass(frozen=True)
+class _LinkPages:
+    """A flow's active links as `StoredPair`s, read a keyset page at a time (`Store.iter_links`), with the lossy notes
+    of each page's links; iterable again (each iteration reads anew)."""
+
+    store: Store
+    flow: str
+    page: int = LINK_PAGE
+
+    def __iter__(self) -> Iterator[StoredPair]:
+        links = self.store.iter_links(self.flow, batch_size=self.page)
+        while batch := list(islice(links, self.page)):
+            notes: dict[int, list[LossyCarry]] = {}
+            for row in self.store.lossy_carries(self.flow, link_ids=[link.id for link in batch]):
+                note = LossyCarry(row.side, row.field, row.source_value, row.sent_value, row.reason, row.field_group)  # type: ignore[arg-type]
+                notes.setdefault(row.link_id, []).append(note)
+            for link in batch:
+                yield StoredPair(link.invoiced_id, link.keap_id, link_shadows(link), tuple(notes.get(link.id, ())))
+
+
 def stored(store: Store, flow: str) -> Stored:
-    """Read a flow's `Stored` state."""
-    links = list(store.iter_links(flow))
-    by_link = {link.id: link.invoiced_id for link in links}
-    notes: dict[str, list[LossyCarry]] = {}
-    for row in store.lossy_carries(flow):
-        notes.setdefault(by_link[row.link_id], []).append(
-            LossyCarry(row.side, row.field, row.source_value, row.sent_value, row.reason, row.field_group))  # type: ignore[arg-type]
+    """A flow's `Stored` state: its dismissals read now, its links (and their shadows and notes) as they are iterated,
+    while `store` is open."""
     dismissed = {failure.record_id: failure.dismissed_reason for failure in store.failures(flow)
                  if failure.dismissed_at is not None and failure.side == "invoiced"}
-    return Stored({link.invoiced_id: link.keap_id for link in links}, {link.invoiced_id: link_shadows(link) for link in links},
-                  notes, dismissed)
+    return Stored(_LinkPages(store, flow), dismissed)
 
 
 @dataclass(frozen=True)
@@ -138,41 +170,49 @@ class FlowCheck:
 
 def check_flow(
     flow: Flow,
-    invoiced_records: Iterable[Record],
-    keap_records: Iterable[Record],
+    invoiced_records: Mapping[str, Record] | Iterable[Record],
+    keap_records: Mapping[str, Record] | Iterable[Record],
     state: Stored,
     *,
-    invoiced_ids_anywhere: set[str] | None = None,
+    invoiced_ids_anywhere: Container[str] | None = None,
     keap_unlinked_matter: bool = False,
 ) -> FlowCheck:
-    """Compare one flow's records, given as read, with its stored state (links, shadows, notes, dismissals). Pure.
+    """Compare one flow's records with its stored state (links with their shadows and notes, dismissals). Pure.
 
-    `invoiced_ids_anywhere` are the ids of every record of the Invoiced object (a customer that
-    moved to the other flow still exists); by default the flow's own records. A differing rule whose side
-    differs from its shadow is pending, not drift.
+    The records are best given as mappings by id (text), which are only looked up by id and walked once (a
+    `RecordSpool` keeps them on disk); records given as an iterable are put in a dict. `state.pairs` is walked once:
+    what the check keeps grows with the ids and the differences found, not with the records or the shadows.
+    `invoiced_ids_anywhere` holds the ids of every record of the Invoiced object (a customer that moved to the
+    other flow still exists); by default the flow's own records. A differing rule whose side differs from its
+    shadow is pending, not drift. Each list is in id order (`_id_order`) of the Invoiced id.
     """
-    invoiced = {str(record["id"]): record for record in invoiced_records}
-    keap = {str(record["id"]): record for record in keap_records}
-    existing = invoiced_ids_anywhere if invoiced_ids_anywhere is not None else set(invoiced)
+    invoiced, keap = _by_id(invoiced_records), _by_id(keap_records)
+    existing = invoiced_ids_anywhere if invoiced_ids_anywhere is not None else invoiced
     agreeing = {rule.name: 0 for rule in flow.rules}
     lossy_by_rule = {rule.name: 0 for rule in flow.rules}
     drifted: list[Drift] = []
     pending: list[Drift] = []
     lossy: list[Drift] = []
     gone: list[GoneLink] = []
+    linked_invoiced: set[str] = set()
+    linked_keap: set[str] = set()
     pairs = 0
-    for invoiced_id, keap_id in sorted(state.links.items(), key=lambda item: _id_order(item[0])):
-        missing = [side for side, present in (("invoiced", invoiced_id in existing), ("keap", keap_id in keap)) if not present]
+    for pair in state.pairs:
+        invoiced_id, keap_id = pair.invoiced_id, pair.keap_id
+        linked_invoiced.add(invoiced_id)
+        linked_keap.add(keap_id)
+        keap_record = keap.get(keap_id)
+        missing = [side for side, present in (("invoiced", invoiced_id in existing), ("keap", keap_record is not None)) if not present]
         if missing:
             gone.append(GoneLink(invoiced_id, keap_id, missing[0] if len(missing) == 1 else "both"))
             continue
-        if invoiced_id not in invoiced:
+        inv_record = invoiced.get(invoiced_id)
+        if inv_record is None or keap_record is None:
             continue  # moved to the other customer flow; that flow's run relinks it
         pairs += 1
-        inv_record, keap_record = invoiced[invoiced_id], keap[keap_id]
         differing = set(disagreements(flow, inv_record, keap_record))
-        link_shadows = state.shadows.get(invoiced_id)
-        notes = state.notes.get(invoiced_id, [])
+        link_shadows = pair.shadows
+        shown: set[str] = set()
         for rule in flow.rules:
             values = {"invoiced": rule.value("invoiced", inv_record), "keap": rule.value("keap", keap_record)}
             difference = Drift(invoiced_id, keap_id, rule.name, values["invoiced"], values["keap"])
@@ -184,29 +224,40 @@ def check_flow(
                     drifted.append(difference)
             elif values["invoiced"] != values["keap"] and not all(rule.blank(value) for value in values.values()):
                 lossy_by_rule[rule.name] += 1
-                lossy.append(replace(difference, notes=tuple(note.describe() for note in notes if note.rule == rule.name)))
+                shown.add(rule.name)
+                lossy.append(replace(difference, notes=tuple(note.describe() for note in pair.notes if note.rule == rule.name)))
             else:
                 agreeing[rule.name] += 1
-        shown = {d.rule for d in lossy if d.invoiced_id == invoiced_id}
         lossy += [Drift(invoiced_id, keap_id, note.rule or note.field, *_sides(note), notes=(note.describe(),))
-                  for note in notes if note.rule not in shown]
-    linked_keap = set(state.links.values())
-    unlinked = sorted(set(invoiced) - set(state.links), key=_id_order)
+                  for note in pair.notes if note.rule not in shown]
+    unlinked = sorted((record_id for record_id in invoiced if record_id not in linked_invoiced), key=_id_order)
     return FlowCheck(
         flow=flow.name,
         pairs=pairs,
         agreeing=agreeing,
         lossy_by_rule=lossy_by_rule,
-        drifted=drifted,
-        pending=pending,
-        lossy=lossy,
+        drifted=_in_id_order(drifted),
+        pending=_in_id_order(pending),
+        lossy=_in_id_order(lossy),
         without_twin=[record_id for record_id in unlinked if record_id not in state.dismissed],
         dismissed={record_id: state.dismissed[record_id] for record_id in unlinked if record_id in state.dismissed},
-        gone=gone,
+        gone=_in_id_order(gone),
         keap_unlinked=sorted((keap_id for keap_id, record in keap.items() if keap_id not in linked_keap and flow.keap_belongs(record)),
                              key=_id_order),
         keap_unlinked_matter=keap_unlinked_matter,
     )
+
+
+def _by_id(records: Mapping[str, Record] | Iterable[Record]) -> Mapping[str, Record]:
+    return records if isinstance(records, Mapping) else {str(record["id"]): record for record in records}
+
+
+DriftOrGone = TypeVar("DriftOrGone", Drift, GoneLink)
+
+
+def _in_id_order(found: list[DriftOrGone]) -> list[DriftOrGone]:
+    """By Invoiced id (`_id_order`); a pair's entries keep their order (a stable sort)."""
+    return sorted(found, key=lambda item: _id_order(item.invoiced_id))
 
 
 def _sides(note: LossyCarry) -> tuple[Value, Value]:
@@ -220,28 +271,60 @@ def _id_order(record_id: str) -> tuple[int, str]:
 
 # --- reading both sides in bulk ------------------------------------------------------------------
 
+class FlowRecords(Mapping[str, Record]):
+    """The records of one resource's listing that belong to a flow (`Flow.belongs`), by id: a view of the spool."""
+
+    def __init__(self, records: Mapping[str, Record], flow: Flow) -> None:
+        self._records = records
+        self._flow = flow
+
+    def __getitem__(self, record_id: str) -> Record:
+        record = self._records[record_id]
+        if not self._flow.belongs(record):
+            raise KeyError(record_id)
+        return record
+
+    def __iter__(self) -> Iterator[str]:
+        return (record_id for record_id, record in self._records.items() if self._flow.belongs(record))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 @dataclass(frozen=True)
 class Listings:
-    """Everything verify reads: every Invoiced record of each resource the flows use (by resource name; a nested
-    flow's under every linked parent, `changes.every_record`) and the Keap records of each flow (with the fields
-    its rules and keys read; a nested flow's with their parent's Invoiced twin)."""
+    """Everything verify reads, spooled to disk by id (`RecordSpool`; `close()` or the context manager removes
+    them): every Invoiced record of each resource the flows use (by resource name; a nested flow's under every
+    linked parent, `changes.every_record`) and the Keap records of each flow (with the fields its rules and keys
+    read; a nested flow's with their parent's Invoiced twin)."""
 
-    invoiced: dict[str, list[Record]]
-    keap: dict[str, list[Record]]
+    invoiced: dict[str, RecordSpool]
+    keap: dict[str, RecordSpool]
 
-    def invoiced_records(self, flow: Flow) -> list[Record]:
-        return [record for record in self.invoiced[flow.invoiced.name] if flow.belongs(record)]
+    def invoiced_records(self, flow: Flow) -> Mapping[str, Record]:
+        return FlowRecords(self.invoiced[flow.invoiced.name], flow)
 
-    def invoiced_ids(self, flow: Flow) -> set[str]:
-        return {str(record["id"]) for record in self.invoiced[flow.invoiced.name]}
+    def invoiced_ids(self, flow: Flow) -> Container[str]:
+        """The ids of every record of the flow's resource, the flow's or another's."""
+        return self.invoiced[flow.invoiced.name]
+
+    def close(self) -> None:
+        for spool in (*self.invoiced.values(), *self.keap.values()):
+            spool.close()
+
+    def __enter__(self) -> Listings:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 async def read_listings(
     invoiced: InvoicedConnector, keap: KeapConnector, flows: Iterable[Flow], progress: Progress = lambda *_: None,
     parents: Mapping[str, ParentTwins] | None = None,
 ) -> Listings:
-    """One full listing per Invoiced resource and per flow's Keap object, read concurrently; `parents`: each nested
-    flow's parent links (`changes.ParentTwins`)."""
+    """One full listing per Invoiced resource and per flow's Keap object, read concurrently into spools; `parents`:
+    each nested flow's parent links (`changes.ParentTwins`). The caller closes the `Listings`."""
     flows = list(flows)
     parents = parents or {}
 
@@ -250,24 +333,29 @@ async def read_listings(
         async for record in keap.list_all(flow.keap, fields=flow.keap_fields):
             yield twins.of("keap", record) if twins else record
 
-    async def collect(name: str, records: AsyncIterator[Record]) -> list[Record]:
-        collected = []
+    async def collect(name: str, records: AsyncIterator[Record], spool: RecordSpool) -> None:
+        read = 0
         async for record in records:
-            collected.append(record)
-            progress(name, len(collected))
-        return collected
+            spool[str(record["id"])] = record
+            read += 1
+            progress(name, read)
 
     resources = {flow.invoiced.name: flow for flow in flows}
-    tasks = {
-        **{f"invoiced {name}": collect(f"Invoiced {name}s", every_record(invoiced, flow, parents.get(flow.name)))
-           for name, flow in resources.items()},
-        **{f"keap {flow.name}": collect(f"Keap {flow.name}", keap_records(flow)) for flow in flows},
-    }
-    results = dict(zip(tasks, await asyncio.gather(*tasks.values()), strict=True))
-    return Listings(
-        invoiced={name: results[f"invoiced {name}"] for name in resources},
-        keap={flow.name: results[f"keap {flow.name}"] for flow in flows},
-    )
+    listings = Listings(invoiced={name: RecordSpool() for name in resources}, keap={flow.name: RecordSpool() for flow in flows})
+    tasks = [asyncio.ensure_future(read) for read in (
+        *(collect(f"Invoiced {name}s", every_record(invoiced, flow, parents.get(flow.name)), listings.invoiced[name])
+          for name, flow in resources.items()),
+        *(collect(f"Keap {flow.name}", keap_records(flow), listings.keap[flow.name]) for flow in flows),
+    )]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        listings.close()
+        raise
+    return listings
 
 
 async def repair(syncer: Syncer, checks: Iterable[FlowCheck]) -> RunReport:
