@@ -50,6 +50,9 @@ __all__ = ["HOOK_CHECK_INTERVAL", "Service"]
 
 HEALTHY_POLLS = 3
 """A flow with no successful pass within this many poll intervals is unhealthy."""
+LOOK_AT_THE_CLOCK = 1.0
+"""Seconds at most between the worker's looks at `Service.clock` while it waits for a poll: a clock that jumps
+(a machine woken from sleep, a test's clock moved by hand) is noticed within this."""
 RETRY_FAILED_PASS = 5.0
 """Seconds to the next poll after a failed pass, doubling while passes keep failing, at most `poll_interval`."""
 
@@ -224,7 +227,7 @@ class Service:
         try:
             while not stop.is_set():
                 batch = batch or asyncio.create_task(self.queue.next_batch())
-                wait = max(0.0, next_poll - self.clock())
+                wait = min(max(0.0, next_poll - self.clock()), LOOK_AT_THE_CLOCK)
                 await asyncio.wait({batch, stopping}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
                 if stop.is_set():
                     break
@@ -239,7 +242,8 @@ class Service:
                     marked = batch.result()
                     await self._guarded(self.sync_batch(marked), marked.flows())
                     batch = None
-                next_poll = min(next_poll, self.clock() + self._retry_in())
+                if job is not None:
+                    next_poll = min(next_poll, self.clock() + self._retry_in())
         finally:
             stopping.cancel()
             if batch is not None:
