@@ -27,7 +27,8 @@ async def verify(world: World, flow: str) -> FlowCheck:
     async with InvoicedConnector(API_KEY, world.invoiced_server.url, retry=FAST_RETRIES) as invoiced, \
             KeapConnector(ApiKey(API_KEY), world.keap_url, limits=RateLimits(), retry=FAST_RETRIES) as keap:
         listings = await read_listings(invoiced, keap, [CATALOGUE[flow]])
-    return check_flow(CATALOGUE[flow], listings.invoiced_records(CATALOGUE[flow]), listings.keap[flow], stored(world.store, flow))
+    with listings:
+        return check_flow(CATALOGUE[flow], listings.invoiced_records(CATALOGUE[flow]), listings.keap[flow], stored(world.store, flow))
 
 
 async def test_a_cut_given_name_is_noted_and_never_written_back_after_a_family_name_edit(world: World, capsys) -> None:
