@@ -12,6 +12,7 @@ from typing import Any
 
 import invoiced
 import pytest
+import sqlalchemy
 
 from invoiced_keap.emulators.keap.custom_fields import CustomFieldModels
 from invoiced_keap.emulators.keap.errors import KeapError
@@ -715,3 +716,75 @@ async def test_zeros_written_under_labels_no_longer_written_are_cleared(world: W
     assert "Invoiced past due" not in values and "Invoiced days past due" not in values
     assert values["Invoiced balance"] == 40
     assert world.store.receivables([str(acme)])[str(acme)].written == values
+
+
+def values_changed(entry: Any) -> bool:
+    """An audit entry of the step that records custom values written (not a tag alone)."""
+    return (entry.before or {}).get("custom_fields") != (entry.after or {}).get("custom_fields")
+
+
+def patched_companies(world: World) -> set[str]:
+    return {str(record["id"]) for record in world.keap_records("companies") if world.keap.custom_values("companies", str(record["id"]))}
+
+
+async def test_a_pass_the_day_s_quota_stops_keeps_and_audits_exactly_the_writes_that_went_through(world: World) -> None:
+    """Issue 15: the PATCHes that went through before Keap's daily quota stopped the pass left no audit entry and no
+    state, and the next pass reported an update for each record though it sent fewer PATCHes."""
+    customers = [world.invoiced.create_customer({"name": f"Company {n}", "type": "company"})["id"] for n in range(12)]
+    await world.sync()
+    for n, customer in enumerate(customers):
+        past_due_invoice(world, customer, 10 + n)
+    spent = {"per_second": None, "per_minute": None, "per_day": 0}
+    world.keap.after_request("PATCH /crm/rest/v2/companies/{company_id}",
+                             lambda: world.keap.faults.update({"rate_limit": spent}), nth=4)
+
+    stopped = await world.sync()
+
+    assert stopped.exit_code == 1 and "quota" in (stopped.error or "").lower(), stopped.error
+    done = patched_companies(world)
+    assert 4 <= len(done) < len(customers)
+    linked = {keap_id: customer for customer, keap_id in world.store.active_link_ids("companies").items()}
+    rows = world.store.receivables(linked.values())
+    for keap_id, customer in linked.items():
+        row = rows[customer]
+        if keap_id in done:
+            assert (row.written_keap_id, row.written) == (keap_id, world.keap.custom_values("companies", keap_id))
+        else:
+            assert row.written_keap_id is None and row.pending
+    audited = {entry.record_id for entry in world.store.audit_entries(flow="companies", run_id=stopped.run_id)
+               if values_changed(entry)}
+    assert audited == done
+    assert stopped.flows["receivables"].counts["updated.keap"] == len(done)
+    assert world.store.failures() == []
+
+    world.keap.faults.rate_limit = None
+    world.reset_stats()
+    report = await world.sync()
+
+    assert report.exit_code == 0, report
+    assert patched_companies(world) == set(linked)
+    patches = world.writes()["PATCH /crm/rest/v2/companies/{company_id}"]
+    assert patches == len(customers) - len(done) == report.flows["receivables"].counts["updated.keap"]
+    assert len([entry for entry in world.store.audit_entries(flow="companies", run_id=report.run_id)
+                if values_changed(entry)]) == patches
+
+
+async def test_a_fresh_state_finding_keap_as_it_should_be_reports_no_update(world: World) -> None:
+    """Issue 15: a pass on a fresh state (what it wrote lost, Keap holding the figures) reported 'updated.keap 55'
+    with no PATCH."""
+    acme, jane = await linked_pair(world)
+    not_yet_due_invoice(world, acme, 30)
+    not_yet_due_invoice(world, jane, 20)
+    await world.sync()
+    with world.store.engine.begin() as connection:  # the step's state lost (an older backup, say)
+        connection.execute(sqlalchemy.text("DELETE FROM receivables"))
+        connection.execute(sqlalchemy.text("DELETE FROM watermarks WHERE stream IN ('receivables.events', 'receivables.settings')"))
+    world.reset_stats()
+
+    report = await world.sync()
+
+    assert report.exit_code == 0, report
+    assert not any(key.startswith("PATCH") for key in world.writes())
+    counts = report.flows["receivables"].counts
+    assert counts["read.invoiced"] == 2 and counts["updated.keap"] == 0
+    assert [entry for entry in world.store.audit_entries(run_id=report.run_id)] == []

@@ -63,7 +63,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from invoiced_keap.connectors.errors import ApiError, NotFound, RecordRejected, TransientError
+from invoiced_keap.connectors.errors import (
+    ApiError, CallAbandoned, FatalError, NotFound, RecordRejected, TransientError,
+)
 from invoiced_keap.connectors.invoiced import CUSTOMER, InvoicedConnector, removed_customer_id
 from invoiced_keap.connectors.keap import CONTACTS, TAGS, KeapConnector, KeapObject, changed_fields
 from invoiced_keap.engine.apply import refusal_message
@@ -87,6 +89,8 @@ customer's record to be looked at again (labels switched, the tag turned off, an
 RECOMPUTE_EVERY = timedelta(days=1)
 TAG_DESCRIPTION = "Applied by invoiced-keap while the customer has invoices past due in Invoiced"
 T = TypeVar("T")
+NOT_SENT = ApiError("not sent: the pass is stopping (the day's quota used up, credentials refused, or a stop asked)")
+"""What `_guarded` answers for a call not made, or cut off, once the pass is to stop: nothing of it is counted done."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,7 @@ class OwedStep:
         self._tags_again: dict[tuple[str, bool], asyncio.Future[str | None]] = {}
         self._fields_again: dict[str, asyncio.Future[dict[str, str] | None]] = {}
         self._batch: list[Job] = []
+        self._stop: FatalError | CallAbandoned | None = None  # the error that ends the pass once the batch commits
 
     # --- the step ----------------------------------------------------------------------------------
     def takes_part(self, flows: Iterable[Flow]) -> list[Flow]:
@@ -366,6 +371,8 @@ class OwedStep:
             for change in pending:
                 change(tx)
             tx.append_audits(audits)
+        if self._stop is not None:
+            raise self._stop  # what went through is committed; the rest waits for the next pass
 
     async def _fields(self, keap_object: KeapObject, jobs: list[Job]) -> dict[str, str] | None:
         """Label -> custom field id for every label `jobs` write: as kept, else found by label (the object's model
@@ -629,14 +636,21 @@ class OwedStep:
 
     async def _contacts_tagged(self, chosen: list[tuple[Job, Outcome]], ids: list[str], applied: bool, payload: Record,
                                pending: list[Callable[[Any], None]]) -> None:
-        """Tags `ids` applied to (or removed from) the contacts of `chosen`; a refusal fails them all (`failed`)."""
+        """Tags `ids` applied to (or removed from) the contacts of `chosen`; a refusal fails them all (`failed`);
+        once the pass is to stop (`_stop`), no call is made and none of them is done."""
         for _, outcome in chosen:
             outcome.failed = False
         contact_ids = [job.keap_id for job, _ in chosen]
         try:
             for tag_id in ids:
+                if self._stop is not None:
+                    raise self._stop
                 await self._tagged(tag_id, applied, lambda tag_id: self.keap.tag_contacts(
                     tag_id, contact_ids, applied=applied))
+        except (FatalError, CallAbandoned) as error:
+            self._stop = self._stop or error
+            for _, outcome in chosen:
+                outcome.failed = True
         except (RecordRejected, TransientError) as error:
             for job, outcome in chosen:
                 self._fail(job, payload, error, pending)
@@ -645,9 +659,17 @@ class OwedStep:
 
     async def _guarded(self, job: Job, payload: Record, pending: list[Callable[[Any], None]],
                        call: Awaitable[Any]) -> ApiError | None:
-        """None when `call` went through; else its error, its failure queued for the record."""
+        """None when `call` went through; else its error, its failure queued for the record. A fatal error (the
+        day's quota used up, credentials refused) or a stop is kept (`_stop`): no further call is made, the batch
+        commits what went through, then the pass ends with it."""
+        if self._stop is not None:
+            call.close()  # type: ignore[attr-defined]
+            return NOT_SENT
         try:
             await call
+        except (FatalError, CallAbandoned) as error:
+            self._stop = self._stop or error
+            return NOT_SENT
         except (RecordRejected, TransientError) as error:
             self._fail(job, payload, error, pending)
             return error
