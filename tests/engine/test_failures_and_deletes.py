@@ -106,3 +106,19 @@ async def test_reconcile_finds_records_deleted_in_keap(world: World) -> None:
 
     assert report.flows["companies"].counts["unlinked"] == 1
     assert sorted(world.store.active_link_ids("companies")) == ["1", "3"]
+
+
+async def test_a_reconcile_lists_keap_contacts_once_for_both_contact_flows(world: World) -> None:
+    acme, _ = world.invoiced.seed({"customers": [{"name": "Acme", "type": "company", "email": "ar@acme.example"},
+                                                 {"name": "Jane Cooper", "type": "person", "email": "jane@example.com"}]})["customers"]
+    world.invoiced.create_contact(acme, {"name": "Ann Lee", "email": "ann@acme.example"})
+    await world.sync()
+    people = {world.link_of("contacts", 2), *world.store.active_link_ids("company_contacts").values()}
+    assert len(people) == 2
+    world.keap.store.delete("contacts", world.link_of("contacts", 2))
+    world.reset_stats()
+
+    report = await world.syncer_call("reconcile", flows=["contacts", "company_contacts"])
+
+    assert world.keap.requests["GET /crm/rest/v2/contacts"] == 1  # one id listing serves both flows
+    assert report.flows["contacts"].counts["unlinked"] == 1 and not report.flows["company_contacts"].counts["unlinked"]

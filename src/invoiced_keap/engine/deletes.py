@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from invoiced_keap.connectors.errors import NotFound
 from invoiced_keap.connectors.invoiced import InvoicedConnector
-from invoiced_keap.connectors.keap import KeapConnector
+from invoiced_keap.connectors.keap import KeapConnector, KeapObject
 from invoiced_keap.engine.options import Breaker
 from invoiced_keap.flows import Flow, Side
 
@@ -39,12 +39,17 @@ def check_breaker(flow: str, breaker: Breaker, *, links: int, deletes: int, upda
             f"--allow-mass-change to go ahead.")
 
 
+async def keap_ids(keap: KeapConnector, keap_object: KeapObject) -> set[str]:
+    """The id of every record of a Keap object: one full listing (1,000 a page, one field)."""
+    return {str(record["id"]) async for record in keap.list_all(keap_object, fields=("update_time",))}
+
+
 async def find_gone(
-    flow: Flow, links: dict[str, str], invoiced: InvoicedConnector, keap: KeapConnector
+    flow: Flow, links: dict[str, str], invoiced: InvoicedConnector, keap: KeapConnector, listed: set[str]
 ) -> list[tuple[str, Side]]:
-    """Linked records that are gone: `(invoiced_id, side)` for each, one entry a link. Keap ids missing from a
-    full listing are confirmed by a GET (404); where the Invoiced resource archives, archived records are gone."""
-    listed = {str(record["id"]) async for record in keap.list_all(flow.keap, fields=("update_time",))}
+    """Linked records that are gone: `(invoiced_id, side)` for each, one entry a link. Keap ids missing from
+    `listed` (`keap_ids` of the flow's object, read once for every flow on it) are confirmed by a GET (404); where
+    the Invoiced resource archives, archived records are gone."""
     gone: list[tuple[str, Side]] = []
     for invoiced_id, keap_id in links.items():
         if keap_id in listed:

@@ -45,7 +45,7 @@ from invoiced_keap.engine.changes import (
     read_events,
     read_ids,
 )
-from invoiced_keap.engine.deletes import CircuitBreakerTripped, check_breaker, find_gone
+from invoiced_keap.engine.deletes import CircuitBreakerTripped, check_breaker, find_gone, keap_ids
 from invoiced_keap.engine.match import relink_pairs
 from invoiced_keap.engine.options import SyncOptions
 from invoiced_keap.engine.owed import OwedStep
@@ -152,9 +152,12 @@ class Syncer:
         is noted (`Store.mark_reconciled`) for the schedule (`Store.reconcile_due`)."""
 
         async def work(held: list[Flow], report: RunReport) -> None:
+            listed: dict[str, set[str]] = {}  # Keap object -> its ids: one listing for both contact flows
             for flow in held:
                 links = self.store.active_link_ids(flow.name)
-                gone = await find_gone(flow, links, self.invoiced, self.keap)
+                if flow.keap.name not in listed:
+                    listed[flow.keap.name] = await keap_ids(self.keap, flow.keap)
+                gone = await find_gone(flow, links, self.invoiced, self.keap, listed[flow.keap.name])
                 found = self.store.find_links(flow.name, "invoiced", [invoiced_id for invoiced_id, _ in gone])
                 plan = FlowPlan(flow, self.options.flow_options(flow.name).deletes, links=len(links), removals=[
                     Removal(found[invoiced_id], side, f"not found in {side} (reconcile)") for invoiced_id, side in gone])
