@@ -258,6 +258,47 @@ def test_unknown_tags_and_records_are_404(keap: httpx.Client) -> None:
     assert_error(keap.get("/v2/contacts/99/tags"), 404, "Contact with id 99 not found")
 
 
+def test_a_deleted_tag_comes_off_every_record_and_is_gone(keap: httpx.Client, emulator: KeapEmulator) -> None:
+    """`DELETE /v2/tags/{tag_id}` (deleteTag: 204), as a Keap user may do it: the sync must find it gone."""
+    kept, deleted = tag(keap, "Kept"), tag(keap, "Invoiced: past due")
+    company = created(keap, "companies", {"company_name": "Acme"})["id"]
+    contact = created(keap, "contacts", contact_body("jane@example.com"))["id"]
+    for tag_id in (kept, deleted):
+        keap.post(f"/v2/companies/{company}/tags/{tag_id}").raise_for_status()
+        keap.post(f"/v2/tags/{tag_id}/contacts:applyTags", json={"contact_ids": [contact]}).raise_for_status()
+    before = keap.get(f"/v2/companies/{company}", params={"fields": "update_time"}).json()["update_time"]
+
+    response = keap.delete(f"/v2/tags/{deleted}")
+
+    assert response.status_code == 204 and response.content == b""
+    assert_error(keap.get(f"/v2/tags/{deleted}"), 404, f"Tag with id {deleted} not found")
+    assert_error(keap.delete(f"/v2/tags/{deleted}"), 404, f"Tag with id {deleted} not found")
+    assert [item["id"] for item in keap.get("/v2/tags").json()["tags"]] == [kept]
+    assert keap.get(f"/v2/companies/{company}", params={"fields": "groups,update_time"}).json() == {
+        "id": company, "groups": kept, "update_time": before}
+    assert keap.get(f"/v2/contacts/{contact}", params={"fields": "tag_ids"}).json()["tag_ids"] == [kept]
+
+
+def test_a_deleted_custom_field_takes_its_values_with_it(keap: httpx.Client) -> None:
+    """`DELETE /v2/{companies,contacts}/model/customFields/{custom_field_id}` (204); 404 for another object's field."""
+    balance, notes = field(keap, "companies", "Invoiced balance", "CURRENCY"), field(keap, "companies", "Notes", "TEXT")
+    nickname = field(keap, "contacts", "Nickname", "TEXT")
+    company = created(keap, "companies", {"company_name": "Acme", "custom_fields": [
+        {"id": balance, "content": 70}, {"id": notes, "content": "VIP"}]})["id"]
+
+    assert_error(keap.delete(f"/v2/companies/model/customFields/{nickname}"), 404,
+                 f"Company custom field with id {nickname} not found")
+    response = keap.delete(f"/v2/companies/model/customFields/{balance}")
+
+    assert response.status_code == 204
+    assert [item["id"] for item in keap.get("/v2/companies/model").json()["custom_fields"]] == [notes]
+    assert keap.get(f"/v2/companies/{company}", params={"fields": "custom_fields"}).json()["custom_fields"] == [
+        {"id": notes, "content": "VIP"}]
+    assert_error(keap.patch(f"/v2/companies/{company}", params={"update_mask": "custom_fields"},
+                            json={"custom_fields": [{"id": balance, "content": 1}]}), 400, f"no Company custom field has id {balance}")
+    assert keap.delete(f"/v2/contacts/model/customFields/{nickname}").status_code == 204
+
+
 def test_tagging_is_an_edit_of_the_record(keap: httpx.Client, manual_clock: ManualClock) -> None:
     tag_id = tag(keap, "Invoiced: past due")
     contact = created(keap, "contacts", contact_body("a@x.example"))
@@ -382,6 +423,7 @@ NEW_ROUTES = [
     ("POST", "/v2/tags", {"name": "x"}),
     ("POST", "/v2/tags/1/contacts:applyTags", {"contact_ids": []}),
     ("GET", "/v2/tags/1/companies", None),
+    ("DELETE", "/v2/tags/1", None),
 ]
 
 

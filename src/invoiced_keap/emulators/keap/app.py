@@ -110,21 +110,14 @@ class KeapEmulator(Emulator):
         return {labels[value["id"]]: value["content"] for value in record.get("custom_fields") or []}
 
     def delete_custom_field(self, collection: str, field_id: str) -> None:
-        """Delete a custom field as a Keap user would in the web app (v2 has no call for it): its values go too."""
-        del self.store.custom_fields.fields[collection][str(field_id)]
-        table = self.store.table(collection)
-        for key in list(table):
-            record = table[key]
-            if any(str(value.get("id")) == str(field_id) for value in record.get("custom_fields") or []):
-                kept = [value for value in record["custom_fields"] if str(value.get("id")) != str(field_id)]
-                table.put(key, {**record, "custom_fields": kept})
+        """Delete a custom field as `DELETE /v2/{collection}/model/customFields/{id}` (or the web app) does: its
+        values go too."""
+        self.store.custom_fields.delete(collection, field_id)
+        self.store.drop_custom_field(collection, field_id)
 
     def delete_tag(self, tag_id: str) -> None:
-        """Delete a tag as a Keap user would in the web app: it comes off every record."""
-        self.store.table("tags").pop(str(tag_id))
-        for applied in self.store.applied_tags.values():
-            for tag_ids in applied.values():
-                tag_ids.pop(str(tag_id), None)
+        """Delete a tag as `DELETE /v2/tags/{tag_id}` (or the web app) does: it comes off every record."""
+        tags.delete_tag(self.store, tag_id)
 
     def create_tag(self, name: str, description: str | None = None, category_id: str | None = None) -> dict[str, Any]:
         """A new tag (`Tag`), as `POST /v2/tags` makes it."""

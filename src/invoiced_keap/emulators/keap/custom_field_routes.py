@@ -1,4 +1,5 @@
-"""HTTP edge of the custom field models: `GET /v2/{companies,contacts}/model` and `POST .../model/customFields`."""
+"""HTTP edge of the custom field models: `GET /v2/{companies,contacts}/model`, `POST .../model/customFields` and
+`DELETE .../model/customFields/{custom_field_id}`."""
 
 from __future__ import annotations
 
@@ -24,9 +25,17 @@ def model_routes(store: RecordStore, resource: Resource) -> list[Route]:
         field = store.custom_fields.create(resource.collection, await json_body(request))
         return JSONResponse(field, status_code=201)
 
+    @answering_errors
+    async def delete_field(request: Request) -> Response:
+        field_id = request.path_params["custom_field_id"]
+        store.custom_fields.delete(resource.collection, field_id)
+        store.drop_custom_field(resource.collection, field_id)
+        return Response(status_code=204)
+
     return [
         Route(model_path, get_model, methods=["GET"]),
         Route(f"{model_path}/customFields", create_field, methods=["POST"]),
+        Route(f"{model_path}/customFields/{{custom_field_id}}", delete_field, methods=["DELETE"]),
     ]
 
 

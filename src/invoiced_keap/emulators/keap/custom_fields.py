@@ -1,12 +1,14 @@
 """The custom fields defined on companies and contacts, and the check of the values records carry for them.
 
-A field is created by `POST /v2/{companies,contacts}/model/customFields` (`CreateCustomFieldRequest`) and
-described as `CustomFieldMetaData`. What the spec leaves open is [inference] here:
+A field is created by `POST /v2/{companies,contacts}/model/customFields` (`CreateCustomFieldRequest`),
+described as `CustomFieldMetaData`, and deleted by `DELETE .../model/customFields/{custom_field_id}` (204). What the spec leaves open is [inference] here:
 - one id sequence serves both objects (Keap numbers custom fields account-wide);
 - each object has one field group, "Custom Fields" (the spec's default tab); a `group_id` naming another is
   refused, since the emulated account has no other; `user_group_id` is accepted and not shown (the metadata
   has no such property);
 - a label already used on the object (ignoring case) is refused, and `options` on a type without options;
+- a deleted field's values leave every record, with no edit of the record (no update time, no hook), as the web
+  app's delete does;
 - `field_name`, the name filters use, is the label's letters and digits, each word capitalised, with a
   number added when another field of the object has it (the spec shows names like `firstName1` and `Score0`
   without saying how they are made).
@@ -71,6 +73,13 @@ class CustomFieldModels:
             field["options"] = [self.option(option["label"]) for option in values.get("options") or []]
         model[field["id"]] = field
         return copy.deepcopy(field)
+
+    def delete(self, collection: str, field_id: str) -> None:
+        """`DELETE /v2/{companies,contacts}/model/customFields/{custom_field_id}` (404 when the object has no such
+        field); the records' values for it go with it (`RecordStore.drop_custom_field`)."""
+        if self.fields[collection].pop(str(field_id), None) is None:
+            noun = RECORD_TYPES[collection].title()
+            raise KeapError(404, f"{noun} custom field with id {field_id} not found", resource="custom_field")
 
     def option(self, label: str) -> Record:
         self.last_option_id += 1

@@ -111,6 +111,22 @@ class RecordStore:
         self.replace(collection, self.collections[collection][record_id])
         return True
 
+    def drop_custom_field(self, collection: str, field_id: str) -> None:
+        """A deleted custom field's values leave the records that had one (no edit of them: no update time)."""
+        table = self.table(collection)
+        for key in list(table):
+            record = table[key]
+            if any(str(value.get("id")) == str(field_id) for value in record.get("custom_fields") or []):
+                kept = [value for value in record["custom_fields"] if str(value.get("id")) != str(field_id)]
+                table.put(key, {**record, "custom_fields": kept})
+
+    def drop_tag(self, tag_id: str) -> None:
+        """A deleted tag comes off every record (no edit of them: no update time)."""
+        self.table("tags").pop(str(tag_id))
+        for applied in self.applied_tags.values():
+            for tag_ids in applied.values():
+                tag_ids.pop(str(tag_id), None)
+
     def records(self, collection: str) -> Iterator[Record]:
         """Copies of the collection's records in id order (creation order)."""
         for record in list(self.table(collection).values()):

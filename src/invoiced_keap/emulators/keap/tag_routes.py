@@ -30,6 +30,11 @@ def tag_routes(store: RecordStore) -> list[Route]:
         return JSONResponse(tags.get_tag(store, request.path_params["tag_id"]))
 
     @answering_errors
+    async def delete_tag(request: Request) -> Response:
+        tags.delete_tag(store, request.path_params["tag_id"])
+        return Response(status_code=204)
+
+    @answering_errors
     async def list_categories(request: Request) -> Response:
         found, next_token = tags.list_categories(store, list_query(request))
         return JSONResponse({"tag_categories": found, "next_page_token": next_token})
@@ -78,6 +83,7 @@ def tag_routes(store: RecordStore) -> list[Route]:
         Route(TAGS_PATH, list_tags, methods=["GET"]),
         Route(TAGS_PATH, create_tag, methods=["POST"]),
         Route(f"{TAGS_PATH}/{{tag_id}}", get_tag, methods=["GET"]),
+        Route(f"{TAGS_PATH}/{{tag_id}}", delete_tag, methods=["DELETE"]),
         Route(f"{TAGS_PATH}/{{tag_id}}/contacts:applyTags", apply_tags, methods=["POST"]),
         Route(f"{TAGS_PATH}/{{tag_id}}/contacts:removeTags", remove_tags, methods=["POST"]),
         tagged("contacts"),

@@ -136,6 +136,12 @@ def get_tag(store: RecordStore, tag_id: str) -> Record:
     return without_nulls(tag)
 
 
+def delete_tag(store: RecordStore, tag_id: str) -> None:
+    """`DELETE /v2/tags/{tag_id}` (204): the tag comes off every record, with no edit of them [inference]."""
+    get_tag(store, tag_id)
+    store.drop_tag(tag_id)
+
+
 def list_tags(store: RecordStore, query: ListQuery) -> tuple[list[Record], str]:
     filters = {**TAG_FILTERS, "tag_ids": FilterField("id_list", one("id"))}
     tags, next_token = query.run(store.records("tags"), filters, TAG_ORDER)
