@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from invoiced_keap.connectors.invoiced import Event, removed_customer_id
 from invoiced_keap.engine.receivables import (
-    Change, Figures, ReceivablesOptions, Wanted, Written, after, decide, keap_values, merged_custom_fields, named_by, owed,
+    Change, Figures, ReceivablesOptions, Wanted, Written, after, decide, drift, keap_values, merged_custom_fields, named_by,
+    owed,
 )
 
 NOW = int(datetime(2025, 6, 4, 12, tzinfo=UTC).timestamp())
@@ -240,3 +241,32 @@ def test_a_zero_is_not_a_blank() -> None:
     assert decide(Wanted({"Invoiced past due": 0}, {}, False), Written({"Invoiced balance": 3})) == Change(
         {"Invoiced balance": None, "Invoiced past due": 0}, None)
     assert decide(Wanted({"Invoiced past due": 0.0}, {}, False), Written({"Invoiced past due": 0})) is None
+
+
+contents = st.one_of(st.none(), st.integers(min_value=0, max_value=10**6), cents, st.just(""), st.just("2025-06-01"))
+some_labels = st.sampled_from(["Invoiced balance", "Invoiced past due", "Invoiced balance (EUR)", "Nickname"])
+
+
+@given(st.dictionaries(some_labels, contents), st.dictionaries(some_labels, contents), st.booleans(), st.booleans())
+def test_a_drifted_record_held_as_found_has_no_drift_left(written: dict, found: dict, tagged: bool, tag_on: bool) -> None:
+    """What the daily look finds becomes the state's view of the record, so the next write puts right exactly that."""
+    before = Written({label: value for label, value in written.items() if value not in (None, "")}, tagged, None)
+    defined = ["Invoiced balance", "Invoiced past due", "Invoiced balance (EUR)"]  # not "Nickname": not ours
+    tags = {"7"} if tag_on else set()
+    difference = drift(before, found, defined, tags, {"Invoiced: past due": "7"}, "Invoiced: past due")
+    if difference is None:
+        return
+    assert "Nickname" not in difference.values
+    assert difference.tag_missing == (tagged and not tag_on)
+    held = difference.held(before)
+    assert drift(held, found, defined, tags, {"Invoiced: past due": "7"}, "Invoiced: past due") is None
+
+
+def test_drift_compares_a_zero_with_a_blank_and_numbers_by_value() -> None:
+    written = Written({"Invoiced past due": 0, "Invoiced balance": 10}, True, "Invoiced: past due")
+    assert drift(written, {"Invoiced past due": 0, "Invoiced balance": 10.0}, ["Invoiced past due", "Invoiced balance"],
+                 {"7"}, {"Invoiced: past due": "7"}, "Invoiced: past due") is None
+    found = drift(written, {"Invoiced balance": 999}, ["Invoiced past due", "Invoiced balance"], set(),
+                  {"Invoiced: past due": "7"}, "Invoiced: past due")
+    assert found is not None and found.values == {"Invoiced balance": (10, 999), "Invoiced past due": (0, None)}
+    assert found.tag_missing and found.held(written) == Written({"Invoiced balance": 999}, False, None)

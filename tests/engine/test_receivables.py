@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import invoiced
 import pytest
 import sqlalchemy
@@ -788,3 +789,154 @@ async def test_a_fresh_state_finding_keap_as_it_should_be_reports_no_update(worl
     counts = report.flows["receivables"].counts
     assert counts["read.invoiced"] == 2 and counts["updated.keap"] == 0
     assert [entry for entry in world.store.audit_entries(run_id=report.run_id)] == []
+
+
+def keap_call(world: World, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """A Keap user's (or automation's) call over HTTP, with the account's key."""
+    response = httpx.request(method, f"{world.keap_url}{path}", headers={"X-Keap-API-Key": API_KEY}, **kwargs)
+    response.raise_for_status()
+    return response
+
+
+async def three_past_due(world: World) -> tuple[list[int], list[str], list[str]]:
+    """Two organisations and a person, each with an invoice past due, synced: figures and tag on their records."""
+    acme, jane = await linked_pair(world)
+    globex = world.invoiced.create_customer({"name": "Globex", "type": "company"})["id"]
+    await world.sync()
+    for customer in (acme, jane, globex):
+        past_due_invoice(world, customer, 50)
+    await world.sync()
+    companies = [world.link_of("companies", acme), world.link_of("companies", globex)]
+    contacts = [world.link_of("contacts", jane)]
+    for collection, ids in (("companies", companies), ("contacts", contacts)):
+        assert all(world.keap.tag_ids(collection, record) == [tag_id(world)] for record in ids)
+    return [acme, jane, globex], companies, contacts
+
+
+async def test_a_tag_a_keap_user_took_off_goes_back_with_the_daily_look_at_keap(world: World) -> None:
+    """Issue 15: the tag is on "while it has anything past due"; the sync applied it only where its own state said it
+    was not, and never looked at Keap. Once a day Keap's records are read in bulk and a missing tag goes back."""
+    _, companies, contacts = await three_past_due(world)
+    old = tag_id(world)
+    keap_call(world, "POST", f"/v2/tags/{old}/contacts:removeTags", json={"contact_ids": contacts})
+    keap_call(world, "DELETE", f"/v2/companies/{companies[0]}/tags/{old}")
+    world.reset_stats()
+    await world.sync()  # the same day, nothing to write: no call to look
+    assert world.writes() == {} and step_calls(world) == {}
+
+    world.clock.advance(DAY)
+    world.reset_stats()
+    report = await world.sync()
+
+    assert report.exit_code == 0, report
+    assert world.keap.tag_ids("contacts", contacts[0]) == [old]
+    assert all(world.keap.tag_ids("companies", company) == [old] for company in companies)
+    assert report.flows["receivables"].counts["drift.keap"] == 2
+    tag_writes = {key: count for key, count in world.writes().items() if "tags" in key}
+    assert tag_writes == {"POST /crm/rest/v2/companies/{company_id}/tags/{tag_id}": 1,
+                          "POST /crm/rest/v2/tags/{tag_id}/contacts:applyTags": 1}
+    # the look: one listing per object (1000 records a page), the flows' own read besides; the writes read no more
+    assert (world.keap.requests["GET /crm/rest/v2/companies"], world.keap.requests["GET /crm/rest/v2/contacts"]) == (2, 2)
+    world.reset_stats()
+    await world.sync()
+    assert world.writes() == {}
+
+
+async def test_a_tag_taken_off_a_record_the_pass_writes_goes_back_in_that_pass(world: World) -> None:
+    """Its values are read before the PATCH, with its tags (contacts' tag_ids, companies' groups): no call more."""
+    (acme, jane, _), companies, contacts = await three_past_due(world)
+    old = tag_id(world)
+    keap_call(world, "POST", f"/v2/tags/{old}/contacts:removeTags", json={"contact_ids": contacts})
+    keap_call(world, "DELETE", f"/v2/companies/{companies[0]}/tags/{old}")
+    past_due_invoice(world, acme, 5)
+    past_due_invoice(world, jane, 5)
+    world.reset_stats()
+
+    report = await world.sync()
+
+    assert report.exit_code == 0, report
+    assert world.keap.tag_ids("contacts", contacts[0]) == [old] and world.keap.tag_ids("companies", companies[0]) == [old]
+    assert report.flows["receivables"].counts["drift.keap"] == 2
+
+
+async def test_a_tag_deleted_in_keap_goes_back_on_every_record_the_sync_tagged_in_the_pass_that_finds_it(world: World) -> None:
+    """Issue 15: with the tag deleted in Keap, the sync made a new one for a customer going past due later, but the
+    records already past due stayed untagged; `sync --full` did not help."""
+    _, companies, contacts = await three_past_due(world)
+    keap_call(world, "DELETE", f"/v2/tags/{tag_id(world)}")
+    initech = world.invoiced.create_customer({"name": "Initech", "type": "company"})["id"]
+    await world.sync()
+    past_due_invoice(world, initech, 9)
+    world.reset_stats()
+
+    report = await world.sync()
+
+    assert report.exit_code == 0, report
+    new = tag_id(world)
+    for company in [*companies, world.link_of("companies", initech)]:
+        assert world.keap.tag_ids("companies", company) == [new]
+    assert world.keap.tag_ids("contacts", contacts[0]) == [new]
+    assert {key: count for key, count in world.writes().items() if "tags" in key} == {
+        "POST /crm/rest/v2/tags": 1,  # made again once
+        "POST /crm/rest/v2/companies/{company_id}/tags/{tag_id}": 1 + 1 + 2,  # refused (old id), Initech, the two
+        "POST /crm/rest/v2/tags/{tag_id}/contacts:applyTags": 1}  # the contacts, 100 a call
+    assert world.store.failures() == []
+
+
+async def test_a_tag_deleted_in_keap_while_nothing_changes_goes_back_with_the_daily_look(world: World) -> None:
+    _, companies, contacts = await three_past_due(world)
+    keap_call(world, "DELETE", f"/v2/tags/{tag_id(world)}")
+    world.clock.advance(DAY)
+
+    report = await world.sync()
+
+    assert report.exit_code == 0, report
+    new = tag_id(world)
+    assert all(world.keap.tag_ids("companies", company) == [new] for company in companies)
+    assert world.keap.tag_ids("contacts", contacts[0]) == [new]
+    assert world.store.failures() == []
+
+
+async def test_figures_a_keap_user_changed_are_put_back_by_the_daily_look(world: World) -> None:
+    """Issue 15: a PATCH setting 'Invoiced balance' to 999 and wiping the other values was never corrected. The
+    figures are one-way (Invoiced's): once a day what Keap holds is compared with what the sync wrote."""
+    acme, jane = await linked_pair(world)
+    not_yet_due_invoice(world, acme, 40)  # nothing past due: no daily write of its own
+    await world.sync()
+    company = world.link_of("companies", acme)
+    written = world.keap.custom_values("companies", company)
+    [balance] = [field["id"] for field in world.keap.custom_fields("companies") if field["label"] == "Invoiced balance"]
+    keap_call(world, "PATCH", f"/v2/companies/{company}", params={"update_mask": "custom_fields"},
+              json={"custom_fields": [{"id": balance, "content": 999}]})
+    assert world.keap.custom_values("companies", company) == {"Invoiced balance": 999}
+
+    world.clock.advance(DAY)
+    world.reset_stats()
+    report = await world.sync()
+
+    assert report.exit_code == 0, report
+    assert world.keap.custom_values("companies", company) == written
+    assert report.flows["receivables"].counts["drift.keap"] == 1
+    assert world.writes() == {"PATCH /crm/rest/v2/companies/{company_id}": 1}
+    [entry] = [entry for entry in world.store.audit_entries(record_id=company, run_id=report.run_id)]
+    assert entry.before["custom_fields"] == {"Invoiced balance": 999} and entry.after["custom_fields"] == written
+
+
+async def test_a_custom_field_deleted_in_keap_is_made_again_and_refilled_by_the_daily_look(world: World) -> None:
+    acme, jane = await linked_pair(world)
+    not_yet_due_invoice(world, acme, 40)
+    not_yet_due_invoice(world, jane, 15)
+    await world.sync()
+    company, contact = world.link_of("companies", acme), world.link_of("contacts", jane)
+    written = {"companies": world.keap.custom_values("companies", company), "contacts": world.keap.custom_values("contacts", contact)}
+    for collection in ("companies", "contacts"):
+        [balance] = [field["id"] for field in world.keap.custom_fields(collection) if field["label"] == "Invoiced balance"]
+        keap_call(world, "DELETE", f"/v2/{collection}/model/customFields/{balance}")
+    world.clock.advance(DAY)
+
+    report = await world.sync()
+
+    assert report.exit_code == 0, report
+    assert world.keap.custom_values("companies", company) == written["companies"]
+    assert world.keap.custom_values("contacts", contact) == written["contacts"]
+    assert world.store.failures() == []

@@ -19,6 +19,10 @@ Keap contacts: the flows whose Invoiced resource is the customer):
    anything is past due, not the amount past due, the due dates or the count: it could only add a call.) The figures
    and the cursor commit together; a customer whose figures differ from what its Keap record was last told is
    marked pending.
+2b. **Look at Keap.** Once a day (`AUDITED`), every record the sync wrote to is read in bulk with its custom values
+   and tags (`receivables_drift`: one listing per 1000 records of the object) and compared with what the sync wrote:
+   a record that drifted (a Keap user's or automation's edit of the figures, the tag taken off, a field or the tag
+   deleted in Keap) is kept as found and pending, so this pass puts it right (the figures are one-way).
 3. **Write.** The pending customers linked in a held flow, and those whose link appeared or moved since their
    figures were written (`Store.receivables_to_write`), minus those whose last refusal is not due for a retry:
    `receivables.decide` says what changes (a customer an event of this pass names is retried at once; a change of
@@ -32,7 +36,10 @@ Keap contacts: the flows whose Invoiced resource is the customer):
    hold only records changed since their watermark), then one PATCH with
    `update_mask=custom_fields` where they differ; the tag goes on or off with one call per company, or one per
    100 contacts. A tag the sync put on under a former name (the setting renamed; the state keeps each record's
-   tag name) comes off first, the same way, and the configured one goes on once it has. What went through
+   tag name) comes off first, the same way, and the configured one goes on once it has. A record whose values
+   are read finds the tag gone there (taken off in Keap: contacts' `tag_ids`, companies' `groups` come with the
+   values) and gets it back; a tag found deleted in Keap (a call naming it refused) is made again and put back, in
+   the same pass, on every record the state says has it. What went through
    commits per batch, with an audit entry; a refusal becomes a failure of the record (operation `receivables`)
    with Keap's words, and the rest goes on.
 4. **Records left.** A record the customer's link left for another (a type change, a merge) and a record whose
@@ -57,9 +64,10 @@ A dry run reads the figures and reports what it would write, and writes nothing 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -71,11 +79,12 @@ from invoiced_keap.connectors.keap import CONTACTS, TAGS, KeapConnector, KeapObj
 from invoiced_keap.engine.apply import refusal_message
 from invoiced_keap.engine.changes import PassEvents
 from invoiced_keap.engine.receivables import (
-    OPERATION, OWN_SUFFIX, Change, Figures, ReceivablesOptions, Wanted, Written, after, decide, keap_values, merged_custom_fields, named_by,
-    owed, payment_date,
+    OPERATION, OWN_SUFFIX, Change, Drift, Figures, ReceivablesOptions, Wanted, Written, after, decide, drift,
+    keap_values, merged_custom_fields, named_by, owed, payment_date,
 )
 from invoiced_keap.engine.report import Action, FlowReport, RunReport
 from invoiced_keap.flows import Flow
+from invoiced_keap.logs import log_event
 from invoiced_keap.mapping import Record
 from invoiced_keap.state import AuditNote, AuditOperation, Store
 from invoiced_keap.state.models import Receivable
@@ -87,8 +96,15 @@ SETTINGS = "receivables.settings"
 """The settings the written values and tag were made with (`ReceivablesOptions.fingerprint`): a change marks every
 customer's record to be looked at again (labels switched, the tag turned off, another account currency)."""
 RECOMPUTE_EVERY = timedelta(days=1)
+AUDITED = "receivables.audited"
+"""When Keap's records were last compared with what the sync wrote there (`OwedStep._audit`), ISO 8601."""
+AUDIT_EVERY = timedelta(days=1)
+TAG_PROPERTY = {"companies": "groups", "contacts": "tag_ids"}
+"""The property a listing or GET of the object names the record's tags by: v2's `Company.groups` ("Comma-delimited
+list of tag IDs applied to this company") and `Contact.tag_ids`."""
 TAG_DESCRIPTION = "Applied by invoiced-keap while the customer has invoices past due in Invoiced"
 T = TypeVar("T")
+logger = logging.getLogger("invoiced_keap.events")
 NOT_SENT = ApiError("not sent: the pass is stopping (the day's quota used up, credentials refused, or a stop asked)")
 """What `_guarded` answers for a call not made, or cut off, once the pass is to stop: nothing of it is counted done."""
 
@@ -160,6 +176,10 @@ class OwedStep:
         self._fields_again: dict[str, asyncio.Future[dict[str, str] | None]] = {}
         self._batch: list[Job] = []
         self._stop: FatalError | CallAbandoned | None = None  # the error that ends the pass once the batch commits
+        self._seen: dict[tuple[str, str], Record] = {}  # records the audit read this pass: no second read to write
+        self._tags_found: dict[tuple[str, str], set[str]] = {}  # the tags on records read before their writes
+        self._remade: dict[str, str] = {}  # tags found deleted in Keap and made again this pass: name -> new id
+        self._tagged_now: set[str] = set()  # customers whose record got the configured tag this pass
 
     # --- the step ----------------------------------------------------------------------------------
     def takes_part(self, flows: Iterable[Flow]) -> list[Flow]:
@@ -179,17 +199,64 @@ class OwedStep:
             if not dry_run:
                 self._settle_unlinked(customer_flows)
             figures = await self._read(events, dry_run=dry_run)
-            jobs = self._jobs(customer_flows, figures, dry_run=dry_run)
-            for start in range(0, len(jobs), self.batch_size):
-                batch = jobs[start : start + self.batch_size]
-                if dry_run:
-                    for job in batch:
-                        self._report_change(job, Outcome(values_written=True, values_sent=True, tag_written=True))
-                else:
-                    await self._write(batch)
+            if not dry_run and self._audit_due():
+                await self._audit(customer_flows)
+            await self._write_all(self._jobs(customer_flows, figures, dry_run=dry_run), dry_run=dry_run)
+            if self._remade and not dry_run:
+                self._retag_remade(customer_flows)
+                await self._write_all(self._jobs(customer_flows, {}, dry_run=False), dry_run=False)
         finally:
             if self.report.done or self.report.counts or self.report.error:
                 report.flows[STEP] = self.report
+
+    async def _write_all(self, jobs: list[Job], *, dry_run: bool) -> None:
+        for start in range(0, len(jobs), self.batch_size):
+            batch = jobs[start : start + self.batch_size]
+            if dry_run:
+                for job in batch:
+                    self._report_change(job, Outcome(values_written=True, values_sent=True, tag_written=True))
+            else:
+                await self._write(batch)
+
+    # --- what Keap holds, against what the sync wrote -------------------------------------------------------
+    def _audit_due(self) -> bool:
+        """Whether the daily comparison of Keap's records with what the sync wrote is due (the first pass only
+        starts the clock: nothing was written yet)."""
+        now = self.store.clock()
+        last = self.store.get_watermark(AUDITED)
+        if last is None:
+            self.store.set_watermark(AUDITED, now.isoformat())
+            return False
+        return datetime.fromisoformat(last) <= now - AUDIT_EVERY
+
+    async def _audit(self, flows: Sequence[Flow]) -> None:
+        """Once a day: every record the sync wrote to, read in bulk with its custom values and tags (one listing
+        per 1000 records of the object), compared with what the sync wrote (`receivables.drift`); a record that
+        drifted (a Keap user's or automation's edit of the figures, the tag taken off, a field or the tag deleted
+        in Keap) is kept as found and pending, so this pass's writes put it right (the figures are one-way:
+        Invoiced's). The records read serve the writes (no second read)."""
+        drifted = await receivables_drift(self.store, self.keap, flows, self.options, seen=self._seen)
+        with self.store.transaction() as tx:
+            for found in drifted:
+                held = found.drift.held(found.written)
+                tx.hold_found(found.customer_id, held.values, held.tagged, held.tag)
+            tx.set_watermark(AUDITED, self.store.clock().isoformat())
+        if drifted:
+            self.report.counts["drift.keap"] += len(drifted)
+            for found in drifted:
+                log_event(logger, "receivables.drift", logging.WARNING, flow=found.flow, record_id=found.keap_id,
+                          customer=found.customer_id, fields=sorted(found.drift.values),
+                          tag_missing=found.drift.tag_missing)
+
+    def _retag_remade(self, flows: Sequence[Flow]) -> None:
+        """A tag found deleted in Keap and made again this pass: every record the state says has it (but those
+        tagged with the new one this pass) is marked untagged and pending, for this pass to tag again."""
+        for flow in flows:
+            for row in self.store.receivables_written(flow.name):
+                name = (row.tag or self.options.tag) if row.tagged else None
+                if name in self._remade and row.customer_id not in self._tagged_now:
+                    self.store.hold_found(row.customer_id, dict(row.written or {}), False, None)
+        self._remade = {}
 
     def _settle_unlinked(self, flows: Sequence[Flow]) -> None:
         """Resolve the step's open failures on Keap records no longer linked (deleted in Keap, unlinked): nothing
@@ -331,14 +398,17 @@ class OwedStep:
     async def _write(self, jobs: list[Job]) -> None:
         """One batch: the definitions it needs, the records' custom values, the PATCHes and the tags, then one
         commit of what went through (rows, failures, audit entries)."""
-        self._batch, self._fields_again, self._tags_again = jobs, {}, {}
+        self._fields_again, self._tags_again = {}, {}
+        current = await self._custom_values([job for job in jobs if job.change.values])
+        known_tag = self.store.definitions(TAGS.name).get(self.options.tag) if self.options.tag else None
+        jobs = [self._tag_gone(job, known_tag.keap_id if known_tag else None) for job in jobs]
+        self._batch = jobs
         objects = {job.flow.keap.name: job.flow.keap for job in jobs}
         field_ids = {name: await self._fields(keap_object, [job for job in jobs if job.flow.keap is keap_object])
                      for name, keap_object in objects.items()}
         tag_ids = await self._tag_ids({job.change.tag for job in jobs if job.change.tag is not None})
         former_ids = await self._former_tag_ids({job.change.untag for job in jobs if job.change.untag is not None})
         pending: list[Callable[[Any], None]] = []
-        current = await self._custom_values([job for job in jobs if job.change.values])
         outcomes = await _each(jobs, self.concurrency, lambda job: self._write_one(
             job, field_ids[job.flow.keap.name], current, tag_ids, former_ids, pending))
         await self._tag_contacts([(job, outcome) for job, outcome in zip(jobs, outcomes, strict=True)
@@ -360,6 +430,8 @@ class OwedStep:
                     job.customer_id, job.flow.name, job.keap_id, now.values, now.tagged, done=done, tag=now.tag))
             if done and not job.left:
                 pending.append(lambda tx, job=job: tx.resolve_operation_failures(job.flow.name, job.keap_id, STEP))
+            if job.change.tag and outcome.tag_written:
+                self._tagged_now.add(job.customer_id)
             if not outcome.sent_any():
                 continue  # Keap held it all already: nothing was written, nothing to report
             before = job.written or Written()
@@ -478,7 +550,10 @@ class OwedStep:
                 names = [name for name, found in self.store.definitions(TAGS.name).items() if found.keap_id == old_id]
                 self.store.forget_definitions(TAGS.name, names)
                 name = names[0] if names else self.options.tag
-                return await self._tag(name, create=create)
+                again = await self._tag(name, create=create)
+                if again is not None and again != old_id and name == self.options.tag:
+                    self._remade[name] = again  # the records tagged with the deleted one are tagged again
+                return again
             self._tags_again[key] = asyncio.ensure_future(find())
         return await self._tags_again[key]
 
@@ -506,23 +581,56 @@ class OwedStep:
         return await self._fields_again[keap_object.name]
 
     async def _custom_values(self, jobs: list[Job]) -> dict[tuple[str, str], list[Record]]:
-        """(object, Keap id) -> custom values now, for the records of `jobs`: contacts one listing per 100 ids;
-        companies, which v2 lists by no id list, one listing per window of ids less than 1000 apart
-        (`KeapConnector.near_ids`), and a company alone in its window by its own GET (`_patch`). Ids are unique
-        per object only."""
+        """(object, Keap id) -> custom values now, for the records of `jobs`, their tags kept too (`_tags_found`):
+        as the day's audit read them this pass, else contacts one listing per 100 ids; companies, which v2 lists
+        by no id list, one listing per window of ids less than 1000 apart (`KeapConnector.near_ids`), and a
+        company alone in its window by its own GET. Ids are unique per object only; a record not read here (gone,
+        refused) is read again by `_patch`, whose error tells."""
         found: dict[tuple[str, str], list[Record]] = {}
         for keap_object in {job.flow.keap.name: job.flow.keap for job in jobs}.values():
             ids = sorted({job.keap_id for job in jobs if job.flow.keap is keap_object})
+            records = {record_id: self._seen[(keap_object.name, record_id)] for record_id in ids
+                       if (keap_object.name, record_id) in self._seen}
+            ids = [record_id for record_id in ids if record_id not in records]
+            fields = ["custom_fields", TAG_PROPERTY[keap_object.name]]
             if keap_object.ids_filter is not None:
-                records = await self.keap.by_ids(keap_object, ids, fields=["custom_fields"])
+                records.update(await self.keap.by_ids(keap_object, ids, fields=fields))
             else:
                 try:
-                    records = await self.keap.near_ids(keap_object, ids, fields=["custom_fields"])
+                    records.update(await self.keap.near_ids(keap_object, ids, fields=fields))
                 except RecordRejected:
-                    records = {}  # an id window Keap will not list: each record is read by its GET
-            found.update(((keap_object.name, record_id), list(record.get("custom_fields") or []))
-                         for record_id, record in records.items())
+                    pass  # an id window Keap will not list: each record is read by its GET
+                alone = [record_id for record_id in ids if record_id not in records]
+                for record_id, record in zip(alone, await _each(alone, self.concurrency, lambda record_id: self._get(
+                        keap_object, record_id, fields)), strict=True):
+                    if record is not None:
+                        records[record_id] = record
+            for record_id, record in records.items():
+                found[(keap_object.name, record_id)] = list(record.get("custom_fields") or [])
+                self._tags_found[(keap_object.name, record_id)] = tags_on(keap_object, record)
         return found
+
+    async def _get(self, keap_object: KeapObject, record_id: str, fields: list[str]) -> Record | None:
+        try:
+            return await self.keap.get(keap_object, record_id, fields=fields)
+        except (RecordRejected, TransientError):
+            return None  # gone, or refused: `_patch` reads it again and its error tells
+
+    def _tag_gone(self, job: Job, tag_id: str | None) -> Job:
+        """The job, with the tag put back where the sync put it on and the record read before its write shows it
+        gone (a Keap user or automation took it off, or the tag was deleted in Keap)."""
+        written, change = job.written, job.change
+        if (job.left or written is None or not written.tagged or not job.wanted.tagged or change.tag is not None
+                or change.untag is not None or (written.tag or self.options.tag) != self.options.tag):
+            return job
+        tags = self._tags_found.get((job.flow.keap.name, job.keap_id))
+        if tags is None or tag_id is None or tag_id in tags:
+            return job
+        self.report.counts["drift.keap"] += 1
+        log_event(logger, "receivables.drift", logging.WARNING, flow=job.flow.name, record_id=job.keap_id,
+                  customer=job.customer_id, fields=[], tag_missing=True)
+        return replace(job, written=Written(written.values, False, None),
+                       change=replace(change, tag=True, tag_name=self.options.tag))
 
     async def _write_one(self, job: Job, field_ids: dict[str, str] | None, current: dict[tuple[str, str], list[Record]],
                          tag_ids: dict[bool, list[str] | None], former_ids: dict[str, list[str] | None],
@@ -599,7 +707,8 @@ class OwedStep:
 
     async def _patch(self, job: Job, ours: dict[str, Any], current: dict[tuple[str, str], list[Record]]) -> bool:
         """The record's custom values as read in bulk (`_custom_values`; else read now, one GET), ours merged in,
-        PATCHed where they differ; whether a PATCH was sent (False: Keap held them all already)."""
+        PATCHed where they differ (a value of ours a Keap user changed is put right with the rest); whether a PATCH
+        was sent (False: Keap held them all already)."""
         values = current.get((job.flow.keap.name, job.keap_id))
         if values is None:
             record = await self.keap.get(job.flow.keap, job.keap_id, fields=["custom_fields"])
@@ -695,6 +804,63 @@ class OwedStep:
         if job.change.tag is not None and outcome.tag_written:
             self.report.add(Action(STEP, "tag" if job.change.tag else "untag", "keap", job.keap_id,
                                    {"tag": self.options.tag or "(turned off)"}), **about)
+
+
+def tags_on(keap_object: KeapObject, record: Mapping[str, Any]) -> set[str]:
+    """The ids of the tags on a record read with its `TAG_PROPERTY` (none named: no tag)."""
+    value = record.get(TAG_PROPERTY.get(keap_object.name, ""))
+    if isinstance(value, str):
+        return {part.strip() for part in value.split(",") if part.strip()}
+    return {str(tag_id) for tag_id in value} if isinstance(value, list) else set()
+
+
+@dataclass(frozen=True)
+class FoundDrift:
+    """A record of `flow` whose Keap values or tag differ from what the sync wrote (`Written`) for the customer."""
+
+    customer_id: str
+    flow: str
+    keap_id: str
+    written: Written
+    drift: Drift
+
+
+async def receivables_drift(store: Store, keap: KeapConnector, flows: Iterable[Flow], options: ReceivablesOptions,
+                            *, seen: dict[tuple[str, str], Record] | None = None) -> list[FoundDrift]:
+    """Every record of `flows` the sync wrote to whose custom values (of the sync's fields) or tag differ from what
+    the state says was written, read in bulk: per object one listing per 1000 records with `custom_fields` and its
+    tags (`TAG_PROPERTY`), and, when no id of the configured tag is kept, one listing of the tags to find it (a tag
+    Keap no longer has is on no record). `seen` keeps the records of ours read (their writes need not read them
+    again). A record Keap does not list (gone) is left to the flows' deletes."""
+    tag_ids: dict[str, str] = {}
+    if options.tag:
+        known = store.definitions(TAGS.name).get(options.tag)
+        if known is not None:
+            tag_ids[options.tag] = known.keap_id
+        else:
+            found = [str(tag["id"]) async for tag in keap.list_all(TAGS) if tag.get("name") == options.tag]
+            tag_ids[options.tag] = found[0] if found else ""
+    drifted: list[FoundDrift] = []
+    for flow in flows:
+        rows = {row.written_keap_id: row for row in store.receivables_written(flow.name)}
+        if not rows:
+            continue
+        defined = {label: definition.keap_id for label, definition in store.definitions(flow.keap.name).items()}
+        labels = {field_id: label for label, field_id in defined.items()}
+        async for record in keap.list_all(flow.keap, fields=["custom_fields", TAG_PROPERTY[flow.keap.name]]):
+            keap_id = str(record["id"])
+            row = rows.get(keap_id)
+            if row is None:
+                continue
+            if seen is not None:
+                seen[(flow.keap.name, keap_id)] = record
+            found = {labels[str(value.get("id"))]: value.get("content") for value in record.get("custom_fields") or []
+                     if str(value.get("id")) in labels}
+            written = Written(dict(row.written or {}), row.tagged, row.tag)
+            difference = drift(written, found, defined, tags_on(flow.keap, record), tag_ids, options.tag)
+            if difference is not None:
+                drifted.append(FoundDrift(row.customer_id, flow.name, keap_id, written, difference))
+    return drifted
 
 
 def _epoch(moment: datetime | None) -> float | None:

@@ -346,6 +346,40 @@ def after(written: Written | None, change: Change, *, values_written: bool, tag_
     return Written(values, tagged, tag)
 
 
+@dataclass(frozen=True)
+class Drift:
+    """Where a Keap record differs from what the sync wrote there (a Keap user's or automation's edit, a field or
+    the tag deleted in Keap): by label, (what was written, what Keap holds; None: blank), and whether the tag the sync
+    put on is missing."""
+
+    values: dict[str, tuple[Content, Any]]
+    tag_missing: bool = False
+
+    def held(self, before: Written) -> Written:
+        """What the record holds, as found: the state brought to it, so that the next write puts right what
+        differs (the figures are one-way: Invoiced's, never a Keap user's)."""
+        values = {**before.values, **{label: found for label, (_, found) in self.values.items()}}
+        values = {label: content for label, content in values.items() if content is not None and content != ""}
+        if self.tag_missing:
+            return Written(values, False, None)
+        return Written(values, before.tagged, before.tag)
+
+
+def drift(written: Written, found: Mapping[str, Any], defined: Iterable[str], tags: set[str] | None,
+          tag_ids: Mapping[str, str], configured_tag: str) -> Drift | None:
+    """How a record Keap answers differs from `written`: `found` its contents by label (the labels of ours it has a
+    value for), `defined` the labels of ours whose fields are known (what can be compared), `tags` the ids of the
+    tags on it (None: not read), `tag_ids` the ids of the sync's tags by name. None when it holds what was
+    written."""
+    known = set(defined)
+    labels = sorted((set(written.values) | {label for label, content in found.items() if content not in (None, "")}) & known)
+    values = {label: (written.values.get(label), found.get(label)) for label in labels
+              if not same_content(written.values.get(label), found.get(label))}
+    name = (written.tag or configured_tag) if written.tagged else None
+    tag_missing = bool(name and tags is not None and name in tag_ids and tag_ids[name] not in tags)
+    return Drift(values, tag_missing) if values or tag_missing else None
+
+
 def merged_custom_fields(current: Sequence[Record], ours: Mapping[str, Content]) -> list[Record]:
     """A record's `custom_fields` with our fields (by id) set to `ours` (None: left out, which clears it) and every
     other field kept as it is: Keap replaces the whole array on a PATCH ("any item not listed here will be

@@ -115,6 +115,22 @@ class ReceivableQueries:
             row.tag = tag if tagged else None
             row.written_at, row.pending = self.clock(), not done
 
+    def receivables_written(self, flow: str) -> list[Receivable]:
+        """The customers whose values or tag the sync wrote to a Keap record of `flow`, in Keap id order."""
+        with self._session() as session:
+            query = select(Receivable).where(Receivable.written_flow == flow, Receivable.written_keap_id.is_not(None))
+            return list(session.scalars(query.order_by(Receivable.written_keap_id)))
+
+    def hold_found(self, customer_id: str, values: Mapping[str, Any], tagged: bool | None, tag: str | None) -> None:
+        """What the customer's Keap record was found to hold (it drifted from what the sync wrote: a Keap user's
+        edit, a field or the tag deleted in Keap): kept as what it holds, and pending, so that the next write puts
+        right what differs."""
+        with self._session() as session:
+            row = session.get(Receivable, customer_id)
+            if row is None or row.written_keap_id is None:
+                return
+            row.written, row.tagged, row.tag, row.pending = dict(values), tagged, tag if tagged else None, True
+
     def receivables_unlinked(self, flows: Sequence[str]) -> list[Receivable]:
         """Customers whose values were written to a Keap record of one of `flows` and who have no active link in
         any of `flows` now (the link closed with no new one: a customer deleted in Invoiced and unlinked, a
