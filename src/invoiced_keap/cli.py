@@ -43,6 +43,8 @@ from invoiced_keap.state.views import explain_view, search_links, status_view
 from invoiced_keap.server.quota import QuotaWatchingPacer
 from invoiced_keap.server.service import Service
 from invoiced_keap.engine.changes import ParentTwins
+from invoiced_keap.engine.owed import FoundDrift, receivables_drift
+from invoiced_keap.connectors.invoiced import CUSTOMER
 from invoiced_keap.verify import FlowCheck, Listings, check_flow, read_listings, repair, stored
 
 
@@ -481,20 +483,68 @@ def verify(
     chosen = selected_flows(settings, flow or ())
     asyncio.run(check_credentials(settings))
     checks = _check_flows(session, chosen)
-    if fix and not all(check.agrees for check in checks):
-        repaired = _run_engine(session, [check.flow for check in checks if not check.agrees],
-                               lambda syncer, _: repair(syncer, checks), allow_mass_change=allow_mass_change)
+    owed = _check_receivables(session, chosen)
+    if fix and (owed or not all(check.agrees for check in checks)):
+        repaired = _run_engine(session, sorted({check.flow for check in checks if not check.agrees} | {found.flow for found in owed}),
+                               lambda syncer, _: _repair_all(syncer, checks, owed), allow_mass_change=allow_mass_change)
         if not as_json:
             console.print_run_report(repaired, show_plan=False)
         if repaired.exit_code == 1:
             raise typer.Exit(1)
         checks = _check_flows(session, chosen)
+        owed = _check_receivables(session, chosen)
+    agrees = all(check.agrees for check in checks) and not owed
     if as_json:
-        console.print_json({"agrees": all(check.agrees for check in checks), "flows": [check.as_json() for check in checks]})
+        console.print_json({"agrees": agrees, "flows": [check.as_json() for check in checks],
+                            "receivables_drift": [row for found in owed for row in _drift_rows(found)]})
     else:
-        _print_checks(checks)
-    if not all(check.agrees for check in checks):
+        _print_checks(checks, owed)
+    if not agrees:
         raise typer.Exit(EXIT_NEEDS_ATTENTION)
+
+
+def _check_receivables(session: Session, chosen: dict[str, Flow]) -> list[FoundDrift]:
+    """The Keap records whose figures or tag differ from what the sync wrote there (`owed.receivables_drift`: one
+    listing per 1000 records of each customer flow's object); none when the feature is off."""
+    settings = session.settings()
+    flows = [item for item in chosen.values() if item.invoiced is CUSTOMER] if settings.receivables.enabled else []
+    if not flows:
+        return []
+
+    async def read() -> list[FoundDrift]:
+        async with open_keap(settings) as keap:
+            with session.store() as store:
+                return await receivables_drift(store, keap, flows, settings.receivables)
+
+    return asyncio.run(read())
+
+
+async def _repair_all(syncer: Syncer, checks: Sequence[FlowCheck], owed: Sequence[FoundDrift]) -> RunReport:
+    """`verify.repair` of the flows' checks, then, where figures drifted, the state brought to what Keap holds and a
+    pass of their flows, which writes the figures back (they are one-way)."""
+    report = await repair(syncer, checks)
+    if not owed:
+        return report
+    with syncer.store.transaction() as tx:
+        for found in owed:
+            held = found.drift.held(found.written)
+            tx.hold_found(found.customer_id, held.values, held.tagged, held.tag)
+    passed = await syncer.sync(sorted({found.flow for found in owed}))
+    report.flows.update(passed.flows)
+    report.error = report.error or passed.error
+    report.open_failures, report.open_review = passed.open_failures, passed.open_review
+    for system, calls in passed.api_calls.items():
+        report.api_calls[system] = report.api_calls.get(system, 0) + calls
+    return report
+
+
+def _drift_rows(found: FoundDrift) -> list[dict[str, Any]]:
+    rows = [{"flow": found.flow, "customer": found.customer_id, "keap_id": found.keap_id, "field": label,
+             "written": written, "keap": keap} for label, (written, keap) in found.drift.values.items()]
+    if found.drift.tag_missing:
+        rows.append({"flow": found.flow, "customer": found.customer_id, "keap_id": found.keap_id, "field": "(tag)",
+                     "written": found.written.tag or "on", "keap": None})
+    return rows
 
 
 def _check_flows(session: Session, chosen: dict[str, Flow]) -> list[FlowCheck]:
@@ -518,7 +568,7 @@ def _check_flows(session: Session, chosen: dict[str, Flow]) -> list[FlowCheck]:
         ]
 
 
-def _print_checks(checks: Sequence[FlowCheck]) -> None:
+def _print_checks(checks: Sequence[FlowCheck], owed: Sequence[FoundDrift] = ()) -> None:
     console.print_table(
         "Field rules: linked pairs that agree", ["flow", "rule", "agree", "carried with loss", "of pairs"],
         [(check.flow, rule, agreeing, check.lossy_by_rule[rule], check.pairs)
@@ -540,7 +590,11 @@ def _print_checks(checks: Sequence[FlowCheck]) -> None:
     console.print_table("Keap records linked to nothing", ["flow", "keap", "counts against verify"],
                         [(check.flow, record_id, "yes" if check.keap_unlinked_matter else "no (information)")
                          for check in checks for record_id in check.keap_unlinked])
-    verdict = "everything agrees" if all(check.agrees for check in checks) else "differences found"
+    console.print_table("What customers owe: Keap records that differ from what the sync wrote (--repair writes it back)",
+                        ["flow", "customer", "keap", "field", "written", "Keap value"],
+                        [(row["flow"], row["customer"], row["keap_id"], row["field"], row["written"], row["keap"])
+                         for found in owed for row in _drift_rows(found)])
+    verdict = "everything agrees" if all(check.agrees for check in checks) and not owed else "differences found"
     console.note(f"verify: {verdict}")
 
 

@@ -7,9 +7,12 @@ from __future__ import annotations
 import json
 import time
 
+import httpx
+
 from invoiced_keap.emulators.keap.resources import RESOURCES
 from invoiced_keap.engine.shadows import snapshot
 from invoiced_keap.flows import build_flows
+from tests.cli.conftest import KEAP_KEY
 
 
 def test_repair_settles_drift_that_sync_never_sees(connected, invoiced, keap) -> None:
@@ -41,3 +44,42 @@ def test_repair_settles_drift_that_sync_never_sees(connected, invoiced, keap) ->
     assert connected("sync").exit_code == 0
     writes = [key for key in {**keap[0].requests, **invoiced[0].requests} if not key.startswith("GET")]
     assert writes == []
+
+
+def test_verify_lists_figures_a_keap_user_changed_and_repair_writes_them_back(connected, invoiced, keap) -> None:
+    """Issue 15: a Keap user's edit of the sync's figures was invisible to verify. The figures are one-way: verify
+    compares what the state says was written with Keap's values (one listing per 1000 records) and the tag, and
+    --repair writes them back."""
+    keap[0].faults.rate_limit = None
+    acme = invoiced[0].create_customer({"name": "Acme", "type": "company"})["id"]
+    assert connected("sync").exit_code == 0
+    now = int(invoiced[0].clock())
+    invoiced[0].create_invoice({"customer": acme, "date": now - 40 * 86_400, "due_date": now - 10 * 86_400,
+                                "items": [{"name": "Consulting", "quantity": 1, "unit_cost": 70}]})
+    assert connected("sync").exit_code == 0
+    with connected.store() as store:
+        company = store.active_link_ids("companies")[str(acme)]
+    written = keap[0].custom_values("companies", company)
+    [balance] = [field["id"] for field in keap[0].custom_fields("companies") if field["label"] == "Invoiced balance"]
+    [tag] = [str(item["id"]) for item in keap[0].store.records("tags")]
+    headers = {"X-Keap-API-Key": KEAP_KEY}
+    httpx.patch(f"{keap[1].url}/crm/rest/v2/companies/{company}", params={"update_mask": "custom_fields"}, headers=headers,
+                json={"custom_fields": [{"id": balance, "content": 999}]}).raise_for_status()
+    httpx.delete(f"{keap[1].url}/crm/rest/v2/companies/{company}/tags/{tag}", headers=headers).raise_for_status()
+
+    before = connected("verify", "--json", "--flow", "companies")
+
+    assert before.exit_code == 2, before.stdout + before.stderr
+    found = json.loads(before.stdout)
+    assert not found["agrees"]
+    assert {(row["keap_id"], row["field"], row["written"], row["keap"]) for row in found["receivables_drift"]} == {
+        (company, "Invoiced balance", 70, 999), (company, "Invoiced past due", 70, None),
+        (company, "Invoiced days past due", 10, None), (company, "Invoiced open invoices", 1, None),
+        (company, "(tag)", "Invoiced: past due", None)}
+
+    repaired = connected("verify", "--repair", "--flow", "companies")
+
+    assert repaired.exit_code == 0, repaired.stdout + repaired.stderr
+    assert "verify: everything agrees" in repaired.stdout
+    assert keap[0].custom_values("companies", company) == written
+    assert keap[0].tag_ids("companies", company) == [tag]

@@ -832,8 +832,9 @@ async def receivables_drift(store: Store, keap: KeapConnector, flows: Iterable[F
     tags (`TAG_PROPERTY`), and, when no id of the configured tag is kept, one listing of the tags to find it (a tag
     Keap no longer has is on no record). `seen` keeps the records of ours read (their writes need not read them
     again). A record Keap does not list (gone) is left to the flows' deletes."""
+    written = {flow.name: {row.written_keap_id: row for row in store.receivables_written(flow.name)} for flow in flows}
     tag_ids: dict[str, str] = {}
-    if options.tag:
+    if options.tag and any(row.tagged for rows in written.values() for row in rows.values()):
         known = store.definitions(TAGS.name).get(options.tag)
         if known is not None:
             tag_ids[options.tag] = known.keap_id
@@ -842,7 +843,7 @@ async def receivables_drift(store: Store, keap: KeapConnector, flows: Iterable[F
             tag_ids[options.tag] = found[0] if found else ""
     drifted: list[FoundDrift] = []
     for flow in flows:
-        rows = {row.written_keap_id: row for row in store.receivables_written(flow.name)}
+        rows = written[flow.name]
         if not rows:
             continue
         defined = {label: definition.keap_id for label, definition in store.definitions(flow.keap.name).items()}
@@ -856,10 +857,10 @@ async def receivables_drift(store: Store, keap: KeapConnector, flows: Iterable[F
                 seen[(flow.keap.name, keap_id)] = record
             found = {labels[str(value.get("id"))]: value.get("content") for value in record.get("custom_fields") or []
                      if str(value.get("id")) in labels}
-            written = Written(dict(row.written or {}), row.tagged, row.tag)
-            difference = drift(written, found, defined, tags_on(flow.keap, record), tag_ids, options.tag)
+            held = Written(dict(row.written or {}), row.tagged, row.tag)
+            difference = drift(held, found, defined, tags_on(flow.keap, record), tag_ids, options.tag)
             if difference is not None:
-                drifted.append(FoundDrift(row.customer_id, flow.name, keap_id, written, difference))
+                drifted.append(FoundDrift(row.customer_id, flow.name, keap_id, held, difference))
     return drifted
 
 
