@@ -940,3 +940,41 @@ async def test_a_custom_field_deleted_in_keap_is_made_again_and_refilled_by_the_
     assert world.keap.custom_values("companies", company) == written["companies"]
     assert world.keap.custom_values("contacts", contact) == written["contacts"]
     assert world.store.failures() == []
+
+
+async def test_a_figure_keap_has_no_field_for_stays_a_failure_of_the_record_until_it_can_be_written(world: World) -> None:
+    """Issue 15: with TEXT fields already named "Invoiced past due" and "Invoiced past due (invoiced-keap)", the
+    figure was reported once (exit 1, "could not run"), then every later pass exited 0 with no open failure."""
+    theirs = world.keap.create_custom_field("companies", "Invoiced past due", "TEXT")
+    world.keap.create_custom_field("companies", "Invoiced past due (invoiced-keap)", "TEXT")
+    acme, _ = await linked_pair(world)
+    past_due_invoice(world, acme, 30)
+
+    first = await world.sync()
+
+    assert first.exit_code == 2 and first.error is None and first.flows["receivables"].error is None, first
+    company = world.link_of("companies", acme)
+    [failure] = world.store.failures("companies")
+    assert (failure.side, failure.record_id, failure.operation) == ("keap", company, "receivables")
+    assert "'Invoiced past due'" in failure.message and "TEXT" in failure.message and "CURRENCY" in failure.message
+    values = world.keap.custom_values("companies", company)
+    assert values["Invoiced balance"] == 30 and values.get("Invoiced past due") is None  # the others are written
+
+    world.reset_stats()
+    idle = await world.sync()
+    assert idle.exit_code == 2 and idle.open_failures == 1  # still visible
+    assert step_calls(world) == {} and world.writes() == {}
+
+    past_due_invoice(world, acme, 12)  # the other figures still move with Invoiced while it waits
+    moved = await world.sync()
+    assert moved.exit_code == 2
+    assert world.keap.custom_values("companies", company)["Invoiced balance"] == 42
+    assert len(world.store.failures("companies")) == 1
+
+    keap_call(world, "DELETE", f"/v2/companies/model/customFields/{theirs['id']}")  # the account makes room
+    world.clock.advance(24 * 3600)  # the retry is due (and the daily figures)
+    fixed = await world.sync()
+
+    assert fixed.exit_code == 0, fixed
+    assert world.keap.custom_values("companies", company)["Invoiced past due"] == 42
+    assert world.store.failures("companies") == []

@@ -105,6 +105,9 @@ list of tag IDs applied to this company") and `Contact.tag_ids`."""
 TAG_DESCRIPTION = "Applied by invoiced-keap while the customer has invoices past due in Invoiced"
 T = TypeVar("T")
 logger = logging.getLogger("invoiced_keap.events")
+BLOCKED = "blocked"
+"""The key of a failure's payload naming the labels Keap has no field of ours for (label -> why): such a failure
+holds back those labels only; the record's other figures are written meanwhile."""
 NOT_SENT = ApiError("not sent: the pass is stopping (the day's quota used up, credentials refused, or a stop asked)")
 """What `_guarded` answers for a call not made, or cut off, once the pass is to stop: nothing of it is counted done."""
 
@@ -136,6 +139,7 @@ class Outcome:
     gone: bool = False  # the record is not in Keap (404): nothing of ours is on it
     refused: bool = False  # Keap refused a call for the record (not a 404; not for a while)
     failed: bool = False  # the last bulk tag call for this record was refused
+    blocked: tuple[str, ...] = ()  # labels wanted that Keap has no field of ours for (`OwedStep._blocked`)
 
     def note(self, error: ApiError | None) -> None:
         """What a failed call says of the record: gone (404), or refused."""
@@ -144,7 +148,7 @@ class Outcome:
 
     def done(self, change: Change) -> bool:
         return ((self.values_written or not change.values) and (self.tag_written or change.tag is None)
-                and (self.untag_written or change.untag is None))
+                and (self.untag_written or change.untag is None) and not self.blocked)
 
     def wrote(self) -> bool:
         return self.values_written or self.tag_written or self.untag_written
@@ -180,6 +184,7 @@ class OwedStep:
         self._tags_found: dict[tuple[str, str], set[str]] = {}  # the tags on records read before their writes
         self._remade: dict[str, str] = {}  # tags found deleted in Keap and made again this pass: name -> new id
         self._tagged_now: set[str] = set()  # customers whose record got the configured tag this pass
+        self._blocked: dict[str, dict[str, str]] = {}  # object -> label -> why Keap has no field of ours for it
 
     # --- the step ----------------------------------------------------------------------------------
     def takes_part(self, flows: Iterable[Flow]) -> list[Flow]:
@@ -345,9 +350,12 @@ class OwedStep:
                 for customer_id, link in self.store.find_links(flow.name, "invoiced", list(figures)).items():
                     places.setdefault(customer_id, (flow.name, link.keap_id, known.get(customer_id)))
         waiting = self._waiting(by_name, {(flow, keap_id) for customer_id, (flow, keap_id, _) in places.items()
-                                          if customer_id in self.named}) if places else set()
+                                          if customer_id in self.named}) if places else {}
+        failing = {(failure.flow, failure.record_id) for name in by_name for failure in self.store.failures(name)
+                   if failure.operation == STEP} if places else set()
         for customer_id, (flow, keap_id, row) in sorted(places.items()):
-            if (flow, keap_id) in waiting:
+            held_back = waiting.get((flow, keap_id))
+            if held_back is not None and not held_back:
                 continue
             owes = figures.get(customer_id) or Figures.from_json(row.figures)  # type: ignore[union-attr]
             if (row is not None and row.written_flow in by_name and row.written_keap_id
@@ -359,12 +367,19 @@ class OwedStep:
                     jobs.append(Job(customer_id, by_name[row.written_flow], row.written_keap_id, nothing, old, clear,
                                     left=True))
             wanted, written = self._wanted(owes), written_to(row, flow, keap_id)
+            if held_back:  # figures Keap has no field for wait for their retry; the others are written meanwhile
+                wanted = Wanted({label: content for label, content in wanted.values.items() if label not in held_back},
+                                {label: kind for label, kind in wanted.types.items() if label not in held_back},
+                                wanted.tagged, wanted.tag)
             change = decide(wanted, written)
             if change is not None:
                 jobs.append(Job(customer_id, by_name[flow], keap_id, wanted, written, change))
             elif not dry_run:
                 held = written or Written()
-                self.store.mark_written(customer_id, flow, keap_id, held.values, held.tagged, done=True, tag=held.tag)
+                self.store.mark_written(customer_id, flow, keap_id, held.values, held.tagged, done=not held_back,
+                                        tag=held.tag)
+                if not held_back and (flow, keap_id) in failing:
+                    self.store.resolve_operation_failures(flow, keap_id, STEP)  # nothing of it is wanted now
         return jobs
 
     def _unlinked_jobs(self, flows: Mapping[str, Flow], *, dry_run: bool) -> list[Job]:
@@ -386,11 +401,15 @@ class OwedStep:
                             left=True, unlinked=True))
         return jobs
 
-    def _waiting(self, flows: Iterable[str], changed: set[tuple[str, str]]) -> set[tuple[str, str]]:
-        """(flow, Keap id) of the records whose last refusal is dismissed or not due for a retry yet; a record whose
-        customer an event of this pass names (`changed`: its source changed) is tried at once unless dismissed."""
+    def _waiting(self, flows: Iterable[str], changed: set[tuple[str, str]]) -> dict[tuple[str, str], frozenset[str]]:
+        """(flow, Keap id) of the records whose last refusal is dismissed or not due for a retry yet -> the labels it
+        holds back (a figure Keap has no field for: `BLOCKED`), or none (empty: the whole record waits); a record
+        whose customer an event of this pass names (`changed`: its source changed) is tried at once unless
+        dismissed."""
         now = self.store.clock()
-        return {(failure.flow, failure.record_id) for name in flows for failure in self.store.failures(name)
+        return {(failure.flow, failure.record_id): frozenset((failure.payload or {}).get(BLOCKED) or ())
+                if isinstance(failure.payload, dict) else frozenset()
+                for name in flows for failure in self.store.failures(name)
                 if failure.operation == STEP and (failure.dismissed_at is not None or (
                     failure.next_retry_at > now and (failure.flow, failure.record_id) not in changed))}
 
@@ -457,6 +476,7 @@ class OwedStep:
         missing = [label for label in [*types, *cleared] if label not in known]
         if not missing:
             return known
+        blocked = self._blocked.setdefault(keap_object.name, {})
         try:
             model = {field["label"].casefold(): field for field in await self.keap.custom_fields(keap_object)}
             for label in missing:
@@ -467,8 +487,13 @@ class OwedStep:
                     if field is None or kind is None or field.get("field_type") == kind:
                         break
                 if field is not None and kind is not None and field.get("field_type") != kind:
-                    self.report.error = (f"Keap's {keap_object.name} custom fields {label!r} and {name!r} are "
-                                         f"{field.get('field_type')} fields, {kind} needed: {label!r} is not written")
+                    taken = [model[option.casefold()] for option in (label, label + OWN_SUFFIX)]
+                    blocked[label] = (
+                        f"{label!r} is not written: Keap's {keap_object.name} custom fields "
+                        + " and ".join(f"{item['label']!r} (id {item['id']}) is a {item.get('field_type')} field"
+                                       for item in taken)
+                        + f", a {kind} field is needed; rename or delete one of them in Keap, or choose another label "
+                          "in [receivables.labels]")
                     continue
                 if field is None and kind is not None:
                     field = await self.keap.create_custom_field(keap_object, name, kind)
@@ -480,7 +505,13 @@ class OwedStep:
         except (RecordRejected, TransientError) as error:
             self.report.error = f"Keap refused the {keap_object.name} custom fields: {error.message}"
             return None
-        return known
+        wanted = [label for label in [*types, *cleared] if label in known]
+        for label in wanted:  # two labels on one Keap field would write two figures to it: neither is written
+            others = [other for other in wanted if other != label and known[other] == known[label]]
+            if others:
+                blocked[label] = (f"{label!r} is not written: Keap's {keap_object.name} custom field id {known[label]} "
+                                  f"is also the field of {', '.join(map(repr, others))}; two figures never share a field")
+        return {label: field_id for label, field_id in known.items() if label not in blocked}
 
     async def _tag_ids(self, changes: set[bool]) -> dict[bool, list[str] | None]:
         """The tags to apply (True) and to remove (False), for the changes a batch makes: the configured tag (found
@@ -664,6 +695,14 @@ class OwedStep:
             error = await self._guarded(job, {"custom_fields": values}, pending, patch())
             outcome.values_written = error is None
             outcome.note(error)
+            blocked = self._blocked.get(job.flow.keap.name, {})
+            outcome.blocked = tuple(sorted(label for label in job.wanted.values if label in blocked))
+            if outcome.blocked and not job.left and error is None:
+                reasons = {label: blocked[label] for label in outcome.blocked}
+                message = "; ".join(reasons.values())
+                self.report.add(Action(STEP, "fail", "keap", job.keap_id, {"operation": STEP, "error": message}))
+                pending.append(lambda tx: tx.record_failure(job.flow.name, "keap", job.keap_id, STEP, message,
+                                                            field="custom_fields", payload={BLOCKED: reasons}))
         if job.flow.keap is CONTACTS or outcome.gone:
             return outcome
         if job.change.untag is not None:
