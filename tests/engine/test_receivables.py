@@ -978,3 +978,36 @@ async def test_a_figure_keap_has_no_field_for_stays_a_failure_of_the_record_unti
     assert fixed.exit_code == 0, fixed
     assert world.keap.custom_values("companies", company)["Invoiced past due"] == 42
     assert world.store.failures("companies") == []
+
+
+async def test_a_keap_twin_deleted_its_failure_closes_with_its_link_and_the_new_twin_gets_the_figures_at_once(
+        world: World) -> None:
+    """Issue 15: "Company with id 1 not found" stayed open after `sync --full` unlinked the record, until the next
+    pass; a twin made by a pass that does not run the step (a webhook's) got its figures only a pass later."""
+    acme, _ = await linked_pair(world)
+    past_due_invoice(world, acme, 30)
+    await world.sync()
+    company = world.link_of("companies", acme)
+    keap_call(world, "DELETE", f"/v2/companies/{company}")  # a Keap user deletes the twin
+    past_due_invoice(world, acme, 5)
+    first = await world.sync()
+    assert first.exit_code == 2
+    assert [(failure.record_id, failure.operation) for failure in world.store.failures()] == [(company, "receivables")]
+
+    scan = await world.syncer_call("reconcile")  # `sync --full`'s scans: not found in Keap, unlinked
+
+    assert scan.flows["companies"].counts["unlinked"] == 1
+    assert world.store.failures() == [] and scan.open_failures == 0 and scan.exit_code == 0, scan
+
+    world.invoiced.update_customer(acme, {"name": "Acme Ltd (Europe)"})
+    hook = await world.syncer_call("sync_ids", flow="companies", invoiced_ids=[str(acme)])  # as a webhook does
+
+    assert hook.exit_code == 0, hook
+    twin = world.link_of("companies", acme)
+    assert twin != company
+    assert world.keap.custom_values("companies", twin) == {
+        "Invoiced balance": 35, "Invoiced past due": 35, "Invoiced days past due": 10, "Invoiced open invoices": 2}
+    assert world.keap.tag_ids("companies", twin) == [tag_id(world)]
+    world.reset_stats()
+    await world.sync()
+    assert world.writes() == {}

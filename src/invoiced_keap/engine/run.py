@@ -104,8 +104,7 @@ class Syncer:
         `read_keap` only Invoiced's changes are read (`changes.read_changes`)."""
 
         async def work(held: list[Flow], report: RunReport) -> None:
-            owed = OwedStep(self.store, self.invoiced, self.keap, self.options.receivables, self.options.keap_currency,
-                            concurrency=self.options.concurrency, batch_size=self.options.batch_size)
+            owed = self._owed()
             events = await read_events(self.store, self.invoiced, [*event_marks(held), *owed.marks(held)])
             changes = await read_changes(self.store, self.invoiced, self.keap, held, self.progress, read_keap=read_keap,
                                          events=events)
@@ -113,6 +112,11 @@ class Syncer:
             await owed.run(held, events, report, dry_run=dry_run)
 
         return await self._pass("sync", flows, work, dry_run=dry_run)
+
+    def _owed(self) -> OwedStep:
+        """The step that tells Keap what customers owe (`engine.owed`), for one pass."""
+        return OwedStep(self.store, self.invoiced, self.keap, self.options.receivables, self.options.keap_currency,
+                        concurrency=self.options.concurrency, batch_size=self.options.batch_size)
 
     async def sync_ids(
         self,
@@ -134,6 +138,7 @@ class Syncer:
                                                 keap_ids=keap_ids, removed_invoiced=removed_invoiced,
                                                 should_stop=lambda: self.stop_requested) for one in held}
             await self._plan_and_apply(held, changes, report, repair=repair)
+            await self._owed().settle(held, report)  # a twin made now gets its figures now
 
         return await self._pass("sync_ids", [flow], work)
 
@@ -163,6 +168,8 @@ class Syncer:
                     Removal(found[invoiced_id], side, f"not found in {side} (reconcile)") for invoiced_id, side in gone])
                 if await self._judge_and_apply(plan, report, dry_run=dry_run) and not dry_run:
                     self.store.mark_reconciled(flow.name)
+            if not dry_run:
+                await self._owed().settle(held, report)  # the failures of records unlinked now close now
 
         return await self._pass("reconcile", flows, work, dry_run=dry_run)
 
