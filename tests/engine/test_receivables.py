@@ -1011,3 +1011,17 @@ async def test_a_keap_twin_deleted_its_failure_closes_with_its_link_and_the_new_
     world.reset_stats()
     await world.sync()
     assert world.writes() == {}
+
+
+async def test_sync_full_puts_back_a_tag_deleted_in_keap_without_waiting_a_day(world: World) -> None:
+    """Issue 15: `sync --full` did not put back a tag deleted in Keap; its scans look at what the sync wrote too."""
+    _, companies, contacts = await three_past_due(world)
+    keap_call(world, "DELETE", f"/v2/tags/{tag_id(world)}")
+
+    scan = await world.syncer_call("reconcile")
+
+    assert scan.exit_code == 0, scan
+    new = tag_id(world)
+    assert all(world.keap.tag_ids("companies", company) == [new] for company in companies)
+    assert world.keap.tag_ids("contacts", contacts[0]) == [new]
+    assert scan.flows["receivables"].counts["drift.keap"] == 3

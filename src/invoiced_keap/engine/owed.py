@@ -214,18 +214,25 @@ class OwedStep:
             if self.report.done or self.report.counts or self.report.error:
                 report.flows[STEP] = self.report
 
-    async def settle(self, flows: Sequence[Flow], report: RunReport) -> None:
+    async def settle(self, flows: Sequence[Flow], report: RunReport, *, look: bool = False) -> None:
         """For a pass that reads no events (a reconcile, a webhook's or a repair's `sync_ids`): the failures of
         records whose link closed are resolved, and the records to tell now (a link that appeared or moved, figures
         pending; `Store.receivables_to_write`) and those whose link closed with no new one are written, from the
-        figures as last read. No call when there is nothing to write."""
+        figures as last read. No call when there is nothing to write. With `look` (a reconcile: full scans, due
+        or asked for by `sync --full`), Keap's records are first compared with what the sync wrote (`_audit`),
+        whether or not a day has passed."""
         customer_flows = self.takes_part(flows)
         if not customer_flows:
             return
         self.run_id = report.run_id
         try:
             self._settle_unlinked(customer_flows)
+            if look:
+                await self._audit(customer_flows)
             await self._write_all(self._jobs(customer_flows, {}, dry_run=False), dry_run=False)
+            if self._remade:
+                self._retag_remade(customer_flows)
+                await self._write_all(self._jobs(customer_flows, {}, dry_run=False), dry_run=False)
         finally:
             if self.report.done or self.report.counts or self.report.error:
                 report.flows[STEP] = self.report

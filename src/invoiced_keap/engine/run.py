@@ -168,8 +168,8 @@ class Syncer:
                     Removal(found[invoiced_id], side, f"not found in {side} (reconcile)") for invoiced_id, side in gone])
                 if await self._judge_and_apply(plan, report, dry_run=dry_run) and not dry_run:
                     self.store.mark_reconciled(flow.name)
-            if not dry_run:
-                await self._owed().settle(held, report)  # the failures of records unlinked now close now
+            if not dry_run:  # the failures of records unlinked now close now; Keap is looked at as the scans do
+                await self._owed().settle(held, report, look=True)
 
         return await self._pass("reconcile", flows, work, dry_run=dry_run)
 
