@@ -1,4 +1,5 @@
-"""What both emulators share: request stats, fault injection, test triggers and the `/_emulator` control routes.
+"""What both emulators share: request stats, fault injection, a clock tests can move forward, test triggers and the
+`/_emulator` control routes (stats, reset, faults, seed, clock).
 
 An emulator subclasses `Emulator`, supplies its API routes, its error body and its seeding, and is
 served by `Emulator.asgi()`. Requests under `/_emulator` are never counted, limited or faulted.
@@ -92,7 +93,10 @@ class Emulator:
     default_rate_limit: dict[str, Any] | None = None
 
     def __init__(self, *, random_seed: int | None = None, clock: Callable[[], float] = time.time) -> None:
-        self.clock = clock  # the API's own clock: record times and the `Date` of every answer
+        # the API's own clock: record times and the `Date` of every answer; `advance_clock` (and `POST
+        # /_emulator/clock`) moves it forward, so every part of the emulator must read this one object
+        self.adjustable_clock = clock if isinstance(clock, AdjustableClock) else AdjustableClock(clock)
+        self.clock: Callable[[], float] = self.adjustable_clock
         self.requests: Counter[str] = Counter()
         self.statuses: Counter[str] = Counter()
         self.faults = Faults(rate_limit=self.default_rate_limit)
@@ -125,6 +129,11 @@ class Emulator:
         trigger = Trigger(request, action, nth)
         self.triggers.append(trigger)
         return trigger
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the emulator's clock forward by `seconds` (record times, `Date` headers, and what time decides:
+        Invoiced's due dates, Keap's rate-limit windows and token expiry)."""
+        self.adjustable_clock.advance(seconds)
 
     def reset(self) -> None:
         self.reset_data()
@@ -167,11 +176,29 @@ class Emulator:
         async def seed(request: Request) -> Response:
             return JSONResponse(self.seed(await request.json()))
 
+        async def clock(request: Request) -> Response:
+            """GET: the emulator's time (epoch seconds); POST `{"advance_seconds": N}`: move it forward N seconds
+            (N >= 0: an API's clock never goes back), answer the time now."""
+            if request.method == "POST":
+                try:
+                    body = await request.json()
+                except ValueError:
+                    body = None
+                seconds = body.get("advance_seconds") if isinstance(body, dict) else None
+                unknown = sorted(set(body) - {"advance_seconds"}) if isinstance(body, dict) else []
+                if unknown or isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+                    problem = (f"unknown clock settings: {unknown}" if unknown else
+                               f"advance_seconds: expected a number of seconds >= 0, got {seconds!r}")
+                    return JSONResponse({"error": problem}, status_code=400)
+                self.advance_clock(float(seconds))
+            return JSONResponse({"now": self.clock()})
+
         return [
             Route(f"{CONTROL_PREFIX}/stats", stats, methods=["GET"]),
             Route(f"{CONTROL_PREFIX}/reset", reset, methods=["POST"]),
             Route(f"{CONTROL_PREFIX}/faults", faults, methods=["GET", "POST"]),
             Route(f"{CONTROL_PREFIX}/seed", seed, methods=["POST"]),
+            Route(f"{CONTROL_PREFIX}/clock", clock, methods=["GET", "POST"]),
         ]
 
 

@@ -157,8 +157,9 @@ class InvoicedEmulator(Emulator):
         return list(self.account.tables["events"].values())
 
     def advance_clock(self, seconds: float) -> None:
-        """Move the account's clock forward: record times, `Date` headers, idempotency expiry, and due dates (an
-        open invoice whose due date the clock passes is past due from the next operation on)."""
+        """Move the account's clock forward (as `POST /_emulator/clock` does): record times, `Date` headers,
+        idempotency expiry, and due dates (an open invoice whose due date the clock passes is past due from the next
+        operation on)."""
         self.adjustable_clock.advance(seconds)
 
     # --- kit hooks ---------------------------------------------------------------------------

@@ -48,11 +48,11 @@ class KeapEmulator(Emulator):
         super().__init__(random_seed=random_seed, clock=clock)
         self.api_key = api_key
         self.options = options
-        self.store = RecordStore(clock=clock)
+        self.store = RecordStore(clock=self.clock)  # the adjustable clock: `advance_clock` moves every part
         self.auth = KeapAuth(
-            api_key=api_key, oauth_clients=oauth_clients or {}, access_token_ttl=access_token_ttl, clock=clock
+            api_key=api_key, oauth_clients=oauth_clients or {}, access_token_ttl=access_token_ttl, clock=self.clock
         )
-        self.rate_limiter = RateLimiter(clock=clock, tenant_id=TENANT_ID)
+        self.rate_limiter = RateLimiter(clock=self.clock, tenant_id=TENANT_ID)
         self.hooks = RestHooks(self.store, batch_delay=hook_batch_delay, retry_delays=hook_retry_delays)
 
     def api_routes(self) -> list[BaseRoute]:
