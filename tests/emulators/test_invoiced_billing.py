@@ -316,3 +316,47 @@ def test_balance_sums_what_is_outstanding(invoiced_api: httpx.Client, customer: 
     in_usd = invoiced_api.get(f"/customers/{customer['id']}/balance", params={"currency": "USD"}).json()
     assert (in_usd["currency"], in_usd["total_outstanding"]) == ("usd", 100.25)
     assert invoiced_api.get("/customers/999/balance").status_code == 404
+
+
+def test_a_voided_payment_is_kept_and_what_it_paid_goes_back_onto_its_invoices(
+        invoiced_api: httpx.Client, customer: dict, manual_clock: ManualClock) -> None:
+    """`DELETE /payments/{id}` voids (the official client's `Payment.delete()`; the server's VoidPaymentRoute): 200 and
+    the payment, `voided`, its balance its amount; the invoices owe again; a `payment.deleted` event (issue 15: the
+    emulator could not void a payment)."""
+    first, second = invoice_for(invoiced_api, customer), invoice_for(invoiced_api, customer)  # 100.25 each
+    payment = create(invoiced_api, "/payments", customer=customer["id"], amount=150,
+                     applied_to=[{"type": "invoice", "invoice": first["id"], "amount": 100.25},
+                                 {"type": "invoice", "invoice": second["id"], "amount": 40}])
+    manual_clock.advance(60)
+
+    response = invoiced_api.delete(f"/payments/{payment['id']}")
+
+    assert response.status_code == 200
+    voided = response.json()
+    assert (voided["id"], voided["voided"], voided["amount"], voided["balance"], voided["applied_to"]) == (
+        payment["id"], True, 150, 150, [])
+    assert invoiced_api.get(f"/payments/{payment['id']}").json() == voided
+    owing = [invoiced_api.get(f"/invoices/{i['id']}").json() for i in (first, second)]
+    assert [(i["balance"], i["paid"], i["closed"], i["status"]) for i in owing] == [
+        (100.25, False, False, "not_sent"), (100.25, False, False, "not_sent")]
+    newest = invoiced_api.get("/events").json()[:3]
+    assert [event["type"] for event in newest] == ["payment.deleted", "invoice.updated", "invoice.updated"]
+    assert newest[0]["data"]["object"]["voided"] is True
+    assert newest[0]["data"]["object"]["customer"]["id"] == customer["id"]
+    assert [p["id"] for p in invoiced_api.get("/payments", params={"filter[voided]": 0}).json()] == []
+    assert invoiced_api.get(f"/customers/{customer['id']}/balance").json()["total_outstanding"] == 200.5
+
+    again = invoiced_api.delete(f"/payments/{payment['id']}")
+    assert (again.status_code, again.json()["message"]) == (400, "This payment has already been voided.")
+
+
+@pytest.mark.parametrize(("currency", "unit_cost", "amount"), [
+    ("bhd", 1.2345, 1.235), ("jpy", 1000.4, 1000), ("usd", 10.125, 10.13), ("kwd", 0.0005, 0.001)])
+def test_amounts_keep_their_currency_s_smallest_unit(invoiced_api: httpx.Client, customer: dict, currency: str,
+                                                      unit_cost: float, amount: float) -> None:
+    """Invoiced keeps each currency's precision (its Money is in "the lowest denominated unit for a given currency"):
+    BHD 3 decimals, JPY none (issue 15: every currency was rounded to 2)."""
+    invoice = invoice_for(invoiced_api, customer, currency=currency, items=[{"name": "Fee", "unit_cost": unit_cost}])
+    assert (invoice["items"][0]["amount"], invoice["subtotal"], invoice["total"], invoice["balance"]) == (amount,) * 4
+    balance = invoiced_api.get(f"/customers/{customer['id']}/balance", params={"currency": currency}).json()
+    assert balance["total_outstanding"] == amount

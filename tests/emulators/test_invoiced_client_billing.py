@@ -113,3 +113,20 @@ def test_past_due_follows_the_emulator_clock(client: invoiced.Client, invoiced_e
     events, _ = client.Event.list(type="invoice")
     assert [(e.type, e.data.get("previous")) for e in events] == [("invoice.updated", {"status": "not_sent"}),
                                                                  ("invoice.created", None)]
+
+
+def test_the_official_client_voids_a_payment(client: invoiced.Client) -> None:
+    """`Payment.delete()` sends `DELETE /payments/{id}`; the answer (200, the payment voided) refreshes the object."""
+    customer = client.Customer.create(name="Acme")
+    invoice = client.Invoice.create(customer=customer.id, items=[{"unit_cost": 30}])
+    payment = client.Payment.create(customer=customer.id, amount=30, applied_to=[
+        {"type": "invoice", "invoice": invoice.id, "amount": 30}])
+    assert client.Invoice.retrieve(invoice.id).paid is True
+
+    assert payment.delete() is True
+
+    assert (payment.voided, payment.balance) == (True, 30)
+    assert client.Invoice.retrieve(invoice.id).balance == 30 and customer.balance()["total_outstanding"] == 30
+    with pytest.raises(errors.InvalidRequestError) as twice:
+        client.Payment.retrieve(payment.id).delete()
+    assert twice.value.error["message"] == "This payment has already been voided."

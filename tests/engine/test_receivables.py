@@ -1025,3 +1025,25 @@ async def test_sync_full_puts_back_a_tag_deleted_in_keap_without_waiting_a_day(w
     assert all(world.keap.tag_ids("companies", company) == [new] for company in companies)
     assert world.keap.tag_ids("contacts", contacts[0]) == [new]
     assert scan.flows["receivables"].counts["drift.keap"] == 3
+
+
+async def test_a_voided_payment_puts_the_debt_and_the_tag_back_and_the_last_payment_date_with_it(world: World) -> None:
+    """The payment voided in Invoiced (`DELETE /payments/{id}`, its `payment.deleted` event): what it paid is owed
+    again, and the last payment is the latest one not voided (here: none)."""
+    acme, _ = await linked_pair(world)
+    invoice = past_due_invoice(world, acme, 80)
+    world.invoiced.create_payment({"customer": acme, "amount": 80,
+                                   "applied_to": [{"type": "invoice", "invoice": invoice["id"], "amount": 80}]})
+    await world.sync()
+    company = world.link_of("companies", acme)
+    assert world.keap.custom_values("companies", company)["Invoiced last payment"] == today(world)
+    assert world.keap.tag_ids("companies", company) == []
+    [payment] = official(world).Payment.list()[0]
+
+    assert payment.delete() is True  # over HTTP, by the official client
+    report = await world.sync()
+
+    assert report.exit_code == 0, report
+    assert world.keap.custom_values("companies", company) == {
+        "Invoiced balance": 80, "Invoiced past due": 80, "Invoiced days past due": 10, "Invoiced open invoices": 1}
+    assert world.keap.tag_ids("companies", company) == [tag_id(world)]

@@ -84,8 +84,8 @@ def resource_routes(account: Account, resource: Resource) -> list[BaseRoute]:
         return _json(resource.update(account, record, await _body(request)))
 
     async def delete_record(request: Request) -> Response:
-        resource.delete(account, found(request))
-        return _no_content()
+        voided = resource.delete(account, found(request))
+        return _no_content() if voided is None else _json(voided)
 
     def acting(action: Action) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         async def act(request: Request) -> Response:
@@ -110,7 +110,7 @@ def resource_routes(account: Account, resource: Resource) -> list[BaseRoute]:
         routes.append(Route(record_path, get_record, methods=["GET"]))
         if resource.update_hook is not None:
             routes.append(Route(record_path, update_record, methods=["PATCH"]))
-        if resource.delete_hook is not None:
+        if resource.delete_hook is not None or resource.void_hook is not None:
             routes.append(Route(record_path, delete_record, methods=["DELETE"]))
         routes.extend(Route(f"{record_path}/{name}", acting(action), methods=["POST"])
                       for name, action in resource.actions.items())
@@ -262,6 +262,12 @@ class InvoicedEmulator(Emulator):
     def create_payment(self, body: Record) -> Record:
         """A payment; its `applied_to` invoices are paid down (with their `invoice.updated`/`invoice.paid` events)."""
         return PAYMENTS.create(self.account, body)
+
+    def void_payment(self, payment_id: int | str) -> Record:
+        """`DELETE /payments/{id}`: the payment voided (kept, `voided: true`), what it paid back on its invoices."""
+        voided = PAYMENTS.delete(self.account, PAYMENTS.get(self.account, payment_id))
+        assert voided is not None
+        return voided
 
     def payment(self, payment_id: int | str) -> Record:
         return PAYMENTS.get(self.account, payment_id)

@@ -28,8 +28,8 @@ def customer_balance(customer: Record, invoices: Iterable[Record], *, currency: 
     due_now = [invoice for invoice in outstanding if not invoice["autopay"] or invoice["status"] == "past_due"]
     return {
         "currency": currency,
-        "total_outstanding": money(sum(invoice["balance"] for invoice in outstanding)),
-        "due_now": money(sum(invoice["balance"] for invoice in due_now)),
+        "total_outstanding": money(sum(invoice["balance"] for invoice in outstanding), currency),
+        "due_now": money(sum(invoice["balance"] for invoice in due_now), currency),
         "past_due": any(invoice["status"] == "past_due" and not invoice["draft"] for invoice in invoices),
         "open_credit_notes": 0,
         "available_credits": 0,

@@ -84,7 +84,7 @@ def status(invoice: Record, now: int) -> str:
 
 def amount_paid(invoice: Record) -> float | int:
     """What payments took off the total (the server's `amount_paid`, which the API does not show)."""
-    return lines.money(invoice["total"] - invoice["balance"])
+    return lines.money(invoice["total"] - invoice["balance"], invoice["currency"])
 
 
 def settled(invoice: Record, paid_so_far: float, now: int, *, creating: bool = False,
@@ -92,7 +92,7 @@ def settled(invoice: Record, paid_so_far: float, now: int, *, creating: bool = F
     """The invoice with `balance`, `paid`, `closed` and `status` worked out as the server's calculateInvoice (on
     create) and beforeUpdateInvoice (on update) do: paid when nothing is left on an issued invoice (on create, an
     invoice created closed is not paid), and a paid invoice closed unless the request set `closed` itself."""
-    balance = lines.money(invoice["total"] - paid_so_far)
+    balance = lines.money(invoice["total"] - paid_so_far, invoice["currency"])
     paid = balance <= 0 and not invoice["draft"] and not (creating and invoice["closed"])
     closed = invoice["closed"] or (paid and not closed_given)
     worked_out = {**invoice, "balance": balance, "paid": paid, "closed": closed}
@@ -119,17 +119,19 @@ def _customer(account: Account, raw: Any) -> Record:
     return customer
 
 
-def _document(account: Account, body: Record, invoice: Record) -> Record:
-    """Lines, discounts, taxes and the totals: each part from the body when it gives one, else the invoice's own."""
+def _document(account: Account, body: Record, invoice: Record, currency: str) -> Record:
+    """Lines, discounts, taxes and the totals in `currency`: each part from the body when it gives one, else the
+    invoice's own."""
     next_line, next_rate = partial(account.next_id, "line_items"), partial(account.next_id, "rates")
     catalog = account.tables["items"].get
-    items = (lines.line_items(body["items"], catalog=catalog, next_id=next_line,
+    items = (lines.line_items(body["items"], catalog=catalog, next_id=next_line, currency=currency,
                               kept=[line["id"] for line in invoice["items"]])
              if "items" in body else invoice["items"])
-    discounts = lines.rates(body["discounts"], "discounts", next_id=next_rate) if "discounts" in body \
-        else invoice["discounts"]
-    taxes = lines.rates(body["taxes"], "taxes", next_id=next_rate) if "taxes" in body else invoice["taxes"]
-    subtotal, total = lines.totals(items, discounts, taxes)
+    discounts = lines.rates(body["discounts"], "discounts", next_id=next_rate, currency=currency) \
+        if "discounts" in body else invoice["discounts"]
+    taxes = lines.rates(body["taxes"], "taxes", next_id=next_rate, currency=currency) if "taxes" in body \
+        else invoice["taxes"]
+    subtotal, total = lines.totals(items, discounts, taxes, currency)
     return {"items": items, "discounts": discounts, "taxes": taxes, "subtotal": subtotal, "total": total}
 
 
@@ -149,10 +151,11 @@ def create(account: Account, body: Record) -> Record:
     terms = values["payment_terms"] if "payment_terms" in values else (
         customer["payment_terms"] if values.get("due_date") is None else None)
     due_date = values["due_date"] if values.get("due_date") is not None else lines.due_date(terms, date)
+    currency = values.get("currency") or customer["currency"] or DEFAULT_CURRENCY
     record = {
         "id": None, "object": "invoice", "customer": customer["id"], **DEFAULTS, "autopay": customer["autopay"],
-        **values, "currency": values.get("currency") or customer["currency"] or DEFAULT_CURRENCY, "date": date,
-        "due_date": due_date, "payment_terms": terms, **_document(account, body, DEFAULTS),
+        **values, "currency": currency, "date": date,
+        "due_date": due_date, "payment_terms": terms, **_document(account, body, DEFAULTS, currency),
         "created_at": now, "updated_at": now,
     }
     if record["number"] is None:
@@ -182,7 +185,7 @@ def update(account: Account, record: Record, body: Record) -> tuple[Record, Reco
     if moved and "due_date" not in values and changed["payment_terms"]:
         changed["due_date"] = lines.due_date(changed["payment_terms"], changed["date"])
     if any(part in body for part in DOCUMENT):
-        changed.update(_document(account, body, record))
+        changed.update(_document(account, body, record, changed["currency"]))
     if changed["number"] != record["number"]:
         fields.check_number_free("invoice", changed["number"], account.invoices, record["id"])
     changed = settled(changed, amount_paid(record), now, closed_given="closed" in values)
@@ -194,6 +197,15 @@ def paid_towards(account: Account, invoice: Record, amount: float) -> tuple[Reco
     draft, its balance down, paid and closed once nothing is left, even when it was closed before."""
     now = account.now()
     changed = settled({**invoice, "draft": False}, amount_paid(invoice) + amount, now)
+    return _dated(account, invoice, changed, now)
+
+
+def unpaid_towards(account: Account, invoice: Record, amount: float) -> tuple[Record, Record]:
+    """The invoice after `amount` a voided payment had applied goes back onto it: its balance up, no longer paid,
+    and open again when that payment had paid (and so closed) it [inference: one closed by hand stays closed]."""
+    now = account.now()
+    reopened = {**invoice, "closed": invoice["closed"] and not invoice["paid"]}
+    changed = settled(reopened, amount_paid(invoice) - amount, now)
     return _dated(account, invoice, changed, now)
 
 

@@ -1,7 +1,9 @@
 """A document's lines and totals, worked out the way the server's InvoiceCalculator does (pure): each line's amount
 is its quantity times its unit cost, the subtotal their sum, the total the subtotal less discounts plus taxes.
 
-Inference throughout: amounts are rounded to the cent for every currency; discounts and taxes are taken as flat
+Amounts are rounded to the currency's smallest unit (ISO 4217 minor units: cents for USD, none for JPY, fils for
+BHD), as the server's Money normalises every amount to "the lowest denominated unit for a given currency" (half away
+from zero, as PHP's round). Inference: discounts and taxes are taken as flat
 amounts (`[{"amount": 5}]`), without coupons, tax rates or shipping; a line naming a catalog item takes the item's
 name, description, type, unit cost and flags unless the line gives its own.
 """
@@ -10,7 +12,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+
+from babel.numbers import get_currency_precision
 
 from invoiced_keap.emulators.invoiced import fields
 from invoiced_keap.emulators.invoiced.errors import ApiError
@@ -30,10 +35,17 @@ DUE_ON_RECEIPT = "due on receipt"
 DAY = 86400
 
 
-def money(value: float) -> float | int:
-    """Rounded to the cent; a whole amount as an integer, as the docs print them (`45`, `51.15`)."""
-    rounded = round(value + 0.0, 2)
-    return int(rounded) if rounded == int(rounded) else rounded
+def money(value: float | int, currency: str) -> float | int:
+    """Rounded to the currency's smallest unit (`minor_units`); a whole amount as an integer, as the docs print them
+    (`45`, `51.15`)."""
+    exponent = Decimal(1).scaleb(-minor_units(currency))
+    rounded = Decimal(repr(value + 0.0)).quantize(exponent, rounding=ROUND_HALF_UP)
+    return int(rounded) if rounded == rounded.to_integral_value() else float(rounded)
+
+
+def minor_units(currency: str) -> int:
+    """The digits after the decimal point of the currency's smallest unit (ISO 4217 via Babel's CLDR data)."""
+    return int(get_currency_precision(currency.upper()))
 
 
 def _amount(value: Any, what: str) -> float | int:
@@ -42,7 +54,7 @@ def _amount(value: Any, what: str) -> float | int:
     raise ApiError(400, f"{fields.title(what)} only allows numbers", "items")
 
 
-def line_item(entry: Any, *, catalog: Catalog, line_id: int) -> Record:
+def line_item(entry: Any, *, catalog: Catalog, line_id: int, currency: str) -> Record:
     if not isinstance(entry, dict):
         raise ApiError(400, "Items is invalid", "items")
     given = {name: value for name, value in entry.items() if name in LINE_DEFAULTS}
@@ -53,10 +65,10 @@ def line_item(entry: Any, *, catalog: Catalog, line_id: int) -> Record:
         given = {**{name: item[name] for name in FROM_CATALOG}, **given}
     line = {"id": line_id, "object": "line_item", **LINE_DEFAULTS, **given}
     quantity, unit_cost = _amount(line["quantity"], "quantity"), _amount(line["unit_cost"], "unit_cost")
-    return {**line, "amount": money(quantity * unit_cost)}
+    return {**line, "amount": money(quantity * unit_cost, currency)}
 
 
-def line_items(raw: Any, *, catalog: Catalog, next_id: NextId, kept: Iterable[int] = ()) -> list[Record]:
+def line_items(raw: Any, *, catalog: Catalog, next_id: NextId, currency: str, kept: Iterable[int] = ()) -> list[Record]:
     """The lines of a body's `items`; a line giving the id of one in `kept` (the invoice's lines) keeps it."""
     if not isinstance(raw, list):
         raise ApiError(400, "Items is invalid", "items")
@@ -64,25 +76,26 @@ def line_items(raw: Any, *, catalog: Catalog, next_id: NextId, kept: Iterable[in
     lines = []
     for entry in raw:
         given_id = entry.get("id") if isinstance(entry, dict) else None
-        lines.append(line_item(entry, catalog=catalog, line_id=given_id if given_id in keep else next_id()))
+        lines.append(line_item(entry, catalog=catalog, line_id=given_id if given_id in keep else next_id(),
+                               currency=currency))
     return lines
 
 
-def rates(raw: Any, kind: str, *, next_id: NextId) -> list[Record]:
+def rates(raw: Any, kind: str, *, next_id: NextId, currency: str) -> list[Record]:
     """`discounts` or `taxes` as applied rate objects `{id, object, amount, coupon|tax_rate}`."""
     if raw is None:
         return []
     if not isinstance(raw, list) or not all(isinstance(rate, dict) for rate in raw):
         raise ApiError(400, f"{fields.title(kind)} is invalid", kind)
     obj, rate_field = RATE_KINDS[kind]
-    return [{"id": next_id(), "object": obj, "amount": money(_amount(rate.get("amount"), "amount")), rate_field: None}
+    return [{"id": next_id(), "object": obj, "amount": money(_amount(rate.get("amount"), "amount"), currency), rate_field: None}
             for rate in raw]
 
 
-def totals(items: list[Record], discounts: list[Record], taxes: list[Record]) -> tuple[float | int, float | int]:
+def totals(items: list[Record], discounts: list[Record], taxes: list[Record], currency: str) -> tuple[float | int, float | int]:
     """(subtotal, total); a negative total is refused (the model's `notNegative`)."""
-    subtotal = money(sum(line["amount"] for line in items))
-    total = money(subtotal - sum(rate["amount"] for rate in discounts) + sum(rate["amount"] for rate in taxes))
+    subtotal = money(sum(line["amount"] for line in items), currency)
+    total = money(subtotal - sum(rate["amount"] for rate in discounts) + sum(rate["amount"] for rate in taxes), currency)
     if total < 0:
         raise ApiError(400, "Total is invalid", "total")
     return subtotal, total

@@ -5,6 +5,12 @@ server, where the payment is saved before its applications).
 Shape from the docs' payment object and the server's Payment model (`balance` is what is left to apply).
 Inference: the emulator applies payments to invoices only (`{"type": "invoice", "invoice": id, "amount": n}`);
 credit notes, estimates, credits and convenience fees are refused.
+
+A payment is voided, never deleted (`DELETE /payments/{id}`, the server's VoidPaymentRoute and Payment::void):
+what it paid goes back onto its invoices (each written with its own event), it is kept with `voided: true`, its
+balance back to its amount and nothing applied, answered with 200, and a `payment.deleted` event carries it; a
+payment voided already is refused ("This payment has already been voided."). Inference: an invoice the payment had
+paid (and so closed) opens again; one closed by hand stays closed.
 """
 
 from __future__ import annotations
@@ -94,7 +100,7 @@ def _application(account: Account, split: Record, customer_id: int | None, curre
         raise ApiError(400, f"{APPLYING}The currency of invoice {invoice['id']} ({invoice['currency']}) does not "
                             f"match the payment currency ({currency})", "applied_to")
     if amount > invoice["balance"]:
-        raise ApiError(400, f"{APPLYING}The amount applied ({money(amount)}) exceeds the balance of invoice "
+        raise ApiError(400, f"{APPLYING}The amount applied ({money(amount, currency)}) exceeds the balance of invoice "
                             f"{invoice['id']} ({invoice['balance']})", "applied_to")
     return invoice, amount
 
@@ -112,15 +118,16 @@ def create(account: Account, body: Record) -> Record:
     currency = values.get("currency") or (customer or {}).get("currency") or invoices.DEFAULT_CURRENCY
     customer_id = None if customer is None else customer["id"]
     applications = [_application(account, split, customer_id, currency) for split in splits]
-    applied = money(sum(amount for _, amount in applications))
+    applied = money(sum(amount for _, amount in applications), currency)
     if applied > amount:
         raise ApiError(400, f"{APPLYING}Total amount applied ({applied}) cannot exceed the payment amount "
-                            f"({money(amount)})", "applied_to")
+                            f"({money(amount, currency)})", "applied_to")
     now = account.now()
     applied_to = [{"id": account.next_id("transactions"), "type": "invoice", "invoice": invoice["id"],
-                   "amount": money(part)} for invoice, part in applications]
+                   "amount": money(part, currency)} for invoice, part in applications]
     record = {"id": None, "object": "payment", **DEFAULTS, **values, "customer": customer_id, "currency": currency,
-              "date": values.get("date", now), "amount": money(amount), "balance": money(amount - applied),
+              "date": values.get("date", now), "amount": money(amount, currency),
+              "balance": money(amount - applied, currency),
               "applied_to": applied_to, "created_at": now, "updated_at": now}
     record["id"] = account.next_id("payments")
     return record
@@ -132,6 +139,18 @@ def apply(account: Account, payment: Record, store: Store) -> None:
     for split in payment["applied_to"]:
         invoice = account.invoices[split["invoice"]]
         store(account, invoice, *invoices.paid_towards(account, invoice, split["amount"]))
+
+
+def void(account: Account, payment: Record, store: Store) -> Record:
+    """The payment voided (see the module docstring): its applications taken off their invoices through `store`."""
+    if payment["voided"]:
+        raise ApiError(400, "This payment has already been voided.")
+    for split in payment["applied_to"]:
+        invoice = account.invoices.get(split["invoice"])
+        if invoice is not None:
+            store(account, invoice, *invoices.unpaid_towards(account, invoice, split["amount"]))
+    now = account.now()
+    return {**payment, "voided": True, "balance": payment["amount"], "applied_to": [], "updated_at": now}
 
 
 def applied_invoices(payment: Record) -> Iterable[Subject]:

@@ -28,6 +28,7 @@ from invoiced_keap.mapping import Record
 Create = Callable[[Account, Record], Record]
 Update = Callable[[Account, Record, Record], tuple[Record, Record]]  # -> (record after, old values that changed)
 Delete = Callable[[Account, Record], None]
+Void = Callable[[Account, Record], Record]  # DELETE that keeps the record, changed (a payment voided)
 Scope = Callable[[Account, list[Record], QueryParams], list[Record]]
 Action = Callable[[Account, Record, Record], None]  # POST {path}/{id}/{name}: (account, record, body)
 View = Callable[[Account, Record, QueryParams], Record]  # GET {path}/{id}/{name}: (account, record, query)
@@ -72,6 +73,7 @@ class Resource:
     create_hook: Create | None = None  # a validated new record, id assigned
     update_hook: Update | None = None
     delete_hook: Delete | None = None
+    void_hook: Void | None = None  # DELETE voids: the record stays, changed, answered with 200 and its delete event
     after_create: Created | None = None
     emits: Mapping[str, EventType] = field(default_factory=dict)  # operation -> event type
     references: Mapping[str, str] = field(default_factory=dict)  # field -> the resource whose id it holds
@@ -133,11 +135,18 @@ class Resource:
             self.emit(account, "update", changed, previous)
         return changed
 
-    def delete(self, account: Account, record: Record) -> None:
-        assert self.delete_hook is not None
+    def delete(self, account: Account, record: Record) -> Record | None:
+        """The record deleted (None), or voided (`void_hook`: kept, changed, and answered)."""
         catch_up(account)
+        if self.void_hook is not None:
+            voided = self.void_hook(account, record)
+            self.table(account).put(record["id"], voided)
+            self.emit(account, "delete", voided)
+            return voided
+        assert self.delete_hook is not None
         self.delete_hook(account, record)
         self.emit(account, "delete", record)
+        return None
 
     # --- rules -----------------------------------------------------------------------------
     def parent_key(self, parent_id: int | str | None) -> Hashable | None:
@@ -195,6 +204,10 @@ def catch_up(account: Account) -> None:
 
 def _apply_payment(account: Account, payment: Record) -> None:
     payments.apply(account, payment, RESOURCES["invoices"].store)
+
+
+def _void_payment(account: Account, payment: Record) -> Record:
+    return payments.void(account, payment, RESOURCES["invoices"].store)
 
 
 RESOURCES: dict[str, Resource] = {resource.name: resource for resource in (
@@ -256,7 +269,8 @@ RESOURCES: dict[str, Resource] = {resource.name: resource for resource in (
         scope=updated_window,
         create_hook=payments.create,
         after_create=_apply_payment,
-        emits={"create": "payment.created"},
+        void_hook=_void_payment,
+        emits={"create": "payment.created", "delete": "payment.deleted"},
         references={"customer": "customers"},
         related=payments.applied_invoices,
     ),
