@@ -49,6 +49,20 @@ async def test_default_limit_is_20_and_null_lifts_it(invoiced_server: Background
     assert all(r.status_code == 200 for r in responses)
 
 
+async def test_stats_say_the_most_requests_answered_at_once(invoiced_server: BackgroundServer) -> None:
+    """`peak_in_flight`, a test aid: overlapping requests (the latency fault holds each 300 ms) count together, refused
+    ones too; a reset starts it afresh, and requests one after another peak at one."""
+    url = invoiced_server.url
+    set_faults(url, latency_ms=300, rate_limit={"max_in_flight": 3})
+    responses = await concurrent_gets(url, 4)
+    assert sorted(r.status_code for r in responses) == [200, 200, 200, 429]
+    assert httpx.get(f"{url}/_emulator/stats").json()["peak_in_flight"] == 4
+    httpx.post(f"{url}/_emulator/reset").raise_for_status()
+    for _ in range(2):
+        httpx.get(f"{url}/customers", auth=AUTH).raise_for_status()
+    assert httpx.get(f"{url}/_emulator/stats").json()["peak_in_flight"] == 1
+
+
 def test_stats_count_path_templates_and_reset_clears(invoiced_server: BackgroundServer) -> None:
     url = invoiced_server.url
     with httpx.Client(base_url=url, auth=AUTH) as api:
@@ -61,9 +75,10 @@ def test_stats_count_path_templates_and_reset_clears(invoiced_server: Background
             "total": 4,
             "requests": {"POST /customers": 1, "GET /customers/{id}": 2, "GET /customers": 1},
             "status": {"201": 1, "200": 1, "404": 1, "401": 1},
+            "peak_in_flight": 1,  # one request after the other
         }
         assert httpx.post(f"{url}/_emulator/reset").json() == {"ok": True}
-        assert httpx.get(f"{url}/_emulator/stats").json() == {"total": 0, "requests": {}, "status": {}}
+        assert httpx.get(f"{url}/_emulator/stats").json() == {"total": 0, "requests": {}, "status": {}, "peak_in_flight": 0}
         assert api.get("/customers").json() == []
         assert api.post("/customers", json={"name": "Fresh"}).json()["id"] == 1
 

@@ -4,6 +4,10 @@
 An emulator subclasses `Emulator`, supplies its API routes, its error body and its seeding, and is
 served by `Emulator.asgi()`. Requests under `/_emulator` are never counted, limited or faulted.
 
+`in_flight` counts the API requests being answered now, from arrival (before the latency fault) to the end of the
+response, and `peak_in_flight` the most at once since the last reset (`GET /_emulator/stats`): a test aid, to see that
+a client's reads overlap (or that they stay under a limit).
+
 A test trigger (`Emulator.after_request`) runs a test's action once, in the server's loop, right after the emulator
 answered the n-th request of a kind (`GET /customers`) and before it takes the next one: how a test makes an edit land
 between a client's read and its writes, over real HTTP (e.g. a user's edit while a pass runs).
@@ -102,6 +106,8 @@ class Emulator:
         self.faults = Faults(rate_limit=self.default_rate_limit)
         self.random = random.Random(random_seed)
         self.triggers: list[Trigger] = []
+        self.in_flight = 0
+        self.peak_in_flight = 0
 
     # --- to be supplied by each emulator -------------------------------------------------
     def api_routes(self) -> list[BaseRoute]:
@@ -139,6 +145,7 @@ class Emulator:
         self.reset_data()
         self.requests.clear()
         self.statuses.clear()
+        self.peak_in_flight = self.in_flight
         self.faults = Faults(rate_limit=self.default_rate_limit)
 
     def stats(self) -> dict[str, Any]:
@@ -146,6 +153,7 @@ class Emulator:
             "total": sum(self.requests.values()),
             "requests": dict(self.requests),
             "status": dict(self.statuses),
+            "peak_in_flight": self.peak_in_flight,
         }
 
     def asgi(self) -> Starlette:
@@ -232,6 +240,15 @@ class _Dispatcher:
         emulator = self.emulator
         request = f"{scope['method']} {path_template(self.routes, scope)}"
         emulator.requests[request] += 1
+        emulator.in_flight += 1
+        emulator.peak_in_flight = max(emulator.peak_in_flight, emulator.in_flight)
+        try:
+            await self._answer(scope, receive, send, request)
+        finally:
+            emulator.in_flight -= 1
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send, request: str) -> None:
+        emulator = self.emulator
 
         async def counting_send(message: Message) -> None:
             if message["type"] == "http.response.start":
