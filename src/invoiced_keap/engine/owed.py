@@ -88,6 +88,7 @@ from invoiced_keap.logs import log_event
 from invoiced_keap.mapping import Record
 from invoiced_keap.state import AuditNote, AuditOperation, Store
 from invoiced_keap.state.models import Receivable
+from invoiced_keap.state.receivables import GONE
 
 STEP = OPERATION
 """The step's name: its report entry (a column next to the flows') and its failures' operation."""
@@ -263,7 +264,14 @@ class OwedStep:
         drifted (a Keap user's or automation's edit of the figures, the tag taken off, a field or the tag deleted
         in Keap) is kept as found and pending, so this pass's writes put it right (the figures are one-way:
         Invoiced's). The records read serve the writes (no second read)."""
-        drifted = await receivables_drift(self.store, self.keap, flows, self.options, seen=self._seen)
+        try:
+            drifted = await receivables_drift(self.store, self.keap, flows, self.options, seen=self._seen)
+        except (RecordRejected, TransientError) as error:  # looked at by the next pass; the writes go on
+            if isinstance(error, TransientError):
+                self.report.unavailable = error.outage()
+            log_event(logger, "receivables.look_failed", logging.WARNING, error=str(error))
+            self._seen.clear()
+            return
         with self.store.transaction() as tx:
             for found in drifted:
                 held = found.drift.held(found.written)
@@ -894,7 +902,8 @@ async def receivables_drift(store: Store, keap: KeapConnector, flows: Iterable[F
     tags (`TAG_PROPERTY`), and, when no id of the configured tag is kept, one listing of the tags to find it (a tag
     Keap no longer has is on no record). `seen` keeps the records of ours read (their writes need not read them
     again). A record Keap does not list (gone) is left to the flows' deletes."""
-    written = {flow.name: {row.written_keap_id: row for row in store.receivables_written(flow.name)} for flow in flows}
+    written = {flow.name: {row.written_keap_id: row for row in store.receivables_written(flow.name)
+                           if not (row.figures or {}).get(GONE)} for flow in flows}  # gone: left as deletes left it
     tag_ids: dict[str, str] = {}
     if options.tag and any(row.tagged for rows in written.values() for row in rows.values()):
         known = store.definitions(TAGS.name).get(options.tag)
