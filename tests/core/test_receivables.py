@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from invoiced_keap.connectors.invoiced import Event, removed_customer_id
 from invoiced_keap.engine.receivables import (
-    Change, Figures, ReceivablesOptions, Wanted, Written, after, decide, drift, keap_values, merged_custom_fields, named_by,
+    Change, Figures, ReceivablesOptions, SharedLabel, Wanted, Written, after, decide, drift, keap_values,
+    merged_custom_fields, named_by,
     owed,
 )
 
@@ -270,3 +271,11 @@ def test_drift_compares_a_zero_with_a_blank_and_numbers_by_value() -> None:
                   {"Invoiced: past due": "7"}, "Invoiced: past due")
     assert found is not None and found.values == {"Invoiced balance": (10, 999), "Invoiced past due": (0, None)}
     assert found.tag_missing and found.held(written) == Written({"Invoiced balance": 999}, False, None)
+
+
+def test_two_figures_never_go_to_one_label_even_past_the_settings_check() -> None:
+    options = ReceivablesOptions()
+    object.__setattr__(options, "labels", {"past_due": "Invoiced balance (EUR)"})  # as if the check were bypassed
+    figures = Figures("2025-06-04", {"EUR": "500", "USD": "70"}, {"USD": "70"}, "2025-05-01", 2, None)
+    with pytest.raises(SharedLabel, match="'Invoiced balance \\(EUR\\)'.*nothing is written"):
+        keap_values(figures, options, "USD")

@@ -79,7 +79,7 @@ from invoiced_keap.connectors.keap import CONTACTS, TAGS, KeapConnector, KeapObj
 from invoiced_keap.engine.apply import refusal_message
 from invoiced_keap.engine.changes import PassEvents
 from invoiced_keap.engine.receivables import (
-    OPERATION, OWN_SUFFIX, Change, Drift, Figures, ReceivablesOptions, Wanted, Written, after, decide, drift,
+    OPERATION, OWN_SUFFIX, Change, Drift, Figures, ReceivablesOptions, SharedLabel, Wanted, Written, after, decide, drift,
     keap_values, merged_custom_fields, named_by, owed, payment_date,
 )
 from invoiced_keap.engine.report import Action, FlowReport, RunReport
@@ -211,6 +211,8 @@ class OwedStep:
             if self._remade and not dry_run:
                 self._retag_remade(customer_flows)
                 await self._write_all(self._jobs(customer_flows, {}, dry_run=False), dry_run=False)
+        except SharedLabel as refused:  # refused clearly, the pass's exit 1: never two figures in one field
+            self.report.error = str(refused)
         finally:
             if self.report.done or self.report.counts or self.report.error:
                 report.flows[STEP] = self.report

@@ -283,10 +283,15 @@ def keap_values(figures: Figures, options: ReceivablesOptions, keap_currency: st
     return Wanted(values, types, tagged=owes_late and bool(options.tag), tag=options.tag)
 
 
+class SharedLabel(ValueError):
+    """Two figures would be written under one label: nothing is written (the settings check refuses such labels)."""
+
+
 def _unshared(values: Values, label: str) -> None:
     """Two figures never go to one label (the settings check refuses labels that could; this keeps it so)."""
     if any(name.casefold() == label.casefold() for name in values):
-        raise ValueError(f"receivables: two figures would be written to the Keap field {label!r}; check [receivables.labels]")
+        raise SharedLabel(f"receivables: two figures would be written to the Keap field {label!r}; nothing is "
+                          "written; choose other labels in [receivables.labels]")
 
 
 def _blank(content: Content) -> bool:
