@@ -63,11 +63,11 @@ async def hook_check_calls() -> dict[str, Any]:
     keap_emulator.faults.rate_limit = None
     wanted = event_keys(CATALOGUE.values())
     with BackgroundServer(keap_emulator.asgi()) as keap_server, BackgroundServer(handshake_receiver()) as receiver:
-        url, prefix = hook_url(receiver.url, TOKEN), f"{receiver.url}{RECEIVER_PATH}/"
+        url = hook_url(receiver.url, TOKEN)
         async with KeapConnector(ApiKey(KEY), f"{keap_server.url}/crm/rest", limits=RateLimits(), retry=RETRY) as keap:
-            first = await ensure_hooks(keap, url, wanted, ours_prefix=prefix)  # at start: registers them
+            first = await ensure_hooks(keap, url, wanted)  # at start: registers them
             before = keap.stats.total
-            check = await ensure_hooks(keap, url, wanted, ours_prefix=prefix)  # every HOOK_CHECK_INTERVAL after
+            check = await ensure_hooks(keap, url, wanted)  # every HOOK_CHECK_INTERVAL after
             calls = keap.stats.total - before
     assert sorted(first.created) == sorted(wanted) and sorted(check.verified) == sorted(wanted), (first, check)
     return {"hooks": len(wanted), "calls_per_check": calls}

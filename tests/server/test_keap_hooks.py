@@ -18,7 +18,7 @@ from invoiced_keap.emulators.keap.hooks import HookStatus
 from invoiced_keap.emulators.serve import BackgroundServer
 from invoiced_keap.flows import CATALOGUE
 from invoiced_keap.server.debounce import DirtyQueue
-from invoiced_keap.server.keap_hooks import RECEIVER_PATH, KeapHookReceiver, ensure_hooks, event_keys, hook_url
+from invoiced_keap.server.keap_hooks import RECEIVER_PATH, KeapHookReceiver, ensure_hooks, event_keys, hook_url, is_ours
 from invoiced_keap.server.metrics import Metrics
 
 from tests.connectors import keap_support
@@ -39,10 +39,9 @@ async def keap(keap_server: BackgroundServer) -> AsyncIterator[KeapConnector]:
         yield connector
 
 
-def ours(served: Served) -> tuple[str, str]:
-    """(our hook URL, the prefix every hook of ours starts with)."""
-    prefix = f"{served.url}{RECEIVER_PATH}/"
-    return hook_url(served.url, HOOK_TOKEN), prefix
+def ours(served: Served) -> str:
+    """Our hook URL."""
+    return hook_url(served.url, HOOK_TOKEN)
 
 
 def test_the_flows_need_add_edit_delete_hooks_of_their_keap_objects() -> None:
@@ -51,12 +50,12 @@ def test_the_flows_need_add_edit_delete_hooks_of_their_keap_objects() -> None:
 
 
 async def test_hooks_are_registered_verified_and_left_alone_when_healthy(served: Served, keap: KeapConnector) -> None:
-    url, prefix = ours(served)
-    first = await ensure_hooks(keap, url, ALL_KEYS, ours_prefix=prefix)
+    url = ours(served)
+    first = await ensure_hooks(keap, url, ALL_KEYS)
     assert sorted(first.created) == sorted(ALL_KEYS)
     hooks = await keap.list_hooks()
     assert {(hook.event_key, hook.hook_url, hook.status) for hook in hooks} == {(key, url, "Verified") for key in ALL_KEYS}
-    again = await ensure_hooks(keap, url, ALL_KEYS, ours_prefix=prefix)
+    again = await ensure_hooks(keap, url, ALL_KEYS)
     assert (sorted(again.verified), again.created, again.removed) == (sorted(ALL_KEYS), [], [])
     assert served.metrics.webhook_deliveries.labels("keap", "handshake")._value.get() == 9
 
@@ -64,14 +63,14 @@ async def test_hooks_are_registered_verified_and_left_alone_when_healthy(served:
 async def test_an_inactive_hook_is_reverified_and_stale_ones_removed(
     served: Served, keap: KeapConnector, keap_emulator: KeapEmulator
 ) -> None:
-    url, prefix = ours(served)
-    await ensure_hooks(keap, url, ALL_KEYS, ours_prefix=prefix)
+    url = ours(served)
+    await ensure_hooks(keap, url, ALL_KEYS)
     stale = await keap.create_hook("contact.edit", hook_url(served.url, "an-old-token"))
     someone_elses = await keap.create_hook("contact.edit", "http://127.0.0.1:9/elsewhere")
     inactive = next(hook for hook in keap_emulator.hooks.hooks.values() if hook.event_key == "company.edit")
     inactive.status = HookStatus.INACTIVE  # as Keap does after four failed deliveries
 
-    report = await ensure_hooks(keap, url, ALL_KEYS, ours_prefix=prefix)
+    report = await ensure_hooks(keap, url, ALL_KEYS)
 
     assert report.reverified == ["company.edit"]
     assert report.removed == ["contact.edit"]
@@ -80,18 +79,49 @@ async def test_an_inactive_hook_is_reverified_and_stale_ones_removed(
     assert keys[inactive.key].status == "Verified"
 
 
+async def test_hooks_of_ours_on_another_address_are_deleted_and_no_one_elses(
+    served: Served, keap: KeapConnector, keap_emulator: KeapEmulator
+) -> None:
+    url = ours(served)
+    await ensure_hooks(keap, url, ALL_KEYS)
+    old_address = [await keap.create_hook(key, hook_url("http://127.0.0.1:9", "an-old-token"))
+                   for key in ("contact.add", "company.edit")]
+    behind_a_proxy = await keap.create_hook("product.add", hook_url("http://127.0.0.1:9/behind/a/proxy", HOOK_TOKEN))
+    not_ours = [await keap.create_hook("contact.add", other) for other in (
+        "http://127.0.0.1:9/elsewhere", "http://127.0.0.1:9/hooks/keap", "http://127.0.0.1:9/hooks/keap/a/b",
+        "http://127.0.0.1:9/hooks/keapish/abc")]  # no DNS: nothing listens there
+    keap_emulator.requests.clear()
+
+    report = await ensure_hooks(keap, url, ALL_KEYS)
+
+    assert sorted(report.removed) == ["company.edit", "contact.add", "product.add"]
+    assert report.verified == ALL_KEYS and report.created == []
+    left = {hook.key: hook for hook in await keap.list_hooks()}
+    assert not {hook.key for hook in [*old_address, behind_a_proxy]} & left.keys()
+    assert {hook.key for hook in not_ours} <= left.keys()
+    assert {hook.hook_url for hook in left.values() if is_ours(hook.hook_url)} == {url}
+    assert dict(keap_emulator.requests) == {"GET /crm/rest/v1/hooks": 2, "DELETE /crm/rest/v1/hooks/{key}": 3}
+
+
+def test_a_hook_is_ours_by_its_path_whatever_its_address() -> None:
+    assert is_ours("https://sync.example.com/hooks/keap/tok") and is_ours("http://10.0.0.1:8780/x/y/hooks/keap/tok/")
+    assert not is_ours("https://sync.example.com/hooks/keap") and not is_ours("https://sync.example.com/hooks/keap/")
+    assert not is_ours("https://sync.example.com/hooks/keap/tok/more") and not is_ours("https://a.example/hooks/keapx/t")
+    assert not is_ours("not a url") and not is_ours("http://[::1")
+
+
 async def test_hooks_keap_cannot_verify_cost_one_handshake_a_check_and_are_kept_not_replaced(
     served: Served, keap: KeapConnector, keap_emulator: KeapEmulator
 ) -> None:
-    url, prefix = ours(served)
+    url = ours(served)
     unanswered = hook_url(served.url, "a-token-nobody-serves")
-    first = await ensure_hooks(keap, unanswered, ALL_KEYS, ours_prefix=prefix)
+    first = await ensure_hooks(keap, unanswered, ALL_KEYS)
     assert (first.created, first.unverified) == ([], ALL_KEYS)  # the first handshake failed: no point in eight more
     (old,) = keap_emulator.hooks.hooks.values()
     assert old.status is HookStatus.UNVERIFIED
     keap_emulator.requests.clear()
 
-    report = await ensure_hooks(keap, unanswered, ALL_KEYS, ours_prefix=prefix)
+    report = await ensure_hooks(keap, unanswered, ALL_KEYS)
 
     assert (report.reverified, report.created, report.unverified) == ([], [], ALL_KEYS)
     assert dict(keap_emulator.requests) == {"GET /crm/rest/v1/hooks": 1, "POST /crm/rest/v1/hooks/{key}/verify": 1}
@@ -102,8 +132,8 @@ async def test_hooks_keap_cannot_verify_cost_one_handshake_a_check_and_are_kept_
 async def test_deliveries_mark_keap_ids_dirty_and_deletes_removed(
     served: Served, keap: KeapConnector
 ) -> None:
-    url, prefix = ours(served)
-    await ensure_hooks(keap, url, ALL_KEYS, ours_prefix=prefix)
+    url = ours(served)
+    await ensure_hooks(keap, url, ALL_KEYS)
     company = await keap.create(COMPANIES, keap_support.company(1))
     contact = await keap.create(CONTACTS, keap_support.contact(1))
     assert await keap.delete(CONTACTS, contact["id"])

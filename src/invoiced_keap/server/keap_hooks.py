@@ -4,6 +4,12 @@ Keap signs nothing: the receiver's URL carries a secret token (`/hooks/keap/{tok
 token gets a 404 as if nothing were there. On subscribe or verify Keap POSTs an `X-Hook-Secret`
 header that must be echoed with a 200. Deliveries carry only ids (`object_keys`, up to 1000), which
 are marked dirty for the flow whose Keap object they name.
+
+A hook is ours when its URL's path ends in our receiver path and one token (`is_ours`), whatever its host: a
+hook left on an address `run` no longer serves (`public_url` or the token changed, or hooks turned off) is
+deleted by the next check (`ensure_hooks`) or, with hooks off, once at start (`remove_hooks`), so Keap does not
+go on delivering to a dead address. Hooks of other receivers on the account are never touched. So one `run`
+registers hooks per Keap account: a second one at another address would delete the first one's.
 """
 
 from __future__ import annotations
@@ -11,8 +17,10 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -45,6 +53,23 @@ def event_keys(flows: Iterable[Flow]) -> list[str]:
 
 def hook_url(public_url: str, token: str) -> str:
     return f"{public_url.rstrip('/')}{RECEIVER_PATH}/{token}"
+
+
+_OURS = re.compile(rf"{re.escape(RECEIVER_PATH)}/[^/]+/?$")
+
+
+def is_ours(url: str) -> bool:
+    """A hook URL of this sync's receiver, at any address and with any token: its path ends in
+    `RECEIVER_PATH/<token>` (a `public_url` with a path of its own, behind a proxy, included)."""
+    try:
+        return _OURS.search(urlsplit(url).path) is not None
+    except ValueError:
+        return False
+
+
+def without_token(url: str) -> str:
+    """A hook URL of ours as it may be logged: its token (a secret, perhaps an old one) cut."""
+    return f"{url[: url.rindex(RECEIVER_PATH)]}{RECEIVER_PATH}/…" if RECEIVER_PATH in url else url
 
 
 class KeapHookReceiver:
@@ -94,20 +119,22 @@ class HookReport:
     reverified: list[str]
     removed: list[str]
     unverified: list[str]
+    elsewhere: set[str] = field(default_factory=set)  # the addresses (tokens cut) of removed hooks not on our URL
 
 
-async def ensure_hooks(keap: KeapConnector, url: str, wanted: Iterable[str], *, ours_prefix: str) -> HookReport:
+async def ensure_hooks(keap: KeapConnector, url: str, wanted: Iterable[str]) -> HookReport:
     """Make each wanted event key have one Verified subscription to `url`.
 
     Called at start and then periodically (`HookUpkeep`): a subscription that went Unverified or Inactive
-    (Keap gives up after four failed deliveries) is re-verified; a missing one is created. Subscriptions under
-    `ours_prefix` that are not wanted (another token, a dropped flow, duplicates) are deleted. The
-    receiver must already be serving `url`, because Keap verifies during the call. Once one handshake
-    fails, the other hooks (the same URL) are not tried in this check: they are reported unverified, so a
-    receiver Keap cannot reach costs the listing and one call, not one or three per event key.
+    (Keap gives up after four failed deliveries) is re-verified; a missing one is created. Hooks of ours
+    (`is_ours`) that are not wanted are deleted: those on another address or token (`public_url` or the token
+    changed), of a dropped flow, duplicates. The receiver must already be serving `url`, because Keap verifies
+    during the call. Once one handshake fails, the other hooks (the same URL) are not tried in this check: they
+    are reported unverified, so a receiver Keap cannot reach costs the listing and one call, not one or three
+    per event key. A check that finds everything in place costs the listing alone.
     """
     wanted = list(dict.fromkeys(wanted))
-    existing = [hook for hook in await keap.list_hooks() if hook.hook_url.startswith(ours_prefix)]
+    existing = [hook for hook in await keap.list_hooks() if is_ours(hook.hook_url)]
     report = HookReport([], [], [], [], [])
     kept: dict[str, RestHook] = {}
     for hook in existing:
@@ -116,6 +143,8 @@ async def ensure_hooks(keap: KeapConnector, url: str, wanted: Iterable[str], *, 
         else:
             await keap.delete_hook(hook.key)
             report.removed.append(hook.event_key)
+            if hook.hook_url != url:
+                report.elsewhere.add(without_token(hook.hook_url))
     for event_key in wanted:
         hook = kept.get(event_key)
         if hook is not None and hook.status == VERIFIED:
@@ -128,7 +157,23 @@ async def ensure_hooks(keap: KeapConnector, url: str, wanted: Iterable[str], *, 
         else:
             hook = await keap.create_hook(event_key, url)
             (report.created if hook.status == VERIFIED else report.unverified).append(event_key)
+    if report.elsewhere:
+        logger.info("deleted %d Keap hook(s) of ours on an address this service no longer serves (%s): Keap "
+                    "delivered there", len(report.removed), ", ".join(sorted(report.elsewhere)))
     return report
+
+
+async def remove_hooks(keap: KeapConnector) -> list[RestHook]:
+    """With hooks off: delete every hook of ours (`is_ours`) so Keap stops delivering to an address that no longer
+    answers; the listing plus one call per hook deleted (the listing alone when there is none), and said in the
+    log. Hooks of other receivers are left alone."""
+    ours = [hook for hook in await keap.list_hooks() if is_ours(hook.hook_url)]
+    for hook in ours:
+        await keap.delete_hook(hook.key)
+    if ours:
+        logger.warning("Keap hooks off: deleted the %d Keap hook(s) of ours still registered (%s), so Keap no longer "
+                       "delivers to them", len(ours), ", ".join(sorted({without_token(hook.hook_url) for hook in ours})))
+    return ours
 
 
 class HookUpkeep:

@@ -38,7 +38,7 @@ from invoiced_keap.flows import Flow
 from invoiced_keap.server.app import ServerSettings, create_app
 from invoiced_keap.server.debounce import DirtyBatch, DirtyQueue
 from invoiced_keap.server.health import FlowHealth
-from invoiced_keap.server.keap_hooks import HOOK_CHECK_INTERVAL, RECEIVER_PATH, HookUpkeep, ensure_hooks, event_keys, hook_url
+from invoiced_keap.server.keap_hooks import HOOK_CHECK_INTERVAL, HookUpkeep, ensure_hooks, event_keys, hook_url, remove_hooks
 from invoiced_keap.server.metrics import CALL_KINDS, Metrics
 from invoiced_keap.server.quota import QuotaWatchingPacer, keap_day
 
@@ -185,6 +185,8 @@ class Service:
             if self.hook_upkeep.wanted:
                 await self.check_hooks()  # first: the worker's first poll then knows whether Keap's hooks work
                 helpers.append(asyncio.create_task(self.keep_hooks(stop)))
+            else:
+                await self.drop_hooks()
             await self._work(stop)
         finally:
             for helper in helpers:
@@ -194,20 +196,28 @@ class Service:
             self.socket.close()
 
     async def check_hooks(self) -> None:
-        """Register missing Keap hooks and revive Inactive ones; a Keap error is noted (`hook_upkeep`), never fatal."""
-        prefix = f"{self.public_url}{RECEIVER_PATH}/"
+        """Register missing Keap hooks, revive Inactive ones, delete ours on another address or token; a Keap error
+        is noted (`hook_upkeep`), never fatal."""
         try:
             with self.metrics.job_in_hand("hooks"):
                 report = await ensure_hooks(
                     self.syncer.keap,
                     hook_url(self.public_url, self.hook_token),
                     event_keys(self.flows.values()),
-                    ours_prefix=prefix,
                 )
         except ApiError as error:
             self.hook_upkeep.checked(self.clock(), None, str(error))
         else:
             self.hook_upkeep.checked(self.clock(), report)
+
+    async def drop_hooks(self) -> None:
+        """Hooks off: delete the hooks of ours a former start left registered (`remove_hooks`), once; a Keap error
+        is logged, never fatal (the next start tries again)."""
+        try:
+            with self.metrics.job_in_hand("hooks"):
+                await remove_hooks(self.syncer.keap)
+        except ApiError as error:
+            logger.warning("Keap hooks off: could not look for hooks of ours left registered: %s", error)
 
     async def keep_hooks(self, stop: asyncio.Event, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         """Check the Keap hooks whenever `hook_upkeep` says one is due (at once, then by its schedule), until `stop`;
