@@ -50,17 +50,20 @@ async def test_default_limit_is_20_and_null_lifts_it(invoiced_server: Background
 
 
 async def test_stats_say_the_most_requests_answered_at_once(invoiced_server: BackgroundServer) -> None:
-    """`peak_in_flight`, a test aid: overlapping requests (the latency fault holds each 300 ms) count together, refused
-    ones too; a reset starts it afresh, and requests one after another peak at one."""
+    """`peak_in_flight` (and per kind of request), a test aid: overlapping requests (the latency fault holds each
+    300 ms) count together, refused ones too; a reset starts it afresh, and requests one after another peak at one."""
     url = invoiced_server.url
     set_faults(url, latency_ms=300, rate_limit={"max_in_flight": 3})
     responses = await concurrent_gets(url, 4)
     assert sorted(r.status_code for r in responses) == [200, 200, 200, 429]
-    assert httpx.get(f"{url}/_emulator/stats").json()["peak_in_flight"] == 4
+    stats = httpx.get(f"{url}/_emulator/stats").json()
+    assert (stats["peak_in_flight"], stats["peak_in_flight_by_request"]) == (4, {"GET /customers": 4})
     httpx.post(f"{url}/_emulator/reset").raise_for_status()
     for _ in range(2):
         httpx.get(f"{url}/customers", auth=AUTH).raise_for_status()
-    assert httpx.get(f"{url}/_emulator/stats").json()["peak_in_flight"] == 1
+    httpx.get(f"{url}/items", auth=AUTH).raise_for_status()
+    stats = httpx.get(f"{url}/_emulator/stats").json()
+    assert (stats["peak_in_flight"], stats["peak_in_flight_by_request"]) == (1, {"GET /customers": 1, "GET /items": 1})
 
 
 def test_stats_count_path_templates_and_reset_clears(invoiced_server: BackgroundServer) -> None:
@@ -76,9 +79,11 @@ def test_stats_count_path_templates_and_reset_clears(invoiced_server: Background
             "requests": {"POST /customers": 1, "GET /customers/{id}": 2, "GET /customers": 1},
             "status": {"201": 1, "200": 1, "404": 1, "401": 1},
             "peak_in_flight": 1,  # one request after the other
+            "peak_in_flight_by_request": {"POST /customers": 1, "GET /customers/{id}": 1, "GET /customers": 1},
         }
         assert httpx.post(f"{url}/_emulator/reset").json() == {"ok": True}
-        assert httpx.get(f"{url}/_emulator/stats").json() == {"total": 0, "requests": {}, "status": {}, "peak_in_flight": 0}
+        assert httpx.get(f"{url}/_emulator/stats").json() == {"total": 0, "requests": {}, "status": {}, "peak_in_flight": 0,
+                                                                 "peak_in_flight_by_request": {}}
         assert api.get("/customers").json() == []
         assert api.post("/customers", json={"name": "Fresh"}).json()["id"] == 1
 

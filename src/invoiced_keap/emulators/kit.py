@@ -5,8 +5,9 @@ An emulator subclasses `Emulator`, supplies its API routes, its error body and i
 served by `Emulator.asgi()`. Requests under `/_emulator` are never counted, limited or faulted.
 
 `in_flight` counts the API requests being answered now, from arrival (before the latency fault) to the end of the
-response, and `peak_in_flight` the most at once since the last reset (`GET /_emulator/stats`): a test aid, to see that
-a client's reads overlap (or that they stay under a limit).
+response, and `peak_in_flight` the most at once since the last reset, `peaks` the same per kind of request
+(`GET /_emulator/stats`: `peak_in_flight`, `peak_in_flight_by_request`): a test aid, to see that a client's reads
+overlap (a customer's contacts read side by side, not only next to another listing) or stay under a limit.
 
 A test trigger (`Emulator.after_request`) runs a test's action once, in the server's loop, right after the emulator
 answered the n-th request of a kind (`GET /customers`) and before it takes the next one: how a test makes an edit land
@@ -108,6 +109,8 @@ class Emulator:
         self.triggers: list[Trigger] = []
         self.in_flight = 0
         self.peak_in_flight = 0
+        self.in_flight_by: Counter[str] = Counter()
+        self.peaks: Counter[str] = Counter()
 
     # --- to be supplied by each emulator -------------------------------------------------
     def api_routes(self) -> list[BaseRoute]:
@@ -145,8 +148,13 @@ class Emulator:
         self.reset_data()
         self.requests.clear()
         self.statuses.clear()
-        self.peak_in_flight = self.in_flight
+        self.reset_peaks()
         self.faults = Faults(rate_limit=self.default_rate_limit)
+
+    def reset_peaks(self) -> None:
+        """Start `peak_in_flight` and `peaks` afresh (from the requests in flight now)."""
+        self.peak_in_flight = self.in_flight
+        self.peaks = Counter(+self.in_flight_by)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -154,6 +162,7 @@ class Emulator:
             "requests": dict(self.requests),
             "status": dict(self.statuses),
             "peak_in_flight": self.peak_in_flight,
+            "peak_in_flight_by_request": dict(self.peaks),
         }
 
     def asgi(self) -> Starlette:
@@ -241,11 +250,14 @@ class _Dispatcher:
         request = f"{scope['method']} {path_template(self.routes, scope)}"
         emulator.requests[request] += 1
         emulator.in_flight += 1
+        emulator.in_flight_by[request] += 1
         emulator.peak_in_flight = max(emulator.peak_in_flight, emulator.in_flight)
+        emulator.peaks[request] = max(emulator.peaks[request], emulator.in_flight_by[request])
         try:
             await self._answer(scope, receive, send, request)
         finally:
             emulator.in_flight -= 1
+            emulator.in_flight_by[request] -= 1
 
     async def _answer(self, scope: Scope, receive: Receive, send: Send, request: str) -> None:
         emulator = self.emulator
