@@ -338,6 +338,12 @@ class InvoicedConnector(AsyncClosing):
         )
 
     @property
+    def max_in_flight(self) -> int:
+        """Calls this connector lets be in flight at once (its pacer's limit: Invoiced's 20): how many reads a caller
+        may usefully run side by side (`changes.children_of`)."""
+        return self.api.pacer.limits.max_in_flight or INVOICED_LIMITS.max_in_flight or 1
+
+    @property
     def calls(self) -> RequestStats:
         """Calls made so far, per endpoint and status (`calls.total`, `calls.requests["GET /customers"]`)."""
         return self.api.stats
@@ -394,7 +400,7 @@ class InvoicedConnector(AsyncClosing):
         found.reverse()
         return EventBatch(found, found[-1].id if found else after_event_id)
 
-    def children(self, resource: Resource, parent_id: str) -> AsyncIterator[Record]:
+    def children(self, resource: Resource, parent_id: str) -> AsyncGenerator[Record, None]:
         """Every record of a nested resource under one parent (a customer's contacts), ids made `parent/id`."""
         assert resource.parent is not None, f"{resource.name}s are not nested"
         stream = Stream(resource.listing.path.format(parent=quote(parent_id, safe="")), resource.listing.query)

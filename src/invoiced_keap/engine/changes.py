@@ -21,14 +21,16 @@ poll (changes) or reconcile (deletes). No watermark moves: polling stays the saf
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
-from contextlib import nullcontext
+from contextlib import aclosing, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from itertools import islice
+from typing import Literal, cast
 
 from invoiced_keap.connectors.errors import NotFound
-from invoiced_keap.connectors.invoiced import Event, InvoicedConnector, Resource, UpdatedWatermark, contact_parent
+from invoiced_keap.connectors.invoiced import PER_PAGE, Event, InvoicedConnector, Resource, UpdatedWatermark, contact_parent
 from invoiced_keap.connectors.keap import KeapConnector, updated_at
 from invoiced_keap.engine.report import Progress, ProgressHook, no_progress
 from invoiced_keap.engine.spool import RecordSpool
@@ -269,9 +271,8 @@ async def read_children(store: Store, invoiced: InvoicedConnector, flow: Flow, c
     linked_since = store.links_since(link.flow, int(mark) if mark else 0)
     wanted = sorted({parent for parent in named if parent in twins.keap_of} | {invoiced_id for _, invoiced_id in linked_since},
                     key=lambda parent: (len(parent), parent))
-    for parent in wanted:
-        async for record in invoiced.children(flow.invoiced, parent):
-            changes.invoiced[str(record["id"])] = twins.of("invoiced", record)
+    async for record in children_of(invoiced, flow.invoiced, wanted):
+        changes.invoiced[str(record["id"])] = twins.of("invoiced", record)
     orphans = store.links_under(flow.name, [parent for parent in named | touched if parent not in twins.keap_of])
     for record_id in orphans:
         changes.removed_invoiced.add(record_id)
@@ -283,15 +284,57 @@ async def read_children(store: Store, invoiced: InvoicedConnector, flow: Flow, c
 
 async def every_record(invoiced: InvoicedConnector, flow: Flow, parents: ParentTwins | None = None) -> AsyncIterator[Record]:
     """Every live Invoiced record of a flow's resource (`verify`, `relink`): its full listing, or for a nested flow
-    the children of every linked parent (one listing each), with their parent's Keap twin."""
+    the children of every linked parent (one listing each, read side by side: `children_of`), with their parent's
+    Keap twin."""
     if flow.parent is None:
         async for record in invoiced.all(flow.invoiced):
             yield record
         return
     assert parents is not None, f"{flow.name}: a nested flow's records need its parent links"
-    for parent in sorted(parents.keap_of, key=lambda parent: (len(parent), parent)):
-        async for record in invoiced.children(flow.invoiced, parent):
-            yield parents.of("invoiced", record)
+    async for record in children_of(invoiced, flow.invoiced, sorted(parents.keap_of, key=lambda parent: (len(parent), parent))):
+        yield parents.of("invoiced", record)
+
+
+async def children_of(invoiced: InvoicedConnector, resource: Resource, parents: Iterable[str],
+                      in_flight: int | None = None) -> AsyncIterator[Record]:
+    """The records of a nested resource under each parent (a customer's contacts), in the parents' order and each
+    listing's own: what one listing after another would yield, but `in_flight` listings (by default the connector's
+    in-flight limit, `InvoicedConnector.max_in_flight`) are read side by side, so N parents take about N / in_flight
+    round trips, not N. The API lists them per parent only (no account-wide listing), so the calls stay one per
+    parent and page. A listing ahead of the one being yielded holds at most two pages (one waiting its turn, one
+    read), then pauses holding no call: what is held grows with `in_flight`, not with the parents. A listing's
+    error is raised when its turn comes; the listings still running are then cancelled (as when the caller stops)."""
+    window = max(1, in_flight or invoiced.max_in_flight)
+    done = object()  # the end of a listing, in its queue
+
+    async def read(parent: str, queue: asyncio.Queue[object]) -> None:
+        try:
+            async with aclosing(invoiced.children(resource, parent)) as records:  # closed at once when cancelled
+                async for record in records:
+                    await queue.put(record)
+        except Exception:
+            await queue.put(done)  # the reader then takes the error from the task
+            raise
+        await queue.put(done)
+
+    def start(parent: str) -> tuple[asyncio.Queue[object], asyncio.Task[None]]:
+        queue: asyncio.Queue[object] = asyncio.Queue(maxsize=PER_PAGE)
+        return queue, asyncio.ensure_future(read(parent, queue))
+
+    waiting = iter(parents)
+    running = deque(start(parent) for parent in islice(waiting, window))
+    try:
+        while running:
+            queue, task = running[0]
+            while (item := await queue.get()) is not done:
+                yield cast(Record, item)
+            await task  # raises what the listing raised
+            running.popleft()
+            running.extend(start(parent) for parent in islice(waiting, 1))
+    finally:
+        for _, task in running:
+            task.cancel()
+        await asyncio.gather(*(task for _, task in running), return_exceptions=True)
 
 
 def parents_named(events: Iterable[Event]) -> tuple[set[str], set[str]]:
