@@ -14,8 +14,10 @@ is labelled with every flow it serves (`companies+contacts`).
 `read_ids` reads named records only (webhooks, `verify --repair`): Invoiced by one GET per id, Keap in bulk where
 the object has an id-list filter. Of the ids the bulk read left out (all, without such a filter) only linked ones
 are checked (a delete is believed on a GET's 404), at most `GETS_PER_READ`, none once `should_stop()` says so:
-a hook naming 1,000 ids costs at most ten listings and `GETS_PER_READ` GETs. What is left is found by the next
-poll (changes) or reconcile (deletes). No watermark moves: polling stays the safety net.
+a hook naming 1,000 ids costs at most ten listings and `GETS_PER_READ` GETs. The passes of one webhook batch share
+their bulk reads (`batch_reads.BatchReads`): the flows on one Keap object (contacts: people, and the people of
+companies) are served one listing per 100 ids between them. What is left is found by the next poll (changes) or
+reconcile (deletes). No watermark moves: polling stays the safety net.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Literal, cast
 from invoiced_keap.connectors.errors import NotFound
 from invoiced_keap.connectors.invoiced import PER_PAGE, Event, InvoicedConnector, Resource, UpdatedWatermark, contact_parent
 from invoiced_keap.connectors.keap import KeapConnector, updated_at
+from invoiced_keap.engine.batch_reads import BatchReads
 from invoiced_keap.engine.report import Progress, ProgressHook, no_progress
 from invoiced_keap.engine.spool import RecordSpool
 from invoiced_keap.flows import Flow, ParentLink, Side, flow_of
@@ -375,11 +378,13 @@ async def read_ids(
     keap_ids: Iterable[str] = (),
     removed_invoiced: Iterable[str] = (),
     should_stop: Callable[[], bool] = lambda: False,
+    shared: BatchReads | None = None,
 ) -> FlowChanges:
     """The named records of one flow as they are now; ids whose GET answers 404 come back as removed.
 
     `removed_invoiced` are deletes the caller already trusts (a signed Invoiced event). A record another flow
-    owns now is left out: the webhook that named it named that flow too. Keap ids: see the module docstring."""
+    owns now is left out: the webhook that named it named that flow too. Keap ids: see the module docstring;
+    with `shared` (a webhook batch's), the bulk read is the batch's, made once for the flows on the object."""
     changes = FlowChanges(flow.name, removed_invoiced={str(record_id) for record_id in removed_invoiced})
     parents = changes.parents = ParentTwins.load(store, flow.parent) if flow.parent else None
     wanted = sorted({str(record_id) for record_id in invoiced_ids} - changes.removed_invoiced)
@@ -390,7 +395,8 @@ async def read_ids(
         elif record is not False and flow.belongs(record):
             changes.invoiced[record_id] = record
     wanted = sorted({str(record_id) for record_id in keap_ids})
-    found = await keap.by_ids(flow.keap, wanted, fields=flow.keap_fields)
+    found = (await shared.records(store, keap, flow, wanted) if shared is not None
+             else await keap.by_ids(flow.keap, wanted, fields=flow.keap_fields))
     changes.keap.update((record_id, parents.of("keap", record) if parents else record) for record_id, record in found.items())
     linked = store.find_links(flow.name, "keap", [record_id for record_id in wanted if record_id not in changes.keap])
     checked = sorted(linked)[:GETS_PER_READ]

@@ -6,6 +6,8 @@
     await syncer.reconcile()   # full id scans for deletes without hooks (own schedule, e.g. daily)
     await syncer.relink()      # rebuild links from the Keap ids stamped in Invoiced metadata (products: by sku)
     await syncer.sync_ids("companies", invoiced_ids=["12"], keap_ids=["34"])   # webhooks, `verify --repair`
+    reads = syncer.batch_reads_for({"contacts": ["34"], "company_contacts": ["34"]})   # a webhook batch's flows
+    await syncer.sync_ids("contacts", keap_ids=["34"], keap_reads=reads)   # ... share one Keap read by id
     syncer.request_stop()      # from a signal handler: the records in hand finish, the rest waits
 
 Every kind of pass runs the same skeleton (`_pass`): a run row, the locks of its flows (a flow another
@@ -19,7 +21,8 @@ pass cleanly with `report.error` (exit 1): what was done stays committed, the ma
 flow do not move. `request_stop` makes the pass start no further record; its marks stay unmoved.
 
 `sync_ids` is a pass over named records only (`changes.read_ids`: no watermark moves; a Keap 404 is a
-believed delete); with `repair` its pairs that drifted (both sides equal their shadows, yet they disagree) are
+believed delete; the passes of one webhook batch read Keap by id once per object: `batch_reads`); with `repair` its
+pairs that drifted (both sides equal their shadows, yet they disagree) are
 settled by the conflict policy too, which is how `verify --repair` works.
 """
 
@@ -27,13 +30,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import ExitStack
 
 from invoiced_keap.connectors.errors import ApiError, CallAbandoned
 from invoiced_keap.connectors.invoiced import InvoicedConnector
 from invoiced_keap.connectors.keap import KeapConnector
 from invoiced_keap.engine.apply import Applier, PassStopped
+from invoiced_keap.engine.batch_reads import BatchReads
 from invoiced_keap.engine.changes import (
     FlowChanges,
     ParentTwins,
@@ -126,21 +130,29 @@ class Syncer:
         keap_ids: Iterable[str] = (),
         removed_invoiced: Iterable[str] = (),
         repair: bool = False,
+        keap_reads: BatchReads | None = None,
     ) -> RunReport:
         """A pass over the named records of one flow only (webhooks, `verify --repair`); marks stay put.
 
         `removed_invoiced` are believed deletes (signed Invoiced events); `repair` settles the pairs
-        that drifted by the conflict policy (`plan.plan_pair`).
+        that drifted by the conflict policy (`plan.plan_pair`). `keap_reads`: the Keap reads by id of a batch of
+        such passes (`batch_reads_for`), shared by its flows on one Keap object.
         """
 
         async def work(held: list[Flow], report: RunReport) -> None:
             changes = {one.name: await read_ids(self.store, one, self.invoiced, self.keap, invoiced_ids=invoiced_ids,
                                                 keap_ids=keap_ids, removed_invoiced=removed_invoiced,
-                                                should_stop=lambda: self.stop_requested) for one in held}
+                                                should_stop=lambda: self.stop_requested, shared=keap_reads)
+                       for one in held}
             await self._plan_and_apply(held, changes, report, repair=repair)
             await self._owed().settle(held, report)  # a twin made now gets its figures now
 
         return await self._pass("sync_ids", [flow], work)
+
+    def batch_reads_for(self, keap_ids: Mapping[str, Iterable[str]]) -> BatchReads:
+        """For a batch of `sync_ids` passes naming `keap_ids` (by flow): one Keap read by id per object, shared by
+        the batch's flows on it (`engine.batch_reads`); hand it to each pass as `keap_reads`."""
+        return BatchReads(self.options.flows, keap_ids)
 
     async def retry(self, flows: Iterable[str] | None = None, *, failure_id: int | None = None) -> RunReport:
         """Make open failures due now, then run a pass (the `retry` command): the one `failure_id` (a pass

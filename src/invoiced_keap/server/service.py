@@ -305,8 +305,11 @@ class Service:
         """Sync exactly the records the webhooks named, then time their propagation.
 
         An Invoiced delete arrives signed, so it is believed as it is; a Keap delete hook is not signed,
-        so its id is synced like a change and the engine believes the delete on the GET's 404.
+        so its id is synced like a change and the engine believes the delete on the GET's 404. The flows on one
+        Keap object (contacts: people and the people of companies) share one read of the ids by id.
         """
+        keap_ids = {flow: [*batch.ids(flow, "keap"), *batch.ids(flow, "keap", removed=True)] for flow in batch.flows()}
+        keap_reads = self.syncer.batch_reads_for(keap_ids)
         for flow in batch.flows():
             if self.syncer.stop_requested:
                 return
@@ -315,8 +318,9 @@ class Service:
                 report = await self.syncer.sync_ids(
                     flow,
                     invoiced_ids=batch.ids(flow, "invoiced"),
-                    keap_ids=[*batch.ids(flow, "keap"), *batch.ids(flow, "keap", removed=True)],
+                    keap_ids=keap_ids[flow],
                     removed_invoiced=batch.ids(flow, "invoiced", removed=True),
+                    keap_reads=keap_reads,
                 )
             self._finished(report, "sync_ids", [flow], started)
         done = time.monotonic()
