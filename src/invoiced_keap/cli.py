@@ -477,7 +477,8 @@ def verify(
     fix: bool = typer.Option(False, "--repair", help="Sync what differs (drift settled by the conflict policy), then verify again."),
     allow_mass_change: bool = typer.Option(False, "--allow-mass-change", help="Let the repair exceed the circuit breaker."),
 ) -> None:
-    """The specification as a checklist: do linked pairs agree, rule by rule? Exit 0 only when all agree."""
+    """The specification as a checklist: do linked pairs agree, rule by rule? Exit 0 only when all agree. The people
+    of companies cost one Invoiced call per company linked in Keap: --flow without company_contacts leaves them out."""
     session = _session(ctx)
     settings = session.settings()
     chosen = selected_flows(settings, flow or ())
@@ -498,9 +499,26 @@ def verify(
         console.print_json({"agrees": agrees, "flows": [check.as_json() for check in checks],
                             "receivables_drift": [row for found in owed for row in _drift_rows(found)]})
     else:
+        if not flow and (hint := _nested_cost_hint(session, chosen)):
+            console.note(hint)
         _print_checks(checks, owed)
     if not agrees:
         raise typer.Exit(EXIT_NEEDS_ATTENTION)
+
+
+def _nested_cost_hint(session: Session, chosen: dict[str, Flow]) -> str | None:
+    """For an operator who did not pick the flows: what the people of companies cost verify (one Invoiced listing per
+    linked parent) and the `--flow` that leaves them out; None when no nested flow was verified."""
+    nested = [item for item in chosen.values() if item.parent is not None]
+    if not nested:
+        return None
+    with session.store() as store:
+        parents = sum(store.count_links(item.parent.flow) for item in nested if item.parent is not None)
+    others = " ".join(f"--flow {name}" for name, item in chosen.items() if item.parent is None)
+    leave_out = f"; `verify {others}` leaves them out" if others else ""
+    names = ", ".join(item.name for item in nested)
+    return (f"verify: {names}: the people of {parents:,} linked companies were read, one Invoiced call each "
+            f"({session.settings().rate_limits.invoiced_max_in_flight} at a time){leave_out}.")
 
 
 def _check_receivables(session: Session, chosen: dict[str, Flow]) -> list[FoundDrift]:
