@@ -1,11 +1,12 @@
 """`verify`: the specification as an executable checklist. Do the linked pairs agree, field rule by field rule?
 
-Both sides are read in bulk (Invoiced 100 a page, Keap 1000 a page; never one call per record), spooled to disk
-by id (`engine.spool.RecordSpool`), and paired by the store's active links, read with their shadows a page at a
-time (`Store.iter_links`): what verify holds grows with the ids and the differences it finds, not with the records,
-links or shadows. Per flow the report gives, per field rule, how many linked
-pairs agree and how many are carried with loss, and each pair rule whose values differ, with both values, in one
-of three categories: *lossy* (one side holds the other's value as far as it can: cut to Keap's limits, a region or
+Both sides are read in bulk (Invoiced 100 a page, Keap 1000 a page; never one call per record: a nested flow's
+records, a company's people, by one listing per linked parent, as the API lists them, read side by side up to the
+connector's in-flight limit, `changes.children_of`), spooled to disk by id (`engine.spool.RecordSpool`), and paired
+by the store's active links, read with their shadows a page at a time (`Store.iter_links`): what verify holds grows
+with the ids and the differences it finds, not with the records, links or shadows. Per flow the report gives, per
+field rule, how many linked pairs agree and how many are carried with loss, and each pair rule whose values differ,
+with both values, in one of three categories: *lossy* (one side holds the other's value as far as it can: cut to Keap's limits, a region or
 phone left out; `engine.plan.disagreements` agrees, the values do not; with the sync's notes of the pair, also
 those of fields no rule compares, such as a product's price; information, not a difference), *pending*
 (a side differs from its own shadow: the next pass carries it by the conflict policy) and *drift* (both
