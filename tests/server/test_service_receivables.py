@@ -1,8 +1,9 @@
 """`invoiced-keap run` (the service) and what customers owe: aging moves with time, so the service's own polls read
 again, once a day, the customers with open invoices, and only them, and write only what changed.
 
-Time is one manual clock shared by both emulators and the state, moved by hand: the polls run for real (every
-0.2 s), the day passes in one step, nothing sleeps a day.
+Time is one manual clock shared by both emulators, the state and the service (its poll schedule), moved by hand: the
+service runs at its production defaults (a poll every 60 s of that clock), each poll is the service's own, the day
+passes in one step, nothing sleeps a day.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from invoiced_keap.config import Schedule, Settings
+from invoiced_keap.config import Settings
 from invoiced_keap.connectors.http import RetryPolicy
 from invoiced_keap.connectors.invoiced import InvoicedConnector
 from invoiced_keap.connectors.keap import KeapConnector
@@ -57,9 +58,19 @@ class Served:
         return self.keap.custom_values(collection, keap_id) if keap_id else {}
 
     async def polls_after(self, count: int) -> None:
-        """Wait until `count` more polls of the service's own loop have finished."""
-        target = len(self.polls) + count
-        await eventually(lambda: len(self.polls) >= target)
+        """Let `count` more polls of the service's own loop run: the clock moves one poll interval before each."""
+        for _ in range(count):
+            target = len(self.polls) + 1
+            self.clock.advance(self.service.settings.schedule.poll_interval)
+            await eventually(lambda: len(self.polls) >= target)
+
+    async def polls_until(self, condition: Callable[[], bool], most: int = 5) -> None:
+        """Polls, one interval apart, until `condition` holds (at most `most` of them)."""
+        for _ in range(most):
+            if condition():
+                return
+            await self.polls_after(1)
+        assert condition(), f"not after {most} polls"
 
     def reset_counts(self) -> None:
         self.invoiced.requests.clear()
@@ -87,8 +98,9 @@ async def served(state_url: str) -> AsyncIterator[Served]:
         async with InvoicedConnector(API_KEY, invoiced_server.url, retry=FAST_RETRIES) as invoiced_api, KeapConnector(
             ApiKey(API_KEY), f"{keap_server.url}/crm/rest", limits=RateLimits(), retry=FAST_RETRIES
         ) as keap_api:
-            settings = Settings(server_port=0, keap_hooks=False, schedule=Schedule(poll_interval=0.2))
-            service = Service(Syncer(store, invoiced_api, keap_api), build_flows(), settings)  # production defaults
+            settings = Settings(server_port=0, keap_hooks=False)  # production defaults: a poll every 60 s
+            service = Service(Syncer(store, invoiced_api, keap_api), build_flows(), settings)
+            service.clock = clock
             world = Served(service, clock, invoiced, keap, store)
             poll = service.poll
 
@@ -120,8 +132,8 @@ async def test_the_service_recomputes_aging_once_a_day_for_customers_with_open_i
     jane = world.invoiced.create_customer({"name": "Jane Cooper", "type": "person", "email": "jane@example.com"})["id"]
     invoice(world, acme, 120, due_in_days=-10)  # ten days past due
     invoice(world, jane, 40, due_in_days=5)  # open, not due yet
-    await eventually(lambda: world.values("companies", acme).get("Invoiced days past due") == 10)
-    await eventually(lambda: world.values("contacts", jane).get("Invoiced open invoices") == 1)
+    await world.polls_until(lambda: world.values("companies", acme).get("Invoiced days past due") == 10
+                            and world.values("contacts", jane).get("Invoiced open invoices") == 1)
     assert world.store.active_link_ids("companies").get(str(globex))
     await world.polls_after(2)
 
@@ -130,7 +142,7 @@ async def test_the_service_recomputes_aging_once_a_day_for_customers_with_open_i
     assert world.invoiced_reads() == {} and world.keap_writes() == {}
 
     world.clock.advance(DAY)
-    await eventually(lambda: world.values("companies", acme).get("Invoiced days past due") == 11)
+    await world.polls_until(lambda: world.values("companies", acme).get("Invoiced days past due") == 11)
     await world.polls_after(3)  # and the polls after it, the same day again
 
     assert world.invoiced_reads() == {"GET /invoices": 2}  # Acme and Jane, once each; Globex has nothing open

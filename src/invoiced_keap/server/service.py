@@ -243,11 +243,11 @@ class Service:
                     break
                 job = next_job(poll_due=self.clock() >= next_poll, batch_ready=batch.done())
                 if job == "poll":
+                    next_poll = self.clock() + schedule.poll_interval  # polls start poll_interval apart
                     await self._guarded(self.poll(), self.flows)
                     due = self.syncer.store.reconcile_due(self.flows, timedelta(seconds=schedule.full_scan_interval))
                     if due and not stop.is_set():
                         await self._guarded(self.reconcile(due), due)
-                    next_poll = self.clock() + schedule.poll_interval
                 elif job == "batch":
                     marked = batch.result()
                     await self._guarded(self.sync_batch(marked), marked.flows())
