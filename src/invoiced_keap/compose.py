@@ -169,7 +169,8 @@ def _explain(system: str, key_setting: str, url_setting: str, error: ApiError) -
     if isinstance(error, AuthenticationFailed):
         return f"{system} refused the credentials ({error.status or 'no token'}: {error.message}); check {key_setting}"
     if isinstance(error, QuotaExhausted):
-        return f"{system} answered that the rate limit quota is used up ({error}); the sync waits for it"
+        return (f"{system}'s rate limit quota is used up ({error}): this pass stopped and sends it nothing more; what is "
+                "left waits for the next pass after that time")
     if error.status is None:
         return f"{system} could not be reached ({error}); check {url_setting}"
     return f"{system} answered the credential check with {error.status}: {error.message}; check {url_setting}"

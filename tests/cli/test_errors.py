@@ -121,9 +121,9 @@ def test_keap_s_used_up_quota_names_keap_and_when_it_resumes_not_the_credentials
 
     monkeypatch.setenv("INVOICED_API_KEY", INVOICED_KEY)
     monkeypatch.setenv("KEAP_API_KEY", KEAP_KEY)
-    error = QuotaExhausted("rate limit quota used up", resume_at=datetime(2026, 12, 1, tzinfo=UTC))
+    error = QuotaExhausted("Quota Exceeded", resume_at=datetime(2026, 12, 1, tzinfo=UTC))
     message = explain_failure(Settings(), error)
-    assert message is not None and message.startswith("Keap ")
+    assert message is not None and message.startswith("Keap's ")
     assert "Invoiced" not in message and "INVOICED_API_URL" not in message
-    assert "resume at 2026-12-01T00:00:00+00:00" in message and "the sync waits for it" in message
+    assert "Quota Exceeded; resume at 2026-12-01T00:00:00+00:00" in message and "waits for the next pass" in message
     assert "KEAP_API_KEY" not in message and "KEAP_API_URL" not in message and "check" not in message
