@@ -883,6 +883,24 @@ async def test_a_tag_deleted_in_keap_goes_back_on_every_record_the_sync_tagged_i
     assert world.store.failures() == []
 
 
+async def test_a_tag_deleted_in_keap_is_put_back_by_a_pass_that_only_takes_it_off(world: World) -> None:
+    """Found by the second break-it: a payment settling one customer after the tag was deleted in Keap only took it
+    off (a 404, counted as done); the others kept going untagged until the daily look."""
+    (acme, _, globex), companies, contacts = await three_past_due(world)
+    keap_call(world, "DELETE", f"/v2/tags/{tag_id(world)}")
+    [invoice] = [found for found in world.invoiced.invoices.values() if found["customer"] == globex]
+    world.invoiced.create_payment({"customer": globex, "amount": invoice["balance"],
+                                   "applied_to": [{"type": "invoice", "invoice": invoice["id"], "amount": invoice["balance"]}]})
+
+    report = await world.sync()
+
+    assert report.exit_code == 0, report
+    new = tag_id(world)
+    assert world.keap.tag_ids("companies", companies[0]) == [new] and world.keap.tag_ids("contacts", contacts[0]) == [new]
+    assert world.keap.tag_ids("companies", companies[1]) == []  # Globex paid
+    assert world.store.failures() == []
+
+
 async def test_a_tag_deleted_in_keap_while_nothing_changes_goes_back_with_the_daily_look(world: World) -> None:
     _, companies, contacts = await three_past_due(world)
     keap_call(world, "DELETE", f"/v2/tags/{tag_id(world)}")

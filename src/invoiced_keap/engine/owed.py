@@ -622,17 +622,22 @@ class OwedStep:
         return await self._tags_again[key]
 
     async def _tagged(self, tag_id: str, applied: bool, call: Callable[[str], Awaitable[Any]]) -> None:
-        """`call(tag_id)`; when Keap refuses it, the tag is looked for again (made again to apply it) and, when
-        its id changed, the call is made once more; a tag to remove that is gone is on no record."""
+        """`call(tag_id)`; when Keap refuses it, the tag is looked for again (made again to apply it, and when it is
+        the configured tag, also when the call was to remove it: the records it was on lost it with it, and
+        `_retag_remade` puts it back this pass where something is past due) and, when its id changed, a call to
+        apply it is made once more; a tag to remove that is gone is on no record."""
+        configured = self.store.definitions(TAGS.name).get(self.options.tag) if self.options.tag else None
         try:
             await call(tag_id)
             return
         except RecordRejected:
-            again = await self._tag_again(tag_id, create=applied)
+            again = await self._tag_again(tag_id, create=applied or (configured is not None and configured.keap_id == tag_id))
             if again is None and not applied:
                 return
             if again is None or again == tag_id:
                 raise
+            if not applied:
+                return
         await call(again)
 
     async def _fields_refound(self, keap_object: KeapObject) -> dict[str, str] | None:
