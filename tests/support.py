@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +18,21 @@ if TYPE_CHECKING:
     from invoiced_keap.connectors.pacing import Pacer, RateLimits
 
 API_KEY = "test"
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Wait, looking every 20 ms, until `condition()` holds; fail after `timeout` seconds (a bound, not a measure)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now, for a server a test starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 _PEAK_OF_THE_CLI = """
 import re, sys

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,23 +27,12 @@ from invoiced_keap.flows import build_flows
 from invoiced_keap.server.keap_hooks import hook_url
 from invoiced_keap.server.service import Service
 from invoiced_keap.state import Store
-from tests.support import API_KEY
+from tests.support import API_KEY, eventually, free_port
 
 HOOKS = 9  # add, edit and delete of companies, contacts and products
 SOMEONE_ELSES = "http://127.0.0.1:9/zapier/catch/1"  # another integration's hook on the same Keap account
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 @dataclass

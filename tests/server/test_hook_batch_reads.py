@@ -7,8 +7,6 @@ retries, debounce); Keap's hook deliveries are the emulator's."""
 from __future__ import annotations
 
 import asyncio
-import socket
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -30,24 +28,13 @@ from invoiced_keap.flows import build_flows
 from invoiced_keap.server.keap_hooks import hook_url
 from invoiced_keap.server.service import Service
 from invoiced_keap.state import Store
-from tests.support import API_KEY
+from tests.support import API_KEY, eventually, free_port
 
 HOOK_BATCH = 1000  # the most ids Keap puts in one delivery
 TOKEN = "hook-token-for-batch-reads"
 CONTACT_FLOWS = ("contacts", "company_contacts")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 @dataclass

@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,17 +32,11 @@ from invoiced_keap.server.invoiced_webhooks import expected_signature
 from invoiced_keap.config import Schedule, Settings
 from invoiced_keap.server.service import Service
 from invoiced_keap.state import Store
-from tests.support import API_KEY
+from tests.support import API_KEY, eventually, free_port
 
 FAST_RETRIES = RetryPolicy(attempts=3, timeout=20.0, wait_initial=0.01, wait_max=0.05, wait_jitter=0.01)
 NEVER = 10_000.0  # a poll interval no test waits for: what arrives, arrived by webhook
 
-
-async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 async def settle(service: Service) -> None:
@@ -52,11 +45,6 @@ async def settle(service: Service) -> None:
     await eventually(lambda: service.queue.pending() == 0)
     await asyncio.sleep(2 * service.settings.schedule.webhook_debounce)
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

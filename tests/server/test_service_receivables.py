@@ -9,7 +9,6 @@ passes in one step, nothing sleeps a day.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,17 +30,11 @@ from invoiced_keap.engine.run import Syncer
 from invoiced_keap.flows import build_flows
 from invoiced_keap.server.service import Service
 from invoiced_keap.state import Store
-from tests.support import API_KEY, ManualClock
+from tests.support import API_KEY, ManualClock, eventually
 
 DAY = 86_400
 FAST_RETRIES = RetryPolicy(attempts=3, timeout=20.0, wait_initial=0.01, wait_max=0.05, wait_jitter=0.01)
 
-
-async def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 @dataclass
