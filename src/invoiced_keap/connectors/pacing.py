@@ -366,7 +366,7 @@ class Pacer:
                 raise CallAbandoned("stopped on request before its turn came; nothing was sent")
             if wait > self.max_wait:
                 resume_at = datetime.fromtimestamp(self.wall_clock() + wait, UTC)
-                raise QuotaExhausted("no call left in the window, as the server's rate headers report", resume_at=resume_at)
+                raise QuotaExhausted("rate limit quota used up: no call left in the window, as the server's rate headers report", resume_at=resume_at)
             await self._sleep_unless_stopped(wait)
         call = _Call(self.clock())
         for window in self._windows:
