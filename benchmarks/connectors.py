@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, ExitStack
@@ -24,7 +23,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from harness import KEY, RETRY, EmulatorTime, post
+from harness import EmulatorTime, KEY, RETRY, post, write_json
 from invoiced_keap.connectors.http import RequestStats
 from invoiced_keap.connectors.invoiced import CUSTOMER, ITEM, InvoicedConnector
 from invoiced_keap.connectors.keap import COMPANIES, CONTACTS, PRODUCTS, KeapConnector
@@ -222,11 +221,7 @@ def main() -> None:
     options = parser.parse_args()
     results = asyncio.run(run(options.records, options.seconds, options.virtual_calls))
     show(results, Console(stderr=options.json == "-", width=150))
-    if options.json == "-":
-        json.dump(results, sys.stdout, indent=2)
-    elif options.json:
-        with open(options.json, "w") as file:
-            json.dump(results, file, indent=2)
+    write_json(results, options.json)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ would count theirs.
 from __future__ import annotations
 
 import asyncio
+import json
 import multiprocessing
 import os
 import platform
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -103,3 +105,12 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
     }
+
+
+def write_json(data: Any, target: str | None) -> None:
+    """A benchmark's results as indented JSON: on stdout for `-`, else into the file `target` (none when empty)."""
+    text = json.dumps(data, indent=2)
+    if target == "-":
+        print(text)
+    elif target:
+        Path(target).write_text(text + "\n")

@@ -28,7 +28,7 @@ import httpx
 
 from invoiced_keap.state.database import fresh_schema
 
-from harness import KEY, EmulatorUrls, emulators_apart, machine
+from harness import EmulatorUrls, KEY, emulators_apart, machine, write_json
 
 ONE_PASS = Path(__file__).with_name("one_pass.py")
 
@@ -99,11 +99,7 @@ def main() -> None:
     args = parser.parse_args()
     results = {"machine": machine(), "runs": [measure(int(size), database, args.postgres_url)
                                                     for database in args.databases.split(",") for size in args.sizes.split(",")]}
-    text = json.dumps(results, indent=2)
-    if args.json == "-":
-        print(text)
-    else:
-        Path(args.json).write_text(text + "\n")
+    write_json(results, args.json)
 
 
 if __name__ == "__main__":

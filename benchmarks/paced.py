@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import ExitStack, asynccontextmanager
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import sync
-from harness import KEY, RETRY, EmulatorTime, post
+from harness import EmulatorTime, KEY, RETRY, post, write_json
 from invoiced_keap.connectors.invoiced import InvoicedConnector
 from invoiced_keap.connectors.keap import KeapConnector
 from invoiced_keap.connectors.keap_auth import ApiKey
@@ -106,11 +105,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000, help="Invoiced records to sync into an empty Keap")
     parser.add_argument("--json", default="-", help="where to write the JSON results (- for stdout)")
     arguments = parser.parse_args()
-    text = json.dumps(asyncio.run(paced_initial_sync(arguments.records)), indent=2)
-    if arguments.json == "-":
-        print(text)
-    else:
-        Path(arguments.json).write_text(text + "\n")
+    write_json(asyncio.run(paced_initial_sync(arguments.records)), arguments.json)
 
 
 if __name__ == "__main__":

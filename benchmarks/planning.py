@@ -17,7 +17,6 @@ state file's size is given too.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from harness import machine
+from harness import machine, write_json
 from invoiced_keap.engine.shadows import link_shadows, snapshot, stored_record
 from invoiced_keap.engine.plan import LinkShadows, plan_create, plan_pair, shadow_of
 from invoiced_keap.flows import Flow, build_flows
@@ -141,11 +140,7 @@ def main() -> None:
     arguments = parser.parse_args()
     result = measure(arguments.pairs, arguments.links)
     Console(stderr=True, width=150).print(table(result))
-    text = json.dumps(result, indent=2)
-    if arguments.json == "-":
-        print(text)
-    else:
-        Path(arguments.json).write_text(text + "\n")
+    write_json(result, arguments.json)
     complete = result["planning"]["planned_writes"] == arguments.pairs and result["memory"]["planned"] == arguments.links
     sys.exit(0 if complete and result["memory"]["planned_writes"] == 0 else 1)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import tempfile
@@ -42,6 +41,8 @@ from invoiced_keap.server.app import INVOICED_WEBHOOK_PATH
 from invoiced_keap.config import Schedule, Settings
 from invoiced_keap.server.service import Service
 from invoiced_keap.state import Store
+
+from harness import write_json
 
 KEY = "benchmark"
 RETRY = RetryPolicy(attempts=5, wait_initial=0.02, wait_max=0.2, wait_jitter=0.02)
@@ -153,10 +154,7 @@ def main() -> int:
     args = parser.parse_args()
     result = asyncio.run(measure(args.edits, args.records, args.debounce))
     show(result)
-    if args.json == "-":
-        print(json.dumps(result, indent=2))
-    elif args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+    write_json(result, args.json)
     return 0 if result["goal_p95_below_2s"] else 2
 
 

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
-from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -30,7 +28,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 import sync
-from harness import KEY, RETRY
+from harness import KEY, RETRY, write_json
 from invoiced_keap.config import RateLimitSettings, Schedule
 from invoiced_keap.connectors.keap import KeapConnector
 from invoiced_keap.connectors.keap_auth import ApiKey
@@ -115,11 +113,7 @@ def main() -> None:
     arguments = parser.parse_args()
     check = asyncio.run(hook_check_calls())
     days = [idle_day(asyncio.run(sync.measure(int(size))), check["calls_per_check"]) for size in arguments.sizes.split(",")]
-    text = json.dumps({"hook_check": check, "idle_days": days}, indent=2)
-    if arguments.json == "-":
-        print(text)
-    else:
-        Path(arguments.json).write_text(text + "\n")
+    write_json({"hook_check": check, "idle_days": days}, arguments.json)
 
 
 if __name__ == "__main__":

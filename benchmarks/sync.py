@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fullscan import full_scan_calls
-from harness import KEY, RETRY, EmulatorUrls, emulators_apart
+from harness import EmulatorUrls, KEY, RETRY, emulators_apart, write_json
 from invoiced_keap.connectors.invoiced import CUSTOMER, InvoicedConnector
 from invoiced_keap.connectors.keap import COMPANIES, OBJECTS, KeapConnector
 from invoiced_keap.connectors.keap_auth import ApiKey
@@ -160,11 +159,7 @@ def main() -> None:
     console = Console(stderr=True)
     for result in results:
         console.print(table(result))
-    text = json.dumps(results, indent=2)
-    if arguments.json == "-":
-        print(text)
-    else:
-        Path(arguments.json).write_text(text + "\n")
+    write_json(results, arguments.json)
     sys.exit(0 if all(r["idle"]["keap_calls"] <= IDLE_GOAL for r in results) else 1)
 
 
