@@ -746,30 +746,26 @@ class OwedStep:
         if job.change.untag is not None:
             former = self._untagging(job, tag_ids, former_ids)
             if former is not None:
-
-                async def untag() -> None:
-                    for tag_id in former:
-                        await self._tagged(tag_id, False, lambda tag_id: self.keap.tag_company(
-                            job.keap_id, tag_id, applied=False))
-
-                error = await self._guarded(job, {"tag": job.change.untag, "applied": False}, pending, untag())
-                outcome.untag_written = error is None
-                outcome.note(error)
+                outcome.untag_written = await self._company_tags(job, former, False, job.change.untag, pending, outcome)
             if not outcome.untag_written:
                 return outcome
         ids = tag_ids[job.change.tag] if job.change.tag is not None else None
         if ids is not None:
-            applied = bool(job.change.tag)
-
-            async def tag() -> None:
-                for tag_id in ids:
-                    await self._tagged(tag_id, applied, lambda tag_id: self.keap.tag_company(
-                        job.keap_id, tag_id, applied=applied))
-
-            error = await self._guarded(job, {"tag": self.options.tag, "applied": applied}, pending, tag())
-            outcome.tag_written = error is None
-            outcome.note(error)
+            outcome.tag_written = await self._company_tags(job, ids, bool(job.change.tag), self.options.tag, pending, outcome)
         return outcome
+
+    async def _company_tags(self, job: Job, ids: list[str], applied: bool, tag: str | None,
+                            pending: list[Callable[[Any], None]], outcome: Outcome) -> bool:
+        """Put the tags `ids` on the job's company (or, not `applied`, take them off), each through `_tagged`; a
+        refusal is the record's failure (`_guarded`, naming `tag`); whether it went through."""
+
+        async def change() -> None:
+            for tag_id in ids:
+                await self._tagged(tag_id, applied, lambda tag_id: self.keap.tag_company(job.keap_id, tag_id, applied=applied))
+
+        error = await self._guarded(job, {"tag": tag, "applied": applied}, pending, change())
+        outcome.note(error)
+        return error is None
 
     @staticmethod
     def _untagging(job: Job, tag_ids: dict[bool, list[str] | None],
