@@ -388,7 +388,7 @@ async def read_ids(
     changes = FlowChanges(flow.name, removed_invoiced={str(record_id) for record_id in removed_invoiced})
     parents = changes.parents = ParentTwins.load(store, flow.parent) if flow.parent else None
     wanted = sorted({str(record_id) for record_id in invoiced_ids} - changes.removed_invoiced)
-    got = await _get_each(wanted, lambda one: get_record(flow, invoiced, keap, "invoiced", one, parents), should_stop)
+    got = await get_each(wanted, lambda one: get_record(flow, invoiced, keap, "invoiced", one, parents), should_stop)
     for record_id, record in zip(wanted, got, strict=True):
         if record is None:
             changes.removed_invoiced.add(record_id)
@@ -400,15 +400,15 @@ async def read_ids(
     changes.keap.update((record_id, parents.of("keap", record) if parents else record) for record_id, record in found.items())
     linked = store.find_links(flow.name, "keap", [record_id for record_id in wanted if record_id not in changes.keap])
     checked = sorted(linked)[:GETS_PER_READ]
-    got = await _get_each(checked, lambda one: get_record(flow, invoiced, keap, "keap", one, parents), should_stop)
+    got = await get_each(checked, lambda one: get_record(flow, invoiced, keap, "keap", one, parents), should_stop)
     changes.keap.update((record_id, record) for record_id, record in zip(checked, got, strict=True)
                         if record is not None and record is not False)
     changes.removed_keap.update(record_id for record_id, record in zip(checked, got, strict=True) if record is None)
     return changes
 
 
-async def _get_each(ids: list[str], get: Callable[[str], Awaitable[Record]],
-                    should_stop: Callable[[], bool]) -> list[Record | None | Literal[False]]:
+async def get_each(ids: list[str], get: Callable[[str], Awaitable[Record]],
+                   should_stop: Callable[[], bool] = lambda: False) -> list[Record | None | Literal[False]]:
     """One GET per id, `GETS_IN_FLIGHT` at a time (the connectors pace them); None where the record is gone,
     False where `should_stop()` said so before its turn."""
 

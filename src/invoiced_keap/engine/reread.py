@@ -26,14 +26,12 @@ a re-read (at most one chunk's writes later) is still read by the next pass, as 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from datetime import datetime
 
-from invoiced_keap.connectors.errors import NotFound
 from invoiced_keap.connectors.invoiced import InvoicedConnector, UpdatedWatermark, contact_parent
 from invoiced_keap.connectors.keap import IDS_PER_CALL, KeapConnector
-from invoiced_keap.engine.changes import GETS_IN_FLIGHT, ParentTwins, get_record
+from invoiced_keap.engine.changes import ParentTwins, get_each, get_record
 from invoiced_keap.engine.plan import record_updated
 from invoiced_keap.engine.shadows import raw_fields
 from invoiced_keap.engine.spool import RecordSpool
@@ -159,15 +157,7 @@ class Rereads:
         return twins.of(side, record) if twins is not None else record
 
     async def _get_each(self, ids: list[str]) -> dict[str, Record]:
-        """Invoiced records by one GET each (`GETS_IN_FLIGHT` at a time); a record gone is left out."""
-        turns = asyncio.Semaphore(GETS_IN_FLIGHT)
-
-        async def one(record_id: str) -> Record | None:
-            async with turns:
-                try:
-                    return await get_record(self.flow, self.invoiced, self.keap, "invoiced", record_id, self._twins())
-                except NotFound:
-                    return None
-
-        got = await asyncio.gather(*(one(record_id) for record_id in ids))
-        return {record_id: record for record_id, record in zip(ids, got, strict=True) if record is not None}
+        """Invoiced records by one GET each (`changes.get_each`); a record gone is left out."""
+        got = await get_each(ids, lambda record_id: get_record(self.flow, self.invoiced, self.keap, "invoiced", record_id,
+                                                               self._twins()))
+        return {record_id: record for record_id, record in zip(ids, got, strict=True) if record}
