@@ -607,14 +607,15 @@ class OwedStep:
 
     async def _tag_again(self, old_id: str, *, create: bool) -> str | None:
         """After Keap refused a call naming tag `old_id` (deleted in Keap?): its id found again by name, or made
-        (with `create`), once per batch however many calls were refused."""
+        (with `create`, and always for the configured tag, which the records it was on lost with it: `_retag_remade`
+        puts it back), once per batch however many calls were refused."""
         key = (old_id, create)
         if key not in self._tags_again:
             async def find() -> str | None:
                 names = [name for name, found in self.store.definitions(TAGS.name).items() if found.keap_id == old_id]
                 self.store.forget_definitions(TAGS.name, names)
                 name = names[0] if names else self.options.tag
-                again = await self._tag(name, create=create)
+                again = await self._tag(name, create=create or name == self.options.tag)
                 if again is not None and again != old_id and name == self.options.tag:
                     self._remade[name] = again  # the records tagged with the deleted one are tagged again
                 return again
@@ -622,16 +623,13 @@ class OwedStep:
         return await self._tags_again[key]
 
     async def _tagged(self, tag_id: str, applied: bool, call: Callable[[str], Awaitable[Any]]) -> None:
-        """`call(tag_id)`; when Keap refuses it, the tag is looked for again (made again to apply it, and when it is
-        the configured tag, also when the call was to remove it: the records it was on lost it with it, and
-        `_retag_remade` puts it back this pass where something is past due) and, when its id changed, a call to
-        apply it is made once more; a tag to remove that is gone is on no record."""
-        configured = self.store.definitions(TAGS.name).get(self.options.tag) if self.options.tag else None
+        """`call(tag_id)`; when Keap refuses it, the tag is looked for again (`_tag_again`) and, when its id changed,
+        a call to apply it is made once more; a tag to remove that is gone is on no record."""
         try:
             await call(tag_id)
             return
         except RecordRejected:
-            again = await self._tag_again(tag_id, create=applied or (configured is not None and configured.keap_id == tag_id))
+            again = await self._tag_again(tag_id, create=applied)
             if again is None and not applied:
                 return
             if again is None or again == tag_id:
