@@ -29,7 +29,7 @@ from invoiced_keap.engine.match import build_index, match_all
 from invoiced_keap.engine.options import DeletesPolicy, FlowOptions
 from invoiced_keap.engine.plan import CreatePlan, PairPlan, Policy, plan_create, plan_pair
 from invoiced_keap.engine.receivables import OPERATION
-from invoiced_keap.engine.report import COUNTED, Action, Progress, ProgressHook, no_progress
+from invoiced_keap.engine.report import Action, Progress, ProgressHook, no_progress
 from invoiced_keap.engine.shadows import link_shadows, stored_record
 from invoiced_keap.flows import SIDES, Flow, Side, flow_of, other_side
 from invoiced_keap.mapping import LossyCarry, Record
@@ -254,13 +254,6 @@ class FlowPlan:
         if self.waiting:
             counts["waiting"] += len(self.waiting)
         return counts
-
-    async def counts(self) -> Counter[str]:
-        """What the plan would do, counted as a pass's report counts what it did."""
-        counts = self.uncounted()
-        async for action in self.actions():
-            counts[COUNTED[action.verb].format(side=action.side)] += 1
-        return +counts
 
 
 def moved_reason(link: Link, to: str) -> str:
