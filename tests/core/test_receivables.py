@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -59,10 +60,14 @@ def test_a_change_brings_any_record_to_what_is_wanted(first: list[dict], second:
 
 
 @given(invoices)
-def test_figures_count_only_open_invoices_in_any_order(records: list[dict]) -> None:
-    open_ones = [r for r in records if not (r["draft"] or r["paid"] or r["closed"]) and r["date"] <= NOW]
+def test_figures_count_only_open_invoices_in_any_order_and_keep_when_the_next_one_opens(records: list[dict]) -> None:
+    unsettled = [r for r in records if not (r["draft"] or r["paid"] or r["closed"])]
+    open_ones = [r for r in unsettled if r["date"] <= NOW]
     figures = figures_of(records)
-    assert figures == figures_of(list(reversed(records))) == figures_of(open_ones)
+    assert figures == figures_of(list(reversed(records))) == Figures.from_json(figures.to_json())
+    assert replace(figures, opens_at=None) == figures_of(open_ones)
+    ahead = [r["date"] for r in unsettled if r["date"] > NOW]
+    assert figures.opens() == (datetime.fromtimestamp(min(ahead), UTC) if ahead else None)  # read again then
     assert figures.open_invoices == len(open_ones)
     for currency, total in figures.balances.items():
         assert Decimal(total) == sum(Decimal(str(r["balance"])) for r in open_ones if r["currency"].upper() == currency)

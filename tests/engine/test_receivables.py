@@ -262,6 +262,50 @@ async def test_aging_is_recomputed_daily_for_customers_with_open_invoices_only(w
     assert step_calls(world) == {"GET /invoices": 1}  # Acme's open invoices (its last payment is known)
 
 
+def invoice_dated_ahead(world: World, customer: int, amount: float, *, days: int) -> dict[str, Any]:
+    now = int(world.clock())
+    return world.invoiced.create_invoice({
+        "customer": customer, "date": now + days * DAY, "due_date": now + (days + 30) * DAY,
+        "items": [{"name": "Annual plan", "quantity": 1, "unit_cost": amount}]})
+
+
+@pytest.mark.parametrize("first_pass", [True, False], ids=["listed-by-a-first-pass", "named-by-its-event"])
+async def test_an_invoice_dated_ahead_counts_from_its_date_though_no_event_says_so(world: World, first_pass: bool) -> None:
+    """Invoiced sends no event when an invoice's date comes: the customer is read again once it has."""
+    if first_pass:
+        acme = world.invoiced.create_customer({"name": "Acme Ltd", "type": "company"})["id"]
+        invoice_dated_ahead(world, acme, 500, days=3)
+        await world.sync()
+    else:
+        acme, _ = await linked_pair(world)
+        invoice_dated_ahead(world, acme, 500, days=3)
+        await world.sync()
+    company = world.link_of("companies", acme)
+    assert world.keap.custom_values("companies", company) == {}  # nothing owed yet, as Invoiced's balance says
+    assert official(world).Customer.retrieve(acme).balance()["total_outstanding"] == 0
+
+    world.clock.advance(2 * DAY)  # before its date: nothing to read
+    world.reset_stats()
+    await world.sync()
+    assert step_calls(world) == {} and world.writes() == {}
+
+    world.clock.advance(DAY + 60)  # its date has come
+    world.reset_stats()
+    report = await world.sync()
+
+    calls = step_calls(world)
+    assert calls.pop("GET /invoices") == 1  # its open invoices, once; the rest makes the fields, the first to write
+    assert set(calls) <= {"GET /crm/rest/v2/companies/model", "POST /crm/rest/v2/companies/model/customFields"}
+    assert report.flows["receivables"].counts["read.invoiced"] == 1
+    assert world.keap.custom_values("companies", company) == {
+        "Invoiced balance": 500, "Invoiced past due": 0, "Invoiced days past due": 0, "Invoiced open invoices": 1}
+    assert official(world).Customer.retrieve(acme).balance()["total_outstanding"] == 500
+
+    world.reset_stats()
+    await world.sync()  # read once: the next pass reads and writes nothing for it
+    assert step_calls(world) == {} and world.writes() == {}
+
+
 async def test_turned_off_it_reads_and_writes_nothing(world: World) -> None:
     options = SyncOptions(receivables=ReceivablesOptions(enabled=False))
     acme = world.invoiced.create_customer({"name": "Acme Ltd", "type": "company"})

@@ -347,7 +347,7 @@ class OwedStep:
                 row = known.get(customer_id)
                 last = written_to(row, row.written_flow, row.written_keap_id) if row and row.written_flow else None
                 tx.put_figures(customer_id, owes.to_json(), owes.open_invoices,
-                               pending=decide(self._wanted(owes), last) is not None)
+                               pending=decide(self._wanted(owes), last) is not None, opens_at=owes.opens())
             tx.set_watermark(CURSOR, mark or "0")  # "0": the account had no event yet; all of them are new
         return figures
 

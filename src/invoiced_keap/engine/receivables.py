@@ -146,16 +146,21 @@ class Figures:
     oldest_past_due: str | None = None  # ISO date: the due date of the oldest invoice past due
     open_invoices: int = 0
     last_payment: str | None = None  # ISO date
+    opens_at: str | None = None  # ISO date and time (UTC): the date of the earliest open invoice dated ahead of as_of
 
     def to_json(self) -> Record:
         return {"as_of": self.as_of, "balances": self.balances, "past_due": self.past_due,
                 "oldest_past_due": self.oldest_past_due, "open_invoices": self.open_invoices,
-                "last_payment": self.last_payment}
+                "last_payment": self.last_payment, "opens_at": self.opens_at}
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> Figures:
         return cls(value["as_of"], dict(value["balances"]), dict(value["past_due"]), value["oldest_past_due"],
-                   int(value["open_invoices"]), value["last_payment"])
+                   int(value["open_invoices"]), value["last_payment"], value.get("opens_at"))
+
+    def opens(self) -> datetime | None:
+        """When the earliest invoice dated ahead starts to count (Invoiced sends no event then), or None."""
+        return datetime.fromisoformat(self.opens_at) if self.opens_at else None
 
 
 @dataclass(frozen=True)
@@ -200,9 +205,14 @@ def utc_date(epoch: int | float) -> date:
     return datetime.fromtimestamp(epoch, UTC).date()
 
 
+def is_unsettled(invoice: Record) -> bool:
+    """Issued (no draft), unpaid and not closed, whatever its date."""
+    return not (invoice.get("draft") or invoice.get("paid") or invoice.get("closed"))
+
+
 def is_open(invoice: Record, now: int | float) -> bool:
-    """Issued (no draft), unpaid, not closed, and dated up to now: what Invoiced's balance counts."""
-    return not (invoice.get("draft") or invoice.get("paid") or invoice.get("closed")) and (invoice.get("date") or 0) <= now
+    """Unsettled and dated up to now: what Invoiced's balance counts."""
+    return is_unsettled(invoice) and (invoice.get("date") or 0) <= now
 
 
 def money(amount: Decimal, currency: str) -> str:
@@ -218,13 +228,16 @@ def payment_date(payment: Record | None) -> str | None:
 
 def owed(invoices: Iterable[Record], now: int | float, last_payment: str | None) -> Figures:
     """A customer's figures at `now` (Invoiced's clock, epoch seconds) from its invoices (those not open are left
-    out) and the date of its last payment."""
+    out; of those dated ahead, the earliest date is kept: `Figures.opens_at`) and the date of its last payment."""
     balances: dict[str, Decimal] = {}
     past_due: dict[str, Decimal] = {}
     oldest: int | None = None
+    ahead: int | None = None
     count = 0
     for invoice in invoices:
         if not is_open(invoice, now):
+            if is_unsettled(invoice) and (ahead is None or invoice["date"] < ahead):
+                ahead = int(invoice["date"])  # dated ahead: it counts from its date
             continue
         count += 1
         currency = str(invoice["currency"]).upper()
@@ -242,6 +255,7 @@ def owed(invoices: Iterable[Record], now: int | float, last_payment: str | None)
         oldest_past_due=utc_date(oldest).isoformat() if oldest is not None else None,
         open_invoices=count,
         last_payment=last_payment,
+        opens_at=datetime.fromtimestamp(ahead, UTC).isoformat() if ahead is not None else None,
     )
 
 

@@ -317,12 +317,13 @@ class KeapDefinition(Base):
 
 class Receivable(Base):
     __tablename__ = "receivables"
-    __table_args__ = (Index(None, "open_invoices", "computed_at"), Index(None, "pending"))
+    __table_args__ = (Index(None, "open_invoices", "computed_at"), Index(None, "pending"), Index(None, "opens_at"))
 
     customer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     figures: Mapped[dict[str, Any]]
     open_invoices: Mapped[int]
     computed_at: Mapped[datetime]
+    opens_at: Mapped[datetime | None]  # when its earliest open invoice dated ahead starts to count (no event says so)
     pending: Mapped[bool] = mapped_column(Boolean)
     written_flow: Mapped[str | None] = mapped_column(String(32))
     written_keap_id: Mapped[str | None] = mapped_column(String(64))

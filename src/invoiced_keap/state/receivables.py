@@ -71,14 +71,17 @@ class ReceivableQueries:
                 found.update((row.customer_id, row) for row in session.scalars(query))
         return found
 
-    def put_figures(self, customer_id: str, figures: Mapping[str, Any], open_invoices: int, *, pending: bool) -> None:
-        """The customer's figures as read now; `pending`: its Keap record has yet to be told."""
+    def put_figures(self, customer_id: str, figures: Mapping[str, Any], open_invoices: int, *, pending: bool,
+                    opens_at: datetime | None = None) -> None:
+        """The customer's figures as read now; `pending`: its Keap record has yet to be told; `opens_at`: when its
+        earliest open invoice dated ahead starts to count (read again then: `receivables_due`)."""
         with self._session() as session:
             row = session.get(Receivable, customer_id)
             if row is None:
                 row = Receivable(customer_id=customer_id)
                 session.add(row)
             row.figures, row.open_invoices, row.computed_at, row.pending = dict(figures), open_invoices, self.clock(), pending
+            row.opens_at = opens_at
 
     def mark_all_pending(self) -> None:
         """Every customer's Keap record is to be told again (the settings of what is written changed)."""
@@ -86,10 +89,12 @@ class ReceivableQueries:
             session.execute(update(Receivable).values(pending=True))
 
     def receivables_due(self, every: timedelta) -> list[str]:
-        """Customers with open invoices whose figures were read `every` ago or longer (aging moves with time)."""
+        """Customers with open invoices whose figures were read `every` ago or longer (aging moves with time), and
+        those with an invoice dated ahead whose date has come (Invoiced sends no event then)."""
+        now = self.clock()
+        aged = and_(Receivable.open_invoices > 0, Receivable.computed_at <= now - every)
         with self._session() as session:
-            query = select(Receivable.customer_id).where(Receivable.open_invoices > 0,
-                                                         Receivable.computed_at <= self.clock() - every)
+            query = select(Receivable.customer_id).where(or_(aged, Receivable.opens_at <= now))
             return list(session.scalars(query.order_by(Receivable.computed_at)))
 
     def receivables_to_write(self, flows: Sequence[str]) -> list[Target]:
@@ -169,6 +174,7 @@ class ReceivableQueries:
                                                          Receivable.written_keap_id.is_(None)))
                 for row in session.scalars(select(Receivable).where(Receivable.customer_id.in_(chunk))):
                     row.figures, row.open_invoices, row.pending = {**(row.figures or {}), GONE: True}, 0, False
+                    row.opens_at = None
 
     def resolve_operation_failures(self, flow: str, record_id: str, operation: str) -> None:
         """Resolve the Keap record's open failures of one operation (the others stay open)."""
