@@ -71,7 +71,9 @@ def _serve(invoiced_seed: dict[str, Any], keap_seed: dict[str, Any], control: Co
     invoiced, keap = InvoicedEmulator(api_key=KEY), KeapEmulator(api_key=KEY)
     invoiced.faults.rate_limit = None
     keap.faults.rate_limit = None
-    invoiced.seed(invoiced_seed)
+    customers = invoiced.seed(invoiced_seed)["customers"]
+    for contact in invoiced_seed.get("contacts", ()):
+        invoiced.create_contact(customers[contact["customer"]], contact)
     keap.seed(keap_seed)
     with BackgroundServer(invoiced.asgi()) as invoiced_server, BackgroundServer(keap.asgi()) as keap_server:
         control.send(EmulatorUrls(invoiced_server.url, keap_server.url))
@@ -80,7 +82,8 @@ def _serve(invoiced_seed: dict[str, Any], keap_seed: dict[str, Any], control: Co
 
 @contextmanager
 def emulators_apart(invoiced_seed: dict[str, Any] | None = None, keap_seed: dict[str, Any] | None = None) -> Iterator[EmulatorUrls]:
-    """Both emulators, seeded and with rate limits lifted, served by a child process."""
+    """Both emulators, seeded and with rate limits lifted, served by a child process. `invoiced_seed` may list
+    `contacts` besides customers and items, each naming its customer by position in `customers` (`"customer": 0`)."""
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
     child = context.Process(target=_serve, args=(invoiced_seed or {}, keap_seed or {}, theirs), daemon=True)

@@ -34,21 +34,14 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 
-_PEAK_OF_THE_CLI = """
-import re, sys
-from pathlib import Path
-from invoiced_keap.cli import app
-try:
-    app(sys.argv[1:])
-finally:
-    print(re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1), file=sys.stderr)
-"""
+ONE_PASS = Path(__file__).parents[1] / "benchmarks" / "one_pass.py"
+"""Runs one pass, or a CLI command, in a process of its own and reports its peak memory."""
 
 
 def cli_with_peak(args: list[str], env: Mapping[str, str], cwd: Path) -> tuple[subprocess.CompletedProcess[str], float]:
     """`invoiced-keap ARGS` in a child process of its own, and that process's peak resident memory in MB (the
     kernel's `VmHWM`: imports included, not inherited from this process as `ru_maxrss` would be)."""
-    done = subprocess.run([sys.executable, "-c", _PEAK_OF_THE_CLI, *args], env={"PATH": "/usr/bin:/bin", "HOME": str(cwd), **env},
+    done = subprocess.run([sys.executable, str(ONE_PASS), "cli", *args], env={"PATH": "/usr/bin:/bin", "HOME": str(cwd), **env},
                           cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return done, int(done.stderr.strip().splitlines()[-1]) / 1024
 
