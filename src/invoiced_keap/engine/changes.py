@@ -88,7 +88,7 @@ class FlowChanges:
     listing: RecordSpool | None = None  # a full Keap listing the planner read to match against (`spool_listing`)
     parents: ParentTwins | None = None  # a nested flow's parent links (`read_children`, `read_ids`)
     removal_reasons: dict[str, str] = field(default_factory=dict)  # why, where a removal is not a delete event
-    elsewhere: set[str] = field(default_factory=set)  # Invoiced ids read this pass that another flow owns now
+    elsewhere: set[str] = field(default_factory=set)  # Invoiced ids read this pass that another flow owns now, linked here
 
     @classmethod
     def spooled(cls, flow: str) -> FlowChanges:
@@ -170,21 +170,34 @@ async def _read_invoiced(
     label, step = "+".join(owners), f"read invoiced {resource.name}s"
     read = invoiced.changed(resource, _earliest(list(marks.values())))
     count = 0
+    owned_elsewhere: dict[str, list[str]] = {name: [] for name in owners}  # checked for a link a page at a time
     async for record in read:
         count += 1
         if count % READ_NOTE_EVERY == 0:
             progress(Progress(label, step, count))
+            _keep_linked_elsewhere(store, changes, owned_elsewhere)
         owner = flow_of(resource, record, owners)
         own_mark = marks.get(owner) if owner else None
         if owner is not None and not (own_mark and own_mark.covers(record)):
             changes[owner].invoiced[str(record["id"])] = record
             for other in owners.keys() - {owner}:
-                changes[other].elsewhere.add(str(record["id"]))
+                owned_elsewhere[other].append(str(record["id"]))
+    _keep_linked_elsewhere(store, changes, owned_elsewhere)
     progress(Progress(label, step, count))
     for flow in sharing:
         reached = _later(marks[flow.name], read.watermark)
         if reached is not None:
             changes[flow.name].watermarks[flow.mark("invoiced")] = reached.to_text()
+
+
+def _keep_linked_elsewhere(store: Store, changes: dict[str, FlowChanges], owned_elsewhere: dict[str, list[str]]) -> None:
+    """Of the records read that another flow owns now (by flow), keep in `FlowChanges.elsewhere` those the flow
+    has a link of (a type change: the pass leaves that pair to its new flow), and empty the lists. Only the flow's
+    own pass links its records, so a record without a link now has none when the flow is planned."""
+    for name, record_ids in owned_elsewhere.items():
+        if record_ids:
+            changes[name].elsewhere.update(store.link_ids_of(name, "invoiced", record_ids))
+            record_ids.clear()
 
 
 @dataclass(frozen=True)
@@ -267,8 +280,8 @@ async def read_children(store: Store, invoiced: InvoicedConnector, flow: Flow, c
     link = flow.parent
     assert link is not None, f"{flow.name} is not nested"
     twins = changes.parents = ParentTwins.load(store, link)
-    for record_id, record in list(changes.keap.items()):
-        changes.keap[record_id] = twins.of("keap", record)
+    for record_id in list(changes.keap):  # the ids, not the records: a spool holds them on disk
+        changes.keap[record_id] = twins.of("keap", changes.keap[record_id])
     named, touched = parents_named(events.since(store.get_watermark(flow.mark("events"))))
     mark = store.get_watermark(flow.mark("parents"))
     linked_since = store.links_since(link.flow, int(mark) if mark else 0)
