@@ -15,8 +15,11 @@ from collections.abc import Iterator, MutableMapping
 
 from invoiced_keap.mapping import Record
 
-CACHE_KIB = 4096
-"""SQLite's page cache of one spool, in KiB: what of it stays in memory."""
+CACHE_KIB = 1024
+"""SQLite's page cache of one spool, in KiB: what of it stays in memory. A pass over every flow holds about ten
+spools at once (each flow's reads of both sides, a Keap listing to match against), each filling its cache once it
+holds more than that; pages beyond it come back from the file (the operating system's cache) as fast, measured
+over 100,000 records."""
 
 
 class RecordSpool(MutableMapping[str, Record]):
