@@ -40,8 +40,6 @@ from invoiced_keap.logs import LogFormat, configure_logging
 from invoiced_keap.state import Store
 from invoiced_keap.state.models import AuditEntry, ConflictRow, Failure, Link, LossyCarryRow, ReviewItem
 from invoiced_keap.state.views import explain_view, search_links, status_view
-from invoiced_keap.server.quota import QuotaWatchingPacer
-from invoiced_keap.server.service import Service
 from invoiced_keap.engine.changes import ParentTwins
 from invoiced_keap.engine.owed import FoundDrift, receivables_drift
 from invoiced_keap.connectors.invoiced import CUSTOMER
@@ -218,6 +216,9 @@ def run(ctx: typer.Context, flow: list[str] | None = FlowOption) -> None:
 
     SIGTERM or SIGINT (Ctrl-C) lets the records in hand finish and be committed, then exits 0.
     """
+    from invoiced_keap.server.quota import QuotaWatchingPacer  # the server's imports: about 16 MB no other command needs
+    from invoiced_keap.server.service import Service
+
     session = _session(ctx)
     settings = session.settings()
     flows = selected_flows(settings, flow or ())
