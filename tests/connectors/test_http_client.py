@@ -259,7 +259,7 @@ async def test_retry_after_is_honoured(api: ApiClient, emulator: ThingsEmulator)
     elapsed = time.monotonic() - started
 
     assert response.status_code == 200
-    assert 1.0 <= elapsed < 1.5  # the backoff alone (0.01 s) would have retried at once
+    assert elapsed >= 1.0  # the backoff alone (0.01 s) would have retried at once (a lower bound: load only adds)
     assert emulator.statuses == Counter({"429": 1, "503": 1, "200": 1})
 
 

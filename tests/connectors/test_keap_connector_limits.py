@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -88,19 +87,15 @@ async def test_pacer_makes_a_thousand_calls_without_a_single_429(keap_server: Ba
     limits = RateLimits.of(per_second=100, per_minute=6_000)
 
     async with KeapConnector(ApiKey(API_KEY), api_url(keap_server), limits=limits, retry=FAST_RETRIES) as keap:
-        started = time.monotonic()
 
         async def worker() -> None:
             for _ in range(125):
                 await keap.get(COMPANIES, company_id)
 
         await asyncio.gather(*(worker() for _ in range(8)))
-        elapsed = time.monotonic() - started
 
     _, statuses = emulator_stats(keap_server)
-    assert statuses == {"200": 1_000}
-    assert elapsed >= 9.0  # 1000 calls at 100/s: the limit was really in the way
-    assert 1_000 / elapsed >= 0.9 * 100
+    assert statuses == {"200": 1_000}  # its rate near the limit is measured by benchmarks/paced.py, not asserted here
 
 
 @pytest.fixture
