@@ -14,7 +14,7 @@ from invoiced_keap.connectors.invoiced import Event, removed_customer_id
 from invoiced_keap.engine.receivables import (
     Change, Figures, ReceivablesOptions, SharedLabel, Wanted, Written, after, decide, drift, keap_values,
     merged_custom_fields, named_by,
-    owed,
+    owed, payment_date,
 )
 
 NOW = int(datetime(2025, 6, 4, 12, tzinfo=UTC).timestamp())
@@ -72,6 +72,15 @@ def test_figures_count_only_open_invoices_in_any_order_and_keep_when_the_next_on
     for currency, total in figures.balances.items():
         assert Decimal(total) == sum(Decimal(str(r["balance"])) for r in open_ones if r["currency"].upper() == currency)
     assert set(figures.past_due) <= set(figures.balances)
+
+
+def test_dates_beyond_what_a_date_holds_are_held_to_it_and_one_dated_past_year_9999_never_opens() -> None:
+    """Invoiced keeps a typo'd year as sent: the figures of the customer (and of the pass) are still worked out."""
+    records = [{"currency": "usd", "balance": 10, "status": "past_due", "due_date": -10**13, "date": NOW - DAY},
+               {"currency": "usd", "balance": 20, "status": "not_sent", "due_date": None, "date": 10**13}]
+    figures = owed(records, NOW, None)
+    assert (figures.balances, figures.oldest_past_due, figures.opens_at) == ({"USD": "10.00"}, "0001-01-01", None)
+    assert payment_date({"date": 10**13}) == "9999-12-31"
 
 
 def test_keap_values_in_the_account_currency_and_naming_others() -> None:

@@ -14,12 +14,14 @@ import httpx
 import invoiced
 import pytest
 import sqlalchemy
+from alembic import command
 
 from invoiced_keap.emulators.keap.custom_fields import CustomFieldModels
 from invoiced_keap.emulators.keap.errors import KeapError
 from invoiced_keap.engine.options import FlowOptions, SyncOptions
 from invoiced_keap.engine.receivables import ReceivablesOptions
 from invoiced_keap.state import Store
+from invoiced_keap.state.database import alembic_config
 from tests.engine.conftest import World
 from tests.support import API_KEY, ManualClock
 
@@ -304,6 +306,29 @@ async def test_an_invoice_dated_ahead_counts_from_its_date_though_no_event_says_
     world.reset_stats()
     await world.sync()  # read once: the next pass reads and writes nothing for it
     assert step_calls(world) == {} and world.writes() == {}
+
+
+async def test_a_state_from_before_dates_ahead_were_kept_lists_the_open_invoices_once_to_learn_them(world: World) -> None:
+    """Migration 0009: the dates of invoices dated ahead that the state read before it are learnt by one listing."""
+    acme, _ = await linked_pair(world)
+    invoice_dated_ahead(world, acme, 500, days=3)
+    await world.sync()
+    config = alembic_config()
+    with world.store.engine.begin() as connection:  # the state as the version before kept it
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0008")
+    world.store.migrate()
+
+    world.reset_stats()
+    await world.sync()
+    assert step_calls(world) == {"GET /invoices": 1}  # the account's open invoices, once
+    world.reset_stats()
+    await world.sync()
+    assert step_calls(world) == {}
+
+    world.clock.advance(3 * DAY + 60)
+    await world.sync()
+    assert world.keap.custom_values("companies", world.link_of("companies", acme))["Invoiced balance"] == 500
 
 
 async def test_turned_off_it_reads_and_writes_nothing(world: World) -> None:

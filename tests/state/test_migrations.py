@@ -78,3 +78,18 @@ def test_records_tagged_before_tag_names_were_kept_get_the_tag_configured_then(s
         command.upgrade(config, "head")
     assert {customer: row.tag for customer, row in store.receivables(["1", "2", "3"]).items()} == {
         "1": "Chase", "2": None, "3": None}
+
+
+def test_a_state_where_receivables_ran_asks_for_one_listing_of_open_invoices(store: Store) -> None:
+    """0009: `receivables.opens_at` is new; where the step ran (its event cursor is set), its next pass lists the
+    account's open invoices once (`receivables.relist`) to learn the dates of invoices dated ahead."""
+    config = alembic_config()
+    for ran in (False, True):
+        with store.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0008")
+            if ran:
+                connection.execute(text("INSERT INTO watermarks (stream, value, updated_at) VALUES "
+                                        "('receivables.events', '41', CURRENT_TIMESTAMP)"))
+            command.upgrade(config, "head")
+        assert ("receivables.relist" in store.watermarks()) is ran

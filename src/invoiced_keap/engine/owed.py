@@ -93,6 +93,9 @@ from invoiced_keap.state.receivables import GONE
 STEP = OPERATION
 """The step's name: its report entry (a column next to the flows') and its failures' operation."""
 CURSOR = "receivables.events"
+RELIST = "receivables.relist"
+"""Set (by a migration) when the next pass is to list the account's open invoices once beside the events: what the
+state knows of the customers lacks something only such a listing gives (0009: the dates of invoices dated ahead)."""
 SETTINGS = "receivables.settings"
 """The settings the written values and tag were made with (`ReceivablesOptions.fingerprint`): a change marks every
 customer's record to be looked at again (labels switched, the tag turned off, another account currency)."""
@@ -312,17 +315,19 @@ class OwedStep:
     async def _read(self, events: PassEvents, *, dry_run: bool) -> dict[str, Figures]:
         """The figures of the customers to read now (see the module docstring), stored with the cursor."""
         cursor = self.store.get_watermark(CURSOR)
+        relist = self.store.get_watermark(RELIST) is not None
         listed: dict[str, list[Record]] = {}
         now: float | None = None
-        if cursor is None:
+        if cursor is None or relist:
             async for page in self.invoiced.open_invoices():
                 now = now or _epoch(page.served_at)
                 for invoice in page.records:
                     listed.setdefault(str(invoice["customer"]), []).append(invoice)
+        if cursor is None:
             changed, paid, removed = set(listed), set(listed), set()
         else:
             named = named_by(events.since(cursor), removed_customer_id)
-            changed, paid, removed = named.changed, named.paid, named.removed
+            changed, paid, removed = named.changed | (set(listed) - named.removed), named.paid, named.removed
             self.named = set(named.changed)
         changed |= set(self.store.receivables_due(RECOMPUTE_EVERY)) - removed
         known = self.store.receivables(changed)
@@ -349,6 +354,8 @@ class OwedStep:
                 tx.put_figures(customer_id, owes.to_json(), owes.open_invoices,
                                pending=decide(self._wanted(owes), last) is not None, opens_at=owes.opens())
             tx.set_watermark(CURSOR, mark or "0")  # "0": the account had no event yet; all of them are new
+            if relist:
+                tx.forget_watermark(RELIST)
         return figures
 
     async def _figures(self, customer_id: str, invoices: list[Record] | None, now: float | None, read_payment: bool,

@@ -201,8 +201,19 @@ class Change:
         return {**self.values, **wanted.values}
 
 
+def utc_moment(epoch: int | float) -> datetime | None:
+    """An Invoiced timestamp (epoch seconds) as a UTC datetime; None beyond what a datetime holds (past year 9999,
+    before year 1: Invoiced stores what it is sent, a typo'd year included)."""
+    try:
+        return datetime.fromtimestamp(epoch, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
 def utc_date(epoch: int | float) -> date:
-    return datetime.fromtimestamp(epoch, UTC).date()
+    """An Invoiced timestamp's UTC date, held to the years a date holds (1 to 9999)."""
+    moment = utc_moment(epoch)
+    return moment.date() if moment is not None else (date.max if epoch > 0 else date.min)
 
 
 def is_unsettled(invoice: Record) -> bool:
@@ -255,8 +266,12 @@ def owed(invoices: Iterable[Record], now: int | float, last_payment: str | None)
         oldest_past_due=utc_date(oldest).isoformat() if oldest is not None else None,
         open_invoices=count,
         last_payment=last_payment,
-        opens_at=datetime.fromtimestamp(ahead, UTC).isoformat() if ahead is not None else None,
+        opens_at=_iso(utc_moment(ahead)) if ahead is not None else None,  # past year 9999: never comes
     )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
 
 
 def labelled(label: str, currency: str, keap_currency: str) -> str:

@@ -383,6 +383,11 @@ class Queries(ReceivableQueries):
         with self._session() as session:
             session.merge(Watermark(stream=stream, value=value, updated_at=self.clock()))
 
+    def forget_watermark(self, stream: str) -> None:
+        """The stream has no watermark any more (a one-off marker done with)."""
+        with self._session() as session:
+            session.execute(delete(Watermark).where(Watermark.stream == stream))
+
     def watermarks(self) -> dict[str, str]:
         with self._session() as session:
             rows = session.execute(select(Watermark.stream, Watermark.value))
