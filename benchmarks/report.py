@@ -9,10 +9,12 @@ without Keap's hooks at 10,000 and 100,000 links, from those measured calls and 
 (`quota.py`); reads of 10,000 records per record type (`connectors.py`); the achieved share of Keap's rate
 limit (`connectors.py`); a paced initial sync against the physical limit (`paced.py`); planning records/s
 and the planner's memory over 100,000 links (`planning.py`); whole-process peak memory of each kind of pass
-at 10,000 and 100,000 records on SQLite and PostgreSQL (`memory.py`; PostgreSQL at `--postgres-url`,
+at 10,000 and 100,000 records on SQLite and PostgreSQL, of the companies flow alone and of whole `invoiced-keap
+sync` passes of all four flows (`memory.py`, `memory.py --all-flows`; PostgreSQL at `--postgres-url`,
 default $INVOICED_KEAP_TEST_POSTGRES_URL); propagation p50/p95 with webhooks (`propagation.py`); and the
 chaos long run's figures from `benchmarks/results/*.json` when a long run wrote them (tests/chaos).
-About an hour on a 2-core machine; `--quick` runs small sizes to check the script itself.
+Some three hours on a 2-core machine (the passes of all four flows at 100,000 links take most of it); `--quick`
+runs small sizes to check the script itself.
 A section that cannot be measured says so and why; it never shows a figure it did not measure.
 """
 
@@ -232,48 +234,64 @@ def planning_section(sizes: Sizes) -> str:
             + table(["figure", "value"], rows) + f"\n\nReproduce: `{command}`")
 
 
+MEMORY_RUNS: tuple[tuple[str, Callable[[int, str, str | None], dict[str, Any]]], ...] = (
+    ("companies", memory.measure), ("all four", memory.measure_all_flows))
+"""The memory section's scenarios: the companies flow alone (`one_pass.py`), and whole `invoiced-keap sync`
+passes of all four flows (`memory.py --all-flows`)."""
+
+
 def memory_section(sizes: Sizes) -> str:
     rows, notes, peaks = [], [], {}
-    for database in sizes.databases:
-        for size in sizes.memory:
-            if database == "postgresql" and not sizes.postgres_url:
-                notes.append(f"{database} at {size:,}: not measured, no PostgreSQL server given (`--postgres-url` or "
-                             "$INVOICED_KEAP_TEST_POSTGRES_URL).")
-                continue
-            try:
-                run = memory.measure(size, database, sizes.postgres_url)
-            except Exception as error:  # one database or size failing leaves the others' figures standing
-                notes.append(f"{database} at {size:,}: not measured, the benchmark failed with `{error!r}`"
-                             + (f": `{error.stderr.strip().splitlines()[-1]}`" if getattr(error, "stderr", None) else "")
-                             + ".")
-                continue
-            for kind, result in run["passes"].items():
-                peak = result["peak_rss_mb"]
-                peaks[(database, size, kind)] = peak
-                rows.append([f"{size:,}", database, kind.replace("_", " "), peak, goal(peak <= MEMORY_GOAL_MB),
-                             json.dumps(result["calls"])])
+    for flows, measure in MEMORY_RUNS:
+        for database in sizes.databases:
+            for size in sizes.memory:
+                if database == "postgresql" and not sizes.postgres_url:
+                    notes.append(f"{flows}, {database} at {size:,}: not measured, no PostgreSQL server given "
+                                 "(`--postgres-url` or $INVOICED_KEAP_TEST_POSTGRES_URL).")
+                    continue
+                try:
+                    run = measure(size, database, sizes.postgres_url)
+                except Exception as error:  # one database or size failing leaves the others' figures standing
+                    notes.append(f"{flows}, {database} at {size:,}: not measured, the benchmark failed with `{error!r}`"
+                                 + (f": `{error.stderr.strip().splitlines()[-1]}`" if getattr(error, "stderr", None) else "")
+                                 + ".")
+                    continue
+                for kind, result in run["passes"].items():
+                    peak = result["peak_rss_mb"]
+                    peaks[(flows, database, size, kind)] = peak
+                    rows.append([flows, f"{size:,}", database, kind.replace("_", " "), peak, goal(peak <= MEMORY_GOAL_MB),
+                                 json.dumps(result["calls"])])
     FIGURES["memory"] = peaks
     largest = max(sizes.memory)
-    at_largest = {key: peak for key, peak in peaks.items() if key[1] == largest}
-    verdict = (f"Goal: every pass at {largest:,} records ≤ {MEMORY_GOAL_MB} MB on "
-               f"{' and '.join(sizes.databases)}: "
-               + (goal(all(peak <= MEMORY_GOAL_MB for peak in at_largest.values()))
-                  if len(at_largest) == 4 * len(sizes.databases) else "not established (figures missing)")
-               + (f", highest {max(at_largest.values())} MB." if at_largest else "."))
-    command = sizes.command("memory.py", sizes=",".join(map(str, sizes.memory)), databases=",".join(sizes.databases))
+    verdicts = []
+    for flows, _ in MEMORY_RUNS:
+        at_largest = {key: peak for key, peak in peaks.items() if key[0] == flows and key[2] == largest}
+        verdicts.append(f"Goal: every pass of {flows} at {largest:,} records ≤ {MEMORY_GOAL_MB} MB on "
+                        f"{' and '.join(sizes.databases)}: "
+                        + (goal(all(peak <= MEMORY_GOAL_MB for peak in at_largest.values()))
+                           if len(at_largest) == len(memory.PASS_KINDS) * len(sizes.databases) else "not established (figures missing)")
+                        + (f", highest {max(at_largest.values())} MB." if at_largest else "."))
+    options = {"sizes": ",".join(map(str, sizes.memory)), "databases": ",".join(sizes.databases)}
+    commands = [sizes.command("memory.py", **options), sizes.command("memory.py", **options) + " --all-flows"]
     return ("## Peak memory of sync passes\n\n"
-            "Whole-process peak resident memory (the kernel's `VmHWM`, not tracemalloc) of one pass of the companies "
-            "flow, each pass in a child process of its own (`one_pass.py`: interpreter and imports included, about "
-            "75 MB); the emulators run in another. Passes stream: the records a pass reads are spooled to a "
-            "temporary SQLite database on disk, and its pairs, new pairs and creates are planned a batch at a time. "
-            "*Initial*: N Invoiced companies synced into an empty Keap. *Echo*: the pass after it, reading back the "
-            "id stamps and the Keap records created. *All changed*: every linked Keap company renamed, the pass "
-            "allowed past the breaker (N Invoiced updates). State in SQLite (a file in a temporary directory) or "
-            "PostgreSQL (a fresh schema, dropped afterwards).\n\n"
-            + verdict + "\n\n"
-            + table(["records", "database", "pass", "peak RSS MB", f"≤ {MEMORY_GOAL_MB} MB", "API calls"], rows)
+            "Whole-process peak resident memory (the kernel's `VmHWM`, not tracemalloc), each pass in a child process "
+            "of its own (interpreter and imports included); the emulators run in another. *Companies*: one pass of "
+            "the companies flow (`one_pass.py`: the engine alone, about 75 MB before any record) over N companies. "
+            "*All four*: the command `invoiced-keap sync --allow-mass-change` as a user runs it (its settings, its "
+            "imports, a reconcile when one is due: the first pass runs one), over N links of all four flows: 40 % "
+            "organisation customers, one person under each (company_contacts, 40 %), 10 % person customers, 10 % "
+            "items; Keap's pacing lifted in its settings file (pacing changes waiting, not memory). Passes stream: "
+            "the records a pass reads are spooled to temporary SQLite databases on disk, and its pairs, new pairs "
+            "and creates are planned a batch at a time. *Initial*: the Invoiced records synced into an empty Keap. "
+            "*Echo*: the pass after it, reading back the id stamps and the Keap records created. *All changed*: every "
+            "linked Keap record renamed, the pass allowed past the breaker (N Invoiced updates). State in SQLite (a "
+            "file in a temporary directory) or PostgreSQL (a fresh schema, dropped afterwards). API calls: the pass's, "
+            "and for all four the reconcile's after it when one ran.\n\n"
+            + "\n".join(verdicts) + "\n\n"
+            + table(["flows", "records", "database", "pass", "peak RSS MB", f"≤ {MEMORY_GOAL_MB} MB", "API calls"], rows)
             + "".join(f"\n\n{note}" for note in notes)
-            + f"\n\nReproduce: `{command}` (PostgreSQL at `--postgres-url`, default $INVOICED_KEAP_TEST_POSTGRES_URL)")
+            + "\n\nReproduce: " + " and ".join(f"`{command}`" for command in commands)
+            + " (PostgreSQL at `--postgres-url`, default $INVOICED_KEAP_TEST_POSTGRES_URL)")
 
 
 def propagation_section(sizes: Sizes) -> str:
@@ -315,12 +333,12 @@ def summary(sizes: Sizes) -> str:
              f"{result['echo']['keap_calls']} / {result['echo']['invoiced_calls']}"]
             for size, result in FIGURES["sync"].items()]))
     if FIGURES.get("memory"):
-        kinds = list(dict.fromkeys(kind for _, _, kind in FIGURES["memory"]))
-        runs = list(dict.fromkeys((database, size) for database, size, _ in FIGURES["memory"]))
+        kinds = list(dict.fromkeys(kind for *_, kind in FIGURES["memory"]))
+        runs = list(dict.fromkeys(tuple(run) for *run, _ in FIGURES["memory"]))
         parts.append(f"Peak RSS (MB, whole process) of each pass; goal ≤ {MEMORY_GOAL_MB} MB:\n\n" + table(
-            ["records", "database", *(kind.replace("_", " ") for kind in kinds)],
-            [[f"{size:,}", database, *(cell(FIGURES["memory"].get((database, size, kind))) for kind in kinds)]
-             for database, size in sorted(runs, key=lambda run: (run[1], run[0]))]))
+            ["flows", "records", "database", *(kind.replace("_", " ") for kind in kinds)],
+            [[flows, f"{size:,}", database, *(cell(FIGURES["memory"].get((flows, database, size, kind))) for kind in kinds)]
+             for flows, database, size in runs]))
     if "quota" in FIGURES:
         parts.append("Keap quota of an idle day (share of a personal access token's day):\n\n" + table(
             ["links", "hooks verified (goal ≤ 2 %)", "hooks off (goal ≤ 15 %)"],
