@@ -460,7 +460,7 @@ CATALOGUE: dict[str, Flow] = {
             CONTACT_NAME,
             CONTACT_EMAIL_RULE,
             CONTACT_PHONE_RULE,
-            text_rule("title", "title", "job_title", keap_limit=mapping.JOB_TITLE_LIMIT),
+            text_rule("title", "title", "job_title", keap_limit=mapping.KEAP_TEXT_LIMITS["contacts"]["job_title"]),
             CONTACT_ADDRESS_RULE,
             CONTACT_COMPANY_RULE,
         ),
@@ -515,7 +515,16 @@ def _rule_from_config(flow: Flow, spec: RuleSpec) -> FieldRule:
     if keap not in flow.keap.text_properties:
         raise ValueError(f"{where}: keap = {keap!r} is no free-text field of Keap {flow.keap.name}; "
                          f"expected one of {sorted(flow.keap.text_properties)}")
-    return text_rule(name, invoiced, keap)
+    return text_rule(name, invoiced, keap, keap_limit=mapping.KEAP_TEXT_LIMITS.get(flow.keap.name, {}).get(keap))
+
+
+def _check_drop(flow: Flow, rules: Sequence[FieldRule], dropped: set[str]) -> None:
+    """`drop` names no rule the flow cannot go without: the one that puts a record under its parent's twin (a
+    company's person is one because of it); ValueError names the setting and the rule."""
+    for rule in rules:
+        if rule.name in dropped and flow.parent is not None and flow.parent.keap_parent in rule.keap_fields:
+            raise ValueError(f"flow.{flow.name}.drop: {rule.name!r} cannot be dropped: it attaches each record to its "
+                             f"{flow.parent.flow} twin in Keap, which is what flow {flow.name!r} is")
 
 
 def build_flows(profile: str = "default", overrides: Overrides | None = None, keap_currency: str = "USD") -> dict[str, Flow]:
@@ -533,6 +542,7 @@ def build_flows(profile: str = "default", overrides: Overrides | None = None, ke
         rules = [flow.rule(rule_name) for rule_name in PROFILES[profile].get(name, PROFILES["default"][name])]
         rules += [_rule_from_config(flow, spec) for spec in override.get("add", ())]
         dropped = set(override.get("drop", ()))
+        _check_drop(flow, rules, dropped)
         rules = [rule for rule in rules if rule.name not in dropped]
         names = [rule.name for rule in rules]
         if len(set(names)) != len(names):

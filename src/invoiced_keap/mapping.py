@@ -40,12 +40,17 @@ Address = dict[str, str | None]
 
 ADDRESS_PARTS = ("line1", "line2", "city", "region", "postal_code", "country")
 
-# Keap v2 limits for the EMAIL1 / PHONE1 / BILLING slots and names (SDK 2.0.26 models).
-GIVEN_NAME_LIMIT = 40
-FAMILY_NAME_LIMIT = 40
+# Keap v2 limits (SDK 2.0.26 models): the text properties of a contact (CreateUpdateContactRequest's maxLength; the
+# company and product requests set none), and the EMAIL1 / PHONE1 / BILLING slots.
+KEAP_TEXT_LIMITS: dict[str, dict[str, int]] = {
+    "contacts": {"given_name": 40, "family_name": 40, "middle_name": 100, "preferred_name": 100, "spouse_name": 100,
+                 "billing_information": 100, "job_title": 255, "website": 100, "assistant_name": 20,
+                 "assistant_phone": 15},
+}
+GIVEN_NAME_LIMIT = KEAP_TEXT_LIMITS["contacts"]["given_name"]
+FAMILY_NAME_LIMIT = KEAP_TEXT_LIMITS["contacts"]["family_name"]
 EMAIL1_LIMIT = 75
 PHONE1_LIMIT = 40
-JOB_TITLE_LIMIT = 255  # v2 UpdateContactRequest.job_title maxLength
 BILLING_ADDRESS_LIMITS = {"line1": 75, "line2": 75, "locality": 50, "region": 50, "zip_code": 15, "postal_code": 15}
 # Invoiced customer names are 1-255 characters.
 INVOICED_NAME_LIMIT = 255

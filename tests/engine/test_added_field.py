@@ -60,3 +60,35 @@ def test_a_rule_naming_a_field_keap_does_not_have_is_refused_when_flows_are_buil
         assert "'nots'" in str(error) and "companies" in str(error)
     else:
         raise AssertionError("an unknown Keap field was accepted")
+
+
+async def test_an_added_value_longer_than_keap_holds_is_cut_with_a_note_and_the_person_still_goes(world: World) -> None:
+    """An added rule takes Keap's limit of its field (the v2 contact request's maxLength), as the catalogue's do."""
+    department = "D" * 150
+    options = SyncOptions(per_flow={"company_contacts": FlowOptions(
+        add=({"name": "dept", "invoiced": "department", "keap": "preferred_name"},))})
+    acme = world.invoiced.create_customer({"name": "Acme", "type": "company"})
+    person = world.invoiced.create_contact(acme["id"], {"name": "Dana Dept", "email": "dana@acme.example",
+                                                        "department": department})
+    report = await world.sync(options)
+
+    assert report.exit_code == 0
+    keap_id = world.link_of("company_contacts", f"{acme['id']}/{person['id']}")
+    assert world.keap_record("contacts", keap_id)["preferred_name"] == "D" * 100
+    [note] = [note for note in world.store.lossy_carries("company_contacts") if note.field == "preferred_name"]
+    assert (note.source_value, note.sent_value) == (department, "D" * 100) and "100 characters" in note.reason
+
+    world.reset_stats()
+    await world.sync(options)
+    assert world.writes() == {}  # the cut value is never written back over the Invoiced department
+
+
+def test_drop_never_takes_the_rule_that_makes_the_flow() -> None:
+    try:
+        build_flows("default", {"company_contacts": {"drop": ["company"]}})
+    except ValueError as error:
+        assert "flow.company_contacts.drop: 'company' cannot be dropped" in str(error)
+    else:
+        raise AssertionError("drop = ['company'] was accepted")
+    assert "title" not in {rule.name for rule in build_flows("default", {"company_contacts": {"drop": ["title"]}})[
+        "company_contacts"].rules}
