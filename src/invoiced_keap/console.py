@@ -219,6 +219,9 @@ def print_run_report(report: RunReport, *, show_plan: bool) -> None:
         lossy = [action.line() for flow in report.flows.values() for action in flow.actions if action.verb in ("lossy", "refuse")]
         for line in lossy:
             out.print(Text(line), soft_wrap=True)
+    for flow in report.flows.values():
+        if flow.unplanned:
+            note(flow.unplanned)
     left_out = sum(flow.left_out for flow in report.flows.values())
     if left_out and not show_plan:
         note(f"{left_out:,} more actions are counted above but not listed; each one is logged as an event (--log-level INFO; --log-format json for machines)")

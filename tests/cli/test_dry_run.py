@@ -42,6 +42,17 @@ def test_a_dry_run_without_a_state_database_creates_none_and_takes_no_lock(conne
     assert sorted(path.name for path in connected.directory.iterdir()) == before  # no state.db, no *.lock
 
 
+def test_a_first_dry_run_says_the_people_of_companies_it_would_link_are_not_in_its_plan(connected, invoiced, keap) -> None:
+    acme = invoiced[0].create_customer({"name": "Acme", "type": "company"})
+    invoiced[0].create_contact(acme["id"], {"name": "Ann Acme", "email": "ann@acme.example"})
+    planned = connected("sync", "--dry-run")
+    text = " ".join(planned.stdout.split())
+    assert ("company_contacts: the records under the 1 companies this pass would link are not in this plan: they are "
+            "read once their parent is linked") in text, planned.stdout
+    assert connected("sync").exit_code == 0
+    assert "not in this plan" not in connected("sync", "--dry-run").stdout  # linked: its people are planned
+
+
 def test_long_values_are_cut_in_the_plan_and_explain_and_whole_in_json(connected, invoiced, keap) -> None:
     invoiced[0].seed({"customers": [{"name": "Acme", "type": "company", "email": "a@acme.example", "notes": LONG_NOTE}]})
     (connected.directory / "invoiced-keap.toml").write_text(

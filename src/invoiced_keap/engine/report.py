@@ -97,7 +97,7 @@ class FlowReport:
     though the pass went on (its writes failed). `actions` keeps the first `ACTIONS_KEPT` of each verb (a dry run
     hands every planned action to the engine's `on_planned` hook); `done` counts every action by (verb, side);
     `left_out` how many `actions` does not show; `listed` the records a dry run would put on the review and
-    failures lists.
+    failures lists; `unplanned` what a dry run's plan could not show (one sentence).
     """
 
     flow: str
@@ -108,6 +108,7 @@ class FlowReport:
     error: str | None = None
     held: str | None = None
     unavailable: str | None = None
+    unplanned: str | None = None
 
     @property
     def left_out(self) -> int:

@@ -286,6 +286,7 @@ class Syncer:
                 flow_report.note(action)
                 if self.on_planned is not None:
                     self.on_planned(action)
+            flow_report.unplanned = self._unplanned(plan.flow, report)
             return True
         options = self.options.flow_options(name)
         applier = Applier(plan.flow, self.store, self.invoiced, self.keap, flow_report, report.run_id, options.deletes,
@@ -295,6 +296,19 @@ class Syncer:
         return True
 
     # --- helpers -----------------------------------------------------------------------------------
+    @staticmethod
+    def _unplanned(flow: Flow, report: RunReport) -> str | None:
+        """What a dry run cannot plan for a nested flow: the children of parents its parent flow would link now (they
+        are read once their parent is linked, by the pass that links it)."""
+        parent = report.flows.get(flow.parent.flow) if flow.parent is not None else None
+        if parent is None:
+            return None
+        linked = parent.counts["created.keap"] + parent.counts["linked"]
+        if not linked:
+            return None
+        return (f"{flow.name}: the records under the {linked:,} {flow.parent.flow} this pass would link are not in "
+                f"this plan: they are read once their parent is linked, by the pass that links it")
+
     def _check_breaker(self, name: str, *, links: int, deletes: int, updates: int) -> None:
         check_breaker(name, self.options.breaker, links=links, deletes=deletes, updates=updates,
                       allowed=self.options.allow_mass_change)
