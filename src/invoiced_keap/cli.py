@@ -43,7 +43,7 @@ from invoiced_keap.state.views import explain_view, search_links, status_view
 from invoiced_keap.engine.changes import ParentTwins
 from invoiced_keap.engine.owed import FoundDrift, receivables_drift
 from invoiced_keap.connectors.invoiced import CUSTOMER
-from invoiced_keap.verify import FlowCheck, Listings, check_flow, read_listings, repair, stored
+from invoiced_keap.verify import FlowCheck, Listings, check_flow, linked_elsewhere_left_out, read_listings, repair, stored
 
 
 class _StopsCleanly(TyperGroup):
@@ -580,9 +580,11 @@ def _check_flows(session: Session, chosen: dict[str, Flow]) -> list[FlowCheck]:
 
     with asyncio.run(read()) as listings, session.store() as store:
         return [
-            check_flow(item, listings.invoiced_records(item), listings.keap[name], stored(store, name),
-                       invoiced_ids_anywhere=listings.invoiced_ids(item),
-                       keap_unlinked_matter=settings.flow[name].create_in_invoiced)
+            linked_elsewhere_left_out(
+                check_flow(item, listings.invoiced_records(item), listings.keap[name], stored(store, name),
+                           invoiced_ids_anywhere=listings.invoiced_ids(item),
+                           keap_unlinked_matter=settings.flow[name].create_in_invoiced),
+                store, [other for other, flow in CATALOGUE.items() if other != name and flow.keap == item.keap])
             for name, item in chosen.items()
         ]
 

@@ -249,6 +249,16 @@ def check_flow(
     )
 
 
+def linked_elsewhere_left_out(check: FlowCheck, store: Store, others: Iterable[str]) -> FlowCheck:
+    """`check` without the Keap records it found unlinked that are linked in one of `others` (the flows on the same
+    Keap object: a company's person detached from its company in Keap stays linked in `company_contacts`; it is
+    that flow's, not one to make an Invoiced record of)."""
+    if not check.keap_unlinked:
+        return check
+    taken = {keap_id for other in others for keap_id in store.find_links(other, "keap", check.keap_unlinked)}
+    return replace(check, keap_unlinked=[keap_id for keap_id in check.keap_unlinked if keap_id not in taken])
+
+
 def _by_id(records: Mapping[str, Record] | Iterable[Record]) -> Mapping[str, Record]:
     return records if isinstance(records, Mapping) else {str(record["id"]): record for record in records}
 

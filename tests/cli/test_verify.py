@@ -7,6 +7,7 @@ import json
 
 import httpx
 
+from invoiced_keap.emulators.keap.resources import RESOURCES
 from invoiced_keap.flows import Shadow
 
 
@@ -107,3 +108,18 @@ def test_keap_records_linked_to_nothing_count_only_when_the_flow_creates_in_invo
     result = connected("verify", "--flow", "products")
     assert result.exit_code == 2
     assert "Gift card" not in result.stdout and "Keap records linked to nothing" in result.stdout
+
+
+def test_a_company_s_person_detached_in_keap_is_not_listed_as_linked_to_nothing_by_the_contacts_flow(
+        connected, invoiced, keap) -> None:
+    acme = invoiced[0].create_customer({"name": "Acme", "type": "company"})
+    invoiced[0].create_contact(acme["id"], {"name": "Ann Acme", "email": "ann@acme.example"})
+    assert connected("sync").exit_code == 0
+    [person] = list(keap[0].store.records("contacts"))
+    RESOURCES["contacts"].update(keap[0].store, str(person["id"]), {"company": None}, None)  # a Keap user detaches it
+
+    checked = json.loads(connected("verify", "--json").stdout)
+
+    _, contacts, _, people_of_companies = checked["flows"]
+    assert contacts["keap_unlinked"] == []  # still linked in company_contacts: that flow's
+    assert people_of_companies["linked_pairs"] == 1
