@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 
+import base64
+import json
+import socket
+import time
+
 import httpx
 import pytest
 
 from invoiced_keap.emulators.invoiced import InvoicedEmulator
-from tests.support import ManualClock
+from tests.support import API_KEY, ManualClock
 
 
 
@@ -83,6 +88,33 @@ def test_idempotency_key_replays_the_first_response(invoiced_api: httpx.Client, 
     failed = invoiced_api.post("/customers", json={}, headers={"Idempotency-Key": "bad-body-1"})
     fixed = invoiced_api.post("/customers", json={"name": "Now valid"}, headers={"Idempotency-Key": "bad-body-1"})
     assert fixed.status_code == 400 and fixed.json() == failed.json()  # errors are cached too
+
+
+def test_a_request_cut_off_before_its_answer_is_carried_out_by_its_retry(invoiced_api: httpx.Client,
+                                                                        clocked_invoiced: InvoicedEmulator) -> None:
+    """A client killed while its create waits (the latency fault) leaves no cached 500 under its key."""
+    customer = invoiced_api.post("/customers", json={"name": "Acme", "type": "company"}).json()
+    clocked_invoiced.faults.latency_ms = 300
+    body = json.dumps({"name": "Ann Lee"}).encode()
+    url = httpx.URL(str(invoiced_api.base_url))
+    with socket.create_connection((url.host, url.port)) as killed:
+        killed.sendall(f"POST /customers/{customer['id']}/contacts HTTP/1.1\r\nHost: {url.host}\r\n"
+                       f"Authorization: Basic {base64.b64encode(f'{API_KEY}:'.encode()).decode()}\r\n"
+                       f"Content-Type: application/json\r\nIdempotency-Key: cut-off-create\r\n"
+                       f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        while clocked_invoiced.in_flight == 0:
+            time.sleep(0.01)
+    while clocked_invoiced.in_flight:  # the cut-off request ends on the server
+        time.sleep(0.01)
+    clocked_invoiced.faults.latency_ms = 0
+
+    retried = invoiced_api.post(f"/customers/{customer['id']}/contacts", json={"name": "Ann Lee"},
+                                headers={"Idempotency-Key": "cut-off-create"})
+    replayed = invoiced_api.post(f"/customers/{customer['id']}/contacts", json={"name": "Ann Lee"},
+                                 headers={"Idempotency-Key": "cut-off-create"})
+
+    assert retried.status_code == 201 and replayed.json() == retried.json()
+    assert [contact["name"] for contact in invoiced_api.get(f"/customers/{customer['id']}/contacts").json()] == ["Ann Lee"]
 
 
 def test_idempotency_key_expires_after_24_hours(invoiced_api: httpx.Client, manual_clock: ManualClock) -> None:

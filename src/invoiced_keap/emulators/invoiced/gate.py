@@ -115,7 +115,10 @@ class CachedResponse:
 class Idempotency:
     """`Idempotency-Key` on POST/PATCH: the first response (status and body only) is replayed for 24 h.
 
-    As on the real server, a replay ignores the new request's body and path, and errors are cached too.
+    As on the real server, a replay ignores the new request's body and path, and errors are cached too. A request
+    that was never answered (its client gone before its body was read: the handler raised, and Starlette's
+    500 went nowhere) is not cached, so a retry with the key is carried out (inference: the real server never ran
+    such a request, so it has no response to replay).
     """
 
     def __init__(self, clock: Callable[[], float]) -> None:
@@ -136,7 +139,19 @@ class Idempotency:
                 replay = Response(cached.body, cached.status, headers=API_HEADERS, media_type="application/json")
                 await replay(scope, receive, send)
                 return
-            await app(scope, receive, self._recording(key, send))
+            status = 0
+            chunks: list[bytes] = []
+
+            async def recording_send(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                elif message["type"] == "http.response.body":
+                    chunks.append(message.get("body", b""))
+                await send(message)
+
+            await app(scope, receive, recording_send)  # raises for a request never answered: nothing is cached
+            self.cache[key] = CachedResponse(self.clock() + IDEMPOTENCY_TTL_SECONDS, status, b"".join(chunks))
 
         return idempotent
 
@@ -149,20 +164,3 @@ class Idempotency:
         if len(key) > IDEMPOTENCY_KEY_MAX:
             return f"Idempotency key is too long. Must be no longer than {IDEMPOTENCY_KEY_MAX} characters."
         return None
-
-    def _recording(self, key: str, send: Send) -> Send:
-        status = 0
-        chunks: list[bytes] = []
-
-        async def recording_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-                if not message.get("more_body", False):
-                    expires_at = self.clock() + IDEMPOTENCY_TTL_SECONDS
-                    self.cache[key] = CachedResponse(expires_at, status, b"".join(chunks))
-            await send(message)
-
-        return recording_send
