@@ -12,7 +12,7 @@ import asyncio
 import secrets
 import signal
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -32,7 +32,7 @@ from invoiced_keap.connectors.errors import ApiError
 from invoiced_keap.connectors.keap_auth import KeapOAuth
 from invoiced_keap.connectors.redaction import register_secret
 from invoiced_keap.engine import review as reviewing
-from invoiced_keap.engine.report import EXIT_NEEDS_ATTENTION, EXIT_NOT_RUN, EXIT_SYNCED, RunReport
+from invoiced_keap.engine.report import EXIT_NEEDS_ATTENTION, EXIT_NOT_RUN, EXIT_SYNCED, RunReport, shortened
 from invoiced_keap.engine.review import ReviewRefused
 from invoiced_keap.engine.run import Syncer
 from invoiced_keap.flows import CATALOGUE, Flow
@@ -502,7 +502,7 @@ def verify(
     else:
         if not flow and (hint := _nested_cost_hint(session, chosen)):
             console.note(hint)
-        _print_checks(checks, owed)
+        _print_checks(checks, owed, _failing(session, checks))
     if not agrees:
         raise typer.Exit(EXIT_NEEDS_ATTENTION)
 
@@ -589,7 +589,16 @@ def _check_flows(session: Session, chosen: dict[str, Flow]) -> list[FlowCheck]:
         ]
 
 
-def _print_checks(checks: Sequence[FlowCheck], owed: Sequence[FoundDrift] = ()) -> None:
+def _failing(session: Session, checks: Sequence[FlowCheck]) -> dict[tuple[str, str], str]:
+    """The open failure of each Invoiced record with no Keap twin, by (flow, record id): why it has none."""
+    with session.store() as store:
+        return {(failure.flow, failure.record_id): failure.message
+                for check in checks if check.without_twin
+                for failure in store.failures(check.flow) if failure.side == "invoiced"}
+
+
+def _print_checks(checks: Sequence[FlowCheck], owed: Sequence[FoundDrift] = (),
+                  failing: Mapping[tuple[str, str], str] | None = None) -> None:
     console.print_table(
         "Field rules: linked pairs that agree", ["flow", "rule", "agree", "carried with loss", "of pairs"],
         [(check.flow, rule, agreeing, check.lossy_by_rule[rule], check.pairs)
@@ -603,7 +612,8 @@ def _print_checks(checks: Sequence[FlowCheck], owed: Sequence[FoundDrift] = ()) 
                             [(check.flow, d.invoiced_id, d.keap_id, d.rule, d.invoiced_value, d.keap_value, "; ".join(d.notes))
                              for check in checks for d in getattr(check, kind)])
     console.print_table("Invoiced records with no Keap twin", ["flow", "invoiced", "failure"],
-                        [*((check.flow, record_id, "") for check in checks for record_id in check.without_twin),
+                        [*((check.flow, record_id, shortened((failing or {}).get((check.flow, record_id), "")))
+                           for check in checks for record_id in check.without_twin),
                          *((check.flow, record_id, f"dismissed: {reason}" if reason else "dismissed")
                            for check in checks for record_id, reason in check.dismissed.items())])
     console.print_table("Links to a record that is gone", ["flow", "invoiced", "keap", "missing in"],

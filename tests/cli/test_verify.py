@@ -123,3 +123,15 @@ def test_a_company_s_person_detached_in_keap_is_not_listed_as_linked_to_nothing_
     _, contacts, _, people_of_companies = checked["flows"]
     assert contacts["keap_unlinked"] == []  # still linked in company_contacts: that flow's
     assert people_of_companies["linked_pairs"] == 1
+
+
+def test_an_invoiced_record_with_no_keap_twin_shows_why_when_a_failure_says_so(connected, invoiced, keap) -> None:
+    invoiced[0].create_customer({"name": "Bob Nobody", "type": "person"})  # Keap refuses a bare contact
+    assert connected("sync").exit_code == 2
+
+    shown = connected("verify", "--flow", "contacts")
+
+    assert shown.exit_code == 2
+    without_twin = shown.stdout.split("Invoiced records with no Keap twin")[1].split("Links to a record")[0]
+    [row] = [line for line in without_twin.splitlines() if "│ contacts" in line]
+    assert "keap (not sent): Contact must contain at least one" in row  # its failure: why it has no twin
