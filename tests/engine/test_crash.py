@@ -134,6 +134,61 @@ def test_a_sync_killed_as_keap_makes_a_record_holds_up_no_later_sync(world: Worl
         assert store.intents() == []
 
 
+def test_a_sync_killed_as_invoiced_makes_people_of_keap_born_contacts_leaves_no_duplicate(world: World, tmp_path: Path) -> None:
+    """`invoiced-keap sync`, default settings, `company_contacts` in `create_in_invoiced`: SIGKILLed as Invoiced answers
+    its fourth contact create for the Keap-born people of a linked company (half with no email), the next passes
+    adopt the Invoiced contacts the creates made (by email, else by name and phone) and go on: no duplicate on
+    either side, no open intent, exit 0."""
+    acme = world.invoiced.create_customer({"name": "Acme", "type": "company"})
+    invoiced_app = world.invoiced.asgi()
+    passes: list[subprocess.Popen[bytes]] = []
+    creates = Counter[str]()
+
+    async def killed_at_the_fourth_contact_create(scope: Scope, receive: Receive, send: Send) -> None:
+        async def kill_at_fourth(message: Message) -> None:
+            if message["type"] == "http.response.start" and scope["method"] == "POST" and scope["path"].endswith("/contacts"):
+                creates[scope["path"]] += 1
+                if creates.total() == 4:
+                    passes[-1].send_signal(signal.SIGKILL)
+                    passes[-1].wait()
+            await send(message)
+
+        await invoiced_app(scope, receive, kill_at_fourth if scope["type"] == "http" else send)
+
+    database_url = f"sqlite:///{tmp_path}/cli.db"
+    (tmp_path / "invoiced-keap.toml").write_text('create_in_invoiced = ["company_contacts"]\n')
+    with BackgroundServer(killed_at_the_fourth_contact_create) as invoiced_server:
+        settings = {"INVOICED_API_KEY": API_KEY, "INVOICED_API_URL": invoiced_server.url, "KEAP_API_KEY": API_KEY,
+                    "KEAP_API_URL": world.keap_url, "INVOICED_KEAP_DATABASE_URL": database_url}
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith(("INVOICED_", "KEAP_"))}, **settings}
+        command = [sys.executable, "-m", "invoiced_keap", "sync"]
+
+        def sync() -> tuple[int, str]:
+            passes.append(subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+            output = passes[-1].communicate(timeout=120)[0].decode()
+            world.clock.advance(10)
+            return passes[-1].returncode, output
+
+        assert sync()[0] == 0  # Acme is linked to a Keap company
+        company = {"id": world.keap_records("companies")[0]["id"]}
+        for n in range(12):
+            reach = ({"phone_numbers": [{"field": "PHONE1", "number": f"+1 555 010 {n:04}"}]} if n % 2 else
+                     {"email_addresses": [{"field": "EMAIL1", "email": f"kb{n}@example.com"}]})
+            RESOURCES["contacts"].create(world.keap.store, {"given_name": f"Kb{n}", "family_name": "Born", "company": company, **reach})
+        world.clock.advance(10)
+        assert sync()[0] == -signal.SIGKILL
+        with Store(database_url) as store:
+            assert store.intents() and 4 <= len(world.invoiced.customer_contacts(acme["id"])) < 12  # killed mid-creates
+        reruns = [sync(), sync()]
+
+    assert [code for code, _ in reruns] == [0, 0], reruns[0][1]
+    people = [f"{c.get('given_name')} {c.get('family_name')}" for c in world.keap_records("contacts")]
+    assert len(people) == 12 == len(set(people))
+    assert sorted(c["name"] for c in world.invoiced.customer_contacts(acme["id"])) == sorted(people)
+    with Store(database_url) as store:
+        assert len(store.active_link_ids("company_contacts")) == 12 and store.intents() == []
+
+
 async def test_contacts_without_email_made_just_before_a_crash_are_adopted_not_created_again(world: World) -> None:
     world.invoiced.seed({"customers": [
         {"name": "Walk-in Phone", "type": "person", "phone": "+1 (555) 010-0200"},

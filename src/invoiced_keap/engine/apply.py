@@ -31,6 +31,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from sqlalchemy.exc import IntegrityError
+
 from invoiced_keap.connectors.errors import ApiError, CallAbandoned, FatalError, NotFound, RecordRejected, TransientError
 from invoiced_keap.connectors.invoiced import InvoicedConnector
 from invoiced_keap.connectors.keap import KeapConnector
@@ -243,12 +245,41 @@ class Applier:
         audits, self.audits = self.audits, []
         if not (changes or new_links or closed_intents or audits):
             return
+        try:
+            self._commit(changes, new_links, closed_intents, audits)
+        except IntegrityError:
+            self._commit_links_apart(changes, new_links, closed_intents, audits)
+
+    def _commit(self, changes: Sequence[StateChange], new_links: Sequence[NewLink], closed_intents: Sequence[tuple[Side, str]],
+                audits: Sequence[AuditNote]) -> None:
         with self.store.transaction() as tx:
             for change in changes:
                 change(tx)
             tx.add_links(self.flow.name, new_links)
             tx.close_intents(self.flow.name, closed_intents)
             tx.append_audits(audits)
+
+    def _commit_links_apart(self, changes: Sequence[StateChange], new_links: Sequence[NewLink],
+                            closed_intents: Sequence[tuple[Side, str]], audits: Sequence[AuditNote]) -> None:
+        """A batch whose commit the state refused: each new link in a transaction of its own, then the rest. A link
+        the state refuses (a record linked already: the twin a create cut short made, linked since to another record)
+        becomes a failure of the create's source naming both records, whose intent stays open (the next pass finds
+        the same twin again, never a new one); the other records of the batch are committed."""
+        closing = set(closed_intents)
+        refused: set[tuple[Side, str]] = set()
+        for new in new_links:
+            try:
+                self._commit([], [new], [], [])
+            except IntegrityError as error:
+                source: Side = "keap" if ("keap", new.keap_id) in closing else "invoiced"
+                source_id = side_id(source, new.invoiced_id, new.keap_id)
+                message = (f"state: the link of Invoiced {new.invoiced_id} and Keap {new.keap_id} made by this create "
+                           f"was refused: {str(error.orig).splitlines()[0]}")
+                self.report.add(Action(self.flow.name, "fail", source, source_id, {"operation": "create", "error": message}))
+                refused.add((source, source_id))
+                failure = self._failure(source, source_id, "create", message, None, None)
+                changes = [*changes, failure]
+        self._commit(changes, [], [closed for closed in closed_intents if closed not in refused], audits)
 
     async def each(self, work: Iterable[T], step: Callable[[T], Awaitable[object]]) -> None:
         """Run `step` over `work` with at most `concurrency` in flight.
@@ -300,9 +331,13 @@ class Applier:
 
     def _fail(self, source: Side, source_id: str, operation: str, message: str, payload: Any,
               source_record: Record | None, problem_field: str | None = None) -> None:
+        self.pending.append(self._failure(source, source_id, operation, message, payload, source_record, problem_field))
+
+    def _failure(self, source: Side, source_id: str, operation: str, message: str, payload: Any,
+                 source_record: Record | None, problem_field: str | None = None) -> StateChange:
         updated = (source_record or {}).get(UPDATED_FIELD[source])
-        self.pending.append(lambda tx: tx.record_failure(self.flow.name, source, source_id, operation, message,
-                                                         field=problem_field, payload=payload, source_updated=updated))
+        return lambda tx: tx.record_failure(self.flow.name, source, source_id, operation, message,
+                                            field=problem_field, payload=payload, source_updated=updated)
 
     def _lossy(self, invoiced_id: str, keap_id: str, lossy: Iterable[LossyCarry]) -> None:
         for action in lossy_actions(self.flow.name, invoiced_id, keap_id, lossy):
@@ -416,7 +451,7 @@ class Applier:
             tx.record_lossy_carries(link, pair.plan.carried, pair.plan.lossy, run_id=self.run_id)
 
         self.pending.append(store)
-        self.closed_intents.append(("invoiced", invoiced_id))  # a twin adopted after a crash: its create is done
+        self.closed_intents += [("invoiced", invoiced_id), ("keap", keap_id)]  # a twin adopted after a crash: its create is done
         self._audit("invoiced", invoiced_id, AuditOperation.LINK, after={"keap_id": keap_id})
         self._synced(invoiced_id, keap_id)
         self.to_stamp.append((written["invoiced"], keap_id))

@@ -561,8 +561,12 @@ class Planner:
         that would match it goes to review."""
         name = flow.name
         index = build_index(flow, listing.values(), linked, taken)
-        adopting = {intent.source_id for intent in self.store.intents(name) if intent.source_side == "invoiced"}
-        picked = {**self._former_twins(flow, unlinked, taken), **self.store.pick_decisions(name)}
+        intents = self.store.intents(name)
+        adopting = {intent.source_id for intent in intents if intent.source_side == "invoiced"}
+        cut_short = [changes.keap[intent.source_id] for intent in intents
+                     if intent.source_side == "keap" and intent.source_id in changes.keap]
+        picked = {**self._former_twins(flow, unlinked, taken), **self._cut_short_twins(flow, changes, unlinked, cut_short),
+                  **self.store.pick_decisions(name)}
         decisions = match_all(index, (changes.invoiced[record_id] for record_id in unlinked), adopting=adopting,
                               rejected=self.store.create_decisions(name), picked=picked)
         self.progress(Progress(name, "matched", len(decisions), len(unlinked)))
@@ -611,6 +615,20 @@ class Planner:
         former = {invoiced_id.rpartition("/")[2]: keap_id for invoiced_id, keap_id in self.store.closed_twins(flow.name).items()}
         twins = {record_id: former[own] for record_id in unlinked if (own := record_id.rpartition("/")[2]) in former}
         return {record_id: keap_id for record_id, keap_id in twins.items() if keap_id not in taken}
+
+    @staticmethod
+    def _cut_short_twins(flow: Flow, changes: FlowChanges, unlinked: list[str], sources: list[Record]) -> dict[str, str]:
+        """The unlinked Invoiced records that are the twins creates from Keap made before a crash cut them short
+        (`sources`: the Keap records whose create intent is open; a contact of a company has no metadata to name
+        its Keap id), found as an adoption finds a Keap twin (the flow's match and adoption keys, as the create wrote
+        them): taken as if picked, so each is linked to its source, neither made again in Keap nor its source in
+        Invoiced."""
+        if not sources or not unlinked:
+            return {}
+        decisions = match_all(build_index(flow, sources), (changes.invoiced[record_id] for record_id in unlinked),
+                              adopting=set(unlinked))
+        return {decision.invoiced_id: decision.keap_id for decision in decisions
+                if decision.action == "link" and decision.keap_id is not None}
 
     @staticmethod
     def _create(flow: Flow, records: Mapping[str, Record], key: CreateKey) -> Create:
