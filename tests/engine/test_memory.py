@@ -5,7 +5,8 @@ For each size, N linked companies (linked by `relink` from the Keap ids stamped 
 are renamed in Keap, and one pass carries every rename to Invoiced in a child process of its own
 (`benchmarks/one_pass.py`: the kernel's peak resident set of that process). Between 2,000 and 10,000 changed
 pairs the peak may grow by what does scale with N, the ids the plan keeps, and not by the records or plans:
-before passes streamed it grew by about 100 MB over that range.
+before passes streamed it grew by about 100 MB over that range. The same holds for the command
+`invoiced-keap sync` over all four flows (N pairs in the mix of `benchmarks/memory.py --all-flows`).
 """
 
 from __future__ import annotations
@@ -24,13 +25,12 @@ from invoiced_keap.emulators.invoiced import InvoicedEmulator
 from invoiced_keap.emulators.keap import KeapEmulator
 from invoiced_keap.emulators.keap.resources import RESOURCES
 from invoiced_keap.emulators.serve import BackgroundServer
+from invoiced_keap.engine.options import SyncOptions
 from invoiced_keap.engine.run import Syncer
-from invoiced_keap.flows import Shadow
+from invoiced_keap.flows import CATALOGUE, Shadow
 from invoiced_keap.state import Store
 from invoiced_keap.state.store import NewLink
-from tests.support import API_KEY, cli_with_peak
-
-ONE_PASS = Path(__file__).parents[2] / "benchmarks" / "one_pass.py"
+from tests.support import API_KEY, ONE_PASS, cli_with_peak
 SIZES = (2_000, 10_000)
 GROWTH_BOUND_MB = 30.0  # generous: ids of 8,000 more pairs take a few MB; the records and plans took 100 MB
 
@@ -118,3 +118,65 @@ def test_listing_links_as_json_does_not_hold_them_all(tmp_path: Path) -> None:
 
     small, large = peaks[SIZES[0]], peaks[SIZES[1]]
     assert large - small <= GROWTH_BOUND_MB, f"peak RSS {small} MB at {SIZES[0]:,} links, {large} MB at {SIZES[1]:,}"
+
+
+KEAP_NAMES = {"companies": "company_name", "contacts": "given_name", "products": "name"}
+
+
+def all_flows(pairs: int) -> tuple[list[dict[str, object]], list[dict[str, object]], list[dict[str, object]]]:
+    """Invoiced customers, contacts (by position of their customer) and items for `pairs` pairs of the four flows:
+    40 % organisations, a person under each, 10 % person customers, the rest items."""
+    organisations, persons = pairs * 2 // 5, pairs // 10
+    customers = [*({"name": f"Company {n}", "type": "company"} for n in range(organisations)),
+                 *({"name": f"Given{n} Family", "type": "person", "email": f"p{n}@example.com"} for n in range(persons))]
+    contacts = [{"customer": n, "name": f"Staff{n} Member", "email": f"staff{n}@company.example"} for n in range(organisations)]
+    items = [{"id": f"item-{n}", "name": f"Item {n}"} for n in range(pairs - 2 * organisations - persons)]
+    return customers, contacts, items
+
+
+async def first_syncs(invoiced_url: str, keap_url: str, database_url: str) -> None:
+    """The initial sync of every flow into an empty Keap, then the pass that reads back its stamps."""
+    with Store(database_url) as store:
+        store.migrate()
+        async with InvoicedConnector(API_KEY, invoiced_url) as invoiced, \
+                KeapConnector(ApiKey(API_KEY), keap_url, limits=RateLimits()) as keap:
+            syncer = Syncer(store, invoiced, keap, SyncOptions(allow_mass_change=True))
+            for _ in range(2):
+                report = await syncer.sync()
+                assert report.exit_code == 0, report.error
+
+
+def peak_of_a_sync_changing_every_flow(pairs: int, directory: Path) -> float:
+    """`invoiced-keap sync --allow-mass-change` after a Keap user renamed every linked record of the four flows, in a
+    child process: its peak memory (MB)."""
+    invoiced, keap = InvoicedEmulator(api_key=API_KEY, random_seed=1), KeapEmulator(api_key=API_KEY, random_seed=1)
+    invoiced.faults.rate_limit = keap.faults.rate_limit = None
+    customers, contacts, items = all_flows(pairs)
+    customer_ids = invoiced.seed({"customers": customers, "items": items})["customers"]
+    for contact in contacts:
+        invoiced.create_contact(customer_ids[int(str(contact["customer"]))], contact)
+    database_url = f"sqlite:///{directory / f'all-{pairs}.db'}"
+    with BackgroundServer(invoiced.asgi()) as invoiced_server, BackgroundServer(keap.asgi()) as keap_server:
+        keap_url = f"{keap_server.url}/crm/rest"
+        asyncio.run(first_syncs(invoiced_server.url, keap_url, database_url))
+        for name, field in KEAP_NAMES.items():  # a Keap user renames every record
+            for keap_id in list(keap.store.table(name)):
+                RESOURCES[name].update(keap.store, str(keap_id), {field: f"Renamed {keap_id}"}, None)
+        (directory / "invoiced-keap.toml").write_text("[rate_limits.keap_api_key]\n")  # no pacing: the emulator's limits are lifted
+        env = {"INVOICED_API_KEY": API_KEY, "KEAP_API_KEY": API_KEY, "INVOICED_API_URL": invoiced_server.url,
+               "KEAP_API_URL": keap_url, "INVOICED_KEAP_DATABASE_URL": database_url}
+        done, peak = cli_with_peak(["sync", "--allow-mass-change"], env, directory)
+    assert done.returncode == 0, done.stdout + done.stderr
+    with Store(database_url) as store:
+        linked = {name: store.count_links(name) for name in CATALOGUE}
+    assert sum(linked.values()) == pairs and all(linked.values()), linked
+    renamed = [customer for customer in invoiced.customers.values() if str(customer["name"]).startswith("Renamed")]
+    assert len(renamed) == len(customers), f"{len(renamed)} of {len(customers)} customers renamed"
+    return peak
+
+
+def test_peak_memory_of_a_sync_of_every_flow_does_not_grow_with_the_pairs_it_changes(tmp_path: Path) -> None:
+    peaks = {size: peak_of_a_sync_changing_every_flow(size, tmp_path) for size in SIZES}
+
+    small, large = peaks[SIZES[0]], peaks[SIZES[1]]
+    assert large - small <= GROWTH_BOUND_MB, f"peak RSS {small} MB at {SIZES[0]:,} changed pairs, {large} MB at {SIZES[1]:,}"
