@@ -369,7 +369,7 @@ class Flow:
 COMPANY_EMAIL = KeapPlace("email_address", "EMAIL1")
 COMPANY_PHONE = KeapPlace("phone_number", "PHONE1")
 COMPANY_ADDRESS = KeapPlace("address")
-CONTACT_EMAIL = KeapPlace("email_addresses", "EMAIL1", in_array=True)
+CONTACT_EMAIL = KeapPlace("email_addresses", "EMAIL1", in_array=True, swaps=True)
 CONTACT_PHONE = KeapPlace("phone_numbers", "PHONE1", in_array=True)
 CONTACT_ADDRESS = KeapPlace("addresses", "BILLING", in_array=True)
 

@@ -42,13 +42,16 @@ def normalise_email(email: object) -> str | None:
 
 @dataclass(frozen=True)
 class MatchKey:
-    """One kind of key (`kind`, e.g. "email"): its values for an Invoiced and for a Keap record, and the
-    top-level Keap fields it reads (so that a pass asks for them)."""
+    """One kind of key (`kind`, e.g. "email"): its values for an Invoiced record and for a Keap record, and the
+    top-level Keap fields it reads (so that a pass asks for them). `keap_main_keys`, where a Keap record holds
+    several values of the kind (a contact's emails), gives those of its main place (EMAIL1): a record found only
+    by another (its EMAIL2) is a candidate, never linked unasked, as linking writes over the main value."""
 
     kind: str
     invoiced_keys: Callable[[Record], list[str]]
     keap_keys: Callable[[Record], list[str]]
     keap_fields: tuple[str, ...]
+    keap_main_keys: Callable[[Record], list[str]] | None = None
 
 
 def _present(*values: str | None) -> list[str]:
@@ -67,11 +70,15 @@ def email_key(kind: str, invoiced_field: str, place: KeapPlace) -> MatchKey:
                     lambda record: _present(normalise_email((place.read(record) or {}).get("email"))), (place.key,))
 
 
-def emails_key(kind: str, invoiced_field: str, keap_array: str) -> MatchKey:
-    """Casefolded email equal to any of a Keap contact's email addresses (any slot)."""
-    return MatchKey(kind, lambda record: _present(normalise_email(record.get(invoiced_field))),
-                    lambda record: _present(*(normalise_email(entry.get("email")) for entry in record.get(keap_array) or ())),
-                    (keap_array,))
+def emails_key(kind: str, invoiced_field: str, keap_array: str, main_slot: str = "EMAIL1") -> MatchKey:
+    """Casefolded email equal to any of a Keap contact's email addresses (any slot); `main_slot` is its main one."""
+
+    def emails(record: Record, *, main: bool = False) -> list[str]:
+        return _present(*(normalise_email(entry.get("email")) for entry in record.get(keap_array) or ()
+                          if not main or entry.get("field") == main_slot))
+
+    return MatchKey(kind, lambda record: _present(normalise_email(record.get(invoiced_field))), emails, (keap_array,),
+                    lambda record: emails(record, main=True))
 
 
 def sku_key() -> MatchKey:

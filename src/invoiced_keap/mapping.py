@@ -326,12 +326,16 @@ class KeapPlace:
     the element with `field == slot` of an array (`contact.email_addresses[field=EMAIL1]`).
 
     Keap replaces arrays wholesale on PATCH, so writing a slot sends the whole array with only the
-    owned slot changed; other slots (EMAIL2, SHIPPING, ...) pass through untouched.
+    owned slot changed; other slots (EMAIL2, SHIPPING, ...) pass through untouched. With `swaps`, a slot that
+    holds the value written (in any case) takes the owned slot's former value instead, so nothing is lost or held
+    twice: an email linked by its EMAIL2 becomes EMAIL1, the former EMAIL1 becomes EMAIL2 (a billing address may
+    well be the shipping one too: addresses do not swap).
     """
 
     key: str
     slot: str | None = None
     in_array: bool = False
+    swaps: bool = False
 
     def read(self, record: Record) -> Mapping[str, Any] | None:
         value = record.get(self.key)
@@ -350,8 +354,23 @@ class KeapPlace:
             entry["field"] = self.slot
         if not self.in_array:
             return {self.key: entry}
-        others = [item for item in record.get(self.key) or () if item.get("field") != self.slot]
+        former, others = self.read(record), []
+        for item in record.get(self.key) or ():
+            if item.get("field") == self.slot:
+                continue
+            if entry is not None and self.swaps and _same_entry(item, entry):
+                if former is None:
+                    continue
+                item = {**former, "field": item.get("field")}
+            others.append(item)
         return {self.key: others if entry is None else [*others, entry]}
+
+
+def _same_entry(one: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
+    """Two entries of a Keap array that hold the same value in another slot (emails compared casefolded)."""
+    def value(entry: Mapping[str, Any]) -> dict[str, Any]:
+        return {key: item.strip().casefold() if isinstance(item, str) else item for key, item in entry.items() if key != "field"}
+    return value(one) == value(other)
 
 
 # --- money -----------------------------------------------------------------------------------------------

@@ -34,10 +34,13 @@ def test_link_review_create() -> None:
 
 
 def test_contacts_match_on_any_email_casefolded_and_never_without_one() -> None:
-    contacts = [{"id": "5", "given_name": "Jane",
-                 "email_addresses": [{"email": "Work@Example.com", "field": "EMAIL2"}]}]
+    contacts = [{"id": "5", "given_name": "Jane", "email_addresses": [{"email": "Main@Example.com", "field": "EMAIL1"},
+                                                                       {"email": "Work@Example.com", "field": "EMAIL2"}]}]
     index = build_index(FLOWS["contacts"], contacts)
-    assert decide(index, {"id": 1, "name": "J", "email": " work@example.COM"}).keap_id == "5"
+    assert decide(index, {"id": 1, "name": "J", "email": " main@example.COM"}).keap_id == "5"
+    # found by its EMAIL2 only: a candidate for a person to pick, as linking writes over its EMAIL1
+    by_second = decide(index, {"id": 1, "name": "J", "email": "work@example.com"})
+    assert (by_second.action, by_second.candidates) == ("review", ("5",))
     assert decide(index, {"id": 2, "name": "Jane"}).action == "create"
     assert match_key_of(FLOWS["contacts"], {"id": 2, "name": "Jane"}) is None
 
@@ -56,6 +59,17 @@ def test_two_records_claiming_one_keap_record_both_go_to_review() -> None:
                                   {"id": 3, "name": "Initech"}])
     assert [(d.action, d.keap_id) for d in decisions] == [("review", None), ("review", None), ("link", "4")]
 
+
+def test_creates_of_one_batch_with_one_key_make_one_record_and_the_others_wait_for_review() -> None:
+    index = build_index(FLOWS["contacts"], [])
+    twins = [{"id": 1, "email": "twin@example.com"}, {"id": 2, "email": "TWIN@example.com "},
+             {"id": 3, "email": "other@example.com"}, {"id": 4}, {"id": 5}]
+    decisions = match_all(index, twins)
+    assert [(d.action, d.shares_with) for d in decisions] == [("create", None), ("review", "1"), ("create", None),
+                                                              ("create", None), ("create", None)]
+    assert decisions[1].key == ("email", "twin@example.com") and decisions[1].candidates == ()
+    chosen = match_all(index, twins[:2], rejected={"2": []})  # a person chose to create it: it is
+    assert [d.action for d in chosen] == ["create", "create"]
 
 
 def test_a_pick_links_its_candidate_alone_while_it_is_unlinked() -> None:
@@ -81,13 +95,15 @@ def test_decisions_agree_with_brute_force(keap: list[tuple[int, str]], invoiced:
     decisions = match_all(build_index(FLOWS["companies"], keap_records, [str(i) for i in linked]), invoiced_records)
     linked_now = [d.keap_id for d in decisions if d.action == "link"]
     assert len(linked_now) == len(set(linked_now))
+    created: set[str] = set()
     for record, decision in zip(invoiced_records, decisions):
         key = normalise_name(record["name"])
         expected = [k["id"] for k in keap_records
                     if key and normalise_name(k["company_name"]) == key and int(k["id"]) not in linked]
         assert list(decision.candidates) == expected
-        if not expected:
-            assert decision.action == "create"
+        if not expected:  # one create per name: the others of the batch wait for review
+            assert decision.action == ("review" if key in created else "create")
+            created |= {key} if key else set()
         elif len(expected) > 1:
             assert decision.action == "review"
         else:

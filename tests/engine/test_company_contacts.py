@@ -298,3 +298,64 @@ async def test_a_review_waiting_for_a_link_in_the_other_flow_settles_once_that_l
 
     assert world.link_of("contacts", smith["id"]) == str(joe_keap["id"]) and world.store.review_items() == []
     assert second.exit_code == 0
+
+
+async def test_people_new_in_one_pass_with_one_email_make_one_keap_contact_and_the_others_wait_for_review(
+        world: World) -> None:
+    acme = world.invoiced.create_customer({"name": "Acme", "type": "company"})
+    beta = world.invoiced.create_customer({"name": "Beta", "type": "company"})
+    one = world.invoiced.create_contact(acme["id"], {"name": "Twin One", "email": "twin@example.com"})
+    two = world.invoiced.create_contact(acme["id"], {"name": "Twin Two", "email": "twin@example.com"})
+    sam = world.invoiced.create_contact(acme["id"], {"name": "Sam Same", "email": "sam@example.com"})
+    sam_at_beta = world.invoiced.create_contact(beta["id"], {"name": "Sam Same", "email": "SAM@example.com"})
+
+    report = await world.sync()
+
+    emails = sorted(c["email_addresses"][0]["email"].casefold() for c in world.keap_records("contacts"))
+    assert emails == ["sam@example.com", "twin@example.com"]  # one Keap contact per email
+    waiting = {item.invoiced_id: item.reason for item in world.store.review_items("company_contacts")}
+    assert sorted(waiting) == sorted([f"{acme['id']}/{two['id']}", f"{beta['id']}/{sam_at_beta['id']}"])
+    assert f"{acme['id']}/{one['id']}" in waiting[f"{acme['id']}/{two['id']}"]
+    assert f"{acme['id']}/{sam['id']}" in waiting[f"{beta['id']}/{sam_at_beta['id']}"]
+    assert report.exit_code == 2
+
+    # later, two more with one email, new in one pass, under a company linked before
+    world.invoiced.create_contact(beta["id"], {"name": "Dee One", "email": "dee@example.com"})
+    world.invoiced.create_contact(beta["id"], {"name": "Dee Two", "email": "Dee@Example.com"})
+    await world.sync()
+    assert [c["email_addresses"][0]["email"].casefold() for c in world.keap_records("contacts")].count("dee@example.com") == 1
+    assert len(world.store.review_items("company_contacts")) == 3
+
+
+async def test_person_customers_new_in_one_pass_with_one_email_make_one_keap_contact(world: World) -> None:
+    first = world.invoiced.create_customer({"name": "Jo Twin", "type": "person", "email": "jo@example.com"})
+    second = world.invoiced.create_customer({"name": "Jo Twin", "type": "person", "email": "JO@example.com"})
+
+    report = await world.sync()
+
+    assert len(world.keap_records("contacts")) == 1 and world.link_of("contacts", first["id"])
+    [item] = world.store.review_items("contacts")
+    assert item.invoiced_id == str(second["id"]) and f"customer {first['id']}" in item.reason
+    assert report.exit_code == 2
+
+
+async def test_a_keap_contact_found_by_its_second_email_waits_for_a_pick_and_keeps_its_main_email(world: World) -> None:
+    [keap_id] = world.keap.seed({"contacts": [{"given_name": "Sec", "family_name": "Ond", "email_addresses": [
+        {"email": "primary@example.com", "field": "EMAIL1"}, {"email": "second@example.com", "field": "EMAIL2"}]}]})["contacts"]
+    acme = world.invoiced.create_customer({"name": "Acme", "type": "company"})
+    sec = world.invoiced.create_contact(acme["id"], {"name": "Sec Ond", "email": "Second@example.com"})
+    person = f"{acme['id']}/{sec['id']}"
+
+    report = await world.sync()
+
+    [item] = world.store.review_items("company_contacts")
+    assert item.candidate_ids == [str(keap_id)] and f"contact {keap_id} has it besides its main email" in item.reason
+    assert report.exit_code == 2 and len(world.keap_records("contacts")) == 1
+    assert world.keap_record("contacts", str(keap_id))["email_addresses"][0]["email"] == "primary@example.com"
+
+    pick(world.store, person, str(keap_id))
+    await world.sync()
+
+    assert world.link_of("company_contacts", person) == str(keap_id)
+    emails = {e["field"]: e["email"] for e in world.keap_record("contacts", str(keap_id))["email_addresses"]}
+    assert emails == {"EMAIL1": "Second@example.com", "EMAIL2": "primary@example.com"}  # moved, not lost

@@ -7,7 +7,11 @@ yields candidates decides: exactly one candidate -> `link`; several -> `review` 
 nothing is linked or created); none under any key -> `create`. Keap records already linked are not
 candidates, and when two Invoiced records of one batch would link to the same Keap record, both go to
 review instead. A Keap record linked in another flow on the same object (`taken`: a contact linked to a
-person customer, met by a company's person with its email) goes to review, never a second link.
+person customer, met by a company's person with its email) goes to review, never a second link, and so does
+one candidate found only by a value outside its main place (`KeapIndex.secondary`: a contact's EMAIL2; linking
+writes the Invoiced value over its EMAIL1). Records of one batch whose creates would carry the same key (two
+people with one email, in any case) make one Keap record: the first in the batch is created, the others go to
+review naming it (`MatchDecision.shares_with`), unless a person chose to create them (`rejected`).
 
 `MatchDecision.key` is the `(kind, normalised value)` that decided, or for a create the first key
 available: the pass stores it with the create intent to adopt a twin found after a crash.
@@ -43,12 +47,14 @@ def _keys(flow: Flow, adopting: bool = True) -> tuple[MatchKey, ...]:
 @dataclass(frozen=True)
 class KeapIndex:
     """Unlinked Keap record ids by match key: `{(kind, normalised value): (keap_id, ...)}`; `ids`: all of them;
-    `taken`: those linked in another flow on the same Keap object (a match on one goes to review, never links)."""
+    `taken`: those linked in another flow on the same Keap object (a match on one goes to review, never links);
+    `secondary`: the (key, id) found only outside the record's main place (`MatchKey.keap_main_keys`), likewise."""
 
     flow: Flow
     ids_by_key: Mapping[Key, tuple[str, ...]]
     ids: frozenset[str] = frozenset()
     taken: frozenset[str] = frozenset()
+    secondary: frozenset[tuple[Key, str]] = frozenset()
 
     def candidates(self, key: Key) -> tuple[str, ...]:
         return self.ids_by_key.get(key, ())
@@ -61,16 +67,20 @@ def build_index(flow: Flow, keap_records: Iterable[Record], linked_keap_ids: Ite
     linked = {str(keap_id) for keap_id in linked_keap_ids}
     ids_by_key: dict[Key, list[str]] = defaultdict(list)
     unlinked: set[str] = set()
+    secondary: set[tuple[Key, str]] = set()
     for record in keap_records:
         keap_id = str(record["id"])
         if keap_id in linked:
             continue
         unlinked.add(keap_id)
         for match_key in _keys(flow):
+            main = None if match_key.keap_main_keys is None else set(match_key.keap_main_keys(record))
             for value in dict.fromkeys(match_key.keap_keys(record)):
                 ids_by_key[(match_key.kind, value)].append(keap_id)
+                if main is not None and value not in main:
+                    secondary.add(((match_key.kind, value), keap_id))
     return KeapIndex(flow, {key: tuple(dict.fromkeys(ids)) for key, ids in ids_by_key.items()}, frozenset(unlinked),
-                     frozenset(taken) & frozenset(unlinked))
+                     frozenset(taken) & frozenset(unlinked), frozenset(secondary))
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,7 @@ class MatchDecision:
     keap_id: str | None = None
     candidates: tuple[str, ...] = ()
     key: Key | None = None
+    shares_with: str | None = None  # for a review: the record of the batch created with the same key
 
 
 def match_key_of(flow: Flow, invoiced_record: Record) -> Key | None:
@@ -101,7 +112,7 @@ def decide(index: KeapIndex, invoiced_record: Record, *, adopting: bool = False,
         for value in match_key.invoiced_keys(invoiced_record):
             key = (match_key.kind, value)
             candidates = tuple(keap_id for keap_id in index.candidates(key) if keap_id not in rejected)
-            if len(candidates) == 1 and candidates[0] not in index.taken:
+            if len(candidates) == 1 and candidates[0] not in index.taken and (key, candidates[0]) not in index.secondary:
                 return MatchDecision(invoiced_id, "link", candidates[0], candidates, key)
             if candidates:
                 return MatchDecision(invoiced_id, "review", None, candidates, key)
@@ -112,8 +123,9 @@ def match_all(index: KeapIndex, invoiced_records: Iterable[Record], *, adopting:
               rejected: Mapping[str, Collection[str]] | None = None,
               picked: Mapping[str, str] | None = None) -> list[MatchDecision]:
     """Decide for a batch; a Keap record claimed by several Invoiced records links none of them, unless one
-    claim is a person's pick, which then links alone. `adopting`: ids with an open create intent; `rejected`:
-    Keap ids ruled out per Invoiced id; `picked`: the Keap id picked per Invoiced id."""
+    claim is a person's pick, which then links alone; of creates with one key, the first is made (see the module
+    docstring). `adopting`: ids with an open create intent; `rejected`: Keap ids ruled out per Invoiced id (a
+    person's choice to create); `picked`: the Keap id picked per Invoiced id."""
     rejected, picked = rejected or {}, picked or {}
     decisions = [decide(index, record, adopting=str(record["id"]) in adopting, rejected=rejected.get(str(record["id"]), ()),
                         picked=picked.get(str(record["id"]))) for record in invoiced_records]
@@ -125,8 +137,19 @@ def match_all(index: KeapIndex, invoiced_records: Iterable[Record], *, adopting:
             return False
         return not (decision.key == ("picked", decision.keap_id) and picks[decision.keap_id] == 1)
 
-    return [MatchDecision(decision.invoiced_id, "review", None, decision.candidates, decision.key)
-            if contested(decision) else decision for decision in decisions]
+    makers: dict[Key, str] = {}
+
+    def settled(decision: MatchDecision) -> MatchDecision:
+        if contested(decision):
+            return MatchDecision(decision.invoiced_id, "review", None, decision.candidates, decision.key)
+        if decision.action != "create" or decision.key is None:
+            return decision
+        maker = makers.setdefault(decision.key, decision.invoiced_id)
+        if maker == decision.invoiced_id or decision.invoiced_id in rejected:
+            return decision
+        return MatchDecision(decision.invoiced_id, "review", key=decision.key, shares_with=maker)
+
+    return [settled(decision) for decision in decisions]
 
 
 def relink_pairs(flow: Flow, invoiced_records: Iterable[Record], keap_records: Iterable[Record],

@@ -25,7 +25,7 @@ from invoiced_keap.connectors.errors import NotFound
 from invoiced_keap.connectors.invoiced import InvoicedConnector
 from invoiced_keap.connectors.keap import KeapConnector
 from invoiced_keap.engine.changes import FlowChanges, get_record
-from invoiced_keap.engine.match import build_index, match_all
+from invoiced_keap.engine.match import KeapIndex, MatchDecision, build_index, match_all
 from invoiced_keap.engine.options import DeletesPolicy, FlowOptions
 from invoiced_keap.engine.plan import CreatePlan, PairPlan, Policy, plan_create, plan_pair
 from invoiced_keap.engine.receivables import OPERATION
@@ -332,6 +332,21 @@ def refused_again(refused: Mapping[tuple[str, str, str], object], work: PairWork
     return None
 
 
+def review_reason(flow: Flow, index: KeapIndex, decision: MatchDecision, taken: Mapping[str, str]) -> str:
+    """Why a record waits for a person's decision (`match.decide`, `match.match_all`), naming the Keap records."""
+    if decision.key is None:
+        return "ambiguous"
+    kind, value = decision.key
+    if decision.shares_with is not None:
+        return (f"{flow.invoiced.name} {decision.shares_with}, new in the same pass, has the same {kind} {value!r}: its "
+                f"Keap {flow.keap.hook_object} is made, and one {kind} makes one Keap record")
+    keap = f"Keap {flow.keap.hook_object}"
+    return f"{len(decision.candidates)} Keap records match {kind} {value!r}" + "".join(
+        f"; {keap} {keap_id} {LINKED_ELSEWHERE} {taken[keap_id]}" if keap_id in taken else
+        f"; {keap} {keap_id} has it besides its main {kind}, which linking would replace" for keap_id in decision.candidates
+        if keap_id in taken or (decision.key, keap_id) in index.secondary)
+
+
 @dataclass
 class Planner:
     """Builds `FlowPlan`s: the state and connectors to read from, the flows and their options."""
@@ -578,11 +593,7 @@ class Planner:
         for decision in decisions:
             if decision.action == "review":
                 claimed.update(decision.candidates)
-                reason = (f"{len(decision.candidates)} Keap records match {decision.key[0]} {decision.key[1]!r}"
-                          if decision.key else "ambiguous")
-                reason += "".join(f"; Keap {flow.keap.hook_object} {keap_id} {LINKED_ELSEWHERE} {taken[keap_id]}"
-                                  for keap_id in decision.candidates if keap_id in taken)
-                plan.reviews.append(Review(decision.invoiced_id, decision.candidates, reason))
+                plan.reviews.append(Review(decision.invoiced_id, decision.candidates, review_reason(flow, index, decision, taken)))
                 continue
             if decision.invoiced_id in in_review:
                 plan.settled_reviews.append((decision.invoiced_id, decision.action))
