@@ -359,3 +359,23 @@ async def test_a_keap_contact_found_by_its_second_email_waits_for_a_pick_and_kee
     assert world.link_of("company_contacts", person) == str(keap_id)
     emails = {e["field"]: e["email"] for e in world.keap_record("contacts", str(keap_id))["email_addresses"]}
     assert emails == {"EMAIL1": "Second@example.com", "EMAIL2": "primary@example.com"}  # moved, not lost
+
+
+async def test_a_second_pick_of_one_keap_contact_is_refused_naming_the_first(world: World) -> None:
+    [shared] = world.keap.seed({"contacts": [{"given_name": "Shared", "family_name": "Person", "email_addresses": [
+        {"email": "shared@example.com", "field": "EMAIL1"}]}]})["contacts"]
+    two_a = world.invoiced.create_customer({"name": "Two A", "type": "company"})
+    two_b = world.invoiced.create_customer({"name": "Two B", "type": "company"})
+    at_a = world.invoiced.create_contact(two_a["id"], {"name": "Shared Person", "email": "shared@example.com"})
+    at_b = world.invoiced.create_contact(two_b["id"], {"name": "Shared Person", "email": "SHARED@example.com"})
+    await world.sync()
+    assert len(world.store.review_items("company_contacts")) == 2  # both claim it
+
+    pick(world.store, f"{two_a['id']}/{at_a['id']}", str(shared))
+    with pytest.raises(ReviewRefused, match=f"contact {shared} is picked already for Invoiced {two_a['id']}/{at_a['id']}"):
+        pick(world.store, f"{two_b['id']}/{at_b['id']}", str(shared))
+    report = await world.sync()
+
+    assert world.link_of("company_contacts", f"{two_a['id']}/{at_a['id']}") == str(shared)
+    [item] = world.store.review_items("company_contacts")
+    assert item.invoiced_id == f"{two_b['id']}/{at_b['id']}" and report.exit_code == 2

@@ -38,6 +38,10 @@ def pick(store: Store, invoiced_id: str, keap_id: str, flow: str | None = None) 
     if holder is not None:
         raise ReviewRefused(f"--pick {keap_id}: Keap {CATALOGUE[item.flow].keap.hook_object} {keap_id} is linked in flow "
                             f"{holder}; a Keap record has one link (unlink it there first, or --create)")
+    rival = next(((name, other) for name in sharing for other, chosen in store.pick_decisions(name).items() if chosen == keap_id), None)
+    if rival is not None:
+        raise ReviewRefused(f"--pick {keap_id}: Keap {CATALOGUE[item.flow].keap.hook_object} {keap_id} is picked already for "
+                            f"Invoiced {rival[1]} (flow {rival[0]}), to be linked by the next pass; a Keap record has one link")
     with store.transaction() as tx:
         tx.resolve_review_item(item.flow, invoiced_id, pick_resolution(keap_id))
         tx.open_intent(item.flow, "invoiced", invoiced_id, None)
