@@ -47,3 +47,21 @@ async def test_a_twin_made_before_a_crash_and_linked_since_to_another_record_is_
 
     assert again.exit_code == 2 and len(world.invoiced.customer_contacts(acme["id"])) == 2
     assert len(world.store.failures("company_contacts")) == 1
+
+
+async def test_a_person_with_no_email_of_a_customer_merged_away_keeps_its_keap_contact(world: World) -> None:
+    alpha = world.invoiced.create_customer({"name": "Alpha Co", "type": "company"})
+    dup = world.invoiced.create_customer({"name": "Alpha Company Dup", "type": "company"})
+    world.invoiced.create_contact(alpha["id"], {"name": "Ann Alpha", "email": "ann@example.com"})
+    world.invoiced.create_contact(dup["id"], {"name": "Ben Beta", "email": "ben@example.com"})
+    phone = world.invoiced.create_contact(dup["id"], {"name": "Phone Person", "phone": "555 7777"})
+    await world.sync()
+    keap_id = world.link_of("company_contacts", f"{dup['id']}/{phone['id']}")
+
+    world.invoiced.merge_customers(alpha["id"], dup["id"])  # Dup into Alpha: the contact keeps its id
+    report = await world.sync()
+
+    assert report.exit_code == 0, report.flows["company_contacts"].actions
+    assert world.link_of("company_contacts", f"{alpha['id']}/{phone['id']}") == keap_id
+    assert str(world.keap_record("contacts", keap_id)["company"]["id"]) == world.link_of("companies", alpha["id"])
+    assert sorted(c["given_name"] for c in world.keap_records("contacts")) == ["Ann", "Ben", "Phone"]

@@ -580,7 +580,7 @@ class Planner:
         adopting = {intent.source_id for intent in intents if intent.source_side == "invoiced"}
         cut_short = [changes.keap[intent.source_id] for intent in intents
                      if intent.source_side == "keap" and intent.source_id in changes.keap]
-        picked = {**self._former_twins(flow, unlinked, taken), **self._cut_short_twins(flow, changes, unlinked, cut_short),
+        picked = {**self._former_twins(flow, unlinked, taken, plan.removals), **self._cut_short_twins(flow, changes, unlinked, cut_short),
                   **self.store.pick_decisions(name)}
         decisions = match_all(index, (changes.invoiced[record_id] for record_id in unlinked), adopting=adopting,
                               rejected=self.store.create_decisions(name), picked=picked)
@@ -617,13 +617,16 @@ class Planner:
         plan.creates["invoiced"] = self._creates(flow, changes.invoiced, creates)
         return claimed
 
-    def _former_twins(self, flow: Flow, unlinked: list[str], taken: Mapping[str, str]) -> dict[str, str]:
+    def _former_twins(self, flow: Flow, unlinked: list[str], taken: Mapping[str, str], removals: Iterable[Removal]) -> dict[str, str]:
         """For a nested flow, the Keap twin each unlinked record had before (its link closed when its parent lost its
-        Keap company, or under the customer a merge took it from: a contact keeps its own id), while no flow links
-        it: taken again as if picked, so a person with no email is not made twice."""
+        Keap company, or under the customer a merge took it from: a contact keeps its own id; closed before, or by
+        this plan's `removals`), while no flow links it: taken again as if picked, so a person with no email is not
+        made twice."""
         if flow.parent is None or not unlinked:
             return {}
-        former = {invoiced_id.rpartition("/")[2]: keap_id for invoiced_id, keap_id in self.store.closed_twins(flow.name).items()}
+        closing = {removal.link.invoiced_id: removal.link.keap_id for removal in removals}
+        former = {invoiced_id.rpartition("/")[2]: keap_id
+                  for invoiced_id, keap_id in {**self.store.closed_twins(flow.name), **closing}.items()}
         twins = {record_id: former[own] for record_id in unlinked if (own := record_id.rpartition("/")[2]) in former}
         return {record_id: keap_id for record_id, keap_id in twins.items() if keap_id not in taken}
 
