@@ -379,3 +379,38 @@ async def test_a_second_pick_of_one_keap_contact_is_refused_naming_the_first(wor
     assert world.link_of("company_contacts", f"{two_a['id']}/{at_a['id']}") == str(shared)
     [item] = world.store.review_items("company_contacts")
     assert item.invoiced_id == f"{two_b['id']}/{at_b['id']}" and report.exit_code == 2
+
+
+@pytest.mark.parametrize("gone", ["contact", "customer"])
+async def test_a_review_item_whose_person_or_customer_is_deleted_closes_in_the_pass_that_learns_it(
+        world: World, gone: str) -> None:
+    stay = world.invoiced.create_customer({"name": "Stay Co", "type": "company"})
+    doomed = world.invoiced.create_customer({"name": "Doomed Co", "type": "company"})
+    world.invoiced.create_contact(stay["id"], {"name": "Rev Ann", "email": "rev@example.com"})
+    await world.sync()
+    again = world.invoiced.create_contact(doomed["id"], {"name": "Rev Ann", "email": "rev@example.com"})
+    assert (await world.sync()).exit_code == 2  # her email is linked already: review
+
+    if gone == "contact":
+        world.invoiced.delete_contact(doomed["id"], again["id"])
+    else:
+        world.invoiced.delete_customer(doomed["id"])
+    report = await world.sync()
+
+    assert world.store.review_items() == [] and report.exit_code == 0
+    [closed] = world.store.review_items(include_resolved=True)
+    assert closed.invoiced_id == f"{doomed['id']}/{again['id']}" and (closed.resolution or "").startswith("closed: ")
+    assert (await world.sync()).exit_code == 0
+
+
+async def test_a_review_item_of_a_person_customer_now_a_company_closes(world: World) -> None:
+    first = world.invoiced.create_customer({"name": "Jo Twin", "type": "person", "email": "jo@example.com"})
+    second = world.invoiced.create_customer({"name": "Jo Twin", "type": "person", "email": "jo@example.com"})
+    await world.sync()
+    assert [item.invoiced_id for item in world.store.review_items("contacts")] == [str(second["id"])]
+
+    world.invoiced.update_customer(second["id"], {"type": "company"})
+    report = await world.sync()
+
+    assert world.store.review_items("contacts") == [] and world.link_of("companies", second["id"])
+    assert world.link_of("contacts", first["id"]) and report.exit_code == 0

@@ -386,6 +386,7 @@ class Planner:
         plan.removals = list(removed.values())
         freed = {removal.link.keap_id for removal in plan.removals} if options.deletes == "unlink" else set()
         sharing = [other.name for other in self.flows.values() if other.keap == flow.keap and other.name != name]
+        plan.settled_reviews = self._gone_reviews(flow, read)
         await self._add_freed_reviews(flow, changes, freed, sharing)
         by_invoiced = store.link_ids_of(name, "invoiced", [i for i in changes.invoiced if i not in changes.removed_invoiced])
         by_keap = store.link_ids_of(name, "keap", changes.keap)
@@ -487,6 +488,27 @@ class Planner:
                 customers[link.invoiced_id] = {**customers[link.invoiced_id], **work.plan.invoiced_writes}
 
     # --- failures, intents and review ---------------------------------------------------------------
+    def _gone_reviews(self, flow: Flow, read: Mapping[str, FlowChanges]) -> list[tuple[str, str]]:
+        """The flow's open review items whose record this pass learns is gone, each closed with why: deleted or
+        merged away (a believed removal), under a customer with no Keap company any more (a nested flow: deleted,
+        merged, a person now), or read as another flow's (a type change: matched there)."""
+        changes = read[flow.name]
+        others = [other for other in self.flows.values()
+                  if other.name != flow.name and other.invoiced == flow.invoiced and other.name in read]
+        parents = changes.parents if flow.parent is not None else None
+        gone = []
+        for item in self.store.review_items(flow.name):
+            if item.invoiced_id in changes.removed_invoiced:
+                why = changes.removal_reasons.get(item.invoiced_id, "deleted or merged in Invoiced")
+            elif parents is not None and (parent := item.invoiced_id.partition("/")[0]) not in parents.keap_of:
+                why = f"its customer {parent} has no Keap company any more"
+            elif (owner := next((other.name for other in others if item.invoiced_id in read[other.name].invoiced), None)):
+                why = f"type changed: it is flow {owner}'s now"
+            else:
+                continue
+            gone.append((item.invoiced_id, f"closed: {why}"))
+        return gone
+
     async def _add_freed_reviews(self, flow: Flow, changes: FlowChanges, freed: set[str], sharing: list[str]) -> None:
         """Bring into the pass, to be matched again, the records of review items that wait for a Keap record to be
         unlinked: by this plan (a person whose move was seen before its delete), or since (linked in another flow,
@@ -580,8 +602,10 @@ class Planner:
         adopting = {intent.source_id for intent in intents if intent.source_side == "invoiced"}
         cut_short = [changes.keap[intent.source_id] for intent in intents
                      if intent.source_side == "keap" and intent.source_id in changes.keap]
-        picked = {**self._former_twins(flow, unlinked, taken, plan.removals), **self._cut_short_twins(flow, changes, unlinked, cut_short),
-                  **self.store.pick_decisions(name)}
+        moved = [listing[removal.link.keap_id] for removal in plan.removals if flow.parent is not None and removal.gone == "invoiced"
+                 and removal.link.keap_id not in taken and removal.link.keap_id in listing]
+        picked = {**self._former_twins(flow, unlinked, taken, plan.removals),
+                  **self._adopted_twins(flow, changes, unlinked, [*cut_short, *moved]), **self.store.pick_decisions(name)}
         decisions = match_all(index, (changes.invoiced[record_id] for record_id in unlinked), adopting=adopting,
                               rejected=self.store.create_decisions(name), picked=picked)
         self.progress(Progress(name, "matched", len(decisions), len(unlinked)))
@@ -631,12 +655,14 @@ class Planner:
         return {record_id: keap_id for record_id, keap_id in twins.items() if keap_id not in taken}
 
     @staticmethod
-    def _cut_short_twins(flow: Flow, changes: FlowChanges, unlinked: list[str], sources: list[Record]) -> dict[str, str]:
-        """The unlinked Invoiced records that are the twins creates from Keap made before a crash cut them short
-        (`sources`: the Keap records whose create intent is open; a contact of a company has no metadata to name
-        its Keap id), found as an adoption finds a Keap twin (the flow's match and adoption keys, as the create wrote
-        them): taken as if picked, so each is linked to its source, neither made again in Keap nor its source in
-        Invoiced."""
+    def _adopted_twins(flow: Flow, changes: FlowChanges, unlinked: list[str], sources: list[Record]) -> dict[str, str]:
+        """The unlinked Invoiced records that are the twins of `sources`, Keap records whose twin may be new in
+        Invoiced: one a create from Keap made before a crash cut it short (its create intent open; a contact of a
+        company has no metadata to name its Keap id), or, of a company's person, the Keap contact whose link this plan
+        closes as its Invoiced contact was deleted (a move: deleted under one customer, made under another in the
+        same pass). Found as an adoption finds a Keap twin (the flow's match and adoption keys: the email, else the
+        name with the phone or street) and taken as if picked, so each is linked to its Keap record, neither made
+        again in Keap nor, for a cut-short create, its source in Invoiced."""
         if not sources or not unlinked:
             return {}
         decisions = match_all(build_index(flow, sources), (changes.invoiced[record_id] for record_id in unlinked),
