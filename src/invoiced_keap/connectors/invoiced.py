@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import sys
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from array import array
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 from urllib.parse import quote
 
 import httpx
@@ -258,7 +259,7 @@ def _second(moment: datetime | None) -> int | None:
 class EventBatch:
     """Events after a cursor, oldest first, and the cursor to commit once they are handled (the newest id)."""
 
-    events: list[Event]
+    events: Sequence[Event]
     cursor: int | None
 
 
@@ -286,6 +287,77 @@ class Event:
     def kind(self) -> str:
         """The object type the event is about: `customer`, `contact`, `invoice`, ..."""
         return self.type.partition(".")[0]
+
+
+class EventLog(Sequence["Event"]):
+    """Events in a row, kept as columns: an id and three id texts as 64-bit integers (a text that is not a plain
+    number aside, by position), the type as a number: about 30 bytes an event, where an `Event` with its texts takes
+    about 160 (the pass after a first sync of 100,000 records reads one event per stamped customer). Indexing and
+    iterating make each `Event` afresh."""
+
+    _NONE, _ASIDE = -1, -2
+    _TEXTS = ("object_id", "customer", "original_customer")
+
+    def __init__(self, events: Iterable[Event] = ()) -> None:
+        self._ids = array("q")
+        self._types = array("H")
+        self._type_names: list[str] = []
+        self._texts = {name: array("q") for name in self._TEXTS}
+        self._aside: dict[tuple[str, int], str] = {}  # (column, position) -> a text that is not a plain number
+        for event in events:
+            self.append(event)
+
+    def append(self, event: Event) -> None:
+        if event.type not in self._type_names:
+            self._type_names.append(event.type)
+        self._types.append(self._type_names.index(event.type))
+        for name, column in self._texts.items():
+            column.append(self._number(name, getattr(event, name)))
+        self._ids.append(event.id)
+
+    def _number(self, column: str, text: str | None) -> int:
+        """How the column keeps `text` at the next position: a plain number as itself, anything else set aside."""
+        if text is None:
+            return self._NONE
+        if text.isascii() and text.isdigit() and len(text) < 19 and (text == "0" or not text.startswith("0")):
+            return int(text)
+        self._aside[(column, len(self._ids))] = text
+        return self._ASIDE
+
+    def reverse(self) -> None:
+        """In place: the last event first."""
+        last = len(self._ids) - 1
+        for column in (self._ids, self._types, *self._texts.values()):
+            column.reverse()
+        self._aside = {(name, last - position): text for (name, position), text in self._aside.items()}
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @overload
+    def __getitem__(self, index: int) -> Event: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Event]: ...
+
+    def __getitem__(self, index: int | slice) -> Event | list[Event]:
+        if isinstance(index, slice):
+            return [self[position] for position in range(*index.indices(len(self)))]
+        position = range(len(self))[index]  # IndexError past the end; a negative index counts from it
+        texts = []
+        for name, column in self._texts.items():
+            number = column[position]
+            texts.append(None if number == self._NONE else self._aside[(name, position)] if number == self._ASIDE else str(number))
+        return Event(self._ids[position], self._type_names[self._types[position]], *texts)
+
+    def __iter__(self) -> Iterator[Event]:
+        return (self[position] for position in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == list(other) if isinstance(other, (list, EventLog)) else NotImplemented
+
+    def __repr__(self) -> str:
+        return f"EventLog({list(self)!r})"
 
 
 def _text_id(value: Any) -> str | None:
@@ -387,13 +459,13 @@ class InvoicedConnector(AsyncClosing):
         """Every event with an id above the cursor, oldest first: one listing of all types, newest first, paged
         until the cursor (an idle account costs one call). Without a cursor, where the account's events stand
         now: the newest id and no events (a first read lists every record, so no older event adds anything).
-        Each event is kept as an `Event`: a pass of stamps makes one event per customer, each carrying the whole
-        customer."""
-        found: list[Event] = []
+        The events are kept as an `EventLog`: a pass of stamps makes one event per customer, each carrying the
+        whole customer."""
+        found = EventLog()
         async with aclosing(self.read(EVENTS, {"per_page": 1} if after_event_id is None else None)) as events:
             async for event in events:
                 if after_event_id is None:
-                    return EventBatch([], int(event["id"]))
+                    return EventBatch(found, int(event["id"]))
                 if event["id"] <= after_event_id:
                     break
                 found.append(Event.of(event))

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import aclosing, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -205,12 +205,12 @@ class PassEvents:
     """The account's events a pass read once for everyone who takes them (flows' removals, a company's people,
     what a customer owes): every event above the oldest of their cursors, oldest first, and the newest event id."""
 
-    events: list[Event]
+    events: Sequence[Event]
     newest: int | None
 
-    def since(self, cursor: str | None) -> list[Event]:
-        """The events above `cursor`; none without one (a first read lists every record instead)."""
-        return [] if cursor is None else [event for event in self.events if event.id > int(cursor)]
+    def since(self, cursor: str | None) -> Iterator[Event]:
+        """The events above `cursor`, one at a time; none without one (a first read lists every record instead)."""
+        return iter(()) if cursor is None else (event for event in self.events if event.id > int(cursor))
 
     def mark(self, cursor: str | None) -> str | None:
         """The cursor to commit once the events above `cursor` are handled."""
