@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -60,7 +61,7 @@ def all_flows_account(links: int) -> dict[str, list[dict[str, Any]]]:
 
 def cli_pass(urls: EmulatorUrls, database_url: str, directory: Path) -> dict[str, Any]:
     """`invoiced-keap sync --allow-mass-change` in a child process (`one_pass.py cli`, run in `directory` where the
-    settings file lifts Keap's pacing): its peak memory, exit code and the last lines it printed."""
+    settings file lifts Keap's pacing): its peak memory, exit code and API calls (its pass and a reconcile if due)."""
     environment = {"INVOICED_API_KEY": KEY, "KEAP_API_KEY": KEY, "INVOICED_API_URL": urls.invoiced,
                    "KEAP_API_URL": urls.keap_api, "INVOICED_KEAP_DATABASE_URL": database_url,
                    "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(directory),
@@ -70,8 +71,9 @@ def cli_pass(urls: EmulatorUrls, database_url: str, directory: Path) -> dict[str
                           cwd=directory, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"invoiced-keap sync exited {done.returncode}: {done.stdout[-2000:]} {done.stderr[-2000:]}")
+    calls = [tuple(map(int, found)) for found in re.findall(r"API calls: invoiced (\d+), keap (\d+)", done.stdout)]
     return {"peak_rss_mb": round(int(done.stderr.strip().splitlines()[-1]) / 1024, 1), "exit_code": done.returncode,
-            "report": done.stdout.strip().splitlines()[-12:]}
+            "calls": {"invoiced": sum(invoiced for invoiced, _ in calls), "keap": sum(keap for _, keap in calls)}}
 
 
 def one_pass(urls: EmulatorUrls, database_url: str) -> dict[str, Any]:
