@@ -31,6 +31,19 @@ async def test_rejected_records_are_failures_the_rest_syncs_and_a_fix_at_the_sou
     assert len(world.store.active_link_ids("contacts")) == 7 == len(world.keap_records("contacts"))
 
 
+async def test_a_refused_person_turned_company_leaves_no_failure_behind(world: World) -> None:
+    """Its failure in the contacts flow closes in the pass that reads it as a company, not at its next retry."""
+    walk_in = world.invoiced.create_customer({"name": "Walk-in Customer", "type": "person"})  # Keap refuses it
+    assert (await world.sync()).exit_code == 2
+
+    world.invoiced.update_customer(walk_in["id"], {"type": "company"})
+    report = await world.sync()
+
+    assert report.exit_code == 0, [failure.message for failure in world.store.failures()]
+    assert world.store.failures() == []
+    assert world.link_of("companies", walk_in["id"])
+
+
 async def test_retry_one_failure_retries_that_record_only(world: World) -> None:
     world.invoiced.seed({"customers": [{"name": f"Bad {n}", "type": "person", "email": f"{n}{LONG_EMAIL}"} for n in range(2)]})
     await world.sync(flows=["contacts"])

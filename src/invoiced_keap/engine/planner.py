@@ -372,6 +372,11 @@ class Planner:
         plan.refused = {(failure.side, failure.record_id, failure.operation): failure.payload
                         for failure in failures if failure.next_retry_at > now}
         await self._add_due_failures(flow, changes, plan)
+        owner_now = self._owner_now(flow, read)
+        plan.resolved_failures += [  # a type change: the record is another flow's now, whose pass syncs it
+            ("invoiced", failure.record_id) for failure in failures
+            if failure.side == "invoiced" and ("invoiced", failure.record_id) not in plan.resolved_failures
+            and owner_now(failure.record_id)]
         moved_sources = await self._add_intent_sources(flow, changes, plan)
         plan.read = {"invoiced": len(changes.invoiced), "keap": len(changes.keap)}
 
@@ -493,8 +498,7 @@ class Planner:
         merged away (a believed removal), under a customer with no Keap company any more (a nested flow: deleted,
         merged, a person now), or read as another flow's (a type change: matched there)."""
         changes = read[flow.name]
-        others = [other for other in self.flows.values()
-                  if other.name != flow.name and other.invoiced == flow.invoiced and other.name in read]
+        owner_now = self._owner_now(flow, read)
         parents = changes.parents if flow.parent is not None else None
         gone = []
         for item in self.store.review_items(flow.name):
@@ -502,12 +506,19 @@ class Planner:
                 why = changes.removal_reasons.get(item.invoiced_id, "deleted or merged in Invoiced")
             elif parents is not None and (parent := item.invoiced_id.partition("/")[0]) not in parents.keap_of:
                 why = f"its customer {parent} has no Keap company any more"
-            elif (owner := next((other.name for other in others if item.invoiced_id in read[other.name].invoiced), None)):
+            elif (owner := owner_now(item.invoiced_id)):
                 why = f"type changed: it is flow {owner}'s now"
             else:
                 continue
             gone.append((item.invoiced_id, f"closed: {why}"))
         return gone
+
+    def _owner_now(self, flow: Flow, read: Mapping[str, FlowChanges]) -> Callable[[str], str | None]:
+        """Which other flow on the flow's Invoiced resource this pass read an Invoiced record as (a type change),
+        by its id; None: none did."""
+        others = [other.name for other in self.flows.values()
+                  if other.name != flow.name and other.invoiced == flow.invoiced and other.name in read]
+        return lambda record_id: next((other for other in others if record_id in read[other].invoiced), None)
 
     async def _add_freed_reviews(self, flow: Flow, changes: FlowChanges, freed: set[str], sharing: list[str]) -> None:
         """Bring into the pass, to be matched again, the records of review items that wait for a Keap record to be
