@@ -8,6 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from invoiced_keap.engine.match import build_index, decide, match_all, match_key_of
+from invoiced_keap.engine.plan import plan_create
+from invoiced_keap.engine.planner import keys_of_create
 from invoiced_keap.flows import CATALOGUE as FLOWS
 from invoiced_keap.keys import normalise_name
 
@@ -70,6 +72,19 @@ def test_creates_of_one_batch_with_one_key_make_one_record_and_the_others_wait_f
     assert decisions[1].key == ("email", "twin@example.com") and decisions[1].candidates == ()
     chosen = match_all(index, twins[:2], rejected={"2": []})  # a person chose to create it: it is
     assert [d.action for d in chosen] == ["create", "create"]
+
+
+def test_a_create_shares_only_the_keys_of_the_keap_record_it_would_make() -> None:
+    """A create Keap refuses makes nothing to share; an email too long for Keap is not in what it makes."""
+    flow = FLOWS["contacts"]
+    long_email = "m" * 64 + "@" + "d" * 20 + ".example.com"
+    people = [{"id": 1, "name": "Walk In", "email": long_email}, {"id": 2, "name": "Long Mail", "email": long_email,
+                                                                  "phone": "+1 555 0101"},
+              {"id": 3, "name": "Bare", "email": "bare@example.com"}, {"id": 4, "name": "Bare", "email": "bare@example.com"}]
+    made = match_all(build_index(flow, []), people,
+                     made_with=lambda record: keys_of_create(flow, plan_create(flow, "invoiced", record)))
+    assert [(d.action, d.shares_with) for d in made] == [("create", None), ("create", None), ("create", None),
+                                                         ("review", "3")]
 
 
 def test_a_pick_links_its_candidate_alone_while_it_is_unlinked() -> None:

@@ -11,7 +11,9 @@ person customer, met by a company's person with its email) goes to review, never
 one candidate found only by a value outside its main place (`KeapIndex.secondary`: a contact's EMAIL2; linking
 writes the Invoiced value over its EMAIL1). Records of one batch whose creates would carry the same key (two
 people with one email, in any case) make one Keap record: the first in the batch is created, the others go to
-review naming it (`MatchDecision.shares_with`), unless a person chose to create them (`rejected`).
+review naming it (`MatchDecision.shares_with`), unless a person chose to create them (`rejected`). What a create
+carries is the keys of the Keap record it would make (`made_with`: a create Keap refuses makes none, an email too
+long for Keap is not in it), else the record's first key.
 
 `MatchDecision.key` is the `(kind, normalised value)` that decided, or for a create the first key
 available: the pass stores it with the create intent to adopt a twin found after a crash.
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from typing import Collection, Iterable, Literal, Mapping
+from typing import Callable, Collection, Iterable, Literal, Mapping
 
 from invoiced_keap.flows import Flow
 from invoiced_keap.keys import MatchKey
@@ -121,14 +123,17 @@ def decide(index: KeapIndex, invoiced_record: Record, *, adopting: bool = False,
 
 def match_all(index: KeapIndex, invoiced_records: Iterable[Record], *, adopting: Collection[str] = (),
               rejected: Mapping[str, Collection[str]] | None = None,
-              picked: Mapping[str, str] | None = None) -> list[MatchDecision]:
+              picked: Mapping[str, str] | None = None,
+              made_with: Callable[[Record], Iterable[Key]] | None = None) -> list[MatchDecision]:
     """Decide for a batch; a Keap record claimed by several Invoiced records links none of them, unless one
     claim is a person's pick, which then links alone; of creates with one key, the first is made (see the module
     docstring). `adopting`: ids with an open create intent; `rejected`: Keap ids ruled out per Invoiced id (a
-    person's choice to create); `picked`: the Keap id picked per Invoiced id."""
+    person's choice to create); `picked`: the Keap id picked per Invoiced id; `made_with`: the keys the Keap
+    record a create of an Invoiced record would make is found by (default: the decision's key)."""
     rejected, picked = rejected or {}, picked or {}
-    decisions = [decide(index, record, adopting=str(record["id"]) in adopting, rejected=rejected.get(str(record["id"]), ()),
-                        picked=picked.get(str(record["id"]))) for record in invoiced_records]
+    records = {str(record["id"]): record for record in invoiced_records}
+    decisions = [decide(index, record, adopting=record_id in adopting, rejected=rejected.get(record_id, ()),
+                        picked=picked.get(record_id)) for record_id, record in records.items()]
     claims = Counter(decision.keap_id for decision in decisions if decision.action == "link")
     picks = Counter(decision.keap_id for decision in decisions if decision.key == ("picked", decision.keap_id))
 
@@ -142,10 +147,12 @@ def match_all(index: KeapIndex, invoiced_records: Iterable[Record], *, adopting:
     def settled(decision: MatchDecision) -> MatchDecision:
         if contested(decision):
             return MatchDecision(decision.invoiced_id, "review", None, decision.candidates, decision.key)
-        if decision.action != "create" or decision.key is None:
+        if decision.action != "create" or decision.invoiced_id in rejected:
             return decision
-        maker = makers.setdefault(decision.key, decision.invoiced_id)
-        if maker == decision.invoiced_id or decision.invoiced_id in rejected:
+        keys = list(made_with(records[decision.invoiced_id])) if made_with is not None else [decision.key]
+        maker = next((makers[key] for key in keys if key in makers), None)
+        if maker is None:
+            makers.update((key, decision.invoiced_id) for key in keys if key is not None)
             return decision
         return MatchDecision(decision.invoiced_id, "review", key=decision.key, shares_with=maker)
 

@@ -25,7 +25,7 @@ from invoiced_keap.connectors.errors import NotFound
 from invoiced_keap.connectors.invoiced import InvoicedConnector
 from invoiced_keap.connectors.keap import KeapConnector
 from invoiced_keap.engine.changes import FlowChanges, get_record
-from invoiced_keap.engine.match import KeapIndex, MatchDecision, build_index, match_all
+from invoiced_keap.engine.match import Key, KeapIndex, MatchDecision, build_index, match_all
 from invoiced_keap.engine.options import DeletesPolicy, FlowOptions
 from invoiced_keap.engine.plan import CreatePlan, PairPlan, Policy, plan_create, plan_pair
 from invoiced_keap.engine.receivables import OPERATION
@@ -347,6 +347,14 @@ def review_reason(flow: Flow, index: KeapIndex, decision: MatchDecision, taken: 
         if keap_id in taken or (decision.key, keap_id) in index.secondary)
 
 
+def keys_of_create(flow: Flow, create: CreatePlan) -> list[Key]:
+    """The match keys the Keap record a create would make is found by: none when Keap refuses the create, and only
+    what it carries (an email too long for Keap is left out of it)."""
+    if create.refusal is not None:
+        return []
+    return [(key.kind, value) for key in flow.match_keys for value in key.keap_keys(create.fields)]
+
+
 @dataclass
 class Planner:
     """Builds `FlowPlan`s: the state and connectors to read from, the flows and their options."""
@@ -618,7 +626,8 @@ class Planner:
         picked = {**self._former_twins(flow, unlinked, taken, plan.removals),
                   **self._adopted_twins(flow, changes, unlinked, [*cut_short, *moved]), **self.store.pick_decisions(name)}
         decisions = match_all(index, (changes.invoiced[record_id] for record_id in unlinked), adopting=adopting,
-                              rejected=self.store.create_decisions(name), picked=picked)
+                              rejected=self.store.create_decisions(name), picked=picked,
+                              made_with=lambda record: keys_of_create(flow, plan_create(flow, "invoiced", record)))
         self.progress(Progress(name, "matched", len(decisions), len(unlinked)))
         in_review = {item.invoiced_id for item in self.store.review_items(name)}
         policy = self.options[name].policy
