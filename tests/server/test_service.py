@@ -81,7 +81,7 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
         ) as keap_api:
             syncer = Syncer(store, invoiced_api, keap_api)
             flows = build_flows()
-            # a burst of 50 edits takes about 2 s here: well within the debounce's max_delay (10 x 0.5 s)
+            # a burst of 50 edits made in the emulator's process is delivered well within the debounce's max_delay (10 x 0.5 s)
             port = free_port()  # Keap's hooks need the address it reaches the service at (here: loopback)
             settings = Settings(
                 server_port=port, public_url=f"http://127.0.0.1:{port}", invoiced_webhook_secret=webhook["secret"],
@@ -167,17 +167,15 @@ async def test_a_keap_edit_reaches_invoiced_without_a_poll(running: Running) -> 
 async def test_a_burst_of_fifty_edits_costs_one_read_and_one_write(running: Running) -> None:
     acme = customer_id(running, "Acme")
     running.reset_counts()
-    async with httpx.AsyncClient(base_url=running.invoiced_url, auth=(API_KEY, "")) as invoiced:
-        for number in range(1, 51):
-            (await invoiced.patch(f"/customers/{acme}", json={"name": f"Acme {number}"})).raise_for_status()
+    for number in range(1, 51):  # in the emulator's process: the burst is over in milliseconds, whatever the load
+        running.invoiced.update_customer(acme, {"name": f"Acme {number}"})
     await eventually(lambda: "Acme 50" in running.company_names())
     await settle(running.service)  # the echo (Keap's edit hook) comes and goes
     reads = running.invoiced.requests["GET /customers/{id}"]
     writes = {key: n for key, n in {**running.keap.requests, **running.invoiced.requests}.items()
-              if key.split()[0] in {"POST", "PATCH", "DELETE"} and key != "PATCH /customers/{id}"}
+              if key.split()[0] in {"POST", "PATCH", "DELETE"}}
     assert reads == 1
-    assert writes == {"PATCH /crm/rest/v2/companies/{company_id}": 1}
-    assert running.invoiced.requests["PATCH /customers/{id}"] == 50  # ours: none beyond the test's own
+    assert writes == {"PATCH /crm/rest/v2/companies/{company_id}": 1}  # and none to Invoiced: no echo
 
 
 async def test_a_forged_delivery_is_rejected_and_changes_nothing(running: Running) -> None:
