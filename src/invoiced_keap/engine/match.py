@@ -131,9 +131,21 @@ def match_all(index: KeapIndex, invoiced_records: Iterable[Record], *, adopting:
     person's choice to create); `picked`: the Keap id picked per Invoiced id; `made_with`: the keys the Keap
     record a create of an Invoiced record would make is found by (default: the decision's key)."""
     rejected, picked = rejected or {}, picked or {}
-    records = {str(record["id"]): record for record in invoiced_records}
-    decisions = [decide(index, record, adopting=record_id in adopting, rejected=rejected.get(record_id, ()),
-                        picked=picked.get(record_id)) for record_id, record in records.items()]
+    decisions: list[MatchDecision] = []
+    makers: dict[Key, str] = {}  # each key a create carries -> the first record of the batch whose create carries it
+    shared: dict[str, str] = {}  # a create carrying a key an earlier one carries -> that one (records stay unheld)
+    for record in invoiced_records:
+        record_id = str(record["id"])
+        decision = decide(index, record, adopting=record_id in adopting, rejected=rejected.get(record_id, ()),
+                          picked=picked.get(record_id))
+        decisions.append(decision)
+        if decision.action == "create" and record_id not in rejected:
+            keys = [key for key in (made_with(record) if made_with is not None else [decision.key]) if key is not None]
+            maker = next((makers[key] for key in keys if key in makers), None)
+            if maker is None:
+                makers.update(dict.fromkeys(keys, record_id))
+            else:
+                shared[record_id] = maker
     claims = Counter(decision.keap_id for decision in decisions if decision.action == "link")
     picks = Counter(decision.keap_id for decision in decisions if decision.key == ("picked", decision.keap_id))
 
@@ -142,19 +154,12 @@ def match_all(index: KeapIndex, invoiced_records: Iterable[Record], *, adopting:
             return False
         return not (decision.key == ("picked", decision.keap_id) and picks[decision.keap_id] == 1)
 
-    makers: dict[Key, str] = {}
-
     def settled(decision: MatchDecision) -> MatchDecision:
         if contested(decision):
             return MatchDecision(decision.invoiced_id, "review", None, decision.candidates, decision.key)
-        if decision.action != "create" or decision.invoiced_id in rejected:
+        if decision.invoiced_id not in shared:
             return decision
-        keys = list(made_with(records[decision.invoiced_id])) if made_with is not None else [decision.key]
-        maker = next((makers[key] for key in keys if key in makers), None)
-        if maker is None:
-            makers.update((key, decision.invoiced_id) for key in keys if key is not None)
-            return decision
-        return MatchDecision(decision.invoiced_id, "review", key=decision.key, shares_with=maker)
+        return MatchDecision(decision.invoiced_id, "review", key=decision.key, shares_with=shared[decision.invoiced_id])
 
     return [settled(decision) for decision in decisions]
 
