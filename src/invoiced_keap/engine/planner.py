@@ -31,7 +31,7 @@ from invoiced_keap.engine.plan import CreatePlan, PairPlan, Policy, plan_create,
 from invoiced_keap.engine.receivables import OPERATION
 from invoiced_keap.engine.report import Action, Progress, ProgressHook, no_progress
 from invoiced_keap.engine.shadows import link_shadows, stored_record
-from invoiced_keap.flows import SIDES, Flow, Side, flow_of, other_side
+from invoiced_keap.flows import SIDES, Flow, Side, flow_of, other_side, sharing_keap_object
 from invoiced_keap.mapping import LossyCarry, Record
 from invoiced_keap.state import Store
 from invoiced_keap.state.models import Link
@@ -398,8 +398,8 @@ class Planner:
             removed.setdefault(link.id, Removal(link, "keap", "not found in Keap (404)"))
         plan.removals = list(removed.values())
         freed = {removal.link.keap_id for removal in plan.removals} if options.deletes == "unlink" else set()
-        sharing = [other.name for other in self.flows.values() if other.keap == flow.keap and other.name != name]
-        plan.settled_reviews = self._gone_reviews(flow, read)
+        sharing = [other.name for other in sharing_keap_object(flow, self.flows) if other.name != name]
+        plan.settled_reviews = self._gone_reviews(flow, read, owner_now)
         await self._add_freed_reviews(flow, changes, freed, sharing)
         by_invoiced = store.link_ids_of(name, "invoiced", [i for i in changes.invoiced if i not in changes.removed_invoiced])
         by_keap = store.link_ids_of(name, "keap", changes.keap)
@@ -501,12 +501,12 @@ class Planner:
                 customers[link.invoiced_id] = {**customers[link.invoiced_id], **work.plan.invoiced_writes}
 
     # --- failures, intents and review ---------------------------------------------------------------
-    def _gone_reviews(self, flow: Flow, read: Mapping[str, FlowChanges]) -> list[tuple[str, str]]:
+    def _gone_reviews(self, flow: Flow, read: Mapping[str, FlowChanges],
+                      owner_now: Callable[[str], str | None]) -> list[tuple[str, str]]:
         """The flow's open review items whose record this pass learns is gone, each closed with why: deleted or
         merged away (a believed removal), under a customer with no Keap company any more (a nested flow: deleted,
-        merged, a person now), or read as another flow's (a type change: matched there)."""
+        merged, a person now), or read as another flow's (a type change, `owner_now`: matched there)."""
         changes = read[flow.name]
-        owner_now = self._owner_now(flow, read)
         parents = changes.parents if flow.parent is not None else None
         gone = []
         for item in self.store.review_items(flow.name):
