@@ -35,7 +35,7 @@ from invoiced_keap.engine import review as reviewing
 from invoiced_keap.engine.report import EXIT_NEEDS_ATTENTION, EXIT_NOT_RUN, EXIT_SYNCED, RunReport, shortened
 from invoiced_keap.engine.review import ReviewRefused
 from invoiced_keap.engine.run import Syncer
-from invoiced_keap.flows import CATALOGUE, Flow
+from invoiced_keap.flows import CATALOGUE, Flow, sharing_keap_object
 from invoiced_keap.logs import LogFormat, configure_logging
 from invoiced_keap.state import Store
 from invoiced_keap.state.models import AuditEntry, ConflictRow, Failure, Link, LossyCarryRow, ReviewItem
@@ -584,7 +584,7 @@ def _check_flows(session: Session, chosen: dict[str, Flow]) -> list[FlowCheck]:
                 check_flow(item, listings.invoiced_records(item), listings.keap[name], stored(store, name),
                            invoiced_ids_anywhere=listings.invoiced_ids(item),
                            keap_unlinked_matter=settings.flow[name].create_in_invoiced),
-                store, [other for other, flow in CATALOGUE.items() if other != name and flow.keap == item.keap])
+                store, [other.name for other in sharing_keap_object(item) if other.name != name])
             for name, item in chosen.items()
         ]
 

@@ -554,6 +554,12 @@ def build_flows(profile: str = "default", overrides: Overrides | None = None, ke
     return flows
 
 
+def sharing_keap_object(flow: Flow, flows: Mapping[str, Flow] = CATALOGUE) -> list[Flow]:
+    """The flows of `flows` on `flow`'s Keap object, itself included (the contact flows share Keap contacts: a
+    Keap record is linked in one of them at most)."""
+    return [other for other in flows.values() if other.keap == flow.keap]
+
+
 def flow_of(resource: Resource, record: Record, flows: Mapping[str, Flow] = CATALOGUE) -> str | None:
     """The flow of `flows` that owns this record of `resource` now (a customer's type decides between
     companies and contacts); None when none of them does."""

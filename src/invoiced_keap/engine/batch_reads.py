@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from invoiced_keap.connectors.keap import KeapConnector
-from invoiced_keap.flows import Flow
+from invoiced_keap.flows import Flow, sharing_keap_object
 from invoiced_keap.mapping import Record
 from invoiced_keap.state import Store
 
@@ -52,16 +52,12 @@ class BatchReads:
             self.wanted.setdefault(self.flows[name].keap.name, set()).update(str(record_id) for record_id in ids)
         self._reads: dict[str, _Read] = {}
 
-    def sharing(self, flow: Flow) -> list[Flow]:
-        """The configured flows on `flow`'s Keap object, itself included."""
-        return [other for other in self.flows.values() if other.keap == flow.keap]
-
     async def records(self, store: Store, keap: KeapConnector, flow: Flow, ids: Iterable[str]) -> dict[str, Record]:
         """The records of `ids` that exist, by id, for `flow`'s pass, as `KeapConnector.by_ids` answers them (an id
         missing may still exist: the caller checks its own linked ones), less those linked in another flow on the
         object now."""
         ids = {str(record_id) for record_id in ids}
-        others = [other.name for other in self.sharing(flow) if other.name != flow.name]
+        others = [other.name for other in sharing_keap_object(flow, self.flows) if other.name != flow.name]
         read = await self._read(store, keap, flow, ids)
         elsewhere = set(store.link_ids_of(others, "keap", ids)) if others else set()
         served = {record_id for record_id in (ids & read.asked) - elsewhere
@@ -78,7 +74,7 @@ class BatchReads:
         name = flow.keap.name
         if name not in self._reads:
             asked = sorted(self.wanted.get(name, set()) | ids, key=lambda record_id: (len(record_id), record_id))
-            sharing = self.sharing(flow)
+            sharing = sharing_keap_object(flow, self.flows)
             fields = sorted({field for other in sharing for field in other.keap_fields})
             records = await keap.by_ids(flow.keap, asked, fields=fields) if asked else {}
             linked_in = {record_id: other.name for other in sharing for record_id in store.link_ids_of(other.name, "keap", asked)}

@@ -8,7 +8,7 @@ Invoiced metadata for `relink`), or makes the create, its candidates ruled out.
 
 from __future__ import annotations
 
-from invoiced_keap.flows import CATALOGUE
+from invoiced_keap.flows import CATALOGUE, sharing_keap_object
 from invoiced_keap.state import Store
 from invoiced_keap.state.models import ReviewItem
 from invoiced_keap.state.store import CREATE_RESOLUTION, pick_resolution
@@ -33,7 +33,7 @@ def pick(store: Store, invoiced_id: str, keap_id: str, flow: str | None = None) 
     item = open_item(store, invoiced_id, flow)
     if keap_id not in item.candidate_ids:
         raise ReviewRefused(f"--pick {keap_id}: not a candidate of Invoiced {invoiced_id}; expected one of {item.candidate_ids}")
-    sharing = [name for name, flow_of_object in CATALOGUE.items() if flow_of_object.keap == CATALOGUE[item.flow].keap]
+    sharing = [other.name for other in sharing_keap_object(CATALOGUE[item.flow])]
     holder = next((name for name in sharing if keap_id in store.link_ids_of(name, "keap", [keap_id])), None)
     if holder is not None:
         raise ReviewRefused(f"--pick {keap_id}: Keap {CATALOGUE[item.flow].keap.hook_object} {keap_id} is linked in flow "

@@ -56,7 +56,7 @@ from invoiced_keap.engine.owed import OwedStep
 from invoiced_keap.engine.planner import FlowPlan, Planner, Removal
 from invoiced_keap.engine.report import Action, FlowReport, Progress, ProgressHook, RunReport, no_progress
 from invoiced_keap.engine.shadows import snapshot
-from invoiced_keap.flows import Flow
+from invoiced_keap.flows import Flow, sharing_keap_object
 from invoiced_keap.logs import log_event
 from invoiced_keap.mapping import Record
 from invoiced_keap.state import FlowLease, FlowLockHeld, FlowLockLost, NewLink, Store
@@ -204,7 +204,7 @@ class Syncer:
                 unlinked = [record for record in records if str(record["id"]) not in linked]
                 keap_records = ([record async for record in self.keap.list_all(flow.keap, fields=flow.keap_fields)]
                                 if unlinked else [])
-                taken = {keap_id for other in self.options.flows.values() if other.keap == flow.keap
+                taken = {keap_id for other in sharing_keap_object(flow, self.options.flows)
                          for keap_id in self.store.active_link_ids(other.name).values()}
                 pairs = relink_pairs(flow, unlinked, keap_records, taken)
                 self.store.add_links(flow.name, [NewLink(str(invoiced["id"]), str(keap["id"]), snapshot(flow, "invoiced", invoiced),
