@@ -1,5 +1,6 @@
 """A company's person is never made twice: creates of Invoiced contacts for Keap-born people cut short by a crash
-(`company_contacts` in `create_in_invoiced`), and people with no email whose customer is merged away or who move.
+(`company_contacts` in `create_in_invoiced`), and people with no email whose customer is merged away (their moves
+between customers: tests/engine/test_company_contacts.py).
 
 The SIGKILL of a real `invoiced-keap sync` is in tests/engine/test_crash.py; here the state a crash leaves is set up
 directly: an open create intent, and the Invoiced contact its create made (sent with the intent's idempotency key).
@@ -66,20 +67,3 @@ async def test_a_person_with_no_email_of_a_customer_merged_away_keeps_its_keap_c
     assert world.link_of("company_contacts", f"{alpha['id']}/{phone['id']}") == keap_id
     assert str(world.keap_record("contacts", keap_id)["company"]["id"]) == world.link_of("companies", alpha["id"])
     assert sorted(c["given_name"] for c in world.keap_records("contacts")) == ["Ann", "Ben", "Phone"]
-
-
-async def test_a_person_with_no_email_moved_to_another_customer_in_one_pass_keeps_its_keap_contact(world: World) -> None:
-    old = world.invoiced.create_customer({"name": "Old Co", "type": "company"})
-    new = world.invoiced.create_customer({"name": "New Co", "type": "company"})
-    nat = world.invoiced.create_contact(old["id"], {"name": "Nat NoMail", "phone": "555-4242"})
-    await world.sync()
-    keap_id = world.link_of("company_contacts", f"{old['id']}/{nat['id']}")
-
-    world.invoiced.delete_contact(old["id"], nat["id"])  # a move: Invoiced keeps a contact's customer for life
-    moved = world.invoiced.create_contact(new["id"], {"name": "Nat NoMail", "phone": "555-4242"})
-    report = await world.sync()
-
-    assert report.exit_code == 0, report.flows["company_contacts"].actions
-    assert world.link_of("company_contacts", f"{new['id']}/{moved['id']}") == keap_id
-    assert str(world.keap_record("contacts", keap_id)["company"]["id"]) == world.link_of("companies", new["id"])
-    assert [c["given_name"] for c in world.keap_records("contacts")] == ["Nat"]
