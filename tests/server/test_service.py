@@ -81,11 +81,11 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
         ) as keap_api:
             syncer = Syncer(store, invoiced_api, keap_api)
             flows = build_flows()
-            # a burst of 50 edits made in the emulator's process is delivered well within the debounce's max_delay (10 x 0.5 s)
+            # a burst of 50 edits made in the emulator's process is delivered well within the debounce's max_delay (10 x 2 s)
             port = free_port()  # Keap's hooks need the address it reaches the service at (here: loopback)
             settings = Settings(
                 server_port=port, public_url=f"http://127.0.0.1:{port}", invoiced_webhook_secret=webhook["secret"],
-                schedule=Schedule(poll_interval=NEVER, webhook_debounce=0.5),
+                schedule=Schedule(poll_interval=NEVER),  # webhooks alone, at the production debounce
             )
             service = Service(syncer, flows, settings)
             httpx.patch(
