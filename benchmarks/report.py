@@ -1,6 +1,6 @@
 """Run the benchmarks and write docs/BENCHMARKS.md: every figure with the command that reproduces it.
 
-    python benchmarks/report.py [--out docs/BENCHMARKS.md] [--quick] [--postgres-url URL]
+    python benchmarks/report.py [--out docs/BENCHMARKS.md] [--quick] [--postgres-url URL] [--jobs N]
 
 Sections: a summary of the figures at the largest size; API calls of sync passes (initial, echo, idle, idle
 without reading Keap, incremental, reconcile) against the least they could cost and against a full-scan
@@ -13,8 +13,9 @@ at 10,000 and 100,000 records on SQLite and PostgreSQL, of the companies flow al
 sync` passes of all four flows (`memory.py`, `memory.py --all-flows`; PostgreSQL at `--postgres-url`,
 default $INVOICED_KEAP_TEST_POSTGRES_URL); propagation p50/p95 with webhooks (`propagation.py`); and the
 chaos long run's figures from `benchmarks/results/*.json` when a long run wrote them (tests/chaos).
-Some three hours on a 2-core machine (the passes of all four flows at 100,000 links take most of it); `--quick`
-runs small sizes to check the script itself.
+The memory runs (each a set of child processes) go on in the background, `--jobs` at a time, while the other
+sections run, except the propagation delay, measured first on a quiet machine: some two hours on a 2-core
+machine; `--quick` runs small sizes to check the script itself.
 A section that cannot be measured says so and why; it never shows a figure it did not measure.
 """
 
@@ -28,6 +29,7 @@ import os
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -63,6 +65,7 @@ class Sizes:
     memory: tuple[int, ...] = (10_000, 100_000)
     databases: tuple[str, ...] = ("sqlite", "postgresql")
     postgres_url: str | None = None
+    jobs: int = 1
 
     def command(self, script: str, **options: Any) -> str:
         flags = " ".join(f"--{name.replace('_', '-')} {value}" for name, value in options.items())
@@ -240,17 +243,31 @@ MEMORY_RUNS: tuple[tuple[str, Callable[[int, str, str | None], dict[str, Any]]],
 passes of all four flows (`memory.py --all-flows`)."""
 
 
+@functools.cache
+def memory_runs(sizes: Sizes) -> dict[tuple[str, str, int], Future[dict[str, Any]]]:
+    """Every run of the memory section, started now on `sizes.jobs` threads, the largest first: a run is child
+    processes (emulators, passes), its thread only waits, so they go on while the other sections run. Keyed
+    (flows, database, records); PostgreSQL runs only with a server given."""
+    pool = ThreadPoolExecutor(max_workers=sizes.jobs, thread_name_prefix="memory")
+    runs = {(flows, database, size): pool.submit(measure, size, database, sizes.postgres_url)
+            for size in sorted(sizes.memory, reverse=True) for flows, measure in MEMORY_RUNS
+            for database in sizes.databases if database != "postgresql" or sizes.postgres_url}
+    pool.shutdown(wait=False)
+    return runs
+
+
 def memory_section(sizes: Sizes) -> str:
     rows, notes, peaks = [], [], {}
-    for flows, measure in MEMORY_RUNS:
+    runs = memory_runs(sizes)
+    for flows, _ in MEMORY_RUNS:
         for database in sizes.databases:
             for size in sizes.memory:
-                if database == "postgresql" and not sizes.postgres_url:
+                if (flows, database, size) not in runs:
                     notes.append(f"{flows}, {database} at {size:,}: not measured, no PostgreSQL server given "
                                  "(`--postgres-url` or $INVOICED_KEAP_TEST_POSTGRES_URL).")
                     continue
                 try:
-                    run = measure(size, database, sizes.postgres_url)
+                    run = runs[(flows, database, size)].result()
                 except Exception as error:  # one database or size failing leaves the others' figures standing
                     notes.append(f"{flows}, {database} at {size:,}: not measured, the benchmark failed with `{error!r}`"
                                  + (f": `{error.stderr.strip().splitlines()[-1]}`" if getattr(error, "stderr", None) else "")
@@ -378,30 +395,39 @@ def guarded(section: Callable[[Sizes], str], sizes: Sizes) -> str:
         return f"## {title}\n\nNot measured: the benchmark failed with `{error!r}`.\n\n```\n{traceback.format_exc()}```"
 
 
+QUIET_FIRST: tuple[Callable[[Sizes], str], ...] = (propagation_section,)
+"""Sections measured before the memory runs start: latencies, which a loaded machine would distort."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "docs" / "BENCHMARKS.md"))
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the script (not for the docs)")
     parser.add_argument("--postgres-url", default=os.environ.get("INVOICED_KEAP_TEST_POSTGRES_URL"),
                         help="PostgreSQL server for the memory section (a fresh schema per run)")
+    parser.add_argument("--jobs", type=int, default=1, help="memory runs at a time, beside the other sections")
     arguments = parser.parse_args()
-    sizes = replace(QUICK if arguments.quick else Sizes(), postgres_url=arguments.postgres_url)
+    sizes = replace(QUICK if arguments.quick else Sizes(), postgres_url=arguments.postgres_url, jobs=arguments.jobs)
     started = time.monotonic()
-    sections = []
-    for section in SECTIONS:
+    written: dict[Callable[[Sizes], str], str] = {}
+    for section in [*QUIET_FIRST, *(section for section in SECTIONS if section not in QUIET_FIRST)]:
+        if section not in QUIET_FIRST:
+            memory_runs(sizes)  # from here on in the background
         began = time.monotonic()
-        sections.append(guarded(section, sizes))
+        written[section] = guarded(section, sizes)
         print(f"{section.__name__}: {time.monotonic() - began:.0f} s", flush=True)
     where = machine()
     header = (
         "# Benchmarks\n\n"
-        f"Written by `python benchmarks/report.py{' --quick' if arguments.quick else ''}` on {where['date']} in "
-        f"{time.monotonic() - started:.0f} s: {where['cpus']} CPUs, Python {where['python']}, {where['platform']}. "
-        "Every figure was measured by that run against the in-repo emulators over real HTTP (except the chaos "
-        "figures, copied from their result files); each section names the command that reproduces it. Timings "
-        "depend on the machine and its load; call counts do not."
+        f"Written by `python benchmarks/report.py{' --quick' if arguments.quick else ''} --jobs {sizes.jobs}` on "
+        f"{where['date']} in {time.monotonic() - started:.0f} s: {where['cpus']} CPUs, Python {where['python']}, "
+        f"{where['platform']}. Every figure was measured by that run against the in-repo emulators over real HTTP "
+        "(except the chaos figures, copied from their result files); each section names the command that "
+        "reproduces it. Call counts do not depend on the machine or its load; timings do: the "
+        f"memory runs went on in the background ({sizes.jobs} at a time) while every section but the propagation "
+        "delay was measured."
     )
-    Path(arguments.out).write_text("\n\n".join([header, summary(sizes), *sections]) + "\n")
+    Path(arguments.out).write_text("\n\n".join([header, summary(sizes), *(written[section] for section in SECTIONS)]) + "\n")
     print(f"wrote {arguments.out}")
 
 
