@@ -164,33 +164,40 @@ def match_all(index: KeapIndex, invoiced_records: Iterable[Record], *, adopting:
     return [settled(decision) for decision in decisions]
 
 
-def relink_pairs(flow: Flow, invoiced_records: Iterable[Record], keap_records: Iterable[Record],
-                 linked_keap_ids: Collection[str] = ()) -> list[tuple[Record, Record]]:
-    """Pairs to link again after the state was lost: by the Keap id stamped in the Invoiced record's metadata, or,
-    for a flow without a stamp, by its first match key when exactly one Keap record has it (a product by its sku,
-    which our creates set to the item id; a person of a company by email, else by name and phone or street, among
-    the contacts of its company). Keap records already linked (in any flow on the object) are left out."""
-    keap_by_id = {str(record["id"]): record for record in keap_records if str(record["id"]) not in linked_keap_ids}
+def relink_pairs(flow: Flow, invoiced_records: Iterable[Record], keap_records: Mapping[str, Record],
+                 linked_keap_ids: Collection[str] = ()) -> list[tuple[str, str]]:
+    """Pairs (Invoiced id, Keap id) to link again after the state was lost: by the Keap id stamped in the Invoiced
+    record's metadata, or, for a flow without a stamp, by its first match key when exactly one Keap record has it
+    (a product by its sku, which our creates set to the item id; a person of a company by email, else by name and
+    phone or street, among the contacts of its company). `keap_records` is every Keap record of the flow's object
+    by id (the shell's is on disk: only the index of key values and the pairs are held). Keap records already
+    linked (in any flow on the object) are left out, and so is a Keap record two Invoiced records claim."""
+    def free(keap_id: str) -> bool:
+        return keap_id in keap_records and keap_id not in linked_keap_ids
+
+    pairs: list[tuple[str, str]] = []
     if flow.metadata_key is not None:
-        stamped = ((record, str((record.get("metadata") or {}).get(flow.metadata_key) or "")) for record in invoiced_records)
-        pairs = [(record, keap_by_id[keap_id]) for record, keap_id in stamped if keap_id in keap_by_id]
+        for record in invoiced_records:
+            keap_id = str((record.get("metadata") or {}).get(flow.metadata_key) or "")
+            if keap_id and free(keap_id):
+                pairs.append((str(record["id"]), keap_id))
     else:
         keys = (flow.match_keys[0], *(flow.adoption_keys if flow.parent is not None else ()))
-        indexes: list[dict[str, list[Record]]] = [defaultdict(list) for _ in keys]
-        for record in keap_by_id.values():
-            for key, index in zip(keys, indexes, strict=True):
-                for value in key.keap_keys(record):
-                    index[value].append(record)
-        pairs = []
+        indexes: list[dict[str, list[str]]] = [defaultdict(list) for _ in keys]
+        for keap_id, record in keap_records.items():
+            if keap_id not in linked_keap_ids:
+                for key, index in zip(keys, indexes, strict=True):
+                    for value in key.keap_keys(record):
+                        index[value].append(keap_id)
         for record in invoiced_records:
             for key, index in zip(keys, indexes, strict=True):
                 twins = [twin for value in key.invoiced_keys(record) for twin in index.get(value, ())
-                         if _same_parent(flow, record, twin)]
+                         if _same_parent(flow, record, keap_records[twin])]
                 if twins:
-                    pairs += [(record, twins[0])] if len(twins) == 1 else []
+                    pairs += [(str(record["id"]), twins[0])] if len(twins) == 1 else []
                     break
-    claims = Counter(str(keap["id"]) for _, keap in pairs)
-    return [(invoiced, keap) for invoiced, keap in pairs if claims[str(keap["id"])] == 1]
+    claims = Counter(keap_id for _, keap_id in pairs)
+    return [(invoiced_id, keap_id) for invoiced_id, keap_id in pairs if claims[keap_id] == 1]
 
 
 def _same_parent(flow: Flow, invoiced: Record, keap: Record) -> bool:

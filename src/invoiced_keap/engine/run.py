@@ -56,14 +56,16 @@ from invoiced_keap.engine.owed import OwedStep
 from invoiced_keap.engine.planner import FlowPlan, Planner, Removal
 from invoiced_keap.engine.report import Action, FlowReport, Progress, ProgressHook, RunReport, no_progress
 from invoiced_keap.engine.shadows import snapshot
+from invoiced_keap.engine.spool import RecordSpool
 from invoiced_keap.flows import Flow, sharing_keap_object
 from invoiced_keap.logs import log_event
-from invoiced_keap.mapping import Record
 from invoiced_keap.state import FlowLease, FlowLockHeld, FlowLockLost, NewLink, Store
 
 # What ends a pass early (reported, not raised): writes turn their own API errors into failures, so an
 # `ApiError` here is a read that could not be done (or a `FatalError`); the next pass starts over from the marks.
 PASS_ENDING = (ApiError, FlowLockLost)
+RELINK_BATCH = 1_000
+"""Links `relink` adds in one statement (`Store.add_links`): it holds this many pairs' records at a time."""
 FlowsWork = Callable[[list[Flow], RunReport], Awaitable[None]]
 logger = logging.getLogger("invoiced_keap.events")
 
@@ -190,27 +192,37 @@ class Syncer:
         flow that stamps none, from its first match key (`relink_pairs`).
 
         Shadows are taken from both records as they are now: the pair counts as in sync from here on
-        (`verify` shows pairs that disagree). Records already linked are left alone.
+        (`verify` shows pairs that disagree). Records already linked are left alone. The listings are spooled to
+        disk (`RecordSpool`) and the links added `RELINK_BATCH` at a time: what the pass holds is ids.
         """
 
         async def work(held: list[Flow], report: RunReport) -> None:
-            listings: dict[str, list[Record]] = {}
-            for flow in held:
-                parents = ParentTwins.load(self.store, flow.parent) if flow.parent else None
-                if flow.invoiced.name not in listings:
-                    listings[flow.invoiced.name] = [record async for record in every_record(self.invoiced, flow, parents)]
-                records = [record for record in listings[flow.invoiced.name] if flow.belongs(record)]
-                linked = self.store.active_link_ids(flow.name)
-                unlinked = [record for record in records if str(record["id"]) not in linked]
-                keap_records = ([record async for record in self.keap.list_all(flow.keap, fields=flow.keap_fields)]
-                                if unlinked else [])
-                taken = {keap_id for other in sharing_keap_object(flow, self.options.flows)
-                         for keap_id in self.store.active_link_ids(other.name).values()}
-                pairs = relink_pairs(flow, unlinked, keap_records, taken)
-                self.store.add_links(flow.name, [NewLink(str(invoiced["id"]), str(keap["id"]), snapshot(flow, "invoiced", invoiced),
-                                                         snapshot(flow, "keap", keap)) for invoiced, keap in pairs])
-                report.flows[flow.name] = FlowReport(flow.name)
-                report.flows[flow.name].counts["linked"] = len(pairs)
+            with ExitStack() as spools:
+                listings: dict[str, RecordSpool] = {}
+                for flow in held:
+                    parents = ParentTwins.load(self.store, flow.parent) if flow.parent else None
+                    if flow.invoiced.name not in listings:
+                        listings[flow.invoiced.name] = spools.enter_context(RecordSpool())
+                        async for record in every_record(self.invoiced, flow, parents):
+                            listings[flow.invoiced.name][str(record["id"])] = record
+                    invoiced = listings[flow.invoiced.name]
+                    linked = self.store.active_link_ids(flow.name)
+                    unlinked = [record_id for record_id, record in invoiced.items()
+                                if flow.belongs(record) and record_id not in linked]
+                    with RecordSpool() as keap:
+                        if unlinked:
+                            async for record in self.keap.list_all(flow.keap, fields=flow.keap_fields):
+                                keap[str(record["id"])] = record
+                        taken = {keap_id for other in sharing_keap_object(flow, self.options.flows)
+                                 for keap_id in self.store.active_link_ids(other.name).values()}
+                        pairs = relink_pairs(flow, (invoiced[record_id] for record_id in unlinked), keap, taken)
+                        for start in range(0, len(pairs), RELINK_BATCH):
+                            self.store.add_links(flow.name, [
+                                NewLink(invoiced_id, keap_id, snapshot(flow, "invoiced", invoiced[invoiced_id]),
+                                        snapshot(flow, "keap", keap[keap_id]))
+                                for invoiced_id, keap_id in pairs[start:start + RELINK_BATCH]])
+                    report.flows[flow.name] = FlowReport(flow.name)
+                    report.flows[flow.name].counts["linked"] = len(pairs)
 
         return await self._pass("relink", flows, work)
 
