@@ -39,7 +39,7 @@ from invoiced_keap.flows import CATALOGUE, Flow, sharing_keap_object
 from invoiced_keap.logs import LogFormat, configure_logging
 from invoiced_keap.state import Store
 from invoiced_keap.state.models import AuditEntry, ConflictRow, Failure, Link, LossyCarryRow, ReviewItem
-from invoiced_keap.state.views import explain_view, search_links, status_view
+from invoiced_keap.state.views import OPEN_INTENTS, OPEN_INTENTS_NOTE, explain_view, search_links, status_view
 from invoiced_keap.engine.changes import ParentTwins
 from invoiced_keap.engine.owed import FoundDrift, receivables_drift
 from invoiced_keap.connectors.invoiced import CUSTOMER
@@ -305,7 +305,8 @@ def status(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     else:
         console.print_table("Flows", ["flow", "links", "failures", "review"],
                             [(flow.name, flow.links, flow.open_failures, flow.open_review_items) for flow in view.flows])
-        console.note(f"Conflicts resolved so far: {view.conflicts}   Creates in progress: {view.open_intents}")
+        console.note(f"Conflicts resolved so far: {view.conflicts}   {OPEN_INTENTS}: {view.open_intents}"
+                     f"{f' ({OPEN_INTENTS_NOTE})' if view.open_intents else ''}")
         console.note("Last run: never" if last is None else
                      f"Last run: #{last.id} {console.cell(last.started_at)} {last.result or 'unfinished'}"
                      f"{' (dry run)' if last.dry_run else ''}")

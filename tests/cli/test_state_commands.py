@@ -32,6 +32,16 @@ def test_status_counts_per_flow_and_exits_2_while_records_wait(cli) -> None:
     assert data["conflicts"] == 1
 
 
+def test_status_names_open_create_intents_as_creates_to_finish_or_adopt_not_creates_in_progress(cli) -> None:
+    """Intents left open by a pass that stopped (no process running): the next pass completes them."""
+    with cli.store() as store:
+        store.open_intents("companies", "invoiced", [("21", "acme"), ("22", "globex")])
+    shown = cli("status")
+    assert "Creates to finish or adopt: 2 (the next pass completes them)" in shown.stdout, shown.stdout
+    assert "in progress" not in shown.stdout
+    assert json.loads(cli("status", "--json").stdout)["open_intents"] == 2
+
+
 def test_links_filter_by_flow_and_search(cli) -> None:
     prepare(cli)
     everything = json.loads(cli("links", "--json").stdout)

@@ -62,6 +62,14 @@ def test_status_page_shows_what_the_state_holds(served: Served) -> None:
     assert httpx.get(f"{served.url}/").text.count('data-flow="companies"') == 1
 
 
+def test_status_page_names_open_create_intents_as_creates_to_finish_or_adopt(served: Served) -> None:
+    served.store.open_intents("contacts", "keap", [("k7", "jane@example.com")])
+    html = httpx.get(f"{served.url}/status").text
+    assert ('<th>Creates to finish or adopt (the next pass completes them)</th>'
+            '<td class="number" data-testid="open-intents">1<') in html
+    assert "in progress" not in html
+
+
 def test_metrics_read_the_state_and_count_deliveries(served: Served) -> None:
     fill(served.store)
     httpx.post(f"{served.url}/webhooks/invoiced", content=b"{}")  # unsigned: rejected

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from invoiced_keap.state import Store
-from invoiced_keap.state.views import Explanation, RecordRef, StatusView, explain_view, status_view
+from invoiced_keap.state.views import OPEN_INTENTS, OPEN_INTENTS_NOTE, Explanation, RecordRef, StatusView, explain_view, status_view
 
 COOKIE = "invoiced_keap_status"
 REFRESH_SECONDS = 30
@@ -32,6 +32,7 @@ def explain_path(record: RecordRef) -> str:
 
 templates = Environment(loader=PackageLoader("invoiced_keap.server", "templates"), autoescape=select_autoescape())
 templates.filters["explain_path"] = explain_path
+templates.globals.update(open_intents_label=OPEN_INTENTS, open_intents_note=OPEN_INTENTS_NOTE)
 
 
 def render_status(view: StatusView, keap_quota_remaining: int | None, health: Mapping[str, Any] | None = None,

@@ -76,9 +76,17 @@ class FlowStatus:
         return None if ids is None else (self.record("invoiced", ids[0]), self.record("keap", ids[1]))
 
 
+OPEN_INTENTS = "Creates to finish or adopt"
+"""What `StatusView.open_intents` counts, as `status` and the status page name it: creates begun and not confirmed (a
+pass stopped or crashed between writing the intent and committing the link; the create may have reached the other
+system). No process need be running: the next pass of the flow adopts the record the create made, or makes it."""
+OPEN_INTENTS_NOTE = "the next pass completes them"
+
+
 @dataclass(frozen=True)
 class StatusView:
-    """Per flow: counts, its last pass and its newest entries; overall: conflicts, creates in progress, the last run."""
+    """Per flow: counts, its last pass and its newest entries; overall: conflicts, open create intents (creates to
+    finish or adopt, `OPEN_INTENTS`), the last run."""
 
     generated_at: datetime
     flows: list[FlowStatus]
