@@ -71,9 +71,9 @@ def _serve(invoiced_seed: dict[str, Any], keap_seed: dict[str, Any], control: Co
     invoiced, keap = InvoicedEmulator(api_key=KEY), KeapEmulator(api_key=KEY)
     invoiced.faults.rate_limit = None
     keap.faults.rate_limit = None
-    customers = invoiced.seed(invoiced_seed)["customers"]
-    for contact in invoiced_seed.get("contacts", ()):
-        invoiced.create_contact(customers[contact["customer"]], contact)
+    refused = invoiced.seed(invoiced_seed)["errors"]
+    if refused:
+        raise ValueError(f"the Invoiced emulator refused {len(refused)} seeded record(s), the first: {refused[0]}")
     keap.seed(keap_seed)
     with BackgroundServer(invoiced.asgi()) as invoiced_server, BackgroundServer(keap.asgi()) as keap_server:
         control.send(EmulatorUrls(invoiced_server.url, keap_server.url))

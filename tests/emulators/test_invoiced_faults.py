@@ -127,6 +127,7 @@ def test_seed_validates_like_the_api(invoiced_server: BackgroundServer, invoiced
     answer = httpx.post(f"{invoiced_server.url}/_emulator/seed", json=payload).json()
     assert answer == {
         "customers": [1],
+        "contacts": [],
         "items": ["seed-item"],
         "errors": [
             {"collection": "customers", "index": 1, "message": "Name is missing", "param": "name"},

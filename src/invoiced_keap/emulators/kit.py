@@ -20,7 +20,7 @@ import asyncio
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from email.utils import formatdate
 from typing import Any
@@ -124,7 +124,8 @@ class Emulator:
         raise NotImplementedError
 
     def seed(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """Load records (the emulator's own seed format); answer what was created."""
+        """Load records (the emulator's own seed format); answer what was created. ValueError for a payload that
+        is not one (`check_seed_keys`): `POST /_emulator/seed` answers it 400."""
         raise NotImplementedError
 
     def wrap_api(self, app: ASGIApp) -> ASGIApp:
@@ -191,7 +192,10 @@ class Emulator:
             return JSONResponse(asdict(self.faults))
 
         async def seed(request: Request) -> Response:
-            return JSONResponse(self.seed(await request.json()))
+            try:
+                return JSONResponse(self.seed(await request.json()))
+            except ValueError as exc:  # not JSON, or a collection this emulator does not seed
+                return JSONResponse({"error": str(exc)}, status_code=400)
 
         async def clock(request: Request) -> Response:
             """GET: the emulator's time (epoch seconds); POST `{"advance_seconds": N}`: move it forward N seconds
@@ -217,6 +221,17 @@ class Emulator:
             Route(f"{CONTROL_PREFIX}/seed", seed, methods=["POST"]),
             Route(f"{CONTROL_PREFIX}/clock", clock, methods=["GET", "POST"]),
         ]
+
+
+def check_seed_keys(payload: object, collections: Sequence[str]) -> None:
+    """ValueError unless `payload` is a JSON object whose keys are all among `collections` (what an emulator's
+    `seed` loads), naming the keys it would otherwise ignore."""
+    if not isinstance(payload, dict):
+        raise ValueError(f"seed: expected a JSON object of {', '.join(collections)}, got {type(payload).__name__}")
+    unknown = sorted(set(payload) - set(collections))
+    if unknown:
+        raise ValueError(f"seed: unknown key(s) {', '.join(map(repr, unknown))}; this emulator seeds "
+                         f"{', '.join(collections)}")
 
 
 def path_template(routes: list[BaseRoute], scope: Scope) -> str:

@@ -30,13 +30,13 @@ from invoiced_keap.emulators.invoiced.gate import ApiKeyAuth, ConcurrencyLimiter
 from invoiced_keap.emulators.invoiced.listing import page_response
 from invoiced_keap.emulators.invoiced.resources import RESOURCES, Action, Resource, View, catch_up
 from invoiced_keap.emulators.invoiced.store import Account
-from invoiced_keap.emulators.kit import AdjustableClock, Emulator
+from invoiced_keap.emulators.kit import AdjustableClock, Emulator, check_seed_keys
 from invoiced_keap.mapping import Record
 
 
 DEFAULT_MAX_IN_FLIGHT = 20
 DEFAULT_WEBHOOK_RETRY_DELAYS = (0.2, 0.5, 1.0)
-SEEDED = ("customers", "items")
+SEEDED = ("customers", "contacts", "items")
 CUSTOMERS, CONTACTS, ITEMS = RESOURCES["customers"], RESOURCES["contacts"], RESOURCES["items"]
 INVOICES, PAYMENTS = RESOURCES["invoices"], RESOURCES["payments"]
 
@@ -177,18 +177,43 @@ class InvoicedEmulator(Emulator):
         return error_response(status, f"Fault injection: status {status}")
 
     def seed(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """Create `customers` and `items` through the API's own validation; failures are listed, not raised."""
+        """Create `customers`, then `contacts`, then `items` through the API's own validation; failures are listed,
+        not raised. A contact names its customer by position in this payload's `customers` (`"customer": 0`).
+
+        The answer is `{"customers": [id, ...], "contacts": [...], "items": [...], "errors": [{"collection",
+        "index", "message", "param"}]}`; a rejected body has no id in its list (nor have the contacts of a
+        rejected customer). ValueError for a key besides those collections (`check_seed_keys`).
+        """
+        check_seed_keys(payload, SEEDED)
         created: dict[str, Any] = {name: [] for name in SEEDED}
         created["errors"] = []
+        customers: dict[int, int] = {}  # position in payload["customers"] -> id, for those created
         for name in SEEDED:
             for index, body in enumerate(payload.get(name, [])):
                 try:
-                    created[name].append(RESOURCES[name].create(self.account, body)["id"])
+                    if name == "contacts":
+                        record = CONTACTS.create(self.account, body, self._seeded_customer(body, customers))
+                    else:
+                        record = RESOURCES[name].create(self.account, body)
                 except ApiError as error:
                     created["errors"].append(
                         {"collection": name, "index": index, "message": error.message, "param": error.param}
                     )
+                    continue
+                created[name].append(record["id"])
+                if name == "customers":
+                    customers[index] = record["id"]
         return created
+
+    @staticmethod
+    def _seeded_customer(contact: Record, customers: dict[int, int]) -> int:
+        """The id of the customer a seeded contact names by position (`customers`: position -> id of those
+        created); ApiError (param `customer`) when it names none of them."""
+        position = contact.get("customer")
+        if isinstance(position, bool) or not isinstance(position, int) or position not in customers:
+            raise ApiError(400, f"customer: expected the position of a customer this seed created, got {position!r}",
+                           "customer")
+        return customers[position]
 
     def wrap_api(self, app: ASGIApp) -> ASGIApp:
         if isinstance(app, Starlette):

@@ -21,7 +21,7 @@ from invoiced_keap.emulators.keap.records import v2_routes
 from invoiced_keap.emulators.keap.resources import RESOURCES
 from invoiced_keap.emulators.keap.store import RecordStore
 from invoiced_keap.emulators.keap.tag_routes import tag_routes
-from invoiced_keap.emulators.kit import Emulator
+from invoiced_keap.emulators.kit import Emulator, check_seed_keys
 
 
 class KeapEmulator(Emulator):
@@ -82,8 +82,10 @@ class KeapEmulator(Emulator):
         """Create records from v2 create bodies, validated as the API would; answer ids and rejections.
 
         The answer is `{"companies": [id, ...], "contacts": [...], "products": [...], "errors":
-        [{"collection", "index", "message"}]}`; a rejected body has no id in its list.
+        [{"collection", "index", "message"}]}`; a rejected body has no id in its list. ValueError for a key
+        besides those collections (`check_seed_keys`).
         """
+        check_seed_keys(payload, list(RESOURCES))
         answer: dict[str, Any] = {"errors": []}
         for collection, resource in RESOURCES.items():
             answer[collection] = []
