@@ -3,8 +3,10 @@
     python benchmarks/propagation.py [--edits 200] [--records 20] [--debounce 0.05] [--json PATH|-]
 
 Both emulators run in-process over real HTTP and deliver at once (Invoiced webhooks immediately, Keap
-hooks with no batching delay; Keap's rate limit lifted). The service (`invoiced-keap run`) polls never
-during the measurement, so every edit travels by webhook: debounce, targeted sync, write. Edits
+hooks with no batching delay; Keap's rate limit lifted). The service (`invoiced-keap run`) is set up as a
+deployment with Keap's hooks: its `public_url` is its own loopback address, which the Keap emulator reaches, so
+the hooks it registers verify. It polls never during the measurement, so every edit travels by webhook:
+debounce, targeted sync, write; an edit that has not arrived after 30 s fails the run (TimeoutError). Edits
 alternate between Invoiced (customer name) and Keap (company name) over `--records` linked companies,
 one at a time; the clock runs from sending the edit until the other emulator holds the new name.
 Goal: p95 < 2 s.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
 import statistics
 import sys
 import tempfile
@@ -63,7 +66,17 @@ def percentile(values: list[float], share: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(share * 100) - 1]
 
 
+def free_port() -> int:
+    """A loopback TCP port nothing listens on now, for the service to bind."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 async def measure(edits: int, records: int, debounce: float) -> dict[str, Any]:
+    """`edits` edits over `records` linked companies (see the module docstring); each direction's count, p50, p95
+    and max in seconds. TimeoutError when an edit does not arrive within 30 s, RuntimeError when Keap's hooks do not
+    verify."""
     invoiced = InvoicedEmulator(api_key=KEY, random_seed=1, webhook_retry_delays=(0.05,))
     keap = KeapEmulator(api_key=KEY, random_seed=1, hook_batch_delay=0.0, hook_retry_delays=(0.05,))
     keap.faults.rate_limit = None
@@ -83,8 +96,9 @@ async def measure(edits: int, records: int, debounce: float) -> dict[str, Any]:
                 httpx.AsyncClient(base_url=keap_url, headers={"X-Keap-API-Key": KEY})
             )
             webhook = (await invoiced_http.post("/webhooks", json={"url": "http://127.0.0.1:9/"})).json()
+            port = free_port()  # the address Keap's hooks reach the service at, known before it starts
             settings = Settings(
-                server_port=0, invoiced_webhook_secret=webhook["secret"],
+                server_port=port, public_url=f"http://127.0.0.1:{port}", invoiced_webhook_secret=webhook["secret"],
                 schedule=Schedule(poll_interval=NEVER, webhook_debounce=debounce),
             )
             service = Service(Syncer(store, invoiced_api, keap_api), build_flows(), settings)
@@ -93,6 +107,8 @@ async def measure(edits: int, records: int, debounce: float) -> dict[str, Any]:
             running = asyncio.create_task(service.run(stop))
             try:
                 await arrival(lambda: len(store.active_link_ids("companies")) == records, time.monotonic())
+                if not service.hooks_verified:  # else Keap's edits could only come by a poll, and polling is off
+                    raise RuntimeError(f"Keap's hooks are not verified: {service.keap_hooks()}")
                 await asyncio.sleep(4 * debounce + 0.5)  # the first pass's echoes come and go
                 pairs = sorted(store.active_link_ids("companies").items())
                 delays: dict[str, list[float]] = {"invoiced → keap": [], "keap → invoiced": []}
