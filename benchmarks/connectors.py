@@ -26,8 +26,8 @@ from rich.table import Table
 from harness import EmulatorTime, KEY, RETRY, post, write_json
 from invoiced_keap.connectors.http import RequestStats
 from invoiced_keap.connectors.invoiced import CUSTOMER, ITEM, InvoicedConnector
-from invoiced_keap.connectors.keap import COMPANIES, CONTACTS, PRODUCTS, KeapConnector
-from invoiced_keap.flows import CATALOGUE
+from invoiced_keap.connectors.keap import COMPANIES, CONTACTS, PRODUCTS, KeapConnector, KeapObject
+from invoiced_keap.flows import CATALOGUE, sharing_keap_object
 from invoiced_keap.connectors.keap_auth import ApiKey
 from invoiced_keap.connectors.pacing import Pacer, RateLimits
 from invoiced_keap.emulators.invoiced import InvoicedEmulator
@@ -68,7 +68,19 @@ async def count(records: AsyncIterator[Any]) -> int:
     return sum([1 async for _ in records])
 
 
+KEAP_READS: dict[str, tuple[KeapObject, list[str]]] = {
+    flow.keap.name: (flow.keap, sorted({field for other in sharing_keap_object(flow) for field in other.keap_fields}))
+    for flow in CATALOGUE.values()
+}
+"""What a pass reads of each Keap object, by its name: one incremental read for all the flows on it (the contacts
+and company_contacts flows share Keap contacts), with the fields of all, from its own watermark (as the engine's
+`changes._read_keap` reads)."""
+
+
 async def read_calls(records: int) -> dict[str, Any]:
+    """Calls and records of three reads of every stream (`"keap companies"`, ..., `"invoiced items"`) over `records`
+    records of each type (a multiple of 100): listing everything, an incremental read with no change, and one after
+    50 edits of each record type on both sides: `{read: {stream: {"calls": n, "records": n}}}`."""
     clock = EmulatorTime()
     keap_emulator = KeapEmulator(api_key=KEY, clock=clock)
     invoiced_emulator = InvoicedEmulator(api_key=KEY, clock=clock)
@@ -89,10 +101,9 @@ async def read_calls(records: int) -> dict[str, Any]:
 
             async def read_all() -> dict[str, dict[str, int]]:
                 found: dict[str, dict[str, int]] = {}
-                for flow in CATALOGUE.values():
-                    name = flow.keap.name
+                for name, (keap_object, fields) in KEAP_READS.items():
                     async def keap_read() -> int:
-                        changes = await keap.changes(flow.keap, keap_marks.get(name), fields=flow.keap_fields)
+                        changes = await keap.changes(keap_object, keap_marks.get(name), fields=fields)
                         keap_marks[name] = changes.watermark
                         return len(changes.records)
                     found[f"keap {name}"] = await calls_of(keap.stats, keap_read)

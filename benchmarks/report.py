@@ -173,7 +173,8 @@ def reads_section(sizes: Sizes) -> str:
     command = sizes.command("connectors.py", records=sizes.reads)
     return (f"## Reads, {sizes.reads:,} records of each record type\n\n"
             "Calls per read (records returned in brackets), connectors alone; 50 changes means 50 edits on "
-            "each record type on both sides.\n\n" + table(["read", *streams, "total calls"], rows) +
+            "each record type on both sides. Each stream is read from its own watermark; Keap contacts are one read "
+            "for both contact flows (contacts and company_contacts), with the fields of both, as a pass reads them.\n\n" + table(["read", *streams, "total calls"], rows) +
             f"\n\nReproduce: `{command}`")
 
 
