@@ -8,10 +8,12 @@ at the same limits, as production paces it (`Pacer` with Keap's PAT limits). Bot
 (`harness.EmulatorTime`): the clock moves only when the pacer sleeps, and only once no call is in flight (a call
 answers in no emulator time; else a sleep would jump the clock under a call still on its way and count it late),
 so minutes of pacing take seconds and our own processing takes no emulator time.
-The physical minimum is the pass's Keap calls at 240 a minute; the ratio is the emulator minutes the pass took
-over that minimum (the first minute's 240 calls go in a 24 s burst, so a pass can finish slightly under it).
-Also given: the earliest the pass's last call can go under both limits, starting at a minute's start (whole
-minutes of 240 calls, then the rest at 10 a second), and the ratio to that.
+The physical minimum is the earliest the pass's last call can go under both limits, the pass starting at a
+minute's start of emulator time (as `EmulatorTime` does): whole minutes of 240 calls, then the rest at 10 a
+second; the ratio is the emulator minutes the pass took over that minimum (1 at best). Also given: the pass's
+calls at an average 240 a minute, and the ratio to that, which can be under 1 with no call over the limit: Keap
+counts calls in fixed windows of the clock, so a last, part-filled minute's calls go in a burst at 10 a second
+at its start, not spread over it (303 calls: 66 s, where 303 / 240 a minute is 76 s).
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ def per_minute(limits: dict[str, int]) -> int:
 
 
 def earliest_last_call(calls: int, limits: dict[str, int]) -> float:
-    """Seconds from the first call to the earliest moment the last one may go under both limits."""
+    """Seconds from the first call, made at a minute's start, to the earliest moment the last one may go under both
+    limits (the emulator's windows: whole seconds and minutes of the clock)."""
     minutes, within = divmod(calls - 1, per_minute(limits))
     return minutes * 60.0 + within // limits["per_second"]
 
@@ -72,7 +75,12 @@ class SettledPacer(Pacer):
 
 
 async def paced_initial_sync(records: int) -> dict[str, Any]:
+    """The pass's figures (see the module docstring): Keap calls and statuses, emulator minutes, `minimum_minutes`
+    (the earliest its last call could go) and `ratio` to it, `average_rate_minutes` (calls / 240) and the ratio to
+    that. ValueError if emulator time does not start at a minute's start, which the minimum assumes."""
     clock = EmulatorTime()
+    if clock.now % 60:
+        raise ValueError(f"emulator time starts at {clock.now}, not at a minute's start: the physical minimum assumes one")
     keap_emulator = KeapEmulator(api_key=KEY, clock=clock)  # Keap's PAT limits by default, on emulator time
     invoiced_emulator = InvoicedEmulator(api_key=KEY)
     invoiced_emulator.faults.rate_limit = None  # Invoiced's limits are not what this measures
@@ -91,13 +99,14 @@ async def paced_initial_sync(records: int) -> dict[str, Any]:
                 elapsed = clock.now - started
                 statuses = dict(keap.stats.statuses)
     calls = report.api_calls["keap"]
-    minimum_minutes = calls / per_minute(limits)
+    average_minutes = calls / per_minute(limits)
     earliest = earliest_last_call(calls, limits)
     return {"records": records, "keap_calls": calls, "invoiced_calls": report.api_calls["invoiced"],
             "limits": limits, "statuses": statuses, "exit_code": report.exit_code, "counts": report.counts(),
-            "emulator_minutes": round(elapsed / 60, 3), "minimum_minutes": round(minimum_minutes, 3),
-            "ratio": round(elapsed / 60 / minimum_minutes, 3), "earliest_minutes": round(earliest / 60, 3),
-            "ratio_to_earliest": round(elapsed / earliest, 3) if earliest else None}
+            "emulator_minutes": round(elapsed / 60, 3), "minimum_minutes": round(earliest / 60, 3),
+            "ratio": round(elapsed / earliest, 3) if earliest else None,
+            "average_rate_minutes": round(average_minutes, 3),
+            "ratio_to_average_rate": round(elapsed / 60 / average_minutes, 3)}
 
 
 def main() -> None:

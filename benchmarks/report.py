@@ -186,13 +186,25 @@ def rate_limit_section(sizes: Sizes) -> str:
             asyncio.run(connectors.emulator_time_throughput(sizes.virtual_calls)),
     }
     rows = [[run, r["calls"], r["seconds"], r["calls_per_second"], f"{r['limit_per_second']:.2f}",
-             f"{r['share_of_limit']:.1%}", json.dumps(r["statuses"])] for run, r in runs.items()]
+             f"{r['share_of_limit']:.1%}", r["window_allowance"], f"{r['share_of_allowance']:.1%}", json.dumps(r["statuses"])]
+            for run, r in runs.items()]
     command = sizes.command("connectors.py", records=100, seconds=sizes.real_time_seconds, virtual_calls=sizes.virtual_calls)
     return ("## Achieved share of the Keap rate limit\n\n"
             "The paced Keap connector against a rate-limited Keap emulator; the binding limit is the smaller of the "
             "per-second and per-minute ones. The emulator-time run uses Keap's real PAT limits over minutes of "
-            "emulator time (the pacer sleeps on that clock).\n\n" +
-            table(["run", "calls", "seconds", "calls/s", "limit/s", "share", "statuses"], rows) +
+            "emulator time (the pacer sleeps on that clock); its seconds run to the moment the next call could go. "
+            "*Average share*: calls per second over the run against the binding limit per second. It can pass 100 % "
+            "with no call over the limit: Keap counts calls in fixed windows of the clock (each second, each minute), "
+            "not as an average, so a run that ends part-way into a window had that window's whole allowance, and "
+            "the shorter the run, the more that counts: at 240/min, 300 calls go in 66 s (240 in the first "
+            "minute's first 24 s at 10/s, 60 more at the next minute's start), an average of 4.55/s against 4/s, "
+            "113.6 %. *Windows allowed*: the most calls Keap's windows admit between the run's first call and its "
+            "last answer (each minute: its limit, or the per-second limit times the seconds of it the run touched, "
+            "whichever is smaller); *share of that* is exact: it passes 100 % only if a call was admitted over the "
+            "limit, and a run falls short of 100 % by the part-windows at its ends it did not fill. Statuses: every "
+            "answer the connector got (a 429 would show the limit reached).\n\n" +
+            table(["run", "calls", "seconds", "calls/s", "limit/s", "average share", "windows allowed", "share of that",
+                   "statuses"], rows) +
             f"\n\nReproduce: `{command}` (its read figures at 100 records are a by-product)")
 
 
@@ -201,8 +213,8 @@ def paced_section(sizes: Sizes) -> str:
     FIGURES["paced"] = result
     limits = result["limits"]
     rows = [[f"{result['records']:,}", result["keap_calls"], f"{result['emulator_minutes']:.3f}",
-             f"{result['minimum_minutes']:.3f}", f"{result['ratio']:.3f}", f"{result['earliest_minutes']:.3f}",
-             f"{result['ratio_to_earliest']:.3f}", json.dumps(result["statuses"])]]
+             f"{result['minimum_minutes']:.3f}", f"{result['ratio']:.3f}", f"{result['average_rate_minutes']:.3f}",
+             f"{result['ratio_to_average_rate']:.3f}", json.dumps(result["statuses"])]]
     failed = "" if result["exit_code"] == 0 else f" **The pass exited {result['exit_code']}.**"
     command = sizes.command("paced.py", records=sizes.paced)
     return ("## Paced initial sync against the physical limit\n\n"
@@ -211,12 +223,15 @@ def paced_section(sizes: Sizes) -> str:
             f"{limits['per_minute']}/min, {limits['per_day']:,}/day), the Keap connector paced at the same limits as "
             "in production, all on emulator time: the clock moves only when the pacer sleeps, once the calls in "
             "flight are answered, so our own processing and the network take none of it. *Physical minimum*: the "
-            "pass's Keap calls at 240 a minute. *Ratio*: emulator minutes taken over that minimum; 1 means the pass "
-            "ran at the limit (the first minute's 240 calls go in a 24 s burst, so a pass can end slightly under "
-            "it). *Earliest*: when the last call may go at the soonest under both limits (whole minutes of 240 "
-            f"calls, the rest at 10 a second), and the ratio to that.{failed}\n\n"
-            + table(["records", "Keap calls", "emulator minutes", "physical minimum (calls / 240) min", "ratio",
-                     "earliest min", "ratio to earliest", "Keap statuses"], rows) + f"\n\nReproduce: `{command}`")
+            "soonest the pass's last Keap call may go under both limits, the pass starting at a minute's start "
+            "(whole minutes of 240 calls, the rest at 10 a second). *Ratio*: emulator minutes taken over that "
+            "minimum; 1 means the pass ran at the limit, and it cannot be under 1. *At 240/min*: the calls at an "
+            "average 240 a minute, and the ratio to that, which can be under 1 with no call over the limit: Keap "
+            "counts calls in fixed windows of the clock, so the calls of a last, part-filled minute go in a burst at "
+            "10 a second at its start, not spread over the minute (a pass of 303 calls can end at 66 s, where 303 / "
+            f"240 a minute is 76 s).{failed}\n\n"
+            + table(["records", "Keap calls", "emulator minutes", "physical minimum min", "ratio",
+                     "at 240/min min", "ratio to 240/min", "Keap statuses"], rows) + f"\n\nReproduce: `{command}`")
 
 
 def planning_section(sizes: Sizes) -> str:
@@ -366,9 +381,9 @@ def summary(sizes: Sizes) -> str:
         result = FIGURES["paced"]
         parts.append(f"Paced initial sync of {result['records']:,} records: {result['keap_calls']:,} Keap calls in "
                      f"{result['emulator_minutes']:.3f} emulator minutes against a physical minimum of "
-                     f"{result['minimum_minutes']:.3f} (calls / 240 per minute): ratio {result['ratio']:.3f} "
-                     f"({result['ratio_to_earliest']:.3f} of the earliest its last call could go, "
-                     f"{result['earliest_minutes']:.3f} min).")
+                     f"{result['minimum_minutes']:.3f} (the soonest its last call could go under Keap's limits): "
+                     f"ratio {result['ratio']:.3f} ({result['ratio_to_average_rate']:.3f} of the calls at an average "
+                     f"240 a minute, {result['average_rate_minutes']:.3f} min).")
     missing = [name for name in ("sync", "quota", "paced", "memory") if not FIGURES.get(name)]
     if missing:
         parts.append(f"Not in this summary because their section failed: {', '.join(missing)}.")
