@@ -12,7 +12,7 @@ import asyncio
 import secrets
 import signal
 import threading
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -280,12 +280,12 @@ def _review_row(item: ReviewItem) -> dict[str, Any]:
             "reason": item.reason, "since": item.created_at}
 
 
-def _show(title: str, rows: list[dict[str, Any]], as_json: bool, columns: Sequence[str] | None = None) -> None:
-    """Rows as JSON (every field), or as a table of `columns` (default: every field)."""
+def _show(title: str, rows: list[dict[str, Any]], as_json: bool) -> None:
+    """Rows as JSON, or as a table of every field."""
     if as_json:
         console.print_json(rows)
     else:
-        console.print_rows(title, rows, columns)
+        console.print_rows(title, rows)
 
 
 @app.command()
@@ -339,16 +339,34 @@ app.add_typer(failures_app, name="failures")
 
 @failures_app.callback()
 def failures(ctx: typer.Context, flow: str | None = OneFlowOption, as_json: bool = JsonOption) -> None:
-    """Records a system rejected, with its message; they are retried on later runs and by `retry`, unless dismissed."""
+    """Records a system rejected, with its message; they are retried on later runs and by `retry`, unless dismissed.
+    Printed as the state database is read, a page at a time, so any number of them is listed whole."""
     if ctx.invoked_subcommand is not None:
         return
     session = _session(ctx)
     flow = _flow_filter(session.settings(), flow)
     with session.store() as store:
-        found = store.failures(flow)
-    _show("Failures", [_failure_row(failure) for failure in found], as_json,
-          ["id", "flow", "side", "record_id", "operation", "attempts", "message", "field", "next_retry_at", "dismissed_at",
-           "dismissed_reason"])
+        if as_json:
+            console.print_json_list(_failure_row(failure) for failure in store.iter_failures(flow))
+        else:
+            _print_failures(store.iter_failures(flow))
+
+
+def _print_failures(found: Iterable[Failure]) -> None:
+    """One block a failure (a table's columns wrap to a few characters at 80 columns, as in cron mail): its id, flow,
+    record, operation, attempts and next retry on one line, the message whole on the next, a dismissal on a third;
+    then how many. "Failures: none" when there are none."""
+    count = 0
+    for failure in found:
+        count += 1
+        dismissed = (f"\n    dismissed {console.cell(failure.dismissed_at)} ({_reason(failure.dismissed_reason)})"
+                     if failure.dismissed_at else "")
+        field = f" (field {failure.field})" if failure.field else ""
+        console.note(f"{'Failures:' if count == 1 else ''}\n#{failure.id} {failure.flow}: {failure.side} {failure.record_id}, "
+                     f"{failure.operation}, attempts {failure.attempts}, next retry {console.cell(failure.next_retry_at)}\n"
+                     f"    {failure.message.replace(chr(10), chr(10) + '    ')}{field}{dismissed}")
+    console.note("Failures: none" if not count else
+                 f"\n{count} open failure{'s' if count != 1 else ''} (`invoiced-keap failures dismiss ID` sets one aside)")
 
 
 @failures_app.command("dismiss")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
 
+import invoiced_keap
 from invoiced_keap.emulators.sample import INVOICED_SAMPLE, KEAP_SAMPLE
 from tests.cli.conftest import KEAP_KEY
+from tests.support import cli_with_peak
 
 
 def seed_sample(invoiced, keap) -> None:
@@ -29,6 +32,25 @@ def test_dry_run_prints_the_plan_and_writes_nothing(connected, invoiced, keap) -
     assert keap_writes(keap) == 0
     with connected.store() as store:
         assert store.status_counts().active_links == {}
+
+
+def test_failures_at_80_columns_off_a_terminal_show_each_failure_whole_on_lines_of_its_own(connected, invoiced, keap) -> None:
+    """As cron mail or captured output shows them: a table's nine columns wrapped to four characters each."""
+    seed_sample(invoiced, keap)
+    assert connected("sync").exit_code == 2
+    [failure] = json.loads(connected("failures", "--json").stdout)
+    env = {"INVOICED_KEAP_DATABASE_URL": connected.database_url, "COLUMNS": "80",
+           "PYTHONPATH": str(Path(invoiced_keap.__file__).parents[1])}  # the child runs the code this test imported
+    listed, _ = cli_with_peak(["failures"], env, connected.directory)  # stdout a pipe, as under cron
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines() == [
+        "Failures:",
+        f"#{failure['id']} contacts: invoiced {failure['record_id']}, create, attempts 1, next retry "
+        f"{failure['next_retry_at'].replace('T', ' ').removesuffix('+00:00')}",
+        f"    {failure['message']}",
+        "",
+        "1 open failure (`invoiced-keap failures dismiss ID` sets one aside)",
+    ], listed.stdout
 
 
 def test_sync_exits_2_with_a_rejected_record_then_retry_and_status_agree(connected, invoiced, keap) -> None:

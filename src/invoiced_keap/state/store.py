@@ -554,6 +554,20 @@ class Queries(ReceivableQueries):
         with self._session() as session:
             return list(session.scalars(_for_flow(query, Failure.flow, flow)))
 
+    def iter_failures(self, flow: str | None = None, *, batch_size: int = 1000) -> Iterator[Failure]:
+        """Open failures (of `flow`, else every flow) in id order, a keyset page of `batch_size` at a time in one
+        short transaction each, so a listing of any length is never held whole (`failures`)."""
+        after = 0
+        while True:
+            query = (select(Failure).where(Failure.resolved_at.is_(None), Failure.id > after)
+                     .order_by(Failure.id).limit(batch_size))
+            with self._session() as session:
+                batch = list(session.scalars(_for_flow(query, Failure.flow, flow)))
+            yield from batch
+            if len(batch) < batch_size:
+                return
+            after = batch[-1].id
+
     def failures_due(self, flow: str | None = None) -> list[Failure]:
         """Open failures whose backoff has run out and that no one dismissed: the records to retry this run."""
         query = (
