@@ -119,15 +119,17 @@ def test_status_page_asks_for_the_token_when_one_is_set(guarded: str) -> None:
 async def test_keap_quota_comes_from_the_answers_headers(keap_server: BackgroundServer, store: Store) -> None:
     pacer = QuotaWatchingPacer(KEAP_PAT_LIMITS)
     metrics = Metrics(store)
-    metrics.watch_keap_quota(lambda: pacer.quota_remaining)
-    # before Keap has said anything the gauge is left out (it was NaN), so an alert on it cannot misfire
+    metrics.watch_keap_quota(lambda: pacer.quota_remaining, pacer.key_used_today)
+    # before Keap has said anything the gauges are left out (it was NaN), so an alert on them cannot misfire
     assert ("invoiced_keap_keap_quota_remaining", ()) not in samples_of(metrics)
     assert "invoiced_keap_keap_quota_remaining" not in metrics.exposition().decode()
+    assert "invoiced_keap_keap_calls_today " not in metrics.exposition().decode()
     async with KeapConnector(ApiKey(API_KEY), f"{keap_server.url}/crm/rest", pacer=pacer) as keap:
         await keap.create(COMPANIES, {"company_name": "One"})
         await keap.create(COMPANIES, {"company_name": "Two"})
     assert pacer.quota_remaining == 30_000 - 2
     assert samples_of(metrics)[("invoiced_keap_keap_quota_remaining", ())] == 30_000 - 2
+    assert samples_of(metrics)[("invoiced_keap_keap_calls_today", ())] == 2
 
 
 def test_a_flow_without_failures_is_not_marked_for_attention_by_its_runs_result(served: Served) -> None:

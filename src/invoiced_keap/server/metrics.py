@@ -69,12 +69,19 @@ def call_kind(job: str, endpoint: str) -> str:
 
 
 class DailyCalls:
-    """Calls per kind since 00:00 UTC, when Keap's daily quota starts afresh (`clock`: epoch seconds)."""
+    """This process's calls per kind since it started or since 00:00 UTC, when Keap's daily quota starts afresh,
+    whichever is later (`since`); `clock`: epoch seconds."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
+        self.started = clock()
         self.day = -1
         self.counts: CounterOf[str] = CounterOf()
+
+    def since(self) -> float:
+        """When the counts began (epoch seconds): this process's start, or 00:00 UTC today if later."""
+        self._roll()
+        return max(self.started, self.day * DAY)
 
     def add(self, kind: str) -> None:
         self._roll()
@@ -92,10 +99,12 @@ class DailyCalls:
 
 
 class KeapQuotaCollector(Collector):
-    """Keap's daily quota as last reported (absent until Keap has reported it), and our Keap calls today by kind."""
+    """Keap's daily quota as last reported: left, and used on the key today by every process on it (each absent
+    until Keap has reported it); and this process's own Keap calls by kind since it started or 00:00 UTC."""
 
     def __init__(self, calls_today: DailyCalls) -> None:
         self.remaining: Callable[[], int | None] = lambda: None
+        self.used: Callable[[], int | None] = lambda: None
         self.calls_today = calls_today
 
     def collect(self) -> Iterator[Metric]:
@@ -103,10 +112,14 @@ class KeapQuotaCollector(Collector):
         if left is not None:
             yield GaugeMetricFamily(f"{PREFIX}_keap_quota_remaining", "Keap calls left in the daily quota (last reported)",
                                     value=left)
+        used = self.used()
+        if used is not None:
+            yield GaugeMetricFamily(f"{PREFIX}_keap_calls_today", "Keap calls on the key since 00:00 UTC by every process "
+                                    "on it, as Keap counts them (its quota headers)", value=used)
         today = self.calls_today.today()
-        family = GaugeMetricFamily(f"{PREFIX}_keap_calls_today", "Keap calls sent since 00:00 UTC per kind "
-                                   "(polling reads, webhook reads, reconcile reads, other reads, writes, hooks upkeep)",
-                                   labels=["kind"])
+        family = GaugeMetricFamily(f"{PREFIX}_keap_own_calls_today", "This process's Keap calls since it started or "
+                                   "since 00:00 UTC, the later, per kind (polling reads, webhook reads, reconcile reads, "
+                                   "other reads, writes, hooks upkeep)", labels=["kind"])
         for kind in CALL_KINDS:
             family.add_metric([kind], today.get(kind, 0))
         yield family
@@ -119,8 +132,8 @@ class Metrics:
     def __init__(self, store: Store | None = None, flows: Iterable[str] = (), clock: Callable[[], float] = time.time) -> None:
         self.registry = CollectorRegistry()
         registry = self.registry
-        self.keap_calls_today = DailyCalls(clock)
-        self.keap_quota = KeapQuotaCollector(self.keap_calls_today)
+        self.own_keap_calls = DailyCalls(clock)
+        self.keap_quota = KeapQuotaCollector(self.own_keap_calls)
         registry.register(self.keap_quota)
         self.passes = Counter(f"{PREFIX}_passes", "Sync passes per flow and result", ["flow", "result"], registry=registry)
         self.records_read = Counter(f"{PREFIX}_records_read", "Records read per flow and side", ["flow", "side"], registry=registry)
@@ -189,9 +202,11 @@ class Metrics:
         log_event(logger, "webhook", logging.WARNING if outcome == "rejected" else logging.INFO,
                   source=source, outcome=outcome, **about)
 
-    def watch_keap_quota(self, remaining: Callable[[], int | None]) -> None:
-        """Read the quota at scrape time (the gauge is left out until Keap has reported it)."""
+    def watch_keap_quota(self, remaining: Callable[[], int | None], used: Callable[[], int | None]) -> None:
+        """Read the quota left and the calls used on the key today at scrape time (each gauge is left out while
+        its callable answers None: Keap has not reported it)."""
         self.keap_quota.remaining = remaining
+        self.keap_quota.used = used
 
     def calls_by_job(self, system: str) -> dict[str, int]:
         """API calls to `system` since the start, per job (the status page's "spent by polling vs the rest")."""
@@ -214,7 +229,7 @@ class Metrics:
         def count(event: RequestEvent) -> None:
             self.api_calls.labels(system, self.job).inc()
             if system == "keap":
-                self.keap_calls_today.add(call_kind(self.job, event.endpoint))
+                self.own_keap_calls.add(call_kind(self.job, event.endpoint))
             if event.status == 429:
                 limited.inc()
 

@@ -93,7 +93,7 @@ class Service:
         register_secret(self.hook_token, *settings.secrets())
         self.queue = DirtyQueue(settings.schedule.webhook_debounce)
         self.metrics = Metrics(syncer.store, self.flows)
-        self.metrics.watch_keap_quota(self.keap_quota)
+        self.metrics.watch_keap_quota(self.keap_quota, self.keap_used_today)
         syncer.invoiced.api.listeners.append(self.metrics.api_listener("invoiced"))
         syncer.keap.api.listeners.append(self.metrics.api_listener("keap"))
         self.failed_jobs = 0
@@ -127,13 +127,20 @@ class Service:
         return self.hook_upkeep.as_json(self.clock())
 
     def keap_day(self) -> dict[str, object]:
-        """Keap calls today (UTC) by kind and their share of the daily quota, for the status page."""
-        return keap_day(self.metrics.keap_calls_today.today(), CALL_KINDS, self.syncer.keap.api.pacer)
+        """Keap calls on the key today (UTC) and their share of the daily quota, with this process's by kind, for the
+        status page (`quota.keap_day`)."""
+        calls = self.metrics.own_keap_calls
+        return keap_day(calls.today(), CALL_KINDS, self.syncer.keap.api.pacer, calls.since())
 
     def keap_quota(self) -> int | None:
         """Known when the Keap connector was opened with a `QuotaWatchingPacer`."""
         pacer = self.syncer.keap.api.pacer
         return pacer.quota_remaining if isinstance(pacer, QuotaWatchingPacer) else None
+
+    def keap_used_today(self) -> int | None:
+        """Keap's count of the calls on the key today, by every process on it (`QuotaWatchingPacer.key_used_today`)."""
+        pacer = self.syncer.keap.api.pacer
+        return pacer.key_used_today() if isinstance(pacer, QuotaWatchingPacer) else None
 
     def progressed(self, note: Progress) -> None:
         """The engine's progress: a pass that makes progress keeps its flow healthy; then shown as before."""
