@@ -32,5 +32,4 @@ async def test_a_paced_initial_sync_takes_at_least_its_physical_minimum() -> Non
 
     assert result["exit_code"] == 0 and "429" not in result["statuses"]
     assert result["minimum_minutes"] * 60 == paced.earliest_last_call(result["keap_calls"], result["limits"])
-    assert result["ratio"] >= 1
-    assert result["ratio_to_average_rate"] < 1  # the last, part-filled minute's calls go at 10/s at its start
+    assert result["ratio"] >= 1  # (its ratio to calls / 240 a minute was 0.87 here: the last minute's calls go at 10/s)
