@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import propagation
 
+from invoiced_keap.config import Schedule
+
 
 async def test_every_edit_arrives_both_ways() -> None:
-    result = await propagation.measure(edits=6, records=3, debounce=0.05)
+    result = await propagation.measure(edits=6, records=3, debounce=Schedule().webhook_debounce)  # production's
 
     counts = {direction: row["count"] for direction, row in result["propagation_seconds"].items()}
     assert counts == {"all": 6, "invoiced → keap": 3, "keap → invoiced": 3}
