@@ -199,10 +199,10 @@ class Applier:
                        refresh: Callable[[Sequence[T]], Awaitable[Sequence[T]]] | None = None) -> None:
         """Build, run and commit `work` a batch at a time (a pass holds one batch of records and plans)."""
         done = 0
-        async for batch in work.batches(self.batch_size):
+        async for taken, batch in work.batches(self.batch_size):
             await self._chunks(batch, each, before=before, refresh=refresh)
             await self.commit_and_stamp()
-            done = min(done + self.batch_size, len(work))
+            done += taken
             self.on_batch(Progress(self.flow.name, step, done, len(work)))
 
     async def _chunks(self, batch: Sequence[T], each: Callable[[T], Awaitable[object]],

@@ -17,7 +17,7 @@ is kept for the pass).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
@@ -31,6 +31,7 @@ from invoiced_keap.engine.plan import CreatePlan, PairPlan, Policy, plan_create,
 from invoiced_keap.engine.receivables import OPERATION
 from invoiced_keap.engine.report import Action, Progress, ProgressHook, no_progress
 from invoiced_keap.engine.shadows import link_shadows, stored_record
+from invoiced_keap.engine.spool import RecordSpool
 from invoiced_keap.flows import SIDES, Flow, Side, flow_of, other_side, sharing_keap_object
 from invoiced_keap.mapping import LossyCarry, Record
 from invoiced_keap.state import Store
@@ -43,27 +44,57 @@ LINKED_ELSEWHERE = "is linked in flow"
 """How a review item's reason says a candidate is linked already (the item comes back once it is not)."""
 PLAN_BATCH = 500
 """Pairs planned at a time by the planner's counting sweep and by `FlowPlan.actions`."""
+BATCH_CHARS = 1_000_000
+"""At most this many characters of stored JSON (the records and shadows a batch is built from, as `Batches.weigh`
+tells) go into one batch, whatever its count: a batch holds each record several times over (read, shadow, plan,
+lossy notes, the state rows it writes), and a character of a text with an emoji takes 4 bytes in a Python string, so
+200 records of 20,000-character descriptions held some 150 MB at once. Batches of ordinary records (a few hundred
+characters each) stay count-bound."""
 
 
 @dataclass(frozen=True)
 class Batches(Generic[K, T]):
-    """Work of a plan kept as keys; the items of a batch of keys are built (`build`) when the batch is reached."""
+    """Work of a plan kept as keys; the items of a batch of keys are built (`build`) when the batch is reached.
+    `weigh` tells the stored characters each key's items are built from (same order as the keys); with it a batch
+    ends before it passes `BATCH_CHARS` (a key heavier than that alone is a batch of one)."""
 
     keys: Sequence[K] = ()
     build: Callable[[Sequence[K]], Awaitable[list[T]]] | None = None
+    weigh: Callable[[Sequence[K]], Sequence[int]] | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
 
-    async def batches(self, size: int) -> AsyncIterator[list[T]]:
+    async def batches(self, size: int) -> AsyncIterator[tuple[int, list[T]]]:
+        """(keys taken, items built) a batch at a time: at most `size` keys and `BATCH_CHARS` characters each."""
+        assert self.build is not None or not self.keys, "keys without a build"
         for start in range(0, len(self.keys), size):
-            assert self.build is not None, "keys without a build"
-            yield await self.build(self.keys[start : start + size])
+            for keys in self._by_weight(self.keys[start : start + size]):
+                assert self.build is not None
+                yield len(keys), await self.build(keys)
+
+    def _by_weight(self, keys: Sequence[K]) -> Iterator[Sequence[K]]:
+        if self.weigh is None:
+            yield keys
+            return
+        first, total = 0, 0
+        for end, weight in enumerate(self.weigh(keys)):
+            if end > first and total + weight > BATCH_CHARS:
+                yield keys[first:end]
+                first, total = end, 0
+            total += weight
+        yield keys[first:]
 
     async def items(self, size: int = PLAN_BATCH) -> AsyncIterator[T]:
-        async for batch in self.batches(size):
+        async for _, batch in self.batches(size):
             for item in batch:
                 yield item
+
+
+def record_sizes(records: Mapping[str, Record]) -> Callable[[Sequence[str]], list[int]] | None:
+    """A `Batches.weigh` of record ids: their characters in `records`; None when `records` is not a `RecordSpool`
+    (records read by id are kept in a dict, and are few)."""
+    return records.sizes if isinstance(records, RecordSpool) else None
 
 
 @dataclass(frozen=True)
@@ -448,13 +479,13 @@ class Planner:
         async def build(ids: Sequence[int]) -> list[PairWork]:
             return [work for work in await planned(ids) if refused_again(plan.refused, work) is None]
 
-        async for work in Batches(link_ids, planned).items():
+        async for work in Batches(link_ids, planned, self.store.shadow_sizes).items():
             waiting = refused_again(plan.refused, work)
             if waiting is not None:
                 plan.waiting.append(waiting)
             elif work.plan.write_count:
                 plan.updates += 1
-        return Batches(link_ids, build)
+        return Batches(link_ids, build, self.store.shadow_sizes)
 
     async def _plan_pair(self, flow: Flow, link: Link, changes: FlowChanges, repair: bool = False,
                          fetched: MutableMapping[tuple[Side, str], Record] | None = None) -> PairWork:
@@ -657,7 +688,14 @@ class Planner:
             built = [(changes.invoiced[invoiced_id], listing[keap_id]) for invoiced_id, keap_id in keys]
             return [NewPair(invoiced, keap, plan_pair(flow, None, invoiced, keap, policy), policy) for invoiced, keap in built]
 
-        plan.new_pairs = Batches(pairs, new_pairs)
+        invoiced_sizes, keap_sizes = record_sizes(changes.invoiced), record_sizes(listing)
+
+        def weigh(keys: Sequence[tuple[str, str]]) -> list[int]:
+            assert invoiced_sizes is not None and keap_sizes is not None
+            return [one + other for one, other in zip(invoiced_sizes([invoiced_id for invoiced_id, _ in keys]),
+                                                      keap_sizes([keap_id for _, keap_id in keys]), strict=True)]
+
+        plan.new_pairs = Batches(pairs, new_pairs, weigh if invoiced_sizes is not None and keap_sizes is not None else None)
         plan.creates["invoiced"] = self._creates(flow, changes.invoiced, creates)
         return claimed
 
@@ -699,4 +737,5 @@ class Planner:
         async def build(batch: Sequence[CreateKey]) -> list[Create]:
             return [self._create(flow, records, key) for key in batch]
 
-        return Batches(keys, build)
+        weigh = record_sizes(records)
+        return Batches(keys, build, None if weigh is None else lambda batch: weigh([key.record_id for key in batch]))

@@ -24,6 +24,10 @@ EXIT_NEEDS_ATTENTION = 2
 ACTIONS_KEPT = 1_000
 """A pass's report keeps this many actions of each verb (a pass of 100,000 writes would hold them all); every
 action is counted (`FlowReport.counts`, `FlowReport.done`) and logged as an event, kept or not."""
+KEPT_CHARS = 1_000_000
+"""...and at most this many characters of their values in all (`Action.size`): 1,000 creates of 20,000-character
+descriptions would otherwise keep hundreds of megabytes to the end of the pass. Past it actions are counted, not
+kept, as past `ACTIONS_KEPT`."""
 SHOWN_CHARS = 120
 """A value longer than this is cut in printed lines and tables (`shortened`); JSON output keeps it whole."""
 
@@ -51,6 +55,11 @@ class Action:
         elif self.verb == "lossy":
             details = {key: self.fields[key] for key in ("field", "reason")}
         return {"flow": self.flow, "side": self.side, "record_id": self.record_id, **details}
+
+    @property
+    def size(self) -> int:
+        """The characters of the action's values as JSON text (what keeping it costs, in characters)."""
+        return len(json.dumps(self.fields, default=str, ensure_ascii=False))
 
     def line(self) -> str:
         target = f"{self.side}:{self.record_id}" if self.record_id else f"{self.side}:(new)"
@@ -94,7 +103,7 @@ class FlowReport:
 
     `error` is set when the pass stopped early (fatal API error, circuit breaker, flow lock held); `held` too when
     it was the circuit breaker; `unavailable` when a system kept answering 5xx or timing out after the retries,
-    though the pass went on (its writes failed). `actions` keeps the first `ACTIONS_KEPT` of each verb (a dry run
+    though the pass went on (its writes failed). `actions` keeps the first `ACTIONS_KEPT` of each verb, at most `KEPT_CHARS` of values in all (`kept_chars`; a dry run
     hands every planned action to the engine's `on_planned` hook); `done` counts every action by (verb, side);
     `left_out` how many `actions` does not show; `listed` the records a dry run would put on the review and
     failures lists; `unplanned` what a dry run's plan could not show (one sentence).
@@ -109,6 +118,7 @@ class FlowReport:
     held: str | None = None
     unavailable: str | None = None
     unplanned: str | None = None
+    kept_chars: int = 0
 
     @property
     def left_out(self) -> int:
@@ -126,7 +136,10 @@ class FlowReport:
         """Count an action (done, or planned by a dry run) and keep it if fewer than `ACTIONS_KEPT` of its verb are
         kept; a dry run's review and refusal records are remembered whole (`listed`), for the lists' sizes."""
         if sum(count for (verb, _), count in self.done.items() if verb == action.verb) < ACTIONS_KEPT:
-            self.actions.append(action)
+            size = action.size
+            if self.kept_chars + size <= KEPT_CHARS:
+                self.actions.append(action)
+                self.kept_chars += size
         self.done[(action.verb, action.side)] += 1
         self.counts[COUNTED[action.verb].format(side=action.side)] += 1
         if action.verb in LISTED:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping, Sequence
 
 from invoiced_keap.mapping import Record
 
@@ -57,6 +57,12 @@ class RecordSpool(MutableMapping[str, Record]):
 
     def __len__(self) -> int:
         return self._size
+
+    def sizes(self, record_ids: Sequence[str]) -> list[int]:
+        """The characters each record takes as JSON text, in the order of `record_ids` (0 for an id not here)."""
+        sizes = dict(self._db.execute(f"SELECT id, length(body) FROM records WHERE id IN ({','.join('?' * len(record_ids))})",
+                                      list(record_ids))) if record_ids else {}
+        return [sizes.get(record_id, 0) for record_id in record_ids]
 
     def values(self) -> Iterator[Record]:  # type: ignore[override]  # one pass over the file, not a get per id
         return (json.loads(body) for (body,) in self._db.execute("SELECT body FROM records ORDER BY rowid"))
