@@ -42,10 +42,6 @@ Credentials = ApiKey | AccessToken | OAuthClient
 DEFAULT_BASE_URL = "https://api.infusionsoft.com/crm/rest"
 API_KEY_HEADER = "X-Keap-API-Key"
 PAGE_SIZE = 1000
-PAGE_BYTES = 4_000_000
-"""A page after the first asks for as many records as the previous page's took fit in this many bytes of response
-body (at most `page_size`, at least one): 1,000 ordinary records take well under a megabyte, so only records with
-long values (20,000-character descriptions) are read in smaller pages, which a pass then holds one at a time."""
 ONE_MILLISECOND = timedelta(milliseconds=1)  # the resolution of Keap's `update_time`
 HOOKS_PATH = "/v1/hooks"
 IDS_PER_CALL = 100
@@ -238,22 +234,17 @@ class KeapConnector(AsyncClosing):
 
     # --- reading ---------------------------------------------------------------------------------
     async def pages(self, keap_object: KeapObject, params: Mapping[str, str] | None = None) -> AsyncIterator[Page]:
-        """Every page of a listing, each page requested once: `page_size` records a page (1000 unless configured),
-        fewer after a page whose records were long (`PAGE_BYTES`). A page token is a position in the listing (it
-        reads `page_token=91` with `page_size=1`), so the size may change from page to page."""
+        """Every page of a listing (1000 records a page unless configured), each page requested once. The page size
+        stays the same from page to page: a page token is opaque (Keap documents no other meaning), so a listing is
+        never re-sized midway. A page's response is let go once parsed, and the page once the caller is done with it."""
         query = {"page_size": str(self.page_size), **(params or {})}
-        size = int(query["page_size"])
         token: str | None = None
         while True:
-            response = await self.api.request("GET", keap_object.path, params={**query, "page_size": str(size),
-                                                                              **({"page_token": token} if token else {})})
-            body_bytes, served = len(response.content), served_at(response)
-            body = response.json()
+            response = await self.api.request("GET", keap_object.path, params={**query, **({"page_token": token} if token else {})})
+            body, served = response.json(), served_at(response)
             del response  # its body is parsed: not held beside the records
             records = body.get(keap_object.name) or []
             token = page_token_of(body.get("next_page_token"))
-            if records:
-                size = max(1, min(int(query["page_size"]), PAGE_BYTES * len(records) // body_bytes))
             del body
             yield Page(records, served)
             del records  # the caller is done with the page: not held while the next is read
