@@ -351,6 +351,7 @@ class Syncer:
             report.open_review = len(review.union(*(flow.listed["review"] for flow in report.flows.values())))
             report.open_failures = len(failures.union(*(flow.listed["refuse"] for flow in report.flows.values())))
         else:
+            self.store.refresh_statistics()
             status = self.store.status_counts()
             report.open_failures = sum(count for flow, count in status.open_failures.items() if flow in names)
             report.open_review = sum(count for flow, count in status.open_review_items.items() if flow in names)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import ColumnElement, Engine, Select, Text, cast, delete, func, insert, literal, select, update
+from sqlalchemy import ColumnElement, Engine, Select, Text, cast, delete, func, insert, literal, select, text, update
 from sqlalchemy.orm import QueryableAttribute, Session, selectinload
 
 from invoiced_keap.flows import Shadow, Side
@@ -42,6 +42,9 @@ from invoiced_keap.state.models import (
 
 SelectT = TypeVar("SelectT", bound=Select[Any])
 IN_CLAUSE_CHUNK = 500  # ids per `IN (...)`: well under SQLite's and PostgreSQL's parameter limits
+STALE_ROWS, STALE_SHARE = 1_000, 0.2
+"""PostgreSQL's planner statistics of the links are taken again once their count is off by more than both (rows, and
+a share of the count they were taken at): autovacuum's own rule, kept by the store itself (`refresh_statistics`)."""
 CREATE_RESOLUTION = "create"  # a review item decided as "none of these candidates: create a new record"
 PICK_RESOLUTION = "linked "  # + the Keap id: a review item decided as "this candidate" (`pick_resolution`)
 
@@ -862,6 +865,23 @@ class Store(Queries):
     def migrate(self) -> None:
         """Bring the schema to the newest migration (safe to call on every start)."""
         upgrade_to_head(self.engine)
+
+    def refresh_statistics(self) -> bool:
+        """PostgreSQL: take the planner's statistics of the links again (`ANALYZE links`) when their count is off from
+        the one the statistics were taken at by more than `STALE_ROWS` and `STALE_SHARE`, as autovacuum would; it may
+        be off, and a first sync grows the links from none to every record within one pass, faster than its nap.
+        Without them the planner could not tell its partial unique indexes apart: a link looked up by its Invoiced id
+        read every link of its flow, and the pass after a first sync of 100,000 companies ran for over half an hour.
+        Costs one count a pass. True when it analyzed; SQLite needs none (False)."""
+        if self.engine.dialect.name != "postgresql":
+            return False
+        with self.engine.begin() as connection:
+            taken_at = max(0.0, connection.scalar(text("SELECT reltuples FROM pg_class WHERE oid = 'links'::regclass")) or 0.0)
+            count = connection.scalar(select(func.count()).select_from(Link)) or 0
+            if abs(count - taken_at) <= max(STALE_ROWS, STALE_SHARE * taken_at):
+                return False
+            connection.execute(text("ANALYZE links"))
+        return True
 
     def close(self) -> None:
         self.engine.dispose()
