@@ -16,7 +16,7 @@ from invoiced_keap.emulators.invoiced import InvoicedEmulator
 from invoiced_keap.emulators.keap import KeapEmulator
 from invoiced_keap.emulators.serve import BackgroundServer
 from invoiced_keap.state import Store
-from tests.engine.test_memory import GROWTH_BOUND_MB, SIZES
+from tests.engine.test_memory import SIZES, assert_flat
 from tests.support import API_KEY, cli_with_peak
 
 NOTES = "Net 30, ship to the loading dock at the back; " * 20
@@ -53,6 +53,4 @@ def peak_of_relink(size: int, directory: Path) -> float:
 def test_peak_memory_of_relink_does_not_grow_with_the_links_it_rebuilds(tmp_path: Path) -> None:
     peaks = {size: peak_of_relink(size, tmp_path) for size in SIZES}
 
-    small, large = peaks[SIZES[0]], peaks[SIZES[1]]
-    print(f"relink peak RSS: {small} MB at {SIZES[0]:,} links, {large} MB at {SIZES[1]:,}")
-    assert large - small <= GROWTH_BOUND_MB, f"peak RSS {small} MB at {SIZES[0]:,} links, {large} MB at {SIZES[1]:,}"
+    assert_flat(peaks, "links")

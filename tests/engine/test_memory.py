@@ -35,6 +35,15 @@ SIZES = (2_000, 10_000)
 GROWTH_BOUND_MB = 30.0  # generous: ids of 8,000 more pairs take a few MB; the records and plans took 100 MB
 
 
+def assert_flat(peaks: dict[int, float], what: str) -> None:
+    """Peak RSS (MB) by size (`SIZES`) grows by at most `GROWTH_BOUND_MB` from the smaller to the larger; `what` names
+    the N (e.g. "changed pairs") in the message, which is also printed."""
+    (small_size, small), (large_size, large) = (size_peak for size_peak in sorted(peaks.items()))
+    message = f"{what}: peak RSS {small} MB at {small_size:,}, {large} MB at {large_size:,}"
+    print(message)
+    assert large - small <= GROWTH_BOUND_MB, message
+
+
 async def link_companies(invoiced_url: str, keap_url: str, database_url: str) -> None:
     """Rebuild the links from the stamps, then one pass that reads both sides whole (no mark yet) and writes nothing."""
     with Store(database_url) as store:
@@ -72,8 +81,7 @@ def peak_of_a_pass_changing(size: int, directory: Path) -> float:
 def test_peak_memory_of_a_pass_does_not_grow_with_the_pairs_it_changes(tmp_path: Path) -> None:
     peaks = {size: peak_of_a_pass_changing(size, tmp_path) for size in SIZES}
 
-    small, large = peaks[SIZES[0]], peaks[SIZES[1]]
-    assert large - small <= GROWTH_BOUND_MB, f"peak RSS {small} MB at {SIZES[0]:,} changed pairs, {large} MB at {SIZES[1]:,}"
+    assert_flat(peaks, "changed pairs")
 
 
 def peak_of_a_first_dry_run(size: int, directory: Path) -> float:
@@ -95,8 +103,7 @@ def peak_of_a_first_dry_run(size: int, directory: Path) -> float:
 def test_a_dry_run_of_a_first_sync_prints_its_plan_without_holding_it(tmp_path: Path) -> None:
     peaks = {size: peak_of_a_first_dry_run(size, tmp_path) for size in SIZES}
 
-    small, large = peaks[SIZES[0]], peaks[SIZES[1]]
-    assert large - small <= GROWTH_BOUND_MB, f"peak RSS {small} MB at {SIZES[0]:,} planned creates, {large} MB at {SIZES[1]:,}"
+    assert_flat(peaks, "planned creates")
 
 
 def peak_of_listing_links(size: int, directory: Path) -> float:
@@ -116,8 +123,7 @@ def peak_of_listing_links(size: int, directory: Path) -> float:
 def test_listing_links_as_json_does_not_hold_them_all(tmp_path: Path) -> None:
     peaks = {size: peak_of_listing_links(size, tmp_path) for size in SIZES}
 
-    small, large = peaks[SIZES[0]], peaks[SIZES[1]]
-    assert large - small <= GROWTH_BOUND_MB, f"peak RSS {small} MB at {SIZES[0]:,} links, {large} MB at {SIZES[1]:,}"
+    assert_flat(peaks, "links")
 
 
 KEAP_NAMES = {"companies": "company_name", "contacts": "given_name", "products": "name"}
@@ -178,5 +184,4 @@ def peak_of_a_sync_changing_every_flow(pairs: int, directory: Path) -> float:
 def test_peak_memory_of_a_sync_of_every_flow_does_not_grow_with_the_pairs_it_changes(tmp_path: Path) -> None:
     peaks = {size: peak_of_a_sync_changing_every_flow(size, tmp_path) for size in SIZES}
 
-    small, large = peaks[SIZES[0]], peaks[SIZES[1]]
-    assert large - small <= GROWTH_BOUND_MB, f"peak RSS {small} MB at {SIZES[0]:,} changed pairs, {large} MB at {SIZES[1]:,}"
+    assert_flat(peaks, "changed pairs")
