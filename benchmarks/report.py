@@ -261,12 +261,13 @@ passes of all four flows (`memory.py --all-flows`)."""
 
 @functools.cache
 def memory_runs(sizes: Sizes) -> dict[tuple[str, str, int], Future[dict[str, Any]]]:
-    """Every run of the memory section, started now on `sizes.jobs` threads, the largest first: a run is child
-    processes (emulators, passes), its thread only waits, so they go on while the other sections run. Keyed
-    (flows, database, records); PostgreSQL runs only with a server given."""
+    """Every run of the memory section, started now on `sizes.jobs` threads, the longest first (the largest size, all
+    four flows before the companies flow alone): a run is child processes (emulators, passes), its thread only
+    waits, so they go on while the other sections run. Keyed (flows, database, records); PostgreSQL runs only with
+    a server given."""
     pool = ThreadPoolExecutor(max_workers=sizes.jobs, thread_name_prefix="memory")
     runs = {(flows, database, size): pool.submit(measure, size, database, sizes.postgres_url)
-            for size in sorted(sizes.memory, reverse=True) for flows, measure in MEMORY_RUNS
+            for size in sorted(sizes.memory, reverse=True) for flows, measure in reversed(MEMORY_RUNS)
             for database in sizes.databases if database != "postgresql" or sizes.postgres_url}
     pool.shutdown(wait=False)
     return runs
