@@ -1,4 +1,5 @@
-"""An idle pass costs the same handful of calls whatever the number of linked records (issue: API economy)."""
+"""An idle pass costs the same handful of calls whatever the number of linked records, and writes nothing though a
+record Keap refused waits in the failures list (issue: API economy)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from invoiced_keap.engine.report import RunReport
 from tests.engine.conftest import World
 
 IDLE_FLOOR = {"invoiced": 3, "keap": 3}  # customers, events (all types, one page), items; one read per Keap object
+REFUSED = {"name": "Nobody Reachable", "type": "person"}  # no email, phone or address: Keap takes no such contact
 
 
 def seed(world: World, size: int) -> None:
     world.invoiced.seed({
         "customers": [*({"name": f"Company {n}", "type": "company"} for n in range(size)),
-                      *({"name": f"Person {n}", "type": "person", "email": f"p{n}@example.com"} for n in range(size))],
+                      *({"name": f"Person {n}", "type": "person", "email": f"p{n}@example.com"} for n in range(size)),
+                      REFUSED],
         "items": [{"id": f"item-{n}", "name": f"Item {n}", "unit_cost": n} for n in range(size)],
     })
 
@@ -21,7 +24,9 @@ def seed(world: World, size: int) -> None:
 async def idle_after_initial_sync(world: World, size: int) -> tuple[RunReport, RunReport]:
     seed(world, size)
     first = await world.sync()
-    assert first.exit_code == 0 and sum(r.counts["created.keap"] for r in first.flows.values()) == 3 * size
+    assert first.exit_code == 2 and sum(r.counts["created.keap"] for r in first.flows.values()) == 3 * size
+    refused = [customer["id"] for customer in world.invoiced.customers.values() if customer["name"] == REFUSED["name"]]
+    assert [failure.record_id for failure in world.store.failures()] == [str(customer_id) for customer_id in refused]
     echo = await world.sync()  # reads back the id stamps the first pass wrote
     world.reset_stats()
     idle = await world.sync()
@@ -32,7 +37,7 @@ async def idle_after_initial_sync(world: World, size: int) -> tuple[RunReport, R
 async def test_an_idle_pass_makes_the_floor_of_calls_and_no_write(world: World, size: int) -> None:
     echo, idle = await idle_after_initial_sync(world, size)
 
-    assert idle.exit_code == 0
+    assert idle.exit_code == 2 and len(world.store.failures()) == 1  # the refused record waits, not sent again
     assert idle.api_calls == IDLE_FLOOR
     assert world.writes() == {}
     assert echo.api_calls["keap"] == 3 and sum(echo.counts()[f].get("updated.keap", 0) for f in echo.flows) == 0
