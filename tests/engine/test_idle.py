@@ -9,7 +9,9 @@ from invoiced_keap.engine.report import RunReport
 from tests.engine.conftest import World
 
 IDLE_FLOOR = {"invoiced": 3, "keap": 3}  # customers, events (all types, one page), items; one read per Keap object
-REFUSED = {"name": "Nobody Reachable", "type": "person"}  # no email, phone or address: Keap takes no such contact
+REFUSED = {"name": "Nobody Reachable", "type": "person"}
+"""No email, phone or address: Keap takes no such contact (it answers 400), so the pass refuses it without sending,
+with Keap's words (`keap (not sent): ...`). It waits in the failures list as a create Keap refused does."""
 
 
 def seed(world: World, size: int) -> None:
