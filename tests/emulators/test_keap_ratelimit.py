@@ -157,3 +157,12 @@ def test_oauth_endpoints_are_outside_the_limits(keap: httpx.Client) -> None:
 
     assert page.status_code == 302
     assert "x-keap-product-spike-limit" not in page.headers
+
+
+def test_two_emulators_of_other_tenant_ids_are_two_accounts(keap: httpx.Client) -> None:
+    other = KeapEmulator(api_key=API_KEY, random_seed=1, tenant_id="zz123.infusionsoft.com", oauth_clients={CLIENT_ID: CLIENT_SECRET})
+    with BackgroundServer(other.asgi()) as server, httpx.Client(base_url=server.url) as client:
+        assert call(client).headers["x-keap-tenant-id"] == "zz123.infusionsoft.com"
+        redirect = client.get("/app/oauth/authorize", params={"client_id": CLIENT_ID, "redirect_uri": "https://app.example/cb"})
+        assert httpx.URL(redirect.headers["location"]).params["scope"] == "full|zz123.infusionsoft.com"
+    assert call(keap).headers["x-keap-tenant-id"] == "emulator.infusionsoft.com"  # the default is unchanged

@@ -25,7 +25,8 @@ from invoiced_keap.emulators.kit import Emulator, check_seed_keys
 
 
 class KeapEmulator(Emulator):
-    """One in-memory Keap account; `clock` (epoch seconds) drives create/update times so tests can pin them.
+    """One in-memory Keap account, `tenant_id` (what its responses' `x-keap-tenant-id` and its OAuth scope name: two
+    emulators of other ids are two accounts); `clock` (epoch seconds) drives create/update times so tests can pin them.
 
     `clock` also drives token expiry and rate-limit windows. `oauth_clients` maps client id to secret;
     hook timings default to Keap's documented ones (first attempt after 30 s; retries after 45 s, 5 min, 30 min).
@@ -43,6 +44,7 @@ class KeapEmulator(Emulator):
         access_token_ttl: float = 86400.0,
         hook_batch_delay: float = 30.0,
         hook_retry_delays: Sequence[float] = (45.0, 300.0, 1800.0),
+        tenant_id: str = TENANT_ID,
         **options: Any,
     ) -> None:
         super().__init__(random_seed=random_seed, clock=clock)
@@ -50,9 +52,10 @@ class KeapEmulator(Emulator):
         self.options = options
         self.store = RecordStore(clock=self.clock)  # the adjustable clock: `advance_clock` moves every part
         self.auth = KeapAuth(
-            api_key=api_key, oauth_clients=oauth_clients or {}, access_token_ttl=access_token_ttl, clock=self.clock
+            api_key=api_key, oauth_clients=oauth_clients or {}, access_token_ttl=access_token_ttl, clock=self.clock,
+            tenant_id=tenant_id,
         )
-        self.rate_limiter = RateLimiter(clock=self.clock, tenant_id=TENANT_ID)
+        self.rate_limiter = RateLimiter(clock=self.clock, tenant_id=tenant_id)
         self.hooks = RestHooks(self.store, batch_delay=hook_batch_delay, retry_delays=hook_retry_delays)
 
     def api_routes(self) -> list[BaseRoute]:

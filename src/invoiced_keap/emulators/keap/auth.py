@@ -25,7 +25,7 @@ API_PREFIX = "/crm/rest"
 AUTHORIZE_PATH = "/app/oauth/authorize"
 TOKEN_PATH = "/token"
 TENANT_ID = "emulator.infusionsoft.com"
-SCOPE = f"full|{TENANT_ID}"
+"""The account (application instance) an emulator is unless told otherwise: `x-keap-tenant-id`, the OAuth scope."""
 AUTHORIZATION_CODE_TTL = 600.0
 REFRESH_TOKEN_TTL = 45 * 86400.0  # Keap's refresh tokens last 45 days
 
@@ -91,8 +91,10 @@ class KeapAuth:
         oauth_clients: Mapping[str, str],
         access_token_ttl: float,
         clock: Callable[[], float],
+        tenant_id: str = TENANT_ID,
     ) -> None:
         self.api_key = api_key
+        self.scope = f"full|{tenant_id}"
         self.oauth_clients = dict(oauth_clients)
         self.access_token_ttl = access_token_ttl
         self.clock = clock
@@ -161,7 +163,7 @@ class KeapAuth:
             "token_type": "bearer",
             "expires_in": int(self.access_token_ttl),
             "refresh_token": refresh_token,
-            "scope": SCOPE,
+            "scope": self.scope,
         }
 
     # --- HTTP --------------------------------------------------------------------------------
@@ -180,7 +182,7 @@ class KeapAuth:
             code = self.authorize(query.get("client_id", ""), query.get("redirect_uri", ""))
         except OAuthError as error:
             return PlainTextResponse(error.description, status_code=error.status_code)
-        params = {"code": code, "scope": SCOPE}
+        params = {"code": code, "scope": self.scope}
         if "state" in query:
             params["state"] = query["state"]
         target = httpx.URL(query["redirect_uri"]).copy_merge_params(params)
