@@ -104,10 +104,12 @@ class RateLimitSettings(_Section):
 
 class Schedule(_Section):
     """`[schedule]`, in seconds: how often `run` polls (Keap, while its hooks are verified, only every
-    `keap_poll_interval`), lists everything, waits after a webhook, retries failures."""
+    `keap_poll_interval`; Invoiced's customers, while its webhook is verified, only every `invoiced_poll_interval`),
+    lists everything, waits after a webhook, retries failures."""
 
     poll_interval: PositiveFloat = 60.0
     keap_poll_interval: PositiveFloat = 900.0
+    invoiced_poll_interval: PositiveFloat = 900.0
     full_scan_interval: PositiveFloat = 86_400.0
     webhook_debounce: PositiveFloat = 2.0
     failure_retry_base: PositiveFloat = 300.0

@@ -22,8 +22,9 @@ from invoiced_keap.emulators.serve import BackgroundServer
 from invoiced_keap.engine.run import Syncer
 from invoiced_keap.flows import build_flows
 from invoiced_keap.server.app import create_app
-from invoiced_keap.server.keap_hooks import HOOK_BACKOFF_CAP, HOOK_CHECK_INTERVAL, HookReport, HookUpkeep
+from invoiced_keap.server.keap_hooks import HookReport, hook_problem, keap_hook_upkeep
 from invoiced_keap.server.service import Service
+from invoiced_keap.server.upkeep import HOOK_BACKOFF_CAP, HOOK_CHECK_INTERVAL
 from invoiced_keap.state import Store
 from tests.support import API_KEY, ManualClock
 
@@ -45,7 +46,7 @@ async def day_of_checks(service: Service) -> ManualClock:
             stop.set()
         await asyncio.sleep(0)
 
-    await service.keep_hooks(stop, sleep)
+    await service.keep_checking(stop, sleep)
     return clock
 
 
@@ -72,7 +73,7 @@ async def test_a_day_of_checks_of_hooks_keap_cannot_verify_costs_fourteen_calls_
         store.migrate()
         service, syncer = await build(f"{keap_server.url}/crm/rest", store, public_url=UNREACHABLE)
         try:
-            with caplog.at_level(logging.INFO, logger="invoiced_keap.server.keap_hooks"):
+            with caplog.at_level(logging.INFO, logger="invoiced_keap.server.upkeep"):
                 clock = await day_of_checks(service)
 
             # checks at 0, 15 min, 45 min, 1 h 45, 3 h 45, 7 h 45 and 15 h 45 (the wait doubles from 15 minutes), each
@@ -87,7 +88,7 @@ async def test_a_day_of_checks_of_hooks_keap_cannot_verify_costs_fourteen_calls_
             assert service.hook_upkeep.next_check == (31 * 60 + 45) * 60  # 16 h after the last: the wait still doubles
             clock.now = DAY
             app = create_app(store, service.flows, service.queue, service.metrics, service.receivers,
-                             health=service.health, keap_hooks=service.keap_hooks)
+                             health=service.health, push=service.push)
             with BackgroundServer(app) as served:
                 health = httpx.get(f"{served.url}/healthz")
                 page = httpx.get(f"{served.url}/status").text
@@ -107,7 +108,7 @@ async def test_without_public_url_no_hook_is_registered_and_the_status_page_says
 ) -> None:
     with BackgroundServer(keap.asgi()) as keap_server, Store(f"sqlite:///{tmp_path}/state.db") as store:
         store.migrate()
-        with caplog.at_level(logging.WARNING, logger="invoiced_keap.server.keap_hooks"):
+        with caplog.at_level(logging.WARNING, logger="invoiced_keap.server.upkeep"):
             service, syncer = await build(f"{keap_server.url}/crm/rest", store)
         try:
             await day_of_checks(service)
@@ -116,7 +117,7 @@ async def test_without_public_url_no_hook_is_registered_and_the_status_page_says
             said = [record.getMessage() for record in caplog.records if "Keap hooks off" in record.getMessage()]
             assert len(said) == 1 and "no public_url is configured" in said[0] and service.url in said[0]
             app = create_app(store, service.flows, service.queue, service.metrics, service.receivers,
-                             health=service.health, keap_hooks=service.keap_hooks)
+                             health=service.health, push=service.push)
             with BackgroundServer(app) as served:
                 hooks = httpx.get(f"{served.url}/healthz").json()["keap_hooks"]
                 page = httpx.get(f"{served.url}/status").text
@@ -129,8 +130,8 @@ async def test_without_public_url_no_hook_is_registered_and_the_status_page_says
 
 
 def test_hooks_that_come_back_are_checked_every_fifteen_minutes_again() -> None:
-    upkeep = HookUpkeep(enabled=True, public_url="https://sync.example.com")
-    failing = HookReport([], [], [], [], ["company.add"])
+    upkeep = keap_hook_upkeep(enabled=True, public_url="https://sync.example.com")
+    failing = hook_problem(HookReport([], [], [], [], ["company.add"]), "https://sync.example.com")
     waits = []
     now = 0.0
     for _ in range(9):
@@ -138,7 +139,7 @@ def test_hooks_that_come_back_are_checked_every_fifteen_minutes_again() -> None:
         waits.append(upkeep.next_check - now)
         now = upkeep.next_check
     assert waits == [HOOK_CHECK_INTERVAL * 2**n for n in range(7)] + [HOOK_BACKOFF_CAP] * 2
-    upkeep.checked(now, HookReport(["company.add"], [], [], [], []))
+    upkeep.checked(now, hook_problem(HookReport(["company.add"], [], [], [], []), "https://sync.example.com"))
     assert upkeep.verified and upkeep.reason is None and upkeep.next_check - now == HOOK_CHECK_INTERVAL
-    upkeep.checked(now, None, "503 Service Unavailable")
+    upkeep.checked(now, error="503 Service Unavailable")
     assert upkeep.state == "error" and "503" in (upkeep.reason or "") and upkeep.next_check - now == HOOK_CHECK_INTERVAL

@@ -137,6 +137,58 @@ async def test_while_keap_hooks_are_verified_polls_read_keap_only_every_keap_pol
         assert 'data-testid="keap-calls"' in (await client.get("/status")).text
 
 
+async def test_while_the_invoiced_webhook_is_verified_polls_list_customers_only_every_invoiced_poll_interval(
+    running: Running,
+) -> None:
+    service = running.service
+    schedule = service.settings.schedule
+    assert service.webhook_upkeep.verified and service.invoiced_polled > 0  # the first poll listed the customers
+    assert not service.invoiced_poll_due(service.invoiced_polled + schedule.invoiced_poll_interval - 1)
+    running.reset_counts()
+
+    report = await service.poll()  # within both intervals: items and events only, nothing of Keap
+
+    assert report.exit_code == 0 and report.api_calls["keap"] == 0
+    assert "GET /customers" not in running.invoiced.requests
+    assert running.invoiced.requests["GET /items"] >= 1 and running.invoiced.requests["GET /events"] == 1
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        health = (await client.get("/healthz")).json()
+        page = (await client.get("/status")).text
+    assert health["invoiced_webhook"]["state"] == "verified" and health["keap_hooks"]["state"] == "verified"
+    assert 'data-testid="invoiced-webhook" data-state="verified"' in page
+
+    service.invoiced_polled -= schedule.invoiced_poll_interval  # the interval is up: the safety net lists them
+    running.reset_counts()
+    assert (await service.poll()).exit_code == 0
+    assert running.invoiced.requests["GET /customers"] == 1
+
+
+@pytest.mark.parametrize(("change", "said"), [
+    ({"enabled": False}, "is disabled"),
+    ({"events": ["invoice.created"]}, "does not send customer.created, customer.updated, customer.deleted"),
+    ({"url": "http://127.0.0.1:9/webhooks/invoiced"}, "has no webhook to"),
+])
+async def test_an_invoiced_webhook_that_cannot_deliver_leaves_the_customers_polled_every_poll_interval(
+    running: Running, change: dict[str, object], said: str,
+) -> None:
+    service = running.service
+    with httpx.Client(base_url=running.invoiced_url, auth=(API_KEY, "")) as invoiced:
+        [webhook] = invoiced.get("/webhooks").json()
+        invoiced.patch(f"/webhooks/{webhook['id']}", json=change).raise_for_status()
+
+    await service.check_webhook()
+
+    assert service.webhook_upkeep.state == "unverified" and said in (service.webhook_upkeep.reason or "")
+    assert service.invoiced_poll_due(service.invoiced_polled + service.settings.schedule.poll_interval)
+    service.invoiced_polled -= service.settings.schedule.poll_interval  # a poll_interval later
+    running.reset_counts()
+    assert (await service.poll()).exit_code == 0
+    assert running.invoiced.requests["GET /customers"] == 1
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        page = (await client.get("/status")).text
+    assert 'data-testid="invoiced-webhook" data-state="unverified"' in page and said in page
+
+
 async def test_an_invoiced_edit_reaches_keap_without_a_poll(running: Running) -> None:
     running.invoiced.update_customer(customer_id(running, "Acme"), {"name": "Acme Ltd"})
     await eventually(lambda: running.company_names() == ["Acme Ltd", "Globex"])

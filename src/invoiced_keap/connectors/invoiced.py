@@ -81,6 +81,11 @@ class Resource:
     archived: Stream | None = None
     parent: str | None = None
 
+    @property
+    def pushed(self) -> bool:
+        """Invoiced makes events of its changes, so its webhook delivers them (items make none: API.md section 6)."""
+        return self.removed_by is not None
+
     def record_path(self, record_id: int | str) -> tuple[str, dict[str, str]]:
         """The path template of one record and its values. A nested resource's record ids are `parent/id`."""
         if self.parent is None:
@@ -129,6 +134,7 @@ CONTACT = Resource(
     parent="customer",
 )
 EVENTS = Stream("/events")  # newest first (id desc), API.md section 6
+WEBHOOKS = Stream("/webhooks", {"sort": "id asc"})  # API.md section 7
 # Open: issued (no draft), unpaid and not closed (a paid invoice is closed too); `filter[...]` takes 1/0 for booleans
 OPEN_INVOICES = Stream("/invoices", {"filter[draft]": 0, "filter[paid]": 0, "filter[closed]": 0, "sort": "id asc"})
 LATEST_PAYMENT = Stream("/payments", {"filter[voided]": 0, "sort": "date desc,id desc", "per_page": 1})
@@ -471,6 +477,10 @@ class InvoicedConnector(AsyncClosing):
                 found.append(Event.of(event))
         found.reverse()
         return EventBatch(found, found[-1].id if found else after_event_id)
+
+    def webhooks(self) -> AsyncGenerator[Record, None]:
+        """The account's webhooks: `url`, `enabled`, `events` (`["*"]`: all) and, where the API shows it, `secret`."""
+        return self.read(WEBHOOKS)
 
     def children(self, resource: Resource, parent_id: str) -> AsyncGenerator[Record, None]:
         """Every record of a nested resource under one parent (a customer's contacts), ids made `parent/id`."""

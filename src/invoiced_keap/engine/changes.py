@@ -130,10 +130,13 @@ def _earliest(marks: Sequence[UpdatedWatermark | None]) -> UpdatedWatermark | No
 
 async def read_changes(
     store: Store, invoiced: InvoicedConnector, keap: KeapConnector, flows: Sequence[Flow],
-    progress: ProgressHook = no_progress, *, read_keap: bool = True, events: PassEvents | None = None,
+    progress: ProgressHook = no_progress, *, read_keap: bool = True, read_invoiced: bool = True,
+    events: PassEvents | None = None,
 ) -> dict[str, FlowChanges]:
     """Everything changed since each flow's marks (see the module docstring). Without `read_keap` the Keap side
-    is not read (its marks stay): what Keap's hooks deliver is synced by id, and polling Keap is a safety net.
+    is not read, without `read_invoiced` the Invoiced resources its webhook delivers (`Resource.pushed`:
+    customers) are not listed; their marks stay: what the push paths deliver is synced by id, and polling is the
+    safety net. Events and items (which make no events) are read by every pass.
     `events`: the pass's event listing if the caller read it already (`read_events`), else read here. The caller
     closes the answers (`FlowChanges.close`)."""
     changes = {flow.name: FlowChanges.spooled(flow.name) for flow in flows}
@@ -146,7 +149,8 @@ async def read_changes(
             events = await read_events(store, invoiced, event_marks(flows))
         _take_events(store, flows, events, changes)
         for sharing in by_resource.values():
-            await _read_invoiced(store, invoiced, sharing[0].invoiced, sharing, changes, progress)
+            if read_invoiced or not sharing[0].invoiced.pushed:
+                await _read_invoiced(store, invoiced, sharing[0].invoiced, sharing, changes, progress)
         by_object: dict[str, list[Flow]] = {}
         for flow in flows if read_keap else ():
             by_object.setdefault(flow.keap.name, []).append(flow)

@@ -105,15 +105,17 @@ class Syncer:
         self.invoiced.api.pacer.stop()
         self.keap.api.pacer.stop()
 
-    async def sync(self, flows: Iterable[str] | None = None, *, dry_run: bool = False, read_keap: bool = True) -> RunReport:
+    async def sync(self, flows: Iterable[str] | None = None, *, dry_run: bool = False, read_keap: bool = True,
+                   read_invoiced: bool = True) -> RunReport:
         """One pass over `flows` (all by default); `dry_run` plans and prints, and writes nothing; without
-        `read_keap` only Invoiced's changes are read (`changes.read_changes`)."""
+        `read_keap` Keap's changes are not read, without `read_invoiced` those Invoiced's webhook delivers are not
+        (`changes.read_changes`)."""
 
         async def work(held: list[Flow], report: RunReport) -> None:
             owed = self._owed()
             events = await read_events(self.store, self.invoiced, [*event_marks(held), *owed.marks(held)])
             changes = await read_changes(self.store, self.invoiced, self.keap, held, self.progress, read_keap=read_keap,
-                                         events=events)
+                                         read_invoiced=read_invoiced, events=events)
             await self._plan_and_apply(held, changes, report, dry_run=dry_run, events=events)
             await owed.run(held, events, report, dry_run=dry_run)
 

@@ -40,13 +40,13 @@ def create_app(
     *,
     health: Callable[[], dict[str, object]] | None = None,
     keap_quota: Callable[[], int | None] = lambda: None,
-    keap_hooks: Callable[[], Mapping[str, object]] | None = None,
+    push: Callable[[], Mapping[str, Mapping[str, object]]] | None = None,
     keap_day: Callable[[], Mapping[str, object]] | None = None,
 ) -> Starlette:
-    """`health()` is what `/healthz` answers: 200 when its `status` is "ok", else 503; `keap_hooks()` the hooks'
-    state and `keap_day()` the Keap calls of the day by kind with their share of the quota, for the status page."""
+    """`health()` is what `/healthz` answers: 200 when its `status` is "ok", else 503; `push()` the push paths'
+    states (`keap_hooks`, `invoiced_webhook`) and `keap_day()` the Keap calls of the day by kind with their share of the quota, for the status page."""
     status = StatusPage(store, list(flows), token=settings.status_token, keap_quota=keap_quota, health=health,
-                        keap_calls=lambda: metrics.calls_by_job("keap"), keap_hooks=keap_hooks, keap_day=keap_day)
+                        keap_calls=lambda: metrics.calls_by_job("keap"), push=push, keap_day=keap_day)
 
     async def healthz(_: Request) -> Response:
         answer = {"status": "ok", **(health() if health else {})}

@@ -5,6 +5,9 @@ body keyed with the webhook's secret. Anything without a valid signature is answ
 nothing. Deliveries can repeat (Invoiced retries hourly), so event ids already handled are answered
 200 and skipped. Items have no events in Invoiced, so customers and their people (contacts, as `customer/id`) are
 marked here; polling covers items.
+
+`webhook_problem` checks in Invoiced's list of webhooks that ours can deliver (`invoiced_webhook_upkeep`): while it
+can, `run` lists Invoiced's customers only every `invoiced_poll_interval`.
 """
 
 from __future__ import annotations
@@ -18,15 +21,18 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from invoiced_keap.connectors.invoiced import CONTACT, CUSTOMER
+from invoiced_keap.connectors.invoiced import CONTACT, CUSTOMER, InvoicedConnector
 from invoiced_keap.flows import CATALOGUE, flow_of
 from invoiced_keap.server.debounce import DirtyQueue
 from invoiced_keap.server.metrics import Metrics
+from invoiced_keap.server.upkeep import PushUpkeep
 
 
 SIGNATURE_HEADER = "X-Invoiced-Signature"
 CHANGE_EVENTS = frozenset({"customer.created", "customer.updated"})
 SEEN_EVENTS_KEPT = 10_000
+DELIVERED_EVENTS = ("customer.created", "customer.updated", "customer.deleted")
+"""The events a webhook must send for the customers' poll to slow down (a webhook's `events` default: `*`, all)."""
 SOURCE = "invoiced"
 
 
@@ -122,3 +128,46 @@ class InvoicedWebhookReceiver:
     def _answer(self, outcome: str, status: int, message: str, **about: Any) -> Response:
         self.metrics.delivered(SOURCE, outcome, message=message, **about)
         return JSONResponse({"result": outcome, "message": message}, status_code=status)
+
+
+def invoiced_webhook_upkeep(*, secret: str | None, public_url: str | None) -> PushUpkeep:
+    """The upkeep of Invoiced's webhook to us (`PushUpkeep`): off without a secret (the receiver is off) or without
+    `public_url` (the address the webhook must name is not known)."""
+    off_reason = None
+    if not secret:
+        off_reason = ("no invoiced_webhook_secret is configured: the Invoiced receiver is off, and Invoiced's customers "
+                      "are read by a poll every poll_interval")
+    elif not public_url:
+        off_reason = ("no public_url is configured: whether Invoiced's webhook reaches this service cannot be checked, "
+                      "so Invoiced's customers are read by a poll every poll_interval; set public_url "
+                      "(INVOICED_KEAP_PUBLIC_URL) to the address Invoiced reaches this service at")
+    return PushUpkeep("Invoiced webhook", "Invoiced's customers are read by a poll every {interval}",
+                      off_reason=off_reason, slow_poll="invoiced_poll_interval")
+
+
+async def webhook_problem(invoiced: InvoicedConnector, url: str, secret: str) -> str | None:
+    """What keeps Invoiced's webhooks from delivering the customers' changes to `url`, or None when one of them
+    does: one listing (API.md section 7). Each webhook to `url` must be enabled (Invoiced disables one after two
+    days of failed deliveries, or at once when the receiver answers 410), send `DELIVERED_EVENTS` and, where
+    Invoiced shows its secret, sign with `secret` (else the receiver refuses every delivery, 401)."""
+    problems = [_problem(webhook, secret) async for webhook in invoiced.webhooks()
+                if str(webhook.get("url", "")).rstrip("/") == url.rstrip("/")]
+    if not problems:
+        return (f"Invoiced has no webhook to {url}: add one in Invoiced (Settings, Developers, Webhooks) and put its "
+                "secret in invoiced_webhook_secret")
+    return None if None in problems else "; ".join(sorted(set(filter(None, problems))))
+
+
+def _problem(webhook: dict[str, Any], secret: str) -> str | None:
+    url = webhook.get("url")
+    if not webhook.get("enabled", True):
+        return (f"Invoiced's webhook to {url} is disabled (Invoiced disables one after two days of failed deliveries, "
+                "or when it is answered 410): enable it in Invoiced")
+    events = webhook.get("events") or ["*"]
+    missing = [event for event in DELIVERED_EVENTS if "*" not in events and event not in events]
+    if missing:
+        return f"Invoiced's webhook to {url} does not send {', '.join(missing)}"
+    if "secret" in webhook and not hmac.compare_digest(str(webhook["secret"]), secret):
+        return (f"Invoiced's webhook to {url} signs with another secret than invoiced_webhook_secret: this service "
+                "refuses its deliveries (401)")
+    return None

@@ -29,6 +29,7 @@ from invoiced_keap.connectors.keap import KeapConnector, RestHook
 from invoiced_keap.flows import Flow
 from invoiced_keap.server.debounce import DirtyQueue
 from invoiced_keap.server.metrics import Metrics
+from invoiced_keap.server.upkeep import PushUpkeep
 
 
 logger = logging.getLogger(__name__)
@@ -38,11 +39,6 @@ RECEIVER_PATH = "/hooks/keap"
 ACTIONS = ("add", "edit", "delete")
 VERIFIED = "Verified"
 SOURCE = "keap"
-HOOK_CHECK_INTERVAL = 900.0
-"""Seconds between checks that our Keap hooks are still registered and Verified, while they are."""
-HOOK_BACKOFF_CAP = 86_400.0
-"""The longest wait between checks of hooks Keap cannot verify (the wait doubles from `HOOK_CHECK_INTERVAL`)."""
-OFF, VERIFIED_STATE, UNVERIFIED_STATE, ERROR_STATE = "off", "verified", "unverified", "error"
 
 
 def event_keys(flows: Iterable[Flow]) -> list[str]:
@@ -125,7 +121,7 @@ class HookReport:
 async def ensure_hooks(keap: KeapConnector, url: str, wanted: Iterable[str]) -> HookReport:
     """Make each wanted event key have one Verified subscription to `url`.
 
-    Called at start and then periodically (`HookUpkeep`): a subscription that went Unverified or Inactive
+    Called at start and then periodically (`keap_hook_upkeep`): a subscription that went Unverified or Inactive
     (Keap gives up after four failed deliveries) is re-verified; a missing one is created. Hooks of ours
     (`is_ours`) that are not wanted are deleted: those on another address or token (`public_url` or the token
     changed), of a dropped flow, duplicates. The receiver must already be serving `url`, because Keap verifies
@@ -176,76 +172,25 @@ async def remove_hooks(keap: KeapConnector) -> list[RestHook]:
     return ours
 
 
-class HookUpkeep:
-    """Whether our Keap hooks work, why not, and when to check them again (for `run`, its status page, `/healthz`
-    and its log).
+def keap_hook_upkeep(*, enabled: bool, public_url: str | None, receiver_url: str | None = None) -> PushUpkeep:
+    """The upkeep of our Keap hooks (`PushUpkeep`). Without `public_url` no hook is registered at all: Keap (a cloud
+    service) cannot reach this process's own address, so every handshake would fail. A check of hooks Keap cannot
+    verify costs two calls (the listing and one handshake: `ensure_hooks`)."""
+    off_reason = None
+    if not enabled:
+        off_reason = "keap_hooks = false: Keap is read by a poll every poll_interval"
+    elif not public_url:
+        where = f" (this service listens on {receiver_url})" if receiver_url else ""
+        off_reason = (f"no public_url is configured{where}: Keap could not reach it to verify hooks, so none is registered "
+                      "and Keap is read by a poll every poll_interval; set public_url (INVOICED_KEAP_PUBLIC_URL) to the "
+                      "address Keap reaches this service at")
+    return PushUpkeep("Keap hooks", "Keap is read by a poll every {interval}", off_reason=off_reason,
+                      slow_poll="keap_poll_interval")
 
-    Without `public_url` no hook is registered at all: Keap (a cloud service) cannot reach this process's own
-    address, so every handshake would fail. While the hooks answer Verified they are checked every `interval`;
-    after a check that found them unverifiable (Keap's handshake to the receiver failed) or that Keap answered
-    with an error, the next waits twice as long as the last, up to `cap` (a day), and a check in that state costs
-    two calls (the listing and one handshake). The state and its reason are logged when they change, not on
-    every check.
-    """
 
-    def __init__(self, *, enabled: bool, public_url: str | None, receiver_url: str | None = None,
-                 interval: float = HOOK_CHECK_INTERVAL, cap: float = HOOK_BACKOFF_CAP) -> None:
-        self.public_url = public_url.rstrip("/") if public_url else None
-        self.interval = interval
-        self.cap = cap
-        self.next_check = 0.0  # clock time of the next check due
-        self.failed_checks = 0
-        self.state = "unchecked"
-        self.reason: str | None = None
-        if not enabled:
-            self.state, self.reason = OFF, "keap_hooks = false: Keap is read by a poll every poll_interval"
-        elif not public_url:
-            where = f" (this service listens on {receiver_url})" if receiver_url else ""
-            self.state, self.reason = OFF, (
-                f"no public_url is configured{where}: Keap could not reach it to verify hooks, so none is registered "
-                "and Keap is read by a poll every poll_interval; set public_url (INVOICED_KEAP_PUBLIC_URL) to the "
-                "address Keap reaches this service at")
-        if self.state == OFF:
-            logger.warning("Keap hooks off: %s", self.reason)
-
-    @property
-    def verified(self) -> bool:
-        return self.state == VERIFIED_STATE
-
-    @property
-    def wanted(self) -> bool:
-        return self.state != OFF
-
-    def due(self, now: float) -> bool:
-        return self.wanted and now >= self.next_check
-
-    def checked(self, now: float, report: HookReport | None, error: str | None = None) -> None:
-        """The outcome of a check made at `now`: its report, or the error Keap answered with."""
-        if report is not None and not report.unverified:
-            state, reason = VERIFIED_STATE, None
-        elif report is not None:
-            state = UNVERIFIED_STATE
-            reason = (f"Keap could not verify the hooks at {self.public_url} ({', '.join(report.unverified)}): its "
-                      "handshake did not reach this service there; is public_url right and reachable from the internet?")
-        else:
-            state, reason = ERROR_STATE, f"Keap answered the hook check with an error: {error}"
-        self.failed_checks = 0 if state == VERIFIED_STATE else self.failed_checks + 1
-        wait = self.interval if state == VERIFIED_STATE else min(self.cap, self.interval * 2 ** (self.failed_checks - 1))
-        self.next_check = now + wait
-        if (state, reason) != (self.state, self.reason):
-            if state == VERIFIED_STATE:
-                logger.info("Keap hooks verified: Keap is read by a poll every keap_poll_interval; checked every %.0f s", wait)
-            else:
-                logger.warning("Keap hooks not working: %s; checking again in %.0f s (the wait doubles up to %.0f s while "
-                               "they fail), meanwhile Keap is read by a poll every poll_interval", reason, wait, self.cap)
-        else:
-            logger.debug("Keap hooks still %s; next check in %.0f s", state, wait)
-        self.state, self.reason = state, reason
-
-    def as_json(self, now: float) -> dict[str, object]:
-        answer: dict[str, object] = {"state": self.state}
-        if self.reason:
-            answer["reason"] = self.reason
-        if self.wanted:
-            answer["next_check_in_seconds"] = max(0, round(self.next_check - now))
-        return answer
+def hook_problem(report: HookReport, public_url: str) -> str | None:
+    """What a check's report says is wrong (`PushUpkeep.checked`): None when every hook is Verified."""
+    if not report.unverified:
+        return None
+    return (f"Keap could not verify the hooks at {public_url.rstrip('/')} ({', '.join(report.unverified)}): its "
+            "handshake did not reach this service there; is public_url right and reachable from the internet?")

@@ -35,12 +35,14 @@ from invoiced_keap.connectors.redaction import register_secret
 from invoiced_keap.engine.report import Progress, RunReport
 from invoiced_keap.engine.run import Syncer
 from invoiced_keap.flows import Flow
-from invoiced_keap.server.app import ServerSettings, create_app
+from invoiced_keap.server.app import INVOICED_WEBHOOK_PATH, ServerSettings, create_app
 from invoiced_keap.server.debounce import DirtyBatch, DirtyQueue
 from invoiced_keap.server.health import FlowHealth
-from invoiced_keap.server.keap_hooks import HOOK_CHECK_INTERVAL, HookUpkeep, ensure_hooks, event_keys, hook_url, remove_hooks
+from invoiced_keap.server.invoiced_webhooks import invoiced_webhook_upkeep, webhook_problem
+from invoiced_keap.server.keap_hooks import ensure_hooks, event_keys, hook_problem, hook_url, keap_hook_upkeep, remove_hooks
 from invoiced_keap.server.metrics import CALL_KINDS, Metrics
 from invoiced_keap.server.quota import QuotaWatchingPacer, keap_day
+from invoiced_keap.server.upkeep import HOOK_CHECK_INTERVAL, PushUpkeep
 
 
 logger = logging.getLogger(__name__)
@@ -77,7 +79,8 @@ class Service:
     """The long-running sync around one `Syncer` (its store and connectors), as `settings` say: the
     server settings (`server_host`, `public_url`, the webhook secrets, `status_token`) and `[schedule]`.
     Without `invoiced_webhook_secret` the Invoiced receiver is off; `public_url` is how Keap reaches
-    its receiver: without it no Keap hook is registered (`HookUpkeep` says why), and Keap is polled."""
+    its receiver: without it no Keap hook is registered, and neither push path is checked (`hook_upkeep`,
+    `webhook_upkeep` say why), so both sides are polled every `poll_interval`."""
 
     def __init__(self, syncer: Syncer, flows: Mapping[str, Flow], settings: Settings) -> None:
         self.syncer = syncer
@@ -97,7 +100,8 @@ class Service:
         syncer.invoiced.api.listeners.append(self.metrics.api_listener("invoiced"))
         syncer.keap.api.listeners.append(self.metrics.api_listener("keap"))
         self.failed_jobs = 0
-        self.keap_polled = -float("inf")  # monotonic time of the last poll that read Keap
+        self.keap_polled = -float("inf")  # clock time of the last poll that read Keap
+        self.invoiced_polled = -float("inf")  # clock time of the last poll that listed Invoiced's customers
         self.flow_health = FlowHealth(list(self.flows), HEALTHY_POLLS * settings.schedule.poll_interval, time.time())
         self.shown_progress = syncer.progress
         syncer.progress = self.progressed
@@ -105,8 +109,9 @@ class Service:
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.socket.bind((settings.server_host, settings.server_port))
         self.clock: Callable[[], float] = time.monotonic  # when polls and hook checks are due
-        self.hook_upkeep = HookUpkeep(enabled=settings.keap_hooks, receiver_url=self.url,
-                                      public_url=str(settings.public_url) if settings.public_url else None)
+        public_url = str(settings.public_url) if settings.public_url else None
+        self.hook_upkeep = keap_hook_upkeep(enabled=settings.keap_hooks, receiver_url=self.url, public_url=public_url)
+        self.webhook_upkeep = invoiced_webhook_upkeep(secret=self.receivers.invoiced_webhook_secret, public_url=public_url)
 
     @property
     def url(self) -> str:
@@ -122,9 +127,11 @@ class Service:
         """Every Keap hook we need answered Verified at the last check."""
         return self.hook_upkeep.verified
 
-    def keap_hooks(self) -> dict[str, object]:
-        """What the status page and `/healthz` say of the Keap hooks: state, reason, next check."""
-        return self.hook_upkeep.as_json(self.clock())
+    def push(self) -> dict[str, dict[str, object]]:
+        """What the status page and `/healthz` say of the push paths (`keap_hooks`, `invoiced_webhook`): state,
+        reason, next check."""
+        now = self.clock()
+        return {"keap_hooks": self.hook_upkeep.as_json(now), "invoiced_webhook": self.webhook_upkeep.as_json(now)}
 
     def keap_day(self) -> dict[str, object]:
         """Keap calls on the key today (UTC) and their share of the daily quota, with this process's by kind, for the
@@ -148,10 +155,9 @@ class Service:
         self.shown_progress(note)
 
     def health(self) -> dict[str, object]:
-        """The verdict, the ids waiting, and the hooks' state (informative: polling covers for them, so hooks
+        """The verdict, the ids waiting, and the push paths' states (informative: polling covers for them, so hooks
         that do not work leave the service healthy)."""
-        return {**self.flow_health.verdict(time.time()).as_json(), "pending_ids": self.queue.pending(),
-                "keap_hooks": self.keap_hooks()}
+        return {**self.flow_health.verdict(time.time()).as_json(), "pending_ids": self.queue.pending(), **self.push()}
 
     # --- running -------------------------------------------------------------------------------
     async def run_until_signalled(self) -> None:
@@ -177,7 +183,7 @@ class Service:
             self.receivers,
             health=self.health,
             keap_quota=self.keap_quota,
-            keap_hooks=self.keap_hooks,
+            push=self.push,
             keap_day=self.keap_day,
         )
         server = _Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off"))
@@ -189,11 +195,11 @@ class Service:
                     serving.result()  # raises why it could not start
                 await asyncio.sleep(0.01)
             logger.info("serving on %s (public %s)", self.url, self.public_url)
-            if self.hook_upkeep.wanted:
-                await self.check_hooks()  # first: the worker's first poll then knows whether Keap's hooks work
-                helpers.append(asyncio.create_task(self.keep_hooks(stop)))
-            else:
+            if not self.hook_upkeep.wanted:
                 await self.drop_hooks()
+            if self._checks():  # first: the worker's first poll then knows whether the push paths work
+                await self.keep_checking(stop, once=True)
+                helpers.append(asyncio.create_task(self.keep_checking(stop)))
             await self._work(stop)
         finally:
             for helper in helpers:
@@ -213,9 +219,22 @@ class Service:
                     event_keys(self.flows.values()),
                 )
         except ApiError as error:
-            self.hook_upkeep.checked(self.clock(), None, str(error))
+            self.hook_upkeep.checked(self.clock(), error=str(error))
         else:
-            self.hook_upkeep.checked(self.clock(), report)
+            self.hook_upkeep.checked(self.clock(), hook_problem(report, self.public_url))
+
+    async def check_webhook(self) -> None:
+        """Look in Invoiced's webhooks for ours (`webhook_problem`); an Invoiced error is noted (`webhook_upkeep`),
+        never fatal."""
+        secret = self.receivers.invoiced_webhook_secret
+        assert secret is not None, "the Invoiced webhook is checked only with its secret"
+        try:
+            with self.metrics.job_in_hand("hooks"):
+                problem = await webhook_problem(self.syncer.invoiced, self.public_url + INVOICED_WEBHOOK_PATH, secret)
+        except ApiError as error:
+            self.webhook_upkeep.checked(self.clock(), error=str(error))
+        else:
+            self.webhook_upkeep.checked(self.clock(), problem)
 
     async def drop_hooks(self) -> None:
         """Hooks off: delete the hooks of ours a former start left registered (`remove_hooks`), once; a Keap error
@@ -226,13 +245,23 @@ class Service:
         except ApiError as error:
             logger.warning("Keap hooks off: could not look for hooks of ours left registered: %s", error)
 
-    async def keep_hooks(self, stop: asyncio.Event, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
-        """Check the Keap hooks whenever `hook_upkeep` says one is due (at once, then by its schedule), until `stop`;
-        nothing when hooks are off."""
-        while self.hook_upkeep.wanted and not stop.is_set():
-            if self.hook_upkeep.due(self.clock()):
-                await self.check_hooks()
-            await sleep(max(0.0, self.hook_upkeep.next_check - self.clock()))
+    def _checks(self) -> list[tuple[PushUpkeep, Callable[[], Awaitable[None]]]]:
+        """The push paths to check, each with its check."""
+        return [(upkeep, check) for upkeep, check in ((self.hook_upkeep, self.check_hooks),
+                                                      (self.webhook_upkeep, self.check_webhook)) if upkeep.wanted]
+
+    async def keep_checking(self, stop: asyncio.Event, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, *,
+                            once: bool = False) -> None:
+        """Check each push path whenever its upkeep says a check is due (at once, then by its schedule), until `stop`
+        (`once`: the checks due now, then return); nothing when both are off."""
+        checks = self._checks()
+        while checks and not stop.is_set():
+            for upkeep, check in checks:
+                if upkeep.due(self.clock()):
+                    await check()
+            if once:
+                return
+            await sleep(max(0.0, min(upkeep.next_check for upkeep, _ in checks) - self.clock()))
 
     async def _work(self, stop: asyncio.Event) -> None:
         """The worker: whichever comes first of a settled dirty batch or a due poll, one at a time."""
@@ -291,13 +320,21 @@ class Service:
         schedule = self.settings.schedule
         return now >= self.keap_polled + (schedule.keap_poll_interval if self.hooks_verified else schedule.poll_interval)
 
+    def invoiced_poll_due(self, now: float) -> bool:
+        """Invoiced's customers are listed by a poll every `poll_interval`, but only every `invoiced_poll_interval`
+        while its webhook is verified; items (Invoiced makes no events of them) and events are read by every poll."""
+        schedule = self.settings.schedule
+        slow = self.webhook_upkeep.verified
+        return now >= self.invoiced_polled + (schedule.invoiced_poll_interval if slow else schedule.poll_interval)
+
     async def poll(self) -> RunReport:
         started, now = time.monotonic(), self.clock()
-        read_keap = self.keap_poll_due(now)
+        read_keap, read_invoiced = self.keap_poll_due(now), self.invoiced_poll_due(now)
         with self.metrics.job_in_hand("poll"):
-            report = await self.syncer.sync(list(self.flows), read_keap=read_keap)
-        if read_keap and not report.error:
-            self.keap_polled = now
+            report = await self.syncer.sync(list(self.flows), read_keap=read_keap, read_invoiced=read_invoiced)
+        if not report.error:
+            self.keap_polled = now if read_keap else self.keap_polled
+            self.invoiced_polled = now if read_invoiced else self.invoiced_polled
         self._finished(report, "sync", list(self.flows), started)
         return report
 

@@ -23,6 +23,8 @@ from invoiced_keap.state.views import OPEN_INTENTS, OPEN_INTENTS_NOTE, Explanati
 
 COOKIE = "invoiced_keap_status"
 REFRESH_SECONDS = 30
+PUSH_NAMES = {"keap_hooks": "Keap hooks", "invoiced_webhook": "Invoiced webhook"}
+"""The push paths (`Service.push`) as the status page names them."""
 
 
 def explain_path(record: RecordRef) -> str:
@@ -36,11 +38,11 @@ templates.globals.update(open_intents_label=OPEN_INTENTS, open_intents_note=OPEN
 
 
 def render_status(view: StatusView, keap_quota_remaining: int | None, health: Mapping[str, Any] | None = None,
-                  keap_calls: Mapping[str, int] | None = None, keap_hooks: Mapping[str, Any] | None = None,
+                  keap_calls: Mapping[str, int] | None = None, push: Mapping[str, Mapping[str, Any]] | None = None,
                   keap_day: Mapping[str, Any] | None = None) -> str:
     return templates.get_template("status.html").render(view=view, keap_quota_remaining=keap_quota_remaining,
                                                         health=health, keap_calls=keap_calls or {},
-                                                        keap_hooks=keap_hooks, keap_day=keap_day,
+                                                        push=push or {}, push_names=PUSH_NAMES, keap_day=keap_day,
                                                         refresh_seconds=REFRESH_SECONDS)
 
 
@@ -61,11 +63,11 @@ class StatusPage:
         keap_quota: Callable[[], int | None] = lambda: None,
         health: Callable[[], Mapping[str, Any]] | None = None,
         keap_calls: Callable[[], Mapping[str, int]] = dict,
-        keap_hooks: Callable[[], Mapping[str, Any]] | None = None,
+        push: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None,
         keap_day: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self.health = health
-        self.keap_hooks = keap_hooks
+        self.push = push
         self.keap_day = keap_day
         self.keap_calls = keap_calls
         self.store = store
@@ -78,7 +80,7 @@ class StatusPage:
             return self._ask_for_token(wrong=False, action="status")
         page = render_status(status_view(self.store, self.flow_names), self.keap_quota(),
                              self.health() if self.health else None, self.keap_calls(),
-                             self.keap_hooks() if self.keap_hooks else None, self.keap_day() if self.keap_day else None)
+                             self.push() if self.push else None, self.keap_day() if self.keap_day else None)
         return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
     async def explain(self, request: Request) -> Response:
