@@ -108,7 +108,7 @@ async def measure(edits: int, records: int, debounce: float) -> dict[str, Any]:
             try:
                 await arrival(lambda: len(store.active_link_ids("companies")) == records, time.monotonic())
                 if not service.hooks_verified:  # else Keap's edits could only come by a poll, and polling is off
-                    raise RuntimeError(f"Keap's hooks are not verified: {service.keap_hooks()}")
+                    raise RuntimeError(f"Keap's hooks are not verified: {service.push()['keap_hooks']}")
                 await asyncio.sleep(4 * debounce + 0.5)  # the first pass's echoes come and go
                 pairs = sorted(store.active_link_ids("companies").items())
                 delays: dict[str, list[float]] = {"invoiced → keap": [], "keap → invoiced": []}
