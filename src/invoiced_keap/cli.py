@@ -41,6 +41,7 @@ from invoiced_keap.state import Store
 from invoiced_keap.state.models import AuditEntry, ConflictRow, Failure, Link, LossyCarryRow, ReviewItem
 from invoiced_keap.state.views import OPEN_INTENTS, OPEN_INTENTS_NOTE, explain_view, search_links, status_view
 from invoiced_keap.engine.changes import ParentTwins
+from invoiced_keap.engine.keap_account import KeapAccount
 from invoiced_keap.engine.owed import FoundDrift, receivables_drift
 from invoiced_keap.connectors.invoiced import CUSTOMER
 from invoiced_keap.verify import FlowCheck, Listings, check_flow, linked_elsewhere_left_out, read_listings, repair, stored
@@ -591,9 +592,12 @@ def _check_flows(session: Session, chosen: dict[str, Flow]) -> list[FlowCheck]:
     settings = session.settings()
     with session.store() as store:
         parents = {name: ParentTwins.load(store, item.parent) for name, item in chosen.items() if item.parent}
+        account = KeapAccount(store)
+        account.expect(record=False)  # another account's records are not compared with the state's links
 
     async def read() -> Listings:
         async with open_invoiced(settings) as invoiced, open_keap(settings) as keap:
+            keap.api.check_response = account.check
             with console.progress_bars() as bars:
                 return await read_listings(invoiced, keap, chosen.values(), bars, parents)
 

@@ -233,7 +233,9 @@ class ApiClient(AsyncClosing):
     Use as `async with ApiClient(...) as api:` (or call `aclose()`). `auth` should be a
     `redaction.SecretHeaders` so the credential is registered for redaction. `pacer` replaces the one
     built from `limits` (a test clock, or one pacer shared by clients using the same key). `system` names the
-    API in what a `TransientError` says after the retries (`TransientError.outage`).
+    API in what a `TransientError` says after the retries (`TransientError.outage`). `check_response`, when set, sees
+    every response as it arrives, before its status is judged, and may raise an `ApiError` that ends the call (never
+    retried unless it is a `TransientError`): the engine's check of which Keap account answers (`engine.keap_account`).
     """
 
     def __init__(
@@ -264,6 +266,7 @@ class ApiClient(AsyncClosing):
         self.error_parser = error_parser
         self.stats = RequestStats()
         self.listeners = [self.stats, *listeners]
+        self.check_response: Callable[[httpx.Response], None] | None = None
 
     async def request(
         self,
@@ -336,6 +339,8 @@ class ApiClient(AsyncClosing):
                 budgets = read_keap_budgets(response.headers, self.pacer.wall_clock())
                 self.pacer.observe(call_number, budgets, counted=response.status_code != 429)
             self._emit(endpoint, attempt + refusals, response.status_code, None, started)
+            if self.check_response is not None:
+                self.check_response(response)
             if response.status_code < 400:
                 return response
             message, field = self.error_parser(response)

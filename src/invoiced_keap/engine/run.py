@@ -50,6 +50,7 @@ from invoiced_keap.engine.changes import (
     read_ids,
 )
 from invoiced_keap.engine.deletes import CircuitBreakerTripped, check_breaker, find_gone, keap_ids
+from invoiced_keap.engine.keap_account import KeapAccount
 from invoiced_keap.engine.match import relink_pairs
 from invoiced_keap.engine.options import SyncOptions
 from invoiced_keap.engine.owed import OwedStep
@@ -96,6 +97,9 @@ class Syncer:
                                lambda note: self.progress(note))  # `progress` may be replaced (the service watches it)
         self._leases: list[FlowLease] = []
         self.stop_requested = False
+        self.account = KeapAccount(store)  # every Keap response, passes' and others' (the service's hooks), is checked
+        self.account.expect(record=False)
+        keap.api.check_response = self.account.check
 
     # --- entry points ------------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -236,6 +240,7 @@ class Syncer:
         run_id = None if dry_run else self.store.start_run([flow.name for flow in chosen], dry_run=False).id
         report = RunReport(run_id, dry_run, kind=kind)
         calls_before, started = self._calls(), time.monotonic()
+        self.account.expect(record=not dry_run)
         log_event(logger, "pass.started", kind=kind, run_id=run_id, flows=[flow.name for flow in chosen], dry_run=dry_run)
         try:
             with ExitStack() as stack:
