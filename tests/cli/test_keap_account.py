@@ -118,3 +118,25 @@ def test_run_against_another_keap_account_fails_its_passes_and_says_why_in_healt
         assert api_writes(server) == {} and not other.hooks.hooks
     assert state_of(connected) == before
 
+
+def test_new_keap_ids_the_state_links_already_make_no_growing_duplicates(connected: Cli, invoiced, keap, monkeypatch) -> None:
+    """The other account sends no tenant header (as behind a proxy that drops it): nothing tells the accounts apart.
+    Its first creates get ids 1 and 2, which the state links to Acme and Globex of the first account."""
+    invoiced[0].seed(SEED)
+    assert connected("sync", "--flow", "companies").exit_code == 0
+    for name in ("Hooli", "Pied Piper"):
+        invoiced[0].create_customer({"name": name, "type": "company"})
+
+    with other_account(monkeypatch) as (other, _):
+        other.faults.rate_limit = None  # no x-keap-* headers at all
+        first = connected("sync", "--flow", "companies")
+        assert first.exit_code == 1, first.stdout + first.stderr
+        assert "another Keap account" in first.stderr, first.stderr
+        for _ in range(2):
+            assert connected("sync", "--flow", "companies").exit_code == 2
+
+        names = [record["company_name"] for record in other.store.records("companies")]
+    assert sorted(names) == ["Hooli", "Pied Piper"], names
+    with connected.store() as store:
+        failures = store.failures("companies")
+    assert len(failures) == 2 and all("another Keap account" in failure.message for failure in failures)

@@ -101,6 +101,17 @@ class PassStopped(Exception):
     """The pass was asked to stop (`Applier.should_stop`): what was in flight is committed, no record more."""
 
 
+ANOTHER_ACCOUNT = ("; Keap gave this new record an id the state links already to another record: the state database "
+                   "probably belongs to another Keap account (a sandbox, a restored backup); use this account's own "
+                   "state database (setting database_url) or a new one")
+
+
+class KeapIdLinked(Exception):
+    """Keap made a record whose id the state links already (`ANOTHER_ACCOUNT`): the pass stops once its batch is
+    committed and stamped, so each further batch does not make another duplicate in Keap. The message names the
+    flow and both records."""
+
+
 @dataclass(frozen=True)
 class Failed:
     """A call that ended in a recorded failure."""
@@ -139,6 +150,8 @@ class Applier:
     audits: list[AuditNote] = field(default_factory=list)
     to_stamp: list[tuple[Record, str]] = field(default_factory=list)
     intents: dict[str, Intent] = field(default_factory=dict)  # opened for the batch of creates in hand, by source id
+    sent: dict[tuple[Side, str], tuple[Record, Record]] = field(default_factory=dict)  # creates made: body, source record
+    keap_id_linked: str | None = None  # the first `KeapIdLinked` met by a commit, raised once its batch is stamped
     rereads: Rereads | None = None  # the records written over, read again before each chunk (`refreshed`)
 
     def __post_init__(self) -> None:
@@ -243,12 +256,13 @@ class Applier:
         new_links, self.new_links = self.new_links, []
         closed_intents, self.closed_intents = self.closed_intents, []
         audits, self.audits = self.audits, []
+        sent, self.sent = self.sent, {}
         if not (changes or new_links or closed_intents or audits):
             return
         try:
             self._commit(changes, new_links, closed_intents, audits)
         except IntegrityError:
-            self._commit_links_apart(changes, new_links, closed_intents, audits)
+            self._commit_links_apart(changes, new_links, closed_intents, audits, sent)
 
     def _commit(self, changes: Sequence[StateChange], new_links: Sequence[NewLink], closed_intents: Sequence[tuple[Side, str]],
                 audits: Sequence[AuditNote]) -> None:
@@ -260,11 +274,15 @@ class Applier:
             tx.append_audits(audits)
 
     def _commit_links_apart(self, changes: Sequence[StateChange], new_links: Sequence[NewLink],
-                            closed_intents: Sequence[tuple[Side, str]], audits: Sequence[AuditNote]) -> None:
+                            closed_intents: Sequence[tuple[Side, str]], audits: Sequence[AuditNote],
+                            sent: Mapping[tuple[Side, str], tuple[Record, Record]]) -> None:
         """A batch whose commit the state refused: each new link in a transaction of its own, then the rest. A link
         the state refuses (a record linked already: the twin a create cut short made, linked since to another record)
-        becomes a failure of the create's source naming both records, whose intent stays open (the next pass finds
-        the same twin again, never a new one); the other records of the batch are committed."""
+        becomes a failure of the create's source naming both records, with the body sent, so that it waits for its
+        retry as any refused create does (`FlowPlan.refused`); its intent stays open (the next pass finds the same
+        twin again, never a new one), its id is not stamped, and the other records of the batch are committed. A new
+        Keap record whose id the state links to another record (`ANOTHER_ACCOUNT`) also stops the pass
+        (`keap_id_linked`)."""
         closing = set(closed_intents)
         refused: set[tuple[Side, str]] = set()
         for new in new_links:
@@ -275,10 +293,15 @@ class Applier:
                 source_id = side_id(source, new.invoiced_id, new.keap_id)
                 message = (f"state: the link of Invoiced {new.invoiced_id} and Keap {new.keap_id} made by this create "
                            f"was refused: {str(error.orig).splitlines()[0]}")
+                linked = self.store.find_link(self.flow.name, "keap", new.keap_id) if source == "invoiced" else None
+                if linked is not None and linked.invoiced_id != new.invoiced_id:
+                    message += ANOTHER_ACCOUNT
+                    self.keap_id_linked = self.keap_id_linked or f"{self.flow.name}: {message}"
                 self.report.add(Action(self.flow.name, "fail", source, source_id, {"operation": "create", "error": message}))
                 refused.add((source, source_id))
-                failure = self._failure(source, source_id, "create", message, None, None)
-                changes = [*changes, failure]
+                body, record = sent.get((source, source_id), (None, None))
+                changes = [*changes, self._failure(source, source_id, "create", message, body, record)]
+        self.to_stamp = [(record, keap_id) for record, keap_id in self.to_stamp if ("invoiced", str(record["id"])) not in refused]
         self._commit(changes, [], [closed for closed in closed_intents if closed not in refused], audits)
 
     async def each(self, work: Iterable[T], step: Callable[[T], Awaitable[object]]) -> None:
@@ -492,6 +515,7 @@ class Applier:
         invoiced_id, keap_id = str(invoiced_record["id"]), str(keap_record["id"])
         self.new_links.append(NewLink(invoiced_id, keap_id, snapshot(self.flow, "invoiced", invoiced_record),
                                       snapshot(self.flow, "keap", keap_record), create.plan.lossy, self.run_id))
+        self.sent[(source, source_id)] = (body, record)
         self._lossy(invoiced_id, keap_id, create.plan.lossy)
         self.closed_intents.append((source, source_id))
         self._audit(target, created_id, AuditOperation.CREATE, after=body)
@@ -508,6 +532,8 @@ class Applier:
         stamps = await self._fresh_stamps(stamps)
         await self.each(stamps, lambda stamp: self.stamp(*stamp))
         self.commit()
+        if self.keap_id_linked is not None:
+            raise KeapIdLinked(self.keap_id_linked)
 
     async def _fresh_stamps(self, stamps: list[tuple[Record, str]]) -> list[tuple[Record, str]]:
         """The stamps with the Invoiced records that moved since they were read taken as they are now: a stamp

@@ -36,7 +36,7 @@ from contextlib import ExitStack
 from invoiced_keap.connectors.errors import ApiError, CallAbandoned
 from invoiced_keap.connectors.invoiced import InvoicedConnector
 from invoiced_keap.connectors.keap import KeapConnector
-from invoiced_keap.engine.apply import Applier, PassStopped
+from invoiced_keap.engine.apply import Applier, KeapIdLinked, PassStopped
 from invoiced_keap.engine.batch_reads import BatchReads
 from invoiced_keap.engine.changes import (
     FlowChanges,
@@ -63,8 +63,9 @@ from invoiced_keap.logs import log_event
 from invoiced_keap.state import FlowLease, FlowLockHeld, FlowLockLost, NewLink, Store
 
 # What ends a pass early (reported, not raised): writes turn their own API errors into failures, so an
-# `ApiError` here is a read that could not be done (or a `FatalError`); the next pass starts over from the marks.
-PASS_ENDING = (ApiError, FlowLockLost)
+# `ApiError` here is a read that could not be done (or a `FatalError`); `KeapIdLinked`, a state that probably belongs
+# to another Keap account; the next pass starts over from the marks.
+PASS_ENDING = (ApiError, FlowLockLost, KeapIdLinked)
 RELINK_BATCH = 1_000
 """Links `relink` adds in one statement (`Store.add_links`): it holds this many pairs' records at a time."""
 FlowsWork = Callable[[list[Flow], RunReport], Awaitable[None]]
