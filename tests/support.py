@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import re
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,21 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+@contextlib.contextmanager
+def run_service(environment: Mapping[str, str], cwd: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`invoiced-keap run` in a child process with `environment`: the process and the URL its first line says it
+    serves on; killed on the way out if still running."""
+    process = subprocess.Popen([sys.executable, "-m", "invoiced_keap", "run"], cwd=cwd, env=dict(environment),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first_line = process.stdout.readline()  # type: ignore[union-attr]
+        found = re.search(r"serving on (http://\S+)", first_line)
+        assert found, first_line + process.stderr.read()  # type: ignore[union-attr]
+        yield process, found.group(1)
+    finally:
+        process.kill()
+
 
 ONE_PASS = Path(__file__).parents[1] / "benchmarks" / "one_pass.py"
 """Runs one pass, or a CLI command, in a process of its own and reports its peak memory."""

@@ -6,10 +6,7 @@ not make another duplicate on every pass."""
 from __future__ import annotations
 
 import os
-import re
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +20,7 @@ from invoiced_keap.emulators.keap import KeapEmulator
 from invoiced_keap.emulators.keap.auth import TENANT_ID
 from invoiced_keap.emulators.serve import BackgroundServer
 from tests.cli.conftest import INVOICED_KEY, KEAP_KEY, SETTING_VARIABLES, Cli
-from tests.support import free_port
+from tests.support import free_port, run_service
 
 OTHER_TENANT = "zz123.infusionsoft.com"
 SEED = {
@@ -97,13 +94,7 @@ def test_run_against_another_keap_account_fails_its_passes_and_says_why_in_healt
             "INVOICED_KEAP_DATABASE_URL": connected.database_url, "INVOICED_KEAP_PORT": str(port),
             "INVOICED_KEAP_PUBLIC_URL": f"http://127.0.0.1:{port}",  # hooks wanted: none may be registered there
         })
-        process = subprocess.Popen([sys.executable, "-m", "invoiced_keap", "run"], cwd=tmp_path, env=environment,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            first_line = process.stdout.readline()  # type: ignore[union-attr]
-            found = re.search(r"serving on (http://\S+)", first_line)
-            assert found, first_line + process.stderr.read()  # type: ignore[union-attr]
-            url = found.group(1)
+        with run_service(environment, tmp_path) as (process, url):
             deadline = time.monotonic() + 30
             while (health := httpx.get(f"{url}/healthz")).status_code == 200:
                 assert time.monotonic() < deadline, "no pass failed"
@@ -113,8 +104,6 @@ def test_run_against_another_keap_account_fails_its_passes_and_says_why_in_healt
             assert all(TENANT_ID in reason and OTHER_TENANT in reason for reason in reasons.values()), reasons
             process.send_signal(signal.SIGTERM)
             process.communicate(timeout=20)
-        finally:
-            process.kill()
         assert api_writes(server) == {} and not other.hooks.hooks
     assert state_of(connected) == before
 

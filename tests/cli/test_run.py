@@ -4,11 +4,8 @@ it serves /healthz and /metrics, syncs, registers the Keap hooks, and stops on S
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,6 +16,7 @@ from invoiced_keap.emulators.invoiced import InvoicedEmulator
 from invoiced_keap.emulators.keap import KeapEmulator
 from invoiced_keap.emulators.serve import BackgroundServer
 from tests.cli.conftest import INVOICED_KEY, KEAP_KEY, SETTING_VARIABLES, Cli
+from tests.support import run_service
 
 
 def test_run_serves_syncs_and_stops_on_sigterm_with_status_zero(
@@ -36,13 +34,7 @@ def test_run_serves_syncs_and_stops_on_sigterm_with_status_zero(
         "INVOICED_KEAP_DATABASE_URL": f"sqlite:///{tmp_path / 'state.db'}", "INVOICED_KEAP_PORT": str(port),
         "INVOICED_KEAP_PUBLIC_URL": f"http://127.0.0.1:{port}",  # where Keap's hooks reach it (here: loopback)
     })
-    process = subprocess.Popen([sys.executable, "-m", "invoiced_keap", "run"], cwd=tmp_path, env=environment,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        first_line = process.stdout.readline()  # type: ignore[union-attr]
-        found = re.search(r"serving on (http://\S+)", first_line)
-        assert found, first_line + process.stderr.read()  # type: ignore[union-attr]
-        url = found.group(1)
+    with run_service(environment, tmp_path) as (process, url):
         assert httpx.get(f"{url}/healthz").json()["status"] == "ok"
         deadline = time.monotonic() + 15
         while 'invoiced_keap_passes_total{flow="companies",result="ok"}' not in httpx.get(f"{url}/metrics").text:
@@ -52,8 +44,6 @@ def test_run_serves_syncs_and_stops_on_sigterm_with_status_zero(
         assert len(keap[0].hooks.hooks) == 9
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=20)
-    finally:
-        process.kill()
     assert process.returncode == 0, err
     assert out.strip().endswith("invoiced-keap: stopped")
 
