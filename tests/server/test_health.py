@@ -116,6 +116,22 @@ def test_a_breaker_stop_is_held_until_a_reconcile_passes_or_its_deletes_are_appl
     assert health.verdict(1_161.0).healthy
 
 
+def test_updates_a_poll_held_back_are_cleared_by_a_later_poll_that_reads_both_sides_and_passes() -> None:
+    """Another process applied them (`sync --allow-mass-change`): the held poll moved no watermark, so the next
+    poll read them again and found nothing to hold."""
+    health = FlowHealth(["companies"], max_age=180.0, started=1_000.0)
+    message = "companies: circuit breaker: 46 of 80 linked pairs would be updated (limit 40)"
+    health.record(RunReport(1, False, {"companies": FlowReport("companies", error=message, held=message)}),
+                  ["companies"], at=1_010.0)
+    health.record(RunReport(2, False, {"companies": FlowReport("companies")}), ["companies"], at=1_070.0, whole=False)
+    assert health.verdict(1_071.0).reasons == {"companies": f"changes held back: {message}"}  # Keap was not read
+    health.record(RunReport(3, False, {"companies": FlowReport("companies")}), ["companies"], at=1_130.0, kind="sync_ids")
+    assert "changes held back" in health.verdict(1_131.0).reasons["companies"]
+
+    health.record(RunReport(4, False, {"companies": FlowReport("companies")}), ["companies"], at=1_190.0)
+    assert health.verdict(1_191.0).healthy
+
+
 def eventually(condition: Callable[[], Any], what: str, timeout: float = 120.0) -> Any:
     deadline = time.monotonic() + timeout
     while not (result := condition()):

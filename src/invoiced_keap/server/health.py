@@ -4,7 +4,9 @@
 what it holds: a flow is unhealthy when its last pass stopped with an error (a held lock, refused
 credentials, an unreachable API, the quota) or met a system that kept answering 5xx after the retries, while
 the circuit breaker holds changes of it back (until a reconcile of the flow passes the breaker, or a pass applies
-unlinks or deletes of it: a later quiet poll does not see the held deletes, so it does not clear the hold), or when
+unlinks or deletes of it, or, for changes a poll held back, a later poll that read both sides passes it: a held poll
+moves no watermark, so such a poll reads again what was held, and finds it applied if another process did, such as
+`sync --allow-mass-change`; a quiet poll does not see deletes a webhook batch or a reconcile found), or when
 within `max_age` (3 × `poll_interval`) of the last success, the last progress or the start no pass
 succeeded and none made progress (a long first pass that commits batches stays healthy, and so do the flows whose
 poll waits for a long job of another flow, such as a webhook burst's, while that job makes progress). Times are
@@ -39,7 +41,7 @@ class FlowHealth:
     last_success: dict[str, float] = field(default_factory=dict)
     last_error: dict[str, str] = field(default_factory=dict)
     last_progress: dict[str, float] = field(default_factory=dict)
-    held: dict[str, str] = field(default_factory=dict)  # flow -> the circuit breaker's message
+    held: dict[str, tuple[str, str]] = field(default_factory=dict)  # flow -> the kind of pass held, the breaker's message
     worker_progress: float | None = None  # the last progress of any job: flows waiting behind it are not stalled
 
     def progressed(self, flow: str, at: float) -> None:
@@ -48,16 +50,19 @@ class FlowHealth:
         self.last_progress[flow] = at
         self.worker_progress = at
 
-    def record(self, report: RunReport, flows: Iterable[str], at: float, kind: str = "sync") -> None:
+    def record(self, report: RunReport, flows: Iterable[str], at: float, kind: str = "sync", *, whole: bool = True) -> None:
         """A pass of `kind` over `flows` ended at `at`: each one failed with its own error or the pass's, or
-        succeeded; a breaker stop is held (see the module docstring)."""
+        succeeded; a breaker stop is held (see the module docstring). `whole`: a poll (`sync`) read the changes of
+        both sides (not one that left a side to its push path)."""
         if report.dry_run:
             return
         for flow in flows:
             flow_report = report.flows.get(flow)
             if flow_report and flow_report.held:
-                self.held[flow] = flow_report.held
-            elif flow_report and not report.error and (kind == "reconcile" or flow_report.counts["unlinked"]):
+                self.held[flow] = (kind, flow_report.held)
+            elif flow_report and not report.error and flow in self.held and (
+                    kind == "reconcile" or flow_report.counts["unlinked"]
+                    or (kind == "sync" and whole and self.held[flow][0] == "sync")):
                 self.held.pop(flow, None)
             error = (flow_report.error if flow_report else None) or _outage_or(report.error, report.cause) or (
                 flow_report.unavailable if flow_report else None)
@@ -73,7 +78,7 @@ class FlowHealth:
             if flow in self.last_error:
                 reasons[flow] = f"last pass failed: {self.last_error[flow]}"
             elif flow in self.held:
-                reasons[flow] = f"changes held back: {self.held[flow]}"
+                reasons[flow] = f"changes held back: {self.held[flow][1]}"
             elif now - max(self.last_success.get(flow, self.started), self.last_progress.get(flow, self.started),
                            self.worker_progress or self.started) > self.max_age:
                 since = "since the start" if flow not in self.last_success else f"for {now - self.last_success[flow]:.0f} s"

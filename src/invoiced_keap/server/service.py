@@ -335,7 +335,7 @@ class Service:
         if not report.error:
             self.keap_polled = now if read_keap else self.keap_polled
             self.invoiced_polled = now if read_invoiced else self.invoiced_polled
-        self._finished(report, "sync", list(self.flows), started)
+        self._finished(report, "sync", list(self.flows), started, whole=read_keap and read_invoiced)
         return report
 
     async def reconcile(self, flows: list[str]) -> RunReport:
@@ -371,7 +371,8 @@ class Service:
         for key, mark in batch.marks.items():
             self.metrics.propagation_delay.labels(key.flow).observe(done - mark.first_seen)
 
-    def _finished(self, report: RunReport, kind: str, flows: list[str], started: float) -> None:
-        """A pass ended: health and metrics learn how each of its flows did (the engine logged it)."""
-        self.flow_health.record(report, flows, time.time(), kind)
+    def _finished(self, report: RunReport, kind: str, flows: list[str], started: float, *, whole: bool = True) -> None:
+        """A pass ended: health and metrics learn how each of its flows did (the engine logged it); `whole`: a poll
+        read both sides (`FlowHealth.record`)."""
+        self.flow_health.record(report, flows, time.time(), kind, whole=whole)
         self.metrics.record_run(report, kind, time.monotonic() - started, self.flow_health.last_success)
