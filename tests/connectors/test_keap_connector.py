@@ -293,3 +293,9 @@ async def test_companies_near_each_other_are_read_by_one_listing_per_id_window(
     assert found[ids[2_150]]["company_name"] == "Company 2150"
     assert after["GET /crm/rest/v2/companies"] - before["GET /crm/rest/v2/companies"] == 2
     assert await keap.near_ids(CONTACTS, [ids[0], ids[1]], fields=["custom_fields"]) == {}  # contacts: `by_ids`
+
+    before, _ = emulator_stats(keap_server)
+    dense = await keap.by_ids(COMPANIES, [ids[0], ids[5], ids[9], ids[2_150], ids[2_199], alone])  # 6 ids: one listing
+    after, _ = emulator_stats(keap_server)
+    assert sorted(dense, key=int) == [ids[0], ids[5], ids[9]]  # the window of most ids; the rest to their GETs
+    assert after["GET /crm/rest/v2/companies"] - before["GET /crm/rest/v2/companies"] == 1

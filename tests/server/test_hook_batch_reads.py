@@ -1,7 +1,8 @@
 """One Keap read by id per object and webhook batch (issue 13): a contact hook goes to both contact flows (people,
 and the people of companies), which share one read of its ids. A 1,000-id hook of contacts we never linked costs
 the ten listings README states (100 ids a listing), not ten per flow; a hook naming a contact of each flow syncs
-both, on one listing. The service runs against both emulators over HTTP, at the production defaults (pacing,
+both, on one listing; a hook naming ten companies (which Keap lists by no id list) reads them in one listing of
+their id window, not a GET each. The service runs against both emulators over HTTP, at the production defaults (pacing,
 retries, debounce); Keap's hook deliveries are the emulator's."""
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from tests.support import API_KEY, eventually, free_port
 HOOK_BATCH = 1000  # the most ids Keap puts in one delivery
 TOKEN = "hook-token-for-batch-reads"
 CONTACT_FLOWS = ("contacts", "company_contacts")
+COMPANIES = 30
 
 
 
@@ -64,22 +66,23 @@ class Running:
         self.keap.requests.clear()
         self.invoiced.requests.clear()
 
-    async def after_a_batch(self, action: Callable[[], Awaitable[object]]) -> None:
-        """Do `action`, then wait until a webhook batch of both contact flows has been synced."""
-        before = {flow: self.batches_done(flow) for flow in CONTACT_FLOWS}
+    async def after_a_batch(self, action: Callable[[], Awaitable[object]], flows: tuple[str, ...] = CONTACT_FLOWS) -> None:
+        """Do `action`, then wait until a webhook batch of each of `flows` has been synced."""
+        before = {flow: self.batches_done(flow) for flow in flows}
         await action()
-        await eventually(lambda: all(self.batches_done(flow) > before[flow] for flow in CONTACT_FLOWS))
+        await eventually(lambda: all(self.batches_done(flow) > before[flow] for flow in flows))
         await eventually(self.idle)
 
 
 @pytest.fixture
 async def running(tmp_path: Path) -> AsyncIterator[Running]:
-    """A person customer (flow contacts) and a company customer with a person (flow company_contacts), synced
-    before the service starts (so no echo of those creates is on its way), then `run` with Keap's hooks on."""
+    """A person customer (flow contacts), a company customer with a person (flow company_contacts) and `COMPANIES`
+    more company customers, synced before the service starts (so no echo of those creates is on its way), then `run` with Keap's hooks on."""
     invoiced = InvoicedEmulator(api_key=API_KEY, random_seed=1)
     keap = KeapEmulator(api_key=API_KEY, random_seed=1, hook_batch_delay=1.0)  # Keap collects a second's changes
     invoiced.seed({"customers": [{"name": "Acme", "type": "company"},
-                                 {"name": "Jane Cooper", "type": "person", "email": "jane@example.com"}]})
+                                 {"name": "Jane Cooper", "type": "person", "email": "jane@example.com"},
+                                 *({"name": f"Company {n}", "type": "company"} for n in range(COMPANIES))]})
     acme = next(customer["id"] for customer in invoiced.customers.values() if customer["name"] == "Acme")
     invoiced.create_contact(acme, {"name": "Ann Lee", "email": "ann@acme.example"})
     with BackgroundServer(invoiced.asgi()) as invoiced_server, BackgroundServer(keap.asgi()) as keap_server, Store(
@@ -143,3 +146,25 @@ async def test_a_hook_naming_a_contact_of_each_flow_syncs_both_on_one_listing(ru
     assert [contact["title"] for contact in running.invoiced.customer_contacts(acme)] == ["CFO"]
     keap_reads = Counter({key: n for key, n in running.keap_calls().items() if key.startswith("GET ")})
     assert keap_reads == Counter({"GET /crm/rest/v2/contacts": 1}), keap_reads  # both ids, for both flows
+
+
+async def test_a_hook_naming_ten_companies_reads_them_in_one_listing_of_their_id_window(running: Running) -> None:
+    linked = sorted(running.service.syncer.store.active_link_ids("companies").values(), key=int)
+    assert len(linked) == COMPANIES + 1
+    companies = linked[::3]  # ten, spread over the ids: under the circuit breaker's limit (half of 31 pairs)
+    running.keap.faults.rate_limit = None  # the Keap user's ten edits are not this sync's calls to pace
+    running.clear()
+
+    async def rename_in_keap() -> None:  # as a Keap user (or an import) does: one company.edit hook names them all
+        async with httpx.AsyncClient(base_url=running.keap_url, headers={"X-Keap-API-Key": API_KEY}) as keap:
+            for keap_id in companies:
+                answer = await keap.patch(f"/v2/companies/{keap_id}", params={"update_mask": "company_name"},
+                                          json={"company_name": f"Renamed {keap_id}"})
+                answer.raise_for_status()
+
+    await running.after_a_batch(rename_in_keap, ("companies",))
+
+    names = {customer["name"] for customer in running.invoiced.customers.values()}
+    assert {f"Renamed {keap_id}" for keap_id in companies} <= names
+    keap_reads = Counter({key: n for key, n in running.keap_calls().items() if key.startswith("GET ")})
+    assert keap_reads == Counter({"GET /crm/rest/v2/companies": 1}), keap_reads  # was a GET /v2/companies/{id} each

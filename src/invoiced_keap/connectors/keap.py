@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from invoiced_keap.connectors.errors import NotFound
+from invoiced_keap.connectors.errors import NotFound, RecordRejected
 from invoiced_keap.connectors.http import ApiClient, AsyncClosing, Page, RequestEvent, RequestStats, RetryPolicy, served_at
 from invoiced_keap.connectors.keap_auth import AccessToken, ApiKey, KeapOAuth, OAuthClient
 from invoiced_keap.connectors.pacing import KEAP_OAUTH_LIMITS, KEAP_PAT_LIMITS, Pacer, RateLimits
@@ -298,42 +298,50 @@ class KeapConnector(AsyncClosing):
 
     async def by_ids(self, keap_object: KeapObject, ids: Sequence[str], *, fields: Sequence[str] | None = None) -> dict[str, Record]:
         """The records of `ids` that exist, by id, in listings of `IDS_PER_CALL` ids (the object's `ids_filter`);
-        an object without one is read by one GET per id. An id missing from the answer may still exist: confirm
-        with `get` before believing a delete."""
+        an object without one by id windows where it has an id comparison (`near_ids`, as many listings at most:
+        a burst of edits to companies is one listing, not a GET each). An id missing from the answer may still
+        exist (an id alone in its window is not read, nor those of the windows left out or of a window Keap will
+        not list): `get` it, and confirm a delete so, before believing it."""
         found: dict[str, Record] = {}
         if keap_object.ids_filter is None:
-            return found
+            try:
+                return await self.near_ids(keap_object, ids, fields=fields, max_windows=-(-len(ids) // IDS_PER_CALL))
+            except RecordRejected:
+                return found
         for start in range(0, len(ids), IDS_PER_CALL):
             params = {**_fields_param(keap_object, fields), "filter": f"{keap_object.ids_filter}=={','.join(ids[start : start + IDS_PER_CALL])}"}
             async for page in self.pages(keap_object, params):
                 found.update((str(record["id"]), record) for record in page.records)
         return found
 
-    async def near_ids(self, keap_object: KeapObject, ids: Sequence[str], *, fields: Sequence[str]) -> dict[str, Record]:
+    async def near_ids(self, keap_object: KeapObject, ids: Sequence[str], *, fields: Sequence[str] | None,
+                       max_windows: int | None = None) -> dict[str, Record]:
         """The records of `ids` that share an id window with another of them, by id, for an object listed by no id
         list but by an id comparison (`id_filter`; companies): ids less than a page apart share one listing,
         `filter=company_id>=FIRST`, `order_by=id`, `page_size` the window's span (so its first page reaches
-        the window's last id whatever lies between), first page only. An id alone in its window is not read (a
-        GET costs the same call and carries less); an id missing from its window's answer may be gone: confirm
-        with `get`. Without an `id_filter`, nothing is read."""
+        the window's last id whatever lies between), first page only; at most `max_windows` listings, the windows
+        of most ids first. An id alone in its window is not read (a GET costs the same call and carries less); an
+        id missing from its window's answer may be gone: confirm with `get`. Without an `id_filter`, nothing is
+        read."""
         found: dict[str, Record] = {}
         numbers = sorted({int(record_id) for record_id in ids if record_id.isdigit()})
         if keap_object.id_filter is None or not numbers:
             return found
+        windows: list[list[int]] = []
+        for number in numbers:
+            if windows and number - windows[-1][0] < self.page_size:
+                windows[-1].append(number)
+            else:
+                windows.append([number])
+        shared = sorted((window for window in windows if len(window) > 1), key=len, reverse=True)
         params = _fields_param(keap_object, fields)
-        start = 0
-        while start < len(numbers):
-            end = start
-            while end + 1 < len(numbers) and numbers[end + 1] - numbers[start] < self.page_size:
-                end += 1
-            if end > start:
-                window = {str(number) for number in numbers[start : end + 1]}
-                query = {**params, "filter": f"{keap_object.id_filter}>={numbers[start]}", "order_by": "id",
-                         "page_size": str(numbers[end] - numbers[start] + 1)}
-                response = await self.api.request("GET", keap_object.path, params=query)
-                found.update((str(record["id"]), record) for record in response.json().get(keap_object.name) or []
-                             if str(record["id"]) in window)
-            start = end + 1
+        for window in shared[:max_windows]:
+            query = {**params, "filter": f"{keap_object.id_filter}>={window[0]}", "order_by": "id",
+                     "page_size": str(window[-1] - window[0] + 1)}
+            response = await self.api.request("GET", keap_object.path, params=query)
+            wanted = {str(number) for number in window}
+            found.update((str(record["id"]), record) for record in response.json().get(keap_object.name) or []
+                         if str(record["id"]) in wanted)
         return found
 
     async def get(self, keap_object: KeapObject, record_id: str, *, fields: Sequence[str] | None = None) -> Record:

@@ -667,13 +667,8 @@ class OwedStep:
                        if (keap_object.name, record_id) in self._seen}
             ids = [record_id for record_id in ids if record_id not in records]
             fields = ["custom_fields", TAG_PROPERTY[keap_object.name]]
-            if keap_object.ids_filter is not None:
-                records.update(await self.keap.by_ids(keap_object, ids, fields=fields))
-            else:
-                try:
-                    records.update(await self.keap.near_ids(keap_object, ids, fields=fields))
-                except RecordRejected:
-                    pass  # an id window Keap will not list: each record is read by its GET
+            records.update(await self.keap.by_ids(keap_object, ids, fields=fields))
+            if keap_object.ids_filter is None:
                 alone = [record_id for record_id in ids if record_id not in records]
                 for record_id, record in zip(alone, await _each(alone, self.concurrency, lambda record_id: self._get(
                         keap_object, record_id, fields)), strict=True):
