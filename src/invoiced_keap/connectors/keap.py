@@ -42,6 +42,9 @@ Credentials = ApiKey | AccessToken | OAuthClient
 DEFAULT_BASE_URL = "https://api.infusionsoft.com/crm/rest"
 API_KEY_HEADER = "X-Keap-API-Key"
 PAGE_SIZE = 1000
+PAGE_CHARS = 2_000_000
+"""Characters of records (JSON text) a page of a change read asks for at most, when their length is known
+(`page_size_for`): records up to 2,000 characters keep 1,000 a page; 20,000-character descriptions come 100 a page."""
 ONE_MILLISECOND = timedelta(milliseconds=1)  # the resolution of Keap's `update_time`
 HOOKS_PATH = "/v1/hooks"
 IDS_PER_CALL = 100
@@ -188,6 +191,12 @@ def same_value(left: Any, right: Any) -> bool:
     return bool(left == right)
 
 
+def page_size_for(longest: int, page_size: int = PAGE_SIZE) -> int:
+    """A page size for records of up to `longest` characters: `PAGE_CHARS` of them, at most `page_size`, at least 10
+    (0: not known, `page_size`). Keap's page tokens are opaque, so a listing keeps its first page's size throughout."""
+    return page_size if longest <= 0 else max(10, min(page_size, PAGE_CHARS // longest))
+
+
 def changed_fields(body: Mapping[str, Any], current: Mapping[str, Any] | None) -> dict[str, Any]:
     """The fields of `body` that differ from `current` (all of them when there is no current record)."""
     if current is None:
@@ -259,13 +268,13 @@ class KeapConnector(AsyncClosing):
             del page  # not held while the next page is read
 
     async def changes(self, keap_object: KeapObject, watermark: datetime | None, *, fields: Sequence[str],
-                      into: MutableMapping[str, Record] | None = None) -> Changes:
+                      into: MutableMapping[str, Record] | None = None, page_size: int | None = None) -> Changes:
         """Records updated at or after `watermark` (all records when there is no watermark), with `fields` and
         `update_time`, put `into` a mapping by id (a new dict by default; the engine passes a disk spool), and where
         the next read starts: just after the newest `update_time` read when that instant was over before the read
         began (by the server's `Date`), else at that instant, so that only records of an instant still open are
         read twice (the engine's shadows make them no-ops). A record on two pages (edited during the read) is kept
-        in its newer version."""
+        in its newer version. `page_size`: records a page (`page_size_for`), else the connector's."""
         if "update_time" not in fields:
             fields = [*fields, "update_time"]  # the watermark is made of it
         params = _fields_param(keap_object, fields)
@@ -273,6 +282,8 @@ class KeapConnector(AsyncClosing):
             params["filter"] = f"{keap_object.since_filter}=={keap_time(watermark)}"
         if keap_object.change_order:
             params["order_by"] = keap_object.change_order
+        if page_size is not None:
+            params["page_size"] = str(page_size)
         records: MutableMapping[str, Record] = {} if into is None else into
         reached: datetime | None = None
         began: datetime | None = None

@@ -33,7 +33,7 @@ from typing import Literal, cast
 
 from invoiced_keap.connectors.errors import NotFound
 from invoiced_keap.connectors.invoiced import PER_PAGE, Event, InvoicedConnector, Resource, UpdatedWatermark, contact_parent
-from invoiced_keap.connectors.keap import KeapConnector, updated_at
+from invoiced_keap.connectors.keap import KeapConnector, page_size_for, updated_at
 from invoiced_keap.engine.batch_reads import BatchReads
 from invoiced_keap.engine.report import Progress, ProgressHook, no_progress
 from invoiced_keap.engine.spool import RecordSpool
@@ -255,14 +255,18 @@ def _take_events(store: Store, flows: Sequence[Flow], events: PassEvents, change
 
 async def _read_keap(store: Store, keap: KeapConnector, sharing: list[Flow], changes: dict[str, FlowChanges]) -> None:
     """One incremental read of a Keap object for every flow on it (contacts: people and the people of companies),
-    from the oldest of their marks with the fields of all; each flow takes what its own mark does not cover."""
+    from the oldest of their marks with the fields of all; each flow takes what its own mark does not cover. Its
+    pages are sized by the longest record the flows stored lately (`page_size_for`), so records with long values are
+    read fewer to a page."""
     marks = {flow.name: store.get_watermark(flow.mark("keap")) for flow in sharing}
     since = {name: datetime.fromisoformat(text) if text else None for name, text in marks.items()}
     earliest = None if None in since.values() else min(moment for moment in since.values() if moment is not None)
     fields = sorted({name for flow in sharing for name in flow.keap_fields})
     only = changes[sharing[0].name] if len(sharing) == 1 else None
     with nullcontext(only.keap) if only else RecordSpool() as records:
-        read = await keap.changes(sharing[0].keap, earliest, fields=fields, into=records)
+        longest = store.longest_recent_record([flow.name for flow in sharing], "keap")
+        read = await keap.changes(sharing[0].keap, earliest, fields=fields, into=records,
+                                  page_size=page_size_for(longest, keap.page_size))
         for flow in sharing if only is None else ():
             own = since[flow.name]
             for record_id, record in records.items():

@@ -42,6 +42,8 @@ from invoiced_keap.state.models import (
 
 SelectT = TypeVar("SelectT", bound=Select[Any])
 IN_CLAUSE_CHUNK = 500  # ids per `IN (...)`: well under SQLite's and PostgreSQL's parameter limits
+SHADOW_SAMPLE = 100
+"""The newest links whose stored records `longest_recent_record` weighs."""
 STALE_ROWS, STALE_SHARE = 1_000, 0.2
 """PostgreSQL's planner statistics of the links are taken again once their count is off by more than both (rows, and
 a share of the count they were taken at): autovacuum's own rule, kept by the store itself (`refresh_statistics`)."""
@@ -217,6 +219,15 @@ class Queries(ReceivableQueries):
                 query = select(ShadowRow.link_id, func.sum(text)).where(ShadowRow.link_id.in_(chunk)).group_by(ShadowRow.link_id)
                 sizes.update((link_id, int(size or 0)) for link_id, size in session.execute(query))
         return [sizes.get(link_id, 0) for link_id in link_ids]
+
+    def longest_recent_record(self, flows: Sequence[str], side: Side, sample: int = SHADOW_SAMPLE) -> int:
+        """The characters (JSON text) of the longest stored `side` record among the `sample` newest links of `flows`
+        (0 without any): what a record of theirs read again is likely to weigh (a Keap read's page size)."""
+        newest = select(Link.id).where(Link.flow.in_(list(flows))).order_by(Link.id.desc()).limit(sample)
+        query = select(func.max(func.length(cast(ShadowRow.record, Text)))).where(
+            ShadowRow.link_id.in_(newest.scalar_subquery()), ShadowRow.side == side)
+        with self._session() as session:
+            return int(session.execute(query).scalar() or 0)
 
     def record_places(self, record_id: str) -> set[tuple[str, Side]]:
         """(flow, side) of every link, write, failure and review item that names `record_id`: the records a
