@@ -260,9 +260,14 @@ class KeapConnector(AsyncClosing):
             if token is None:
                 return
 
-    async def list_all(self, keap_object: KeapObject, *, fields: Sequence[str] | None = None) -> AsyncIterator[Record]:
-        """Every record of an object with `fields` (None: Keap's default set) for the match index, id scans, `verify`."""
-        async for page in self.pages(keap_object, _fields_param(keap_object, fields)):
+    async def list_all(self, keap_object: KeapObject, *, fields: Sequence[str] | None = None,
+                       page_size: int | None = None) -> AsyncIterator[Record]:
+        """Every record of an object with `fields` (None: Keap's default set) for the match index, id scans, `verify`;
+        `page_size` records a page (`page_size_for`), else the connector's."""
+        params = _fields_param(keap_object, fields)
+        if page_size is not None:
+            params["page_size"] = str(page_size)
+        async for page in self.pages(keap_object, params):
             for record in page.records:
                 yield record
             del page  # not held while the next page is read

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from invoiced_keap.connectors.errors import NotFound
 from invoiced_keap.connectors.invoiced import InvoicedConnector
-from invoiced_keap.connectors.keap import KeapConnector, KeapObject
+from invoiced_keap.connectors.keap import KeapConnector, KeapObject, page_size_for
 from invoiced_keap.engine.options import Breaker
 from invoiced_keap.flows import Flow, Side
 
@@ -39,9 +39,12 @@ def check_breaker(flow: str, breaker: Breaker, *, links: int, deletes: int, upda
             f"--allow-mass-change to go ahead.")
 
 
-async def keap_ids(keap: KeapConnector, keap_object: KeapObject) -> set[str]:
-    """The id of every record of a Keap object: one full listing (1,000 a page, one field)."""
-    return {str(record["id"]) async for record in keap.list_all(keap_object, fields=("update_time",))}
+async def keap_ids(keap: KeapConnector, keap_object: KeapObject, longest: int = 0) -> set[str]:
+    """The id of every record of a Keap object: one full listing (1,000 a page, one field). An object that takes no
+    `fields` (products) sends whole records: its pages are sized by `longest`, the characters of the longest record
+    of it stored lately (`page_size_for`)."""
+    page_size = None if keap_object.takes_fields else page_size_for(longest, keap.page_size)
+    return {str(record["id"]) async for record in keap.list_all(keap_object, fields=("update_time",), page_size=page_size)}
 
 
 async def find_gone(

@@ -182,7 +182,8 @@ class Syncer:
             for flow in held:
                 links = self.store.active_link_ids(flow.name)
                 if flow.keap.name not in listed:
-                    listed[flow.keap.name] = await keap_ids(self.keap, flow.keap)
+                    listed[flow.keap.name] = await keap_ids(self.keap, flow.keap,
+                                                            self.store.longest_recent_record([flow.name], "keap"))
                 gone = await find_gone(flow, links, self.invoiced, self.keap, listed[flow.keap.name])
                 found = self.store.find_links(flow.name, "invoiced", [invoiced_id for invoiced_id, _ in gone])
                 plan = FlowPlan(flow, self.options.flow_options(flow.name).deletes, links=len(links), removals=[
