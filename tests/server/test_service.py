@@ -189,6 +189,40 @@ async def test_an_invoiced_webhook_that_cannot_deliver_leaves_the_customers_poll
     assert 'data-testid="invoiced-webhook" data-state="unverified"' in page and said in page
 
 
+async def test_an_invoiced_webhook_that_stops_delivering_between_checks_is_noticed_by_the_next_polls(
+    running: Running,
+) -> None:
+    """Invoiced can no longer reach the receiver (its address moved, a firewall): the webhook's listing still looks
+    right until the next check, 15 minutes on, but the edit's event, listed by a poll and not delivered by the next,
+    makes it unverified at once, and the poll after lists the customers and carries the edit."""
+    service = running.service
+    with httpx.Client(base_url=running.invoiced_url, auth=(API_KEY, "")) as invoiced:
+        [webhook] = invoiced.get("/webhooks").json()
+        invoiced.patch(f"/webhooks/{webhook['id']}", json={"url": "http://127.0.0.1:9/webhooks/invoiced"}).raise_for_status()
+    running.invoiced.update_customer(customer_id(running, "Acme"), {"name": "Acme Unheard"})
+
+    await service.poll()  # lists the event
+    assert service.webhook_upkeep.verified
+    await service.poll()  # the event is still not delivered
+    assert service.webhook_upkeep.state == "unverified"
+    assert "did not deliver event(s)" in (service.webhook_upkeep.reason or "")
+    assert "Acme Unheard" not in running.company_names()  # the customers were not listed yet
+
+    service.invoiced_polled -= service.settings.schedule.poll_interval  # a poll_interval later
+    running.reset_counts()
+    assert (await service.poll()).exit_code == 0
+    assert running.invoiced.requests["GET /customers"] == 1 and "Acme Unheard" in running.company_names()
+
+
+async def test_delivered_customer_events_keep_the_invoiced_webhook_verified(running: Running) -> None:
+    service = running.service
+    running.invoiced.update_customer(customer_id(running, "Acme"), {"name": "Acme Heard"})
+    await eventually(lambda: "Acme Heard" in running.company_names())  # by the webhook
+    for _ in range(3):
+        await service.poll()
+    assert service.webhook_upkeep.verified
+
+
 async def test_an_invoiced_edit_reaches_keap_without_a_poll(running: Running) -> None:
     running.invoiced.update_customer(customer_id(running, "Acme"), {"name": "Acme Ltd"})
     await eventually(lambda: running.company_names() == ["Acme Ltd", "Globex"])

@@ -98,6 +98,7 @@ class Syncer:
                                lambda note: self.progress(note))  # `progress` may be replaced (the service watches it)
         self._leases: list[FlowLease] = []
         self.stop_requested = False
+        self.last_events: PassEvents | None = None  # the Invoiced events the last `sync` pass read (`run` watches them)
         self.account = KeapAccount(store)  # every Keap response, passes' and others' (the service's hooks), is checked
         self.account.expect(record=False)
         keap.api.check_response = self.account.check
@@ -118,7 +119,7 @@ class Syncer:
 
         async def work(held: list[Flow], report: RunReport) -> None:
             owed = self._owed()
-            events = await read_events(self.store, self.invoiced, [*event_marks(held), *owed.marks(held)])
+            events = self.last_events = await read_events(self.store, self.invoiced, [*event_marks(held), *owed.marks(held)])
             changes = await read_changes(self.store, self.invoiced, self.keap, held, self.progress, read_keap=read_keap,
                                          read_invoiced=read_invoiced, events=events)
             await self._plan_and_apply(held, changes, report, dry_run=dry_run, events=events)

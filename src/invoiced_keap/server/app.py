@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from invoiced_keap.flows import Flow
 from invoiced_keap.server.debounce import DirtyQueue
-from invoiced_keap.server.invoiced_webhooks import InvoicedWebhookReceiver
+from invoiced_keap.server.invoiced_webhooks import InvoicedWebhookReceiver, SeenEvents
 from invoiced_keap.server.keap_hooks import RECEIVER_PATH, KeapHookReceiver
 from invoiced_keap.server.metrics import Metrics
 from invoiced_keap.server.status import StatusPage
@@ -41,10 +41,12 @@ def create_app(
     health: Callable[[], dict[str, object]] | None = None,
     keap_quota: Callable[[], int | None] = lambda: None,
     push: Callable[[], Mapping[str, Mapping[str, object]]] | None = None,
+    seen_events: SeenEvents | None = None,
     keap_day: Callable[[], Mapping[str, object]] | None = None,
 ) -> Starlette:
     """`health()` is what `/healthz` answers: 200 when its `status` is "ok", else 503; `push()` the push paths'
-    states (`keap_hooks`, `invoiced_webhook`) and `keap_day()` the Keap calls of the day by kind with their share of the quota, for the status page."""
+    states (`keap_hooks`, `invoiced_webhook`) and `keap_day()` the Keap calls of the day by kind with their share of the quota, for the status page;
+    `seen_events` the Invoiced events delivered, kept by the receiver (`DeliveryWatch`)."""
     status = StatusPage(store, list(flows), token=settings.status_token, keap_quota=keap_quota, health=health,
                         keap_calls=lambda: metrics.calls_by_job("keap"), push=push, keap_day=keap_day)
 
@@ -65,7 +67,7 @@ def create_app(
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
     if settings.invoiced_webhook_secret:
-        receiver = InvoicedWebhookReceiver(settings.invoiced_webhook_secret, queue, metrics, frozenset(flows))
+        receiver = InvoicedWebhookReceiver(settings.invoiced_webhook_secret, queue, metrics, frozenset(flows), seen_events)
         routes.append(Route(INVOICED_WEBHOOK_PATH, receiver.handle, methods=["POST"]))
     if settings.keap_hook_token:
         keap_receiver = KeapHookReceiver(settings.keap_hook_token, queue, metrics, flows)

@@ -7,7 +7,8 @@ nothing. Deliveries can repeat (Invoiced retries hourly), so event ids already h
 marked here; polling covers items.
 
 `webhook_problem` checks in Invoiced's list of webhooks that ours can deliver (`invoiced_webhook_upkeep`): while it
-can, `run` lists Invoiced's customers only every `invoiced_poll_interval`.
+can, `run` lists Invoiced's customers only every `invoiced_poll_interval`. Between checks `DeliveryWatch` compares
+the customer events each poll lists with those delivered, so a webhook that stops delivering is noticed at once.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ import hashlib
 import hmac
 import json
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from invoiced_keap.connectors.invoiced import CONTACT, CUSTOMER, InvoicedConnector
+from invoiced_keap.connectors.invoiced import CONTACT, CUSTOMER, Event, InvoicedConnector
 from invoiced_keap.flows import CATALOGUE, flow_of
 from invoiced_keap.server.debounce import DirtyQueue
 from invoiced_keap.server.metrics import Metrics
@@ -54,6 +56,9 @@ class SeenEvents:
         self.capacity = capacity
         self._ids: OrderedDict[str, None] = OrderedDict()
 
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self._ids
+
     def add(self, event_id: str) -> bool:
         """True if the id is new."""
         if event_id in self._ids:
@@ -67,12 +72,13 @@ class SeenEvents:
 class InvoicedWebhookReceiver:
     """`POST /webhooks/invoiced`: verify, dedupe, mark the customer dirty in the flow of its type."""
 
-    def __init__(self, secret: str, queue: DirtyQueue, metrics: Metrics, flows: frozenset[str]) -> None:
+    def __init__(self, secret: str, queue: DirtyQueue, metrics: Metrics, flows: frozenset[str],
+                 seen: SeenEvents | None = None) -> None:
         self.secret = secret
         self.queue = queue
         self.metrics = metrics
         self.flows = flows
-        self.seen = SeenEvents()
+        self.seen = SeenEvents() if seen is None else seen  # shared with the service's `DeliveryWatch`
 
     async def handle(self, request: Request) -> Response:
         body = await request.body()
@@ -171,3 +177,25 @@ def _problem(webhook: dict[str, Any], secret: str) -> str | None:
         return (f"Invoiced's webhook to {url} signs with another secret than invoiced_webhook_secret: this service "
                 "refuses its deliveries (401)")
     return None
+
+
+class DeliveryWatch:
+    """Whether Invoiced's webhook delivers, from what the polls list: an event of `DELIVERED_EVENTS` a poll lists that
+    the receiver has not `seen` by the next poll was not delivered (Invoiced delivers at once, and retries only an hour
+    later). The events up to the newest the first poll lists are not judged: they may predate this process."""
+
+    def __init__(self, seen: SeenEvents) -> None:
+        self.seen = seen
+        self.floor: int | None = None
+        self.waiting: set[int] = set()  # listed by the last poll, not delivered then
+
+    def missed(self, events: Iterable[Event], newest: int | None) -> list[int]:
+        """The ids of the events the last poll listed that are still not delivered; `events` (listed by this poll,
+        `newest` the newest id of the account's) are judged at the next."""
+        if self.floor is None:
+            self.floor = newest or 0
+            return []
+        missed = sorted(event_id for event_id in self.waiting if str(event_id) not in self.seen)
+        self.waiting = {event.id for event in events
+                        if event.id > self.floor and event.type in DELIVERED_EVENTS and str(event.id) not in self.seen}
+        return missed

@@ -38,7 +38,7 @@ from invoiced_keap.flows import Flow
 from invoiced_keap.server.app import INVOICED_WEBHOOK_PATH, ServerSettings, create_app
 from invoiced_keap.server.debounce import DirtyBatch, DirtyQueue
 from invoiced_keap.server.health import FlowHealth
-from invoiced_keap.server.invoiced_webhooks import invoiced_webhook_upkeep, webhook_problem
+from invoiced_keap.server.invoiced_webhooks import DeliveryWatch, SeenEvents, invoiced_webhook_upkeep, webhook_problem
 from invoiced_keap.server.keap_hooks import ensure_hooks, event_keys, hook_problem, hook_url, keap_hook_upkeep, remove_hooks
 from invoiced_keap.server.metrics import CALL_KINDS, Metrics
 from invoiced_keap.server.quota import QuotaWatchingPacer, keap_day
@@ -112,6 +112,8 @@ class Service:
         public_url = str(settings.public_url) if settings.public_url else None
         self.hook_upkeep = keap_hook_upkeep(enabled=settings.keap_hooks, receiver_url=self.url, public_url=public_url)
         self.webhook_upkeep = invoiced_webhook_upkeep(secret=self.receivers.invoiced_webhook_secret, public_url=public_url)
+        self.seen_events = SeenEvents()
+        self.delivery_watch = DeliveryWatch(self.seen_events)
 
     @property
     def url(self) -> str:
@@ -185,6 +187,7 @@ class Service:
             keap_quota=self.keap_quota,
             push=self.push,
             keap_day=self.keap_day,
+            seen_events=self.seen_events,
         )
         server = _Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off"))
         serving = asyncio.create_task(server.serve(sockets=[self.socket]))
@@ -335,8 +338,22 @@ class Service:
         if not report.error:
             self.keap_polled = now if read_keap else self.keap_polled
             self.invoiced_polled = now if read_invoiced else self.invoiced_polled
+        self._watch_deliveries()
         self._finished(report, "sync", list(self.flows), started, whole=read_keap and read_invoiced)
         return report
+
+    def _watch_deliveries(self) -> None:
+        """After a poll: customer events it listed before that the webhook has not delivered since (`DeliveryWatch`)
+        make the webhook unverified at once, so the next poll lists Invoiced's customers (the next check looks again)."""
+        events, self.syncer.last_events = self.syncer.last_events, None
+        if events is None:
+            return
+        missed = self.delivery_watch.missed(events.events, events.newest)
+        if missed and self.webhook_upkeep.verified:
+            shown = ", ".join(map(str, missed[:5])) + (f" and {len(missed) - 5} more" if len(missed) > 5 else "")
+            self.webhook_upkeep.checked(self.clock(), (
+                f"Invoiced's webhook did not deliver event(s) {shown} to {self.public_url}{INVOICED_WEBHOOK_PATH} within a "
+                "poll: is that address reachable from Invoiced?"))
 
     async def reconcile(self, flows: list[str]) -> RunReport:
         started = time.monotonic()
