@@ -207,14 +207,14 @@ def print_run_report(report: RunReport, *, show_plan: bool) -> None:
     """A pass's counts per flow (a table titled by the pass's kind) and its API calls. `show_plan`: the pass was a
     dry run whose plan went out line by line as it was planned (`print_planned`)."""
     kind = report.kind.replace("_", " ")
-    if show_plan and not any(flow.done for flow in report.flows.values()):
+    if show_plan and not report.error and not any(flow.done for flow in report.flows.values()):
         out.print("nothing to do")
     counters = sorted({counter for flow in report.flows.values() for counter in flow.counts})
     rows: list[tuple[Any, ...]] = [(counter, *(flow.counts.get(counter, 0) for flow in report.flows.values())) for counter in counters]
     if any(flow.error for flow in report.flows.values()):
         rows.append(("stopped because", *(flow.error for flow in report.flows.values())))
     print_table(f"Dry run: what a {kind} would do" if report.dry_run else kind.capitalize(), ["", *report.flows], rows,
-                empty="nothing read")
+                empty=f"not run: {report.error}" if report.error else "nothing read")
     if not show_plan:
         lossy = [action.line() for flow in report.flows.values() for action in flow.actions if action.verb in ("lossy", "refuse")]
         for line in lossy:

@@ -69,6 +69,8 @@ def test_a_state_of_another_keap_account_stops_sync_before_anything_is_written(c
         assert result.exit_code == 1, result.stdout + result.stderr
         assert TENANT_ID in result.stderr and OTHER_TENANT in result.stderr, result.stderr
         assert "INVOICED_KEAP_DATABASE_URL" in result.stderr and "Traceback" not in result.stderr
+        dry = connected("sync", "--dry-run")  # its output (cron mail, a log) must not read as a quiet pass
+        assert dry.exit_code == 1 and "nothing to do" not in dry.stdout and "not run" in dry.stdout, dry.stdout
         verify = connected("verify")  # its listings are of another account: nothing to compare the links with
         assert verify.exit_code == 1 and OTHER_TENANT in verify.stderr, verify.stdout + verify.stderr
         assert api_writes(server) == {}
