@@ -98,14 +98,14 @@ def test_writes_that_met_an_outage_after_their_retries_make_the_flow_unhealthy()
 def test_a_breaker_stop_is_held_until_a_reconcile_passes_or_its_deletes_are_applied() -> None:
     health = FlowHealth(["contacts"], max_age=180.0, started=1_000.0)
     message = "contacts: circuit breaker: 50 of 250 links would be deleted or unlinked (limit 25)"
-    stopped = FlowReport("contacts", error=message, held=message)
+    stopped = FlowReport("contacts", error=message, held=message, held_deletes=True)
     health.record(RunReport(1, False, {"contacts": stopped}), ["contacts"], at=1_010.0, kind="sync_ids")
     assert health.verdict(1_011.0).reasons == {"contacts": f"last pass failed: {message}"}
 
     health.record(RunReport(2, False, {"contacts": FlowReport("contacts")}), ["contacts"], at=1_070.0)  # a quiet poll
     assert health.verdict(1_071.0).reasons == {"contacts": f"changes held back: {message}"}
 
-    again = FlowReport("contacts", error=message, held=message)  # the reconcile finds the same deletes
+    again = FlowReport("contacts", error=message, held=message, held_deletes=True)  # the reconcile finds the same deletes
     health.record(RunReport(3, False, {"contacts": again}), ["contacts"], at=1_100.0, kind="reconcile")
     health.record(RunReport(4, False, {"contacts": FlowReport("contacts")}), ["contacts"], at=1_130.0)
     assert "changes held back" in health.verdict(1_131.0).reasons["contacts"]
@@ -130,6 +130,20 @@ def test_updates_a_poll_held_back_are_cleared_by_a_later_poll_that_reads_both_si
 
     health.record(RunReport(4, False, {"companies": FlowReport("companies")}), ["companies"], at=1_190.0)
     assert health.verdict(1_191.0).healthy
+
+
+def test_updates_a_webhook_batch_held_back_are_cleared_by_a_later_poll_that_reads_both_sides_and_passes() -> None:
+    """The usual way while the webhook is verified; the held batch moved no watermark either, so the poll reads
+    those changes again (deletes a Keap hook named are another matter: no poll reads them again, see above)."""
+    health = FlowHealth(["companies"], max_age=180.0, started=1_000.0)
+    message = "companies: circuit breaker: 20 of 20 linked pairs would be updated (limit 10)"
+    held = FlowReport("companies", error=message, held=message, held_deletes=False)
+    health.record(RunReport(1, False, {"companies": held}), ["companies"], at=1_010.0, kind="sync_ids")
+    health.record(RunReport(2, False, {"companies": FlowReport("companies")}), ["companies"], at=1_070.0, whole=False)
+    assert "changes held back" in health.verdict(1_071.0).reasons["companies"]
+
+    health.record(RunReport(3, False, {"companies": FlowReport("companies")}), ["companies"], at=1_130.0)
+    assert health.verdict(1_131.0).healthy
 
 
 def eventually(condition: Callable[[], Any], what: str, timeout: float = 120.0) -> Any:

@@ -20,7 +20,12 @@ from invoiced_keap.flows import Flow, Side
 
 
 class CircuitBreakerTripped(Exception):
-    """A flow's pass would change more than the breaker allows; nothing of the flow was written."""
+    """A flow's pass would change more than the breaker allows; nothing of the flow was written. `deletes`: it was
+    the deletes and unlinks (else the updates)."""
+
+    def __init__(self, message: str, *, deletes: bool) -> None:
+        super().__init__(message)
+        self.deletes = deletes
 
 
 def check_breaker(flow: str, breaker: Breaker, *, links: int, deletes: int, updates: int, allowed: bool) -> None:
@@ -31,12 +36,12 @@ def check_breaker(flow: str, breaker: Breaker, *, links: int, deletes: int, upda
         raise CircuitBreakerTripped(
             f"{flow}: circuit breaker: {deletes} of {links} links would be deleted or unlinked "
             f"(limit {breaker.delete_limit(links)}); nothing was deleted. Check the other system, "
-            f"then run again with --allow-mass-change to go ahead.")
+            f"then run again with --allow-mass-change to go ahead.", deletes=True)
     if updates > breaker.update_limit(links):
         raise CircuitBreakerTripped(
             f"{flow}: circuit breaker: {updates} of {links} linked pairs would be updated "
             f"(limit {breaker.update_limit(links)}); nothing was written. Run again with "
-            f"--allow-mass-change to go ahead.")
+            f"--allow-mass-change to go ahead.", deletes=False)
 
 
 async def keap_ids(keap: KeapConnector, keap_object: KeapObject, longest: int = 0) -> set[str]:

@@ -102,7 +102,7 @@ class FlowReport:
     """Counters of one flow's pass; `counts` keys are `read.invoiced`, `created.keap`, `linked`, ...
 
     `error` is set when the pass stopped early (fatal API error, circuit breaker, flow lock held); `held` too when
-    it was the circuit breaker; `unavailable` when a system kept answering 5xx or timing out after the retries,
+    it was the circuit breaker (`held_deletes`: over its limit of deletes and unlinks, else of updates); `unavailable` when a system kept answering 5xx or timing out after the retries,
     though the pass went on (its writes failed). `actions` keeps the first `ACTIONS_KEPT` of each verb, at most `KEPT_CHARS` of values in all (`kept_chars`; a dry run
     hands every planned action to the engine's `on_planned` hook); `done` counts every action by (verb, side);
     `left_out` how many `actions` does not show; `listed` the records a dry run would put on the review and
@@ -116,6 +116,7 @@ class FlowReport:
     listed: dict[str, set[ListedRecord]] = field(default_factory=lambda: {verb: set() for verb in LISTED})
     error: str | None = None
     held: str | None = None
+    held_deletes: bool = False
     unavailable: str | None = None
     unplanned: str | None = None
     kept_chars: int = 0

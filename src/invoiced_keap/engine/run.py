@@ -301,6 +301,7 @@ class Syncer:
                 self._check_breaker(plan.moves[0].flow, links=plan.moved_from_links, deletes=len(plan.moves), updates=0)
         except CircuitBreakerTripped as error:
             flow_report.error = flow_report.held = str(error)
+            flow_report.held_deletes = error.deletes
             return False
         if dry_run:
             flow_report.counts = +plan.uncounted()

@@ -4,9 +4,10 @@
 what it holds: a flow is unhealthy when its last pass stopped with an error (a held lock, refused
 credentials, an unreachable API, the quota) or met a system that kept answering 5xx after the retries, while
 the circuit breaker holds changes of it back (until a reconcile of the flow passes the breaker, or a pass applies
-unlinks or deletes of it, or, for changes a poll held back, a later poll that read both sides passes it: a held poll
-moves no watermark, so such a poll reads again what was held, and finds it applied if another process did, such as
-`sync --allow-mass-change`; a quiet poll does not see deletes a webhook batch or a reconcile found), or when
+unlinks or deletes of it, or, for changes a poll held back and for updates, a later poll that read both sides passes
+it: no held pass moves a watermark, so such a poll reads again what was held, and finds it applied if another
+process did, such as `sync --allow-mass-change`; a poll does not see again the deletes a webhook batch or a reconcile
+found: Keap's hooks and the id scans are their only sources), or when
 within `max_age` (3 × `poll_interval`) of the last success, the last progress or the start no pass
 succeeded and none made progress (a long first pass that commits batches stays healthy, and so do the flows whose
 poll waits for a long job of another flow, such as a webhook burst's, while that job makes progress). Times are
@@ -41,7 +42,7 @@ class FlowHealth:
     last_success: dict[str, float] = field(default_factory=dict)
     last_error: dict[str, str] = field(default_factory=dict)
     last_progress: dict[str, float] = field(default_factory=dict)
-    held: dict[str, tuple[str, str]] = field(default_factory=dict)  # flow -> the kind of pass held, the breaker's message
+    held: dict[str, tuple[str, str, bool]] = field(default_factory=dict)  # flow -> the kind of pass held, the breaker's message, deletes held
     worker_progress: float | None = None  # the last progress of any job: flows waiting behind it are not stalled
 
     def progressed(self, flow: str, at: float) -> None:
@@ -59,10 +60,10 @@ class FlowHealth:
         for flow in flows:
             flow_report = report.flows.get(flow)
             if flow_report and flow_report.held:
-                self.held[flow] = (kind, flow_report.held)
+                self.held[flow] = (kind, flow_report.held, flow_report.held_deletes)
             elif flow_report and not report.error and flow in self.held and (
                     kind == "reconcile" or flow_report.counts["unlinked"]
-                    or (kind == "sync" and whole and self.held[flow][0] == "sync")):
+                    or (kind == "sync" and whole and (self.held[flow][0] == "sync" or not self.held[flow][2]))):
                 self.held.pop(flow, None)
             error = (flow_report.error if flow_report else None) or _outage_or(report.error, report.cause) or (
                 flow_report.unavailable if flow_report else None)
