@@ -318,7 +318,8 @@ def _pair(snapshot: Snapshot, flow: str, link: LinkRow, edits_by_record: dict[tu
     rules = CATALOGUE[flow].rules
     pairs = {(other.flow, other.invoiced_id, other.keap_id) for other in _counted_links(snapshot, flow, link.invoiced_id)}
     own_edits = list({edit.seq: edit for edit in (*edits_by_record.get(record_key("invoiced", flow, link.invoiced_id), []),
-                                                  *_twin_edits(snapshot, flow, link.invoiced_id, edits_by_record))}.values())
+                                                  *_twin_edits(snapshot, flow, link.invoiced_id, edits_by_record),
+                                                  *_carried_edits(snapshot, flow, link, edits_by_record))}.values())
     gone_edits = _deleted_twin_edits(snapshot, flow, link.invoiced_id, edits_by_record)
     verdict.problems += [f"{name}: {rule.name} differs: invoiced {rule.value('invoiced', invoiced)!r}, keap {rule.value('keap', keap)!r}; "
                 f"edits: {_history(own_edits, rule.name)}"
@@ -419,6 +420,25 @@ def _twin_edits(snapshot: Snapshot, flow: str, invoiced_id: str, edits_by_record
     return [edit for link in _counted_links(snapshot, flow, invoiced_id)
             for edit in edits_by_record.get(record_key("keap", link.flow, link.keap_id), [])
             if link.closed_at is None or edit.at <= link.closed_at]
+
+
+def _carried_edits(snapshot: Snapshot, flow: str, link: LinkRow, edits_by_record: dict[tuple[Side, str, str], list[Edit]]) -> list[Edit]:
+    """Edits of the Invoiced records the pair's Keap record was linked to before, in any flow on its Keap object (a
+    person customer deleted, its Keap contact freed for the company's person with its email, who goes from review to
+    it), that a pass carried onto that Keap record: made while linked, and a pass that started after them wrote the
+    group's fields to the Keap record. The Keap record holds them when the pair is linked."""
+    sharing, carried = on_collection(KEAP_COLLECTIONS[flow]), []
+    for other in snapshot.links:
+        if other.flow not in sharing or other.keap_id != link.keap_id or other.invoiced_id == link.invoiced_id \
+                or other.active or other.closed_at is None:
+            continue
+        for edit in edits_by_record.get(record_key("invoiced", other.flow, other.invoiced_id), []):
+            fields = next((rule.keap_fields for rule in CATALOGUE[other.flow].rules if rule.name == edit.group), ())
+            if edit.at <= other.closed_at and any(
+                    write.side == "keap" and write.flow in sharing and write.record_id == link.keap_id
+                    and write.run_started >= edit.at and write.fields.intersection(fields) for write in snapshot.writes):
+                carried.append(edit)
+    return carried
 
 
 def _deleted_twin_edits(snapshot: Snapshot, flow: str, invoiced_id: str,

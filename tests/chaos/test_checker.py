@@ -229,3 +229,21 @@ def test_an_unlinked_person_of_a_linked_company_is_reported_unless_in_review_and
     stale = replace(people(), review={("company_contacts", "1/5")})  # linked since, yet still asking a person to decide
     assert check(stale, [], MADE_BY_USERS).problems == [
         "company_contacts: invoiced 1/5 is linked (keap 9) but still waits in the review list"]
+
+
+def test_edits_a_former_invoiced_twin_had_carried_onto_the_keap_record_count_for_the_pair_that_took_it() -> None:
+    """Person customer 2, linked to Keap contact 3, is deleted; 3 is freed for the company's person 1/6 with its email.
+    Its Keap edit #0 was superseded by the customer's edit #1, which a pass carried onto contact 3 before the delete."""
+    world = people()
+    world.contacts["1/6"] = {"id": "1/6", "customer": 1, "name": "Bo Rae", "email": "bo@acme.example"}
+    world.keap["contacts"]["3"].update(given_name="Bo", family_name="Rae", company={"id": "7"},
+                                       email_addresses=[{"email": "bo@acme.example", "field": "EMAIL1"}])
+    del world.customers["2"]
+    closed = LinkRow("contacts", "2", "3", False, "deleted or merged in Invoiced", closed_at=T0 + timedelta(seconds=5))
+    linked = replace(world, links=[*world.links[:2], closed, LinkRow("company_contacts", "1/6", "3", True, None)])
+    edits = [Edit(0, "keap", "contacts", "3", "name", "Bob Ray", T0), Edit(1, "invoiced", "contacts", "2", "name", "Bo Rae", T0 + timedelta(seconds=1))]
+    carried = WriteRow("contacts", "keap", "3", frozenset({"given_name", "family_name"}), T0 + timedelta(seconds=2), T0 + timedelta(seconds=3))
+
+    assert check(replace(linked, writes=[carried]), edits, MADE_BY_USERS).problems == []
+    lost = check(linked, edits, MADE_BY_USERS).problems  # no pass carried it: the Keap edit was lost
+    assert len(lost) == 1 and "last edit #0 of name on keap ('Bob Ray') was lost" in lost[0], lost
