@@ -242,11 +242,13 @@ class KeapConnector(AsyncClosing):
         return self.api.stats
 
     # --- reading ---------------------------------------------------------------------------------
-    async def pages(self, keap_object: KeapObject, params: Mapping[str, str] | None = None) -> AsyncIterator[Page]:
-        """Every page of a listing (1000 records a page unless configured), each page requested once. The page size
-        stays the same from page to page: a page token is opaque (Keap documents no other meaning), so a listing is
-        never re-sized midway. A page's response is let go once parsed, and the page once the caller is done with it."""
-        query = {"page_size": str(self.page_size), **(params or {})}
+    async def pages(self, keap_object: KeapObject, params: Mapping[str, str] | None = None, *,
+                    page_size: int | None = None) -> AsyncIterator[Page]:
+        """Every page of a listing (`page_size` records a page, else the connector's: 1000 unless configured), each
+        page requested once. The page size stays the same from page to page: a page token is opaque (Keap documents
+        no other meaning), so a listing is never re-sized midway. A page's response is let go once parsed, and the
+        page once the caller is done with it."""
+        query = {"page_size": str(page_size or self.page_size), **(params or {})}
         token: str | None = None
         while True:
             response = await self.api.request("GET", keap_object.path, params={**query, **({"page_token": token} if token else {})})
@@ -264,10 +266,7 @@ class KeapConnector(AsyncClosing):
                        page_size: int | None = None) -> AsyncIterator[Record]:
         """Every record of an object with `fields` (None: Keap's default set) for the match index, id scans, `verify`;
         `page_size` records a page (`page_size_for`), else the connector's."""
-        params = _fields_param(keap_object, fields)
-        if page_size is not None:
-            params["page_size"] = str(page_size)
-        async for page in self.pages(keap_object, params):
+        async for page in self.pages(keap_object, _fields_param(keap_object, fields), page_size=page_size):
             for record in page.records:
                 yield record
             del page  # not held while the next page is read
@@ -287,12 +286,10 @@ class KeapConnector(AsyncClosing):
             params["filter"] = f"{keap_object.since_filter}=={keap_time(watermark)}"
         if keap_object.change_order:
             params["order_by"] = keap_object.change_order
-        if page_size is not None:
-            params["page_size"] = str(page_size)
         records: MutableMapping[str, Record] = {} if into is None else into
         reached: datetime | None = None
         began: datetime | None = None
-        async with aclosing(self.pages(keap_object, params)) as pages:
+        async with aclosing(self.pages(keap_object, params, page_size=page_size)) as pages:
             async for page in pages:
                 began = began or page.served_at
                 fresh = [record for record in page.records if watermark is None or not _older(record, watermark)]
