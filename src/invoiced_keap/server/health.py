@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from invoiced_keap.connectors.errors import TransientError
 from invoiced_keap.engine.report import RunReport
@@ -32,6 +33,21 @@ class Verdict:
         return {"status": "ok" if self.healthy else "unhealthy", "reasons": self.reasons}
 
 
+class Hold(NamedTuple):
+    """A flow's changes the circuit breaker holds back: the kind of pass that held them, the breaker's message, and
+    whether it held deletes (else updates)."""
+
+    kind: str
+    message: str
+    deletes: bool
+
+    @property
+    def read_again_by_polls(self) -> bool:
+        """A poll reads these changes again (no held pass moves a watermark): all a poll held, and updates; not the
+        deletes a webhook batch (a Keap hook) or a reconcile (an id scan) found."""
+        return self.kind == "sync" or not self.deletes
+
+
 @dataclass
 class FlowHealth:
     """The last error and the last success of each flow, since `started`."""
@@ -42,7 +58,7 @@ class FlowHealth:
     last_success: dict[str, float] = field(default_factory=dict)
     last_error: dict[str, str] = field(default_factory=dict)
     last_progress: dict[str, float] = field(default_factory=dict)
-    held: dict[str, tuple[str, str, bool]] = field(default_factory=dict)  # flow -> the kind of pass held, the breaker's message, deletes held
+    held: dict[str, Hold] = field(default_factory=dict)
     worker_progress: float | None = None  # the last progress of any job: flows waiting behind it are not stalled
 
     def progressed(self, flow: str, at: float) -> None:
@@ -60,10 +76,10 @@ class FlowHealth:
         for flow in flows:
             flow_report = report.flows.get(flow)
             if flow_report and flow_report.held:
-                self.held[flow] = (kind, flow_report.held, flow_report.held_deletes)
+                self.held[flow] = Hold(kind, flow_report.held, flow_report.held_deletes)
             elif flow_report and not report.error and flow in self.held and (
                     kind == "reconcile" or flow_report.counts["unlinked"]
-                    or (kind == "sync" and whole and (self.held[flow][0] == "sync" or not self.held[flow][2]))):
+                    or (kind == "sync" and whole and self.held[flow].read_again_by_polls)):
                 self.held.pop(flow, None)
             error = (flow_report.error if flow_report else None) or _outage_or(report.error, report.cause) or (
                 flow_report.unavailable if flow_report else None)
@@ -79,7 +95,7 @@ class FlowHealth:
             if flow in self.last_error:
                 reasons[flow] = f"last pass failed: {self.last_error[flow]}"
             elif flow in self.held:
-                reasons[flow] = f"changes held back: {self.held[flow][1]}"
+                reasons[flow] = f"changes held back: {self.held[flow].message}"
             elif now - max(self.last_success.get(flow, self.started), self.last_progress.get(flow, self.started),
                            self.worker_progress or self.started) > self.max_age:
                 since = "since the start" if flow not in self.last_success else f"for {now - self.last_success[flow]:.0f} s"
