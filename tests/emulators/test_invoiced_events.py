@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 
+import asyncio
 import base64
 import json
 import socket
@@ -10,8 +11,11 @@ import time
 
 import httpx
 import pytest
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from invoiced_keap.emulators.invoiced import InvoicedEmulator
+from invoiced_keap.emulators.invoiced.gate import Idempotency
 from tests.support import API_KEY, ManualClock
 
 
@@ -138,3 +142,35 @@ def test_idempotency_key_errors(invoiced_api: httpx.Client, method: str, key: st
     assert response.status_code == 400
     assert response.json() == {"type": "invalid_request", "message": message}
     assert invoiced_api.post("/customers", json={"name": "X"}, headers={"Idempotency-Key": "k" * 64}).status_code == 201
+
+
+def idempotent_post(gate: Idempotency, app: ASGIApp, sent: list[Message]) -> None:
+    scope = {"type": "http", "method": "POST", "path": "/customers", "headers": [(b"idempotency-key", b"expiring-key")]}
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append({**message, "cached": "expiring-key" in gate.cache})
+
+    asyncio.run(gate.wrap(app)(scope, receive, send))
+
+
+def test_idempotency_window_runs_from_the_request_and_the_replay_is_ready_when_the_answer_is(
+    manual_clock: ManualClock,
+) -> None:
+    """A slow create still expires 24 h after its request, and its client never sees the answer before the cache does."""
+    gate = Idempotency(manual_clock)
+
+    async def slow_create(scope: Scope, receive: Receive, send: Send) -> None:
+        manual_clock.advance(100)
+        await Response(b'{"name": "One"}', 201)(scope, receive, send)
+
+    sent: list[Message] = []
+    idempotent_post(gate, slow_create, sent)
+    assert [message["cached"] for message in sent if message["type"] == "http.response.body"] == [True]
+
+    manual_clock.advance(86_301)  # 86,401 s after the first request arrived
+    replayed: list[Message] = []
+    idempotent_post(gate, Response(b'{"name": "Two"}', 201), replayed)
+    assert [message["body"] for message in replayed if message["type"] == "http.response.body"] == [b'{"name": "Two"}']

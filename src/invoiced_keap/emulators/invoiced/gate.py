@@ -113,7 +113,7 @@ class CachedResponse:
 
 
 class Idempotency:
-    """`Idempotency-Key` on POST/PATCH: the first response (status and body only) is replayed for 24 h.
+    """`Idempotency-Key` on POST/PATCH: the first response (status and body only) is replayed for 24 h from its request.
 
     As on the real server, a replay ignores the new request's body and path, and errors are cached too. A request
     that was never answered (its client gone before its body was read: the handler raised, and Starlette's
@@ -139,19 +139,26 @@ class Idempotency:
                 replay = Response(cached.body, cached.status, headers=API_HEADERS, media_type="application/json")
                 await replay(scope, receive, send)
                 return
+            arrived_at = self.clock()
             status = 0
             chunks: list[bytes] = []
 
             async def recording_send(message: Message) -> None:
+                # The response is cached before its last chunk leaves, so a client that has it can count on the replay.
                 nonlocal status
                 if message["type"] == "http.response.start":
                     status = message["status"]
                 elif message["type"] == "http.response.body":
                     chunks.append(message.get("body", b""))
+                    if not message.get("more_body", False):
+                        self.cache[key] = CachedResponse(arrived_at + IDEMPOTENCY_TTL_SECONDS, status, b"".join(chunks))
                 await send(message)
 
-            await app(scope, receive, recording_send)  # raises for a request never answered: nothing is cached
-            self.cache[key] = CachedResponse(self.clock() + IDEMPOTENCY_TTL_SECONDS, status, b"".join(chunks))
+            try:
+                await app(scope, receive, recording_send)
+            except BaseException:  # a request never answered: Starlette's 500 went nowhere, so nothing stays cached
+                self.cache.pop(key, None)
+                raise
 
         return idempotent
 
