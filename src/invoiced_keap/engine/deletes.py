@@ -47,8 +47,8 @@ def check_breaker(flow: str, breaker: Breaker, *, links: int, deletes: int, upda
 async def keap_ids(keap: KeapConnector, keap_object: KeapObject, longest: int = 0) -> set[str]:
     """The id of every record of a Keap object: one full listing (1,000 a page, one field). An object that takes no
     `fields` (products) sends whole records: its pages are sized by `longest`, the characters of the longest record
-    of it stored lately (`page_size_for`)."""
-    page_size = None if keap_object.takes_fields else page_size_for(longest, keap.page_size)
+    of it stored lately (`page_size_for`; 0, the default, for an object that takes `fields`)."""
+    page_size = page_size_for(longest, keap.page_size)
     return {str(record["id"]) async for record in keap.list_all(keap_object, fields=("update_time",), page_size=page_size)}
 
 

@@ -182,9 +182,9 @@ class Syncer:
             listed: dict[str, set[str]] = {}  # Keap object -> its ids: one listing for both contact flows
             for flow in held:
                 links = self.store.active_link_ids(flow.name)
-                if flow.keap.name not in listed:
-                    listed[flow.keap.name] = await keap_ids(self.keap, flow.keap,
-                                                            self.store.longest_recent_record([flow.name], "keap"))
+                if flow.keap.name not in listed:  # an object that takes `fields` lists ids only: no page to size
+                    longest = 0 if flow.keap.takes_fields else self.store.longest_recent_record([flow.name], "keap")
+                    listed[flow.keap.name] = await keap_ids(self.keap, flow.keap, longest)
                 gone = await find_gone(flow, links, self.invoiced, self.keap, listed[flow.keap.name])
                 found = self.store.find_links(flow.name, "invoiced", [invoiced_id for invoiced_id, _ in gone])
                 plan = FlowPlan(flow, self.options.flow_options(flow.name).deletes, links=len(links), removals=[
