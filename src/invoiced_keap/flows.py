@@ -158,7 +158,7 @@ def address_rule(place: KeapPlace) -> FieldRule:
         keap_fields=(place.key,),
         invoiced_value=mapping.invoiced_address,
         keap_value=lambda record: mapping.keap_address(place.read(record)),
-        invoiced_write=lambda value, _: Mapped(mapping.invoiced_address_fields(value)),
+        invoiced_write=lambda value, record: Mapped(mapping.invoiced_address_fields(value, record)),
         keap_write=keap_write,
         blank=mapping.is_blank_address,
         parts=mapping.address_parts,

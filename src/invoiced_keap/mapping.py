@@ -260,13 +260,16 @@ def keap_address(entry: Record | None) -> Address:
                     entry.get("zip_code") or entry.get("postal_code"), entry.get("country_code"))
 
 
-def invoiced_address_fields(address: Address) -> dict[str, Any]:
-    """Invoiced customer fields for a neutral address."""
+def invoiced_address_fields(address: Address, customer: Record | None = None) -> dict[str, Any]:
+    """Invoiced customer fields for a neutral address; `customer`'s own `state` stays as typed ("Arizona" or
+    "AZ") while it names the address's region."""
+    state = (customer or {}).get("state")
+    same_region = state is not None and region_key(state, address["country"]) == address["region"]
     return {
         "address1": address["line1"],
         "address2": address["line2"],
         "city": address["city"],
-        "state": region_for_invoiced(address["region"], address["country"]),
+        "state": state if same_region else region_for_invoiced(address["region"], address["country"]),
         "postal_code": address["postal_code"],
         "country": address["country"],
     }
@@ -299,15 +302,20 @@ def keap_address_fields(address: Address, label: str) -> Mapped:
 
 
 def address_parts(address: Address) -> dict[str, Any]:
-    """An address's parts as a user edits them: each line, city and postal code, and the place (region with
-    its country: a region means something only in its country)."""
-    parts: dict[str, Any] = {part: address[part] for part in ADDRESS_PARTS if part not in ("region", "country")}
-    return {**parts, "place": (address["region"], address["country"])}
+    """An address's parts as a user edits them: each line, the city, region, postal code and country."""
+    return {part: address[part] for part in ADDRESS_PARTS}
 
 
 def address_from_parts(parts: Mapping[str, Any]) -> Address:
-    region, country = parts["place"]
-    return {**{part: parts.get(part) for part in ADDRESS_PARTS}, "region": region, "country": country}
+    """The address of parts merged from both sides, its region read in the merged country: a subdivision of another
+    country is dropped (a region means something only in its country), a text is looked up there."""
+    region, country = parts["region"], parts["country"]
+    subdivision = _subdivision(region)
+    if subdivision is None:
+        region = region_key(region, country)
+    elif subdivision.country_code != country:
+        region = None
+    return {**{part: parts[part] for part in ADDRESS_PARTS}, "region": region}
 
 
 def is_blank_address(address: Address | None) -> bool:

@@ -21,7 +21,7 @@ A converged world has, per flow:
   unless a recorded conflict on that group went to the other side (on the pair, or on an earlier link of the record
   whose twin's edits count, below), or it was a clear made before the pair was linked (an empty value never wins
   while matching), or the parts that differ are parts the last edit left as they were, which an edit on the other
-  side, concurrent with it, set (a group merged part by part: an address's place, a name's family name), or it was
+  side, concurrent with it, set (a group merged part by part: an address's country, a name's family name), or it was
   a Keap edit of a one-way group whose source changed since (a person's customer linked to another Keap company
   after it), or the edit raced a write: made to a record after a pass had read it and before that pass wrote the
   group's fields (planned from the earlier read, the write overwrites it; the design accepts this window,

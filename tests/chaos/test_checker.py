@@ -71,12 +71,12 @@ def test_parts_the_last_edit_left_alone_may_hold_the_other_sides_concurrent_edit
     world = converged()
     world.customers["1"].update({"address1": "2 Elm St", "country": "US"})
     world.keap["companies"]["7"]["address"] = {"line1": "2 Elm St", "country_code": "USA"}
-    edits = [address_edit(0, "invoiced", "1 Oak St", "GB", None), address_edit(1, "keap", "1 Oak St", "US", ("place",)),
+    edits = [address_edit(0, "invoiced", "1 Oak St", "GB", None), address_edit(1, "keap", "1 Oak St", "US", ("country",)),
              address_edit(2, "invoiced", "2 Elm St", "GB", ("line1",))]
     assert check(world, edits, USER_MADE).problems == []
-    changed_too = [*edits[:2], replace(edits[2], changed=("line1", "place"))]
+    changed_too = [*edits[:2], replace(edits[2], changed=("line1", "country"))]
     assert [p.split(": ", 2)[2][:31] for p in check(world, changed_too, USER_MADE).problems] == ["last edit #2 of address on invo"]
-    keap_first = [address_edit(0, "keap", "1 Oak St", "US", ("place",)), address_edit(1, "invoiced", "1 Oak St", "GB", ("place",)),
+    keap_first = [address_edit(0, "keap", "1 Oak St", "US", ("country",)), address_edit(1, "invoiced", "1 Oak St", "GB", ("country",)),
                   edits[2]]  # Invoiced set the country after the Keap edit: its own value should have stayed
     assert [p.split(": ", 2)[2][:31] for p in check(world, keap_first, USER_MADE).problems] == ["last edit #2 of address on invo"]
 

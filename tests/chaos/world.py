@@ -54,7 +54,7 @@ COUNTRIES = ("US", "GB", "DE", "FR", "CA")
 @dataclass(frozen=True)
 class Edit:
     """A user's change to one field group of one record; `value` is the neutral value it left there, `changed` the
-    parts of it the edit changed (`FieldRule.parts`: a name's given and family name, an address's lines and place;
+    parts of it the edit changed (`FieldRule.parts`: a name's given and family name, an address's lines, city, region, postal code and country;
     None: all of them, as a create sets them)."""
 
     seq: int

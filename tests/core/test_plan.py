@@ -271,12 +271,16 @@ class Systems:
         self.keap["update_time"] = keap_time(self.tick())
         self.edited.add("keap")
 
+    def held(self, side: str) -> dict[tuple[str, str], Any]:
+        """The parts (`FieldRule.parts`) that hold a value on `side`."""
+        record = self.invoiced if side == "invoiced" else self.keap
+        return {(rule.name, part): value for rule in self.flow.rules
+                for part, value in rule.parts(rule.value(side, record)).items() if value is not None}
+
     def sync(self) -> None:
         plan = plan_pair(self.flow, self.shadows, self.invoiced, self.keap, self.policy)
-        if self.shadows is not None:
-            for side in SIDES:
-                if self.edited == {side}:
-                    assert plan.writes(side) == {}, f"wrote back to {side}, the only side edited"
+        only = next(iter(self.edited)) if self.shadows is not None and len(self.edited) == 1 else None
+        held = self.held(only) if only else {}
         if plan.invoiced_writes:
             self.invoiced.update({**plan.invoiced_writes, "updated_at": self.tick()})
         if plan.keap_writes:
@@ -284,6 +288,9 @@ class Systems:
             keap_stores(self.keap)
             self.keap["update_time"] = keap_time(self.tick())
         self.shadows, self.edited = plan.shadows, set()
+        if only:  # the side edited alone is written only where it held nothing: a region it could not hold before
+            now = self.held(only)
+            assert {part: now.get(part) for part in held} == held, f"wrote back to {only}, the only side edited"
 
         again = plan_pair(self.flow, self.shadows, self.invoiced, self.keap, self.policy)
         assert again.write_count == 0 and again.conflicts == (), "a synced pair is not at rest"

@@ -198,3 +198,26 @@ async def test_verify_lists_a_dismissed_failure_as_dismissed_and_does_not_count_
     check = await verify(world, "contacts")
 
     assert check.agrees and check.without_twin == [] and check.dismissed == {str(walk_in): "a walk-in"}
+
+
+async def test_a_keap_street_added_to_an_address_keap_never_held_keeps_the_invoiced_region(world: World) -> None:
+    """Found by break-it: the address was left out (no street), a Keap user then typed one with a country but no
+    region; the region Keap never held was taken for a cleared one and wiped in Invoiced."""
+    [company_id, person_id] = world.invoiced.seed({"customers": [
+        {"name": "Arizona NoStreet", "type": "company", "state": "Arizona", "country": "US"},
+        {"name": "Olivia Ont", "type": "person", "email": "olivia@example.com", "state": "Ontario", "country": "CA"}]})["customers"]
+    await world.sync()
+    company_twin, person_twin = world.link_of("companies", company_id), world.link_of("contacts", person_id)
+
+    world.keap_edit("companies", company_twin, {"address": {"line1": "5 Main", "locality": "Tempe", "country_code": "USA"}})
+    world.keap_edit("contacts", person_twin, {"addresses": [
+        {"field": "BILLING", "line1": "1 Bay St", "locality": "Toronto", "country_code": "CAN"}]})
+    await world.sync()
+
+    company, person = customer(world, company_id), customer(world, person_id)
+    assert (company["address1"], company["city"], company["state"], company["country"]) == ("5 Main", "Tempe", "Arizona", "US")
+    assert (person["address1"], person["city"], person["state"], person["country"]) == ("1 Bay St", "Toronto", "Ontario", "CA")
+    assert world.keap_record("companies", company_twin)["address"].get("region") == "Arizona"  # the merged address, whole
+    world.reset_stats()
+    await world.sync()
+    assert world.writes() == {}

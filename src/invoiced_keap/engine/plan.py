@@ -194,8 +194,10 @@ def _merged(rule: FieldRule, winner: Side, records: Mapping[Side, Record], value
             before: Mapping[Side, Value]) -> dict[Side, Value]:
     """Each side's value of a group that changed (on one side or both, or drifted), merged part by part
     (`rule.parts`): a part changed on one side takes that side's value, changed on both the `winner`'s; a part
-    changed on neither keeps each side's own where one side holds only its copy of the other's (lossy or not: a
-    given name cut to 40 characters never flows back over its source), else takes the winner's (drift)."""
+    changed on neither keeps the source's value where one side holds only its copy of it (lossy or not: a given name
+    cut to 40 characters never flows back over its source, and the copy is made anew from the merged parts), else
+    takes the winner's (drift) unless only the other side holds one (a region Keap never held, its address left out,
+    stays when a Keap user types a street)."""
     parts = {side: rule.parts(values[side]) for side in SIDES}
     old = {side: rule.parts(before[side]) for side in SIDES}
     copies = {side: rule.parts(rule.value(side, {**records[side], **rule.write(side, values[other_side(side)],
@@ -210,10 +212,12 @@ def _merged(rule: FieldRule, winner: Side, records: Mapping[Side, Record], value
         for name, own in parts[side].items():
             if name in changed[other]:
                 merged[name] = parts[winner if name in changed[side] else other][name]
-            elif name in changed[side] or own == copies[side][name] or parts[other][name] == copies[other][name]:
+            elif name in changed[side] or parts[other][name] == copies[other][name]:
                 merged[name] = own
-            else:
-                merged[name] = parts[winner][name]
+            elif own == copies[side][name]:  # read anew with the merged parts (a region in the merged country)
+                merged[name] = parts[other][name]
+            else:  # drift: a value over none (an empty value never wins), else the winner's
+                merged[name] = parts[winner][name] if parts[winner][name] is not None else parts[other_side(winner)][name]
         settled[side] = values[side] if merged == parts[side] else rule.join(merged)
     return settled
 
