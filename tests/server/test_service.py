@@ -352,3 +352,29 @@ async def test_a_pass_that_crashes_makes_its_flows_unhealthy_until_one_succeeds(
         assert "the pass crashed: KeyError" in unhealthy.json()["reasons"]["companies"]
         await running.service.poll()
         assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_an_edit_whose_webhook_pass_fails_waits_and_health_says_so_until_a_poll_of_both_sides_carries_it(
+    running: Running,
+) -> None:
+    """Found by break-it: with both push paths verified, a webhook's pass that met a Keap outage dropped its ids, and
+    the next poll, leaving Keap to its hooks, made no Keap call and called the flow healthy."""
+    service = running.service
+    running.keap.faults.error_rate, running.keap.faults.error_status = 1.0, 503
+    running.invoiced.update_customer(customer_id(running, "Acme"), {"name": "Acme Ltd"})
+    await eventually(lambda: "companies" in service.flow_health.last_error)  # the webhook's pass failed
+    await eventually(lambda: service.queue.pending() == 0)
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        health = await client.get("/healthz")
+        assert health.status_code == 503 and health.json()["pending_ids"] == 1
+
+        running.reset_counts()
+        await service.poll()  # Keap still down: the poll reads it all the same, and fails
+        assert running.keap.requests and (await client.get("/healthz")).status_code == 503
+
+        running.keap.faults.error_rate = 0.0
+        await eventually(lambda: "Acme Ltd" in running.company_names())  # the worker's next poll, sooner after a failure
+        await eventually(lambda: not service.flow_health.last_error)
+        await settle(service)  # the echo of the write, by Keap's hook
+        healthy = await client.get("/healthz")
+        assert healthy.status_code == 200 and healthy.json()["pending_ids"] == 0

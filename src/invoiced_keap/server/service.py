@@ -36,7 +36,7 @@ from invoiced_keap.engine.report import Progress, RunReport
 from invoiced_keap.engine.run import Syncer
 from invoiced_keap.flows import Flow
 from invoiced_keap.server.app import INVOICED_WEBHOOK_PATH, ServerSettings, create_app
-from invoiced_keap.server.debounce import DirtyBatch, DirtyQueue
+from invoiced_keap.server.debounce import DirtyBatch, DirtyKey, DirtyQueue
 from invoiced_keap.server.health import FlowHealth
 from invoiced_keap.server.invoiced_webhooks import DeliveryWatch, SeenEvents, invoiced_webhook_upkeep, webhook_problem
 from invoiced_keap.server.keap_hooks import ensure_hooks, event_keys, hook_problem, hook_url, keap_hook_upkeep, remove_hooks
@@ -102,6 +102,7 @@ class Service:
         self.failed_jobs = 0
         self.keap_polled = -float("inf")  # clock time of the last poll that read Keap
         self.invoiced_polled = -float("inf")  # clock time of the last poll that listed Invoiced's customers
+        self.unsynced: set[DirtyKey] = set()  # webhook-named records whose pass failed: the next polls read both sides
         self.flow_health = FlowHealth(list(self.flows), HEALTHY_POLLS * settings.schedule.poll_interval, time.time())
         self.shown_progress = syncer.progress
         syncer.progress = self.progressed
@@ -157,9 +158,11 @@ class Service:
         self.shown_progress(note)
 
     def health(self) -> dict[str, object]:
-        """The verdict, the ids waiting, and the push paths' states (informative: polling covers for them, so hooks
-        that do not work leave the service healthy)."""
-        return {**self.flow_health.verdict(time.time()).as_json(), "pending_ids": self.queue.pending(), **self.push()}
+        """The verdict, the ids waiting (marked by the push paths, or of their passes that failed, until a poll that
+        reads both sides succeeds), and the push paths' states (informative: polling covers for them, so hooks that
+        do not work leave the service healthy)."""
+        return {**self.flow_health.verdict(time.time()).as_json(),
+                "pending_ids": self.queue.pending() + len(self.unsynced), **self.push()}
 
     # --- running -------------------------------------------------------------------------------
     async def run_until_signalled(self) -> None:
@@ -290,6 +293,7 @@ class Service:
                 elif job == "batch":
                     marked = batch.result()
                     await self._guarded(self.sync_batch(marked), marked.flows())
+                    self.unsynced |= {key for key in marked.marks if key.flow in self.flow_health.last_error}
                     batch = None
                 if job is not None:
                     next_poll = min(next_poll, self.clock() + self._retry_in())
@@ -331,8 +335,13 @@ class Service:
         return now >= self.invoiced_polled + (schedule.invoiced_poll_interval if slow else schedule.poll_interval)
 
     async def poll(self) -> RunReport:
+        """A poll pass. It reads both sides while a flow's last pass failed or records a failed webhook pass named
+        wait (`unsynced`): the watermarks did not move past their changes, so a whole poll that succeeds carries them
+        (and only such a poll clears them), while one that leaves a side to its push path would call a flow healthy
+        without looking at the side that failed."""
         started, now = time.monotonic(), self.clock()
-        read_keap, read_invoiced = self.keap_poll_due(now), self.invoiced_poll_due(now)
+        whole = bool(self.flow_health.last_error or self.unsynced)
+        read_keap, read_invoiced = whole or self.keap_poll_due(now), whole or self.invoiced_poll_due(now)
         with self.metrics.job_in_hand("poll"):
             report = await self.syncer.sync(list(self.flows), read_keap=read_keap, read_invoiced=read_invoiced)
         if not report.error:
@@ -340,6 +349,8 @@ class Service:
             self.invoiced_polled = now if read_invoiced else self.invoiced_polled
         self._watch_deliveries()
         self._finished(report, "sync", list(self.flows), started, whole=read_keap and read_invoiced)
+        if read_keap and read_invoiced:
+            self.unsynced = {key for key in self.unsynced if key.flow in self.flow_health.last_error}
         return report
 
     def _watch_deliveries(self) -> None:
