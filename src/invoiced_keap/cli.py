@@ -506,8 +506,8 @@ def verify(
     asyncio.run(check_credentials(settings))
     checks = _check_flows(session, chosen)
     owed = _check_receivables(session, chosen)
-    if fix and (owed or not all(check.agrees for check in checks)):
-        repaired = _run_engine(session, sorted({check.flow for check in checks if not check.agrees} | {found.flow for found in owed}),
+    if fix and (owed or any(check.needs_repair for check in checks)):
+        repaired = _run_engine(session, sorted({check.flow for check in checks if check.needs_repair} | {found.flow for found in owed}),
                                lambda syncer, _: _repair_all(syncer, checks, owed), allow_mass_change=allow_mass_change)
         if not as_json:
             console.print_run_report(repaired, show_plan=False)
@@ -639,6 +639,9 @@ def _print_checks(checks: Sequence[FlowCheck], owed: Sequence[FoundDrift] = (),
                            for check in checks for record_id in check.without_twin),
                          *((check.flow, record_id, f"dismissed: {reason}" if reason else "dismissed")
                            for check in checks for record_id, reason in check.dismissed.items())])
+    console.print_table("Invoiced records waiting in the review list (`review ID --pick/--create`; --repair leaves them)",
+                        ["flow", "invoiced", "reason"],
+                        [(check.flow, record_id, shortened(reason)) for check in checks for record_id, reason in check.in_review.items()])
     console.print_table("Links to a record that is gone", ["flow", "invoiced", "keap", "missing in"],
                         [(check.flow, gone.invoiced_id, gone.keap_id, gone.missing) for check in checks for gone in check.gone])
     console.print_table("Keap records linked to nothing", ["flow", "keap", "counts against verify"],
@@ -648,8 +651,11 @@ def _print_checks(checks: Sequence[FlowCheck], owed: Sequence[FoundDrift] = (),
                         ["flow", "customer", "keap", "field", "written", "Keap value"],
                         [(row["flow"], row["customer"], row["keap_id"], row["field"], row["written"], row["keap"])
                          for found in owed for row in _drift_rows(found)])
-    verdict = "everything agrees" if all(check.agrees for check in checks) and not owed else "differences found"
-    console.note(f"verify: {verdict}")
+    waiting = sum(len(check.in_review) for check in checks)
+    verdict = "differences found" if owed or any(check.needs_repair for check in checks) else (
+        "everything agrees" if not waiting else "no differences")
+    console.note(f"verify: {verdict}" + (f"; {waiting} record{' waits' if waiting == 1 else 's wait'} in the review list"
+                                         if waiting else ""))
 
 
 # --- connecting a Keap OAuth app -------------------------------------------------------------------

@@ -11,14 +11,15 @@ phone left out; `engine.plan.disagreements` agrees, the values do not; with the 
 those of fields no rule compares, such as a product's price; information, not a difference), *pending*
 (a side differs from its own shadow: the next pass carries it by the conflict policy) and *drift* (both
 sides equal their shadows, yet they disagree: an edit behind the engine's back, a lost write). Then
-Invoiced records with no twin (those whose failure is dismissed listed as such, not counted), links whose record
-is gone, and Keap records linked to nothing. The last are information only, unless the flow
-creates in Invoiced (`create_in_invoiced`): the specification asks for a twin of every Invoiced
-record, not of every CRM entry.
+Invoiced records with no twin (those whose failure is dismissed listed as such, not counted; those waiting in the
+review list listed with its reason: they count, as a sync's exit code counts them, but only a person's
+`review ID --pick/--create` settles them), links whose record is gone, and Keap records linked to nothing. The
+last are information only, unless the flow creates in Invoiced (`create_in_invoiced`): the specification asks
+for a twin of every Invoiced record, not of every CRM entry.
 
 `repair` (`verify --repair`) syncs exactly the records a check names (`Syncer.sync_ids`) with `repair`:
 pending pairs as a normal pass would, drifted ones settled by the configured conflict policy (newest by
-default), which a normal pass never sees, as neither side is dirty.
+default), which a normal pass never sees, as neither side is dirty; never a record waiting in review.
 """
 
 from __future__ import annotations
@@ -76,11 +77,12 @@ class StoredPair:
 @dataclass(frozen=True)
 class Stored:
     """What the state database knows of a flow's pairs: its links (`StoredPair`s, in any order: `stored` reads them
-    from the database a page at a time each time they are iterated, never all at once) and the Invoiced records whose
-    failure is dismissed, with the reason given."""
+    from the database a page at a time each time they are iterated, never all at once), the Invoiced records whose
+    failure is dismissed, with the reason given, and those waiting in the review list, with its reason."""
 
     pairs: Iterable[StoredPair]
     dismissed: dict[str, str | None] = field(default_factory=dict)
+    in_review: dict[str, str] = field(default_factory=dict)
 
 
 LINK_PAGE = 1000
@@ -108,11 +110,11 @@ class _LinkPages:
 
 
 def stored(store: Store, flow: str) -> Stored:
-    """A flow's `Stored` state: its dismissals read now, its links (and their shadows and notes) as they are iterated,
-    while `store` is open."""
+    """A flow's `Stored` state: its dismissals and open review items read now, its links (and their shadows and
+    notes) as they are iterated, while `store` is open."""
     dismissed = {failure.record_id: failure.dismissed_reason for failure in store.failures(flow)
                  if failure.dismissed_at is not None and failure.side == "invoiced"}
-    return Stored(_LinkPages(store, flow), dismissed)
+    return Stored(_LinkPages(store, flow), dismissed, {item.invoiced_id: item.reason for item in store.review_items(flow)})
 
 
 @dataclass(frozen=True)
@@ -133,18 +135,26 @@ class FlowCheck:
     lossy: list[Drift] = field(default_factory=list)
     without_twin: list[str] = field(default_factory=list)
     dismissed: dict[str, str | None] = field(default_factory=dict)
+    in_review: dict[str, str] = field(default_factory=dict)
     gone: list[GoneLink] = field(default_factory=list)
     keap_unlinked: list[str] = field(default_factory=list)
     keap_unlinked_matter: bool = False
 
     @property
     def agrees(self) -> bool:
-        return not (self.drifted or self.pending or self.without_twin or self.gone
+        """Nothing to repair and no record waiting in review."""
+        return not (self.needs_repair or self.in_review)
+
+    @property
+    def needs_repair(self) -> bool:
+        """Whether `to_repair` names anything."""
+        return bool(self.drifted or self.pending or self.without_twin or self.gone
                     or (self.keap_unlinked_matter and self.keap_unlinked))
 
     def to_repair(self) -> tuple[list[str], list[str]]:
-        """The (Invoiced ids, Keap ids) a repair syncs: drifted and pending pairs, records without a twin, gone links
-        (whose 404 the sync believes as a delete) and, when they matter, Keap records linked to nothing."""
+        """The (Invoiced ids, Keap ids) a repair syncs: drifted and pending pairs, records without a twin (not those
+        waiting in review), gone links (whose 404 the sync believes as a delete) and, when they matter, Keap records
+        linked to nothing."""
         differing = [*self.drifted, *self.pending]
         invoiced_ids = {d.invoiced_id for d in differing} | set(self.without_twin) | {g.invoiced_id for g in self.gone}
         keap_ids = {d.keap_id for d in differing} | {g.keap_id for g in self.gone}
@@ -164,6 +174,7 @@ class FlowCheck:
             "lossy": [drift.as_json() for drift in self.lossy],
             "invoiced_without_twin": self.without_twin,
             "dismissed_without_twin": self.dismissed,
+            "waiting_for_review": self.in_review,
             "links_to_missing_records": [gone.__dict__ for gone in self.gone],
             "keap_unlinked": self.keap_unlinked,
         }
@@ -178,7 +189,8 @@ def check_flow(
     invoiced_ids_anywhere: Container[str] | None = None,
     keap_unlinked_matter: bool = False,
 ) -> FlowCheck:
-    """Compare one flow's records with its stored state (links with their shadows and notes, dismissals). Pure.
+    """Compare one flow's records with its stored state (links with their shadows and notes, dismissals, review
+    items). Pure.
 
     The records are best given as mappings by id (text), which are only looked up by id and walked once (a
     `RecordSpool` keeps them on disk); records given as an iterable are put in a dict. `state.pairs` is walked once:
@@ -240,8 +252,9 @@ def check_flow(
         drifted=_in_id_order(drifted),
         pending=_in_id_order(pending),
         lossy=_in_id_order(lossy),
-        without_twin=[record_id for record_id in unlinked if record_id not in state.dismissed],
+        without_twin=[record_id for record_id in unlinked if record_id not in state.dismissed and record_id not in state.in_review],
         dismissed={record_id: state.dismissed[record_id] for record_id in unlinked if record_id in state.dismissed},
+        in_review={record_id: state.in_review[record_id] for record_id in unlinked if record_id in state.in_review},
         gone=_in_id_order(gone),
         keap_unlinked=sorted((keap_id for keap_id, record in keap.items() if keap_id not in linked_keap and flow.keap_belongs(record)),
                              key=_id_order),
@@ -370,10 +383,10 @@ async def read_listings(
 
 
 async def repair(syncer: Syncer, checks: Iterable[FlowCheck]) -> RunReport:
-    """Sync what each check that does not agree names, rebaselined (see the module docstring); one report."""
+    """Sync what each check names to repair, rebaselined (see the module docstring); one report."""
     merged = RunReport(None, False)
     for check in checks:
-        if check.agrees:
+        if not check.needs_repair:
             continue
         invoiced_ids, keap_ids = check.to_repair()
         report = await syncer.sync_ids(check.flow, invoiced_ids=invoiced_ids, keap_ids=keap_ids, repair=True)

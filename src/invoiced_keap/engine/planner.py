@@ -660,7 +660,10 @@ class Planner:
                               rejected=self.store.create_decisions(name), picked=picked,
                               made_with=lambda record: keys_of_create(flow, plan_create(flow, "invoiced", record)))
         self.progress(Progress(name, "matched", len(decisions), len(unlinked)))
-        in_review = {item.invoiced_id for item in self.store.review_items(name)}
+        in_review = {item.invoiced_id: item for item in self.store.review_items(name)}
+        held = self._still_shared(flow, listing, [changes.invoiced[decision.invoiced_id] for decision in decisions
+                                                  if decision.action == "create" and decision.invoiced_id in in_review
+                                                  and not in_review[decision.invoiced_id].candidate_ids])
         policy = self.options[name].policy
         claimed: set[str] = set()
         pairs: list[tuple[str, str]] = []
@@ -670,6 +673,8 @@ class Planner:
                 claimed.update(decision.candidates)
                 plan.reviews.append(Review(decision.invoiced_id, decision.candidates, review_reason(flow, index, decision, taken)))
                 continue
+            if decision.invoiced_id in held:
+                continue  # its item stays open: only a person's `review ID --create` makes a second record of one key
             if decision.invoiced_id in in_review:
                 plan.settled_reviews.append((decision.invoiced_id, decision.action))
             if decision.action == "link":
@@ -698,6 +703,22 @@ class Planner:
         plan.new_pairs = Batches(pairs, new_pairs, weigh if invoiced_sizes is not None and keap_sizes is not None else None)
         plan.creates["invoiced"] = self._creates(flow, changes.invoiced, creates)
         return claimed
+
+    @staticmethod
+    def _still_shared(flow: Flow, listing: Mapping[str, Record], waiting: Sequence[Record]) -> set[str]:
+        """The ids of `waiting` (records in review for sharing a match key with a record of their pass whose Keap
+        twin was made: an item with no candidates, `match.match_all`) whose create would still carry a key a Keap
+        record has (that twin, linked since, so no candidate): one listing walk, only when some wait."""
+        wanted: dict[Key, list[str]] = {}
+        for record in waiting:
+            for key in keys_of_create(flow, plan_create(flow, "invoiced", record)):
+                wanted.setdefault(key, []).append(str(record["id"]))
+        found: set[str] = set()
+        for keap_record in listing.values() if wanted else ():
+            for match_key in flow.match_keys:
+                for value in match_key.keap_keys(keap_record):
+                    found.update(wanted.get((match_key.kind, value), ()))
+        return found
 
     def _former_twins(self, flow: Flow, unlinked: list[str], taken: Mapping[str, str], removals: Iterable[Removal]) -> dict[str, str]:
         """For a nested flow, the Keap twin each unlinked record had before (its link closed when its parent lost its
