@@ -9,6 +9,7 @@ import pytest
 
 from invoiced_keap.connectors.errors import CallAbandoned, QuotaExhausted
 from invoiced_keap.connectors.pacing import (
+    BUDGET_PROBE_INTERVAL,
     DAY,
     KEAP_PAT_LIMITS,
     Pacer,
@@ -188,6 +189,59 @@ async def test_used_up_day_window_stops_with_resume_time() -> None:
     expected = datetime.fromtimestamp(WALL_START + DAY, UTC)
     assert raised.value.resume_at == expected
     assert "resume at" in str(raised.value)
+
+
+async def test_a_day_budget_seen_used_up_is_asked_again_by_one_call_after_the_probe_interval() -> None:
+    """Keap's day quota reported at 0 until midnight (hours away) is not trusted that long: a pass stops cleanly until
+    the probe is due, then one call goes to ask Keap again; its answer's 0 holds the calls for another interval, and
+    once an answer reports room the calls go on (found: a `run` made no Keap call until midnight after the quota was
+    raised again)."""
+    time = VirtualTime()
+    pacer = virtual_pacer(KEAP_PAT_LIMITS, time)
+    midnight = DAY - WALL_START % DAY
+    assert midnight > 2 * BUDGET_PROBE_INTERVAL
+
+    def quota(available: int) -> list[ServerBudget]:
+        return [ServerBudget("product-quota", available, resets_in=midnight - time.now)]
+
+    async with pacer.turn() as number:
+        pacer.observe(number, quota(0))
+    for probe_at in (BUDGET_PROBE_INTERVAL, 2 * BUDGET_PROBE_INTERVAL):
+        with pytest.raises(QuotaExhausted) as raised:
+            await _take_turn(pacer)
+        assert raised.value.resume_at == datetime.fromtimestamp(WALL_START + probe_at, UTC)
+        time.now = probe_at
+        async with pacer.turn() as number:
+            assert time.now == probe_at
+            pacer.observe(number, quota(0))  # still used up
+    assert pacer.calls_sent == 3
+
+    time.now += BUDGET_PROBE_INTERVAL
+    async with pacer.turn() as number:
+        pacer.observe(number, quota(29_911))  # Keap's quota was raised
+    for _ in range(5):
+        await _take_turn(pacer)
+    assert pacer.calls_sent == 9
+
+
+async def test_while_the_probe_is_on_the_wire_no_other_call_goes_and_they_follow_its_answer() -> None:
+    time = VirtualTime()
+    pacer = virtual_pacer(KEAP_PAT_LIMITS, time)
+    midnight = DAY - WALL_START % DAY
+    async with pacer.turn() as number:
+        pacer.observe(number, [ServerBudget("product-quota", 0, resets_in=midnight)])
+    time.now = BUDGET_PROBE_INTERVAL
+
+    async with pacer.turn() as probe:
+        others = [asyncio.create_task(_take_turn(pacer)) for _ in range(3)]
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert pacer.calls_sent == 2 and not any(task.done() for task in others)
+        pacer.observe(probe, [ServerBudget("product-quota", 0, resets_in=midnight - time.now)])
+    for task in others:
+        with pytest.raises(QuotaExhausted):
+            await task
+    assert pacer.calls_sent == 2
 
 
 def test_reads_keap_budget_headers_in_both_forms() -> None:

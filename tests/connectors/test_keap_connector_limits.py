@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 
+from invoiced_keap.connectors.errors import QuotaExhausted
 from invoiced_keap.connectors.keap import COMPANIES, CONTACTS, PRODUCTS, KeapConnector, KeapObject
 from invoiced_keap.connectors.keap_auth import ApiKey
-from invoiced_keap.connectors.pacing import Pacer, RateLimits
+from invoiced_keap.connectors.pacing import BUDGET_PROBE_INTERVAL, KEAP_PAT_LIMITS, Pacer, RateLimits
 from invoiced_keap.emulators.keap import KeapEmulator
 from invoiced_keap.emulators.serve import BackgroundServer
 from tests.connectors.keap_support import (
@@ -127,3 +129,49 @@ async def test_pacer_crosses_minute_windows_in_emulator_time_without_a_429(
     _, statuses = emulator_stats(clocked)
     assert statuses == {"200": 600}
     assert manual_clock.now - started >= 120  # 600 calls at 240/min need two minute boundaries crossed
+
+
+async def test_one_connector_gets_through_again_once_keap_restores_a_used_up_day_quota(
+    clocked: BackgroundServer, manual_clock: ManualClock
+) -> None:
+    """The day's quota spent (Keap reports 0 left until midnight): the same connector, as `run` keeps it across
+    passes, stops cleanly without a call until its probe is due, asks Keap once then, is held again while Keap still
+    says 0 (a 429), and carries on after the next probe once Keap's quota is back (found: no call until midnight)."""
+    pat_limits = {"per_second": 10, "per_minute": 240}
+    set_faults(clocked, rate_limit={**pat_limits, "per_day": 2})
+    [company_id] = seed(clocked, companies=[company(1)])["companies"]
+
+    async def sleep(seconds: float) -> None:
+        manual_clock.advance(max(0.0, seconds))
+        await asyncio.sleep(0)
+
+    def in_(seconds: float) -> datetime:
+        return datetime.fromtimestamp(manual_clock.now + seconds, UTC)
+
+    pacer = Pacer(KEAP_PAT_LIMITS, clock=manual_clock, wall_clock=manual_clock, sleep=sleep)
+    async with KeapConnector(ApiKey(API_KEY), api_url(clocked), pacer=pacer, retry=FAST_RETRIES) as keap:
+        for _ in range(2):
+            await keap.get(COMPANIES, company_id)
+        with pytest.raises(QuotaExhausted) as raised:
+            await keap.get(COMPANIES, company_id)  # the last answer said 0 left today: no call
+        assert raised.value.resume_at == in_(BUDGET_PROBE_INTERVAL)
+        assert emulator_stats(clocked)[1] == {"200": 2}
+
+        manual_clock.advance(BUDGET_PROBE_INTERVAL)
+        with pytest.raises(QuotaExhausted) as raised:
+            await keap.get(COMPANIES, company_id)  # the probe: still 0
+        assert raised.value.resume_at == in_(BUDGET_PROBE_INTERVAL)
+        assert emulator_stats(clocked)[1] == {"200": 2, "429": 1}
+
+        set_faults(clocked, rate_limit={**pat_limits, "per_day": 30_000})  # the quota raised during the day
+        manual_clock.advance(BUDGET_PROBE_INTERVAL / 2)
+        with pytest.raises(QuotaExhausted) as raised:
+            await keap.get(COMPANIES, company_id)  # no probe due yet: no call
+        assert raised.value.resume_at == in_(BUDGET_PROBE_INTERVAL / 2)
+        assert emulator_stats(clocked)[1] == {"200": 2, "429": 1}
+
+        manual_clock.advance(BUDGET_PROBE_INTERVAL / 2)
+        for _ in range(3):
+            await keap.get(COMPANIES, company_id)
+
+    assert emulator_stats(clocked)[1] == {"200": 5, "429": 1}

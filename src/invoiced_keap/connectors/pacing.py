@@ -18,10 +18,17 @@ the window it names: the minute or day budget the headers say is used up, `Retry
 one-second spike window (unknown windows: the caller's backoff), then halving our per-second rate, which
 grows back while no 429 comes.
 
-A wait longer than `max_wait` means a long quota (the day's) is used up: `QuotaExhausted` is raised
-with the time it resets, so a run stops cleanly instead of sleeping for hours. After `stop()` a call still
-waiting for its turn is abandoned (`CallAbandoned`: nothing was sent); calls already sent finish. Hand-written rather
-than taken from a rate-limit library because none of them merges server-reported budgets.
+A server budget reported used up is not trusted all the way to a reset hours away (the day's, at 00:00 UTC): Keap
+can raise a quota during the day, and a count can be wrong or forgiven later. `BUDGET_PROBE_INTERVAL` after the answer
+that reported it, one call goes to ask again (the others wait for its answer), and what its answer reports replaces
+the budget: room, and calls go on; still 0 or a 429, and calls are held for another interval. Our own windows are
+not probed (they count our calls; nothing can raise them).
+
+A wait longer than `max_wait` means a long quota (the day's) is used up: `QuotaExhausted` is raised with the time
+the next call may go (the window's reset, or the next probe when that is sooner), so a run stops cleanly instead of
+sleeping for hours, and a later run on the same pacer (`run`'s next pass) goes on from then. After `stop()` a call
+still waiting for its turn is abandoned (`CallAbandoned`: nothing was sent); calls already sent finish. Hand-written
+rather than taken from a rate-limit library because none of them merges server-reported budgets.
 """
 
 from __future__ import annotations
@@ -49,6 +56,11 @@ SHARE_SAMPLE = 100
 """Our last calls over which our part of the key's calls is measured (the rest: other clients')."""
 SHARE_MEMORY = 600.0
 """Seconds after which what was seen of other clients on the key is forgotten."""
+BUDGET_PROBE_INTERVAL = 600.0
+"""Seconds a server budget reported used up holds every call before one call goes to ask the server again (when its
+reset is further away). Long enough that a quota really spent costs at most 6 calls an hour (144 a day, under 0.5 %
+of a personal access token's 30,000), short enough that a quota raised during the day, or a count that was wrong,
+stops a long-running `run` for minutes rather than until midnight."""
 CAP_RAISE_AFTER = 2.0
 """Seconds without a 429 before a per-second rate lowered by one starts to grow again (a quarter, at least
 one call, each second, until it is back at the configured limit or, with none, at the rate that was refused)."""
@@ -195,7 +207,9 @@ class _Budget:
     resets_at: float
     seen_at_call: int
     window: float | None
+    probe_at: float  # when, used up, it lets one call through to ask the server again (`BUDGET_PROBE_INTERVAL`)
     refused: bool = False  # a 429 came while it was used up
+    probe: int | None = None  # the number of the last call let through to ask (`_held_wait`)
 
 
 @dataclass
@@ -285,7 +299,9 @@ class Pacer:
                 # the window started afresh at or before that moment, so it does again a window later
                 seen = self._reset_seen[budget.name]
                 resets_at = min(resets_at, seen + budget.window * (1 + int((now - seen) // budget.window)))
-            self._budgets[budget.name] = _Budget(budget.available - sent_since, resets_at, call_number, budget.window)
+            self._budgets[budget.name] = _Budget(
+                budget.available - sent_since, resets_at, call_number, budget.window, now + BUDGET_PROBE_INTERVAL
+            )
 
     def refused(self, budgets: Iterable[ServerBudget], retry_after: float | None, backoff: float) -> float:
         """A call was answered 429 (its budgets already `observe`d): hold every call for the window that refused
@@ -369,12 +385,15 @@ class Pacer:
                 raise QuotaExhausted("rate limit quota used up: no call left in the window, as the server's rate headers report", resume_at=resume_at)
             await self._sleep_unless_stopped(wait)
         call = _Call(self.clock())
+        probed = [budget for budget in self._held_budgets(call.at) if self._budget_wait(budget, call.at) > 0]
         for window in self._windows:
             window.record(call)
         self._recent.append(call)
         for budget in self._budgets.values():
             budget.remaining -= 1
         self.calls_sent += 1
+        for budget in probed:  # this call goes only because their probe was due
+            budget.probe, budget.probe_at = self.calls_sent, call.at + BUDGET_PROBE_INTERVAL
         return self.calls_sent, call
 
     async def _sleep_unless_stopped(self, seconds: float) -> None:
@@ -388,11 +407,25 @@ class Pacer:
     def _wait_needed(self, now: float) -> float:
         self._budgets = {name: budget for name, budget in self._budgets.items() if budget.resets_at > now}
         waits = [window.wait(now) for window in self._windows]
-        # other clients on the key spend their share of a budget while our view of it ages: leave them a second's worth
-        reserve = math.ceil(self.others_rate(now))
-        waits += [self._budget_wait(budget, now) for budget in self._budgets.values() if budget.remaining <= reserve]
+        waits += [self._held_wait(budget, now) for budget in self._held_budgets(now)]
         waits += [self._held_until - now, self._per_second_wait(now)]
         return max(waits, default=0.0)
+
+    def _held_budgets(self, now: float) -> list[_Budget]:
+        """The server budgets with no call left for us: other clients on the key spend their share of a budget while
+        our view of it ages, so a second's worth of their calls is left to them."""
+        reserve = math.ceil(self.others_rate(now))
+        return [budget for budget in self._budgets.values() if budget.remaining <= reserve]
+
+    def _held_wait(self, budget: _Budget, now: float) -> float:
+        """How long a held budget keeps calls back: until it resets (`_budget_wait`) or, when sooner, until its probe
+        is due. While the probe is on the wire the others look again each second: its answer replaces the budget."""
+        wait = self._budget_wait(budget, now)
+        if wait <= 0:
+            return wait
+        if budget.probe in self._unanswered:
+            return min(wait, SECOND)
+        return min(wait, budget.probe_at - now)
 
     def per_second_limit(self, now: float | None = None) -> int | None:
         """Our calls a second for now: our part (`our_part`) of the configured limit, and no more than the rate a
