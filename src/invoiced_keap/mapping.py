@@ -138,14 +138,21 @@ def _split_full_name(full: str) -> tuple[str | None, str | None]:
     """Cached: a pass splits each name up to three times (value, write, shadow), and nameparser takes
     about 0.1 ms a name, most of the time a contact pair's plan costs."""
     parsed = HumanName(full)
-    family = " ".join(part for part in (parsed.last, parsed.suffix) if part)
-    if family and full.endswith(" " + family):
-        return full[: -len(family)].rstrip(" ,"), family
+    start = full.rfind(parsed.last) if parsed.last else -1
+    if start >= 0 and _words(full[start:]) == _words(f"{parsed.last} {parsed.suffix}"):  # "Müller, PhD" ends it
+        given = full[:start].rstrip(" ,")
+        if not given or given == parsed.title:  # "de la Cruz", "Mr. Bob": no given name to split off
+            return full, None
+        return given, full[start:]
     given = " ".join(part for part in (parsed.title, parsed.first, parsed.middle) if part)
     if given and parsed.last and join_name(given, parsed.last) in _reordered(full):
         return given, parsed.last
     given, _, family = full.rpartition(" ")  # nameparser dropped a part ("A né B"): keep every word
     return (given, family) if given else (full, None)
+
+
+def _words(name: str) -> list[str]:
+    return name.replace(",", " ").split()
 
 
 def _reordered(full: str) -> set[str | None]:
@@ -157,6 +164,14 @@ def _reordered(full: str) -> set[str | None]:
 def join_name(given: str | None, family: str | None) -> str | None:
     """The full name shown in Invoiced for a Keap contact's given and family names."""
     return text(" ".join(part for part in (text(given), text(family)) if part))
+
+
+def name_as_written(name: str | None, current: str | None) -> str | None:
+    """`name` (given name first) in the order `current` is written in: "Smyth, John" for a "Smith, John"."""
+    given, family = split_name(name)
+    written = text(current)
+    family_first = written is not None and "," in written and join_name(*split_name(written)) != " ".join(written.split())
+    return f"{family}, {given}" if family_first and given and family else name
 
 
 # --- countries and regions -----------------------------------------------------------------------------

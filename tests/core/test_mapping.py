@@ -29,12 +29,26 @@ def test_name_split_then_join_gives_the_name_back(name: str) -> None:
     ("Dr. Anne-Marie O'Neil Jr.", "Dr. Anne-Marie", "O'Neil Jr."),
     ("Smith, John", "John", "Smith"),
     ("Madonna", "Madonna", None),
+    ("Prof. Dr. Hans-Peter Müller, PhD", "Prof. Dr. Hans-Peter", "Müller, PhD"),  # found by break-it: given "... Müller,"
+    ("de la Cruz", "de la Cruz", None),  # a family name alone is not split in two
+    ("Mr. Bob", "Mr. Bob", None),  # nor a title from its name
     ("  Jane   Cooper ", "Jane", "Cooper"),
     ("", None, None),
     (None, None, None),
 ])
 def test_split_name(name: str | None, given: str | None, family: str | None) -> None:
     assert mapping.split_name(name) == (given, family)
+
+
+@pytest.mark.parametrize(("name", "current", "written"), [
+    ("John Smyth", "Smith, John", "Smyth, John"),  # found by break-it: a Keap family name edit turned it around
+    ("John Smyth", "John Smith", "John Smyth"),
+    ("Cher", "Smith, John", "Cher"),
+    ("John Smyth", None, "John Smyth"),
+])
+def test_a_name_is_written_in_the_order_it_was_written_in(name: str, current: str | None, written: str) -> None:
+    assert mapping.name_as_written(name, current) == written
+    assert mapping.join_name(*mapping.split_name(written)) == name
 
 
 def test_join_name_skips_empty_parts() -> None:

@@ -180,3 +180,13 @@ def test_whatever_a_create_trims_is_noted(before: str, after: str, name: str, so
     created = plan_create(COMPANIES, source, record)  # type: ignore[arg-type]
     [note] = created.lossy
     assert (note.source, note.sent) == (f"{before}{name}{after}", name)
+
+
+def test_a_keap_family_name_edit_keeps_a_family_first_invoiced_name_family_first() -> None:
+    customer = {"id": 1, "type": "person", "name": "Smith, John", "email": "a@example.com", "updated_at": 100}
+    created = plan_create(CONTACTS, "invoiced", customer)
+    keap = {**created.fields, "id": "k1", "family_name": "Smyth", "update_time": "1970-01-01T00:02:30+00:00"}
+
+    plan = plan_pair(CONTACTS, created.shadows, customer, keap)
+
+    assert plan.invoiced_writes == {"name": "Smyth, John"} and plan.keap_writes == {}
