@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from invoiced_keap.engine.options import FlowOptions, SyncOptions
 from invoiced_keap.engine.report import RunReport
 from tests.engine.conftest import World
 
@@ -43,3 +44,17 @@ async def test_an_idle_pass_makes_the_floor_of_calls_and_no_write(world: World, 
     assert idle.api_calls == IDLE_FLOOR
     assert world.writes() == {}
     assert echo.api_calls["keap"] == 3 and sum(echo.counts()[f].get("updated.keap", 0) for f in echo.flows) == 0
+
+
+async def test_a_keap_record_invoiced_refused_to_create_is_not_read_again_by_idle_passes(world: World) -> None:
+    """Found by break-it: a Keap company with a blank name, made in Invoiced by `create_in_invoiced`, is refused
+    there ("Name is missing"); each later pass read it again by id, with the setting on or off."""
+    world.keap.seed({"companies": [{"company_name": "   "}]})
+    creating = SyncOptions(per_flow={"companies": FlowOptions(create_in_invoiced=True)})
+    first = await world.sync(creating, flows=["companies"])
+    assert first.exit_code == 2 and len(world.store.failures("companies")) == 1
+    await world.sync(creating, flows=["companies"])
+    for options in (creating, SyncOptions()):
+        world.reset_stats()
+        idle = await world.sync(options, flows=["companies"])
+        assert idle.api_calls["keap"] == 1 and world.writes() == {}
