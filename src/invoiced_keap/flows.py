@@ -343,9 +343,10 @@ class Flow:
         used |= {name for key in (*self.match_keys, *self.adoption_keys) for name in key.keap_fields}
         return tuple(sorted(used | set(self.keap_belongs_fields) | {"update_time"}))
 
-    def mark(self, stream: Literal["invoiced", "events", "keap", "parents"]) -> str:
+    def mark(self, stream: Literal["invoiced", "events", "keap", "parents", "rules"]) -> str:
         """The watermark name of one of the flow's reads: `companies.invoiced`, `companies.events`, `companies.keap`;
-        a nested flow's `<flow>.parents`: the newest parent link whose children it has read."""
+        a nested flow's `<flow>.parents`: the newest parent link whose children it has read; `<flow>.rules`: the rules
+        its linked pairs were last settled for (`planner.Planner`: a rule added since reads them once)."""
         return f"{self.name}.{stream}"
 
     def check(self) -> None:

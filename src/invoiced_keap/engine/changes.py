@@ -11,6 +11,9 @@ the pass reuses it as the match index instead of listing again. A mark is never 
 Progress is noted every `READ_NOTE_EVERY` Invoiced records (one page) and once per Keap read; a shared read
 is labelled with every flow it serves (`companies+contacts`).
 
+`read_linked` reads linked records by id, or by a listing where that takes fewer calls (the pairs a rule added
+since they were settled knows nothing of: `planner.Planner`).
+
 `read_ids` reads named records only (webhooks, `verify --repair`): Invoiced by one GET per id, Keap in bulk where
 the object has an id-list filter. Of the ids the bulk read left out (all, without such a filter) only linked ones
 are checked (a delete is believed on a GET's 404), at most `GETS_PER_READ`, none once `should_stop()` says so:
@@ -33,7 +36,7 @@ from typing import Literal, cast
 
 from invoiced_keap.connectors.errors import NotFound
 from invoiced_keap.connectors.invoiced import PER_PAGE, Event, InvoicedConnector, Resource, UpdatedWatermark, contact_parent
-from invoiced_keap.connectors.keap import KeapConnector, page_size_for, updated_at
+from invoiced_keap.connectors.keap import IDS_PER_CALL, KeapConnector, page_size_for, updated_at
 from invoiced_keap.engine.batch_reads import BatchReads
 from invoiced_keap.engine.report import Progress, ProgressHook, no_progress
 from invoiced_keap.engine.spool import RecordSpool
@@ -387,6 +390,53 @@ async def get_record(flow: Flow, invoiced: InvoicedConnector, keap: KeapConnecto
     else:
         record = await keap.get(flow.keap, record_id, fields=flow.keap_fields)
     return parents.of(side, record) if parents is not None else record
+
+
+async def read_linked(flow: Flow, invoiced: InvoicedConnector, keap: KeapConnector, wanted: Mapping[Side, Sequence[str]],
+                      linked: int, changes: FlowChanges) -> None:
+    """Add to `changes` the records of the `wanted` ids of each side that exist (one gone is left out, and an Invoiced
+    one another flow owns now: that flow's pass syncs it), each side read the cheaper of two ways: by id, or one
+    listing of the flow's records (which holds at least its `linked` records). Invoiced: a GET each, or the listing
+    (`PER_PAGE` a page); a nested flow's, the listing of each parent of one (the API lists them per parent only).
+    Keap: `by_ids` (`IDS_PER_CALL` ids a listing; companies by id windows, the ids they leave out by GET), or the
+    listing (`page_size` a page). A nested flow's records get their parent's twin (`changes.parents`)."""
+    parents = changes.parents
+    assert flow.parent is None or parents is not None, f"{flow.name}: a nested flow's records need its parent links"
+
+    def take(side: Side, record: Record) -> None:
+        if side == "keap" or flow.belongs(record):
+            records = changes.invoiced if side == "invoiced" else changes.keap
+            records[str(record["id"])] = parents.of(side, record) if parents is not None else record
+
+    ids = set(wanted.get("invoiced", ()))
+    if flow.parent is not None and ids:
+        under = sorted({record_id.partition("/")[0] for record_id in ids}, key=lambda parent: (len(parent), parent))
+        async for record in children_of(invoiced, flow.invoiced, under):
+            if str(record["id"]) in ids:
+                take("invoiced", record)
+    elif len(ids) > _calls(linked, PER_PAGE):
+        async for record in invoiced.all(flow.invoiced):
+            if str(record["id"]) in ids:
+                take("invoiced", record)
+    elif ids:
+        for record in await get_each(sorted(ids), lambda one: invoiced.get(flow.invoiced, one)):
+            if record:
+                take("invoiced", record)
+    ids = set(wanted.get("keap", ()))
+    if _calls(len(ids), IDS_PER_CALL) > _calls(linked, keap.page_size):
+        async for record in keap.list_all(flow.keap, fields=flow.keap_fields):
+            if str(record["id"]) in ids:
+                take("keap", record)
+        return
+    found = await keap.by_ids(flow.keap, sorted(ids), fields=flow.keap_fields) if ids else {}
+    got = await get_each(sorted(ids - set(found)), lambda one: keap.get(flow.keap, one, fields=flow.keap_fields))
+    for record in [*found.values(), *got]:
+        if record:
+            take("keap", record)
+
+
+def _calls(count: int, per_call: int) -> int:
+    return -(-count // per_call)
 
 
 async def read_ids(

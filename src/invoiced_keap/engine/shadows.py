@@ -2,7 +2,8 @@
 
 A shadow (`flows.Shadow`) keeps a side's neutral values per field rule, its own update time as the
 API gave it, and its raw mapped fields (`record`: the rule fields, id and update time), so a pair whose one
-side changed is planned and written against the other side's stored record, without a re-read. Any Keap edit
+side changed is planned and written against the other side's stored record, without a re-read, where that record
+`covers` the flow's rules (one stored before a rule was added holds no value of it: the side is read instead). Any Keap edit
 (also to a slot we do not own) moves `update_time`, so the record comes back in the next incremental read
 and its stored record is refreshed.
 """
@@ -39,6 +40,13 @@ def link_shadows(link: Link) -> LinkShadows | None:
     if invoiced is None or keap is None:
         return None
     return LinkShadows(Shadow(invoiced.field_values, invoiced.source_updated), Shadow(keap.field_values, keap.source_updated))
+
+
+def covers(flow: Flow, link: Link, side: Side) -> bool:
+    """The side's shadow holds a value of every rule of the flow, so its stored record holds every field they map:
+    not where a rule was added (or dropped and added back) since the side was last read or written."""
+    shadow = link.shadow(side)
+    return shadow is not None and all(rule.name in shadow.field_values for rule in flow.rules)
 
 
 def stored_record(link: Link, side: Side) -> Record | None:
