@@ -210,8 +210,11 @@ class Applier:
     async def _batches(self, step: str, work: Batches[Any, T], each: Callable[[T], Awaitable[object]],
                        before: Callable[[Sequence[T]], object] | None = None,
                        refresh: Callable[[Sequence[T]], Awaitable[Sequence[T]]] | None = None) -> None:
-        """Build, run and commit `work` a batch at a time (a pass holds one batch of records and plans)."""
+        """Build, run and commit `work` a batch at a time (a pass holds one batch of records and plans); the step is
+        announced (0 done) before its first batch, which may take a while at Keap's pace."""
         done = 0
+        if len(work):
+            self.on_batch(Progress(self.flow.name, step, done, len(work)))
         async for taken, batch in work.batches(self.batch_size):
             await self._chunks(batch, each, before=before, refresh=refresh)
             await self.commit_and_stamp()
@@ -345,12 +348,18 @@ class Applier:
         except NotFound:
             raise
         except (RecordRejected, TransientError) as error:
-            if isinstance(error, TransientError):
-                self.report.unavailable = error.outage()
-            message = refusal_message(system, error, payload)
-            self.report.add(Action(self.flow.name, "fail", source, source_id, {"operation": operation, "error": message}))
-            self._fail(source, source_id, operation, message, payload, source_record, error.field)
-            return Failed(error)
+            return self.failed(system, source, source_id, operation, payload, error, source_record)
+
+    def failed(self, system: Side, source: Side, source_id: str, operation: str, payload: Any, error: ApiError,
+               source_record: Record | None = None, *, suffix: str = "") -> Failed:
+        """Queue a failure of the source record for `system`'s refusal (or unavailability) `error`, and report it;
+        the message is `refusal_message` and `suffix`."""
+        if isinstance(error, TransientError):
+            self.report.unavailable = error.outage()
+        message = refusal_message(system, error, payload) + suffix
+        self.report.add(Action(self.flow.name, "fail", source, source_id, {"operation": operation, "error": message}))
+        self._fail(source, source_id, operation, message, payload, source_record, error.field)
+        return Failed(error)
 
     def _fail(self, source: Side, source_id: str, operation: str, message: str, payload: Any,
               source_record: Record | None, problem_field: str | None = None) -> None:
@@ -591,18 +600,38 @@ class Applier:
                                      {"keap_id": link.keap_id}, {"reason": reason}, self.run_id))
 
     async def remove(self, link: Link, *, gone: Side, reason: str) -> None:
-        """A believed delete on `gone`'s side: apply the deletes policy to the twin."""
+        """A believed delete on `gone`'s side: apply the deletes policy to the twin.
+
+        With `propagate`, a twin its system refuses to delete (`RecordRejected`: an Invoiced customer with
+        transactions) is kept and the pair unlinked, as `unlink` does: the refusal is a failure of the twin
+        (operation `delete`, the system's words, naming the record that is gone), whose retry, or a change of the
+        twin, reads it again as an unlinked record (matched or given a new twin; what makes one resolves the
+        failure). A delete that could not be sent (`TransientError`) keeps the link, its failure on the record
+        that is gone, whose retry believes the delete again (`planner.Planner._add_due_failures`). A link closed
+        here resolves the failures of the record that is gone."""
         if self.deletes == "ignore":
             self.report.counts["deletes_ignored"] += 1
             return
+        gone_id = side_id(gone, link.invoiced_id, link.keap_id)
         if self.deletes == "propagate":
             delete = removal_actions(self.flow.name, "propagate", Removal(link, gone, reason))[0]
             twin = delete.side
             assert delete.record_id is not None
             call = (self.keap.delete(self.flow.keap, delete.record_id) if twin == "keap"
                     else self.invoiced.delete(self.flow.invoiced, delete.record_id))
-            if isinstance(await self.guarded(twin, gone, side_id(gone, link.invoiced_id, link.keap_id), "delete", None, call), Failed):
+            try:
+                await call
+            except RecordRejected as error:  # refused (a delete takes a 404 as done): the twin stays, unlinked
+                kept = (f" (deletes propagate: its twin {gone}:{self.flow.record_type(gone)}:{gone_id} is gone; the "
+                        f"pair is unlinked and {twin}:{self.flow.record_type(twin)}:{delete.record_id} kept: a retry, "
+                        f"or a change of it, reads it again as unlinked)")
+                self.failed(twin, twin, delete.record_id, "delete", None, error, suffix=kept)
+                reason = f"{reason}; {twin} refused the delete: {error.message}"
+            except TransientError as error:
+                self.failed(twin, gone, gone_id, "delete", None, error)
                 return
-            self.report.add(delete)
-            self._audit(twin, delete.record_id, AuditOperation.DELETE, before=stored_record(link, twin), after={"reason": reason})
+            else:
+                self.report.add(delete)
+                self._audit(twin, delete.record_id, AuditOperation.DELETE, before=stored_record(link, twin), after={"reason": reason})
         self.close(link, reason)
+        self.pending.append(lambda tx: tx.resolve_failures(self.flow.name, gone, gone_id))
