@@ -21,7 +21,7 @@ from invoiced_keap.connectors.http import RetryPolicy
 from invoiced_keap.connectors.invoiced import InvoicedConnector
 from invoiced_keap.connectors.keap import KeapConnector
 from invoiced_keap.connectors.keap_auth import ApiKey
-from invoiced_keap.connectors.pacing import RateLimits
+from invoiced_keap.connectors.pacing import BUDGET_PROBE_INTERVAL, Pacer, RateLimits
 from invoiced_keap.emulators.invoiced import InvoicedEmulator
 from invoiced_keap.emulators.keap import KeapEmulator
 from invoiced_keap.emulators.serve import BackgroundServer
@@ -47,6 +47,19 @@ async def settle(service: Service) -> None:
 
 
 
+class MovableClock:
+    """`time.monotonic()` plus what a test moved it forward by: a pacer's clock, so its long waits pass at once."""
+
+    def __init__(self) -> None:
+        self.ahead = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.ahead
+
+    def advance(self, seconds: float) -> None:
+        self.ahead += seconds
+
+
 @dataclass
 class Running:
     service: Service
@@ -55,6 +68,7 @@ class Running:
     invoiced_url: str
     keap_url: str
     webhook_secret: str
+    keap_pacer_clock: MovableClock
 
     def company_names(self) -> list[str]:
         return sorted(record["company_name"] for record in self.keap.store.records("companies"))
@@ -76,8 +90,10 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
         store.migrate()
         webhook = httpx.post(f"{invoiced_server.url}/webhooks", json={"url": "http://127.0.0.1:9/"}, auth=(API_KEY, "")).json()
         keap_url = f"{keap_server.url}/crm/rest"
+        keap_pacer_clock = MovableClock()
+        keap_pacer = Pacer(RateLimits(), max_wait=FAST_RETRIES.max_wait, clock=keap_pacer_clock)
         async with InvoicedConnector(API_KEY, invoiced_server.url, retry=FAST_RETRIES) as invoiced_api, KeapConnector(
-            ApiKey(API_KEY), keap_url, limits=RateLimits(), retry=FAST_RETRIES
+            ApiKey(API_KEY), keap_url, pacer=keap_pacer, retry=FAST_RETRIES
         ) as keap_api:
             syncer = Syncer(store, invoiced_api, keap_api)
             flows = build_flows()
@@ -95,7 +111,7 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
             )
             stop = asyncio.Event()
             task = asyncio.create_task(service.run(stop))
-            world = Running(service, invoiced, keap, invoiced_server.url, keap_url, webhook["secret"])
+            world = Running(service, invoiced, keap, invoiced_server.url, keap_url, webhook["secret"], keap_pacer_clock)
             await eventually(lambda: bool(service.flow_health.last_success) or task.done())
             await eventually(lambda: world.company_names() == ["Acme", "Globex"])
             await settle(service)  # the echoes of the first pass's creates come and go
@@ -378,3 +394,21 @@ async def test_an_edit_whose_webhook_pass_fails_waits_and_health_says_so_until_a
         await settle(service)  # the echo of the write, by Keap's hook
         healthy = await client.get("/healthz")
         assert healthy.status_code == 200 and healthy.json()["pending_ids"] == 0
+
+
+async def test_keaps_day_quota_seen_used_up_holds_the_passes_only_until_keap_is_asked_again(running: Running) -> None:
+    """Found by break-it: after one sight of Keap's day quota at 0, `run` made no Keap call until midnight, though
+    Keap's quota was raised again; now its passes stop without a call only until the pacer's probe is due."""
+    service = running.service
+    running.keap.faults.rate_limit = {"per_day": 1}  # spent already today: every call a 429 saying 0 left
+    running.invoiced.update_customer(customer_id(running, "Acme"), {"name": "Acme Ltd"})
+    await eventually(lambda: "quota" in service.flow_health.last_error.get("companies", ""))
+
+    running.keap.faults.rate_limit = {"per_day": 30_000}  # the quota raised during the day
+    running.reset_counts()
+    held = await service.poll()
+    assert held.error is not None and "quota" in held.error and not running.keap.requests
+
+    running.keap_pacer_clock.advance(BUDGET_PROBE_INTERVAL)
+    await service.poll()
+    assert running.keap.requests and "Acme Ltd" in running.company_names()
