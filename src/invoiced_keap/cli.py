@@ -381,7 +381,7 @@ def dismiss_failure(ctx: typer.Context, failure_id: int = typer.Argument(..., he
             raise SettingError(f"failures dismiss: {error}") from None
     about = f"Failure {failure.id} ({failure.flow} {failure.side} {failure.record_id})"
     if was_dismissed:
-        console.note(f"{about} was dismissed already ({_reason(reason_before)}); its reason is now {_reason(reason)}.")
+        console.note(f"{about} was dismissed already ({_reason(reason_before)}); now {_reason(reason)}.")
         return
     console.note(f"{about} dismissed ({_reason(reason)}) until the record changes; "
                  f"`invoiced-keap failures undismiss {failure.id}` undoes it.")
@@ -450,7 +450,9 @@ def explain(
     if as_json:
         console.print_json({"record": None if history is None else str(history.record), **sections})
     elif not found.known:
-        console.note(f"Nothing is known about {reference}.")
+        hint = (" (read as a bare id: a reference is invoiced:TYPE:ID or keap:TYPE:ID)"
+                if ":" in reference and history is None else "")
+        console.note(f"Nothing is known about {reference}{hint}.")
     else:
         assert history is not None
         console.note(f"{history.record}  {history.name or ''}".rstrip())

@@ -274,10 +274,12 @@ def load_settings(path: Path | None = None) -> Settings:
 
 def describe(error: ValidationError, file: Path) -> str:
     """One line for the first problem, naming the setting (dotted, as in the file) and what was expected."""
-    problem = error.errors()[0]
+    problem, *rest = error.errors()
     setting = _from_environment(problem["loc"]) or ".".join(str(part) for part in problem["loc"])
     message = problem["msg"].removeprefix("Value error, ")
-    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    # a top-level value is every flow's default: its copies in `flow.NAME` are not more problems
+    others = {(other["loc"][-1:], repr(other["input"])) for other in rest} - {(problem["loc"][-1:], repr(problem["input"]))}
+    more = f" (and {len(others)} more)" if others else ""
     if not setting:  # a check across settings: its message names them
         return f"{file}: setting {message}{more}"
     if problem["type"] in {"extra_forbidden", "unexpected_keyword_argument"}:

@@ -85,7 +85,7 @@ def test_dismiss_says_what_it_replaces_stores_no_reason_unless_given_and_undismi
     [row] = json.loads(cli("failures", "--json").stdout)
     assert row["dismissed_at"] is not None and row["dismissed_reason"] is None  # no reason stored, not "yes"
     again = cli("failures", "dismiss", str(failure["id"]), "--reason", "a walk-in")
-    assert f"{about} was dismissed already (no reason given); its reason is now reason: 'a walk-in'." in again.stdout
+    assert f"{about} was dismissed already (no reason given); now reason: 'a walk-in'." in again.stdout
     assert json.loads(cli("failures", "--json").stdout)[0]["dismissed_reason"] == "a walk-in"
 
     assert f"{about} counts and is retried again." in cli("failures", "undismiss", str(failure["id"])).stdout
@@ -108,7 +108,9 @@ def test_explain_gathers_links_writes_conflicts_and_failures(cli) -> None:
     assert [(w["record_id"], w["operation"]) for w in history["writes"]] == [("k-101", "update")]
     assert [c["winner"] for c in history["conflicts"]] == ["invoiced"]
     assert json.loads(cli("explain", "13", "--json").stdout)["failures"][0]["attempts"] == 1
-    assert "Nothing is known about 404" in cli("explain", "404").stdout
+    assert "Nothing is known about 404." in cli("explain", "404").stdout
+    assert "Nothing is known about garbage:x (read as a bare id: a reference is invoiced:TYPE:ID or keap:TYPE:ID)." in \
+        " ".join(cli("explain", "garbage:x").stdout.split())  # break-it: a mistyped reference was not called one
     assert "k-101" in cli("explain", "k-101").stdout
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 
 import httpx
@@ -10,6 +11,7 @@ import pytest
 
 from invoiced_keap.emulators.invoiced import InvoicedEmulator
 from invoiced_keap.emulators.serve import BackgroundServer
+from invoiced_keap.logs import JsonFormatter
 from invoiced_keap.server.app import INVOICED_WEBHOOK_PATH
 from invoiced_keap.server.debounce import DirtyKey
 from invoiced_keap.server.invoiced_webhooks import expected_signature, signature_is_valid
@@ -95,7 +97,9 @@ def test_deletes_and_merges_are_marked_removed(
     assert batch.ids("companies", "invoiced") == [str(kept["id"])]
 
 
-def test_forged_or_unsigned_deliveries_are_rejected_and_change_nothing(hooked: Served, webhook: dict[str, object]) -> None:
+def test_forged_or_unsigned_deliveries_are_rejected_and_change_nothing(hooked: Served, webhook: dict[str, object],
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
     event = {"id": 99, "type": "customer.updated", "data": {"object": {"id": 5, "name": "Evil"}}}
     body = json.dumps(event).encode()
     url = hooked.url + INVOICED_WEBHOOK_PATH
@@ -110,6 +114,8 @@ def test_forged_or_unsigned_deliveries_are_rejected_and_change_nothing(hooked: S
     assert hooked.queue.pending() == 0
     assert deliveries(hooked, "rejected") == 3
     assert deliveries(hooked, "accepted") == 0
+    logged = [json.loads(JsonFormatter().format(record)) for record in caplog.records if record.getMessage() == "webhook"]
+    assert [(line["outcome"], line["reason"]) for line in logged] == [("rejected", "invalid signature")] * 3  # said why
 
 
 def test_a_repeated_event_is_answered_but_handled_once(hooked: Served, webhook: dict[str, object]) -> None:

@@ -132,7 +132,7 @@ class InvoicedWebhookReceiver:
         return True
 
     def _answer(self, outcome: str, status: int, message: str, **about: Any) -> Response:
-        self.metrics.delivered(SOURCE, outcome, message=message, **about)
+        self.metrics.delivered(SOURCE, outcome, reason=message, **about)
         return JSONResponse({"result": outcome, "message": message}, status_code=status)
 
 

@@ -102,7 +102,7 @@ class KeapHookReceiver:
         return self._answer("accepted", 200, "queued", **about, flows=flows)
 
     def _answer(self, outcome: str, status: int, message: str, **about: object) -> Response:
-        self.metrics.delivered(SOURCE, outcome, message=message, **about)
+        self.metrics.delivered(SOURCE, outcome, reason=message, **about)
         return JSONResponse({"result": outcome, "message": message}, status_code=status)
 
 
