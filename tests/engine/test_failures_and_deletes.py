@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import httpx
+
 from invoiced_keap.engine.options import FlowOptions, SyncOptions
 from tests.engine.conftest import World
+from tests.support import API_KEY
 
 LONG_EMAIL = "a" * 70 + "@example.com"  # over Keap's 75 characters
 
@@ -135,3 +138,111 @@ async def test_a_reconcile_lists_keap_contacts_once_for_both_contact_flows(world
 
     assert world.keap.requests["GET /crm/rest/v2/contacts"] == 1  # one id listing serves both flows
     assert report.flows["contacts"].counts["unlinked"] == 1 and not report.flows["company_contacts"].counts["unlinked"]
+
+
+PROPAGATE = SyncOptions(per_flow={"companies": FlowOptions(deletes="propagate")})
+
+
+def invoiced_customer_with_an_invoice(world: World, name: str) -> tuple[int, int]:
+    """A company customer with a past-due invoice of 120 (Invoiced refuses to delete it: "Customers with
+    transactions"); the customer's id and the invoice's."""
+    customer = world.invoiced.create_customer({"name": name, "type": "company"})
+    now = int(world.clock())
+    invoice = world.invoiced.create_invoice({"customer": customer["id"], "date": now - 40 * 86_400, "due_date": now - 10 * 86_400,
+                                             "items": [{"name": "Consulting", "quantity": 1, "unit_cost": 120}]})
+    return int(customer["id"]), int(invoice["id"])
+
+
+def keap_companies(world: World) -> list[tuple[str, str]]:
+    return [(str(company["id"]), company["company_name"]) for company in world.keap_records("companies")]
+
+
+async def test_a_keap_delete_invoiced_refuses_to_propagate_unlinks_the_pair_and_a_later_edit_makes_a_new_twin(world: World) -> None:
+    customer, invoice = invoiced_customer_with_an_invoice(world, "Has Invoice")
+    assert (await world.sync(PROPAGATE, flows=["companies"])).exit_code == 0
+    gone = world.link_of("companies", customer)
+    world.keap.store.delete("companies", gone)
+    world.invoiced.create_payment({"customer": customer, "amount": 20,
+                                   "applied_to": [{"type": "invoice", "invoice": invoice, "amount": 20}]})
+    await world.sync(PROPAGATE, flows=["companies"])  # what it owes now cannot be written: its Keap company is gone
+    assert [(f.side, f.record_id, f.operation) for f in world.store.failures()] == [("keap", gone, "receivables")]
+
+    reconcile = await world.syncer_call("reconcile", PROPAGATE, flows=["companies"])
+
+    [failure] = world.store.failures()  # the receivables failure closes with the link
+    assert (failure.flow, failure.side, failure.record_id, failure.operation) == ("companies", "invoiced", str(customer), "delete")
+    assert failure.message.startswith("invoiced: Customers with transactions cannot be deleted")
+    assert f"its twin keap:company:{gone} is gone; the pair is unlinked and invoiced:customer:{customer} kept" in failure.message
+    assert reconcile.exit_code == 2 and reconcile.flows["companies"].counts["unlinked"] == 1
+    assert world.store.active_link_ids("companies") == {}  # no link to a Keap record that is gone
+    assert world.invoiced.customer(customer)["name"] == "Has Invoice"  # the refusal keeps it
+
+    world.invoiced.update_customer(customer, {"name": "Has Invoice EDITED"})
+    report = await world.sync(PROPAGATE, flows=["companies"])
+
+    assert report.exit_code == 0, [f.message for f in world.store.failures()]
+    assert world.store.failures() == []
+    twin = world.link_of("companies", customer)
+    assert keap_companies(world) == [(twin, "Has Invoice EDITED")]  # the edit reached Keap, one twin
+    assert world.keap.custom_values("companies", twin)["Invoiced past due"] == 100  # what it owes follows it
+
+
+async def test_a_keap_delete_found_by_an_update_invoiced_refuses_to_propagate_keeps_the_edit_for_the_retry(world: World) -> None:
+    customer, _ = invoiced_customer_with_an_invoice(world, "Has Invoice")
+    await world.sync(PROPAGATE, flows=["companies"])
+    gone = world.link_of("companies", customer)
+    world.keap.store.delete("companies", gone)
+    world.invoiced.update_customer(customer, {"name": "Has Invoice EDITED"})
+    world.clock.advance(1)  # the edit's second is over when the pass reads it: the next pass does not read it again
+
+    refused = await world.sync(PROPAGATE, flows=["companies"])  # the edit's write finds the Keap company gone
+
+    assert refused.exit_code == 2
+    assert [(f.side, f.record_id, f.operation) for f in world.store.failures()] == [("invoiced", str(customer), "delete")]
+    assert world.store.active_link_ids("companies") == {}
+    idle = await world.sync(PROPAGATE, flows=["companies"])
+    assert idle.exit_code == 2 and keap_companies(world) == []  # nothing more until the failure is retried
+
+    retried = await world.syncer_call("retry", PROPAGATE, flows=["companies"])
+
+    assert retried.exit_code == 0 and world.store.failures() == []
+    assert keap_companies(world) == [(world.link_of("companies", customer), "Has Invoice EDITED")]
+
+
+async def test_a_keap_delete_invoiced_was_unavailable_to_propagate_is_carried_by_its_retry(world: World) -> None:
+    customer = world.invoiced.create_customer({"name": "No Invoice", "type": "company"})["id"]
+    await world.sync(PROPAGATE, flows=["companies"])
+    gone = world.link_of("companies", customer)
+    world.keap.store.delete("companies", gone)
+    world.invoiced.faults.error_rate = 1.0  # Invoiced answers 503 until the delete's retries are spent
+
+    await world.syncer_call("reconcile", PROPAGATE, flows=["companies"])
+
+    assert [(f.side, f.record_id, f.operation) for f in world.store.failures()] == [("keap", gone, "delete")]
+    assert world.link_of("companies", customer) == gone  # the delete is still to be carried
+    world.invoiced.faults.error_rate = 0.0
+
+    retried = await world.syncer_call("retry", PROPAGATE, flows=["companies"])
+
+    assert retried.exit_code == 0 and world.store.failures() == []
+    assert world.store.active_link_ids("companies") == {}
+    assert httpx.get(f"{world.invoiced_server.url}/customers/{customer}", auth=(API_KEY, "")).status_code == 404
+
+
+async def test_an_invoiced_delete_keap_was_unavailable_to_propagate_is_carried_by_its_retry(world: World) -> None:
+    customer = world.invoiced.create_customer({"name": "Leaving", "type": "company"})["id"]
+    await world.sync(PROPAGATE, flows=["companies"])
+    twin = world.link_of("companies", customer)
+    world.invoiced.delete_customer(customer)  # its `customer.deleted` event is read once
+    world.keap.after_request("GET /crm/rest/v2/companies", lambda: world.keap.faults.update({"error_rate": 1.0}))
+
+    await world.sync(PROPAGATE, flows=["companies"])  # the pass's read goes through, the delete meets 503s
+
+    assert [(f.side, f.record_id, f.operation) for f in world.store.failures()] == [("invoiced", str(customer), "delete")]
+    assert world.link_of("companies", customer) == twin
+    world.keap.faults.error_rate = 0.0
+
+    retried = await world.syncer_call("retry", PROPAGATE, flows=["companies"])
+
+    assert retried.exit_code == 0 and world.store.failures() == []
+    assert world.store.active_link_ids("companies") == {} and keap_companies(world) == []
