@@ -1,8 +1,9 @@
 """A flow's plan for one pass (`FlowPlan`), built from what the pass read before anything is written.
 
 `plan_flow` adds the few reads a plan needs (source records of due failures and open create intents, a
-stored record that is missing, one bulk Keap listing to match against) and writes nothing, to the APIs or
-to the state. The plan lists, per flow: pair plans of linked pairs, links closed by a type change (and the
+stored record that is missing or holds no value of a rule, one bulk Keap listing to match against, and once after
+the flow's rules changed the linked records that hold none: `Planner._add_unsettled`) and writes nothing, to the
+APIs or to the state. The plan lists, per flow: pair plans of linked pairs, links closed by a type change (and the
 last sync of their old pairs: `carried`), believed removals, matched pairs to link, creates, review items,
 intents and failures to close, and the watermarks to commit; `counts()` and `actions()` print it. The
 breaker judges it (`deletes.check_breaker`), `sync --dry-run` prints it, `apply.Applier` consumes it.
@@ -16,6 +17,7 @@ is kept for the pass).
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -24,13 +26,13 @@ from typing import Generic, TypeVar
 from invoiced_keap.connectors.errors import NotFound
 from invoiced_keap.connectors.invoiced import InvoicedConnector
 from invoiced_keap.connectors.keap import KeapConnector
-from invoiced_keap.engine.changes import FlowChanges, get_record
+from invoiced_keap.engine.changes import FlowChanges, get_record, read_linked
 from invoiced_keap.engine.match import Key, KeapIndex, MatchDecision, build_index, match_all
 from invoiced_keap.engine.options import DeletesPolicy, FlowOptions
 from invoiced_keap.engine.plan import CreatePlan, PairPlan, Policy, plan_create, plan_pair
 from invoiced_keap.engine.receivables import OPERATION
 from invoiced_keap.engine.report import Action, Progress, ProgressHook, no_progress
-from invoiced_keap.engine.shadows import link_shadows, stored_record
+from invoiced_keap.engine.shadows import covers, link_shadows, stored_record
 from invoiced_keap.engine.spool import RecordSpool
 from invoiced_keap.flows import SIDES, Flow, Side, flow_of, other_side, sharing_keap_object
 from invoiced_keap.mapping import LossyCarry, Record
@@ -411,6 +413,7 @@ class Planner:
         plan.refused = {(failure.side, failure.record_id, failure.operation): failure.payload
                         for failure in failures if failure.next_retry_at > now}
         await self._add_due_failures(flow, changes, plan)
+        await self._add_unsettled(flow, changes, plan)
         owner_now = self._owner_now(flow, read)
         plan.resolved_failures += [  # a type change: the record is another flow's now, whose pass syncs it
             ("invoiced", failure.record_id) for failure in failures
@@ -489,16 +492,22 @@ class Planner:
 
     async def _plan_pair(self, flow: Flow, link: Link, changes: FlowChanges, repair: bool = False,
                          fetched: MutableMapping[tuple[Side, str], Record] | None = None) -> PairWork:
-        """The pair's plan: changed records as read, the other side from its stored record (or a GET, kept in
-        `fetched` for the pass)."""
+        """The pair's plan: changed records as read, the other side from its stored record where it `covers` the
+        flow's rules (else a GET, kept in `fetched` for the pass)."""
         fetched = {} if fetched is None else fetched
         current: dict[Side, Record] = {}
         for side, changed, record_id in (("invoiced", changes.invoiced, link.invoiced_id), ("keap", changes.keap, link.keap_id)):
-            record = changed.get(record_id) or stored_record(link, side)
+            record = changed.get(record_id) or (stored_record(link, side) if covers(flow, link, side) else None)
             if record is None:
                 if (side, record_id) not in fetched:
-                    fetched[(side, record_id)] = await get_record(flow, self.invoiced, self.keap, side, record_id,
-                                                                  changes.parents)
+                    try:
+                        fetched[(side, record_id)] = await get_record(flow, self.invoiced, self.keap, side, record_id,
+                                                                      changes.parents)
+                    except NotFound:  # gone: planned on what the state holds; a write to it finds it gone (`apply`)
+                        stored = stored_record(link, side)
+                        if stored is None:
+                            raise
+                        fetched[(side, record_id)] = stored
                 record = fetched[(side, record_id)]
             current[side] = record
         policy = self.options[flow.name].policy
@@ -575,6 +584,28 @@ class Planner:
                 continue
             if flow.belongs(record):
                 changes.invoiced[item.invoiced_id] = record
+
+    # --- rules changed --------------------------------------------------------------------------------
+    async def _add_unsettled(self, flow: Flow, changes: FlowChanges, plan: FlowPlan) -> None:
+        """On the first pass after the flow's rules changed (its mark `<flow>.rules` names other rules: a rule added,
+        or dropped and added back), bring into the pass the records of the linked pairs whose shadows hold no value of
+        one of the rules (a side read or written while the rule was not there), each read once (`read_linked`), so
+        each such pair is merged on that rule as on a first link (`plan.plan_pair`). A rule dropped reads nothing and
+        wipes nothing. The mark moves with the flow's other marks, once the plan is applied."""
+        rules = json.dumps(sorted(rule.name for rule in flow.rules))
+        if self.store.get_watermark(flow.mark("rules")) == rules:
+            return
+        plan.watermarks[flow.mark("rules")] = rules
+        read = {"invoiced": changes.invoiced, "keap": changes.keap}
+        gone = {"invoiced": changes.removed_invoiced, "keap": changes.removed_keap}
+        wanted: dict[Side, list[str]] = {side: [] for side in SIDES}
+        for link in self.store.iter_links(flow.name):
+            for side in SIDES:
+                record_id = link.record_id(side)
+                if not covers(flow, link, side) and record_id not in read[side] and record_id not in gone[side]:
+                    wanted[side].append(record_id)
+        if any(wanted.values()):
+            await read_linked(flow, self.invoiced, self.keap, wanted, plan.links, changes)
 
     # --- failures and intents ------------------------------------------------------------------------
     async def _add_due_failures(self, flow: Flow, changes: FlowChanges, plan: FlowPlan) -> None:
