@@ -4,7 +4,8 @@
     report = await syncer.sync(["companies"], dry_run=False)    # RunReport; report.exit_code (then what customers owe)
     await syncer.retry()       # every open failure due now, then a pass
     await syncer.reconcile()   # full id scans for deletes without hooks (own schedule, e.g. daily)
-    await syncer.relink()      # rebuild links from the Keap ids stamped in Invoiced metadata (products: by sku)
+    await syncer.relink()      # rebuild links from the Keap ids stamped in Invoiced metadata (products: by sku),
+                               # then settle the relinked pairs that differ as `verify --repair` does
     await syncer.sync_ids("companies", invoiced_ids=["12"], keap_ids=["34"])   # webhooks, `verify --repair`
     reads = syncer.batch_reads_for({"contacts": ["34"], "company_contacts": ["34"]})   # a webhook batch's flows
     await syncer.sync_ids("contacts", keap_ids=["34"], keap_reads=reads)   # ... share one Keap read by id
@@ -54,6 +55,7 @@ from invoiced_keap.engine.keap_account import KeapAccount
 from invoiced_keap.engine.match import relink_pairs
 from invoiced_keap.engine.options import SyncOptions
 from invoiced_keap.engine.owed import OwedStep
+from invoiced_keap.engine.plan import disagreements
 from invoiced_keap.engine.planner import FlowPlan, Planner, Removal
 from invoiced_keap.engine.report import Action, FlowReport, Progress, ProgressHook, RunReport, no_progress
 from invoiced_keap.engine.shadows import snapshot
@@ -200,9 +202,14 @@ class Syncer:
         """Rebuild lost links (one full listing per side): from the Keap ids stamped in Invoiced metadata, or for a
         flow that stamps none, from its first match key (`relink_pairs`).
 
-        Shadows are taken from both records as they are now: the pair counts as in sync from here on
-        (`verify` shows pairs that disagree). Records already linked are left alone. The listings are spooled to
-        disk (`RecordSpool`) and the links added `RELINK_BATCH` at a time: what the pass holds is ids.
+        Shadows are taken from both records as they are now. A pair whose sides disagree (`plan.disagreements`: an
+        edit made while the state was lost, which no later pass would see, as neither side differs from its
+        shadow) is then settled as `verify --repair` settles drift (`_plan_and_apply` with `repair`, on the records
+        in hand: no further read): by the conflict policy, `newest` taking the side whose record was updated later,
+        each recorded as a conflict; counted as `linked.differing`. Should the circuit breaker hold them, they stay
+        linked as they are and the flow's error says how to settle them. Records already linked are left alone.
+        The listings are spooled to disk (`RecordSpool`), the links added `RELINK_BATCH` at a time, the records of
+        pairs that differ spooled for their pass: what the pass holds is ids.
         """
 
         async def work(held: list[Flow], report: RunReport) -> None:
@@ -218,6 +225,8 @@ class Syncer:
                     linked = self.store.active_link_ids(flow.name)
                     unlinked = [record_id for record_id, record in invoiced.items()
                                 if flow.belongs(record) and record_id not in linked]
+                    differing = FlowChanges(flow.name, RecordSpool(), RecordSpool(), parents=parents)
+                    spools.callback(differing.close)
                     with RecordSpool() as keap:
                         if unlinked:
                             async for record in self.keap.list_all(flow.keap, fields=flow.keap_fields):
@@ -226,12 +235,28 @@ class Syncer:
                                  for keap_id in self.store.active_link_ids(other.name).values()}
                         pairs = relink_pairs(flow, (invoiced[record_id] for record_id in unlinked), keap, taken)
                         for start in range(0, len(pairs), RELINK_BATCH):
+                            batch = pairs[start:start + RELINK_BATCH]
                             self.store.add_links(flow.name, [
                                 NewLink(invoiced_id, keap_id, snapshot(flow, "invoiced", invoiced[invoiced_id]),
                                         snapshot(flow, "keap", keap[keap_id]))
-                                for invoiced_id, keap_id in pairs[start:start + RELINK_BATCH]])
-                    report.flows[flow.name] = FlowReport(flow.name)
-                    report.flows[flow.name].counts["linked"] = len(pairs)
+                                for invoiced_id, keap_id in batch])
+                            for invoiced_id, keap_id in batch:
+                                if disagreements(flow, invoiced[invoiced_id], keap[keap_id]):
+                                    differing.invoiced[invoiced_id] = invoiced[invoiced_id]
+                                    differing.keap[keap_id] = parents.of("keap", keap[keap_id]) if parents else keap[keap_id]
+                    settled = len(differing.invoiced)
+                    if settled:
+                        await self._plan_and_apply([flow], {flow.name: differing}, report, repair=True)
+                    flow_report = report.flows.setdefault(flow.name, FlowReport(flow.name))
+                    flow_report.counts["linked"] = len(pairs)
+                    if settled:
+                        flow_report.counts["linked.differing"] = settled
+                    if flow_report.held:
+                        flow_report.error = flow_report.held = (
+                            f"{flow.name}: circuit breaker: {settled:,} of the {len(pairs):,} relinked pairs differ "
+                            f"(limit {self.options.breaker.update_limit(self.store.count_links(flow.name)):,}); they "
+                            "stay linked as they are and nothing was written to them. Check both systems, then run "
+                            "`invoiced-keap verify --repair --allow-mass-change`: it settles them as relink would.")
 
         return await self._pass("relink", flows, work)
 
