@@ -723,6 +723,9 @@ def emulate(
     keap_key: str = typer.Option("test", help="API key (PAT/SAK) the Keap emulator accepts."),
     oauth_client: list[str] | None = typer.Option(
         None, "--oauth-client", help="ID:SECRET of an OAuth client the Keap emulator knows, for `auth keap`; repeatable."),
+    keap_tenant: str | None = typer.Option(
+        None, help="The Keap account the emulator is (x-keap-tenant-id); default: a new one each start, as its "
+                   "records live in memory only."),
 ) -> None:
     """Run the Invoiced and Keap emulators on 127.0.0.1 until stopped (Ctrl-C)."""
     clients = dict(client.partition(":")[::2] for client in oauth_client or ())
@@ -735,7 +738,8 @@ def emulate(
     from invoiced_keap.emulators.serve import BackgroundServer
 
     invoiced = InvoicedEmulator(api_key=invoiced_key)
-    keap = KeapEmulator(api_key=keap_key, oauth_clients=clients)
+    keap = KeapEmulator(api_key=keap_key, oauth_clients=clients,
+                        tenant_id=keap_tenant or f"emulator-{secrets.token_hex(3)}.infusionsoft.com")
     if seed is Seed.demo:
         invoiced.seed(INVOICED_SAMPLE)
         keap.seed(KEAP_SAMPLE)
@@ -746,7 +750,7 @@ def emulate(
         keap.asgi(), port=keap_port
     ) as keap_server:
         typer.echo(f"Invoiced emulator: {invoiced_server.url}  (API key {invoiced_key!r})")
-        typer.echo(f"Keap emulator:     {keap_server.url}/crm/rest  (API key {keap_key!r})")
+        typer.echo(f"Keap emulator:     {keap_server.url}/crm/rest  (API key {keap_key!r}, account {keap.tenant_id})")
         if clients:
             typer.echo(f"Keap OAuth:        KEAP_AUTHORIZE_URL={keap_server.url}{AUTHORIZE_PATH} "
                        f"KEAP_TOKEN_URL={keap_server.url}{TOKEN_PATH}  (clients {', '.join(clients)})")

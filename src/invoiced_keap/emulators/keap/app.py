@@ -49,6 +49,7 @@ class KeapEmulator(Emulator):
     ) -> None:
         super().__init__(random_seed=random_seed, clock=clock)
         self.api_key = api_key
+        self.tenant_id = tenant_id
         self.options = options
         self.store = RecordStore(clock=self.clock)  # the adjustable clock: `advance_clock` moves every part
         self.auth = KeapAuth(
