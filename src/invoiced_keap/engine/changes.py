@@ -72,6 +72,12 @@ class ParentTwins:
         parent = str((record.get(self.link.keap_parent) or {}).get("id") or "")
         return {**record, self.link.invoiced_twin: self.invoiced_of.get(parent)}
 
+    def orphaned(self, record_ids: Iterable[str]) -> dict[str, str]:
+        """Of a nested flow's Invoiced ids (`parent/id`: its links'), those whose parent has no link (deleted, merged
+        away, a person now, its Keap company gone), each with why: the reason its link closes with."""
+        return {record_id: f"its customer {parent} has no Keap company any more" for record_id in record_ids
+                if (parent := record_id.partition("/")[0]) not in self.keap_of}
+
 
 @dataclass
 class FlowChanges:
@@ -286,24 +292,25 @@ async def read_children(store: Store, invoiced: InvoicedConnector, flow: Flow, c
     """A nested flow's Invoiced records (a company customer's contacts), read once the parent flow's pass is done:
     the children of every parent an event of the flow's names (`contact.*`), and of every parent linked since the
     flow's `parents` mark (all of them at first: a customer linked as a company brings its people along). The
-    children of a parent that lost its link (deleted, merged, a person now) are believed removed. Each record
-    gets its parent's Keap twin (`ParentTwins`), the Keap records their parent's Invoiced twin."""
+    linked children of every parent that has no link (deleted, merged, a person now: `ParentTwins.orphaned`) are
+    believed removed, whichever pass closed the parent's link (this one, an earlier one the breaker held this flow's
+    removals in, one over the parent flow alone). Each record gets its parent's Keap twin (`ParentTwins`), the Keap
+    records their parent's Invoiced twin."""
     link = flow.parent
     assert link is not None, f"{flow.name} is not nested"
     twins = changes.parents = ParentTwins.load(store, link)
     for record_id in list(changes.keap):  # the ids, not the records: a spool holds them on disk
         changes.keap[record_id] = twins.of("keap", changes.keap[record_id])
-    named, touched = parents_named(events.since(store.get_watermark(flow.mark("events"))))
+    named = parents_named(events.since(store.get_watermark(flow.mark("events"))))
     mark = store.get_watermark(flow.mark("parents"))
     linked_since = store.links_since(link.flow, int(mark) if mark else 0)
     wanted = sorted({parent for parent in named if parent in twins.keap_of} | {invoiced_id for _, invoiced_id in linked_since},
                     key=lambda parent: (len(parent), parent))
     async for record in children_of(invoiced, flow.invoiced, wanted):
         changes.invoiced[str(record["id"])] = twins.of("invoiced", record)
-    orphans = store.links_under(flow.name, [parent for parent in named | touched if parent not in twins.keap_of])
-    for record_id in orphans:
-        changes.removed_invoiced.add(record_id)
-        changes.removal_reasons[record_id] = f"its customer {record_id.partition('/')[0]} has no Keap company any more"
+    orphans = twins.orphaned(store.active_link_ids(flow.name))
+    changes.removed_invoiced.update(orphans)
+    changes.removal_reasons.update(orphans)
     newest = max((link_id for link_id, _ in linked_since), default=None)
     if newest is not None:
         changes.watermarks[flow.mark("parents")] = str(newest)
@@ -364,21 +371,16 @@ async def children_of(invoiced: InvoicedConnector, resource: Resource, parents: 
         await asyncio.gather(*(task for _, task in running), return_exceptions=True)
 
 
-def parents_named(events: Iterable[Event]) -> tuple[set[str], set[str]]:
-    """The customers whose people to read again (a contact event's customer; a merge's survivor, which takes the
-    merged customer's people without contact events) and the customers only to check for a lost link (any other
-    customer event: deleted, merged away, a person now)."""
+def parents_named(events: Iterable[Event]) -> set[str]:
+    """The customers whose people to read again: a contact event's customer; a merge's survivor, which takes the
+    merged customer's people without contact events."""
     named: set[str] = set()
-    touched: set[str] = set()
     for event in events:
         if (parent := contact_parent(event)) is not None:
             named.add(parent)
         elif event.type == "customer.merged" and event.object_id and event.original_customer:
             named.add(event.object_id)
-            touched.add(event.original_customer)
-        elif event.kind == "customer" and event.object_id:
-            touched.add(event.object_id)
-    return named, touched
+    return named
 
 
 async def get_record(flow: Flow, invoiced: InvoicedConnector, keap: KeapConnector, side: Side, record_id: str,

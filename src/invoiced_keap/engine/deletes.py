@@ -1,9 +1,11 @@
 """Believing deletes, and the circuit breaker that stops a pass from doing too much at once.
 
 A delete is only believed after a check: an Invoiced removal event (`customer.deleted`, `customer.merged`),
-an archived item, or a Keap record whose GET (or write) answers 404. Finding Keap deletes without hooks
-needs a full id listing, which `find_gone` does for a reconcile, never in every pass. What a believed
-delete does is the flow's deletes policy (applied by `apply.Applier.remove`).
+an archived item, a Keap record whose GET (or write) answers 404, or a company's person whose customer has no
+link any more (`changes.ParentTwins.orphaned`, in every pass and reconcile) or whom its customer's listing leaves
+out (a reconcile). Finding Keap deletes without hooks needs a full id listing, which `find_gone` does for a
+reconcile, never in every pass. What a believed delete does is the flow's deletes policy (applied by
+`apply.Applier.remove`).
 
 The breaker judges a flow's plan (`FlowPlan`) before anything of it is written. Links closed by a type
 change (a customer moved between `companies` and `contacts`) count, whatever the deletes policy, against
@@ -15,6 +17,7 @@ from __future__ import annotations
 from invoiced_keap.connectors.errors import NotFound
 from invoiced_keap.connectors.invoiced import InvoicedConnector
 from invoiced_keap.connectors.keap import KeapConnector, KeapObject, page_size_for
+from invoiced_keap.engine.changes import children_of
 from invoiced_keap.engine.options import Breaker
 from invoiced_keap.flows import Flow, Side
 
@@ -57,7 +60,9 @@ async def find_gone(
 ) -> list[tuple[str, Side]]:
     """Linked records that are gone: `(invoiced_id, side)` for each, one entry a link. Keap ids missing from
     `listed` (`keap_ids` of the flow's object, read once for every flow on it) are confirmed by a GET (404); where
-    the Invoiced resource archives, archived records are gone."""
+    the Invoiced resource archives, archived records are gone; a nested one's (a company's people, `parent/id`)
+    that their parent's listing leaves out are gone (one listing per parent of a link, read side by side:
+    `changes.children_of`)."""
     gone: list[tuple[str, Side]] = []
     for invoiced_id, keap_id in links.items():
         if keap_id in listed:
@@ -66,8 +71,12 @@ async def find_gone(
             await keap.get(flow.keap, keap_id, fields=flow.keap_fields)
         except NotFound:
             gone.append((invoiced_id, "keap"))
+    gone_in_keap = {invoiced_id for invoiced_id, _ in gone}
     if flow.invoiced.archived is not None:
         archived = {str(record["id"]) async for record in invoiced.archived(flow.invoiced)}
-        gone_in_keap = {invoiced_id for invoiced_id, _ in gone}
         gone.extend((invoiced_id, "invoiced") for invoiced_id in links if invoiced_id in archived and invoiced_id not in gone_in_keap)
+    if flow.invoiced.parent is not None and links:
+        parents = sorted({invoiced_id.partition("/")[0] for invoiced_id in links}, key=lambda parent: (len(parent), parent))
+        present = {str(record["id"]) async for record in children_of(invoiced, flow.invoiced, parents)}
+        gone.extend((invoiced_id, "invoiced") for invoiced_id in links if invoiced_id not in present and invoiced_id not in gone_in_keap)
     return gone

@@ -60,7 +60,7 @@ from invoiced_keap.engine.planner import FlowPlan, Planner, Removal
 from invoiced_keap.engine.report import Action, FlowReport, Progress, ProgressHook, RunReport, no_progress
 from invoiced_keap.engine.shadows import snapshot
 from invoiced_keap.engine.spool import RecordSpool
-from invoiced_keap.flows import Flow, sharing_keap_object
+from invoiced_keap.flows import Flow, Side, sharing_keap_object
 from invoiced_keap.logs import log_event
 from invoiced_keap.state import FlowLease, FlowLockHeld, FlowLockLost, NewLink, Store
 
@@ -177,20 +177,27 @@ class Syncer:
         return await self.sync(flows)
 
     async def reconcile(self, flows: Iterable[str] | None = None, *, dry_run: bool = False) -> RunReport:
-        """Find deletes no event or hook told us about (full id scans; see `deletes.find_gone`); each flow done
-        is noted (`Store.mark_reconciled`) for the schedule (`Store.reconcile_due`)."""
+        """Find deletes no event or hook told us about (full id scans; see `deletes.find_gone`), and for a nested
+        flow the links of records whose parent has no link any more (`ParentTwins.orphaned`: closed by a pass that
+        did not close theirs); each flow done is noted (`Store.mark_reconciled`) for the schedule
+        (`Store.reconcile_due`)."""
 
         async def work(held: list[Flow], report: RunReport) -> None:
             listed: dict[str, set[str]] = {}  # Keap object -> its ids: one listing for both contact flows
             for flow in held:
                 links = self.store.active_link_ids(flow.name)
+                orphans = ParentTwins.load(self.store, flow.parent).orphaned(links) if flow.parent else {}
                 if flow.keap.name not in listed:  # an object that takes `fields` lists ids only: no page to size
                     longest = 0 if flow.keap.takes_fields else self.store.longest_recent_record([flow.name], "keap")
                     listed[flow.keap.name] = await keap_ids(self.keap, flow.keap, longest)
-                gone = await find_gone(flow, links, self.invoiced, self.keap, listed[flow.keap.name])
-                found = self.store.find_links(flow.name, "invoiced", [invoiced_id for invoiced_id, _ in gone])
+                rest = {invoiced_id: keap_id for invoiced_id, keap_id in links.items() if invoiced_id not in orphans}
+                gone: list[tuple[str, Side, str]] = [
+                    *((invoiced_id, "invoiced", why) for invoiced_id, why in orphans.items()),
+                    *((invoiced_id, side, f"not found in {side} (reconcile)")
+                      for invoiced_id, side in await find_gone(flow, rest, self.invoiced, self.keap, listed[flow.keap.name]))]
+                found = self.store.find_links(flow.name, "invoiced", [invoiced_id for invoiced_id, _, _ in gone])
                 plan = FlowPlan(flow, self.options.flow_options(flow.name).deletes, links=len(links), removals=[
-                    Removal(found[invoiced_id], side, f"not found in {side} (reconcile)") for invoiced_id, side in gone])
+                    Removal(found[invoiced_id], side, why) for invoiced_id, side, why in gone])
                 if await self._judge_and_apply(plan, report, dry_run=dry_run) and not dry_run:
                     self.store.mark_reconciled(flow.name)
             if not dry_run:  # the failures of records unlinked now close now; Keap is looked at as the scans do

@@ -165,16 +165,6 @@ class Queries(ReceivableQueries):
         with self._session() as session:
             return [(link_id, invoiced_id) for link_id, invoiced_id in session.execute(query)]
 
-    def links_under(self, flow: str, parent_ids: Iterable[str]) -> list[str]:
-        """The Invoiced ids of `flow`'s active links whose record lives under one of `parent_ids` (`parent/id`)."""
-        found: list[str] = []
-        with self._session() as session:
-            for parent in dict.fromkeys(parent_ids):
-                query = select(Link.invoiced_id).where(Link.flow == flow, Link.status == LinkStatus.ACTIVE,
-                                                       Link.invoiced_id.startswith(f"{parent}/", autoescape=True))
-                found += session.scalars(query)
-        return found
-
     def closed_twins(self, flow: str) -> dict[str, str]:
         """Invoiced id -> the Keap id of its latest closed link in `flow` (the twin a record had before)."""
         query = select(Link.invoiced_id, Link.keap_id).where(Link.flow == flow, Link.status != LinkStatus.ACTIVE).order_by(Link.id)
