@@ -48,8 +48,8 @@ Progress = Callable[[str, int], None]
 
 @dataclass(frozen=True)
 class Drift:
-    """One rule of a linked pair whose values differ (see the module docstring for its category); for a lossy
-    one, the sync's notes of it (`LossyCarry.describe`)."""
+    """One rule of a linked pair whose values differ (see the module docstring for its category), with the sync's
+    notes of it (`LossyCarry.describe`)."""
 
     invoiced_id: str
     keap_id: str
@@ -197,7 +197,8 @@ def check_flow(
     what the check keeps grows with the ids and the differences found, not with the records or the shadows.
     `invoiced_ids_anywhere` holds the ids of every record of the Invoiced object (a customer that moved to the
     other flow still exists); by default the flow's own records. A differing rule whose side differs from its
-    shadow is pending, not drift. Each list is in id order (`_id_order`) of the Invoiced id.
+    shadow is pending, not drift; either carries the sync's notes of its rule. Each list is in id order
+    (`_id_order`) of the Invoiced id.
     """
     invoiced, keap = _by_id(invoiced_records), _by_id(keap_records)
     existing = invoiced_ids_anywhere if invoiced_ids_anywhere is not None else invoiced
@@ -228,8 +229,10 @@ def check_flow(
         shown: set[str] = set()
         for rule in flow.rules:
             values = {"invoiced": rule.value("invoiced", inv_record), "keap": rule.value("keap", keap_record)}
-            difference = Drift(invoiced_id, keap_id, rule.name, values["invoiced"], values["keap"])
+            difference = Drift(invoiced_id, keap_id, rule.name, values["invoiced"], values["keap"],
+                               tuple(note.describe() for note in pair.notes if note.rule == rule.name))
             if rule.name in differing:
+                shown.add(rule.name)  # its notes go with it (a required name cleared on a side: noted, not carried)
                 if link_shadows is not None and any(values[side] != link_shadows.side(side).values.get(rule.name, values[side])
                                                     for side in ("invoiced", "keap")):
                     pending.append(difference)
@@ -238,7 +241,7 @@ def check_flow(
             elif values["invoiced"] != values["keap"] and not all(rule.blank(value) for value in values.values()):
                 lossy_by_rule[rule.name] += 1
                 shown.add(rule.name)
-                lossy.append(replace(difference, notes=tuple(note.describe() for note in pair.notes if note.rule == rule.name)))
+                lossy.append(difference)
             else:
                 agreeing[rule.name] += 1
         lossy += [Drift(invoiced_id, keap_id, note.rule or note.field, *_sides(note), notes=(note.describe(),))

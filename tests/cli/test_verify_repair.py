@@ -145,3 +145,45 @@ def _listed(keap, keap_object: str, **params: str) -> list[dict]:
     """The Keap records of one object, as Keap's v2 listing answers."""
     answer = httpx.get(f"{keap[1].url}/crm/rest/v2/{keap_object}", params=params, headers={"X-Keap-API-Key": KEAP_KEY})
     return answer.raise_for_status().json()[keap_object]
+
+
+@pytest.mark.parametrize(("customer", "keap_object", "cleared"), [
+    ({"name": "Acme", "type": "company"}, "companies", {"company_name": ""}),
+    ({"name": "Jane Roe", "type": "person", "email": "jane@example.com"}, "contacts", {"given_name": "", "family_name": ""}),
+])
+def test_a_name_cleared_in_keap_is_drift_that_repair_puts_back_from_invoiced(connected, invoiced, keap, customer,
+                                                                              keap_object, cleared) -> None:
+    """breakB finding 8: a name is required, so the sync never carries a Keap user's clear to Invoiced (it notes it).
+    verify listed the pair both as drifted and as carried with loss, for ever: --repair changed nothing. It is drift
+    (the note shown with it), and repair writes Invoiced's name back to Keap: an empty value never wins."""
+    keap[0].faults.rate_limit = None
+    customer_id = str(invoiced[0].create_customer(customer)["id"])
+    assert connected("sync").exit_code == 0
+    flow = "companies" if keap_object == "companies" else "contacts"
+    with connected.store() as store:
+        keap_id = store.active_link_ids(flow)[customer_id]
+    httpx.patch(f"{keap[1].url}/crm/rest/v2/{keap_object}/{keap_id}", params={"update_mask": ",".join(cleared)},
+                headers={"X-Keap-API-Key": KEAP_KEY}, json=cleared).raise_for_status()
+    assert connected("sync").exit_code == 0
+    assert invoiced[0].customers[int(customer_id)]["name"] == customer["name"]  # a clear of a required name is not carried
+
+    found = connected("verify", "--json", "--flow", flow)
+
+    assert found.exit_code == 2, found.stdout + found.stderr
+    [check] = json.loads(found.stdout)["flows"]
+    assert [(d["rule"], d["invoiced_value"], d["keap_value"]) for d in check["drifted"]] == [("name", customer["name"], None)]
+    assert "requires a value" in check["drifted"][0]["notes"][0]
+    assert check["lossy"] == []
+
+    repaired = connected("verify", "--repair", "--flow", flow)
+
+    assert repaired.exit_code == 0, repaired.stdout + repaired.stderr
+    assert "verify: everything agrees" in repaired.stdout
+    [record] = [r for r in _listed(keap, keap_object) if str(r["id"]) == keap_id]
+    assert {field: record.get(field) for field in cleared} == (
+        {"company_name": "Acme"} if keap_object == "companies" else {"given_name": "Jane", "family_name": "Roe"})
+    assert invoiced[0].customers[int(customer_id)]["name"] == customer["name"]
+    after = connected("verify", "--json", "--flow", flow)
+    assert after.exit_code == 0, after.stdout + after.stderr
+    [check] = json.loads(after.stdout)["flows"]
+    assert check["drifted"] == [] and check["lossy"] == []  # the note went with the clear

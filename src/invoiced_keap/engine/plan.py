@@ -259,6 +259,8 @@ def plan_pair(flow: Flow, link_shadows: LinkShadows | None, invoiced_record: Rec
             lossy.append(LossyCarry(kept, rule.name, None, values[kept], f"cleared in {cleared}; {kept} requires a "
                                     "value, so it keeps its own", rule.name))
             continue
+        if rule.required:  # a name cleared on a side and put back (`verify --repair`): the side that kept it notes it no more
+            carried += [(other_side(side), rule.name) for side in SIDES if rule.blank(values[side])]
         noted: set[Side] = set()
         for side in SIDES:
             if values[side] == decision.values[side]:
