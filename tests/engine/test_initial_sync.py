@@ -138,3 +138,17 @@ async def test_the_dry_run_plan_is_what_the_following_sync_does(world: World) ->
     assert what(planned) == what(done) and sum(what(done).values()) >= 4
     assert planned.counts() == done.counts()
     assert [line for line in planned.plan_lines() if " update " in line] == [line for line in done.plan_lines() if " update " in line]
+
+
+async def test_a_new_record_with_the_key_of_a_linked_keap_record_waits_for_review_as_in_one_pass(world: World) -> None:
+    """Found by break-it: two people with one email new in one pass make one Keap contact (the other waits for review),
+    but the second one made in a later pass got a second Keap contact of that email."""
+    [first] = world.invoiced.seed({"customers": [{"name": "Dup A", "type": "person", "email": "Dup@X.com"}]})["customers"]
+    await world.sync()
+    [second] = world.invoiced.seed({"customers": [{"name": "Dup B", "type": "person", "email": "dup@x.com"}]})["customers"]
+
+    report = await world.sync()
+
+    assert len(world.keap_records("contacts")) == 1 and report.exit_code == 2
+    [item] = world.store.review_items("contacts")
+    assert item.invoiced_id == str(second) and item.candidate_ids == [world.link_of("contacts", first)]

@@ -458,8 +458,8 @@ class Planner:
                 linked = set()
             if moved_sources:
                 plan.moved_twins = self._moved_twins(flow, listing, linked, moved_sources)
-            if unlinked:
-                claimed |= self._match(flow, changes, listing, linked, taken, unlinked, plan)
+            if unlinked:  # a record whose key a linked Keap record has waits for review, as in one pass: no second one
+                claimed |= self._match(flow, changes, listing, set(), {**taken, **dict.fromkeys(linked, name)}, unlinked, plan)
         unlinked_keap = [record_id for record_id, record in changes.keap.items()
                          if record_id not in claimed and flow.keap_belongs(record)]
         still = store.link_ids_of([name, *sharing], "keap", unlinked_keap)
